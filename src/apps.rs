@@ -1,0 +1,298 @@
+//! Applications: credentials, switches and limits (spec 01 §11.1 flat fields, with the
+//! defaults of spec 00), and origin validation (§11.3). Immutable once loaded; every shard
+//! reads the same registry.
+
+use crate::config::{num_or_str, ConfigError};
+use serde::Deserialize;
+use std::collections::HashMap;
+use std::sync::Arc;
+
+/// An app as written in the config file (flat layout).
+#[derive(Deserialize, Default, Debug, Clone)]
+#[serde(default)]
+pub struct AppConfig {
+    pub id: String,
+    pub key: String,
+    pub secret: String,
+    /// The reference defaults an omitted `enabled` to false (spec 01 Q16); so do we.
+    pub enabled: Option<bool>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub max_connections: Option<u64>,
+    pub enable_client_messages: Option<bool>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub max_client_events_per_second: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub decay_seconds: Option<u64>,
+    pub terminate_on_limit: Option<bool>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub max_presence_members_per_channel: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub max_presence_member_size_in_kb: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub max_channel_name_length: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub max_event_channels_at_once: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub max_event_name_length: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub max_event_payload_in_kb: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub max_event_batch_size: Option<u64>,
+    pub enable_user_authentication: Option<bool>,
+    pub enable_watchlist_events: Option<bool>,
+    pub allowed_origins: Option<Vec<String>>,
+    pub channel_namespaces: Option<Vec<NamespaceConfig>>,
+}
+
+#[derive(Deserialize, Default, Debug, Clone)]
+#[serde(default)]
+pub struct NamespaceConfig {
+    pub name: String,
+}
+
+/// Limits of one app; 0 never means "unlimited" here: every limit has a number (spec 00).
+#[derive(Clone, Debug)]
+pub struct Limits {
+    /// Sockets of this app across the node; 0 = unlimited.
+    pub max_connections: u64,
+    /// Client events per socket per `decay`; 0 = unlimited.
+    pub client_events_per_window: u64,
+    pub client_event_window: std::time::Duration,
+    pub terminate_on_limit: bool,
+    pub max_presence_members: u64,
+    pub max_presence_member_bytes: usize,
+    pub max_channel_name_length: usize,
+    pub max_event_channels_at_once: usize,
+    pub max_event_name_length: usize,
+    pub max_event_payload_bytes: usize,
+    pub max_event_batch_size: usize,
+}
+
+/// A loaded app.
+#[derive(Clone, Debug)]
+pub struct App {
+    pub id: String,
+    pub key: String,
+    pub secret: String,
+    pub enabled: bool,
+    pub client_messages: bool,
+    pub user_authentication: bool,
+    pub watchlist_events: bool,
+    pub limits: Limits,
+    /// Empty: every origin is allowed.
+    pub allowed_origins: Vec<String>,
+    pub namespaces: Vec<String>,
+}
+
+impl App {
+    /// The development app used when no app is configured (spec 00).
+    pub fn development() -> App {
+        let c = AppConfig {
+            id: "app-id".into(),
+            key: "app-key".into(),
+            secret: "app-secret".into(),
+            enabled: Some(true),
+            max_client_events_per_second: Some(1000),
+            enable_watchlist_events: Some(true),
+            ..AppConfig::default()
+        };
+        App::from_config(c).expect("the development app is valid")
+    }
+
+    /// Resolves a configured app, applying the defaults of spec 00 to what it leaves unset.
+    /// The error's key is the field name.
+    pub fn from_config(c: AppConfig) -> Result<App, ConfigError> {
+        for (field, v) in [("id", &c.id), ("key", &c.key), ("secret", &c.secret)] {
+            if v.trim().is_empty() {
+                return Err(ConfigError::new(field, "must not be empty"));
+            }
+        }
+        let origins = c.allowed_origins.unwrap_or_default();
+        for o in &origins {
+            check_origin_pattern(o).map_err(|p| ConfigError::new("allowed_origins", format!("\"{o}\": {p}")))?;
+        }
+        let namespaces: Vec<String> = c.channel_namespaces.unwrap_or_default().into_iter().map(|n| n.name).collect();
+        if namespaces.iter().any(|n| n.is_empty() || n.contains(':')) {
+            return Err(ConfigError::new("channel_namespaces", "each namespace needs a `name` without ':'"));
+        }
+        let decay = c.decay_seconds.unwrap_or(1);
+        if decay == 0 {
+            return Err(ConfigError::new("decay_seconds", "must be at least 1"));
+        }
+        let positive = |field: &str, v: Option<u64>, default: u64| -> Result<usize, ConfigError> {
+            match v.unwrap_or(default) {
+                0 => Err(ConfigError::new(field, "must be greater than 0")),
+                n => Ok(n as usize),
+            }
+        };
+        let limits = Limits {
+            max_connections: c.max_connections.unwrap_or(0),
+            client_events_per_window: c.max_client_events_per_second.unwrap_or(10),
+            client_event_window: std::time::Duration::from_secs(decay),
+            terminate_on_limit: c.terminate_on_limit.unwrap_or(false),
+            max_presence_members: positive("max_presence_members_per_channel", c.max_presence_members_per_channel, 100)? as u64,
+            max_presence_member_bytes: positive("max_presence_member_size_in_kb", c.max_presence_member_size_in_kb, 2)? * 1024,
+            max_channel_name_length: positive("max_channel_name_length", c.max_channel_name_length, 200)?,
+            max_event_channels_at_once: positive("max_event_channels_at_once", c.max_event_channels_at_once, 100)?,
+            max_event_name_length: positive("max_event_name_length", c.max_event_name_length, 200)?,
+            max_event_payload_bytes: positive("max_event_payload_in_kb", c.max_event_payload_in_kb, 100)? * 1024,
+            max_event_batch_size: positive("max_event_batch_size", c.max_event_batch_size, 10)?,
+        };
+        Ok(App {
+            id: c.id,
+            key: c.key,
+            secret: c.secret,
+            enabled: c.enabled.unwrap_or(false),
+            client_messages: c.enable_client_messages.unwrap_or(true),
+            user_authentication: c.enable_user_authentication.unwrap_or(true),
+            watchlist_events: c.enable_watchlist_events.unwrap_or(false),
+            limits,
+            allowed_origins: origins.into_iter().map(|o| o.to_ascii_lowercase()).collect(),
+            namespaces,
+        })
+    }
+
+    /// Origin check at connect (spec 01 §11.3); only when `allowed_origins` is set.
+    pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
+        if self.allowed_origins.is_empty() {
+            return true;
+        }
+        let origin = origin.unwrap_or("").to_ascii_lowercase();
+        let host = origin.split_once("://").map_or(origin.as_str(), |(_, h)| h);
+        self.allowed_origins.iter().any(|p| {
+            if p == "*" || p == "any" || *p == origin {
+                return true;
+            }
+            if !p.contains("://") {
+                if let Some(domain) = p.strip_prefix("*.") {
+                    return host == domain || host.ends_with(&format!(".{domain}"));
+                }
+                if !p.contains('*') && p == host {
+                    return true;
+                }
+            }
+            match p.split_once('*') {
+                Some((before, after)) => {
+                    origin.len() >= before.len() + after.len() && origin.starts_with(before) && origin.ends_with(after)
+                }
+                None => false,
+            }
+        })
+    }
+}
+
+/// Config-time validation of an origin pattern (spec 01 §11.3).
+fn check_origin_pattern(p: &str) -> Result<(), &'static str> {
+    if p.trim().is_empty() {
+        return Err("empty pattern");
+    }
+    if p.matches('*').count() > 1 {
+        return Err("more than one '*'");
+    }
+    if let Some(d) = p.strip_prefix("*.") {
+        if d.is_empty() || d.contains('*') || d.starts_with('.') {
+            return Err("malformed '*.' domain");
+        }
+    }
+    if let Some((scheme, host)) = p.split_once("://") {
+        if scheme.is_empty() || host.is_empty() {
+            return Err("'://' needs a scheme and a host");
+        }
+    }
+    Ok(())
+}
+
+/// Rejects two apps that share an id or a key.
+pub fn check_unique(apps: &[App]) -> Result<(), ConfigError> {
+    let mut ids = HashMap::new();
+    let mut keys = HashMap::new();
+    for (i, a) in apps.iter().enumerate() {
+        if ids.insert(a.id.as_str(), i).is_some() {
+            return Err(ConfigError::new(format!("apps[{i}].id"), format!("\"{}\" is used by two apps", a.id)));
+        }
+        if keys.insert(a.key.as_str(), i).is_some() {
+            return Err(ConfigError::new(format!("apps[{i}].key"), format!("\"{}\" is used by two apps", a.key)));
+        }
+    }
+    Ok(())
+}
+
+/// Index of an app in the registry; cheap to copy into messages between shards.
+pub type AppIdx = u32;
+
+/// All apps, looked up by key (WebSocket, REST auth) or id (REST paths). Shared read-only.
+#[derive(Debug)]
+pub struct Registry {
+    apps: Vec<App>,
+    by_key: HashMap<String, AppIdx>,
+    by_id: HashMap<String, AppIdx>,
+}
+
+impl Registry {
+    pub fn new(apps: Vec<App>) -> Arc<Registry> {
+        let by_key = apps.iter().enumerate().map(|(i, a)| (a.key.clone(), i as AppIdx)).collect();
+        let by_id = apps.iter().enumerate().map(|(i, a)| (a.id.clone(), i as AppIdx)).collect();
+        Arc::new(Registry { apps, by_key, by_id })
+    }
+
+    pub fn get(&self, idx: AppIdx) -> &App {
+        &self.apps[idx as usize]
+    }
+    pub fn by_key(&self, key: &str) -> Option<AppIdx> {
+        self.by_key.get(key).copied()
+    }
+    pub fn by_id(&self, id: &str) -> Option<AppIdx> {
+        self.by_id.get(id).copied()
+    }
+    pub fn len(&self) -> usize {
+        self.apps.len()
+    }
+    pub fn is_empty(&self) -> bool {
+        self.apps.is_empty()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn app_with_origins(o: &[&str]) -> App {
+        App::from_config(AppConfig {
+            id: "a".into(),
+            key: "k".into(),
+            secret: "s".into(),
+            allowed_origins: Some(o.iter().map(|s| s.to_string()).collect()),
+            ..AppConfig::default()
+        })
+        .unwrap()
+    }
+
+    #[test]
+    fn origins() {
+        let a = app_with_origins(&["https://good.example"]);
+        assert!(a.origin_allowed(Some("https://good.example")));
+        assert!(a.origin_allowed(Some("HTTPS://GOOD.example")));
+        assert!(!a.origin_allowed(Some("https://evil.example")));
+        assert!(!a.origin_allowed(None));
+        let w = app_with_origins(&["*.example.com"]);
+        assert!(w.origin_allowed(Some("https://a.example.com")));
+        assert!(w.origin_allowed(Some("https://example.com")));
+        assert!(!w.origin_allowed(Some("https://badexample.com")));
+        let p = app_with_origins(&["http://localhost:*", "example.org"]);
+        assert!(p.origin_allowed(Some("http://localhost:3000")));
+        assert!(p.origin_allowed(Some("https://example.org")));
+        assert!(app_with_origins(&[]).origin_allowed(None));
+    }
+
+    #[test]
+    fn defaults_follow_spec_00() {
+        let a = app_with_origins(&[]);
+        assert!(!a.enabled);
+        assert_eq!(a.limits.max_event_payload_bytes, 100 * 1024);
+        assert_eq!((a.limits.max_event_batch_size, a.limits.max_event_channels_at_once), (10, 100));
+        assert_eq!(a.limits.client_events_per_window, 10);
+        let d = App::development();
+        assert!(d.enabled && d.client_messages && d.user_authentication);
+        assert_eq!(d.limits.client_events_per_window, 1000);
+    }
+}

@@ -1,0 +1,382 @@
+//! Server configuration: defaults, then a TOML file, then the reference server's environment
+//! variables, then command-line flags (spec 01 §11). A bad value stops start-up with the key
+//! and the problem.
+
+use crate::apps::{App, AppConfig};
+use serde::{Deserialize, Deserializer};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// A start-up failure: which setting, and what is wrong with it.
+#[derive(Debug)]
+pub struct ConfigError {
+    pub key: String,
+    pub problem: String,
+}
+
+impl ConfigError {
+    pub fn new(key: impl Into<String>, problem: impl Into<String>) -> Self {
+        ConfigError { key: key.into(), problem: problem.into() }
+    }
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration: `{}`: {}", self.key, self.problem)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// Accepts a number, a numeric string (`"100"`) or `null` (spec 01 §11.1).
+pub fn num_or_str<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: std::str::FromStr + TryFrom<i64>,
+{
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum N {
+        I(i64),
+        S(String),
+    }
+    match Option::<N>::deserialize(d)? {
+        None => Ok(None),
+        Some(N::I(i)) => T::try_from(i).map(Some).map_err(|_| serde::de::Error::custom(format!("{i} is out of range"))),
+        Some(N::S(s)) => s
+            .trim()
+            .parse::<T>()
+            .map(Some)
+            .map_err(|_| serde::de::Error::custom(format!("\"{s}\" is not a valid number"))),
+    }
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+struct FileConfig {
+    host: Option<String>,
+    #[serde(deserialize_with = "num_or_str")]
+    port: Option<u16>,
+    #[serde(deserialize_with = "num_or_str")]
+    shards: Option<usize>,
+    #[serde(deserialize_with = "num_or_str")]
+    activity_timeout: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    user_authentication_timeout: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    websocket_max_payload_kb: Option<usize>,
+    #[serde(deserialize_with = "num_or_str")]
+    max_connections: Option<usize>,
+    #[serde(deserialize_with = "num_or_str")]
+    shutdown_grace_period: Option<u64>,
+    metrics: MetricsFile,
+    websocket: WebsocketFile,
+    http_api: HttpApiFile,
+    app_manager: AppManagerFile,
+    /// Shorthand for `app_manager.array.apps`.
+    apps: Vec<AppConfig>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+struct MetricsFile {
+    enabled: Option<bool>,
+    host: Option<String>,
+    #[serde(deserialize_with = "num_or_str")]
+    port: Option<u16>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+struct WebsocketFile {
+    #[serde(deserialize_with = "num_or_str")]
+    max_messages: Option<usize>,
+    #[serde(deserialize_with = "num_or_str")]
+    max_bytes: Option<usize>,
+    disconnect_on_buffer_full: Option<bool>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+struct HttpApiFile {
+    #[serde(deserialize_with = "num_or_str")]
+    request_limit_in_mb: Option<usize>,
+    usage_enabled: Option<bool>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+struct AppManagerFile {
+    driver: Option<String>,
+    array: AppArrayFile,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+struct AppArrayFile {
+    apps: Vec<AppConfig>,
+}
+
+/// The resolved configuration the server runs with.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub host: String,
+    pub port: u16,
+    /// Number of shards (one executor per core).
+    pub shards: usize,
+    pub metrics_enabled: bool,
+    pub metrics_host: String,
+    pub metrics_port: u16,
+    pub activity_timeout: Duration,
+    pub pong_timeout: Duration,
+    pub user_authentication_timeout: Duration,
+    /// Largest inbound WebSocket message.
+    pub max_message_bytes: usize,
+    /// Node-wide socket limit; 0 = none.
+    pub max_connections: usize,
+    pub shutdown_grace: Duration,
+    /// Per-socket outbound queue bound, in messages and bytes.
+    pub max_queued_messages: usize,
+    pub max_queued_bytes: usize,
+    /// Close a socket whose queue is full with 4100 (else drop the message for it).
+    pub disconnect_on_buffer_full: bool,
+    pub max_http_body: usize,
+    pub usage_enabled: bool,
+    /// Test-only WebSocket echo route at `/test/echo` (Autobahn). Off unless `--test-echo`.
+    pub test_echo: bool,
+    pub apps: Vec<App>,
+}
+
+/// The options given on the command line.
+#[derive(Default, Debug)]
+pub struct Flags {
+    pub config: Option<PathBuf>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub metrics_port: Option<u16>,
+    pub shards: Option<usize>,
+    pub test_echo: bool,
+}
+
+pub const USAGE: &str = "usage: sockudo [--config FILE.toml] [--host ADDR] [--port N] [--metrics-port N] [--shards N] [--test-echo]";
+
+impl Flags {
+    pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Flags, ConfigError> {
+        let mut f = Flags::default();
+        let mut it = args.into_iter();
+        while let Some(a) = it.next() {
+            let (name, inline) = match a.split_once('=') {
+                Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
+                _ => (a.clone(), None),
+            };
+            let mut value = |key: &str| {
+                inline.clone().or_else(|| it.next()).ok_or_else(|| ConfigError::new(key, "needs a value"))
+            };
+            match name.as_str() {
+                "--config" | "-c" => f.config = Some(PathBuf::from(value("--config")?)),
+                "--host" => f.host = Some(value("--host")?),
+                "--port" => f.port = Some(parse_value("--port", &value("--port")?)?),
+                "--metrics-port" => f.metrics_port = Some(parse_value("--metrics-port", &value("--metrics-port")?)?),
+                "--shards" => f.shards = Some(parse_value("--shards", &value("--shards")?)?),
+                "--test-echo" => f.test_echo = true,
+                "--help" | "-h" => return Err(ConfigError::new("--help", USAGE)),
+                other => return Err(ConfigError::new(other, format!("unknown option; {USAGE}"))),
+            }
+        }
+        Ok(f)
+    }
+}
+
+fn parse_value<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ConfigError> {
+    v.trim().parse().map_err(|_| ConfigError::new(key, format!("\"{v}\" is not a valid value")))
+}
+
+/// Reads `name` from the environment, parsed; absent is `None`, unparseable is an error.
+fn env<T: std::str::FromStr>(name: &str) -> Result<Option<T>, ConfigError> {
+    match std::env::var(name) {
+        Ok(v) if !v.trim().is_empty() => parse_value(name, &v).map(Some),
+        _ => Ok(None),
+    }
+}
+
+fn env_bool(name: &str) -> Result<Option<bool>, ConfigError> {
+    match std::env::var(name) {
+        Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
+            "" => Ok(None),
+            "1" | "true" | "yes" | "on" => Ok(Some(true)),
+            "0" | "false" | "no" | "off" => Ok(Some(false)),
+            _ => Err(ConfigError::new(name, format!("\"{v}\" is not a boolean"))),
+        },
+        Err(_) => Ok(None),
+    }
+}
+
+fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let key = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new(&key, format!("cannot read: {e}")))?;
+    let toml_de = toml::Deserializer::new(&text);
+    let mut unknown = Vec::new();
+    let mut note_unknown = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
+    let ignoring = serde_ignored::Deserializer::new(toml_de, &mut note_unknown);
+    let parsed: FileConfig = serde_path_to_error::deserialize(ignoring).map_err(|e| {
+        let at = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = inner.message().to_owned();
+        ConfigError::new(if at == "." { key.clone() } else { at }, msg)
+    })?;
+    for k in unknown {
+        log::warn!("config {key}: `{k}` is not used by this server; ignored");
+    }
+    Ok(parsed)
+}
+
+impl Config {
+    /// Resolves the configuration from `flags`, the file they name and the environment.
+    pub fn load(flags: Flags) -> Result<Config, ConfigError> {
+        let file = match &flags.config {
+            Some(p) => read_file(p)?,
+            None => FileConfig::default(),
+        };
+        let shards = flags.shards.or(env("SOCKUDO_SHARDS")?).or(file.shards).unwrap_or(0);
+        let shards = if shards == 0 { shards::available_cores() } else { shards };
+        if shards > 1024 {
+            return Err(ConfigError::new("shards", format!("{shards} is more than 1024")));
+        }
+        let kb = env("WEBSOCKET_MAX_PAYLOAD_KB")?.or(file.websocket_max_payload_kb).unwrap_or(64);
+        let max_bytes = env("WEBSOCKET_MAX_BYTES")?.or(file.websocket.max_bytes);
+        let max_message_bytes = max_bytes.unwrap_or(kb * 1024);
+        if max_message_bytes == 0 {
+            return Err(ConfigError::new("websocket_max_payload_kb", "must be greater than 0"));
+        }
+        let activity = env("ACTIVITY_TIMEOUT")?.or(file.activity_timeout).unwrap_or(120);
+        if activity == 0 {
+            return Err(ConfigError::new("activity_timeout", "must be at least 1 second"));
+        }
+        let mut apps = Vec::new();
+        for (i, a) in file.apps.into_iter().chain(file.app_manager.array.apps).enumerate() {
+            apps.push(App::from_config(a).map_err(|e| ConfigError::new(format!("apps[{i}].{}", e.key), e.problem))?);
+        }
+        if let Some(driver) = file.app_manager.driver.filter(|d| d != "memory") {
+            return Err(ConfigError::new("app_manager.driver", format!("\"{driver}\" is not supported; use \"memory\"")));
+        }
+        apply_env_app(&mut apps)?;
+        if apps.is_empty() && std::env::var("SOCKUDO_DEFAULT_APP_ENABLED").map_or(true, |v| v != "false") {
+            apps.push(App::development());
+        }
+        crate::apps::check_unique(&apps)?;
+        let config = Config {
+            host: flags.host.or(std::env::var("HOST").ok()).or(file.host).unwrap_or_else(|| "0.0.0.0".into()),
+            port: flags.port.or(env("PORT")?).or(file.port).unwrap_or(6001),
+            shards,
+            metrics_enabled: env_bool("METRICS_ENABLED")?.or(file.metrics.enabled).unwrap_or(true),
+            metrics_host: std::env::var("METRICS_HOST").ok().or(file.metrics.host).unwrap_or_else(|| "0.0.0.0".into()),
+            metrics_port: flags.metrics_port.or(env("METRICS_PORT")?).or(file.metrics.port).unwrap_or(9601),
+            activity_timeout: Duration::from_secs(activity),
+            pong_timeout: Duration::from_secs(30),
+            user_authentication_timeout: Duration::from_secs(
+                env("USER_AUTHENTICATION_TIMEOUT")?.or(file.user_authentication_timeout).unwrap_or(3600),
+            ),
+            max_message_bytes,
+            max_connections: env("SOCKUDO_MAX_CONNECTIONS")?.or(file.max_connections).unwrap_or(0),
+            shutdown_grace: Duration::from_secs(env("SHUTDOWN_GRACE_PERIOD")?.or(file.shutdown_grace_period).unwrap_or(10)),
+            max_queued_messages: env("WEBSOCKET_MAX_MESSAGES")?.or(file.websocket.max_messages).unwrap_or(1000).max(1),
+            max_queued_bytes: max_bytes.unwrap_or(8 << 20).max(max_message_bytes),
+            disconnect_on_buffer_full: env_bool("WEBSOCKET_DISCONNECT_ON_BUFFER_FULL")?
+                .or(file.websocket.disconnect_on_buffer_full)
+                .unwrap_or(true),
+            max_http_body: env::<usize>("HTTP_API_REQUEST_LIMIT_IN_MB")?.or(file.http_api.request_limit_in_mb).unwrap_or(10)
+                << 20,
+            usage_enabled: env_bool("HTTP_API_USAGE_ENABLED")?.or(file.http_api.usage_enabled).unwrap_or(true),
+            test_echo: flags.test_echo,
+            apps,
+        };
+        if config.metrics_enabled && config.metrics_port == config.port {
+            return Err(ConfigError::new("metrics.port", "must differ from `port`"));
+        }
+        Ok(config)
+    }
+}
+
+/// `SOCKUDO_DEFAULT_APP_*` (spec 01 §11.5): with id, key and secret set, the environment's app
+/// replaces the file's apps; `SOCKUDO_DEFAULT_APP_ENABLED=false` removes them all.
+fn apply_env_app(apps: &mut Vec<App>) -> Result<(), ConfigError> {
+    if env_bool("SOCKUDO_SKIP_INLINE_APPS")? == Some(true)
+        || env_bool("APP_MANAGER_REGISTER_INLINE_APPS")? == Some(false)
+    {
+        apps.clear();
+    }
+    let enabled = env_bool("SOCKUDO_DEFAULT_APP_ENABLED")?;
+    if enabled == Some(false) {
+        apps.clear();
+        return Ok(());
+    }
+    let var = |s: &str| std::env::var(format!("SOCKUDO_DEFAULT_APP_{s}")).ok().filter(|v| !v.is_empty());
+    let (Some(id), Some(key), Some(secret)) = (var("ID"), var("KEY"), var("SECRET")) else {
+        return Ok(());
+    };
+    let mut c = AppConfig { id, key, secret, enabled: Some(true), ..AppConfig::default() };
+    let n = |s: &str| env::<u64>(&format!("SOCKUDO_DEFAULT_APP_{s}"));
+    c.max_connections = n("MAX_CONNECTIONS")?;
+    c.max_client_events_per_second = n("MAX_CLIENT_EVENTS_PER_SECOND")?;
+    c.max_presence_members_per_channel = n("MAX_PRESENCE_MEMBERS_PER_CHANNEL")?;
+    c.max_presence_member_size_in_kb = n("MAX_PRESENCE_MEMBER_SIZE_IN_KB")?;
+    c.max_channel_name_length = n("MAX_CHANNEL_NAME_LENGTH")?;
+    c.max_event_channels_at_once = n("MAX_EVENT_CHANNELS_AT_ONCE")?;
+    c.max_event_name_length = n("MAX_EVENT_NAME_LENGTH")?;
+    c.max_event_payload_in_kb = n("MAX_EVENT_PAYLOAD_IN_KB")?;
+    c.max_event_batch_size = n("MAX_EVENT_BATCH_SIZE")?;
+    c.enable_client_messages =
+        env_bool("SOCKUDO_DEFAULT_APP_ENABLE_CLIENT_MESSAGES")?.or(env_bool("SOCKUDO_ENABLE_CLIENT_MESSAGES")?);
+    c.enable_user_authentication = env_bool("SOCKUDO_DEFAULT_APP_ENABLE_USER_AUTHENTICATION")?;
+    c.enable_watchlist_events = env_bool("SOCKUDO_DEFAULT_APP_ENABLE_WATCHLIST_EVENTS")?;
+    if let Some(o) = var("ALLOWED_ORIGINS") {
+        c.allowed_origins = Some(o.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
+    }
+    apps.clear();
+    apps.push(App::from_config(c).map_err(|e| ConfigError::new(format!("SOCKUDO_DEFAULT_APP_{}", e.key.to_uppercase()), e.problem))?);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn load_str(toml: &str) -> Result<Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("sockudo-config-test-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let p = dir.join("c.toml");
+        std::fs::write(&p, toml).unwrap();
+        let r = Config::load(Flags { config: Some(p), shards: Some(1), ..Flags::default() });
+        std::fs::remove_dir_all(&dir).ok();
+        r
+    }
+
+    #[test]
+    fn defaults_give_the_dev_app() {
+        let c = load_str("").unwrap();
+        assert_eq!((c.port, c.metrics_port, c.apps.len()), (6001, 9601, 1));
+        assert_eq!((c.apps[0].id.as_str(), c.apps[0].key.as_str()), ("app-id", "app-key"));
+        assert_eq!(c.max_message_bytes, 64 * 1024);
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let e = load_str("port = \"abc\"").unwrap_err();
+        assert_eq!(e.key, "port");
+        assert!(e.problem.contains("abc"), "{e}");
+        let e = load_str("[[apps]]\nid = \"a\"\nkey = \"k\"\nsecret = \"s\"\nmax_event_batch_size = -3").unwrap_err();
+        assert!(e.key.contains("max_event_batch_size"), "{e}");
+        let e = load_str("[[apps]]\nid = \"a\"\nkey = \"k\"\nsecret = \"s\"\nallowed_origins = [\"a*b*c\"]").unwrap_err();
+        assert!(e.key.contains("allowed_origins"), "{e}");
+        let e = load_str("[[apps]]\nid = \"a\"\nkey = \"\"\nsecret = \"s\"").unwrap_err();
+        assert!(e.key.contains("key"), "{e}");
+    }
+
+    #[test]
+    fn numeric_strings_and_reference_layout() {
+        let c = load_str("port = \"7001\"\n[[app_manager.array.apps]]\nid = \"a\"\nkey = \"k\"\nsecret = \"s\"\nenabled = true\nmax_event_batch_size = \"5\"").unwrap();
+        assert_eq!(c.port, 7001);
+        assert_eq!(c.apps[0].limits.max_event_batch_size, 5);
+    }
+}

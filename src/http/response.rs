@@ -1,0 +1,121 @@
+//! HTTP responses and the REST API's one error type (spec 01 §8.3).
+
+use std::fmt;
+
+pub struct Response {
+    pub status: u16,
+    content_type: &'static str,
+    headers: Vec<(&'static str, String)>,
+    pub body: Vec<u8>,
+}
+
+fn reason(status: u16) -> &'static str {
+    match status {
+        200 => "OK",
+        400 => "Bad Request",
+        401 => "Unauthorized",
+        404 => "Not Found",
+        405 => "Method Not Allowed",
+        413 => "Payload Too Large",
+        415 => "Unsupported Media Type",
+        422 => "Unprocessable Entity",
+        426 => "Upgrade Required",
+        429 => "Too Many Requests",
+        431 => "Request Header Fields Too Large",
+        500 => "Internal Server Error",
+        503 => "Service Unavailable",
+        _ => "Unknown",
+    }
+}
+
+impl Response {
+    pub fn json(status: u16, body: impl Into<Vec<u8>>) -> Response {
+        Response { status, content_type: "application/json", headers: Vec::new(), body: body.into() }
+    }
+
+    pub fn text(status: u16, body: impl Into<Vec<u8>>) -> Response {
+        Response { status, content_type: "text/plain; charset=utf-8", headers: Vec::new(), body: body.into() }
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Response {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    /// The response on the wire. `keep_alive: false` adds `Connection: close`.
+    pub fn encode(&self, keep_alive: bool) -> Vec<u8> {
+        let mut head = format!(
+            "HTTP/1.1 {} {}\r\nContent-Type: {}\r\nContent-Length: {}\r\n",
+            self.status,
+            reason(self.status),
+            self.content_type,
+            self.body.len()
+        );
+        for (n, v) in &self.headers {
+            head.push_str(&format!("{n}: {v}\r\n"));
+        }
+        if !keep_alive {
+            head.push_str("Connection: close\r\n");
+        }
+        head.push_str("\r\n");
+        let mut out = head.into_bytes();
+        out.extend_from_slice(&self.body);
+        out
+    }
+}
+
+/// A REST API failure: status, the snake_case `code` and the human message.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiError {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl ApiError {
+    pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
+        ApiError { status, code, message: message.into() }
+    }
+    pub fn invalid_input(m: impl Into<String>) -> ApiError {
+        Self::new(400, "invalid_input", m)
+    }
+    pub fn limit_exceeded(m: impl Into<String>) -> ApiError {
+        Self::new(400, "limit_exceeded", m)
+    }
+    pub fn missing_channel_info() -> ApiError {
+        Self::new(400, "missing_channel_info", "Request must contain 'channels' (list) or 'channel' (string)")
+    }
+    pub fn auth_failed(m: impl Into<String>) -> ApiError {
+        Self::new(401, "auth_failed", m)
+    }
+    pub fn app_not_found() -> ApiError {
+        Self::new(404, "app_not_found", "Application key not found or invalid: Invalid app key")
+    }
+    pub fn payload_too_large(m: impl Into<String>) -> ApiError {
+        Self::new(413, "payload_too_large", m)
+    }
+    pub fn unsupported_media_type() -> ApiError {
+        Self::new(415, "unsupported_media_type", "Content-Type must be application/json")
+    }
+    pub fn unprocessable(m: impl Into<String>) -> ApiError {
+        Self::new(422, "invalid_body", m)
+    }
+    pub fn internal() -> ApiError {
+        Self::new(500, "internal_error", "Internal server error")
+    }
+}
+
+impl fmt::Display for ApiError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} {}: {}", self.status, self.code, self.message)
+    }
+}
+
+impl From<ApiError> for Response {
+    fn from(e: ApiError) -> Response {
+        let mut body = format!("{{\"error\":").into_bytes();
+        crate::protocol::outbound::push_json_str(&mut body, &e.message);
+        body.extend_from_slice(format!(",\"code\":\"{}\",\"status\":{}}}", e.code, e.status).as_bytes());
+        Response::json(e.status, body)
+    }
+}

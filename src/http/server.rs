@@ -1,0 +1,218 @@
+//! The listening socket and each accepted connection until it is known to be HTTP or a
+//! WebSocket: HTTP/1.1 with keep-alive and pipelining on the same port as `/app/{key}`.
+
+use super::request::{self, Limits, Request};
+use super::response::Response;
+use super::api;
+use crate::apps::App;
+use crate::protocol::outbound::{self, Dialect};
+use crate::protocol::ProtocolError;
+use crate::shard::Shard;
+use crate::ws::codec::{self, Opcode};
+use crate::ws::conn::Conn;
+use crate::ws::{handshake, session};
+use glommio::net::{TcpListener, TcpStream};
+use std::cell::Cell;
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::sync::atomic::Ordering;
+use std::task::{Poll, Waker};
+use std::time::Duration;
+
+/// Largest request head accepted.
+const MAX_HEAD: usize = 16 << 10;
+
+/// Accepts connections until the process is asked to stop. Every shard binds the same port
+/// (SO_REUSEPORT); the kernel spreads connections across shards.
+pub async fn accept_loop(shard: Rc<Shard>) {
+    let cfg = &shard.ctx.config;
+    let listener = match TcpListener::bind((cfg.host.as_str(), cfg.port)) {
+        Ok(l) => l,
+        Err(e) => {
+            log::error!("shard {}: cannot listen on {}:{}: {e}", shard.id, cfg.host, cfg.port);
+            shard.ctx.fail();
+            return;
+        }
+    };
+    if shard.id == 0 {
+        log::info!("listening on {}:{} with {} shard(s)", cfg.host, cfg.port, shard.shards);
+    }
+    let stop = Rc::new(StopSignal::default());
+    glommio::spawn_local(stop.clone().watch(shard.clone())).detach();
+    loop {
+        let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
+            stop.wait().await;
+            None
+        })
+        .await;
+        match accepted {
+            None => return,
+            Some(Ok(stream)) => {
+                glommio::spawn_local(serve(shard.clone(), stream)).detach();
+            }
+            Some(Err(e)) => {
+                // Out of file descriptors and the like: back off instead of spinning.
+                log::warn!("shard {}: accept failed: {e}", shard.id);
+                glommio::timer::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    }
+}
+
+/// Becomes set when the process is asked to stop.
+#[derive(Default)]
+struct StopSignal {
+    set: Cell<bool>,
+    waiter: Cell<Option<Waker>>,
+}
+
+impl StopSignal {
+    async fn watch(self: Rc<Self>, shard: Rc<Shard>) {
+        while !shard.ctx.stopping.load(Ordering::Relaxed) {
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+        }
+        self.set.set(true);
+        if let Some(w) = self.waiter.take() {
+            w.wake();
+        }
+    }
+
+    async fn wait(&self) {
+        poll_fn(|cx| {
+            if self.set.get() {
+                Poll::Ready(())
+            } else {
+                self.waiter.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await
+    }
+}
+
+/// Serves one connection: HTTP requests in order until it closes or upgrades to a WebSocket.
+async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+    stream.set_nodelay(true).ok();
+    let conn = Conn::new(stream);
+    let limits = Limits { max_head: MAX_HEAD, max_body: shard.ctx.config.max_http_body };
+    let mut buf: Vec<u8> = Vec::new();
+    let mut out: Vec<u8> = Vec::new();
+    loop {
+        loop {
+            match request::parse(&buf, limits) {
+                Ok(Some((req, used))) => {
+                    buf.drain(..used);
+                    if handshake::is_upgrade(&req) {
+                        if !out.is_empty() && conn.write_all(&out).await.is_err() {
+                            return;
+                        }
+                        return upgrade(shard, conn, req, std::mem::take(&mut buf)).await;
+                    }
+                    let keep_alive = req.keep_alive && !shard.draining.get();
+                    let resp = api::handle(&shard, req).await;
+                    out.extend_from_slice(&resp.encode(keep_alive));
+                    if !keep_alive {
+                        let _ = conn.write_all(&out).await;
+                        conn.shutdown_write();
+                        return;
+                    }
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    out.extend_from_slice(&Response::text(e.status(), e.to_string()).encode(false));
+                    let _ = conn.write_all(&out).await;
+                    conn.shutdown_write();
+                    return;
+                }
+            }
+        }
+        if !out.is_empty() {
+            if conn.write_all(&out).await.is_err() {
+                return;
+            }
+            out.clear();
+        }
+        if buf.is_empty() {
+            buf = Vec::new(); // an idle keep-alive connection keeps no buffer
+        }
+        match conn.read(&shard.scratch).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => buf.extend_from_slice(&shard.scratch.borrow()[..n]),
+        }
+    }
+}
+
+/// `GET /app/{key}` (and the test echo route): complete the handshake, then admit the socket
+/// (spec 01 §2.2) and hand it to its session.
+async fn upgrade(shard: Rc<Shard>, conn: Rc<Conn>, req: Request, pending: Vec<u8>) {
+    let refuse = |status: u16, msg: &str| Response::text(status, msg.to_owned()).encode(false);
+    if shard.draining.get() {
+        let _ = conn.write_all(&Response::text(503, "").encode(false)).await;
+        return;
+    }
+    let echo = shard.ctx.config.test_echo && req.path == "/test/echo";
+    let key = match req.path.strip_prefix("/app/") {
+        Some(k) if !k.is_empty() && !k.contains('/') => request::path_decode(k),
+        _ if echo => String::new(),
+        _ => {
+            let _ = conn.write_all(&refuse(404, "404 NOT FOUND")).await;
+            return;
+        }
+    };
+    let protocol = request::query_pairs(&req.query).into_iter().find(|(k, _)| k == "protocol").map(|(_, v)| v);
+    let dialect = match protocol.as_deref().map(str::parse::<u8>) {
+        Some(Ok(2)) => Dialect::V2,
+        Some(Err(_)) => {
+            let _ = conn.write_all(&refuse(400, "Invalid protocol query parameter")).await;
+            return;
+        }
+        _ => Dialect::V1,
+    };
+    let accept = match handshake::accept(&req) {
+        Ok(a) => a,
+        Err(r) => {
+            let _ = conn.write_all(&refuse(r.status, r.message)).await;
+            return;
+        }
+    };
+    if conn.write_all(&accept).await.is_err() {
+        return;
+    }
+    if echo {
+        return crate::ws::echo::run(shard, conn, pending).await;
+    }
+    match admit(&shard, &req, &key) {
+        Ok(app) => session::run(shard, conn, app, dialect, pending).await,
+        Err(e) => {
+            let mut bytes = codec::encode(Opcode::Text, &outbound::error(dialect, e.code, &e.message));
+            bytes.extend_from_slice(&codec::encode_close(e.code, &e.message));
+            let _ = conn.write_all(&bytes).await;
+            conn.shutdown_write();
+        }
+    }
+}
+
+/// Connection admission in the order of spec 01 §2.2; counts the socket on success.
+fn admit(shard: &Shard, req: &Request, key: &str) -> Result<crate::apps::AppIdx, ProtocolError> {
+    let ctx = &shard.ctx;
+    let idx = ctx.apps.by_key(key).ok_or_else(ProtocolError::app_not_found)?;
+    let app: &App = ctx.apps.get(idx);
+    if !app.enabled {
+        return Err(ProtocolError::app_disabled());
+    }
+    if !app.origin_allowed(req.header("origin")) {
+        return Err(ProtocolError::origin_not_allowed());
+    }
+    let total = ctx.connections.fetch_add(1, Ordering::Relaxed) + 1;
+    if ctx.config.max_connections > 0 && total > ctx.config.max_connections {
+        ctx.connections.fetch_sub(1, Ordering::Relaxed);
+        return Err(ProtocolError::over_capacity());
+    }
+    let per_app = ctx.app_connections[idx as usize].fetch_add(1, Ordering::Relaxed) + 1;
+    if app.limits.max_connections > 0 && per_app > app.limits.max_connections {
+        ctx.app_connections[idx as usize].fetch_sub(1, Ordering::Relaxed);
+        ctx.connections.fetch_sub(1, Ordering::Relaxed);
+        return Err(ProtocolError::app_over_quota());
+    }
+    Ok(idx)
+}

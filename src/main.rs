@@ -1,0 +1,62 @@
+//! `sockudo`: a thread-per-core, io_uring, Pusher-compatible realtime event server.
+//!
+//! Start-up: resolve the configuration, install the logger and the signal handler, then run
+//! one shard per core until SIGTERM/SIGINT, when every shard stops gracefully.
+
+use mimalloc::MiMalloc;
+use sockudo::config::{Config, Flags};
+use sockudo::shard::{self, Context};
+use std::sync::atomic::Ordering;
+
+#[global_allocator]
+static GLOBAL: MiMalloc = MiMalloc;
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let flags = match Flags::parse(std::env::args().skip(1)) {
+        Ok(f) => f,
+        Err(e) if e.key == "--help" => {
+            println!("{}", e.problem);
+            return;
+        }
+        Err(e) => exit_with(&e),
+    };
+    let config = match Config::load(flags) {
+        Ok(c) => c,
+        Err(e) => exit_with(&e),
+    };
+    let runtime = shards::RuntimeConfig { shards: config.shards, ..shards::RuntimeConfig::default() };
+    let ctx = Context::new(config);
+    watch_signals(ctx.clone());
+    let shard_ctx = ctx.clone();
+    if let Err(e) = shards::run(&runtime, move |mesh| shard::run(shard_ctx, mesh)) {
+        eprintln!("sockudo: {e}");
+        std::process::exit(1);
+    }
+    if ctx.failed.load(Ordering::Relaxed) {
+        std::process::exit(1);
+    }
+}
+
+fn exit_with(e: &dyn std::fmt::Display) -> ! {
+    eprintln!("sockudo: {e}");
+    std::process::exit(2);
+}
+
+/// SIGTERM or SIGINT starts the graceful stop; a second one exits at once.
+fn watch_signals(ctx: std::sync::Arc<Context>) {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT]).expect("installing signal handlers");
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for sig in signals.forever() {
+                if ctx.stopping.swap(true, Ordering::Relaxed) {
+                    log::warn!("second signal {sig}: exiting now");
+                    std::process::exit(1);
+                }
+                log::info!("signal {sig}: stopping gracefully");
+            }
+        })
+        .expect("starting the signal thread");
+}

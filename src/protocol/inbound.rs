@@ -1,0 +1,274 @@
+//! Client-to-server frames: decoding and the shapes of each event's `data` (spec 01 §4).
+
+use super::error::ProtocolError;
+use serde::Deserialize;
+use sonic_rs::{JsonType, JsonValueTrait, LazyValue};
+use std::borrow::Cow;
+
+/// One decoded client frame. `data` stays raw JSON until a handler needs it.
+#[derive(Deserialize)]
+pub struct ClientFrame<'a> {
+    #[serde(borrow, default)]
+    event: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub channel: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub data: Option<LazyValue<'a>>,
+}
+
+/// What a frame asks for, routed by name with either prefix family (spec 01 §2.5).
+#[derive(Debug, PartialEq, Eq)]
+pub enum Command<'a> {
+    Ping,
+    Pong,
+    Subscribe,
+    Unsubscribe,
+    Signin,
+    ClientEvent(&'a str),
+    /// Any other name: ignored without an error.
+    Other,
+}
+
+impl<'a> ClientFrame<'a> {
+    pub fn parse(bytes: &'a [u8]) -> Result<ClientFrame<'a>, ProtocolError> {
+        let frame: ClientFrame<'a> =
+            sonic_rs::from_slice(bytes).map_err(|e| ProtocolError::invalid_format(format!("Decode failed: {}", first_line(&e))))?;
+        if frame.event.is_none() {
+            return Err(ProtocolError::invalid_event_name("Event name is required"));
+        }
+        Ok(frame)
+    }
+
+    pub fn event(&self) -> &str {
+        self.event.as_deref().unwrap_or_default()
+    }
+
+    pub fn command(&self) -> Command<'_> {
+        let name = self.event();
+        if name.starts_with("client-") {
+            return Command::ClientEvent(name);
+        }
+        let bare = ["pusher:", "sockudo:"].iter().find_map(|p| name.strip_prefix(p));
+        match bare {
+            Some("ping") => Command::Ping,
+            Some("pong") => Command::Pong,
+            Some("subscribe") => Command::Subscribe,
+            Some("unsubscribe") => Command::Unsubscribe,
+            Some("signin") => Command::Signin,
+            _ => Command::Other,
+        }
+    }
+
+    /// The raw JSON text of `data`, or `null` when absent.
+    pub fn data_raw(&self) -> &str {
+        self.data.as_ref().map_or("null", |d| d.as_raw_str())
+    }
+}
+
+/// The first line of a decoder error (sonic's later lines quote the input back).
+fn first_line(e: &sonic_rs::Error) -> String {
+    e.to_string().lines().next().unwrap_or_default().to_owned()
+}
+
+/// `data` as an object: either an object, or a string holding one (pusher clients send both).
+fn data_object<T: serde::de::DeserializeOwned>(data: Option<&LazyValue<'_>>) -> Result<T, ProtocolError> {
+    let data = data.ok_or_else(|| ProtocolError::invalid_format("Missing data field"))?;
+    let parsed = match data.get_type() {
+        JsonType::String => {
+            let inner = data.as_str().unwrap_or_default();
+            sonic_rs::from_str(inner)
+        }
+        _ => sonic_rs::from_str(data.as_raw_str()),
+    };
+    parsed.map_err(|e| ProtocolError::invalid_format(format!("Invalid data: {e}")))
+}
+
+/// A string field that a client may also send as JSON (e.g. `channel_data` as an object): the
+/// exact string when it is one, else the raw JSON text.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum StrOrJson {
+    Str(String),
+    Json(sonic_rs::Value),
+}
+
+impl StrOrJson {
+    fn into_string(self) -> String {
+        match self {
+            StrOrJson::Str(s) => s,
+            StrOrJson::Json(v) => v.to_string(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct RawSubscribe {
+    channel: Option<String>,
+    auth: Option<String>,
+    channel_data: Option<StrOrJson>,
+}
+
+/// `pusher:subscribe` data.
+#[derive(Debug)]
+pub struct Subscribe {
+    pub channel: String,
+    pub auth: Option<String>,
+    pub channel_data: Option<String>,
+}
+
+impl Subscribe {
+    pub fn parse(frame: &ClientFrame<'_>) -> Result<Subscribe, ProtocolError> {
+        let raw: RawSubscribe = data_object(frame.data.as_ref())?;
+        let channel = raw.channel.ok_or_else(|| ProtocolError::invalid_format("Missing channel field"))?;
+        Ok(Subscribe { channel, auth: raw.auth, channel_data: raw.channel_data.map(StrOrJson::into_string) })
+    }
+}
+
+/// The channel named by `pusher:unsubscribe`: `{"channel":..}`, or a bare string taken literally.
+pub fn unsubscribe_channel(frame: &ClientFrame<'_>) -> Result<String, ProtocolError> {
+    #[derive(Deserialize)]
+    struct Raw {
+        channel: Option<String>,
+    }
+    let data = frame.data.as_ref();
+    if let Some(d) = data.filter(|d| d.get_type() == JsonType::String) {
+        let s = d.as_str().unwrap_or_default();
+        if let Ok(Raw { channel: Some(c) }) = sonic_rs::from_str::<Raw>(s) {
+            return Ok(c);
+        }
+        return Ok(s.to_owned());
+    }
+    let raw: Raw = data_object(data)?;
+    raw.channel.ok_or_else(|| ProtocolError::invalid_format("Missing channel field"))
+}
+
+/// A presence member as announced in `channel_data`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub user_id: String,
+    /// `user_info` as JSON text (`{}` when absent).
+    pub user_info: String,
+}
+
+/// Parses presence `channel_data`. A numeric `user_id` is accepted and stringified (Laravel
+/// sends integers; spec 01 Q5 Rec).
+pub fn presence_member(channel_data: &str) -> Result<Member, ProtocolError> {
+    #[derive(Deserialize)]
+    struct Raw {
+        user_id: Option<sonic_rs::Value>,
+        user_info: Option<sonic_rs::Value>,
+    }
+    let raw: Raw = sonic_rs::from_str(channel_data)
+        .map_err(|_| ProtocolError::invalid_format("Invalid channel_data JSON for presence"))?;
+    let user_id = match raw.user_id {
+        Some(v) if v.is_str() => v.as_str().unwrap_or_default().to_owned(),
+        Some(v) if v.is_number() => v.to_string(),
+        _ => return Err(ProtocolError::channel("Missing user_id in channel_data")),
+    };
+    if user_id.is_empty() {
+        return Err(ProtocolError::channel("Missing user_id in channel_data"));
+    }
+    let user_info = match raw.user_info {
+        Some(v) if !v.is_null() => v.to_string(),
+        _ => "{}".to_owned(),
+    };
+    Ok(Member { user_id, user_info })
+}
+
+/// `pusher:signin` data.
+#[derive(Debug)]
+pub struct Signin {
+    pub user_data: String,
+    pub auth: String,
+}
+
+impl Signin {
+    pub fn parse(frame: &ClientFrame<'_>) -> Result<Signin, ProtocolError> {
+        #[derive(Deserialize)]
+        struct Raw {
+            user_data: Option<StrOrJson>,
+            auth: Option<String>,
+        }
+        let raw: Raw = data_object(frame.data.as_ref())
+            .map_err(|e| ProtocolError::auth(e.message.trim_start_matches("Invalid message format: ")))?;
+        let user_data = raw
+            .user_data
+            .ok_or_else(|| ProtocolError::auth("Missing 'user_data' field in signin data"))?
+            .into_string();
+        let auth = raw.auth.ok_or_else(|| ProtocolError::auth("Missing 'auth' field in signin data"))?;
+        Ok(Signin { user_data, auth })
+    }
+}
+
+/// The signed-in user: `id`, and the `watchlist` if the user data carries one.
+#[derive(Debug)]
+pub struct UserData {
+    pub id: String,
+    pub watchlist: Option<Vec<String>>,
+}
+
+pub fn user_data(user_data: &str) -> Result<UserData, ProtocolError> {
+    #[derive(Deserialize)]
+    struct Raw {
+        id: Option<sonic_rs::Value>,
+        watchlist: Option<Vec<String>>,
+    }
+    let raw: Raw =
+        sonic_rs::from_str(user_data).map_err(|e| ProtocolError::auth(format!("Invalid user_data JSON: {e}")))?;
+    let id = match raw.id {
+        Some(v) if v.is_str() && !v.as_str().unwrap_or_default().is_empty() => v.as_str().unwrap_or_default().to_owned(),
+        _ => return Err(ProtocolError::auth("Missing 'id' field in user_data")),
+    };
+    Ok(UserData { id, watchlist: raw.watchlist })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn frames_and_errors() {
+        let f = ClientFrame::parse(br#"{"event":"pusher:subscribe","data":{"channel":"a"}}"#).unwrap();
+        assert_eq!(f.command(), Command::Subscribe);
+        assert_eq!(Subscribe::parse(&f).unwrap().channel, "a");
+        let f = ClientFrame::parse(br#"{"event":"sockudo:ping"}"#).unwrap();
+        assert_eq!(f.command(), Command::Ping);
+        let e = ClientFrame::parse(b"nope").err().unwrap();
+        assert!(e.message.starts_with("Invalid message format: Decode failed"));
+        let e = ClientFrame::parse(br#"{"data":{}}"#).err().unwrap();
+        assert_eq!(e.message, "Invalid event name: Event name is required");
+        let f = ClientFrame::parse(br#"{"event":"foo:bar"}"#).unwrap();
+        assert_eq!(f.command(), Command::Other);
+    }
+
+    #[test]
+    fn subscribe_string_data_and_channel_data() {
+        let f = ClientFrame::parse(
+            br#"{"event":"pusher:subscribe","data":"{\"channel\":\"presence-r\",\"auth\":\"k:s\",\"channel_data\":\"{\\\"user_id\\\":42}\"}"}"#,
+        )
+        .unwrap();
+        let s = Subscribe::parse(&f).unwrap();
+        assert_eq!((s.channel.as_str(), s.auth.as_deref()), ("presence-r", Some("k:s")));
+        let m = presence_member(s.channel_data.as_deref().unwrap()).unwrap();
+        assert_eq!(m, Member { user_id: "42".into(), user_info: "{}".into() });
+        assert_eq!(presence_member(r#"{"user_info":{}}"#).unwrap_err().code, 4300);
+        assert_eq!(presence_member("x").unwrap_err().code, 4000);
+    }
+
+    #[test]
+    fn unsubscribe_forms() {
+        let f = ClientFrame::parse(br#"{"event":"pusher:unsubscribe","data":"orders"}"#).unwrap();
+        assert_eq!(unsubscribe_channel(&f).unwrap(), "orders");
+        let f = ClientFrame::parse(br#"{"event":"pusher:unsubscribe","data":{"channel":"x"}}"#).unwrap();
+        assert_eq!(unsubscribe_channel(&f).unwrap(), "x");
+    }
+
+    #[test]
+    fn signin_shapes() {
+        let f = ClientFrame::parse(br#"{"event":"pusher:signin","data":{"auth":"k:x"}}"#).unwrap();
+        assert_eq!(Signin::parse(&f).unwrap_err().message, "Authentication error: Missing 'user_data' field in signin data");
+        assert_eq!(user_data(r#"{"name":"x"}"#).unwrap_err().message, "Authentication error: Missing 'id' field in user_data");
+        let u = user_data(r#"{"id":"42","watchlist":["7"]}"#).unwrap();
+        assert_eq!((u.id.as_str(), u.watchlist), ("42", Some(vec!["7".to_string()])));
+    }
+}

@@ -1,0 +1,9 @@
+//! The Pusher wire protocol with no I/O: what clients send, what the server answers, channel
+//! naming rules and the protocol's error codes.
+
+pub mod channel;
+pub mod error;
+pub mod inbound;
+pub mod outbound;
+
+pub use error::ProtocolError;

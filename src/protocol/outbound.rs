@@ -1,0 +1,233 @@
+//! Server-to-client frames as JSON text. Built by hand (the shapes are fixed and small), so a
+//! frame costs one allocation and no intermediate tree.
+
+/// Which family of system event names a socket speaks (spec 01 §1): V1 `pusher:` /
+/// `pusher_internal:`, V2 `sockudo:` / `sockudo_internal:`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Dialect {
+    V1,
+    V2,
+}
+
+impl Dialect {
+    fn public_prefix(self) -> &'static str {
+        match self {
+            Dialect::V1 => "pusher:",
+            Dialect::V2 => "sockudo:",
+        }
+    }
+    fn internal_prefix(self) -> &'static str {
+        match self {
+            Dialect::V1 => "pusher_internal:",
+            Dialect::V2 => "sockudo_internal:",
+        }
+    }
+}
+
+/// Appends `s` as a JSON string literal.
+pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
+    out.push(b'"');
+    let bytes = s.as_bytes();
+    let mut start = 0;
+    for (i, &b) in bytes.iter().enumerate() {
+        let esc: &[u8] = match b {
+            b'"' => b"\\\"",
+            b'\\' => b"\\\\",
+            b'\n' => b"\\n",
+            b'\r' => b"\\r",
+            b'\t' => b"\\t",
+            0..=0x1f => {
+                out.extend_from_slice(&bytes[start..i]);
+                out.extend_from_slice(format!("\\u{b:04x}").as_bytes());
+                start = i + 1;
+                continue;
+            }
+            _ => continue,
+        };
+        out.extend_from_slice(&bytes[start..i]);
+        out.extend_from_slice(esc);
+        start = i + 1;
+    }
+    out.extend_from_slice(&bytes[start..]);
+    out.push(b'"');
+}
+
+/// The `data` of a channel event: a string (HTTP publishes, spec 01 §3.1) or JSON as a client
+/// sent it.
+#[derive(Clone, Copy, Debug)]
+pub enum Data<'a> {
+    Str(&'a str),
+    Raw(&'a str),
+}
+
+/// `{"event":E,"channel":C,"data":D[,"user_id":U]}`
+pub fn event(event: &str, channel: Option<&str>, data: Data<'_>, user_id: Option<&str>) -> Vec<u8> {
+    let extra = match data {
+        Data::Str(s) | Data::Raw(s) => s.len(),
+    };
+    let mut out = Vec::with_capacity(48 + event.len() + channel.map_or(0, str::len) + extra + extra / 8);
+    out.extend_from_slice(b"{\"event\":");
+    push_json_str(&mut out, event);
+    if let Some(c) = channel {
+        out.extend_from_slice(b",\"channel\":");
+        push_json_str(&mut out, c);
+    }
+    out.extend_from_slice(b",\"data\":");
+    match data {
+        Data::Str(s) => push_json_str(&mut out, s),
+        Data::Raw(r) => out.extend_from_slice(r.as_bytes()),
+    }
+    if let Some(u) = user_id {
+        out.extend_from_slice(b",\"user_id\":");
+        push_json_str(&mut out, u);
+    }
+    out.push(b'}');
+    out
+}
+
+fn system(d: Dialect, internal: bool, name: &str) -> String {
+    let prefix = if internal { d.internal_prefix() } else { d.public_prefix() };
+    format!("{prefix}{name}")
+}
+
+pub fn connection_established(d: Dialect, socket_id: &str, activity_timeout: u64) -> Vec<u8> {
+    let data = format!("{{\"socket_id\":\"{socket_id}\",\"activity_timeout\":{activity_timeout}}}");
+    event(&system(d, false, "connection_established"), None, Data::Str(&data), None)
+}
+
+/// `pusher:error` with an object `data` and no `channel` (spec 01 §3.5).
+pub fn error(d: Dialect, code: u16, message: &str) -> Vec<u8> {
+    let mut data = Vec::with_capacity(32 + message.len());
+    data.extend_from_slice(format!("{{\"code\":{code},\"message\":").as_bytes());
+    push_json_str(&mut data, message);
+    data.push(b'}');
+    let data = String::from_utf8(data).expect("JSON built from UTF-8");
+    event(&system(d, false, "error"), None, Data::Raw(&data), None)
+}
+
+/// `pusher:ping` / `pusher:pong` carry no `data` field at all.
+pub fn ping(d: Dialect) -> Vec<u8> {
+    format!("{{\"event\":\"{}\"}}", system(d, false, "ping")).into_bytes()
+}
+pub fn pong(d: Dialect) -> Vec<u8> {
+    format!("{{\"event\":\"{}\"}}", system(d, false, "pong")).into_bytes()
+}
+
+/// `subscription_succeeded`; `data` is the JSON text to send as a string (`{}` or a presence
+/// snapshot).
+pub fn subscription_succeeded(d: Dialect, channel: &str, data: &str) -> Vec<u8> {
+    event(&system(d, true, "subscription_succeeded"), Some(channel), Data::Str(data), None)
+}
+
+/// A presence snapshot: `{"presence":{"ids":[..],"hash":{id:info},"count":n}}`, where each
+/// member is `(user_id, user_info JSON text)`.
+pub fn presence_snapshot<'a>(members: impl Iterator<Item = (&'a str, &'a str)>) -> String {
+    let mut ids = Vec::new();
+    let mut hash = Vec::new();
+    let mut count = 0;
+    for (id, info) in members {
+        if count > 0 {
+            ids.push(b',');
+            hash.push(b',');
+        }
+        push_json_str(&mut ids, id);
+        push_json_str(&mut hash, id);
+        hash.push(b':');
+        hash.extend_from_slice(info.as_bytes());
+        count += 1;
+    }
+    format!(
+        "{{\"presence\":{{\"ids\":[{}],\"hash\":{{{}}},\"count\":{count}}}}}",
+        String::from_utf8(ids).expect("UTF-8"),
+        String::from_utf8(hash).expect("UTF-8")
+    )
+}
+
+pub fn member_added(d: Dialect, channel: &str, user_id: &str, user_info: &str) -> Vec<u8> {
+    let mut data = b"{\"user_id\":".to_vec();
+    push_json_str(&mut data, user_id);
+    data.extend_from_slice(b",\"user_info\":");
+    data.extend_from_slice(user_info.as_bytes());
+    data.push(b'}');
+    let data = String::from_utf8(data).expect("UTF-8");
+    event(&system(d, true, "member_added"), Some(channel), Data::Str(&data), None)
+}
+
+pub fn member_removed(d: Dialect, channel: &str, user_id: &str) -> Vec<u8> {
+    let mut data = b"{\"user_id\":".to_vec();
+    push_json_str(&mut data, user_id);
+    data.push(b'}');
+    let data = String::from_utf8(data).expect("UTF-8");
+    event(&system(d, true, "member_removed"), Some(channel), Data::Str(&data), None)
+}
+
+pub fn cache_miss(d: Dialect, channel: &str) -> Vec<u8> {
+    event(&system(d, false, "cache_miss"), Some(channel), Data::Str("{}"), None)
+}
+
+/// `pusher:signin_success` with object data carrying the exact `user_data` string.
+pub fn signin_success(d: Dialect, user_data: &str) -> Vec<u8> {
+    let mut data = b"{\"user_data\":".to_vec();
+    push_json_str(&mut data, user_data);
+    data.push(b'}');
+    let data = String::from_utf8(data).expect("UTF-8");
+    event(&system(d, false, "signin_success"), None, Data::Raw(&data), None)
+}
+
+/// Watchlist `online` / `offline` events in the reference format (spec 01 §4.3).
+pub fn watchlist(online: bool, user_ids: &[String]) -> Vec<u8> {
+    let mut data = b"{\"user_ids\":[".to_vec();
+    for (i, id) in user_ids.iter().enumerate() {
+        if i > 0 {
+            data.push(b',');
+        }
+        push_json_str(&mut data, id);
+    }
+    data.extend_from_slice(b"]}");
+    let data = String::from_utf8(data).expect("UTF-8");
+    event(if online { "online" } else { "offline" }, None, Data::Raw(&data), None)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn s(v: Vec<u8>) -> String {
+        String::from_utf8(v).unwrap()
+    }
+
+    #[test]
+    fn shapes() {
+        assert_eq!(
+            s(connection_established(Dialect::V1, "1.2", 120)),
+            r#"{"event":"pusher:connection_established","data":"{\"socket_id\":\"1.2\",\"activity_timeout\":120}"}"#
+        );
+        assert_eq!(s(pong(Dialect::V1)), r#"{"event":"pusher:pong"}"#);
+        assert_eq!(
+            s(error(Dialect::V1, 4009, "Authentication error: \"x\"")),
+            r#"{"event":"pusher:error","data":{"code":4009,"message":"Authentication error: \"x\""}}"#
+        );
+        assert_eq!(
+            s(subscription_succeeded(Dialect::V2, "orders", "{}")),
+            r#"{"event":"sockudo_internal:subscription_succeeded","channel":"orders","data":"{}"}"#
+        );
+        assert_eq!(
+            s(event("client-x", Some("private-a"), Data::Raw(r#"{"a":1}"#), Some("42"))),
+            r#"{"event":"client-x","channel":"private-a","data":{"a":1},"user_id":"42"}"#
+        );
+        assert_eq!(
+            presence_snapshot([("42", r#"{"name":"Ada"}"#), ("7", "{}")].into_iter()),
+            r#"{"presence":{"ids":["42","7"],"hash":{"42":{"name":"Ada"},"7":{}},"count":2}}"#
+        );
+        assert_eq!(s(watchlist(true, &["7".into()])), r#"{"event":"online","data":{"user_ids":["7"]}}"#);
+    }
+
+    #[test]
+    fn escaping_round_trips() {
+        let nasty = "a\"b\\c\n\u{1}é€";
+        let mut out = vec![];
+        push_json_str(&mut out, nasty);
+        let back: String = sonic_rs::from_slice(&out).unwrap();
+        assert_eq!(back, nasty);
+    }
+}

@@ -1,0 +1,112 @@
+//! This shard's sockets: who they are, what they are subscribed to, which user each belongs to,
+//! and each one's bounded outbound queue. Nothing here is reachable from another shard.
+
+use crate::apps::AppIdx;
+use crate::protocol::outbound::Dialect;
+use crate::socket_id::SocketId;
+use crate::ws::conn::{Conn, Outbox};
+use ahash::{AHashMap, RandomState};
+use indexmap::IndexSet;
+use slab::Slab;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+pub type SocketKey = usize;
+
+/// One local WebSocket connection's protocol state.
+pub struct Socket {
+    pub id: SocketId,
+    pub app: AppIdx,
+    pub dialect: Dialect,
+    pub conn: Rc<Conn>,
+    pub out: Outbox,
+    /// Set by sign-in or by a presence `channel_data.user_id` (spec 01 §4.1).
+    pub user_id: Option<Arc<str>>,
+    /// Signed in with `pusher:signin` (then `user_id` is the signed-in id).
+    pub signed_in: bool,
+    /// The watchlist given at sign-in, if watchlist events are on.
+    pub watchlist: Option<Vec<String>>,
+    /// Channels this socket is subscribed to, with the presence user id it joined as.
+    pub channels: AHashMap<Arc<str>, Option<Arc<str>>>,
+    pub connected_at: Instant,
+    pub last_activity: Instant,
+    /// When a `pusher:ping` went out unanswered.
+    pub ping_sent: Option<Instant>,
+    /// Private/presence subscription or sign-in done: the user-authentication timer is off.
+    pub authenticated: bool,
+    /// Client-event rate window: start and count.
+    pub client_event_window: (Instant, u64),
+    /// The socket is being closed: it accepts no more frames and is no longer indexed.
+    pub closing: bool,
+}
+
+/// Local subscribers of one channel.
+#[derive(Default)]
+pub struct LocalChannel {
+    pub sockets: IndexSet<SocketKey, RandomState>,
+}
+
+#[derive(Default)]
+pub struct Hub {
+    pub sockets: Slab<Socket>,
+    /// Per app: channel -> local subscribers.
+    pub channels: Vec<AHashMap<Arc<str>, LocalChannel>>,
+    /// Per app: user id -> local sockets of that user.
+    pub users: Vec<AHashMap<Arc<str>, Vec<SocketKey>>>,
+}
+
+impl Hub {
+    pub fn new(apps: usize) -> Hub {
+        Hub {
+            sockets: Slab::new(),
+            channels: (0..apps).map(|_| AHashMap::default()).collect(),
+            users: (0..apps).map(|_| AHashMap::default()).collect(),
+        }
+    }
+
+    /// The socket at `key` if it is still the connection `id` (keys are reused after close).
+    pub fn live(&mut self, key: SocketKey, id: SocketId) -> Option<&mut Socket> {
+        self.sockets.get_mut(key).filter(|s| s.id == id && !s.closing)
+    }
+
+    pub fn add_subscriber(&mut self, app: AppIdx, channel: &Arc<str>, key: SocketKey) {
+        self.channels[app as usize].entry(channel.clone()).or_default().sockets.insert(key);
+    }
+
+    /// Removes `key` from the channel's local subscribers; true if it was there.
+    pub fn remove_subscriber(&mut self, app: AppIdx, channel: &str, key: SocketKey) -> bool {
+        let map = &mut self.channels[app as usize];
+        let Some(local) = map.get_mut(channel) else { return false };
+        let removed = local.sockets.swap_remove(&key);
+        if local.sockets.is_empty() {
+            map.remove(channel);
+        }
+        removed
+    }
+
+    /// Indexes `key` under `user` (a socket has at most one user id; a previous one is dropped).
+    pub fn set_user(&mut self, key: SocketKey, user: Arc<str>) {
+        let app = self.sockets[key].app as usize;
+        if let Some(old) = self.sockets[key].user_id.replace(user.clone()) {
+            if old == user {
+                return;
+            }
+            self.unindex_user(app, &old, key);
+        }
+        self.users[app].entry(user).or_default().push(key);
+    }
+
+    pub fn unindex_user(&mut self, app: usize, user: &str, key: SocketKey) {
+        if let Some(keys) = self.users[app].get_mut(user) {
+            keys.retain(|&k| k != key);
+            if keys.is_empty() {
+                self.users[app].remove(user);
+            }
+        }
+    }
+
+    pub fn user_sockets(&self, app: AppIdx, user: &str) -> &[SocketKey] {
+        self.users[app as usize].get(user).map_or(&[], |v| v.as_slice())
+    }
+}

@@ -1,0 +1,490 @@
+//! One shard: the sockets it accepted, the channels it owns, and the tasks that run them
+//! (accept loop, mesh handler, flusher, heartbeat sweeper). Everything here is `!Send` and
+//! lives on one core; other shards are reached only through `self.mesh.send(..)`.
+
+pub mod call;
+pub mod hub;
+pub mod msg;
+mod owner;
+pub mod watch;
+
+use crate::apps::{AppIdx, Registry};
+use crate::config::Config;
+use crate::protocol::outbound::{self, Dialect};
+use crate::protocol::ProtocolError;
+use crate::socket_id::SocketId;
+use crate::ws::codec::{self, Opcode};
+use crate::ws::conn::{Conn, Frame, OutState, Pushed, Written};
+use call::Continuation;
+use hub::{Hub, Socket, SocketKey};
+use msg::{Msg, Payload, UserAction};
+use owner::Owned;
+use shards::Mesh;
+use slab::Slab;
+use std::cell::{Cell, RefCell};
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
+use watch::{Watch, WatchMsg};
+
+/// How long a socket may take to finish its close handshake before it is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+/// Shared read buffer per shard: the most one read takes from a socket.
+const SCRATCH_BYTES: usize = 64 << 10;
+
+/// What every shard shares, read-only apart from the admission counters (touched once per
+/// connect and disconnect, never on the fanout path).
+pub struct Context {
+    pub config: Config,
+    pub apps: Arc<Registry>,
+    /// Sockets open on the node, for `max_connections`.
+    pub connections: AtomicUsize,
+    /// Sockets open per app, for the app's `max_connections`.
+    pub app_connections: Vec<AtomicU64>,
+    /// Set once when the process is asked to stop.
+    pub stopping: AtomicBool,
+    /// A shard could not start (e.g. the port is taken): the process exits non-zero.
+    pub failed: AtomicBool,
+}
+
+impl Context {
+    pub fn new(config: Config) -> Arc<Context> {
+        let apps = Registry::new(config.apps.clone());
+        let app_connections = (0..apps.len()).map(|_| AtomicU64::new(0)).collect();
+        Arc::new(Context {
+            config,
+            apps,
+            connections: AtomicUsize::new(0),
+            app_connections,
+            stopping: AtomicBool::new(false),
+            failed: AtomicBool::new(false),
+        })
+    }
+
+    /// Records a fatal start-up failure and stops every shard.
+    pub fn fail(&self) {
+        self.failed.store(true, Ordering::Relaxed);
+        self.stopping.store(true, Ordering::Relaxed);
+    }
+}
+
+pub struct Shard {
+    pub id: usize,
+    pub shards: usize,
+    pub ctx: Arc<Context>,
+    pub mesh: Rc<Mesh<Msg>>,
+    pub hub: RefCell<Hub>,
+    owned: RefCell<Owned>,
+    watch: RefCell<Watch>,
+    pub(crate) calls: RefCell<Slab<Continuation>>,
+    /// The read buffer every socket of this shard reads into.
+    pub scratch: RefCell<Vec<u8>>,
+    /// Sockets with queued frames for the flusher's next pass.
+    dirty: RefCell<Vec<SocketKey>>,
+    flusher: Cell<Option<Waker>>,
+    /// Set when the shard starts its graceful stop.
+    pub draining: Cell<bool>,
+}
+
+/// Runs one shard until the process stops.
+pub async fn run(ctx: Arc<Context>, mesh: Mesh<Msg>) {
+    let apps = ctx.apps.len();
+    let shard = Rc::new(Shard {
+        id: mesh.id(),
+        shards: mesh.shards(),
+        ctx,
+        mesh: Rc::new(mesh),
+        hub: RefCell::new(Hub::new(apps)),
+        owned: RefCell::new(Owned::new(apps)),
+        watch: RefCell::new(Watch::new(apps)),
+        calls: RefCell::new(Slab::new()),
+        scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
+        dirty: RefCell::new(Vec::new()),
+        flusher: Cell::new(None),
+        draining: Cell::new(false),
+    });
+    let handler = shard.clone();
+    shard.mesh.serve(Rc::new(move |m| handler.handle(m)));
+    glommio::spawn_local(shard.clone().flusher()).detach();
+    glommio::spawn_local(shard.clone().sweeper()).detach();
+    crate::http::server::accept_loop(shard.clone()).await;
+    shard.stop().await;
+}
+
+impl Shard {
+    /// The shard that owns `channel` of `app`.
+    pub fn channel_owner(&self, app: AppIdx, channel: &str) -> usize {
+        shards::owner_of(shards::stable_hash(&[&app.to_le_bytes(), channel.as_bytes()]), self.shards)
+    }
+
+    /// Handles one message from the mesh (or from this shard to itself).
+    fn handle(self: &Rc<Self>, m: Msg) {
+        match m {
+            Msg::Subscribe { reply_to, app, channel, shard, socket, member, again } => {
+                self.on_subscribe(reply_to, app, channel, shard, socket, member, again)
+            }
+            Msg::Unsubscribe { app, channel, shard, socket: _, user_id } => {
+                self.on_unsubscribe(app, &channel, shard, user_id)
+            }
+            Msg::Publish { reply_to, app, channel, payload, exclude, from_http } => {
+                self.on_publish(reply_to, app, channel, payload, exclude, from_http)
+            }
+            Msg::Deliver { app, channel, payload, exclude } => self.deliver(app, &channel, &payload, exclude),
+            Msg::ToUsers { app, user_ids, action } => self.to_users(app, &user_ids, action),
+            Msg::ChannelInfo { reply_to, app, channel } => self.on_channel_info(reply_to, app, &channel),
+            Msg::ListChannels { reply_to, app, prefix } => self.on_list_channels(reply_to, app, &prefix),
+            Msg::PresenceUsers { reply_to, app, channel } => self.on_presence_users(reply_to, app, &channel),
+            Msg::Watch(w) => self.on_watch(w),
+            Msg::Reply { call, reply } => call::complete(self, call, reply),
+        }
+    }
+
+    // ---- sockets -------------------------------------------------------------------------
+
+    /// Indexes a new WebSocket and queues `connection_established`.
+    pub fn add_socket(&self, conn: Rc<Conn>, app: AppIdx, dialect: Dialect) -> (SocketKey, SocketId) {
+        let id = SocketId::random();
+        let now = Instant::now();
+        let key = self.hub.borrow_mut().sockets.insert(Socket {
+            id,
+            app,
+            dialect,
+            conn,
+            out: Default::default(),
+            user_id: None,
+            signed_in: false,
+            watchlist: None,
+            channels: Default::default(),
+            connected_at: now,
+            last_activity: now,
+            ping_sent: None,
+            authenticated: false,
+            client_event_window: (now, 0),
+            closing: false,
+        });
+        let timeout = self.ctx.config.activity_timeout.as_secs();
+        self.send_json(key, &outbound::connection_established(dialect, &id.to_string(), timeout));
+        (key, id)
+    }
+
+    /// Forgets a socket whose reader has ended; undoes its subscriptions if not done yet.
+    pub fn remove_socket(self: &Rc<Self>, key: SocketKey, id: SocketId) {
+        self.detach(key);
+        let mut hub = self.hub.borrow_mut();
+        if hub.sockets.get(key).is_some_and(|s| s.id == id) {
+            let s = hub.sockets.remove(key);
+            self.ctx.connections.fetch_sub(1, Ordering::Relaxed);
+            self.ctx.app_connections[s.app as usize].fetch_sub(1, Ordering::Relaxed);
+        }
+    }
+
+    /// Removes the socket from every channel and user index, telling the owners. Idempotent.
+    fn detach(self: &Rc<Self>, key: SocketKey) {
+        let mut hub = self.hub.borrow_mut();
+        let Some(s) = hub.sockets.get_mut(key) else { return };
+        let (app, id) = (s.app, s.id);
+        let channels = std::mem::take(&mut s.channels);
+        let user = if s.signed_in || s.user_id.is_some() { s.user_id.take() } else { None };
+        let signed_in = std::mem::replace(&mut s.signed_in, false);
+        let watchlist = s.watchlist.take();
+        for (channel, member) in channels {
+            hub.remove_subscriber(app, &channel, key);
+            let owner = self.channel_owner(app, &channel);
+            self.mesh.send(owner, Msg::Unsubscribe { app, channel, shard: self.id, socket: id, user_id: member });
+        }
+        if let Some(user) = user {
+            hub.unindex_user(app as usize, &user, key);
+            if signed_in && self.ctx.apps.get(app).watchlist_events {
+                self.signout_watch(app, user, watchlist.unwrap_or_default());
+            }
+        }
+    }
+
+    /// Tells the owners of `user` and of its watched ids that one signed-in socket is gone.
+    pub(crate) fn signout_watch(&self, app: AppIdx, user: Arc<str>, watchlist: Vec<String>) {
+        let me = self.user_owner(app, &user);
+        let mut by_owner: Vec<Vec<String>> = vec![Vec::new(); self.shards];
+        for w in watchlist {
+            by_owner[self.user_owner(app, &w)].push(w);
+        }
+        for (shard, watch) in by_owner.into_iter().enumerate() {
+            if shard == me || !watch.is_empty() {
+                self.mesh.send(
+                    shard,
+                    Msg::Watch(WatchMsg::Signout { app, watcher: user.clone(), online: shard == me, watch }),
+                );
+            }
+        }
+    }
+
+    // ---- outbound ------------------------------------------------------------------------
+
+    /// Queues a JSON text frame for one socket (control traffic: not bounded by the queue limit).
+    pub fn send_json(&self, key: SocketKey, json: &[u8]) {
+        self.send_frame(key, codec::encode(Opcode::Text, json).into());
+    }
+
+    /// Queues an encoded frame for one socket, outside the queue bound.
+    pub fn send_frame(&self, key: SocketKey, frame: Frame) {
+        let mut hub = self.hub.borrow_mut();
+        if let Some(s) = hub.sockets.get_mut(key).filter(|s| !s.closing) {
+            if s.out.push_unbounded(frame) == Pushed::NeedsFlush {
+                self.list_dirty(key);
+            }
+        }
+    }
+
+    fn list_dirty(&self, key: SocketKey) {
+        let mut dirty = self.dirty.borrow_mut();
+        dirty.push(key);
+        if dirty.len() == 1 {
+            if let Some(w) = self.flusher.take() {
+                w.wake();
+            }
+        }
+    }
+
+    /// Queues one channel event on every local subscriber except `exclude`. The frame is
+    /// encoded once for this shard; each socket gets a reference to it.
+    pub fn deliver(self: &Rc<Self>, app: AppIdx, channel: &str, payload: &Payload, exclude: Option<SocketId>) {
+        let cfg = &self.ctx.config;
+        let mut overflowed = Vec::new();
+        {
+            let mut hub = self.hub.borrow_mut();
+            let Hub { sockets, channels, .. } = &mut *hub;
+            let Some(local) = channels[app as usize].get(channel) else { return };
+            let frame: Frame = codec::encode(Opcode::Text, payload).into();
+            for &key in &local.sockets {
+                let s = &mut sockets[key];
+                if Some(s.id) == exclude || s.closing {
+                    continue;
+                }
+                match s.out.push(frame.clone(), cfg.max_queued_messages, cfg.max_queued_bytes) {
+                    Pushed::NeedsFlush => self.list_dirty(key),
+                    Pushed::Queued => {}
+                    Pushed::Full => overflowed.push(key),
+                }
+            }
+        }
+        for key in overflowed {
+            self.overflow(key);
+        }
+    }
+
+    /// A socket's queue is full: it is too slow for what it subscribed to.
+    fn overflow(self: &Rc<Self>, key: SocketKey) {
+        if self.ctx.config.disconnect_on_buffer_full {
+            self.close(key, &ProtocolError::buffer_full(self.ctx.config.max_queued_messages));
+        } else {
+            log::warn!("shard {}: socket queue full, message dropped for it", self.id);
+        }
+    }
+
+    /// Acts on every local socket of `user_ids`.
+    fn to_users(self: &Rc<Self>, app: AppIdx, user_ids: &[String], action: UserAction) {
+        let keys: Vec<(SocketKey, SocketId)> = {
+            let hub = self.hub.borrow();
+            user_ids
+                .iter()
+                .flat_map(|u| hub.user_sockets(app, u).iter().map(|&k| (k, hub.sockets[k].id)))
+                .collect()
+        };
+        for (key, id) in keys {
+            match &action {
+                UserAction::Deliver { payload, exclude } if Some(id) != *exclude => {
+                    let frame: Frame = codec::encode(Opcode::Text, payload).into();
+                    let cfg = &self.ctx.config;
+                    let full = {
+                        let mut hub = self.hub.borrow_mut();
+                        match hub.live(key, id).map(|s| s.out.push(frame, cfg.max_queued_messages, cfg.max_queued_bytes)) {
+                            Some(Pushed::NeedsFlush) => {
+                                self.list_dirty(key);
+                                false
+                            }
+                            Some(Pushed::Full) => true,
+                            _ => false,
+                        }
+                    };
+                    if full {
+                        self.overflow(key);
+                    }
+                }
+                UserAction::Deliver { .. } => {}
+                UserAction::Close(err) => self.close(key, err),
+            }
+        }
+    }
+
+    /// Sends `pusher:error` and a close frame with the error's code, then stops the socket
+    /// once they are written. The socket leaves every channel at once.
+    pub fn close(self: &Rc<Self>, key: SocketKey, err: &ProtocolError) {
+        let dialect = match self.hub.borrow().sockets.get(key) {
+            Some(s) if !s.closing => s.dialect,
+            _ => return,
+        };
+        self.send_json(key, &outbound::error(dialect, err.code, &err.message));
+        self.close_ws(key, err.code, &err.message);
+    }
+
+    /// Queues a close frame and stops the socket once it is written (no `pusher:error`).
+    pub fn close_ws(self: &Rc<Self>, key: SocketKey, code: u16, reason: &str) {
+        {
+            let mut hub = self.hub.borrow_mut();
+            let Some(s) = hub.sockets.get_mut(key).filter(|s| !s.closing) else { return };
+            if s.out.push_unbounded(codec::encode_close(code, reason).into()) == Pushed::NeedsFlush {
+                self.list_dirty(key);
+            }
+            s.out.close_when_drained = true;
+            s.closing = true;
+            s.last_activity = Instant::now();
+        }
+        self.detach(key);
+    }
+
+    /// Writes out every listed socket's queue, once per executor turn.
+    async fn flusher(self: Rc<Self>) {
+        loop {
+            poll_fn(|cx| {
+                if self.dirty.borrow().is_empty() {
+                    self.flusher.set(Some(cx.waker().clone()));
+                    Poll::Pending
+                } else {
+                    Poll::Ready(())
+                }
+            })
+            .await;
+            let keys = std::mem::take(&mut *self.dirty.borrow_mut());
+            for key in keys {
+                let blocked = {
+                    let mut hub = self.hub.borrow_mut();
+                    let Some(s) = hub.sockets.get_mut(key) else { continue };
+                    if s.out.state != OutState::Listed {
+                        continue;
+                    }
+                    match s.out.write_to(&s.conn) {
+                        Written::Drained => {
+                            s.out.state = OutState::Idle;
+                            if s.out.close_when_drained {
+                                s.conn.shutdown_write();
+                                s.conn.kill();
+                            }
+                            None
+                        }
+                        Written::WouldBlock => {
+                            s.out.state = OutState::Blocked;
+                            Some(s.id)
+                        }
+                        Written::Failed => {
+                            s.out.clear();
+                            s.out.state = OutState::Idle;
+                            s.conn.kill();
+                            None
+                        }
+                    }
+                };
+                if let Some(id) = blocked {
+                    glommio::spawn_local(self.clone().wait_writable(key, id)).detach();
+                }
+            }
+        }
+    }
+
+    /// A socket's kernel buffer was full: wait until it takes more, then hand the socket back
+    /// to the flusher. Other sockets are not held up meanwhile.
+    async fn wait_writable(self: Rc<Self>, key: SocketKey, id: SocketId) {
+        let (conn, head, offset) = {
+            let hub = self.hub.borrow();
+            let Some(s) = hub.sockets.get(key).filter(|s| s.id == id) else { return };
+            let Some(head) = s.out.head() else { return };
+            (s.conn.clone(), head, s.out.head_offset())
+        };
+        let written = conn.write_some(&head[offset..]).await;
+        let mut hub = self.hub.borrow_mut();
+        let Some(s) = hub.sockets.get_mut(key).filter(|s| s.id == id) else { return };
+        match written {
+            Ok(n) => {
+                s.out.consumed(n);
+                s.out.state = OutState::Listed;
+                drop(hub);
+                self.list_dirty(key);
+            }
+            Err(_) => {
+                s.out.clear();
+                s.out.state = OutState::Idle;
+                s.conn.kill();
+            }
+        }
+    }
+
+    // ---- timers and shutdown -----------------------------------------------------------------
+
+    /// Once a second: pings idle sockets, closes those that never answered, enforces the
+    /// user-authentication timeout and drops sockets stuck in their close handshake. One pass
+    /// over the shard's sockets replaces a timer per socket.
+    async fn sweeper(self: Rc<Self>) {
+        let cfg = &self.ctx.config;
+        loop {
+            glommio::timer::sleep(Duration::from_secs(1)).await;
+            let now = Instant::now();
+            let mut to_close: Vec<(SocketKey, ProtocolError)> = Vec::new();
+            let mut to_ping = Vec::new();
+            {
+                let mut hub = self.hub.borrow_mut();
+                for (key, s) in hub.sockets.iter_mut() {
+                    if s.closing {
+                        if now.duration_since(s.last_activity) > CLOSE_TIMEOUT {
+                            s.conn.kill();
+                        }
+                        continue;
+                    }
+                    match s.ping_sent {
+                        Some(at) if now.duration_since(at) >= cfg.pong_timeout => {
+                            to_close.push((key, ProtocolError::pong_timeout()));
+                            continue;
+                        }
+                        None if now.duration_since(s.last_activity) >= cfg.activity_timeout => {
+                            s.ping_sent = Some(now);
+                            to_ping.push((key, s.dialect));
+                        }
+                        _ => {}
+                    }
+                    let app = self.ctx.apps.get(s.app);
+                    if app.user_authentication
+                        && !s.authenticated
+                        && now.duration_since(s.connected_at) >= cfg.user_authentication_timeout
+                    {
+                        to_close.push((key, ProtocolError::auth_timeout()));
+                    }
+                }
+            }
+            for (key, dialect) in to_ping {
+                self.send_json(key, &outbound::ping(dialect));
+            }
+            for (key, err) in to_close {
+                self.close(key, &err);
+            }
+            self.expire_owned();
+            if self.draining.get() && self.hub.borrow().sockets.is_empty() {
+                return;
+            }
+        }
+    }
+
+    /// Graceful stop: accepting has ended; close every socket with 4200 and wait for them to
+    /// go, at most the grace period.
+    async fn stop(self: &Rc<Self>) {
+        self.draining.set(true);
+        let keys: Vec<SocketKey> = self.hub.borrow().sockets.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.close(key, &ProtocolError::server_shutdown());
+        }
+        let deadline = Instant::now() + self.ctx.config.shutdown_grace;
+        while !self.hub.borrow().sockets.is_empty() && Instant::now() < deadline {
+            glommio::timer::sleep(Duration::from_millis(20)).await;
+        }
+        log::info!("shard {} stopped", self.id);
+    }
+}

@@ -1,0 +1,232 @@
+//! The channels this shard owns: their global truth (how many subscribers each shard has,
+//! presence members, the cache channel's last event) and the handlers of requests about them.
+//! Only the owner changes this state; other shards ask through the mesh.
+
+use super::call::{answer, ReplyTo};
+use super::msg::{Msg, Occupancy, Payload, Reply};
+use super::Shard;
+use crate::apps::AppIdx;
+use crate::protocol::channel::{self, Kind};
+use crate::protocol::inbound::Member;
+use crate::protocol::{outbound, ProtocolError};
+use crate::socket_id::SocketId;
+use ahash::{AHashMap, RandomState};
+use indexmap::IndexMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// How long a cache channel keeps its last event (spec 01 §6.4).
+const CACHE_TTL: Duration = Duration::from_secs(3600);
+
+struct MemberEntry {
+    /// `user_info` JSON as given by the member's first socket.
+    info: String,
+    /// Sockets of this user in the channel, across all shards.
+    sockets: u32,
+}
+
+#[derive(Default)]
+pub struct OwnedChannel {
+    /// Local subscriber count of each shard.
+    per_shard: Vec<u32>,
+    total: u64,
+    /// Presence members in join order.
+    members: IndexMap<Arc<str>, MemberEntry, RandomState>,
+    cache: Option<(Payload, Instant)>,
+}
+
+impl OwnedChannel {
+    fn occupancy(&self, presence: bool) -> Occupancy {
+        Occupancy { subscription_count: self.total, user_count: presence.then_some(self.members.len() as u64) }
+    }
+
+    fn live_cache(&self, now: Instant) -> Option<&(Payload, Instant)> {
+        self.cache.as_ref().filter(|(_, exp)| *exp > now)
+    }
+
+    fn is_idle(&self, now: Instant) -> bool {
+        self.total == 0 && self.members.is_empty() && self.live_cache(now).is_none()
+    }
+}
+
+#[derive(Default)]
+pub struct Owned {
+    /// Per app: channel -> state.
+    channels: Vec<AHashMap<Arc<str>, OwnedChannel>>,
+}
+
+impl Owned {
+    pub fn new(apps: usize) -> Owned {
+        Owned { channels: (0..apps).map(|_| AHashMap::default()).collect() }
+    }
+}
+
+fn is_presence(name: &str) -> bool {
+    channel::channel_type(name).kind == Kind::Presence
+}
+
+impl Shard {
+    /// Sends `payload` to every shard with local subscribers of the channel.
+    fn fan_out(&self, ch: &OwnedChannel, app: AppIdx, channel: &Arc<str>, payload: &Payload, exclude: Option<SocketId>) {
+        for (shard, &n) in ch.per_shard.iter().enumerate() {
+            if n > 0 {
+                self.mesh.send(
+                    shard,
+                    Msg::Deliver { app, channel: channel.clone(), payload: payload.clone(), exclude },
+                );
+            }
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn on_subscribe(
+        &self,
+        reply_to: ReplyTo,
+        app: AppIdx,
+        channel: Arc<str>,
+        shard: usize,
+        socket: SocketId,
+        member: Option<Member>,
+        again: bool,
+    ) {
+        let limits = &self.ctx.apps.get(app).limits;
+        let mut owned = self.owned.borrow_mut();
+        let shards = self.shards;
+        let ch = owned.channels[app as usize].entry(channel.clone()).or_insert_with(|| OwnedChannel {
+            per_shard: vec![0; shards],
+            ..OwnedChannel::default()
+        });
+        if let Some(m) = &member {
+            let known = ch.members.contains_key(m.user_id.as_str());
+            if !again && !known && ch.members.len() as u64 >= limits.max_presence_members {
+                answer(self, reply_to, Reply::Refused(ProtocolError::presence_full()));
+                return;
+            }
+            if !again {
+                if known {
+                    ch.members.get_mut(m.user_id.as_str()).expect("known member").sockets += 1;
+                } else {
+                    // Tell the others before answering: on the joiner's shard the member event
+                    // is handled first, while the joiner is not yet indexed, so it never sees
+                    // its own member_added.
+                    let added = Arc::new(outbound::member_added(outbound::Dialect::V1, &channel, &m.user_id, &m.user_info));
+                    self.fan_out(ch, app, &channel, &added, Some(socket));
+                    ch.members.insert(m.user_id.as_str().into(), MemberEntry { info: m.user_info.clone(), sockets: 1 });
+                }
+            }
+        }
+        if !again {
+            ch.per_shard[shard] += 1;
+            ch.total += 1;
+        }
+        let data = if member.is_some() {
+            outbound::presence_snapshot(ch.members.iter().map(|(id, e)| (&**id, e.info.as_str())))
+        } else {
+            "{}".to_owned()
+        };
+        let cache = channel::channel_type(&channel).cache.then(|| ch.live_cache(Instant::now()).map(|(p, _)| p.clone()));
+        answer(self, reply_to, Reply::Subscribed { data, cache });
+    }
+
+    pub(super) fn on_unsubscribe(&self, app: AppIdx, channel: &Arc<str>, shard: usize, user_id: Option<Arc<str>>) {
+        let mut owned = self.owned.borrow_mut();
+        let map = &mut owned.channels[app as usize];
+        let Some(ch) = map.get_mut(channel) else { return };
+        if ch.per_shard[shard] == 0 {
+            log::warn!("unsubscribe from shard {shard} for {channel} without a subscription");
+            return;
+        }
+        ch.per_shard[shard] -= 1;
+        ch.total -= 1;
+        if let Some(user) = user_id {
+            if let Some(e) = ch.members.get_mut(&*user) {
+                e.sockets -= 1;
+                if e.sockets == 0 {
+                    ch.members.shift_remove(&*user);
+                    let removed = Arc::new(outbound::member_removed(outbound::Dialect::V1, channel, &user));
+                    self.fan_out(ch, app, channel, &removed, None);
+                }
+            }
+        }
+        if ch.is_idle(Instant::now()) {
+            map.remove(channel);
+        }
+    }
+
+    pub(super) fn on_publish(
+        &self,
+        reply_to: Option<ReplyTo>,
+        app: AppIdx,
+        channel: Arc<str>,
+        payload: Payload,
+        exclude: Option<SocketId>,
+        from_http: bool,
+    ) {
+        let ty = channel::channel_type(&channel);
+        let mut owned = self.owned.borrow_mut();
+        let map = &mut owned.channels[app as usize];
+        let occupancy = if ty.cache && from_http {
+            let shards = self.shards;
+            let ch = map.entry(channel.clone()).or_insert_with(|| OwnedChannel {
+                per_shard: vec![0; shards],
+                ..OwnedChannel::default()
+            });
+            ch.cache = Some((payload.clone(), Instant::now() + CACHE_TTL));
+            self.fan_out(ch, app, &channel, &payload, exclude);
+            ch.occupancy(ty.kind == Kind::Presence)
+        } else if let Some(ch) = map.get(&channel) {
+            self.fan_out(ch, app, &channel, &payload, exclude);
+            ch.occupancy(ty.kind == Kind::Presence)
+        } else {
+            Occupancy { subscription_count: 0, user_count: (ty.kind == Kind::Presence).then_some(0) }
+        };
+        if let Some(to) = reply_to {
+            answer(self, to, Reply::Published(occupancy));
+        }
+    }
+
+    pub(super) fn on_channel_info(&self, reply_to: ReplyTo, app: AppIdx, channel: &str) {
+        let owned = self.owned.borrow();
+        let presence = is_presence(channel);
+        let now = Instant::now();
+        let reply = match owned.channels[app as usize].get(channel) {
+            Some(ch) => Reply::ChannelInfo {
+                occupancy: ch.occupancy(presence),
+                cache: ch.live_cache(now).map(|(p, exp)| (p.clone(), exp.saturating_duration_since(now).as_secs())),
+            },
+            None => Reply::ChannelInfo {
+                occupancy: Occupancy { subscription_count: 0, user_count: presence.then_some(0) },
+                cache: None,
+            },
+        };
+        answer(self, reply_to, reply);
+    }
+
+    pub(super) fn on_list_channels(&self, reply_to: ReplyTo, app: AppIdx, prefix: &str) {
+        let owned = self.owned.borrow();
+        let list = owned.channels[app as usize]
+            .iter()
+            .filter(|(name, ch)| ch.total > 0 && name.starts_with(prefix))
+            .map(|(name, ch)| (name.clone(), ch.occupancy(is_presence(name))))
+            .collect();
+        answer(self, reply_to, Reply::Channels(list));
+    }
+
+    pub(super) fn on_presence_users(&self, reply_to: ReplyTo, app: AppIdx, channel: &str) {
+        let owned = self.owned.borrow();
+        let users = owned.channels[app as usize]
+            .get(channel)
+            .map(|ch| ch.members.keys().map(|k| k.to_string()).collect())
+            .unwrap_or_default();
+        answer(self, reply_to, Reply::Users(users));
+    }
+
+    /// Drops expired cache entries of channels nobody is subscribed to.
+    pub(super) fn expire_owned(self: &Rc<Self>) {
+        let now = Instant::now();
+        for map in self.owned.borrow_mut().channels.iter_mut() {
+            map.retain(|_, ch| !ch.is_idle(now));
+        }
+    }
+}

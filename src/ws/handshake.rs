@@ -1,0 +1,61 @@
+//! The RFC 6455 opening handshake, checked against a parsed HTTP request.
+
+use crate::http::request::Request;
+use base64::Engine;
+use sha1::{Digest, Sha1};
+
+const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+
+/// Why an upgrade was refused: the status and a message for the body.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub status: u16,
+    pub message: &'static str,
+}
+
+/// True when the request asks for a WebSocket upgrade at all.
+pub fn is_upgrade(req: &Request) -> bool {
+    req.header_has_token("upgrade", "websocket")
+}
+
+/// Checks the upgrade request and returns the `101 Switching Protocols` response bytes.
+pub fn accept(req: &Request) -> Result<Vec<u8>, Refusal> {
+    if req.method != "GET" {
+        return Err(Refusal { status: 405, message: "WebSocket upgrades must use GET" });
+    }
+    if !is_upgrade(req) || !req.header_has_token("connection", "upgrade") {
+        return Err(Refusal { status: 400, message: "Expected a WebSocket upgrade request" });
+    }
+    if req.header("sec-websocket-version") != Some("13") {
+        return Err(Refusal { status: 426, message: "Unsupported WebSocket version; use 13" });
+    }
+    let key = req.header("sec-websocket-key").filter(|k| {
+        base64::engine::general_purpose::STANDARD.decode(k).map(|b| b.len() == 16).unwrap_or(false)
+    });
+    let Some(key) = key else {
+        return Err(Refusal { status: 400, message: "Missing or invalid Sec-WebSocket-Key" });
+    };
+    Ok(format!(
+        "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
+        accept_key(key)
+    )
+    .into_bytes())
+}
+
+fn accept_key(key: &str) -> String {
+    let mut h = Sha1::new();
+    h.update(key.as_bytes());
+    h.update(GUID.as_bytes());
+    base64::engine::general_purpose::STANDARD.encode(h.finalize())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc_accept_key() {
+        // RFC 6455 §1.3.
+        assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+}

@@ -1,0 +1,418 @@
+//! One Pusher WebSocket connection after the handshake: reads frames, runs each client event
+//! (spec 01 §4) in order, and answers. Subscriptions, publishes and sign-ins that concern state
+//! owned by another shard cross the mesh; the call sites say so (`shard.mesh.send`,
+//! `expect_reply`).
+
+use crate::apps::{App, AppIdx};
+use crate::auth;
+use crate::protocol::channel::{self, Kind};
+use crate::protocol::inbound::{self, ClientFrame, Command, Member, Signin, Subscribe};
+use crate::protocol::outbound::{self, Data, Dialect};
+use crate::protocol::ProtocolError;
+use crate::shard::call::expect_reply;
+use crate::shard::hub::SocketKey;
+use crate::shard::msg::{Msg, Reply};
+use crate::shard::watch::WatchMsg;
+use crate::shard::Shard;
+use crate::socket_id::SocketId;
+use crate::ws::codec::{self, Decoder, Incoming, Opcode, WsError};
+use crate::ws::conn::Conn;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+struct Session {
+    shard: Rc<Shard>,
+    key: SocketKey,
+    id: SocketId,
+    app: AppIdx,
+    dialect: Dialect,
+}
+
+/// Units decoded from one read, and how the read ended.
+struct Decoded {
+    units: Vec<Incoming>,
+    used: usize,
+    error: Option<WsError>,
+}
+
+fn decode_all(dec: &mut Decoder, buf: &[u8]) -> Decoded {
+    let mut d = Decoded { units: Vec::new(), used: 0, error: None };
+    loop {
+        match dec.decode(&buf[d.used..]) {
+            Ok((unit, n)) => {
+                d.units.extend(unit);
+                if n == 0 {
+                    return d;
+                }
+                d.used += n;
+            }
+            Err(e) => {
+                d.error = Some(e);
+                return d;
+            }
+        }
+    }
+}
+
+/// Runs a connected socket until it closes. `pending` holds bytes that arrived with the
+/// handshake.
+pub async fn run(shard: Rc<Shard>, conn: Rc<Conn>, app: AppIdx, dialect: Dialect, mut pending: Vec<u8>) {
+    let (key, id) = shard.add_socket(conn.clone(), app, dialect);
+    let session = Session { shard: shard.clone(), key, id, app, dialect };
+    let mut decoder = Decoder::new(shard.ctx.config.max_message_bytes);
+    let mut fresh = 0; // bytes of the last read waiting in the scratch buffer
+    loop {
+        let decoded = if pending.is_empty() {
+            let scratch = shard.scratch.borrow();
+            let d = decode_all(&mut decoder, &scratch[..fresh]);
+            if d.error.is_none() {
+                pending.extend_from_slice(&scratch[d.used..fresh]);
+            }
+            d
+        } else {
+            pending.extend_from_slice(&shard.scratch.borrow()[..fresh]);
+            let d = decode_all(&mut decoder, &pending);
+            pending.drain(..d.used);
+            d
+        };
+        if pending.is_empty() && pending.capacity() > 0 {
+            pending = Vec::new(); // an idle socket keeps no buffer
+        }
+        for unit in decoded.units {
+            session.on_unit(unit).await;
+        }
+        if let Some(e) = decoded.error {
+            pending.clear();
+            shard.close_ws(key, e.close_code(), e.reason());
+        }
+        fresh = match conn.read(&shard.scratch).await {
+            Ok(0) | Err(_) => break,
+            Ok(n) => n,
+        };
+    }
+    shard.remove_socket(key, id);
+}
+
+impl Session {
+    fn app(&self) -> &App {
+        self.shard.ctx.apps.get(self.app)
+    }
+
+    fn socket_id(&self) -> String {
+        self.id.to_string()
+    }
+
+    /// Runs `f` on this socket's state if it is still open.
+    fn with_socket<T>(&self, f: impl FnOnce(&mut crate::shard::hub::Socket) -> T) -> Option<T> {
+        self.shard.hub.borrow_mut().live(self.key, self.id).map(f)
+    }
+
+    fn send(&self, json: &[u8]) {
+        self.shard.send_json(self.key, json);
+    }
+
+    async fn on_unit(&self, unit: Incoming) {
+        match unit {
+            Incoming::Text(bytes) | Incoming::Binary(bytes) => {
+                let open = self.with_socket(|s| s.last_activity = Instant::now()).is_some();
+                if open {
+                    if let Err(e) = self.on_message(&bytes).await {
+                        self.fail(e);
+                    }
+                }
+            }
+            Incoming::Ping(payload) => {
+                // A native ping counts as activity and answers a pending pusher:ping.
+                self.with_socket(|s| {
+                    s.last_activity = Instant::now();
+                    s.ping_sent = None;
+                });
+                self.shard.send_frame(self.key, codec::encode(Opcode::Pong, &payload).into());
+            }
+            Incoming::Pong => {}
+            Incoming::Close(code) => {
+                let code = code.map_or(1000, |(c, _)| c);
+                self.shard.close_ws(self.key, code, "");
+            }
+        }
+    }
+
+    /// Reports a handler error: fatal ones close the socket with their code.
+    fn fail(&self, e: ProtocolError) {
+        if e.fatal {
+            self.shard.close(self.key, &e);
+        } else {
+            self.send(&outbound::error(self.dialect, e.code, &e.message));
+        }
+    }
+
+    async fn on_message(&self, bytes: &[u8]) -> Result<(), ProtocolError> {
+        let frame = ClientFrame::parse(bytes)?;
+        match frame.command() {
+            Command::Ping => {
+                self.with_socket(|s| s.ping_sent = None);
+                self.send(&outbound::pong(self.dialect));
+            }
+            Command::Pong => {
+                self.with_socket(|s| s.ping_sent = None);
+            }
+            Command::Subscribe => self.subscribe(&frame).await?,
+            Command::Unsubscribe => self.unsubscribe(&frame)?,
+            Command::Signin => self.signin(&frame).await?,
+            Command::ClientEvent(name) => self.client_event(&frame, name)?,
+            Command::Other => {}
+        }
+        Ok(())
+    }
+
+    async fn subscribe(&self, frame: &ClientFrame<'_>) -> Result<(), ProtocolError> {
+        let sub = Subscribe::parse(frame)?;
+        let app = self.app();
+        channel::validate(&sub.channel, app.limits.max_channel_name_length, &app.namespaces)?;
+        let ty = channel::channel_type(&sub.channel);
+        let mut member: Option<Member> = None;
+        if ty.needs_auth() {
+            let auth_value = sub
+                .auth
+                .as_deref()
+                .filter(|a| !a.is_empty())
+                .ok_or_else(|| ProtocolError::auth("Authentication signature required for this channel"))?;
+            let channel_data = if ty.kind == Kind::Presence {
+                let cd = sub
+                    .channel_data
+                    .as_deref()
+                    .filter(|c| !c.is_empty())
+                    .ok_or_else(|| ProtocolError::invalid_format("Missing channel_data for presence channel"))?;
+                let m = inbound::presence_member(cd)?;
+                if m.user_info.len() > app.limits.max_presence_member_bytes {
+                    return Err(ProtocolError::channel(format!(
+                        "Presence member data size ({}KB) exceeds limit ({}KB)",
+                        m.user_info.len() / 1024,
+                        app.limits.max_presence_member_bytes / 1024
+                    )));
+                }
+                member = Some(m);
+                Some(cd)
+            } else {
+                None
+            };
+            let message = auth::channel_auth_message(&self.socket_id(), &sub.channel, channel_data);
+            if !auth::verify_key_and_signature(&app.key, &app.secret, message.as_bytes(), auth_value) {
+                return Err(ProtocolError::auth("Channel requires authentication"));
+            }
+        }
+        let channel: Arc<str> = sub.channel.into();
+        let Some(already) = self.with_socket(|s| s.channels.contains_key(&channel)) else { return Ok(()) };
+        if already && member.is_none() {
+            self.send(&outbound::subscription_succeeded(self.dialect, &channel, "{}"));
+            return Ok(());
+        }
+        let (key, id, app_idx, dialect) = (self.key, self.id, self.app, self.dialect);
+        let user = member.as_ref().map(|m| Arc::<str>::from(m.user_id.as_str()));
+        let needs_auth = ty.needs_auth();
+        let ch = channel.clone();
+        let (reply_to, done) = expect_reply(&self.shard, move |shard: &Rc<Shard>, reply: Reply| {
+            match reply {
+                Reply::Subscribed { data, cache } => {
+                    let mut hub = shard.hub.borrow_mut();
+                    if hub.live(key, id).is_none() {
+                        drop(hub);
+                        if !already {
+                            // The socket went away while the owner counted it: undo.
+                            let owner = shard.channel_owner(app_idx, &ch);
+                            shard.mesh.send(owner, Msg::Unsubscribe { app: app_idx, channel: ch, shard: shard.id, socket: id, user_id: user });
+                        }
+                        return Ok(());
+                    }
+                    if !already {
+                        hub.add_subscriber(app_idx, &ch, key);
+                        let s = hub.sockets.get_mut(key).expect("live socket");
+                        s.channels.insert(ch.clone(), user.clone());
+                        if needs_auth {
+                            s.authenticated = true;
+                        }
+                        if let Some(u) = user.filter(|_| !s.signed_in) {
+                            hub.set_user(key, u);
+                        }
+                    }
+                    drop(hub);
+                    shard.send_json(key, &outbound::subscription_succeeded(dialect, &ch, &data));
+                    match cache {
+                        Some(Some(event)) => shard.send_json(key, &event),
+                        Some(None) => shard.send_json(key, &outbound::cache_miss(dialect, &ch)),
+                        None => {}
+                    }
+                    Ok(())
+                }
+                Reply::Refused(e) => Err(e),
+                _ => Err(ProtocolError::invalid_format("unexpected reply to subscribe")),
+            }
+        });
+        let owner = self.shard.channel_owner(self.app, &channel);
+        self.shard.mesh.send(
+            owner,
+            Msg::Subscribe { reply_to, app: self.app, channel, shard: self.shard.id, socket: self.id, member, again: already },
+        );
+        done.await
+    }
+
+    fn unsubscribe(&self, frame: &ClientFrame<'_>) -> Result<(), ProtocolError> {
+        let channel = inbound::unsubscribe_channel(frame)?;
+        let mut hub = self.shard.hub.borrow_mut();
+        let Some(s) = hub.live(self.key, self.id) else { return Ok(()) };
+        let Some((channel, member)) = s.channels.remove_entry(channel.as_str()) else { return Ok(()) };
+        hub.remove_subscriber(self.app, &channel, self.key);
+        drop(hub);
+        let owner = self.shard.channel_owner(self.app, &channel);
+        self.shard.mesh.send(
+            owner,
+            Msg::Unsubscribe { app: self.app, channel, shard: self.shard.id, socket: self.id, user_id: member },
+        );
+        Ok(())
+    }
+
+    async fn signin(&self, frame: &ClientFrame<'_>) -> Result<(), ProtocolError> {
+        let app = self.app();
+        if !app.user_authentication {
+            return Err(ProtocolError::auth("User authentication is disabled for this app"));
+        }
+        let signin = Signin::parse(frame)?;
+        let user = inbound::user_data(&signin.user_data)?;
+        let message = auth::signin_message(&self.socket_id(), &signin.user_data);
+        if !auth::verify_key_and_signature(&app.key, &app.secret, message.as_bytes(), &signin.auth) {
+            return Err(ProtocolError::auth("Connection not authorized for signin."));
+        }
+        let user_id: Arc<str> = user.id.as_str().into();
+        let watching = app.watchlist_events;
+        let watchlist = if watching { user.watchlist.clone().unwrap_or_default() } else { Vec::new() };
+        let previous = {
+            let mut hub = self.shard.hub.borrow_mut();
+            let Some(s) = hub.live(self.key, self.id) else { return Ok(()) };
+            let previous = if s.signed_in { s.user_id.clone().zip(s.watchlist.take()) } else { None };
+            s.signed_in = true;
+            s.authenticated = true;
+            s.watchlist = watching.then(|| watchlist.clone());
+            hub.set_user(self.key, user_id.clone());
+            previous
+        };
+        if watching {
+            if let Some((old, old_list)) = previous {
+                self.shard.signout_watch(self.app, old, old_list);
+            }
+            let online = self.register_watch(user_id, &watchlist).await;
+            let offline: Vec<String> = watchlist.iter().filter(|w| !online.contains(w)).cloned().collect();
+            if !online.is_empty() {
+                self.send(&outbound::watchlist(true, &online));
+            }
+            if !offline.is_empty() {
+                self.send(&outbound::watchlist(false, &offline));
+            }
+        }
+        self.send(&outbound::signin_success(self.dialect, &signin.user_data));
+        Ok(())
+    }
+
+    /// Counts this socket as `user` online and registers it as a watcher of `watchlist`, on
+    /// the owner shard of each id. Returns the watched ids that are online.
+    async fn register_watch(&self, user: Arc<str>, watchlist: &[String]) -> Vec<String> {
+        let shard = &self.shard;
+        let me = shard.user_owner(self.app, &user);
+        let mut by_owner: Vec<Vec<String>> = vec![Vec::new(); shard.shards];
+        for w in watchlist {
+            by_owner[shard.user_owner(self.app, w)].push(w.clone());
+        }
+        let mut waits = Vec::new();
+        for (owner, watch) in by_owner.into_iter().enumerate() {
+            if owner != me && watch.is_empty() {
+                continue;
+            }
+            let (reply_to, done) = expect_reply(shard, |_, reply| match reply {
+                Reply::Online(ids) => ids,
+                _ => Vec::new(),
+            });
+            shard.mesh.send(
+                owner,
+                Msg::Watch(WatchMsg::Signin { reply_to, app: self.app, watcher: user.clone(), online: owner == me, watch }),
+            );
+            waits.push(done);
+        }
+        let mut online = Vec::new();
+        for w in waits {
+            online.extend(w.await);
+        }
+        online
+    }
+
+    fn client_event(&self, frame: &ClientFrame<'_>, name: &str) -> Result<(), ProtocolError> {
+        let app = self.app();
+        let limits = &app.limits;
+        // The rate limit comes first: rejected events still use quota (spec 01 §2.5).
+        if limits.client_events_per_window > 0 {
+            let allowed = self
+                .with_socket(|s| {
+                    let now = Instant::now();
+                    if now.duration_since(s.client_event_window.0) >= limits.client_event_window {
+                        s.client_event_window = (now, 0);
+                    }
+                    s.client_event_window.1 += 1;
+                    s.client_event_window.1 <= limits.client_events_per_window
+                })
+                .unwrap_or(false);
+            if !allowed {
+                return Err(ProtocolError::client_event_rate_limited(limits.terminate_on_limit));
+            }
+        }
+        let channel = frame
+            .channel
+            .as_deref()
+            .ok_or_else(|| ProtocolError::client_event("Channel required for client event"))?;
+        if !app.client_messages {
+            return Err(ProtocolError::client_event("Client events are not enabled for this app"));
+        }
+        if name.len() > limits.max_event_name_length {
+            return Err(ProtocolError::invalid_event_name(format!(
+                "Event name exceeds maximum length of {}",
+                limits.max_event_name_length
+            )));
+        }
+        if channel.len() > limits.max_channel_name_length {
+            return Err(ProtocolError::channel_name_invalid(format!(
+                "Channel name exceeds maximum length of {}",
+                limits.max_channel_name_length
+            )));
+        }
+        if !channel::channel_type(channel).allows_client_events() {
+            return Err(ProtocolError::client_event("Client events can only be sent to private or presence channels"));
+        }
+        let data = frame.data_raw();
+        if data.len() > limits.max_event_payload_bytes {
+            return Err(ProtocolError::client_event(format!(
+                "Event payload size ({} bytes) exceeds limit ({}KB)",
+                data.len(),
+                limits.max_event_payload_bytes / 1024
+            )));
+        }
+        let (channel, member) = self
+            .with_socket(|s| s.channels.get_key_value(channel).map(|(c, m)| (c.clone(), m.clone())))
+            .flatten()
+            .ok_or_else(|| {
+                ProtocolError::client_event(format!("Socket {} is not subscribed to channel {channel}", self.id))
+            })?;
+        // Presence client events carry the sender's user id (spec 01 Q11 Rec).
+        let payload = outbound::event(name, Some(&channel), Data::Raw(data), member.as_deref());
+        let owner = self.shard.channel_owner(self.app, &channel);
+        self.shard.mesh.send(
+            owner,
+            Msg::Publish {
+                reply_to: None,
+                app: self.app,
+                channel,
+                payload: Arc::new(payload),
+                exclude: Some(self.id),
+                from_http: false,
+            },
+        );
+        Ok(())
+    }
+}

@@ -1,0 +1,78 @@
+//! Process lifecycle: graceful stop (spec 00 "shutdown grace") and config validation.
+
+use e2e::*;
+use std::time::Duration;
+
+// SIGTERM: every socket gets E(4200) then close 4200; the process exits within the grace period.
+#[test]
+fn sigterm_closes_every_socket_with_4200() {
+    let grace = 5;
+    let s = Server::start(Some(&config(&format!("shutdown_grace_period = {grace}"), &[AppConfig::dev()])));
+    // Several sockets, so that with more than one shard some land on each.
+    let mut clients: Vec<Client> = (0..8).map(|_| s.connect()).collect();
+    for (i, c) in clients.iter_mut().enumerate() {
+        if i % 2 == 0 {
+            c.subscribe("orders");
+        } else {
+            c.subscribe_presence("presence-room", &serde_json::json!({"user_id": i.to_string()}));
+        }
+    }
+    // Drain member_added frames so that each socket's next frame is the shutdown error.
+    std::thread::sleep(Duration::from_millis(500));
+    for c in clients.iter_mut() {
+        while let Some(Frame::Json(f)) = c.recv(Duration::from_millis(200)) {
+            assert_eq!(f["event"], "pusher_internal:member_added", "{f}");
+        }
+    }
+    let mut s = s;
+    s.sigterm();
+    for c in clients.iter_mut() {
+        c.expect_fatal(4200);
+    }
+    let status = s.wait_exit(Duration::from_secs(grace + 5)).expect("server did not exit after SIGTERM");
+    assert!(status.success(), "graceful stop should exit 0, got {status}");
+}
+
+// A bad config value stops start-up with a non-zero exit and a message naming the key.
+#[test]
+fn bad_config_values_are_refused() {
+    let cases = [
+        ("port", config("port = \"abc\"", &[AppConfig::dev()])),
+        ("activity_timeout", config("activity_timeout = -1", &[AppConfig::dev()])),
+        ("shutdown_grace_period", config("shutdown_grace_period = \"soon\"", &[AppConfig::dev()])),
+        ("max_presence_members_per_channel", config("", &[AppConfig::dev().set("max_presence_members_per_channel", "-5")])),
+        ("enable_client_messages", config("", &[AppConfig::dev().set("enable_client_messages", "[1]")])),
+    ];
+    for (key, cfg) in cases {
+        let (status, out) = Server::start_expecting_exit(&cfg);
+        assert!(!status.success(), "{key}: exit status {status}\n{out}");
+        assert!(out.contains(key), "{key}: message does not name the key:\n{out}");
+    }
+}
+
+// Sanity check for the case above: the same configs with good values do start.
+#[test]
+fn good_config_values_start() {
+    let cfg = config(
+        "activity_timeout = 30\nshutdown_grace_period = 3\nuser_authentication_timeout = 100\nmax_connections = 0",
+        &[AppConfig::dev().set("max_presence_members_per_channel", "5")],
+    );
+    let s = Server::start(Some(&cfg));
+    let mut c = s.connect_raw("/app/app-key", None);
+    assert_eq!(c.established()["activity_timeout"], 30);
+}
+
+// The reference layout `[[app_manager.array.apps]]` is accepted too (§11.2).
+#[test]
+fn reference_app_layout() {
+    let other = App::new("ref-id", "ref-key", "ref-secret");
+    let cfg = config("", &[AppConfig::for_app(&other)]).replace("[[apps]]", "[[app_manager.array.apps]]");
+    let s = Server::start(Some(&cfg));
+    let mut c = s.connect_app(&other);
+    c.subscribe_private("private-x");
+    let r = s.api_raw(&other, "GET", &other.path("/channels"), &[], None, &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    // Only the configured app exists.
+    let mut dev = s.connect_raw("/app/app-key", None);
+    dev.expect_fatal(4001);
+}
