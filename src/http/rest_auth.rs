@@ -37,15 +37,16 @@ pub fn authenticate(apps: &Registry, req: &Request, path_app_id: &str) -> Result
     if (now - ts).abs() > TIMESTAMP_WINDOW_SECS {
         return Err(ApiError::auth_failed("Timestamp expired or too far in the future"));
     }
-    match (req.method.as_str(), params.get("body_md5")) {
-        ("POST", Some(md5)) if !md5.is_empty() => {
+    // POST must carry the body's MD5. Other methods may carry one (the Python SDK signs every
+    // GET with the MD5 of the empty body); when present it must match the body all the same.
+    match params.get("body_md5").filter(|m| !m.is_empty()) {
+        Some(md5) => {
             if !md5.eq_ignore_ascii_case(&hex::encode(Md5::digest(&req.body))) {
                 return Err(ApiError::auth_failed("body_md5 mismatch"));
             }
         }
-        ("POST", _) => return Err(ApiError::auth_failed("Missing body_md5")),
-        (_, Some(_)) => return Err(ApiError::auth_failed("body_md5 is only allowed on POST requests")),
-        _ => {}
+        None if req.method == "POST" => return Err(ApiError::auth_failed("Missing body_md5")),
+        None => {}
     }
     let signature = params.get("auth_signature").map(String::as_str).unwrap_or("");
     let canonical: Vec<String> =

@@ -4,7 +4,7 @@
 use crate::apps::AppIdx;
 use crate::protocol::outbound::Dialect;
 use crate::socket_id::SocketId;
-use crate::ws::conn::{Conn, Outbox};
+use crate::ws::conn::{Conn, Frame, Outbox, Pushed};
 use ahash::{AHashMap, RandomState};
 use indexmap::IndexSet;
 use slab::Slab;
@@ -41,6 +41,35 @@ pub struct Socket {
     pub closing: bool,
 }
 
+impl Socket {
+    pub fn new(id: SocketId, app: AppIdx, dialect: Dialect, conn: Rc<Conn>, now: Instant) -> Socket {
+        Socket {
+            id,
+            app,
+            dialect,
+            conn,
+            out: Outbox::new(),
+            user_id: None,
+            signed_in: false,
+            watchlist: None,
+            channels: AHashMap::default(),
+            connected_at: now,
+            last_activity: now,
+            ping_sent: None,
+            authenticated: false,
+            client_event_window: (now, 0),
+            closing: false,
+        }
+    }
+}
+
+/// The bound on each socket's outbound queue.
+#[derive(Clone, Copy, Debug)]
+pub struct QueueBound {
+    pub frames: usize,
+    pub bytes: usize,
+}
+
 /// Local subscribers of one channel.
 #[derive(Default)]
 pub struct LocalChannel {
@@ -68,6 +97,35 @@ impl Hub {
     /// The socket at `key` if it is still the connection `id` (keys are reused after close).
     pub fn live(&mut self, key: SocketKey, id: SocketId) -> Option<&mut Socket> {
         self.sockets.get_mut(key).filter(|s| s.id == id && !s.closing)
+    }
+
+    /// Queues `frame` on every local subscriber of `channel` except `exclude`. Sockets that
+    /// now need a flush are appended to `listed`; those whose queue was full are returned.
+    /// The hot path of a publish: one reference-count increment and one queue push per socket.
+    pub fn queue_on_channel(
+        &mut self,
+        app: AppIdx,
+        channel: &str,
+        frame: &Frame,
+        exclude: Option<SocketId>,
+        bound: QueueBound,
+        listed: &mut Vec<SocketKey>,
+    ) -> Vec<SocketKey> {
+        let mut full = Vec::new();
+        let Hub { sockets, channels, .. } = self;
+        let Some(local) = channels[app as usize].get(channel) else { return full };
+        for &key in &local.sockets {
+            let s = &mut sockets[key];
+            if Some(s.id) == exclude || s.closing {
+                continue;
+            }
+            match s.out.push(frame.clone(), bound.frames, bound.bytes) {
+                Pushed::NeedsFlush => listed.push(key),
+                Pushed::Queued => {}
+                Pushed::Full => full.push(key),
+            }
+        }
+        full
     }
 
     pub fn add_subscriber(&mut self, app: AppIdx, channel: &Arc<str>, key: SocketKey) {

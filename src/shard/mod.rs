@@ -16,7 +16,7 @@ use crate::socket_id::SocketId;
 use crate::ws::codec::{self, Opcode};
 use crate::ws::conn::{Conn, Frame, OutState, Pushed, Written};
 use call::Continuation;
-use hub::{Hub, Socket, SocketKey};
+use hub::{Hub, QueueBound, Socket, SocketKey};
 use msg::{Msg, Payload, UserAction};
 use owner::Owned;
 use shards::Mesh;
@@ -148,23 +148,7 @@ impl Shard {
     pub fn add_socket(&self, conn: Rc<Conn>, app: AppIdx, dialect: Dialect) -> (SocketKey, SocketId) {
         let id = SocketId::random();
         let now = Instant::now();
-        let key = self.hub.borrow_mut().sockets.insert(Socket {
-            id,
-            app,
-            dialect,
-            conn,
-            out: Default::default(),
-            user_id: None,
-            signed_in: false,
-            watchlist: None,
-            channels: Default::default(),
-            connected_at: now,
-            last_activity: now,
-            ping_sent: None,
-            authenticated: false,
-            client_event_window: (now, 0),
-            closing: false,
-        });
+        let key = self.hub.borrow_mut().sockets.insert(Socket::new(id, app, dialect, conn, now));
         let timeout = self.ctx.config.activity_timeout.as_secs();
         self.send_json(key, &outbound::connection_established(dialect, &id.to_string(), timeout));
         (key, id)
@@ -250,28 +234,29 @@ impl Shard {
     /// Queues one channel event on every local subscriber except `exclude`. The frame is
     /// encoded once for this shard; each socket gets a reference to it.
     pub fn deliver(self: &Rc<Self>, app: AppIdx, channel: &str, payload: &Payload, exclude: Option<SocketId>) {
-        let cfg = &self.ctx.config;
-        let mut overflowed = Vec::new();
-        {
+        let overflowed = {
             let mut hub = self.hub.borrow_mut();
-            let Hub { sockets, channels, .. } = &mut *hub;
-            let Some(local) = channels[app as usize].get(channel) else { return };
+            if !hub.channels[app as usize].contains_key(channel) {
+                return;
+            }
             let frame: Frame = codec::encode(Opcode::Text, payload).into();
-            for &key in &local.sockets {
-                let s = &mut sockets[key];
-                if Some(s.id) == exclude || s.closing {
-                    continue;
-                }
-                match s.out.push(frame.clone(), cfg.max_queued_messages, cfg.max_queued_bytes) {
-                    Pushed::NeedsFlush => self.list_dirty(key),
-                    Pushed::Queued => {}
-                    Pushed::Full => overflowed.push(key),
+            let mut dirty = self.dirty.borrow_mut();
+            let was_empty = dirty.is_empty();
+            let full = hub.queue_on_channel(app, channel, &frame, exclude, self.queue_bound(), &mut dirty);
+            if was_empty && !dirty.is_empty() {
+                if let Some(w) = self.flusher.take() {
+                    w.wake();
                 }
             }
-        }
+            full
+        };
         for key in overflowed {
             self.overflow(key);
         }
+    }
+
+    fn queue_bound(&self) -> QueueBound {
+        QueueBound { frames: self.ctx.config.max_queued_messages, bytes: self.ctx.config.max_queued_bytes }
     }
 
     /// A socket's queue is full: it is too slow for what it subscribed to.
@@ -296,10 +281,10 @@ impl Shard {
             match &action {
                 UserAction::Deliver { payload, exclude } if Some(id) != *exclude => {
                     let frame: Frame = codec::encode(Opcode::Text, payload).into();
-                    let cfg = &self.ctx.config;
+                    let bound = self.queue_bound();
                     let full = {
                         let mut hub = self.hub.borrow_mut();
-                        match hub.live(key, id).map(|s| s.out.push(frame, cfg.max_queued_messages, cfg.max_queued_bytes)) {
+                        match hub.live(key, id).map(|s| s.out.push(frame, bound.frames, bound.bytes)) {
                             Some(Pushed::NeedsFlush) => {
                                 self.list_dirty(key);
                                 false

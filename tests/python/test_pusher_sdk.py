@@ -107,6 +107,39 @@ def test_private_channel_bad_signature(server, clients):
 
 
 # ------------------------------------------------------------------ queries
+#
+# Note: pusher-http-python signs EVERY request with body_md5, GET included
+# (md5 of the empty body, d41d8cd98f00b204e9800998ecf8427e; see pusher/http.py
+# Request._generate_auth). A server that rejects body_md5 on GET breaks all of
+# the SDK's read calls below.
+
+
+def test_get_signed_with_empty_body_md5_is_accepted(server):
+    """The exact query the Python SDK sends for channels_info(): GET with body_md5."""
+    import hashlib
+    import hmac
+    import time
+    import urllib.error
+    import urllib.request
+
+    from conftest import APP_ID, APP_KEY, APP_SECRET, HOST
+
+    path = f"/apps/{APP_ID}/channels"
+    params = {
+        "auth_key": APP_KEY,
+        "auth_timestamp": str(int(time.time())),
+        "auth_version": "1.0",
+        "body_md5": hashlib.md5(b"").hexdigest(),
+    }
+    qs = "&".join(f"{k}={v}" for k, v in sorted(params.items()))
+    sig = hmac.new(APP_SECRET.encode(), f"GET\n{path}\n{qs}".encode(), hashlib.sha256).hexdigest()
+    url = f"http://{HOST}:{server.port}{path}?{qs}&auth_signature={sig}"
+    try:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            assert r.status == 200
+            assert "channels" in json.loads(r.read())
+    except urllib.error.HTTPError as e:
+        raise AssertionError(f"GET with empty-body body_md5 rejected: {e.code} {e.read().decode()}") from None
 
 
 @pytest.fixture(scope="module")

@@ -198,6 +198,8 @@ fn member_removed_on_unsubscribe_close_and_drop() {
     let dropped = joined.pop().unwrap();
     let closed = joined.pop().unwrap();
     let mut unsubscribed = joined.pop().unwrap();
+    expect_added(&mut unsubscribed, "2");
+    expect_added(&mut unsubscribed, "3");
 
     unsubscribed.unsubscribe(ROOM);
     expect_removed(&mut obs, "1");

@@ -1,0 +1,206 @@
+//! Criterion benchmarks of the hot paths: WebSocket framing, inbound JSON parsing, signature
+//! checks, fanout inside one shard (queueing and the gathered write) and the hand-off of a
+//! message between two shards.
+//!
+//! Run: `cargo bench -p sockudo --bench hot_paths` (add a filter, e.g. `-- fanout`).
+
+use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
+use sockudo::auth;
+use sockudo::protocol::inbound::{ClientFrame, Subscribe};
+use sockudo::protocol::outbound::{self, Data, Dialect};
+use sockudo::shard::hub::{Hub, QueueBound, Socket};
+use sockudo::socket_id::SocketId;
+use sockudo::ws::codec::{self, Decoder, Opcode};
+use sockudo::ws::conn::{Conn, Frame, OutState};
+use std::io::Read;
+use std::os::fd::{FromRawFd, IntoRawFd};
+use std::rc::Rc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+fn payload_200() -> Vec<u8> {
+    let data = "x".repeat(160);
+    outbound::event("price-update", Some("ticker-1"), Data::Str(&data), None)
+}
+
+/// A masked client frame, as a browser sends it.
+fn client_frame(payload: &[u8]) -> Vec<u8> {
+    let mask = [1, 2, 3, 4];
+    let mut out = vec![0x81];
+    if payload.len() < 126 {
+        out.push(0x80 | payload.len() as u8);
+    } else {
+        out.push(0x80 | 126);
+        out.extend_from_slice(&(payload.len() as u16).to_be_bytes());
+    }
+    out.extend_from_slice(&mask);
+    let mut p = payload.to_vec();
+    codec::unmask(&mut p, mask);
+    out.extend(p);
+    out
+}
+
+fn framing(c: &mut Criterion) {
+    let payload = payload_200();
+    let mut g = c.benchmark_group("ws");
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("encode_200B", |b| b.iter(|| codec::encode(Opcode::Text, black_box(&payload))));
+    let frame = client_frame(&payload);
+    let mut dec = Decoder::new(64 << 10);
+    g.bench_function("decode_masked_200B", |b| b.iter(|| dec.decode(black_box(&frame)).unwrap()));
+    g.finish();
+}
+
+fn json(c: &mut Criterion) {
+    let mut g = c.benchmark_group("json");
+    let client_event = br#"{"event":"client-typing","channel":"private-chat","data":{"typing":true,"user":"ada"}}"#;
+    g.bench_function("parse_client_event", |b| {
+        b.iter(|| {
+            let f = ClientFrame::parse(black_box(client_event)).unwrap();
+            black_box((f.command(), f.data_raw().len()));
+        })
+    });
+    let subscribe = br#"{"event":"pusher:subscribe","data":{"channel":"private-orders","auth":"app-key:d7d4254b75e2b60944b91bc92e916d56da84c4835011f5aa3c59a8e7f6e8b65d"}}"#;
+    g.bench_function("parse_subscribe", |b| {
+        b.iter(|| {
+            let f = ClientFrame::parse(black_box(subscribe)).unwrap();
+            black_box(Subscribe::parse(&f).unwrap());
+        })
+    });
+    g.bench_function("encode_event_frame_200B", |b| {
+        let data = "x".repeat(160);
+        b.iter(|| outbound::event("price-update", Some("ticker-1"), Data::Str(black_box(&data)), None))
+    });
+    g.finish();
+}
+
+fn signatures(c: &mut Criterion) {
+    let auth_value = "app-key:d7d4254b75e2b60944b91bc92e916d56da84c4835011f5aa3c59a8e7f6e8b65d";
+    c.bench_function("hmac/verify_private_channel_auth", |b| {
+        b.iter(|| {
+            let m = auth::channel_auth_message("1234.5678", "private-foo", None);
+            assert!(auth::verify_key_and_signature("app-key", "app-secret", m.as_bytes(), black_box(auth_value)));
+        })
+    });
+}
+
+/// `n` loopback TCP connections: the server ends wrapped as the server wraps them, the client
+/// ends non-blocking so the benchmark can drain them between samples.
+fn loopback_pairs(n: usize) -> (Vec<Rc<Conn>>, Vec<std::net::TcpStream>) {
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    let mut servers = Vec::new();
+    let mut clients = Vec::new();
+    for _ in 0..n {
+        let client = std::net::TcpStream::connect(addr).unwrap();
+        client.set_nonblocking(true).unwrap();
+        let (server, _) = listener.accept().unwrap();
+        server.set_nonblocking(true).unwrap();
+        // SAFETY: the descriptor is moved out of `server` and owned by the glommio stream.
+        let stream = unsafe { glommio::net::TcpStream::from_raw_fd(server.into_raw_fd()) };
+        servers.push(Conn::new(stream));
+        clients.push(client);
+    }
+    (servers, clients)
+}
+
+fn drain(clients: &mut [std::net::TcpStream]) {
+    let mut buf = [0u8; 65536];
+    for c in clients {
+        while matches!(c.read(&mut buf), Ok(n) if n > 0) {}
+    }
+}
+
+/// Fanout of one event to 1,000 local subscribers: queueing only (the server's own work per
+/// delivery), and queueing plus one gathered write per socket (what a flush pass costs).
+fn fanout(c: &mut Criterion) {
+    const SUBSCRIBERS: usize = 1000;
+    let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).io_memory(512 << 10).make().unwrap();
+    ex.run(async {
+        let (conns, mut clients) = loopback_pairs(SUBSCRIBERS);
+        let mut hub = Hub::new(1);
+        let channel: Arc<str> = "ticker-1".into();
+        let now = Instant::now();
+        for (i, conn) in conns.into_iter().enumerate() {
+            let key = hub.sockets.insert(Socket::new(SocketId(i as u64, 1), 0, Dialect::V1, conn, now));
+            hub.add_subscriber(0, &channel, key);
+        }
+        let bound = QueueBound { frames: 1000, bytes: 8 << 20 };
+        let payload = payload_200();
+        let mut g = c.benchmark_group("fanout");
+        g.throughput(Throughput::Elements(SUBSCRIBERS as u64));
+        g.bench_function("queue_1000_subscribers", |b| {
+            b.iter(|| {
+                let frame: Frame = codec::encode(Opcode::Text, &payload).into();
+                let mut listed = Vec::with_capacity(SUBSCRIBERS);
+                hub.queue_on_channel(0, &channel, &frame, None, bound, &mut listed);
+                // Reset the queues untouched by a write, so only queueing is measured.
+                for key in listed {
+                    let s = &mut hub.sockets[key];
+                    s.out.clear();
+                    s.out.state = OutState::Idle;
+                }
+            })
+        });
+        g.bench_function("queue_and_write_1000_subscribers", |b| {
+            b.iter_custom(|iters| {
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    let start = Instant::now();
+                    let frame: Frame = codec::encode(Opcode::Text, &payload).into();
+                    let mut listed = Vec::with_capacity(SUBSCRIBERS);
+                    hub.queue_on_channel(0, &channel, &frame, None, bound, &mut listed);
+                    for key in listed {
+                        let s = &mut hub.sockets[key];
+                        s.out.write_to(&s.conn);
+                        s.out.state = OutState::Idle;
+                    }
+                    total += start.elapsed();
+                    drain(&mut clients);
+                }
+                total
+            })
+        });
+        g.finish();
+    });
+}
+
+/// One message handed from shard 0 to shard 1 through the SPSC mesh, in a stream of `iters`
+/// messages; measured on the receiving shard from the first send to the last receipt.
+fn cross_shard(c: &mut Criterion) {
+    c.bench_function("mesh/hand_off_between_two_shards", |b| {
+        b.iter_custom(|iters| {
+            let elapsed_ns = Arc::new(AtomicU64::new(0));
+            let done = Arc::new(AtomicBool::new(false));
+            let cfg = shards::RuntimeConfig { shards: 2, pin: false, ..shards::RuntimeConfig::default() };
+            let (e, d) = (elapsed_ns.clone(), done.clone());
+            shards::run::<Instant, _, _>(&cfg, move |mesh| async move {
+                let mesh = Rc::new(mesh);
+                let seen = Rc::new(std::cell::Cell::new(0u64));
+                let (seen2, e2, d2) = (seen.clone(), e.clone(), d.clone());
+                mesh.serve(Rc::new(move |start: Instant| {
+                    seen2.set(seen2.get() + 1);
+                    if seen2.get() == iters {
+                        e2.store(start.elapsed().as_nanos() as u64, Ordering::SeqCst);
+                        d2.store(true, Ordering::SeqCst);
+                    }
+                }));
+                if mesh.id() == 0 {
+                    let start = Instant::now();
+                    for _ in 0..iters {
+                        mesh.send(1, start);
+                    }
+                }
+                while !d.load(Ordering::SeqCst) {
+                    glommio::timer::sleep(Duration::from_micros(200)).await;
+                }
+            })
+            .unwrap();
+            Duration::from_nanos(elapsed_ns.load(Ordering::SeqCst))
+        })
+    });
+}
+
+criterion_group!(benches, framing, json, signatures, fanout, cross_shard);
+criterion_main!(benches);
