@@ -25,7 +25,10 @@ pub struct Signer {
 
 impl Signer {
     pub fn new(secret: &str) -> Signer {
-        Signer { mac: HmacSha256::new_from_slice(secret.as_bytes()).expect("hmac accepts any key length") }
+        Signer {
+            mac: HmacSha256::new_from_slice(secret.as_bytes())
+                .expect("hmac accepts any key length"),
+        }
     }
 
     /// Raw HMAC-SHA256 of the concatenation of `parts`.
@@ -42,7 +45,8 @@ impl Signer {
         push_hex(out, &self.sign_parts(parts));
     }
 
-    /// Lowercase hex HMAC-SHA256 of `msg` as a String (handy outside hot paths and in tests).
+    /// Lowercase hex HMAC-SHA256 of `msg` as a String.
+    #[cfg(test)]
     pub fn sig_hex(&self, msg: &[u8]) -> String {
         let mut out = Vec::with_capacity(64);
         self.push_sig_hex(&mut out, &[msg]);
@@ -51,11 +55,26 @@ impl Signer {
 }
 
 /// The `auth` value of a presence subscribe: `KEY:hex(HMAC(secret, socket_id:channel:channel_data))`.
-pub fn presence_auth(signer: &Signer, key: &str, socket_id: &[u8], channel: &str, channel_data: &str) -> String {
+pub fn presence_auth(
+    signer: &Signer,
+    key: &str,
+    socket_id: &[u8],
+    channel: &str,
+    channel_data: &str,
+) -> String {
     let mut out = Vec::with_capacity(key.len() + 65);
     out.extend_from_slice(key.as_bytes());
     out.push(b':');
-    signer.push_sig_hex(&mut out, &[socket_id, b":", channel.as_bytes(), b":", channel_data.as_bytes()]);
+    signer.push_sig_hex(
+        &mut out,
+        &[
+            socket_id,
+            b":",
+            channel.as_bytes(),
+            b":",
+            channel_data.as_bytes(),
+        ],
+    );
     String::from_utf8(out).expect("ascii")
 }
 
@@ -95,7 +114,10 @@ pub fn push_signed_post_query(
     use std::io::Write;
     let md5 = md5_hex(body);
     let start = out.len();
-    let _ = write!(out, "auth_key={key}&auth_timestamp={timestamp}&auth_version=1.0&body_md5=");
+    let _ = write!(
+        out,
+        "auth_key={key}&auth_timestamp={timestamp}&auth_version=1.0&body_md5="
+    );
     out.extend_from_slice(&md5);
     scratch.clear();
     scratch.extend_from_slice(b"POST\n");
@@ -114,7 +136,10 @@ mod tests {
     fn rest_signature_vector() {
         let s = Signer::new("app-secret");
         let msg = "POST\n/apps/app-id/events\nauth_key=app-key&auth_timestamp=1700000000&auth_version=1.0&body_md5=67ca2151445b18af0a3f01aba9ce65d8";
-        assert_eq!(s.sig_hex(msg.as_bytes()), "d96fbf3f259ab358a0a5d1b89ae941437f91495d3d8fc64e36f8c4a1f4697371");
+        assert_eq!(
+            s.sig_hex(msg.as_bytes()),
+            "d96fbf3f259ab358a0a5d1b89ae941437f91495d3d8fc64e36f8c4a1f4697371"
+        );
     }
 
     #[test]
@@ -124,7 +149,15 @@ mod tests {
         assert_eq!(&md5_hex(b""), b"d41d8cd98f00b204e9800998ecf8427e");
         let (mut out, mut scratch) = (Vec::new(), Vec::new());
         let s = Signer::new("app-secret");
-        push_signed_post_query(&mut out, &mut scratch, &s, "app-key", b"/apps/app-id/events", 1_700_000_000, body);
+        push_signed_post_query(
+            &mut out,
+            &mut scratch,
+            &s,
+            "app-key",
+            b"/apps/app-id/events",
+            1_700_000_000,
+            body,
+        );
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
             "auth_key=app-key&auth_timestamp=1700000000&auth_version=1.0&body_md5=67ca2151445b18af0a3f01aba9ce65d8\
@@ -140,7 +173,13 @@ mod tests {
             "app-key:d7d4254b75e2b60944b91bc92e916d56da84c4835011f5aa3c59a8e7f6e8b65d"
         );
         assert_eq!(
-            presence_auth(&s, "app-key", b"1234.5678", "presence-room", r#"{"user_id":"42","user_info":{"name":"Ada"}}"#),
+            presence_auth(
+                &s,
+                "app-key",
+                b"1234.5678",
+                "presence-room",
+                r#"{"user_id":"42","user_info":{"name":"Ada"}}"#
+            ),
             "app-key:7eae5778a7edfe839d7a03f042293004e8cc0798fcf98a63b02be7f19f8bef86"
         );
     }

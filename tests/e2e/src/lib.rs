@@ -911,7 +911,10 @@ mod tests {
         let params = auth_params(&app, "POST", "/apps/app-id/events", &[], Some(body), 1_700_000_000);
         assert_eq!(params.last().unwrap().1, "d96fbf3f259ab358a0a5d1b89ae941437f91495d3d8fc64e36f8c4a1f4697371");
         assert_eq!(
-            hmac_hex("app-secret", r#"{"time_ms":1700000000000,"events":[{"name":"channel_occupied","channel":"orders"}]}"#),
+            hmac_hex(
+                "app-secret",
+                r#"{"time_ms":1700000000000,"events":[{"name":"channel_occupied","channel":"orders"}]}"#
+            ),
             "c1b112fcc5fc333a8453bb4b62c1a43094f2126d3c3f4ed442a92f5cda54f8e4"
         );
     }

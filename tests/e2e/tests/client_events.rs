@@ -70,7 +70,10 @@ fn presence_client_event_carries_user_id() {
     b.expect_event("pusher:cache_miss");
     a.expect_event("pusher_internal:member_added");
     b.client_event("client-hi", "presence-cache-room", json!("y"));
-    assert_eq!(a.recv_json(T), json!({"event": "client-hi", "channel": "presence-cache-room", "data": "y", "user_id": "7"}));
+    assert_eq!(
+        a.recv_json(T),
+        json!({"event": "client-hi", "channel": "presence-cache-room", "data": "y", "user_id": "7"})
+    );
 }
 
 // §14.30

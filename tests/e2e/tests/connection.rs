@@ -6,7 +6,10 @@ use std::time::{Duration, Instant};
 
 fn is_socket_id(s: &str) -> bool {
     let part_ok = |p: &str| {
-        !p.is_empty() && p.len() <= 11 && p.bytes().all(|b| b.is_ascii_digit()) && p.parse::<u64>().unwrap() <= 10_000_000_000
+        !p.is_empty()
+            && p.len() <= 11
+            && p.bytes().all(|b| b.is_ascii_digit())
+            && p.parse::<u64>().unwrap() <= 10_000_000_000
     };
     matches!(s.split_once('.'), Some((a, b)) if part_ok(a) && part_ok(b))
 }
@@ -72,7 +75,8 @@ fn allowed_origins() {
         "",
         &[
             AppConfig::dev().set("allowed_origins", r#"["https://good.example"]"#),
-            AppConfig::for_app(&wild).set("allowed_origins", r#"["*.example.com", "example.org", "http://localhost:*"]"#),
+            AppConfig::for_app(&wild)
+                .set("allowed_origins", r#"["*.example.com", "example.org", "http://localhost:*"]"#),
         ],
     );
     let s = Server::start(Some(&cfg));

@@ -143,16 +143,19 @@ fn channels_per_trigger_limit() {
 fn payload_limit() {
     let s = Server::start(Some(&config("", &[AppConfig::dev().set("max_event_payload_in_kb", "1")])));
     let mut a = subscribed(&s, "orders");
-    s.publish(json!({"name": "e", "channel": "orders", "data": "x".repeat(2000)})).assert_error(413, "payload_too_large");
+    s.publish(json!({"name": "e", "channel": "orders", "data": "x".repeat(2000)}))
+        .assert_error(413, "payload_too_large");
     // Non-string data is measured serialised.
-    s.publish(json!({"name": "e", "channel": "orders", "data": {"k": "x".repeat(2000)}})).assert_error(413, "payload_too_large");
+    s.publish(json!({"name": "e", "channel": "orders", "data": {"k": "x".repeat(2000)}}))
+        .assert_error(413, "payload_too_large");
     a.expect_no_frame(QUIET);
     s.publish_ok(json!({"name": "e", "channel": "orders", "data": "x".repeat(900)}));
     a.expect_event("e");
 
     let s = Server::start(None);
     let mut a = subscribed(&s, "orders");
-    s.publish(json!({"name": "e", "channel": "orders", "data": "x".repeat(101 * 1024)})).assert_error(413, "payload_too_large");
+    s.publish(json!({"name": "e", "channel": "orders", "data": "x".repeat(101 * 1024)}))
+        .assert_error(413, "payload_too_large");
     a.expect_no_frame(QUIET);
     s.publish_ok(json!({"name": "e", "channel": "orders", "data": "x".repeat(99 * 1024)}));
     assert_eq!(a.expect_event("e")["data"].as_str().unwrap().len(), 99 * 1024);
@@ -234,7 +237,8 @@ fn batch_item_validation() {
     let s = Server::start(None);
     s.batch(json!([{"name": "e", "channel": "bad$", "data": "1"}])).assert_error(400, "invalid_input");
     s.batch(json!([{"name": "e".repeat(201), "channel": "orders", "data": "1"}])).assert_error(400, "limit_exceeded");
-    s.batch(json!([{"name": "e", "channel": "orders", "data": "x".repeat(101 * 1024)}])).assert_error(413, "payload_too_large");
+    s.batch(json!([{"name": "e", "channel": "orders", "data": "x".repeat(101 * 1024)}]))
+        .assert_error(413, "payload_too_large");
     s.batch(json!([{"name": "e", "data": "1"}])).assert_error(400, "missing_channel_info");
 }
 
@@ -424,7 +428,9 @@ fn http_keep_alive() {
         let target = signed_target(&s.app, "POST", &s.app.path("/events"), &[], Some(body.as_bytes()), now());
         let r = conn.request("POST", &target, &[("Content-Type", "application/json")], Some(body.as_bytes())).unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
-        let r = conn.request("GET", &signed_target(&s.app, "GET", &s.app.path("/channels"), &[], None, now()), &[], None).unwrap();
+        let r = conn
+            .request("GET", &signed_target(&s.app, "GET", &s.app.path("/channels"), &[], None, now()), &[], None)
+            .unwrap();
         assert_eq!(r.status, 200, "{}", r.text());
     }
 }

@@ -50,7 +50,10 @@ fn bad_config_values_are_refused() {
         ("port", config("port = \"abc\"", &[AppConfig::dev()])),
         ("activity_timeout", config("activity_timeout = -1", &[AppConfig::dev()])),
         ("shutdown_grace_period", config("shutdown_grace_period = \"soon\"", &[AppConfig::dev()])),
-        ("max_presence_members_per_channel", config("", &[AppConfig::dev().set("max_presence_members_per_channel", "-5")])),
+        (
+            "max_presence_members_per_channel",
+            config("", &[AppConfig::dev().set("max_presence_members_per_channel", "-5")]),
+        ),
         ("enable_client_messages", config("", &[AppConfig::dev().set("enable_client_messages", "[1]")])),
     ];
     for (key, cfg) in cases {

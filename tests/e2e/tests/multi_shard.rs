@@ -162,7 +162,10 @@ fn user_features_across_shards() {
     // The watcher heard 42 come online (at least once; the reference repeats it per sign-in).
     assert_eq!(watcher.recv_json(T), json!({"event": "online", "data": {"user_ids": ["42"]}}));
     while let Some(f) = watcher.recv(QUIET) {
-        assert!(matches!(&f, Frame::Json(v) if *v == json!({"event": "online", "data": {"user_ids": ["42"]}})), "{f:?}");
+        assert!(
+            matches!(&f, Frame::Json(v) if *v == json!({"event": "online", "data": {"user_ids": ["42"]}})),
+            "{f:?}"
+        );
     }
 
     s.publish_ok(json!({"name": "n", "channel": "#server-to-user-42", "data": "x"}));

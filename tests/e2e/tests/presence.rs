@@ -6,7 +6,8 @@ use serde_json::{json, Value};
 const ROOM: &str = "presence-room";
 
 fn sorted_ids(snapshot: &Value) -> Vec<String> {
-    let mut ids: Vec<String> = snapshot["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    let mut ids: Vec<String> =
+        snapshot["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
     ids.sort();
     ids
 }

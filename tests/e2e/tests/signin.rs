@@ -207,7 +207,9 @@ fn signin_again_changes_user() {
     let mut c = s.connect();
     c.signin(&json!({"id": "1"}));
     c.signin(&json!({"id": "2"}));
-    let publish = |user: &str| -> Value { s.publish_ok(json!({"name": "n", "channel": format!("#server-to-user-{user}"), "data": user})) };
+    let publish = |user: &str| -> Value {
+        s.publish_ok(json!({"name": "n", "channel": format!("#server-to-user-{user}"), "data": user}))
+    };
     publish("1");
     c.expect_no_frame(QUIET);
     publish("2");

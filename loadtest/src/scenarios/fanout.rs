@@ -1,0 +1,644 @@
+//! `fanout`: N sockets spread round-robin over C channels; a publisher (on worker 0) sends
+//! signed HTTP publishes at R events/s for D s with the send time embedded in the data; every
+//! receipt is timed by a byte scan for the marker. Deliveries expected = Σ accepted events ×
+//! subscribers of their channel; the run waits up to --drain s for stragglers.
+
+use std::sync::Arc;
+
+use hdrhistogram::Histogram;
+use mio::event::Event;
+use mio::Registry;
+
+use super::*;
+use crate::cli::Args;
+use crate::engine::{ConnId, FOREIGN_TOKEN_BASE};
+use crate::http::{Outcome as HttpOutcome, PublishConfig, Publisher};
+use crate::pusher::{self, Kind};
+use crate::signing::{self, Signer};
+use crate::stats::{inc, phase, set, Counters};
+
+#[derive(Clone, Debug)]
+pub struct Opts {
+    pub sockets: usize,
+    pub channels: usize,
+    pub rate: f64,
+    pub duration_s: f64,
+    pub payload: usize,
+    pub drain_s: f64,
+    pub batch: usize,
+    pub publish_conns: usize,
+    pub pipeline: usize,
+    pub setup_timeout_s: f64,
+    /// Private channels (subscribe with an auth signature).
+    pub private: bool,
+}
+
+impl Opts {
+    pub fn parse(a: &Args) -> Result<Opts, String> {
+        let o = Opts {
+            sockets: a.num("sockets", 100, 50)?,
+            channels: a.num("channels", 10, 5)?,
+            rate: a.num("rate", 100.0, 20.0)?,
+            duration_s: a.num("duration", 10.0, 3.0)?,
+            payload: a.num("payload", 200, 200)?,
+            drain_s: a.num("drain", 5.0, 3.0)?,
+            batch: a.num("batch", 1, 1)?,
+            publish_conns: a.num("publish-conns", 4, 2)?,
+            pipeline: a.num("pipeline", 32, 32)?,
+            setup_timeout_s: a.num("setup-timeout", 120.0, 30.0)?,
+            private: a.switch("private"),
+        };
+        if o.channels == 0 || o.sockets == 0 {
+            return Err("--sockets and --channels must be at least 1".into());
+        }
+        if !(1..=10).contains(&o.batch) {
+            return Err("--batch: 1..=10".into());
+        }
+        if o.payload < pusher::TS_LEN {
+            return Err(format!(
+                "--payload: at least {} bytes (the timestamp marker)",
+                pusher::TS_LEN
+            ));
+        }
+        if o.rate <= 0.0 || o.duration_s <= 0.0 {
+            return Err("--rate and --duration must be positive".into());
+        }
+        Ok(o)
+    }
+
+    fn total_events(&self) -> u64 {
+        (self.rate * self.duration_s).round() as u64
+    }
+}
+
+/// Per-socket progress.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Sock {
+    New,
+    Connecting,
+    Open,
+    Subscribed,
+    Gone,
+}
+
+struct Pub {
+    publisher: Publisher,
+    /// Events handed to the publisher so far.
+    sent: u64,
+    total: u64,
+    next_channel: u32,
+}
+
+struct Worker {
+    t: usize,
+    threads: usize,
+    /// Connects in progress at once on this thread.
+    concurrency: usize,
+    opts: Arc<Opts>,
+    channels: Arc<Vec<String>>,
+    shared: Arc<Shared>,
+    socks: Vec<Sock>,
+    next_open: usize,
+    hist: Histogram<u64>,
+    causes: Causes,
+    buf: Vec<u8>,
+    /// (signer, key) for private channels.
+    signer: Option<(Signer, String)>,
+    publisher: Option<Pub>,
+}
+
+pub struct WorkerResult {
+    hist: Histogram<u64>,
+    causes: Causes,
+    statuses: Vec<(u16, u64)>,
+    reconnects: u64,
+}
+
+impl Worker {
+    fn counters(&self) -> &Counters {
+        &self.shared.workers[self.t]
+    }
+    /// Global socket index of local socket `l`.
+    fn global(&self, l: usize) -> usize {
+        self.t + l * self.threads
+    }
+    fn local(&self, tag: u32) -> usize {
+        tag as usize / self.threads
+    }
+
+    fn publish(&mut self, now: u64) -> u64 {
+        let opts = &self.opts;
+        let shared = &self.shared;
+        let c = &shared.workers[self.t];
+        let Some(p) = self.publisher.as_mut() else {
+            return now + 20 * crate::clock::MS;
+        };
+        let start = shared.phase_started();
+        let elapsed = now.saturating_sub(start);
+        if elapsed >= (opts.duration_s * SEC as f64) as u64 {
+            p.total = p.sent; // the window is over: what was not sent is not sent
+            return now + 20 * crate::clock::MS;
+        }
+        let due = ((elapsed as f64 / SEC as f64 * opts.rate) as u64 + 1).min(p.total);
+        while p.sent < due {
+            let items = (opts.batch as u64).min(p.total - p.sent);
+            // Wait until a full batch is due, except for the tail.
+            if items > 1 && p.sent + items > due && p.sent + items < p.total {
+                break;
+            }
+            if !p
+                .publisher
+                .publish(&self.channels, p.next_channel, items as u32)
+            {
+                // Every connection's pipeline is full: a response (which wakes the loop) has
+                // to come first, so do not spin on the overdue deadline.
+                set(&c.publish_inflight, p.publisher.inflight() as u64);
+                return now + 20 * crate::clock::MS;
+            }
+            p.next_channel = (p.next_channel + items as u32) % self.channels.len() as u32;
+            p.sent += items;
+            inc(&c.publish_requests);
+        }
+        set(&c.publish_inflight, p.publisher.inflight() as u64);
+        // Next wake-up: when the next full batch (or single event) is due.
+        let next_due = (p.sent + opts.batch as u64).min(p.total.max(p.sent + 1));
+        start + ((next_due - 1) as f64 / opts.rate * SEC as f64) as u64
+    }
+}
+
+impl Driver for Worker {
+    fn tick(&mut self, io: &mut Engine, now: u64) -> Option<u64> {
+        let ph = self.shared.phase();
+        if ph == phase::DONE {
+            return None;
+        }
+        if let Some(p) = self.publisher.as_mut() {
+            p.publisher.tick(io.registry(), now);
+        }
+        let mut next = now + 20 * crate::clock::MS;
+        if ph == phase::SETUP {
+            let concurrency = self.concurrency;
+            while self.next_open < self.socks.len() && io.pending() < concurrency {
+                let l = self.next_open;
+                self.next_open += 1;
+                self.socks[l] = Sock::Connecting;
+                inc(&self.counters().connect_started);
+                io.open(self.global(l) as u32);
+            }
+        } else if ph == phase::RUN {
+            next = next.min(self.publish(now));
+        }
+        Some(next)
+    }
+
+    fn on_established(&mut self, io: &mut Engine, id: ConnId, tag: u32) {
+        let l = self.local(tag);
+        self.socks[l] = Sock::Open;
+        inc(&self.counters().connected);
+        let ch = &self.channels[tag as usize % self.channels.len()];
+        let auth = self
+            .signer
+            .as_ref()
+            .map(|(s, key)| signing::private_auth(s, key, io.socket_id(id), ch));
+        self.buf.clear();
+        pusher::subscribe(&mut self.buf, io.proto(), ch, auth.as_deref(), None);
+        io.send_text(id, &self.buf);
+    }
+
+    fn on_event(&mut self, _io: &mut Engine, _id: ConnId, tag: u32, kind: Kind, text: &[u8]) {
+        match kind {
+            Kind::Channel => {
+                if let Some(sent) = pusher::scan_timestamp(text) {
+                    record(&mut self.hist, crate::clock::now_ns().saturating_sub(sent));
+                    inc(&self.shared.workers[self.t].delivered);
+                }
+            }
+            Kind::SubscriptionSucceeded => {
+                let l = self.local(tag);
+                if self.socks[l] == Sock::Open {
+                    self.socks[l] = Sock::Subscribed;
+                    inc(&self.counters().subscribed);
+                    self.shared.subs_per_channel[tag as usize % self.channels.len()]
+                        .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+            }
+            Kind::Error | Kind::SubscriptionError => {
+                inc(&self.counters().server_errors);
+                let l = self.local(tag);
+                if self.socks[l] == Sock::Open {
+                    self.socks[l] = Sock::Gone;
+                    inc(&self.counters().subscribe_failed);
+                }
+            }
+            _ => {}
+        }
+    }
+
+    fn on_closed(&mut self, _io: &mut Engine, tag: u32, cause: Cause) {
+        let l = self.local(tag);
+        let was = std::mem::replace(&mut self.socks[l], Sock::Gone);
+        self.causes.add(cause);
+        match was {
+            Sock::Connecting => inc(&self.counters().connect_failed),
+            Sock::Open | Sock::Subscribed => inc(&self.counters().closed_unexpectedly),
+            _ => {}
+        }
+    }
+
+    fn on_foreign(&mut self, io: &mut Engine, ev: &Event) {
+        let Some(p) = self.publisher.as_mut() else {
+            return;
+        };
+        let shared = &self.shared;
+        let c = &shared.workers[self.t];
+        let n_ch = self.channels.len() as u32;
+        p.publisher
+            .on_event(io.registry(), ev, &mut |req, outcome| match outcome {
+                HttpOutcome::Status(200) => {
+                    for k in 0..req.items {
+                        let a =
+                            &shared.accepted_per_channel[((req.first_channel + k) % n_ch) as usize];
+                        a.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    crate::stats::add(&c.events_accepted, req.items as u64);
+                }
+                HttpOutcome::Status(_) => crate::stats::add(&c.events_rejected, req.items as u64),
+                HttpOutcome::Unanswered => {
+                    crate::stats::add(&c.events_unanswered, req.items as u64)
+                }
+            });
+        set(&c.publish_inflight, p.publisher.inflight() as u64);
+    }
+}
+
+impl Finish for Worker {
+    type Output = WorkerResult;
+    fn finish(self) -> WorkerResult {
+        let (statuses, reconnects) = match &self.publisher {
+            Some(p) => (p.publisher.statuses.clone(), p.publisher.reconnects),
+            None => (Vec::new(), 0),
+        };
+        WorkerResult {
+            hist: self.hist,
+            causes: self.causes,
+            statuses,
+            reconnects,
+        }
+    }
+}
+
+pub fn run(args: &Args, common: &Common) -> Outcome {
+    let opts = Arc::new(Opts::parse(args)?);
+    args.finish()?;
+    let target = target(common)?;
+    let channels: Arc<Vec<String>> = Arc::new(
+        (0..opts.channels)
+            .map(|c| {
+                format!(
+                    "{}lt-fanout-{c}",
+                    if opts.private { "private-" } else { "" }
+                )
+            })
+            .collect(),
+    );
+    let shared = Arc::new(Shared::new(common.threads, opts.channels));
+    let threads = common.threads;
+    let concurrency = (common.concurrency / threads).max(1);
+    let mut monitor = Monitor::new(common);
+    let s0 = monitor.sample(&shared);
+
+    let pub_cfg = {
+        let c = common.clone();
+        let o = opts.clone();
+        let addr = target.addr;
+        move || PublishConfig {
+            addr,
+            host_header: format!("{}:{}", c.host, c.port),
+            app_id: c.app_id.clone(),
+            key: c.key.clone(),
+            signer: Signer::new(&c.secret),
+            connections: o.publish_conns,
+            pipeline: o.pipeline,
+            payload: o.payload,
+            batch: o.batch,
+            source_ips: c.source_ips,
+        }
+    };
+    let handles = {
+        let (opts, channels, shared) = (opts.clone(), channels.clone(), shared.clone());
+        let (secret, key) = (common.secret.clone(), common.key.clone());
+        spawn_workers(threads, &target, move |t, registry: &Registry| {
+            let n_local = (opts.sockets + threads - 1 - t) / threads;
+            Worker {
+                t,
+                threads,
+                concurrency,
+                opts: opts.clone(),
+                channels: channels.clone(),
+                shared: shared.clone(),
+                socks: vec![Sock::New; n_local],
+                next_open: 0,
+                hist: new_histogram(),
+                causes: Causes::default(),
+                buf: Vec::with_capacity(256),
+                signer: opts.private.then(|| (Signer::new(&secret), key.clone())),
+                publisher: (t == 0).then(|| Pub {
+                    publisher: Publisher::new(registry, pub_cfg(), FOREIGN_TOKEN_BASE),
+                    sent: 0,
+                    total: opts.total_events(),
+                    next_channel: 0,
+                }),
+            }
+        })
+    };
+
+    let progress = |p: &Sample, s: &Sample| {
+        let t = &s.totals;
+        let name = ["setup", "run", "drain", "done"][s.phase.min(3) as usize];
+        format!(
+            "{name:5} sockets {}/{} subscribed {} | events sent {} acc {} rej {} ({:.0}/s) | delivered {} ({:.0}/s)",
+            t.connected,
+            opts.sockets,
+            t.subscribed,
+            t.publish_requests,
+            t.events_accepted,
+            t.events_rejected + t.events_unanswered,
+            rate(p, s, |t| t.events_accepted),
+            t.delivered,
+            rate(p, s, |t| t.delivered),
+        )
+    };
+
+    // Setup: connect + subscribe everything.
+    let setup_deadline = now_ns() + (opts.setup_timeout_s * SEC as f64) as u64;
+    loop {
+        nap();
+        monitor.tick(&shared, progress);
+        let t = shared.totals();
+        let settled = t.subscribed + t.subscribe_failed + t.connect_failed + t.closed_unexpectedly;
+        if settled >= opts.sockets as u64 || now_ns() > setup_deadline {
+            break;
+        }
+    }
+    let setup_s = monitor.elapsed_s();
+    let s1 = monitor.sample(&shared);
+    let aborted = s1.totals.subscribed == 0;
+    if !aborted {
+        shared.set_phase(phase::RUN, now_ns());
+        while (now_ns() - shared.phase_started()) < (opts.duration_s * SEC as f64) as u64 {
+            nap();
+            monitor.tick(&shared, progress);
+        }
+        let drain_started = now_ns();
+        shared.set_phase(phase::DRAIN, drain_started);
+        loop {
+            nap();
+            monitor.tick(&shared, progress);
+            let t = shared.totals();
+            let complete = t.delivered >= shared.expected_deliveries() && t.publish_inflight == 0;
+            if complete || now_ns() - drain_started > (opts.drain_s * SEC as f64) as u64 {
+                break;
+            }
+        }
+    }
+    let s2 = monitor.sample(&shared);
+    monitor.close(&shared);
+    shared.set_phase(phase::DONE, now_ns());
+    let results = join_all(handles);
+    let expected = shared.expected_deliveries();
+
+    // ---- report ----
+    let t = s2.totals;
+    let hist = merge(results.iter().map(|r| r.hist.clone()));
+    let causes = Causes::merge(results.iter().map(|r| r.causes.clone()));
+    let statuses: Vec<(u16, u64)> = results.iter().flat_map(|r| r.statuses.clone()).collect();
+    let mut report = Report::new("fanout", target_name(common), args.given());
+    let run_s = (s2.t - s1.t).max(1e-9);
+    let requested = opts.total_events();
+    report.line(
+        "sockets",
+        format!(
+            "{} requested, {} connected, {} connect failures, {} subscribed on {} channels ({} subscribe failures) in {:.2} s",
+            opts.sockets, t.connected, t.connect_failed, t.subscribed, opts.channels, t.subscribe_failed, setup_s
+        ),
+    );
+    report.line(
+        "publishing",
+        format!(
+            "requested {} events/s for {} s = {} events ({} B data{}); sent {} in {} requests; accepted {} ({:.1}/s over {} s), rejected {}, unanswered {}",
+            opts.rate,
+            opts.duration_s,
+            requested,
+            opts.payload,
+            if opts.batch > 1 { format!(", batches of {}", opts.batch) } else { String::new() },
+            t.events_accepted + t.events_rejected + t.events_unanswered + t.publish_inflight * opts.batch as u64,
+            t.publish_requests,
+            t.events_accepted,
+            t.events_accepted as f64 / opts.duration_s,
+            opts.duration_s,
+            t.events_rejected,
+            t.events_unanswered
+        ),
+    );
+    report.line(
+        "HTTP statuses",
+        if statuses.is_empty() {
+            "none".to_string()
+        } else {
+            statuses
+                .iter()
+                .map(|(s, n)| format!("{s}: {n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        },
+    );
+    let pct = if expected > 0 {
+        t.delivered as f64 * 100.0 / expected as f64
+    } else {
+        0.0
+    };
+    report.line(
+        "deliveries",
+        format!(
+            "expected {}, received {} ({:.3}%), missing {}",
+            thousands(expected),
+            thousands(t.delivered),
+            pct,
+            thousands(expected.saturating_sub(t.delivered))
+        ),
+    );
+    let peak = series(&monitor.samples, |t| t.delivered)
+        .iter()
+        .map(|p| p.1)
+        .fold(0.0, f64::max);
+    report.line(
+        "throughput",
+        format!(
+            "{:.0} deliveries/s mean over run+drain ({:.2} s), peak {:.0}/s",
+            t.delivered as f64 / run_s,
+            run_s,
+            peak
+        ),
+    );
+    report.metric("sockets", opts.sockets as u64);
+    report.metric("channels", opts.channels as u64);
+    report.metric("connected", t.connected);
+    report.metric("connect_failed", t.connect_failed);
+    report.metric("subscribed", t.subscribed);
+    report.metric("subscribe_failed", t.subscribe_failed);
+    report.metric("closed_unexpectedly", t.closed_unexpectedly);
+    report.metric("setup_s", setup_s);
+    report.metric("requested_events", requested);
+    report.metric("requested_rate", opts.rate);
+    report.metric("publish_requests", t.publish_requests);
+    report.metric("events_accepted", t.events_accepted);
+    report.metric("events_rejected", t.events_rejected);
+    report.metric("events_unanswered", t.events_unanswered);
+    report.metric("accepted_rate", t.events_accepted as f64 / opts.duration_s);
+    report.metric("deliveries_expected", expected);
+    report.metric("deliveries_received", t.delivered);
+    report.metric(
+        "publisher_reconnects",
+        results.iter().map(|r| r.reconnects).sum::<u64>(),
+    );
+    // "X µs per delivered frame (user Y, kernel Z)"
+    let per_frame = |cpu: u64, sys: u64| {
+        if t.delivered == 0 {
+            "no frames delivered".to_string()
+        } else {
+            let n = t.delivered as f64;
+            format!(
+                "{:.3} µs per delivered frame (user {:.3}, kernel {:.3})",
+                cpu as f64 / n,
+                (cpu - sys) as f64 / n,
+                sys as f64 / n
+            )
+        }
+    };
+    if let (Some(cpu), Some(a), Some(b)) = (server_cpu_us(&s1, &s2), s1.server, s2.server) {
+        let sys = b.sys_us.saturating_sub(a.sys_us).min(cpu);
+        report.line(
+            "server",
+            format!(
+                "CPU {:.3} s during run+drain ({:.0}% of a core), {}; RSS {:.1} → {:.1} MiB",
+                cpu as f64 / 1e6,
+                cpu as f64 / 1e4 / run_s,
+                per_frame(cpu, sys),
+                a.rss_kb as f64 / 1024.0,
+                b.rss_kb as f64 / 1024.0
+            ),
+        );
+        report.metric("server_cpu_us", cpu);
+        report.metric(
+            "server_cpu_us_per_delivery",
+            cpu as f64 / t.delivered.max(1) as f64,
+        );
+        report.metric("server_rss_kb_start", s0.server.map_or(0, |s| s.rss_kb));
+        report.metric("server_rss_kb_end", b.rss_kb);
+    }
+    let my_cpu = s2.me.cpu_us.saturating_sub(s1.me.cpu_us);
+    let my_sys = s2.me.sys_us.saturating_sub(s1.me.sys_us).min(my_cpu);
+    report.line(
+        "loadtest",
+        format!(
+            "CPU {:.3} s during run+drain, {} ({} worker thread(s))",
+            my_cpu as f64 / 1e6,
+            per_frame(my_cpu, my_sys),
+            threads
+        ),
+    );
+    report.metric(
+        "loadtest_cpu_us_per_delivery",
+        my_cpu as f64 / t.delivered.max(1) as f64,
+    );
+    report.metric(
+        "loadtest_user_us_per_delivery",
+        (my_cpu - my_sys) as f64 / t.delivered.max(1) as f64,
+    );
+    report.line("connections ended", causes.describe());
+    report.latency("publish → receipt", hist);
+    report.chart(
+        "Throughput",
+        "per second",
+        vec![(
+            "deliveries/s".into(),
+            series(&monitor.samples, |t| t.delivered),
+        )],
+    );
+    report.chart(
+        "Publishing",
+        "events per second",
+        vec![
+            (
+                "accepted/s".into(),
+                series(&monitor.samples, |t| t.events_accepted),
+            ),
+            (
+                "rejected/s".into(),
+                series(&monitor.samples, |t| {
+                    t.events_rejected + t.events_unanswered
+                }),
+            ),
+        ],
+    );
+    add_server_charts(&mut report, &monitor.samples);
+
+    // ---- verdict ----
+    if aborted {
+        report.fail("no socket subscribed: nothing was published");
+    }
+    if t.connect_failed > 0 {
+        report.fail(format!("{} sockets failed to connect", t.connect_failed));
+    }
+    if t.subscribed < opts.sockets as u64 {
+        report.fail(format!(
+            "{} of {} sockets did not subscribe",
+            opts.sockets as u64 - t.subscribed,
+            opts.sockets
+        ));
+    }
+    if t.closed_unexpectedly > 0 {
+        report.fail(format!(
+            "{} sockets closed during the run",
+            t.closed_unexpectedly
+        ));
+    }
+    if !aborted && t.events_accepted == 0 {
+        report.fail("no publish was accepted");
+    }
+    if t.delivered < expected {
+        report.fail(format!(
+            "incomplete deliveries: {} of {} after a {} s drain",
+            t.delivered, expected, opts.drain_s
+        ));
+    }
+    if t.delivered > expected {
+        report.warn(format!("{} more deliveries than expected (duplicates, or unanswered publishes that were delivered)", t.delivered - expected));
+    }
+    if t.publish_inflight > 0 {
+        report.warn(format!("{} publish requests were still unanswered at the end (their deliveries are not expected)", t.publish_inflight));
+    }
+    if t.events_rejected + t.events_unanswered > 0 {
+        report.warn(format!(
+            "{} events rejected or unanswered",
+            t.events_rejected + t.events_unanswered
+        ));
+    }
+    let sent = t.events_accepted + t.events_rejected + t.events_unanswered;
+    if (sent as f64) < requested as f64 * 0.99 {
+        report.warn(format!(
+            "only {sent} of {requested} requested events were sent: the server answered too slowly for --publish-conns × --pipeline"
+        ));
+    }
+    if monitor.server_gone {
+        report.fail("the server process went away");
+    }
+    Ok(report)
+}
+
+pub fn target_name(c: &Common) -> String {
+    format!(
+        "{}:{} (protocol {:?}, app {}, {} thread(s))",
+        c.host, c.port, c.proto, c.app_id, c.threads
+    )
+}

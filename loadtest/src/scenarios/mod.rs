@@ -1,0 +1,303 @@
+//! The scenarios, and what they share: building the target, spawning worker threads (one mio
+//! loop each) and the coordinator's once-a-second sampling / progress line.
+
+pub mod churn;
+pub mod connect;
+pub mod fanout;
+pub mod presence;
+pub mod recovery;
+
+use std::collections::BTreeMap;
+use std::io::Write as _;
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use hdrhistogram::Histogram;
+use mio::{Poll, Registry};
+
+use crate::cli::Common;
+use crate::clock::{now_ns, SEC};
+use crate::engine::{self, Cause, Driver, Engine, Target};
+use crate::procstat::{self, ProcSample};
+use crate::report::Report;
+use crate::stats::{Shared, Totals};
+
+/// A scenario's outcome: the report; `report.failures` decides the exit status.
+pub type Outcome = Result<Report, String>;
+
+pub fn target(c: &Common) -> Result<Target, String> {
+    let addr = crate::net::resolve(&c.host, c.port)
+        .map_err(|e| format!("cannot resolve {}: {e}", c.host))?;
+    Ok(Target {
+        addr,
+        host_header: format!("{}:{}", c.host, c.port),
+        path: format!("/app/{}?{}", c.key, c.proto.query()),
+        proto: c.proto,
+        source_ips: c.source_ips,
+        connect_timeout_ns: (c.connect_timeout_s * SEC as f64) as u64,
+        close_timeout_ns: 3 * SEC,
+    })
+}
+
+/// What a worker hands back when its loop ends.
+pub trait Finish {
+    type Output: Send + 'static;
+    fn finish(self) -> Self::Output;
+}
+
+/// Starts `threads` workers; worker `t` runs the driver `make(t, registry)` on its own poll.
+pub fn spawn_workers<D, F>(threads: usize, target: &Target, make: F) -> Vec<JoinHandle<D::Output>>
+where
+    D: Driver + Finish,
+    F: Fn(usize, &Registry) -> D + Send + Sync + 'static,
+{
+    let make = Arc::new(make);
+    (0..threads)
+        .map(|t| {
+            let make = make.clone();
+            let target = target.clone();
+            std::thread::Builder::new()
+                .name(format!("lt-worker-{t}"))
+                .spawn(move || {
+                    let poll = Poll::new().expect("epoll");
+                    let registry = poll.registry().try_clone().expect("epoll dup");
+                    let mut driver = make(t, &registry);
+                    let mut engine = Engine::new(registry, target);
+                    engine::run(poll, &mut engine, &mut driver);
+                    driver.finish()
+                })
+                .expect("spawn worker")
+        })
+        .collect()
+}
+
+pub fn join_all<T>(handles: Vec<JoinHandle<T>>) -> Vec<T> {
+    handles
+        .into_iter()
+        .map(|h| h.join().expect("worker panicked"))
+        .collect()
+}
+
+/// One per-second observation.
+#[derive(Clone, Copy, Debug)]
+pub struct Sample {
+    /// Seconds since the run started.
+    pub t: f64,
+    pub phase: u32,
+    pub totals: Totals,
+    pub server: Option<ProcSample>,
+    pub me: ProcSample,
+}
+
+/// The coordinator's clock and samples.
+pub struct Monitor {
+    pub start_ns: u64,
+    server_pid: Option<u32>,
+    quiet: bool,
+    next_ns: u64,
+    pub samples: Vec<Sample>,
+    pub server_gone: bool,
+}
+
+impl Monitor {
+    pub fn new(c: &Common) -> Monitor {
+        let start_ns = now_ns();
+        Monitor {
+            start_ns,
+            server_pid: c.server_pid,
+            quiet: c.quiet,
+            next_ns: start_ns + SEC,
+            samples: Vec::new(),
+            server_gone: false,
+        }
+    }
+
+    /// A sample right now (not stored in the per-second series).
+    pub fn sample(&mut self, shared: &Shared) -> Sample {
+        let server = self.server_pid.and_then(procstat::sample);
+        if self.server_pid.is_some() && server.is_none() {
+            self.server_gone = true;
+        }
+        Sample {
+            t: (now_ns() - self.start_ns) as f64 / SEC as f64,
+            phase: shared.phase(),
+            totals: shared.totals(),
+            server,
+            me: procstat::sample_self(),
+        }
+    }
+
+    /// Call often: once a second it stores a sample and prints `progress(prev, cur)` on stderr.
+    pub fn tick(&mut self, shared: &Shared, progress: impl Fn(&Sample, &Sample) -> String) {
+        let now = now_ns();
+        if now < self.next_ns {
+            return;
+        }
+        self.next_ns += SEC;
+        if self.next_ns <= now {
+            self.next_ns = now + SEC;
+        }
+        let s = self.sample(shared);
+        if self.samples.is_empty() {
+            self.samples.push(Sample {
+                t: 0.0,
+                phase: s.phase,
+                totals: Totals::default(),
+                server: s.server,
+                me: s.me,
+            });
+        }
+        let prev = *self.samples.last().expect("non-empty");
+        if !self.quiet {
+            let mut line = format!("[{:6.1}s] {}", s.t, progress(&prev, &s));
+            if let (Some(a), Some(b)) = (prev.server, s.server) {
+                let dt = (s.t - prev.t).max(1e-3);
+                line += &format!(
+                    " | server cpu {:.0}% rss {:.1} MiB",
+                    (b.cpu_us.saturating_sub(a.cpu_us)) as f64 / 1e4 / dt,
+                    b.rss_kb as f64 / 1024.0
+                );
+            }
+            let _ = writeln!(std::io::stderr(), "{line}");
+        }
+        self.samples.push(s);
+    }
+
+    /// Stores a last (possibly partial-second) sample so the series cover the whole run.
+    pub fn close(&mut self, shared: &Shared) {
+        let s = self.sample(shared);
+        match self.samples.last() {
+            Some(last) if s.t - last.t >= 0.2 => self.samples.push(s),
+            None => self.samples.push(s),
+            _ => {}
+        }
+    }
+
+    pub fn elapsed_s(&self) -> f64 {
+        (now_ns() - self.start_ns) as f64 / SEC as f64
+    }
+}
+
+/// Per-second rate of a counter between two samples.
+pub fn rate(prev: &Sample, cur: &Sample, f: impl Fn(&Totals) -> u64) -> f64 {
+    let dt = (cur.t - prev.t).max(1e-3);
+    f(&cur.totals).saturating_sub(f(&prev.totals)) as f64 / dt
+}
+
+/// Per-second series of a counter, for the report's charts.
+pub fn series(samples: &[Sample], f: impl Fn(&Totals) -> u64) -> Vec<(f64, f64)> {
+    samples
+        .windows(2)
+        .map(|w| (w[1].t, rate(&w[0], &w[1], &f)))
+        .collect()
+}
+
+/// Points of a chart: (seconds since start, value).
+pub type Points = Vec<(f64, f64)>;
+
+/// Server CPU % and RSS (MiB) per second.
+pub fn server_series(samples: &[Sample]) -> (Points, Points) {
+    let mut cpu = Vec::new();
+    let mut rss = Vec::new();
+    for w in samples.windows(2) {
+        if let (Some(a), Some(b)) = (w[0].server, w[1].server) {
+            let dt = (w[1].t - w[0].t).max(1e-3);
+            cpu.push((w[1].t, b.cpu_us.saturating_sub(a.cpu_us) as f64 / 1e4 / dt));
+            rss.push((w[1].t, b.rss_kb as f64 / 1024.0));
+        }
+    }
+    (cpu, rss)
+}
+
+/// Adds the server CPU% / RSS charts to a report.
+pub fn add_server_charts(report: &mut Report, samples: &[Sample]) {
+    let (cpu, rss) = server_series(samples);
+    if !cpu.is_empty() {
+        report.chart(
+            "Server CPU",
+            "% of one core",
+            vec![("server CPU %".into(), cpu)],
+        );
+        report.chart("Server RSS", "MiB", vec![("server RSS MiB".into(), rss)]);
+    }
+}
+
+/// A latency histogram in nanoseconds, 1 µs .. 100 s at 3 significant digits.
+pub fn new_histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1_000, 100 * SEC, 3).expect("valid bounds")
+}
+
+/// Records `ns`, clamped into the histogram's range.
+#[inline]
+pub fn record(h: &mut Histogram<u64>, ns: u64) {
+    let _ = h.record(ns.clamp(1_000, 100 * SEC));
+}
+
+pub fn merge(hists: impl IntoIterator<Item = Histogram<u64>>) -> Histogram<u64> {
+    let mut all = new_histogram();
+    for h in hists {
+        let _ = all.add(h);
+    }
+    all
+}
+
+/// How many connections ended for each reason.
+#[derive(Default, Clone)]
+pub struct Causes(pub BTreeMap<String, u64>);
+
+impl Causes {
+    pub fn add(&mut self, c: Cause) {
+        let key = match c {
+            Cause::ConnectError(errno) => format!(
+                "connect error ({})",
+                std::io::Error::from_raw_os_error(errno)
+            ),
+            Cause::Upgrade(s) => format!("upgrade refused (HTTP {s})"),
+            other => format!("{other:?}"),
+        };
+        *self.0.entry(key).or_default() += 1;
+    }
+    pub fn merge(all: impl IntoIterator<Item = Causes>) -> Causes {
+        let mut out = Causes::default();
+        for c in all {
+            for (k, v) in c.0 {
+                *out.0.entry(k).or_default() += v;
+            }
+        }
+        out
+    }
+    pub fn describe(&self) -> String {
+        if self.0.is_empty() {
+            "none".into()
+        } else {
+            self.0
+                .iter()
+                .map(|(k, v)| format!("{k}: {v}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        }
+    }
+}
+
+/// Server CPU µs between two samples (None without --server-pid).
+pub fn server_cpu_us(a: &Sample, b: &Sample) -> Option<u64> {
+    Some(b.server?.cpu_us.saturating_sub(a.server?.cpu_us))
+}
+
+/// `1234567` → `1,234,567`.
+pub fn thousands(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// Sleep between coordinator checks.
+pub fn nap() {
+    std::thread::sleep(std::time::Duration::from_millis(10));
+}

@@ -1,0 +1,4 @@
+//! WebSocket client side: the RFC 6455 frame codec and the opening handshake.
+
+pub mod codec;
+pub mod handshake;

@@ -1,0 +1,183 @@
+//! End-to-end smoke runs of every scenario against the real server binary, if it has been
+//! built (`target/release/sockudo`, or `$SOCKUDO_BIN`); skipped with a message otherwise.
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+fn server_binary() -> Option<PathBuf> {
+    if let Some(p) = std::env::var_os("SOCKUDO_BIN") {
+        return Some(PathBuf::from(p));
+    }
+    let p = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../target/release/sockudo");
+    p.exists().then_some(p)
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+struct Server {
+    child: Child,
+    port: u16,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn start_server() -> Option<Server> {
+    let Some(bin) = server_binary() else {
+        eprintln!("skipped: no server binary (build it with `cargo build --release -p sockudo`)");
+        return None;
+    };
+    let (port, metrics) = (free_port(), free_port());
+    let child = Command::new(bin)
+        .args([
+            "--host",
+            "127.0.0.1",
+            "--port",
+            &port.to_string(),
+            "--metrics-port",
+            &metrics.to_string(),
+            "--shards",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start server");
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Some(Server { child, port })
+}
+
+fn loadtest(server: &Server, args: &[&str]) -> (i32, String) {
+    let pid = server.child.id().to_string();
+    let port = server.port.to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args(args)
+        .args(["--port", &port, "--server-pid", &pid, "--quiet"])
+        .output()
+        .expect("run loadtest");
+    let text =
+        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn scenarios_against_the_server() {
+    let Some(server) = start_server() else { return };
+    let dir = std::env::temp_dir().join(format!("loadtest-smoke-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let json = dir.join("fanout.json");
+    let html = dir.join("fanout.html");
+
+    let (code, out) = loadtest(
+        &server,
+        &[
+            "fanout",
+            "--sockets",
+            "50",
+            "--channels",
+            "5",
+            "--rate",
+            "20",
+            "--duration",
+            "3",
+            "--json",
+            json.to_str().unwrap(),
+            "--html",
+            html.to_str().unwrap(),
+        ],
+    );
+    assert_eq!(code, 0, "{out}");
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    assert_eq!(record["passed"], true);
+    assert_eq!(record["metrics"]["deliveries_expected"], 600);
+    assert_eq!(record["metrics"]["deliveries_received"], 600);
+    assert!(
+        record["latency"]["publish → receipt"]["p99_us"]
+            .as_f64()
+            .unwrap()
+            > 0.0
+    );
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("<svg") && page.contains("Latency by percentile"));
+
+    let (code, out) = loadtest(&server, &["connect", "--smoke", "--subscribe"]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("per idle connection"), "{out}");
+
+    let (code, out) = loadtest(&server, &["churn", "--smoke"]);
+    assert_eq!(code, 0, "{out}");
+
+    let (code, out) = loadtest(&server, &["presence", "--smoke"]);
+    assert_eq!(code, 0, "{out}");
+
+    // A presence channel over the default 100-member cap cannot converge: exit status 1.
+    let (code, out) = loadtest(
+        &server,
+        &[
+            "presence",
+            "--sockets",
+            "120",
+            "--channels",
+            "1",
+            "--timeout",
+            "3",
+        ],
+    );
+    assert_eq!(code, 1, "{out}");
+
+    let (code, out) = loadtest(&server, &["recovery-storm", "--protocol", "2"]);
+    assert_eq!(code, 2, "{out}");
+    assert!(out.contains("not supported"), "{out}");
+
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn unreachable_server_fails() {
+    let port = free_port().to_string();
+    let out = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+        .args(["fanout", "--smoke", "--port", &port, "--quiet"])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("failed to connect"));
+}
+
+#[test]
+fn usage_errors_exit_2() {
+    for args in [
+        &["fanout", "--no-such-flag", "1"][..],
+        &["nonsense"],
+        &["fanout", "--batch", "11"],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_loadtest"))
+            .args(args)
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
