@@ -42,6 +42,16 @@ pub struct AppConfig {
     pub enable_watchlist_events: Option<bool>,
     pub allowed_origins: Option<Vec<String>>,
     pub channel_namespaces: Option<Vec<NamespaceConfig>>,
+    pub idempotency: AppIdempotency,
+}
+
+/// Per-app override of the server's idempotency settings (spec 01 §9).
+#[derive(Deserialize, Default, Debug, Clone)]
+#[serde(default)]
+pub struct AppIdempotency {
+    pub enabled: Option<bool>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub ttl_seconds: Option<u64>,
 }
 
 #[derive(Deserialize, Default, Debug, Clone)]
@@ -82,6 +92,7 @@ pub struct App {
     /// Empty: every origin is allowed.
     pub allowed_origins: Vec<String>,
     pub namespaces: Vec<String>,
+    pub idempotency: AppIdempotency,
 }
 
 impl App {
@@ -114,6 +125,9 @@ impl App {
         let namespaces: Vec<String> = c.channel_namespaces.unwrap_or_default().into_iter().map(|n| n.name).collect();
         if namespaces.iter().any(|n| n.is_empty() || n.contains(':')) {
             return Err(ConfigError::new("channel_namespaces", "each namespace needs a `name` without ':'"));
+        }
+        if c.idempotency.ttl_seconds == Some(0) {
+            return Err(ConfigError::new("idempotency.ttl_seconds", "must be greater than 0"));
         }
         let decay = c.decay_seconds.unwrap_or(1);
         if decay == 0 {
@@ -149,6 +163,7 @@ impl App {
             limits,
             allowed_origins: origins.into_iter().map(|o| o.to_ascii_lowercase()).collect(),
             namespaces,
+            idempotency: c.idempotency,
         })
     }
 

@@ -74,6 +74,7 @@ struct FileConfig {
     websocket: WebsocketFile,
     http_api: HttpApiFile,
     app_manager: AppManagerFile,
+    idempotency: IdempotencyFile,
     /// Shorthand for `app_manager.array.apps`.
     apps: Vec<AppConfig>,
 }
@@ -103,6 +104,24 @@ struct HttpApiFile {
     #[serde(deserialize_with = "num_or_str")]
     request_limit_in_mb: Option<usize>,
     usage_enabled: Option<bool>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+struct IdempotencyFile {
+    enabled: Option<bool>,
+    #[serde(deserialize_with = "num_or_str")]
+    ttl_seconds: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    max_key_length: Option<usize>,
+}
+
+/// Publish idempotency (spec 01 §9); apps may override `enabled` and the window.
+#[derive(Clone, Debug)]
+pub struct Idempotency {
+    pub enabled: bool,
+    pub ttl: Duration,
+    pub max_key_length: usize,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -143,6 +162,7 @@ pub struct Config {
     pub disconnect_on_buffer_full: bool,
     pub max_http_body: usize,
     pub usage_enabled: bool,
+    pub idempotency: Idempotency,
     /// Test-only WebSocket echo route at `/test/echo` (Autobahn). Off unless `--test-echo`.
     pub test_echo: bool,
     pub apps: Vec<App>,
@@ -288,6 +308,18 @@ impl Config {
             max_http_body: env::<usize>("HTTP_API_REQUEST_LIMIT_IN_MB")?.or(file.http_api.request_limit_in_mb).unwrap_or(10)
                 << 20,
             usage_enabled: env_bool("HTTP_API_USAGE_ENABLED")?.or(file.http_api.usage_enabled).unwrap_or(true),
+            idempotency: Idempotency {
+                enabled: env_bool("IDEMPOTENCY_ENABLED")?.or(file.idempotency.enabled).unwrap_or(true),
+                ttl: Duration::from_secs(
+                    positive("idempotency.ttl_seconds", env("IDEMPOTENCY_TTL_SECONDS")?.or(file.idempotency.ttl_seconds))?
+                        .unwrap_or(120),
+                ),
+                max_key_length: positive(
+                    "idempotency.max_key_length",
+                    env("IDEMPOTENCY_MAX_KEY_LENGTH")?.or(file.idempotency.max_key_length),
+                )?
+                .unwrap_or(128),
+            },
             test_echo: flags.test_echo,
             apps,
         };
@@ -295,6 +327,14 @@ impl Config {
             return Err(ConfigError::new("metrics.port", "must differ from `port`"));
         }
         Ok(config)
+    }
+}
+
+/// A setting that must not be 0 when given.
+fn positive<T: PartialEq + Default>(key: &str, v: Option<T>) -> Result<Option<T>, ConfigError> {
+    match v {
+        Some(n) if n == T::default() => Err(ConfigError::new(key, "must be greater than 0")),
+        v => Ok(v),
     }
 }
 

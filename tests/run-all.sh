@@ -25,9 +25,10 @@ run() {
 }
 
 run "unit tests" cargo test --release -p sockudo -p shards
+run "loadtest (unit + smoke run of every scenario)" cargo test --release -p loadtest
 for shards in 1 2; do
     export SOCKUDO_SHARDS=$shards
-    run "e2e (shards=$shards)" cargo test --release -p e2e
+    run "e2e (shards=$shards)" cargo test --release -p e2e --no-fail-fast
     run "pusher-js + pusher (node, shards=$shards)" tests/clients/run.sh
     run "pusher (python, shards=$shards)" tests/python/run.sh
 done

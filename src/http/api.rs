@@ -8,7 +8,9 @@ use crate::apps::{App, AppIdx};
 use crate::protocol::channel::{self, Kind};
 use crate::protocol::outbound::{self, push_json_str, Data};
 use crate::protocol::ProtocolError;
+use crate::config::Idempotency;
 use crate::shard::call::expect_reply;
+use crate::shard::idempotency::{self, Space, Taken};
 use crate::shard::msg::{Msg, Occupancy, Reply, UserAction};
 use crate::shard::Shard;
 use crate::socket_id::SocketId;
@@ -16,6 +18,7 @@ use serde::Deserialize;
 use sonic_rs::{JsonContainerTrait, JsonType, JsonValueTrait, LazyValue};
 use std::rc::Rc;
 use std::sync::Arc;
+use std::time::Duration;
 
 pub async fn handle(shard: &Rc<Shard>, req: Request) -> Response {
     let path = req.path.clone();
@@ -75,24 +78,25 @@ async fn api(shard: &Rc<Shard>, req: &Request, app_id: &str, route: Route) -> Re
     match route {
         Route::Events => {
             let body = json_body(req)?;
-            let event = EventRequest::parse(shard.ctx.apps.get(app_idx), &body)?;
+            let app = shard.ctx.apps.get(app_idx);
+            let key = idempotency_key(&shard.ctx.config.idempotency, app, &body, req.header("x-idempotency-key"))?;
+            // The claim comes before validation (spec 01 §9): a retry of a stored publish gets
+            // the stored body whatever it carries. A failed publish drops `held`, freeing the key.
+            let held = match key {
+                Some((key, ttl)) => match idempotency::take(shard, app_idx, Space::Event, key, ttl, true).await {
+                    Taken::Held(h) => Some(h),
+                    Taken::Stored(stored) => return Ok(Response::json(200, stored.as_bytes())),
+                    Taken::InProgress => return Err(ApiError::backpressure()),
+                },
+                None => None,
+            };
+            let event = EventRequest::parse(app, &body)?;
             let published = publish(shard, app_idx, &event).await;
-            Ok(match event.info {
-                Some(info) => {
-                    let mut body = b"{\"channels\":{".to_vec();
-                    for (i, (name, occ)) in published.iter().enumerate() {
-                        if i > 0 {
-                            body.push(b',');
-                        }
-                        push_json_str(&mut body, name);
-                        body.push(b':');
-                        body.extend_from_slice(info.describe(occ).as_bytes());
-                    }
-                    body.extend_from_slice(b"}}");
-                    Response::json(200, body)
-                }
-                None => Response::json(200, "{\"ok\":true}"),
-            })
+            let response = Response::json(200, publish_response(event.info, &published));
+            if let Some(h) = held {
+                h.keep(&response.body);
+            }
+            Ok(response)
         }
         Route::BatchEvents => batch(shard, app_idx, req).await,
         Route::Channels => channels(shard, app_idx, param("filter_by_prefix").unwrap_or(""), param("info")).await,
@@ -109,6 +113,52 @@ async fn api(shard: &Rc<Shard>, req: &Request, app_id: &str, route: Route) -> Re
             Ok(Response::json(200, "{\"ok\":true}"))
         }
     }
+}
+
+/// The body of a successful single publish (spec 01 §8.4).
+fn publish_response(info: Option<Info>, published: &[(String, Occupancy)]) -> Vec<u8> {
+    let Some(info) = info else { return b"{\"ok\":true}".to_vec() };
+    let mut body = b"{\"channels\":{".to_vec();
+    for (i, (name, occ)) in published.iter().enumerate() {
+        if i > 0 {
+            body.push(b',');
+        }
+        push_json_str(&mut body, name);
+        body.push(b':');
+        body.extend_from_slice(info.describe(occ).as_bytes());
+    }
+    body.extend_from_slice(b"}}");
+    body
+}
+
+/// The idempotency key of a publish and its window, if the app uses idempotency (spec 01 §9):
+/// the body's `idempotency_key`, else `header`.
+fn idempotency_key<'a>(
+    cfg: &Idempotency,
+    app: &App,
+    body: &'a sonic_rs::Value,
+    header: Option<&'a str>,
+) -> Result<Option<(&'a str, Duration)>, ApiError> {
+    if !app.idempotency.enabled.unwrap_or(cfg.enabled) {
+        return Ok(None);
+    }
+    let key = match body.get("idempotency_key") {
+        Some(v) if v.is_null() => header,
+        Some(v) => Some(v.as_str().ok_or_else(|| ApiError::invalid_input("Idempotency key must be a string"))?),
+        None => header,
+    };
+    let Some(key) = key else { return Ok(None) };
+    if key.is_empty() {
+        return Err(ApiError::invalid_input("Idempotency key must not be empty"));
+    }
+    if key.chars().count() > cfg.max_key_length {
+        return Err(ApiError::invalid_input(format!(
+            "Idempotency key exceeds maximum length of {} characters",
+            cfg.max_key_length
+        )));
+    }
+    let ttl = app.idempotency.ttl_seconds.map_or(cfg.ttl, Duration::from_secs);
+    Ok(Some((key, ttl)))
 }
 
 /// A JSON request body: `Content-Type: application/json` (415), well-formed JSON (400).
@@ -289,21 +339,50 @@ async fn batch(shard: &Rc<Shard>, app_idx: AppIdx, req: &Request) -> Result<Resp
         )));
     }
     let events = items.iter().map(|v| EventRequest::parse(app, v)).collect::<Result<Vec<_>, _>>()?;
+    let cfg = &shard.ctx.config.idempotency;
+    let item_keys = items.iter().map(|v| idempotency_key(cfg, app, v, None)).collect::<Result<Vec<_>, _>>()?;
+    // The header names the whole batch, in a key space of its own (spec 01 §9).
+    let held = match idempotency_key(cfg, app, &sonic_rs::Value::new(), req.header("x-idempotency-key"))? {
+        Some((key, ttl)) => match idempotency::take(shard, app_idx, Space::Batch, key, ttl, true).await {
+            Taken::Held(h) => Some(h),
+            Taken::Stored(stored) => return Ok(Response::json(200, stored.as_bytes())),
+            Taken::InProgress => return Err(ApiError::backpressure()),
+        },
+        None => None,
+    };
     let any_info = events.iter().any(|e| e.info.is_some());
     let mut entries = Vec::new();
-    for ev in &events {
+    for (ev, key) in events.iter().zip(item_keys) {
+        // An item whose key is known (stored or in flight) is skipped with an empty entry.
+        let item = match key {
+            Some((key, ttl)) => match idempotency::take(shard, app_idx, Space::Event, key, ttl, false).await {
+                Taken::Held(h) => Some(h),
+                Taken::Stored(_) | Taken::InProgress => {
+                    entries.push("{}".to_owned());
+                    continue;
+                }
+            },
+            None => None,
+        };
         let published = publish(shard, app_idx, ev).await;
+        if let Some(h) = item {
+            h.keep(&publish_response(ev.info, &published));
+        }
         // Each entry describes the item's first channel.
         entries.push(match (ev.info, published.first()) {
             (Some(info), Some((_, occ))) => info.describe(occ),
             _ => "{}".to_owned(),
         });
     }
-    Ok(if any_info {
+    let response = if any_info {
         Response::json(200, format!("{{\"batch\":[{}]}}", entries.join(",")))
     } else {
         Response::json(200, "{}")
-    })
+    };
+    if let Some(h) = held {
+        h.keep(&response.body);
+    }
+    Ok(response)
 }
 
 /// Asks every shard for the occupied channels it owns.

@@ -70,11 +70,13 @@ pub struct ApiError {
     pub status: u16,
     pub code: &'static str,
     pub message: String,
+    /// Seconds for a `Retry-After` header.
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into() }
+        ApiError { status, code, message: message.into(), retry_after: None }
     }
     pub fn invalid_input(m: impl Into<String>) -> ApiError {
         Self::new(400, "invalid_input", m)
@@ -100,6 +102,13 @@ impl ApiError {
     pub fn unprocessable(m: impl Into<String>) -> ApiError {
         Self::new(422, "invalid_body", m)
     }
+    /// Another request holds the idempotency key (spec 01 §9).
+    pub fn backpressure() -> ApiError {
+        ApiError {
+            retry_after: Some(1),
+            ..Self::new(503, "backpressure", "A request with this idempotency key is still in progress; retry later")
+        }
+    }
     pub fn internal() -> ApiError {
         Self::new(500, "internal_error", "Internal server error")
     }
@@ -116,6 +125,10 @@ impl From<ApiError> for Response {
         let mut body = format!("{{\"error\":").into_bytes();
         crate::protocol::outbound::push_json_str(&mut body, &e.message);
         body.extend_from_slice(format!(",\"code\":\"{}\",\"status\":{}}}", e.code, e.status).as_bytes());
-        Response::json(e.status, body)
+        let r = Response::json(e.status, body);
+        match e.retry_after {
+            Some(s) => r.header("Retry-After", s.to_string()),
+            None => r,
+        }
     }
 }

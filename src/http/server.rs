@@ -181,7 +181,7 @@ async fn upgrade(shard: Rc<Shard>, conn: Rc<Conn>, req: Request, pending: Vec<u8
     if echo {
         return crate::ws::echo::run(shard, conn, pending).await;
     }
-    match admit(&shard, &req, &key) {
+    match admit(&shard, &req, &key, dialect) {
         Ok(app) => session::run(shard, conn, app, dialect, pending).await,
         Err(e) => {
             let mut bytes = codec::encode(Opcode::Text, &outbound::error(dialect, e.code, &e.message));
@@ -193,7 +193,7 @@ async fn upgrade(shard: Rc<Shard>, conn: Rc<Conn>, req: Request, pending: Vec<u8
 }
 
 /// Connection admission in the order of spec 01 §2.2; counts the socket on success.
-fn admit(shard: &Shard, req: &Request, key: &str) -> Result<crate::apps::AppIdx, ProtocolError> {
+fn admit(shard: &Shard, req: &Request, key: &str, dialect: Dialect) -> Result<crate::apps::AppIdx, ProtocolError> {
     let ctx = &shard.ctx;
     let idx = ctx.apps.by_key(key).ok_or_else(ProtocolError::app_not_found)?;
     let app: &App = ctx.apps.get(idx);
@@ -202,6 +202,14 @@ fn admit(shard: &Shard, req: &Request, key: &str) -> Result<crate::apps::AppIdx,
     }
     if !app.origin_allowed(req.header("origin")) {
         return Err(ProtocolError::origin_not_allowed());
+    }
+    // spec 02 §1.1: `token` is refused on V1. This server has no capability-token keys
+    // configured, so a V2 token fails closed the same way rather than being ignored.
+    if request::query_pairs(&req.query).iter().any(|(k, _)| k == "token") {
+        return Err(ProtocolError::token_refused(match dialect {
+            Dialect::V1 => "capability tokens need protocol=2",
+            Dialect::V2 => "capability tokens are not enabled on this server",
+        }));
     }
     let total = ctx.connections.fetch_add(1, Ordering::Relaxed) + 1;
     if ctx.config.max_connections > 0 && total > ctx.config.max_connections {

@@ -35,6 +35,9 @@ impl ProtocolError {
     pub fn auth(why: impl fmt::Display) -> Self {
         Self::new(4009, format!("Authentication error: {why}"), false)
     }
+    pub fn token_refused(why: &str) -> Self {
+        Self::new(4009, format!("Authentication error: {why}"), true)
+    }
     pub fn origin_not_allowed() -> Self {
         Self::new(4009, "Origin not allowed", true)
     }

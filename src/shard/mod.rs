@@ -4,6 +4,7 @@
 
 pub mod call;
 pub mod hub;
+pub mod idempotency;
 pub mod msg;
 mod owner;
 pub mod watch;
@@ -79,6 +80,7 @@ pub struct Shard {
     pub hub: RefCell<Hub>,
     owned: RefCell<Owned>,
     watch: RefCell<Watch>,
+    idempotency: RefCell<idempotency::Table>,
     pub(crate) calls: RefCell<Slab<Continuation>>,
     /// The read buffer every socket of this shard reads into.
     pub scratch: RefCell<Vec<u8>>,
@@ -100,6 +102,7 @@ pub async fn run(ctx: Arc<Context>, mesh: Mesh<Msg>) {
         hub: RefCell::new(Hub::new(apps)),
         owned: RefCell::new(Owned::new(apps)),
         watch: RefCell::new(Watch::new(apps)),
+        idempotency: RefCell::new(idempotency::Table::default()),
         calls: RefCell::new(Slab::new()),
         scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
         dirty: RefCell::new(Vec::new()),
@@ -138,6 +141,7 @@ impl Shard {
             Msg::ListChannels { reply_to, app, prefix } => self.on_list_channels(reply_to, app, &prefix),
             Msg::PresenceUsers { reply_to, app, channel } => self.on_presence_users(reply_to, app, &channel),
             Msg::Watch(w) => self.on_watch(w),
+            Msg::Idempotency(m) => self.on_idempotency(m),
             Msg::Reply { call, reply } => call::complete(self, call, reply),
         }
     }
@@ -452,6 +456,7 @@ impl Shard {
                 self.close(key, &err);
             }
             self.expire_owned();
+            self.idempotency.borrow_mut().expire(now);
             if self.draining.get() && self.hub.borrow().sockets.is_empty() {
                 return;
             }

@@ -53,6 +53,8 @@ pub enum Msg {
     PresenceUsers { reply_to: ReplyTo, app: AppIdx, channel: Arc<str> },
     /// To the owner of a user id: sign-in bookkeeping for the watchlist (see `watch`).
     Watch(super::watch::WatchMsg),
+    /// To the owner of an idempotency key: claim or settle it.
+    Idempotency(super::idempotency::IdemMsg),
     /// The answer to a request.
     Reply { call: usize, reply: Reply },
 }
@@ -86,4 +88,5 @@ pub enum Reply {
     Users(Vec<String>),
     /// Which of the asked users are online.
     Online(Vec<String>),
+    Claim(super::idempotency::Claim),
 }

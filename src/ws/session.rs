@@ -185,7 +185,8 @@ impl Session {
                     .filter(|c| !c.is_empty())
                     .ok_or_else(|| ProtocolError::invalid_format("Missing channel_data for presence channel"))?;
                 let m = inbound::presence_member(cd)?;
-                if m.user_info.len() > app.limits.max_presence_member_bytes {
+                // Whole kilobytes are compared (spec 01 §4.2 row 6): 1.9 KB passes a 1 KB limit.
+                if m.user_info.len() / 1024 > app.limits.max_presence_member_bytes / 1024 {
                     return Err(ProtocolError::channel(format!(
                         "Presence member data size ({}KB) exceeds limit ({}KB)",
                         m.user_info.len() / 1024,

@@ -1,0 +1,196 @@
+//! Publish idempotency (spec 01 §9, with the Q8 Rec: a failed publish releases its key).
+//!
+//! Every key has one owner shard (`owner_of(hash(app, space, key))`), so claiming is a plain
+//! test-and-set on that shard's table: no lock, no shared map. The HTTP side claims a key
+//! before publishing and settles it afterwards with the response body (stored for the window)
+//! or, if the request failed, releases it so the corrected retry goes through.
+
+use super::call::expect_reply;
+use super::msg::{Msg, Reply};
+use super::Shard;
+use crate::apps::AppIdx;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Single publishes and batch items share one key space; a batch's header key has its own.
+#[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+pub enum Space {
+    Event,
+    Batch,
+}
+
+/// The owner's answer to a claim.
+#[derive(Debug)]
+pub enum Claim {
+    /// The key was free and is now held by the asker.
+    Claimed,
+    /// A publish with this key succeeded inside the window: its response body.
+    Stored(Arc<str>),
+    /// Another request holds the key and has not finished.
+    InProgress,
+}
+
+pub enum IdemMsg {
+    /// To the key's owner: take the key if free. Answered with `Reply::Claim`.
+    Claim { reply_to: super::call::ReplyTo, app: AppIdx, space: Space, key: Arc<str>, ttl: Duration },
+    /// To the key's owner: the publish finished; keep its response (`Some`) or free the key.
+    Settle { app: AppIdx, space: Space, key: Arc<str>, body: Option<Arc<str>>, ttl: Duration },
+}
+
+enum Entry {
+    InFlight,
+    Done(Arc<str>),
+}
+
+/// The keys this shard owns, each with its expiry.
+#[derive(Default)]
+pub struct Table {
+    entries: HashMap<(AppIdx, Space, Arc<str>), (Entry, Instant)>,
+}
+
+impl Table {
+    fn claim(&mut self, id: (AppIdx, Space, Arc<str>), ttl: Duration, now: Instant) -> Claim {
+        match self.entries.get(&id) {
+            Some((Entry::Done(body), until)) if *until > now => Claim::Stored(body.clone()),
+            Some((Entry::InFlight, until)) if *until > now => Claim::InProgress,
+            _ => {
+                self.entries.insert(id, (Entry::InFlight, now + ttl));
+                Claim::Claimed
+            }
+        }
+    }
+
+    fn settle(&mut self, id: (AppIdx, Space, Arc<str>), body: Option<Arc<str>>, ttl: Duration, now: Instant) {
+        match body {
+            Some(b) => {
+                self.entries.insert(id, (Entry::Done(b), now + ttl));
+            }
+            None => {
+                self.entries.remove(&id);
+            }
+        }
+    }
+
+    /// Drops expired keys; called by the shard's once-a-second sweeper.
+    pub fn expire(&mut self, now: Instant) {
+        self.entries.retain(|_, (_, until)| *until > now);
+    }
+}
+
+impl Shard {
+    fn idempotency_owner(&self, app: AppIdx, space: Space, key: &str) -> usize {
+        let tag: &[u8] = match space {
+            Space::Event => b"idempotency",
+            Space::Batch => b"batch-idempotency",
+        };
+        shards::owner_of(shards::stable_hash(&[&app.to_le_bytes(), tag, key.as_bytes()]), self.shards)
+    }
+
+    pub(super) fn on_idempotency(&self, m: IdemMsg) {
+        let now = Instant::now();
+        match m {
+            IdemMsg::Claim { reply_to, app, space, key, ttl } => {
+                let claim = self.idempotency.borrow_mut().claim((app, space, key), ttl, now);
+                super::call::answer(self, reply_to, Reply::Claim(claim));
+            }
+            IdemMsg::Settle { app, space, key, body, ttl } => {
+                self.idempotency.borrow_mut().settle((app, space, key), body, ttl, now)
+            }
+        }
+    }
+}
+
+/// A key held by this request. Dropping it unsettled (an error path, or the request's task
+/// going away) releases the key.
+pub struct Held {
+    shard: Rc<Shard>,
+    app: AppIdx,
+    space: Space,
+    key: Arc<str>,
+    ttl: Duration,
+    settled: bool,
+}
+
+impl Held {
+    /// Stores the successful response for the rest of the window.
+    pub fn keep(mut self, body: &[u8]) {
+        self.settled = true;
+        self.send(Some(String::from_utf8_lossy(body).into()));
+    }
+
+    fn send(&self, body: Option<Arc<str>>) {
+        let owner = self.shard.idempotency_owner(self.app, self.space, &self.key);
+        let settle = IdemMsg::Settle { app: self.app, space: self.space, key: self.key.clone(), body, ttl: self.ttl };
+        self.shard.mesh.send(owner, Msg::Idempotency(settle));
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.send(None);
+        }
+    }
+}
+
+/// The outcome of trying to take a key.
+pub enum Taken {
+    Held(Held),
+    Stored(Arc<str>),
+    InProgress,
+}
+
+/// Claims `key` on its owner shard. With `wait`, while another request holds it, polls
+/// 6 × 50 ms (the reference's wait) before giving up with `InProgress`.
+pub async fn take(shard: &Rc<Shard>, app: AppIdx, space: Space, key: &str, ttl: Duration, wait: bool) -> Taken {
+    let key: Arc<str> = key.into();
+    let owner = shard.idempotency_owner(app, space, &key);
+    for attempt in 0..if wait { 7 } else { 1 } {
+        if attempt > 0 {
+            glommio::timer::sleep(Duration::from_millis(50)).await;
+        }
+        let (reply_to, answer) = expect_reply(shard, |_, r| match r {
+            Reply::Claim(c) => c,
+            _ => Claim::InProgress,
+        });
+        shard.mesh.send(owner, Msg::Idempotency(IdemMsg::Claim { reply_to, app, space, key: key.clone(), ttl }));
+        match answer.await {
+            Claim::Claimed => {
+                return Taken::Held(Held { shard: shard.clone(), app, space, key, ttl, settled: false })
+            }
+            Claim::Stored(body) => return Taken::Stored(body),
+            Claim::InProgress => {}
+        }
+    }
+    Taken::InProgress
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn claim_store_release_and_expiry() {
+        let mut t = Table::default();
+        let now = Instant::now();
+        let ttl = Duration::from_secs(120);
+        let id = |k: &str| (0, Space::Event, Arc::<str>::from(k));
+        assert!(matches!(t.claim(id("a"), ttl, now), Claim::Claimed));
+        assert!(matches!(t.claim(id("a"), ttl, now), Claim::InProgress));
+        // Batch keys are a separate space.
+        assert!(matches!(t.claim((0, Space::Batch, "a".into()), ttl, now), Claim::Claimed));
+        t.settle(id("a"), Some("{\"ok\":true}".into()), ttl, now);
+        assert!(matches!(t.claim(id("a"), ttl, now), Claim::Stored(b) if &*b == "{\"ok\":true}"));
+        // A failed publish frees the key at once.
+        assert!(matches!(t.claim(id("b"), ttl, now), Claim::Claimed));
+        t.settle(id("b"), None, ttl, now);
+        assert!(matches!(t.claim(id("b"), ttl, now), Claim::Claimed));
+        // After the window the key is new again.
+        let later = now + ttl + Duration::from_secs(1);
+        assert!(matches!(t.claim(id("a"), ttl, later), Claim::Claimed));
+        t.expire(later + ttl + Duration::from_secs(1));
+        assert!(t.entries.is_empty());
+    }
+}
