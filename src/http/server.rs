@@ -109,6 +109,9 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                         return upgrade(shard, conn, req, std::mem::take(&mut buf)).await;
                     }
                     let keep_alive = req.keep_alive && !shard.draining.get();
+                    // More pipelined requests are already here: handle them all before the
+                    // sockets they publish to are written.
+                    let _burst = (!buf.is_empty()).then(|| shard.hold_flush());
                     let resp = api::handle(&shard, req).await;
                     out.extend_from_slice(&resp.encode(keep_alive));
                     if !keep_alive {
@@ -175,16 +178,25 @@ async fn upgrade(shard: Rc<Shard>, conn: Rc<Conn>, req: Request, pending: Vec<u8
             return;
         }
     };
-    if conn.write_all(&accept).await.is_err() {
-        return;
-    }
     if echo {
+        if conn.write_all(&accept).await.is_err() {
+            return;
+        }
         return crate::ws::echo::run(shard, conn, pending).await;
     }
+    // The 101 response leaves in the same send as the first frame (connection_established
+    // or the refusal): on loopback each send costs far more than its bytes.
     match admit(&shard, &req, &key, dialect) {
-        Ok(app) => session::run(shard, conn, app, dialect, pending).await,
+        // The session is a task of its own, so that what the handshake needed (this future,
+        // the request, the read buffers) is freed now rather than held for the socket's life:
+        // an idle socket costs only the session's small state.
+        Ok(app) => {
+            drop((req, key));
+            glommio::spawn_local(session::run(shard, conn, app, dialect, accept, pending)).detach();
+        }
         Err(e) => {
-            let mut bytes = codec::encode(Opcode::Text, &outbound::error(dialect, e.code, &e.message));
+            let mut bytes = accept;
+            bytes.extend_from_slice(&codec::encode(Opcode::Text, &outbound::error(dialect, e.code, &e.message)));
             bytes.extend_from_slice(&codec::encode_close(e.code, &e.message));
             let _ = conn.write_all(&bytes).await;
             conn.shutdown_write();

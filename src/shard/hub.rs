@@ -164,6 +164,26 @@ impl Hub {
         }
     }
 
+    /// Gives back the index memory of sockets and channels that have gone, once the shard is
+    /// well below the size it grew to (a connection storm must not pin its peak memory).
+    /// Returns whether anything was released.
+    pub fn trim(&mut self) -> bool {
+        let cap = self.sockets.capacity();
+        if cap < 1024 || self.sockets.len() * 4 > cap {
+            return false;
+        }
+        // A slab only drops vacant slots at its end; sockets still open at high keys keep it
+        // long, which costs one vacant slot per departed socket and nothing per message.
+        self.sockets.shrink_to_fit();
+        for map in self.channels.iter_mut() {
+            map.shrink_to_fit();
+        }
+        for map in self.users.iter_mut() {
+            map.shrink_to_fit();
+        }
+        self.sockets.capacity() < cap
+    }
+
     pub fn user_sockets(&self, app: AppIdx, user: &str) -> &[SocketKey] {
         self.users[app as usize].get(user).map_or(&[], |v| v.as_slice())
     }

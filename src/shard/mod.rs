@@ -87,6 +87,8 @@ pub struct Shard {
     /// Sockets with queued frames for the flusher's next pass.
     dirty: RefCell<Vec<SocketKey>>,
     flusher: Cell<Option<Waker>>,
+    /// Open `FlushHold`s: a burst of received input is still being handled.
+    flush_holds: Cell<u32>,
     /// Set when the shard starts its graceful stop.
     pub draining: Cell<bool>,
 }
@@ -107,6 +109,7 @@ pub async fn run(ctx: Arc<Context>, mesh: Mesh<Msg>) {
         scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
         dirty: RefCell::new(Vec::new()),
         flusher: Cell::new(None),
+        flush_holds: Cell::new(0),
         draining: Cell::new(false),
     });
     let handler = shard.clone();
@@ -148,11 +151,13 @@ impl Shard {
 
     // ---- sockets -------------------------------------------------------------------------
 
-    /// Indexes a new WebSocket and queues `connection_established`.
-    pub fn add_socket(&self, conn: Rc<Conn>, app: AppIdx, dialect: Dialect) -> (SocketKey, SocketId) {
+    /// Indexes a new WebSocket and queues the handshake response and `connection_established`
+    /// (one send for both).
+    pub fn add_socket(&self, conn: Rc<Conn>, app: AppIdx, dialect: Dialect, handshake: Vec<u8>) -> (SocketKey, SocketId) {
         let id = SocketId::random();
         let now = Instant::now();
         let key = self.hub.borrow_mut().sockets.insert(Socket::new(id, app, dialect, conn, now));
+        self.send_frame(key, handshake.into());
         let timeout = self.ctx.config.activity_timeout.as_secs();
         self.send_json(key, &outbound::connection_established(dialect, &id.to_string(), timeout));
         (key, id)
@@ -333,11 +338,19 @@ impl Shard {
         self.detach(key);
     }
 
-    /// Writes out every listed socket's queue, once per executor turn.
+    /// Defers the flusher until the returned hold is dropped: taken while a burst of input
+    /// that has already arrived (pipelined publishes) is handled, so that each socket gets the
+    /// whole burst's frames in one send instead of one send per publish.
+    pub fn hold_flush(self: &Rc<Self>) -> FlushHold {
+        self.flush_holds.set(self.flush_holds.get() + 1);
+        FlushHold(self.clone())
+    }
+
+    /// Writes out every listed socket's queue, once per executor turn (or per burst).
     async fn flusher(self: Rc<Self>) {
         loop {
             poll_fn(|cx| {
-                if self.dirty.borrow().is_empty() {
+                if self.dirty.borrow().is_empty() || self.flush_holds.get() > 0 {
                     self.flusher.set(Some(cx.waker().clone()));
                     Poll::Pending
                 } else {
@@ -457,6 +470,12 @@ impl Shard {
             }
             self.expire_owned();
             self.idempotency.borrow_mut().expire(now);
+            if self.hub.borrow_mut().trim() {
+                // The allocator keeps freed pages until this thread allocates again; an idle
+                // shard would hold them, so ask it to return them now.
+                // SAFETY: mi_collect has no preconditions.
+                unsafe { libmimalloc_sys::mi_collect(true) };
+            }
             if self.draining.get() && self.hub.borrow().sockets.is_empty() {
                 return;
             }
@@ -476,5 +495,20 @@ impl Shard {
             glommio::timer::sleep(Duration::from_millis(20)).await;
         }
         log::info!("shard {} stopped", self.id);
+    }
+}
+
+/// See [`Shard::hold_flush`].
+pub struct FlushHold(Rc<Shard>);
+
+impl Drop for FlushHold {
+    fn drop(&mut self) {
+        let s = &self.0;
+        s.flush_holds.set(s.flush_holds.get() - 1);
+        if s.flush_holds.get() == 0 && !s.dirty.borrow().is_empty() {
+            if let Some(w) = s.flusher.take() {
+                w.wake();
+            }
+        }
     }
 }

@@ -202,6 +202,9 @@ impl Outbox {
             }
             self.advance(n as usize);
         }
+        // An idle socket keeps no queue buffer (a few allocations per send are far cheaper
+        // than the send itself; the memory is per connection).
+        self.frames = VecDeque::new();
         Written::Drained
     }
 

@@ -55,10 +55,10 @@ fn decode_all(dec: &mut Decoder, buf: &[u8]) -> Decoded {
     }
 }
 
-/// Runs a connected socket until it closes. `pending` holds bytes that arrived with the
-/// handshake.
-pub async fn run(shard: Rc<Shard>, conn: Rc<Conn>, app: AppIdx, dialect: Dialect, mut pending: Vec<u8>) {
-    let (key, id) = shard.add_socket(conn.clone(), app, dialect);
+/// Runs a connected socket until it closes. `handshake` is the 101 response, not yet sent;
+/// `pending` holds bytes that arrived with the handshake.
+pub async fn run(shard: Rc<Shard>, conn: Rc<Conn>, app: AppIdx, dialect: Dialect, handshake: Vec<u8>, mut pending: Vec<u8>) {
+    let (key, id) = shard.add_socket(conn.clone(), app, dialect, handshake);
     let session = Session { shard: shard.clone(), key, id, app, dialect };
     let mut decoder = Decoder::new(shard.ctx.config.max_message_bytes);
     let mut fresh = 0; // bytes of the last read waiting in the scratch buffer
@@ -80,7 +80,9 @@ pub async fn run(shard: Rc<Shard>, conn: Rc<Conn>, app: AppIdx, dialect: Dialect
             pending = Vec::new(); // an idle socket keeps no buffer
         }
         for unit in decoded.units {
-            session.on_unit(unit).await;
+            // Boxed so the state of a subscribe or sign-in in progress is not part of every
+            // idle socket's future.
+            Box::pin(session.on_unit(unit)).await;
         }
         if let Some(e) = decoded.error {
             pending.clear();

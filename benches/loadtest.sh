@@ -1,0 +1,80 @@
+#!/usr/bin/env bash
+# The standard load-test scenarios (README "Benchmark"): builds release, and for each scenario
+# starts a fresh server (1 shard, loopback), runs the `loadtest` harness against it, and writes
+# target/bench/<scenario>-<run>.json and .html. Prints the median of RUNS runs (default 1) of the
+# figures the targets are stated in.
+#
+#   benches/loadtest.sh                 # every scenario once
+#   RUNS=3 benches/loadtest.sh churn    # three runs of one scenario
+set -euo pipefail
+cd "$(dirname "$0")/.."
+RUNS=${RUNS:-1}
+OUT=target/bench
+mkdir -p "$OUT"
+ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+
+cargo build --release -p sockudo -p loadtest
+SERVER=target/release/sockudo
+LOADTEST=target/release/loadtest
+
+declare -A ARGS=(
+    [big-fanout]="fanout --sockets 10000 --channels 1 --rate 50 --duration 10"
+    [fanout-100]="fanout --sockets 2000 --channels 20 --rate 2000 --duration 10"
+    [light]="fanout --sockets 2000 --channels 20 --rate 200 --duration 10"
+    [connect]="connect --sockets 10000 --hold 5"
+    [churn]="churn --rate 2000 --duration 10"
+    [presence]="presence --sockets 1000 --channels 10"
+)
+ORDER=(big-fanout fanout-100 light connect churn presence)
+[ $# -gt 0 ] && ORDER=("$@")
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+for name in "${ORDER[@]}"; do
+    [ -n "${ARGS[$name]:-}" ] || { echo "unknown scenario $name (one of: ${ORDER[*]})"; exit 2; }
+    for run in $(seq 1 "$RUNS"); do
+        port=$(free_port)
+        $SERVER --host 127.0.0.1 --port "$port" --metrics-port "$(free_port)" --shards 1 >"$OUT/$name-$run.server.log" 2>&1 &
+        pid=$!
+        until (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; do sleep 0.1; done
+        echo "=== $name run $run: loadtest ${ARGS[$name]}"
+        # shellcheck disable=SC2086
+        $LOADTEST ${ARGS[$name]} --port "$port" --server-pid "$pid" --quiet \
+            --json "$OUT/$name-$run.json" --html "$OUT/$name-$run.html" || echo "(run reported a failure)"
+        # The server gives memory back within its 1 s sweep once the sockets have gone.
+        sleep 3
+        awk '/VmRSS/ {print $2}' "/proc/$pid/status" >"$OUT/$name-$run.rss-after-close"
+        kill "$pid"
+        wait "$pid" 2>/dev/null || true
+    done
+done
+
+python3 - "$OUT" "$RUNS" "${ORDER[@]}" <<'EOF'
+import json, statistics, sys
+out, runs, names = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else float("nan")
+print(f"\nmedians of {runs} run(s); reports in {out}/")
+for name in names:
+    recs = [json.load(open(f"{out}/{name}-{r}.json")) for r in range(1, runs + 1)]
+    m = lambda k: med([r["metrics"].get(k) for r in recs])
+    lat = lambda q: med([next(iter(r["latency"].values()), {}).get(q) for r in recs])
+    ok = all(r["passed"] for r in recs)
+    if recs[0]["scenario"] == "fanout":
+        print(f"{name:11} server {m('server_cpu_us_per_delivery'):.2f} us/delivered frame, "
+              f"delivered {m('deliveries_received'):.0f}/{m('deliveries_expected'):.0f}, "
+              f"accepted {m('accepted_rate'):.0f}/{m('requested_rate'):.0f} publishes/s, "
+              f"p50 {lat('p50_us')/1000:.2f} ms p99 {lat('p99_us')/1000:.2f} ms, passed={ok}")
+    elif recs[0]["scenario"] == "connect":
+        after = med([int(open(f"{out}/{name}-{r}.rss-after-close").read()) for r in range(1, runs + 1)])
+        print(f"{name:11} {m('server_rss_bytes_per_connection')/1024:.2f} KiB RSS per idle connection, "
+              f"{m('server_cpu_us_per_connection'):.1f} us server CPU per connection, "
+              f"RSS {m('server_rss_kb_before')/1024:.1f} MiB before, {m('server_rss_kb_connected')/1024:.1f} connected, "
+              f"{after/1024:.1f} 3 s after close, passed={ok}")
+    elif recs[0]["scenario"] == "churn":
+        print(f"{name:11} {m('server_cpu_us_per_cycle'):.1f} us server CPU per cycle, "
+              f"{m('cycles_ok'):.0f} cycles ok, {m('cycles_failed'):.0f} failed, passed={ok}")
+    else:
+        print(f"{name:11} passed={ok}; see {out}/{name}-*.json")
+EOF
