@@ -1,41 +1,26 @@
 // Private / presence channels and client events with pusher-js, authorised
 // in-process by the `pusher` server SDK (spec 01 §4.1, §4.4, §7, §14 points 14-20, 29-31).
-import { describe, it, before, after } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer } from './server.mjs';
 import {
-  newClient, serverSdk, connected, subscribe, nextEvent, collect, waitUntil, disconnectAll,
-  errorCode, sleep,
+  serverSuite, serverSdk, connected, subscribe, nextEvent, collect, waitUntil, errorCode, sleep,
 } from './helpers.mjs';
 
 describe('private channels', () => {
-  let server, sdk;
-  const clients = [];
-  const client = (o = {}) => {
-    const c = newClient(server, { sdk, ...o });
-    clients.push(c);
-    return c;
-  };
-  before(async () => {
-    server = await startServer();
-    sdk = serverSdk(server);
-  });
-  after(async () => {
-    disconnectAll(clients);
-    await server?.stop();
-  });
+  const fx = serverSuite();
+  const client = fx.client;
 
   it('authorizeChannel signature is accepted; events are delivered', async () => {
     const c = client();
     await connected(c);
     const ch = await subscribe(c, 'private-foo');
     const got = nextEvent(ch, 'secret-event');
-    await sdk.trigger('private-foo', 'secret-event', { s: 1 });
+    await fx.sdk.trigger('private-foo', 'secret-event', { s: 1 });
     assert.deepEqual(await got, { s: 1 });
   });
 
   it('signature made with the wrong secret: pusher:error 4009, not subscribed, no events', async () => {
-    const bad = serverSdk(server, { secret: 'wrong-secret' });
+    const bad = serverSdk(fx.server, { secret: 'wrong-secret' });
     const c = client({ sdk: bad });
     const good = client();
     await Promise.all([connected(c), connected(good)]);
@@ -52,7 +37,7 @@ describe('private channels', () => {
     // A legitimately subscribed socket is the fence for "not delivered".
     const gch = await subscribe(good, 'private-denied');
     const fence = nextEvent(gch, 'leak');
-    await sdk.trigger('private-denied', 'leak', { x: 1 });
+    await fx.sdk.trigger('private-denied', 'leak', { x: 1 });
     await fence;
     await sleep(200);
     assert.equal(events.length, 0, 'unauthorised socket received a private event');
@@ -74,13 +59,13 @@ describe('private channels', () => {
     assert.deepEqual(await reply, { ok: 1 });
     // and a server event as a second fence
     const fence = nextEvent(chA, 'fence');
-    await sdk.trigger('private-chat', 'fence', {});
+    await fx.sdk.trigger('private-chat', 'fence', {});
     await fence;
     assert.equal(echoed.length, 0, 'sender received its own client event');
   });
 
   it('private-encrypted channel: SDK-encrypted event is decrypted by pusher-js', async () => {
-    const encSdk = serverSdk(server, {
+    const encSdk = serverSdk(fx.server, {
       encryptionMasterKeyBase64: Buffer.alloc(32, 7).toString('base64'),
     });
     const c = client({ sdk: encSdk });
@@ -107,7 +92,7 @@ describe('private channels', () => {
     await nextEvent(chA, 'pusher:subscription_succeeded');
     await miss;
     const live = nextEvent(chA, 'update');
-    await sdk.trigger('cache-news', 'update', 'x');
+    await fx.sdk.trigger('cache-news', 'update', 'x');
     assert.equal(await live, 'x');
 
     const b = client();
@@ -140,21 +125,8 @@ describe('private channels', () => {
 });
 
 describe('presence channels', () => {
-  let server, sdk;
-  const clients = [];
-  const client = (user_id, user_info) => {
-    const c = newClient(server, { sdk, presence: { user_id, user_info } });
-    clients.push(c);
-    return c;
-  };
-  before(async () => {
-    server = await startServer();
-    sdk = serverSdk(server);
-  });
-  after(async () => {
-    disconnectAll(clients);
-    await server?.stop();
-  });
+  const fx = serverSuite();
+  const client = (user_id, user_info) => fx.client({ presence: { user_id, user_info } });
 
   it('subscription_succeeded members, member_added and member_removed', async () => {
     const a = client('42', { name: 'Ada' });

@@ -1,10 +1,12 @@
-// Shared helpers: pusher-js client factory, server-SDK factory, waiting helpers
-// and a tiny raw WebSocket client (package `ws`) for frame-level checks.
+// Shared helpers: pusher-js client factory, server-SDK factory, a per-suite server
+// fixture, waiting helpers and a tiny raw WebSocket client (package `ws`) for
+// frame-level checks.
 
+import { before, after } from 'node:test';
 import PusherJS from 'pusher-js';
 import PusherServer from 'pusher';
 import WebSocket from 'ws';
-import { HOST, DEV_APP } from './server.mjs';
+import { HOST, DEV_APP, startServer } from './server.mjs';
 
 export { PusherJS, PusherServer, WebSocket };
 
@@ -76,6 +78,32 @@ export function newClient(server, o = {}) {
   client.connection.bind('error', (e) => client.__errors.push(e));
   client.connection.bind('message', (m) => client.__messages.push(m));
   return client;
+}
+
+/**
+ * Call inside a `describe`: starts a server (with `startServer(serverOpts)`) and a server
+ * SDK for it before the suite's tests; after them, disconnects every client made with
+ * `fx.client()` and stops the server. `fx.server` and `fx.sdk` are set once `before` ran.
+ * Hooks the suite registers itself run after this fixture's.
+ * @returns {{server: object, sdk: object, clients: object[], client: (o?: object) => object}}
+ *   `client(o)` is `newClient(fx.server, { sdk: fx.sdk, ...o })`, disconnected by the fixture.
+ */
+export function serverSuite(serverOpts) {
+  const fx = { server: undefined, sdk: undefined, clients: [] };
+  fx.client = (o = {}) => {
+    const c = newClient(fx.server, { sdk: fx.sdk, ...o });
+    fx.clients.push(c);
+    return c;
+  };
+  before(async () => {
+    fx.server = await startServer(serverOpts);
+    fx.sdk = serverSdk(fx.server);
+  });
+  after(async () => {
+    disconnectAll(fx.clients);
+    await fx.server?.stop();
+  });
+  return fx;
 }
 
 /** Resolve when `pred()` is truthy; reject with `what` after `ms`. */

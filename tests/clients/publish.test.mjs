@@ -1,35 +1,21 @@
 // Publishing with the official `pusher` server SDK, received by pusher-js
 // (spec 01 §8.4, §8.5, §14 points 50-53, 58).
-import { describe, it, before, after } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer } from './server.mjs';
 import {
-  newClient, serverSdk, connected, subscribe, nextEvent, collect, waitUntil, disconnectAll,
+  serverSuite, connected, subscribe, nextEvent, collect, waitUntil,
 } from './helpers.mjs';
 
 describe('server SDK trigger -> pusher-js', () => {
-  let server, sdk;
-  const clients = [];
-  const client = () => {
-    const c = newClient(server, { sdk });
-    clients.push(c);
-    return c;
-  };
-  before(async () => {
-    server = await startServer();
-    sdk = serverSdk(server);
-  });
-  after(async () => {
-    disconnectAll(clients);
-    await server?.stop();
-  });
+  const fx = serverSuite();
+  const client = () => fx.client();
 
   it('public channel: trigger delivers the event with object data', async () => {
     const c = client();
     await connected(c);
     const ch = await subscribe(c, 'orders');
     const got = nextEvent(ch, 'order.created');
-    const res = await sdk.trigger('orders', 'order.created', { id: 'ord_123', n: 1 });
+    const res = await fx.sdk.trigger('orders', 'order.created', { id: 'ord_123', n: 1 });
     assert.equal(res.status, 200);
     await res.json(); // body must be JSON
     assert.deepEqual(await got, { id: 'ord_123', n: 1 });
@@ -40,7 +26,7 @@ describe('server SDK trigger -> pusher-js', () => {
     await connected(c);
     const ch = await subscribe(c, 'strings');
     const got = nextEvent(ch, 'msg');
-    await sdk.trigger('strings', 'msg', 'hello world');
+    await fx.sdk.trigger('strings', 'msg', 'hello world');
     assert.equal(await got, 'hello world');
   });
 
@@ -54,7 +40,7 @@ describe('server SDK trigger -> pusher-js', () => {
     const gotA = nextEvent(chA, 'multi');
     const gotB = nextEvent(chB, 'multi');
     const gotA2 = nextEvent(chA2, 'multi');
-    const res = await sdk.trigger(['multi-a', 'multi-b', 'multi-c'], 'multi', { k: 'v' });
+    const res = await fx.sdk.trigger(['multi-a', 'multi-b', 'multi-c'], 'multi', { k: 'v' });
     assert.equal(res.status, 200);
     assert.deepEqual(await gotA, { k: 'v' });
     assert.deepEqual(await gotB, { k: 'v' });
@@ -68,7 +54,7 @@ describe('server SDK trigger -> pusher-js', () => {
     const ch2 = await subscribe(c, 'batch-2');
     const seq = collect(ch1, 'seq');
     const other = nextEvent(ch2, 'other');
-    const res = await sdk.triggerBatch([
+    const res = await fx.sdk.triggerBatch([
       { channel: 'batch-1', name: 'seq', data: { i: 1 } },
       { channel: 'batch-2', name: 'other', data: 'x' },
       { channel: 'batch-1', name: 'seq', data: { i: 2 } },
@@ -90,10 +76,10 @@ describe('server SDK trigger -> pusher-js', () => {
     const aEvents = collect(chA, 'excluded');
     const aFence = nextEvent(chA, 'fence');
     const gotB = nextEvent(chB, 'excluded');
-    await sdk.trigger('excl', 'excluded', { x: 1 }, { socket_id: idA });
+    await fx.sdk.trigger('excl', 'excluded', { x: 1 }, { socket_id: idA });
     assert.deepEqual(await gotB, { x: 1 });
     // Fence: a later event to both; once A has it, A must not have the excluded one.
-    await sdk.trigger('excl', 'fence', {});
+    await fx.sdk.trigger('excl', 'fence', {});
     await aFence;
     assert.equal(aEvents.length, 0, 'excluded socket received the event');
   });
@@ -107,9 +93,9 @@ describe('server SDK trigger -> pusher-js', () => {
     const aEvents = collect(chA, 'e');
     const aFence = nextEvent(chA, 'fence');
     const gotB = nextEvent(chB, 'e');
-    await sdk.triggerBatch([{ channel: 'excl-batch', name: 'e', data: 'd', socket_id: idA }]);
+    await fx.sdk.triggerBatch([{ channel: 'excl-batch', name: 'e', data: 'd', socket_id: idA }]);
     assert.equal(await gotB, 'd');
-    await sdk.trigger('excl-batch', 'fence', {});
+    await fx.sdk.trigger('excl-batch', 'fence', {});
     await aFence;
     assert.equal(aEvents.length, 0, 'excluded socket received the batch event');
   });
@@ -120,14 +106,14 @@ describe('server SDK trigger -> pusher-js', () => {
     await Promise.all([connected(a), connected(b)]);
     await subscribe(a, 'counted');
     await subscribe(b, 'counted');
-    const res = await sdk.trigger('counted', 'e', {}, { info: 'subscription_count' });
+    const res = await fx.sdk.trigger('counted', 'e', {}, { info: 'subscription_count' });
     assert.equal(res.status, 200);
     const body = await res.json();
     assert.equal(body.channels?.counted?.subscription_count, 2, JSON.stringify(body));
   });
 
   it('sendToUser is accepted (#server-to-user- channel name)', async () => {
-    const res = await sdk.sendToUser('nobody-online', 'evt', { a: 1 });
+    const res = await fx.sdk.sendToUser('nobody-online', 'evt', { a: 1 });
     assert.equal(res.status, 200);
   });
 });

@@ -4,40 +4,29 @@ import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from './server.mjs';
 import {
-  newClient, serverSdk, connected, subscribe, waitUntil, disconnectAll,
+  serverSuite, serverSdk, connected, subscribe, waitUntil,
 } from './helpers.mjs';
 
 describe('channel queries via pusher.get', () => {
-  let server, sdk;
-  const clients = [];
+  const fx = serverSuite();
   before(async () => {
-    server = await startServer();
-    sdk = serverSdk(server);
     // orders: 2 sockets; presence-lobby: users 42 (2 sockets) and 7.
-    const mk = (presence) => {
-      const c = newClient(server, { sdk, presence });
-      clients.push(c);
-      return c;
-    };
+    const mk = (presence) => fx.client({ presence });
     const o1 = mk();
     const o2 = mk();
     const p42a = mk({ user_id: '42', user_info: { name: 'Ada' } });
     const p42b = mk({ user_id: '42', user_info: { name: 'Ada' } });
     const p7 = mk({ user_id: '7', user_info: { name: 'Bob' } });
-    await Promise.all(clients.map((c) => connected(c)));
+    await Promise.all(fx.clients.map((c) => connected(c)));
     await subscribe(o1, 'orders');
     await subscribe(o2, 'orders');
     await subscribe(p42a, 'presence-lobby');
     await subscribe(p42b, 'presence-lobby');
     await subscribe(p7, 'presence-lobby');
   });
-  after(async () => {
-    disconnectAll(clients);
-    await server?.stop();
-  });
 
   const getJson = async (path, params) => {
-    const res = await sdk.get({ path, params });
+    const res = await fx.sdk.get({ path, params });
     assert.equal(res.status, 200);
     return res.json();
   };
@@ -93,12 +82,12 @@ describe('channel queries via pusher.get', () => {
   });
 
   it('GET /channels/orders/users is a 400 (presence only)', async () => {
-    await assert.rejects(sdk.get({ path: '/channels/orders/users' }), (e) => e.status === 400);
+    await assert.rejects(fx.sdk.get({ path: '/channels/orders/users' }), (e) => e.status === 400);
   });
 
   it('GET /channels/orders?info=user_count is a 400', async () => {
     await assert.rejects(
-      sdk.get({ path: '/channels/orders', params: { info: 'user_count' } }),
+      fx.sdk.get({ path: '/channels/orders', params: { info: 'user_count' } }),
       (e) => e.status === 400,
     );
   });

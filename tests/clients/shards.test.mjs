@@ -1,11 +1,11 @@
 // Multi-shard behaviour seen through real clients. The server is started with
 // max(2, SOCKUDO_SHARDS) shards; several sockets are opened so that the kernel's
 // SO_REUSEPORT hashing spreads them over the shards.
-import { describe, it, before, after } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer, SHARDS } from './server.mjs';
+import { SHARDS } from './server.mjs';
 import {
-  newClient, serverSdk, connected, subscribe, nextEvent, waitUntil, disconnectAll, sleep,
+  serverSuite, connected, subscribe, nextEvent, waitUntil, sleep,
 } from './helpers.mjs';
 
 const ROOM = 'presence-shards';
@@ -16,26 +16,13 @@ function memberEvents(client, event) {
 }
 
 describe(`presence across shards (${Math.max(2, SHARDS)} shards)`, () => {
-  let server, sdk;
-  const clients = [];
-  const mk = (presence) => {
-    const c = newClient(server, { sdk, presence });
-    clients.push(c);
-    return c;
-  };
-  before(async () => {
-    server = await startServer({ shards: Math.max(2, SHARDS) });
-    sdk = serverSdk(server);
-  });
-  after(async () => {
-    disconnectAll(clients);
-    await server?.stop();
-  });
+  const fx = serverSuite({ shards: Math.max(2, SHARDS) });
+  const mk = (presence) => fx.client({ presence });
 
   const fence = async (list, channel) => {
     const name = `fence-${Math.random().toString(36).slice(2)}`;
     const waits = list.map((c) => nextEvent(c.channel(channel), name));
-    await sdk.trigger(channel, name, {});
+    await fx.sdk.trigger(channel, name, {});
     await Promise.all(waits);
     await sleep(300);
   };
@@ -76,9 +63,9 @@ describe(`presence across shards (${Math.max(2, SHARDS)} shards)`, () => {
     }
 
     // REST sees each user once, and every socket
-    const users = await (await sdk.get({ path: `/channels/${ROOM}/users` })).json();
+    const users = await (await fx.sdk.get({ path: `/channels/${ROOM}/users` })).json();
     assert.deepEqual(users.users.map((u) => u.id).sort(), ['alice', 'bob']);
-    const info = await (await sdk.get({ path: `/channels/${ROOM}`, params: { info: 'user_count,subscription_count' } })).json();
+    const info = await (await fx.sdk.get({ path: `/channels/${ROOM}`, params: { info: 'user_count,subscription_count' } })).json();
     assert.deepEqual(info, { occupied: true, user_count: 2, subscription_count: 2 * PER_USER });
 
     // bob leaves socket by socket: member_removed only after the last one
@@ -98,7 +85,7 @@ describe(`presence across shards (${Math.max(2, SHARDS)} shards)`, () => {
       assert.equal(c.channel(ROOM).members.count, 1);
     }
     const after = await waitUntil(async () => {
-      const u = await (await sdk.get({ path: `/channels/${ROOM}/users` })).json();
+      const u = await (await fx.sdk.get({ path: `/channels/${ROOM}/users` })).json();
       return u.users.length === 1 ? u : null;
     }, 'users endpoint to drop bob');
     assert.deepEqual(after.users, [{ id: 'alice' }]);
@@ -111,7 +98,7 @@ describe(`presence across shards (${Math.max(2, SHARDS)} shards)`, () => {
     const chans = [];
     for (const c of list) chans.push(await subscribe(c, 'private-fanout'));
     const waits = chans.map((ch) => nextEvent(ch, 'hello'));
-    await sdk.trigger('private-fanout', 'hello', { all: true });
+    await fx.sdk.trigger('private-fanout', 'hello', { all: true });
     for (const d of await Promise.all(waits)) assert.deepEqual(d, { all: true });
 
     // client event from socket 0 reaches the other n-1 sockets
@@ -119,7 +106,7 @@ describe(`presence across shards (${Math.max(2, SHARDS)} shards)`, () => {
     chans[0].trigger('client-ping', { from: 0 });
     for (const d of await Promise.all(cWaits)) assert.deepEqual(d, { from: 0 });
 
-    const info = await (await sdk.get({ path: '/channels/private-fanout', params: { info: 'subscription_count' } })).json();
+    const info = await (await fx.sdk.get({ path: '/channels/private-fanout', params: { info: 'subscription_count' } })).json();
     assert.deepEqual(info, { occupied: true, subscription_count: n });
   });
 });

@@ -1,10 +1,9 @@
 // User authentication (pusher-js signin() + SDK authenticateUser), send-to-user
 // and terminateUserConnections (spec 01 §4.3, §6.5, §8.9, §14 points 35, 39, 41).
-import { describe, it, before, after } from 'node:test';
+import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
-import { startServer } from './server.mjs';
 import {
-  newClient, serverSdk, connected, subscribe, nextEvent, waitUntil, disconnectAll, errorCode, sleep,
+  serverSuite, serverSdk, connected, subscribe, nextEvent, waitUntil, errorCode, sleep,
 } from './helpers.mjs';
 
 async function signedIn(client) {
@@ -18,21 +17,8 @@ async function signedIn(client) {
 }
 
 describe('user authentication', () => {
-  let server, sdk;
-  const clients = [];
-  const client = (user) => {
-    const c = newClient(server, { sdk, user });
-    clients.push(c);
-    return c;
-  };
-  before(async () => {
-    server = await startServer();
-    sdk = serverSdk(server);
-  });
-  after(async () => {
-    disconnectAll(clients);
-    await server?.stop();
-  });
+  const fx = serverSuite();
+  const client = (user) => fx.client({ user });
 
   it('signin() with authenticateUser succeeds and echoes user_data', async () => {
     const user = { id: 'u-signin', user_info: { name: 'Ada' } };
@@ -46,9 +32,8 @@ describe('user authentication', () => {
   });
 
   it('signin with a bad signature: pusher:error 4009, connection stays open', async () => {
-    const bad = serverSdk(server, { secret: 'wrong' });
-    const c = newClient(server, { sdk: bad, user: { id: 'u-bad' } });
-    clients.push(c);
+    const bad = serverSdk(fx.server, { secret: 'wrong' });
+    const c = fx.client({ sdk: bad, user: { id: 'u-bad' } });
     await connected(c);
     c.signin();
     await waitUntil(
@@ -70,12 +55,12 @@ describe('user authentication', () => {
     const got = nextEvent(c.user, 'direct-message');
     const otherGot = [];
     other.user.bind('direct-message', (d) => otherGot.push(d));
-    const res = await sdk.sendToUser('u-direct', 'direct-message', { hello: 'you' });
+    const res = await fx.sdk.sendToUser('u-direct', 'direct-message', { hello: 'you' });
     assert.equal(res.status, 200);
     assert.deepEqual(await got, { hello: 'you' });
     // fence for "other did not get it"
     const otherFence = nextEvent(other.user, 'fence');
-    await sdk.sendToUser('u-other', 'fence', {});
+    await fx.sdk.sendToUser('u-other', 'fence', {});
     await otherFence;
     assert.equal(otherGot.length, 0);
   });
@@ -89,7 +74,7 @@ describe('user authentication', () => {
     await signedIn(victim2);
     await signedIn(bystander);
 
-    const res = await sdk.terminateUserConnections('u-term');
+    const res = await fx.sdk.terminateUserConnections('u-term');
     assert.equal(res.status, 200);
 
     for (const v of [victim1, victim2]) {
@@ -107,7 +92,7 @@ describe('user authentication', () => {
     assert.equal(bystander.connection.state, 'connected');
     const ch = await subscribe(bystander, 'after-terminate');
     const got = nextEvent(ch, 'still-here');
-    await sdk.trigger('after-terminate', 'still-here', 1);
+    await fx.sdk.trigger('after-terminate', 'still-here', 1);
     assert.equal(await got, 1);
     // and the victims did not reconnect behind our back
     await sleep(1500);
@@ -116,17 +101,16 @@ describe('user authentication', () => {
   });
 
   it('terminateUserConnections also covers users identified by presence channel_data', async () => {
-    const c = newClient(server, { sdk, presence: { user_id: 'u-presence-term', user_info: {} } });
-    clients.push(c);
+    const c = fx.client({ presence: { user_id: 'u-presence-term', user_info: {} } });
     await connected(c);
     await subscribe(c, 'presence-term');
-    await sdk.terminateUserConnections('u-presence-term');
+    await fx.sdk.terminateUserConnections('u-presence-term');
     await waitUntil(() => c.__errors.some((e) => errorCode(e) === 4009), 'error 4009');
     await waitUntil(() => c.connection.state === 'disconnected', 'disconnected');
   });
 
   it('terminateUserConnections for a user with no sockets is still 200', async () => {
-    const res = await sdk.terminateUserConnections('nobody-at-all');
+    const res = await fx.sdk.terminateUserConnections('nobody-at-all');
     assert.equal(res.status, 200);
   });
 });

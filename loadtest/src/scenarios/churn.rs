@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use hdrhistogram::Histogram;
 use mio::Registry;
 use slab::Slab;
 
@@ -62,14 +61,8 @@ struct Worker {
     started: u64,
     run_start: u64,
     next_timeout_scan: u64,
-    hist: Histogram<u64>,
-    causes: Causes,
+    tally: Tally,
     buf: Vec<u8>,
-}
-
-pub struct WorkerResult {
-    hist: Histogram<u64>,
-    causes: Causes,
 }
 
 impl Worker {
@@ -181,36 +174,29 @@ impl Driver for Worker {
         };
         if cause == Cause::Finished && c.stage == Stage::Closing && !c.timed_out {
             let took = crate::clock::now_ns() - c.started;
-            record(&mut self.hist, took);
+            record(&mut self.tally.hist, took);
             self.cycles.remove(key);
             inc(&self.c().cycles_ok);
         } else {
             if c.stage == Stage::Connecting {
                 inc(&self.c().connect_failed);
             }
-            self.causes.add(cause);
+            self.tally.causes.add(cause);
             self.fail(key);
         }
     }
 }
 
 impl Finish for Worker {
-    type Output = WorkerResult;
-    fn finish(self) -> WorkerResult {
-        WorkerResult {
-            hist: self.hist,
-            causes: self.causes,
-        }
+    type Output = Tally;
+    fn finish(self) -> Tally {
+        self.tally
     }
 }
 
 pub fn run(args: &Args, common: &Common) -> Outcome {
-    let opts = Arc::new(Opts::parse(args)?);
-    args.finish()?;
-    let target = target(common)?;
+    let (opts, target, shared, mut monitor) = setup(args, common, Opts::parse, |_| 0)?;
     let threads = common.threads;
-    let shared = Arc::new(Shared::new(threads, 0));
-    let mut monitor = Monitor::new(common);
     let handles = {
         let (opts, shared) = (opts.clone(), shared.clone());
         spawn_workers(threads, &target, move |t, _registry: &Registry| Worker {
@@ -222,8 +208,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
             started: 0,
             run_start: 0,
             next_timeout_scan: 0,
-            hist: new_histogram(),
-            causes: Causes::default(),
+            tally: Tally::default(),
             buf: Vec::with_capacity(128),
         })
     };
@@ -260,15 +245,11 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
             break;
         }
     }
-    let s2 = monitor.sample(&shared);
-    monitor.close(&shared);
-    shared.set_phase(phase::DONE, now_ns());
-    let results = join_all(handles);
+    let (s2, results) = stop(&mut monitor, &shared, handles);
     let t = s2.totals;
-    let hist = merge(results.iter().map(|r| r.hist.clone()));
-    let causes = Causes::merge(results.iter().map(|r| r.causes.clone()));
+    let Tally { hist, causes } = Tally::merge(results);
     let requested = (opts.rate / threads as f64 * opts.duration_s).round() as u64 * threads as u64;
-    let mut report = Report::new("churn", super::fanout::target_name(common), args.given());
+    let mut report = Report::new("churn", target_name(common), args.given());
     let run_s = run_end.t - s1.t;
     report.line(
         "cycles",

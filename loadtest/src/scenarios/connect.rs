@@ -4,7 +4,6 @@
 
 use std::sync::Arc;
 
-use hdrhistogram::Histogram;
 use mio::Registry;
 
 use super::*;
@@ -52,15 +51,9 @@ struct Worker {
     /// When each local socket started connecting (0: finished).
     started: Vec<u64>,
     open: Vec<bool>,
-    hist: Histogram<u64>,
-    causes: Causes,
+    tally: Tally,
     buf: Vec<u8>,
     first_open_ns: u64,
-}
-
-pub struct WorkerResult {
-    hist: Histogram<u64>,
-    causes: Causes,
 }
 
 impl Worker {
@@ -98,7 +91,10 @@ impl Driver for Worker {
 
     fn on_established(&mut self, io: &mut Engine, id: ConnId, tag: u32) {
         let l = tag as usize / self.threads;
-        record(&mut self.hist, crate::clock::now_ns() - self.started[l]);
+        record(
+            &mut self.tally.hist,
+            crate::clock::now_ns() - self.started[l],
+        );
         self.open[l] = true;
         inc(&self.c().connected);
         if self.opts.subscribe {
@@ -124,7 +120,7 @@ impl Driver for Worker {
 
     fn on_closed(&mut self, _io: &mut Engine, tag: u32, cause: Cause) {
         let l = tag as usize / self.threads;
-        self.causes.add(cause);
+        self.tally.causes.add(cause);
         if std::mem::replace(&mut self.open[l], false) {
             inc(&self.c().closed_unexpectedly);
         } else {
@@ -134,22 +130,15 @@ impl Driver for Worker {
 }
 
 impl Finish for Worker {
-    type Output = WorkerResult;
-    fn finish(self) -> WorkerResult {
-        WorkerResult {
-            hist: self.hist,
-            causes: self.causes,
-        }
+    type Output = Tally;
+    fn finish(self) -> Tally {
+        self.tally
     }
 }
 
 pub fn run(args: &Args, common: &Common) -> Outcome {
-    let opts = Arc::new(Opts::parse(args)?);
-    args.finish()?;
-    let target = target(common)?;
+    let (opts, target, shared, mut monitor) = setup(args, common, Opts::parse, |_| 0)?;
     let threads = common.threads;
-    let shared = Arc::new(Shared::new(threads, 0));
-    let mut monitor = Monitor::new(common);
     let s0 = monitor.sample(&shared);
     let concurrency = (common.concurrency / threads).max(1);
     let handles = {
@@ -166,8 +155,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
                 next_open: 0,
                 started: vec![0; n_local],
                 open: vec![false; n_local],
-                hist: new_histogram(),
-                causes: Causes::default(),
+                tally: Tally::default(),
                 buf: Vec::with_capacity(128),
                 first_open_ns: 0,
             }
@@ -210,16 +198,12 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
         nap();
         monitor.tick(&shared, progress);
     }
-    let s2 = monitor.sample(&shared);
-    monitor.close(&shared);
-    shared.set_phase(phase::DONE, now_ns());
-    let results = join_all(handles);
+    let (s2, results) = stop(&mut monitor, &shared, handles);
 
     let t = s2.totals;
     let connect_s = (s1.t - s0.t).max(1e-9);
-    let hist = merge(results.iter().map(|r| r.hist.clone()));
-    let causes = Causes::merge(results.iter().map(|r| r.causes.clone()));
-    let mut report = Report::new("connect", super::fanout::target_name(common), args.given());
+    let Tally { hist, causes } = Tally::merge(results);
+    let mut report = Report::new("connect", target_name(common), args.given());
     report.line(
         "sockets",
         format!(

@@ -5,7 +5,6 @@
 
 use std::sync::Arc;
 
-use hdrhistogram::Histogram;
 use mio::event::Event;
 use mio::Registry;
 
@@ -99,8 +98,7 @@ struct Worker {
     shared: Arc<Shared>,
     socks: Vec<Sock>,
     next_open: usize,
-    hist: Histogram<u64>,
-    causes: Causes,
+    tally: Tally,
     buf: Vec<u8>,
     /// (signer, key) for private channels.
     signer: Option<(Signer, String)>,
@@ -108,8 +106,7 @@ struct Worker {
 }
 
 pub struct WorkerResult {
-    hist: Histogram<u64>,
-    causes: Causes,
+    tally: Tally,
     statuses: Vec<(u16, u64)>,
     reconnects: u64,
 }
@@ -209,7 +206,10 @@ impl Driver for Worker {
         match kind {
             Kind::Channel => {
                 if let Some(sent) = pusher::scan_timestamp(text) {
-                    record(&mut self.hist, crate::clock::now_ns().saturating_sub(sent));
+                    record(
+                        &mut self.tally.hist,
+                        crate::clock::now_ns().saturating_sub(sent),
+                    );
                     inc(&self.shared.workers[self.t].delivered);
                 }
             }
@@ -237,7 +237,7 @@ impl Driver for Worker {
     fn on_closed(&mut self, _io: &mut Engine, tag: u32, cause: Cause) {
         let l = self.local(tag);
         let was = std::mem::replace(&mut self.socks[l], Sock::Gone);
-        self.causes.add(cause);
+        self.tally.causes.add(cause);
         match was {
             Sock::Connecting => inc(&self.counters().connect_failed),
             Sock::Open | Sock::Subscribed => inc(&self.counters().closed_unexpectedly),
@@ -279,8 +279,7 @@ impl Finish for Worker {
             None => (Vec::new(), 0),
         };
         WorkerResult {
-            hist: self.hist,
-            causes: self.causes,
+            tally: self.tally,
             statuses,
             reconnects,
         }
@@ -288,9 +287,7 @@ impl Finish for Worker {
 }
 
 pub fn run(args: &Args, common: &Common) -> Outcome {
-    let opts = Arc::new(Opts::parse(args)?);
-    args.finish()?;
-    let target = target(common)?;
+    let (opts, target, shared, mut monitor) = setup(args, common, Opts::parse, |o| o.channels)?;
     let channels: Arc<Vec<String>> = Arc::new(
         (0..opts.channels)
             .map(|c| {
@@ -301,10 +298,8 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
             })
             .collect(),
     );
-    let shared = Arc::new(Shared::new(common.threads, opts.channels));
     let threads = common.threads;
     let concurrency = (common.concurrency / threads).max(1);
-    let mut monitor = Monitor::new(common);
     let s0 = monitor.sample(&shared);
 
     let pub_cfg = {
@@ -338,8 +333,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
                 shared: shared.clone(),
                 socks: vec![Sock::New; n_local],
                 next_open: 0,
-                hist: new_histogram(),
-                causes: Causes::default(),
+                tally: Tally::default(),
                 buf: Vec::with_capacity(256),
                 signer: opts.private.then(|| (Signer::new(&secret), key.clone())),
                 publisher: (t == 0).then(|| Pub {
@@ -401,16 +395,12 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
             }
         }
     }
-    let s2 = monitor.sample(&shared);
-    monitor.close(&shared);
-    shared.set_phase(phase::DONE, now_ns());
-    let results = join_all(handles);
+    let (s2, results) = stop(&mut monitor, &shared, handles);
     let expected = shared.expected_deliveries();
 
     // ---- report ----
     let t = s2.totals;
-    let hist = merge(results.iter().map(|r| r.hist.clone()));
-    let causes = Causes::merge(results.iter().map(|r| r.causes.clone()));
+    let Tally { hist, causes } = Tally::merge(results.iter().map(|r| r.tally.clone()));
     let statuses: Vec<(u16, u64)> = results.iter().flat_map(|r| r.statuses.clone()).collect();
     let mut report = Report::new("fanout", target_name(common), args.given());
     let run_s = (s2.t - s1.t).max(1e-9);
@@ -634,11 +624,4 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
         report.fail("the server process went away");
     }
     Ok(report)
-}
-
-pub fn target_name(c: &Common) -> String {
-    format!(
-        "{}:{} (protocol {:?}, app {}, {} thread(s))",
-        c.host, c.port, c.proto, c.app_id, c.threads
-    )
 }

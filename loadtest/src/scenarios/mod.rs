@@ -15,12 +15,12 @@ use std::thread::JoinHandle;
 use hdrhistogram::Histogram;
 use mio::{Poll, Registry};
 
-use crate::cli::Common;
+use crate::cli::{Args, Common};
 use crate::clock::{now_ns, SEC};
 use crate::engine::{self, Cause, Driver, Engine, Target};
 use crate::procstat::{self, ProcSample};
 use crate::report::Report;
-use crate::stats::{Shared, Totals};
+use crate::stats::{phase, Shared, Totals};
 
 /// A scenario's outcome: the report; `report.failures` decides the exit status.
 pub type Outcome = Result<Report, String>;
@@ -37,6 +37,44 @@ pub fn target(c: &Common) -> Result<Target, String> {
         connect_timeout_ns: (c.connect_timeout_s * SEC as f64) as u64,
         close_timeout_ns: 3 * SEC,
     })
+}
+
+/// The start of every scenario's `run`: parses its options with `parse` (then rejects any
+/// option it did not read), resolves the target and starts the coordinator's clock. Returns
+/// the options (shared with the workers), the target, the counters (with `channel_counters`
+/// per-channel ones; 0 where unused) and the monitor.
+pub fn setup<O>(
+    args: &Args,
+    common: &Common,
+    parse: impl FnOnce(&Args) -> Result<O, String>,
+    channel_counters: impl FnOnce(&O) -> usize,
+) -> Result<(Arc<O>, Target, Arc<Shared>, Monitor), String> {
+    let opts = Arc::new(parse(args)?);
+    args.finish()?;
+    let target = target(common)?;
+    let shared = Arc::new(Shared::new(common.threads, channel_counters(&opts)));
+    Ok((opts, target, shared, Monitor::new(common)))
+}
+
+/// Ends a run: takes the last sample, closes the per-second series, tells the workers to stop
+/// and joins them. Returns that last sample and what each worker handed back.
+pub fn stop<T>(
+    monitor: &mut Monitor,
+    shared: &Shared,
+    handles: Vec<JoinHandle<T>>,
+) -> (Sample, Vec<T>) {
+    let last = monitor.sample(shared);
+    monitor.close(shared);
+    shared.set_phase(phase::DONE, now_ns());
+    (last, join_all(handles))
+}
+
+/// The report's description of where the load went.
+pub fn target_name(c: &Common) -> String {
+    format!(
+        "{}:{} (protocol {:?}, app {}, {} thread(s))",
+        c.host, c.port, c.proto, c.app_id, c.threads
+    )
 }
 
 /// What a worker hands back when its loop ends.
@@ -239,6 +277,34 @@ pub fn merge(hists: impl IntoIterator<Item = Histogram<u64>>) -> Histogram<u64> 
         let _ = all.add(h);
     }
     all
+}
+
+/// What a worker that times connections collects: the latencies it measured and why its
+/// connections ended.
+#[derive(Clone)]
+pub struct Tally {
+    pub hist: Histogram<u64>,
+    pub causes: Causes,
+}
+
+impl Default for Tally {
+    fn default() -> Tally {
+        Tally {
+            hist: new_histogram(),
+            causes: Causes::default(),
+        }
+    }
+}
+
+impl Tally {
+    /// All workers' tallies in one.
+    pub fn merge(all: impl IntoIterator<Item = Tally>) -> Tally {
+        let (hists, causes): (Vec<_>, Vec<_>) = all.into_iter().map(|t| (t.hist, t.causes)).unzip();
+        Tally {
+            hist: merge(hists),
+            causes: Causes::merge(causes),
+        }
+    }
 }
 
 /// How many connections ended for each reason.

@@ -375,13 +375,9 @@ impl Finish for Worker {
 }
 
 pub fn run(args: &Args, common: &Common) -> Outcome {
-    let opts = Arc::new(Opts::parse(args)?);
-    args.finish()?;
-    let target = target(common)?;
+    let (opts, target, shared, mut monitor) = setup(args, common, Opts::parse, |_| 0)?;
     let threads = common.threads;
     let concurrency = (common.concurrency / threads).max(1);
-    let shared = Arc::new(Shared::new(threads, 0));
-    let mut monitor = Monitor::new(common);
     let handles = {
         let (opts, shared, c) = (opts.clone(), shared.clone(), common.clone());
         spawn_workers(threads, &target, move |t, _registry: &Registry| {
@@ -489,10 +485,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
         // Let late events (e.g. duplicates) show up before stopping.
         std::thread::sleep(std::time::Duration::from_millis(200));
     }
-    let s2 = monitor.sample(&shared);
-    monitor.close(&shared);
-    shared.set_phase(phase::DONE, now_ns());
-    let results = join_all(handles);
+    let (s2, results) = stop(&mut monitor, &shared, handles);
     let t = s2.totals;
     let added: u64 = results.iter().map(|r| r.added).sum();
     let removed: u64 = results.iter().map(|r| r.removed).sum();
@@ -505,7 +498,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
         exp_removed += l * (n - l);
     }
 
-    let mut report = Report::new("presence", super::fanout::target_name(common), args.given());
+    let mut report = Report::new("presence", target_name(common), args.given());
     report.line(
         "members",
         format!(
