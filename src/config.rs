@@ -75,6 +75,7 @@ struct FileConfig {
     http_api: HttpApiFile,
     app_manager: AppManagerFile,
     idempotency: IdempotencyFile,
+    connection_recovery: RecoveryFile,
     /// Shorthand for `app_manager.array.apps`.
     apps: Vec<AppConfig>,
 }
@@ -96,6 +97,8 @@ struct WebsocketFile {
     #[serde(deserialize_with = "num_or_str")]
     max_bytes: Option<usize>,
     disconnect_on_buffer_full: Option<bool>,
+    #[serde(deserialize_with = "num_or_str")]
+    ping_interval: Option<u64>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -104,6 +107,16 @@ struct HttpApiFile {
     #[serde(deserialize_with = "num_or_str")]
     request_limit_in_mb: Option<usize>,
     usage_enabled: Option<bool>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+struct RecoveryFile {
+    enabled: Option<bool>,
+    #[serde(deserialize_with = "num_or_str")]
+    buffer_ttl_seconds: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    max_buffer_size: Option<usize>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -149,6 +162,9 @@ pub struct Config {
     pub metrics_port: u16,
     pub activity_timeout: Duration,
     pub pong_timeout: Duration,
+    /// V2 native Ping interval: max(`websocket.ping_interval`, activity timeout / 2, 5 s);
+    /// `None` when `ping_interval` is 0.
+    pub v2_ping_interval: Option<Duration>,
     pub user_authentication_timeout: Duration,
     /// Largest inbound WebSocket message.
     pub max_message_bytes: usize,
@@ -163,6 +179,10 @@ pub struct Config {
     pub max_http_body: usize,
     pub usage_enabled: bool,
     pub idempotency: Idempotency,
+    /// `sockudo:resume` is served (spec 02 §3; on by default, spec 00).
+    pub recovery_enabled: bool,
+    /// What each channel's owner keeps in memory for connection recovery.
+    pub replay_window: crate::shard::stream::ReplayWindow,
     /// Test-only WebSocket echo route at `/test/echo` (Autobahn). Off unless `--test-echo`.
     pub test_echo: bool,
     pub apps: Vec<App>,
@@ -294,6 +314,10 @@ impl Config {
             metrics_port: flags.metrics_port.or(env("METRICS_PORT")?).or(file.metrics.port).unwrap_or(9601),
             activity_timeout: Duration::from_secs(activity),
             pong_timeout: Duration::from_secs(30),
+            v2_ping_interval: match env("WEBSOCKET_PING_INTERVAL")?.or(file.websocket.ping_interval).unwrap_or(30) {
+                0 => None,
+                i => Some(Duration::from_secs(i.max(activity / 2).max(5))),
+            },
             user_authentication_timeout: Duration::from_secs(
                 env("USER_AUTHENTICATION_TIMEOUT")?.or(file.user_authentication_timeout).unwrap_or(3600),
             ),
@@ -319,6 +343,17 @@ impl Config {
                     env("IDEMPOTENCY_MAX_KEY_LENGTH")?.or(file.idempotency.max_key_length),
                 )?
                 .unwrap_or(128),
+            },
+            recovery_enabled: env_bool("CONNECTION_RECOVERY_ENABLED")?.or(file.connection_recovery.enabled).unwrap_or(true),
+            replay_window: crate::shard::stream::ReplayWindow {
+                age: Duration::from_secs(
+                    env("CONNECTION_RECOVERY_BUFFER_TTL")?.or(file.connection_recovery.buffer_ttl_seconds).unwrap_or(120),
+                ),
+                count: positive(
+                    "connection_recovery.max_buffer_size",
+                    env("CONNECTION_RECOVERY_MAX_BUFFER_SIZE")?.or(file.connection_recovery.max_buffer_size),
+                )?
+                .unwrap_or(1000),
             },
             test_echo: flags.test_echo,
             apps,

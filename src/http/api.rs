@@ -11,7 +11,7 @@ use crate::protocol::ProtocolError;
 use crate::config::Idempotency;
 use crate::shard::call::expect_reply;
 use crate::shard::idempotency::{self, Space, Taken};
-use crate::shard::msg::{Msg, Occupancy, Reply, UserAction};
+use crate::shard::msg::{ChannelEvent, EventData, Msg, Occupancy, Reply, UserAction};
 use crate::shard::Shard;
 use crate::socket_id::SocketId;
 use serde::Deserialize;
@@ -179,6 +179,9 @@ struct RawEvent<'a> {
     channels: Option<Vec<String>>,
     socket_id: Option<String>,
     info: Option<String>,
+    message_id: Option<String>,
+    #[serde(borrow)]
+    extras: Option<LazyValue<'a>>,
 }
 
 /// A validated publish: everything is checked before anything is sent (so a bad channel in
@@ -189,6 +192,10 @@ struct EventRequest {
     channels: Vec<String>,
     exclude: Option<SocketId>,
     info: Option<Info>,
+    message_id: Option<String>,
+    /// `extras` as raw JSON (an object), forwarded to V2 subscribers only.
+    extras: Option<String>,
+    ephemeral: bool,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -253,12 +260,27 @@ impl EventRequest {
             channel::validate(c, limits.max_channel_name_length, &app.namespaces)
                 .map_err(|e| ApiError::invalid_input(e.message))?;
         }
+        let extras = match &raw.extras {
+            Some(x) if x.get_type() == JsonType::Object => Some(x.as_raw_str().to_owned()),
+            Some(x) if x.get_type() == JsonType::Null => None,
+            Some(_) => return Err(ApiError::invalid_input("extras must be a JSON object")),
+            None => None,
+        };
+        let ephemeral = extras.as_deref().is_some_and(|x| {
+            sonic_rs::get_from_str(x, ["ephemeral"]).is_ok_and(|v| v.as_raw_str() == "true")
+        });
+        if raw.message_id.as_deref().is_some_and(|m| m.is_empty() || m.len() > 128) {
+            return Err(ApiError::invalid_input("message_id must be 1 to 128 characters"));
+        }
         Ok(EventRequest {
             name,
             data,
             channels,
             exclude: raw.socket_id.as_deref().and_then(SocketId::parse),
             info: raw.info.as_deref().map(Info::parse),
+            message_id: raw.message_id,
+            extras,
+            ephemeral,
         })
     }
 }
@@ -266,10 +288,18 @@ impl EventRequest {
 /// Publishes to every channel of the event, each through its owner, and returns the
 /// occupancy each owner reported (user channels report none).
 async fn publish(shard: &Rc<Shard>, app: AppIdx, ev: &EventRequest) -> Vec<(String, Occupancy)> {
+    let event = Arc::new(ChannelEvent {
+        name: ev.name.clone(),
+        data: EventData::Str(ev.data.clone()),
+        user_id: None,
+        message_id: ev.message_id.clone(),
+        extras: ev.extras.clone(),
+        ephemeral: ev.ephemeral,
+    });
     let mut waits = Vec::new();
     for name in &ev.channels {
-        let payload = Arc::new(outbound::event(&ev.name, Some(name), Data::Str(&ev.data), None));
         if let Some(user) = channel::user_channel_target(name) {
+            let payload = Arc::new(outbound::event(&ev.name, Some(name), Data::Str(&ev.data), None));
             let user_ids = Arc::new(vec![user.to_owned()]);
             for s in 0..shard.shards {
                 shard.mesh.send(
@@ -290,7 +320,14 @@ async fn publish(shard: &Rc<Shard>, app: AppIdx, ev: &EventRequest) -> Vec<(Stri
         let owner = shard.channel_owner(app, name);
         shard.mesh.send(
             owner,
-            Msg::Publish { reply_to: Some(reply_to), app, channel: name.as_str().into(), payload, exclude: ev.exclude, from_http: true },
+            Msg::Publish {
+                reply_to: Some(reply_to),
+                app,
+                channel: name.as_str().into(),
+                event: event.clone(),
+                exclude: ev.exclude,
+                from_http: true,
+            },
         );
         waits.push((name, done));
     }
@@ -304,7 +341,7 @@ async fn publish(shard: &Rc<Shard>, app: AppIdx, ev: &EventRequest) -> Vec<(Stri
 impl Info {
     /// One channel's entry in a publish response: acknowledgement id plus what was asked.
     fn describe(&self, occ: &Occupancy) -> String {
-        let mut s = format!("{{\"acknowledgement_id\":\"{}\"", uuid_v4());
+        let mut s = format!("{{\"acknowledgement_id\":\"{}\"", outbound::uuid_v4());
         if self.subscription_count {
             s.push_str(&format!(",\"subscription_count\":{}", occ.subscription_count));
         }
@@ -314,14 +351,6 @@ impl Info {
         s.push('}');
         s
     }
-}
-
-fn uuid_v4() -> String {
-    let mut b: [u8; 16] = fastrand::u128(..).to_le_bytes();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
 }
 
 async fn batch(shard: &Rc<Shard>, app_idx: AppIdx, req: &Request) -> Result<Response, ApiError> {
@@ -466,7 +495,7 @@ async fn channel_info(shard: &Rc<Shard>, app_idx: AppIdx, name: &str, info: Opti
     }
     if let (true, Some((payload, ttl))) = (tokens.contains(&"cache") && ty.cache, cache) {
         body.extend_from_slice(b",\"cache\":{\"data\":");
-        push_json_str(&mut body, std::str::from_utf8(&payload).unwrap_or_default());
+        push_json_str(&mut body, std::str::from_utf8(&payload.v1).unwrap_or_default());
         body.extend_from_slice(format!(",\"ttl\":{ttl}}}").as_bytes());
     }
     body.push(b'}');

@@ -162,15 +162,14 @@ async fn upgrade(shard: Rc<Shard>, conn: Rc<Conn>, req: Request, pending: Vec<u8
             return;
         }
     };
-    let protocol = request::query_pairs(&req.query).into_iter().find(|(k, _)| k == "protocol").map(|(_, v)| v);
-    let dialect = match protocol.as_deref().map(str::parse::<u8>) {
-        Some(Ok(2)) => Dialect::V2,
-        Some(Err(_)) => {
-            let _ = conn.write_all(&refuse(400, "Invalid protocol query parameter")).await;
+    let options = match handshake::Negotiated::parse(&req.query) {
+        Ok(o) => o,
+        Err(why) => {
+            let _ = conn.write_all(&refuse(400, &why)).await;
             return;
         }
-        _ => Dialect::V1,
     };
+    let dialect = options.dialect;
     let accept = match handshake::accept(&req) {
         Ok(a) => a,
         Err(r) => {
@@ -192,7 +191,7 @@ async fn upgrade(shard: Rc<Shard>, conn: Rc<Conn>, req: Request, pending: Vec<u8
         // an idle socket costs only the session's small state.
         Ok(app) => {
             drop((req, key));
-            glommio::spawn_local(session::run(shard, conn, app, dialect, accept, pending)).detach();
+            glommio::spawn_local(session::run(shard, conn, app, options, accept, pending)).detach();
         }
         Err(e) => {
             let mut bytes = accept;

@@ -80,6 +80,12 @@ impl ProtocolError {
     pub fn client_event(why: impl fmt::Display) -> Self {
         Self::new(4301, format!("Client event error: {why}"), false)
     }
+    pub fn recovery_disabled() -> Self {
+        Self::new(4301, "Connection recovery is not enabled", false)
+    }
+    pub fn no_recovery_positions() -> Self {
+        Self::new(4302, "No channel recovery positions provided", false)
+    }
     pub fn client_event_rate_limited(terminate: bool) -> Self {
         if terminate {
             Self::new(4301, "Connection closed due to client event rate limit", true)

@@ -24,6 +24,7 @@ pub enum Command<'a> {
     Subscribe,
     Unsubscribe,
     Signin,
+    Resume,
     ClientEvent(&'a str),
     /// Any other name: ignored without an error.
     Other,
@@ -55,6 +56,7 @@ impl<'a> ClientFrame<'a> {
             Some("subscribe") => Command::Subscribe,
             Some("unsubscribe") => Command::Unsubscribe,
             Some("signin") => Command::Signin,
+            Some("resume") => Command::Resume,
             _ => Command::Other,
         }
     }
@@ -220,6 +222,57 @@ pub fn user_data(user_data: &str) -> Result<UserData, ProtocolError> {
         _ => return Err(ProtocolError::auth("Missing 'id' field in user_data")),
     };
     Ok(UserData { id, watchlist: raw.watchlist })
+}
+
+/// One channel's recovery position in `sockudo:resume` (spec 02 §3.3).
+#[derive(Debug, PartialEq, Eq)]
+pub struct ResumePosition {
+    pub stream_id: Option<String>,
+    pub serial: u64,
+    pub last_message_id: Option<String>,
+}
+
+/// `sockudo:resume` data: positions by channel; `legacy` for the serial-only
+/// `channel_serials` form, which only the hot tier may answer.
+#[derive(Debug)]
+pub struct Resume {
+    pub positions: Vec<(String, ResumePosition)>,
+    pub legacy: bool,
+}
+
+/// A serial as a JSON number or, since SDKs keep large serials as strings, a decimal string
+/// (spec 02 §2.4).
+fn serial_of(v: &sonic_rs::Value) -> Option<u64> {
+    v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+impl Resume {
+    pub fn parse(frame: &ClientFrame<'_>) -> Result<Resume, ProtocolError> {
+        use sonic_rs::JsonContainerTrait;
+        let data: sonic_rs::Value = data_object(frame.data.as_ref())?;
+        let bad = |why: &str| ProtocolError::invalid_format(why.to_owned());
+        let (map, legacy) = match (data.get("channel_positions"), data.get("channel_serials")) {
+            (Some(m), _) => (m, false),
+            (None, Some(m)) => (m, true),
+            (None, None) => return Err(bad("resume needs channel_positions")),
+        };
+        let map = map.as_object().ok_or_else(|| bad("channel_positions must be an object"))?;
+        let mut positions = Vec::new();
+        for (channel, v) in map.iter() {
+            let position = if legacy {
+                ResumePosition { stream_id: None, serial: serial_of(v).ok_or_else(|| bad("serial must be an unsigned integer"))?, last_message_id: None }
+            } else {
+                let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
+                ResumePosition {
+                    stream_id: text("stream_id"),
+                    serial: v.get("serial").and_then(serial_of).ok_or_else(|| bad("serial must be an unsigned integer"))?,
+                    last_message_id: text("last_message_id"),
+                }
+            };
+            positions.push((channel.to_owned(), position));
+        }
+        Ok(Resume { positions, legacy })
+    }
 }
 
 #[cfg(test)]

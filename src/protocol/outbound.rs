@@ -24,6 +24,25 @@ impl Dialect {
     }
 }
 
+/// A fresh UUIDv4, the form of `message_id` and `acknowledgement_id`.
+pub fn uuid_v4() -> String {
+    let mut b: [u8; 16] = fastrand::u128(..).to_le_bytes();
+    b[6] = (b[6] & 0x0f) | 0x40;
+    b[8] = (b[8] & 0x3f) | 0x80;
+    let h = hex::encode(b);
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+}
+
+/// A frame for one V2 socket gets its own `message_id` (spec 02 §1.4); `json` is an object.
+pub fn with_message_id(json: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(json.len() + 52);
+    out.extend_from_slice(&json[..json.len() - 1]);
+    out.extend_from_slice(b",\"message_id\":\"");
+    out.extend_from_slice(uuid_v4().as_bytes());
+    out.extend_from_slice(b"\"}");
+    out
+}
+
 /// Appends `s` as a JSON string literal.
 pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
@@ -85,6 +104,42 @@ pub fn event(event: &str, channel: Option<&str>, data: Data<'_>, user_id: Option
     out
 }
 
+/// A message's place in its channel's stream (spec 02 §2.1 fields 9-11).
+#[derive(Clone, Copy, Debug)]
+pub struct Position<'a> {
+    pub message_id: &'a str,
+    pub stream_id: &'a str,
+    /// `None` for ephemeral messages, which take no place in the stream.
+    pub serial: Option<u64>,
+}
+
+/// The V2 broadcast envelope, fields in the order of spec 02 §2.1:
+/// `event, channel, data, user_id, message_id, stream_id, serial, extras`.
+pub fn v2_event(
+    name: &str,
+    channel: &str,
+    data: Data<'_>,
+    user_id: Option<&str>,
+    pos: Position<'_>,
+    extras: Option<&str>,
+) -> Vec<u8> {
+    let mut out = event(name, Some(channel), data, user_id);
+    out.pop();
+    out.extend_from_slice(b",\"message_id\":");
+    push_json_str(&mut out, pos.message_id);
+    if let Some(serial) = pos.serial {
+        out.extend_from_slice(b",\"stream_id\":");
+        push_json_str(&mut out, pos.stream_id);
+        out.extend_from_slice(format!(",\"serial\":{serial}").as_bytes());
+    }
+    if let Some(x) = extras {
+        out.extend_from_slice(b",\"extras\":");
+        out.extend_from_slice(x.as_bytes());
+    }
+    out.push(b'}');
+    out
+}
+
 fn system(d: Dialect, internal: bool, name: &str) -> String {
     let prefix = if internal { d.internal_prefix() } else { d.public_prefix() };
     format!("{prefix}{name}")
@@ -114,9 +169,24 @@ pub fn pong(d: Dialect) -> Vec<u8> {
 }
 
 /// `subscription_succeeded`; `data` is the JSON text to send as a string (`{}` or a presence
-/// snapshot).
-pub fn subscription_succeeded(d: Dialect, channel: &str, data: &str) -> Vec<u8> {
-    event(&system(d, true, "subscription_succeeded"), Some(channel), Data::Str(data), None)
+/// snapshot). V2 adds the subscriber's starting position (spec 02 §3.2, §4.4): top-level
+/// `stream_id` and `serial`, and `attach_serial` inside the data.
+pub fn subscription_succeeded(d: Dialect, channel: &str, data: &str, position: (&str, u64)) -> Vec<u8> {
+    let name = system(d, true, "subscription_succeeded");
+    if d == Dialect::V1 {
+        return event(&name, Some(channel), Data::Str(data), None);
+    }
+    let (stream_id, serial) = position;
+    let data = match data.strip_suffix('}') {
+        Some("{") | None => format!("{{\"attach_serial\":{serial}}}"),
+        Some(fields) => format!("{fields},\"attach_serial\":{serial}}}"),
+    };
+    let mut out = event(&name, Some(channel), Data::Str(&data), None);
+    out.pop();
+    out.extend_from_slice(b",\"stream_id\":");
+    push_json_str(&mut out, stream_id);
+    out.extend_from_slice(format!(",\"serial\":{serial}}}").as_bytes());
+    out
 }
 
 /// A presence snapshot: `{"presence":{"ids":[..],"hash":{id:info},"count":n}}`, where each
@@ -159,6 +229,40 @@ pub fn member_removed(d: Dialect, channel: &str, user_id: &str) -> Vec<u8> {
     data.push(b'}');
     let data = String::from_utf8(data).expect("UTF-8");
     event(&system(d, true, "member_removed"), Some(channel), Data::Str(&data), None)
+}
+
+/// `sockudo:resume_failed` for one channel; `failure` serialises to its data-string.
+pub fn resume_failed(channel: &str, failure: &impl serde::Serialize) -> Vec<u8> {
+    let data = sonic_rs::to_string(failure).expect("plain struct");
+    event("sockudo:resume_failed", Some(channel), Data::Str(&data), None)
+}
+
+/// A channel's entry in `resume_success.recovered`.
+#[derive(serde::Serialize)]
+pub struct Recovered<'a> {
+    pub channel: &'a str,
+    pub source: &'static str,
+    pub replayed: usize,
+    /// Where the client stands after the replay; `None` when nothing was replayed.
+    pub position: Option<RecoveredPosition<'a>>,
+}
+
+#[derive(serde::Serialize)]
+pub struct RecoveredPosition<'a> {
+    pub stream_id: &'a str,
+    pub serial: u64,
+    pub last_message_id: &'a str,
+}
+
+/// `sockudo:resume_success`, once after every channel of a resume (spec 02 §3.5).
+pub fn resume_success<F: serde::Serialize>(recovered: &[Recovered<'_>], failed: &[F]) -> Vec<u8> {
+    #[derive(serde::Serialize)]
+    struct Body<'a, 'b, F> {
+        recovered: &'a [Recovered<'b>],
+        failed: &'a [F],
+    }
+    let data = sonic_rs::to_string(&Body { recovered, failed }).expect("plain struct");
+    event("sockudo:resume_success", None, Data::Str(&data), None)
 }
 
 pub fn cache_miss(d: Dialect, channel: &str) -> Vec<u8> {
@@ -208,8 +312,26 @@ mod tests {
             r#"{"event":"pusher:error","data":{"code":4009,"message":"Authentication error: \"x\""}}"#
         );
         assert_eq!(
-            s(subscription_succeeded(Dialect::V2, "orders", "{}")),
-            r#"{"event":"sockudo_internal:subscription_succeeded","channel":"orders","data":"{}"}"#
+            s(subscription_succeeded(Dialect::V1, "orders", "{}", ("s", 4))),
+            r#"{"event":"pusher_internal:subscription_succeeded","channel":"orders","data":"{}"}"#
+        );
+        assert_eq!(
+            s(subscription_succeeded(Dialect::V2, "orders", "{}", ("s-1", 41))),
+            r#"{"event":"sockudo_internal:subscription_succeeded","channel":"orders","data":"{\"attach_serial\":41}","stream_id":"s-1","serial":41}"#
+        );
+        assert_eq!(
+            s(subscription_succeeded(Dialect::V2, "presence-a", r#"{"presence":{"count":0}}"#, ("s", 0))),
+            r#"{"event":"sockudo_internal:subscription_succeeded","channel":"presence-a","data":"{\"presence\":{\"count\":0},\"attach_serial\":0}","stream_id":"s","serial":0}"#
+        );
+        let pos = Position { message_id: "m", stream_id: "s", serial: Some(18446744073709551615) };
+        assert_eq!(
+            s(v2_event("e", "orders", Data::Str("1"), None, pos, Some(r#"{"headers":{"h":"v"}}"#))),
+            r#"{"event":"e","channel":"orders","data":"1","message_id":"m","stream_id":"s","serial":18446744073709551615,"extras":{"headers":{"h":"v"}}}"#
+        );
+        let ephemeral = Position { serial: None, ..pos };
+        assert_eq!(
+            s(v2_event("e", "c", Data::Raw("{}"), Some("u"), ephemeral, None)),
+            r#"{"event":"e","channel":"c","data":{},"user_id":"u","message_id":"m"}"#
         );
         assert_eq!(
             s(event("client-x", Some("private-a"), Data::Raw(r#"{"a":1}"#), Some("42"))),

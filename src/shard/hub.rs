@@ -27,8 +27,8 @@ pub struct Socket {
     pub signed_in: bool,
     /// The watchlist given at sign-in, if watchlist events are on.
     pub watchlist: Option<Vec<String>>,
-    /// Channels this socket is subscribed to, with the presence user id it joined as.
-    pub channels: AHashMap<Arc<str>, Option<Arc<str>>>,
+    /// Channels this socket is subscribed to.
+    pub channels: AHashMap<Arc<str>, Subscription>,
     pub connected_at: Instant,
     pub last_activity: Instant,
     /// When a `pusher:ping` went out unanswered.
@@ -39,6 +39,15 @@ pub struct Socket {
     pub client_event_window: (Instant, u64),
     /// The socket is being closed: it accepts no more frames and is no longer indexed.
     pub closing: bool,
+}
+
+/// One of a socket's channels.
+#[derive(Clone, Debug)]
+pub struct Subscription {
+    /// The presence user id it joined as.
+    pub member: Option<Arc<str>>,
+    /// The stream head when it was registered (spec 02 §4.4): later serials arrive live.
+    pub attach_serial: u64,
 }
 
 impl Socket {
@@ -99,14 +108,15 @@ impl Hub {
         self.sockets.get_mut(key).filter(|s| s.id == id && !s.closing)
     }
 
-    /// Queues `frame` on every local subscriber of `channel` except `exclude`. Sockets that
-    /// now need a flush are appended to `listed`; those whose queue was full are returned.
-    /// The hot path of a publish: one reference-count increment and one queue push per socket.
+    /// Queues the frame of each socket's dialect (`frames[0]` V1, `frames[1]` V2) on every local
+    /// subscriber of `channel` except `exclude`. Sockets that now need a flush are appended to
+    /// `listed`; those whose queue was full are returned. The hot path of a publish: one
+    /// reference-count increment and one queue push per socket.
     pub fn queue_on_channel(
         &mut self,
         app: AppIdx,
         channel: &str,
-        frame: &Frame,
+        frames: [&Frame; 2],
         exclude: Option<SocketId>,
         bound: QueueBound,
         listed: &mut Vec<SocketKey>,
@@ -119,6 +129,7 @@ impl Hub {
             if Some(s.id) == exclude || s.closing {
                 continue;
             }
+            let frame = frames[(s.dialect == Dialect::V2) as usize];
             match s.out.push(frame.clone(), bound.frames, bound.bytes) {
                 Pushed::NeedsFlush => listed.push(key),
                 Pushed::Queued => {}

@@ -7,6 +7,7 @@ pub mod hub;
 pub mod idempotency;
 pub mod msg;
 mod owner;
+pub mod stream;
 pub mod watch;
 
 use crate::apps::{AppIdx, Registry};
@@ -18,7 +19,7 @@ use crate::ws::codec::{self, Opcode};
 use crate::ws::conn::{Conn, Frame, OutState, Pushed, Written};
 use call::Continuation;
 use hub::{Hub, QueueBound, Socket, SocketKey};
-use msg::{Msg, Payload, UserAction};
+use msg::{Broadcast, Msg, UserAction};
 use owner::Owned;
 use shards::Mesh;
 use slab::Slab;
@@ -135,16 +136,19 @@ impl Shard {
             Msg::Unsubscribe { app, channel, shard, socket: _, user_id } => {
                 self.on_unsubscribe(app, &channel, shard, user_id)
             }
-            Msg::Publish { reply_to, app, channel, payload, exclude, from_http } => {
-                self.on_publish(reply_to, app, channel, payload, exclude, from_http)
+            Msg::Publish { reply_to, app, channel, event, exclude, from_http } => {
+                self.on_publish(reply_to, app, channel, &event, exclude, from_http)
             }
-            Msg::Deliver { app, channel, payload, exclude } => self.deliver(app, &channel, &payload, exclude),
+            Msg::Deliver { app, channel, message, exclude } => self.deliver(app, &channel, &message, exclude),
             Msg::ToUsers { app, user_ids, action } => self.to_users(app, &user_ids, action),
             Msg::ChannelInfo { reply_to, app, channel } => self.on_channel_info(reply_to, app, &channel),
             Msg::ListChannels { reply_to, app, prefix } => self.on_list_channels(reply_to, app, &prefix),
             Msg::PresenceUsers { reply_to, app, channel } => self.on_presence_users(reply_to, app, &channel),
             Msg::Watch(w) => self.on_watch(w),
             Msg::Idempotency(m) => self.on_idempotency(m),
+            Msg::Replay { reply_to, app, channel, position, legacy } => {
+                self.on_replay(reply_to, app, &channel, position, legacy)
+            }
             Msg::Reply { call, reply } => call::complete(self, call, reply),
         }
     }
@@ -183,10 +187,10 @@ impl Shard {
         let user = if s.signed_in || s.user_id.is_some() { s.user_id.take() } else { None };
         let signed_in = std::mem::replace(&mut s.signed_in, false);
         let watchlist = s.watchlist.take();
-        for (channel, member) in channels {
+        for (channel, sub) in channels {
             hub.remove_subscriber(app, &channel, key);
             let owner = self.channel_owner(app, &channel);
-            self.mesh.send(owner, Msg::Unsubscribe { app, channel, shard: self.id, socket: id, user_id: member });
+            self.mesh.send(owner, Msg::Unsubscribe { app, channel, shard: self.id, socket: id, user_id: sub.member });
         }
         if let Some(user) = user {
             hub.unindex_user(app as usize, &user, key);
@@ -215,8 +219,16 @@ impl Shard {
 
     // ---- outbound ------------------------------------------------------------------------
 
-    /// Queues a JSON text frame for one socket (control traffic: not bounded by the queue limit).
+    /// Queues a frame meant for this one socket (not a channel broadcast). On V2 it gets a
+    /// `message_id` of its own (spec 02 §1.4).
     pub fn send_json(&self, key: SocketKey, json: &[u8]) {
+        let v2 = self.hub.borrow().sockets.get(key).is_some_and(|s| s.dialect == Dialect::V2);
+        let frame = if v2 { codec::encode(Opcode::Text, &outbound::with_message_id(json)) } else { codec::encode(Opcode::Text, json) };
+        self.send_frame(key, frame.into());
+    }
+
+    /// Queues a heartbeat frame: never given a `message_id`.
+    pub fn send_heartbeat(&self, key: SocketKey, json: &[u8]) {
         self.send_frame(key, codec::encode(Opcode::Text, json).into());
     }
 
@@ -240,18 +252,19 @@ impl Shard {
         }
     }
 
-    /// Queues one channel event on every local subscriber except `exclude`. The frame is
-    /// encoded once for this shard; each socket gets a reference to it.
-    pub fn deliver(self: &Rc<Self>, app: AppIdx, channel: &str, payload: &Payload, exclude: Option<SocketId>) {
+    /// Queues one channel message on every local subscriber except `exclude`. Each wire shape
+    /// is encoded once for this shard; each socket gets a reference to its dialect's frame.
+    pub fn deliver(self: &Rc<Self>, app: AppIdx, channel: &str, message: &Broadcast, exclude: Option<SocketId>) {
         let overflowed = {
             let mut hub = self.hub.borrow_mut();
             if !hub.channels[app as usize].contains_key(channel) {
                 return;
             }
-            let frame: Frame = codec::encode(Opcode::Text, payload).into();
+            let v1 = message.frame_for(Dialect::V1);
+            let v2 = if Arc::ptr_eq(&message.v1, &message.v2) { v1.clone() } else { message.frame_for(Dialect::V2) };
             let mut dirty = self.dirty.borrow_mut();
             let was_empty = dirty.is_empty();
-            let full = hub.queue_on_channel(app, channel, &frame, exclude, self.queue_bound(), &mut dirty);
+            let full = hub.queue_on_channel(app, channel, [&v1, &v2], exclude, self.queue_bound(), &mut dirty);
             if was_empty && !dirty.is_empty() {
                 if let Some(w) = self.flusher.take() {
                     w.wake();
@@ -447,7 +460,12 @@ impl Shard {
                             to_close.push((key, ProtocolError::pong_timeout()));
                             continue;
                         }
-                        None if now.duration_since(s.last_activity) >= cfg.activity_timeout => {
+                        // V1 probes with pusher:ping after the activity timeout; V2 with native
+                        // Ping frames on its own interval (spec 02 §1.5).
+                        None if s.dialect == Dialect::V1 && now.duration_since(s.last_activity) >= cfg.activity_timeout
+                            || s.dialect == Dialect::V2
+                                && cfg.v2_ping_interval.is_some_and(|i| now.duration_since(s.last_activity) >= i) =>
+                        {
                             s.ping_sent = Some(now);
                             to_ping.push((key, s.dialect));
                         }
@@ -463,7 +481,10 @@ impl Shard {
                 }
             }
             for (key, dialect) in to_ping {
-                self.send_json(key, &outbound::ping(dialect));
+                match dialect {
+                    Dialect::V1 => self.send_heartbeat(key, &outbound::ping(dialect)),
+                    Dialect::V2 => self.send_frame(key, codec::encode(Opcode::Ping, b"").into()),
+                }
             }
             for (key, err) in to_close {
                 self.close(key, &err);

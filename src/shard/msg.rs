@@ -8,12 +8,56 @@
 use super::call::ReplyTo;
 use crate::apps::AppIdx;
 use crate::protocol::inbound::Member;
+use crate::protocol::outbound::Dialect;
 use crate::protocol::ProtocolError;
 use crate::socket_id::SocketId;
 use std::sync::Arc;
 
 /// A channel event's JSON text (`{"event":..,"channel":..,"data":..}`), shared by all shards.
 pub type Payload = Arc<Vec<u8>>;
+
+/// One channel message in the shape each protocol gets (spec 02 §1.3): V1 sockets never see
+/// V2 fields. Built once by the channel's owner and shared by every shard.
+#[derive(Clone)]
+pub struct Broadcast {
+    pub v1: Payload,
+    pub v2: Payload,
+}
+
+impl Broadcast {
+    /// The same message for both protocols (system events without V2 fields).
+    pub fn same(p: Payload) -> Broadcast {
+        Broadcast { v1: p.clone(), v2: p }
+    }
+
+    /// The WebSocket frame of this message for one socket.
+    pub fn frame_for(&self, d: Dialect) -> crate::ws::conn::Frame {
+        let p = match d {
+            Dialect::V1 => &self.v1,
+            Dialect::V2 => &self.v2,
+        };
+        crate::ws::codec::encode(crate::ws::codec::Opcode::Text, p).into()
+    }
+}
+
+/// A channel event on its way to the owner, which gives it its place in the stream.
+pub struct ChannelEvent {
+    pub name: String,
+    /// JSON text of `data`: a string literal's contents (`Str`) or raw JSON (`Raw`).
+    pub data: EventData,
+    pub user_id: Option<Arc<str>>,
+    /// Publisher-supplied `message_id` (V2), else the owner makes one.
+    pub message_id: Option<String>,
+    /// `extras` as raw JSON, forwarded to V2 sockets only.
+    pub extras: Option<String>,
+    /// `extras.ephemeral`: no serial, no replay buffer (spec 02 §2.3 rule 2).
+    pub ephemeral: bool,
+}
+
+pub enum EventData {
+    Str(String),
+    Raw(String),
+}
 
 pub enum Msg {
     /// To the owner: a socket on `shard` joins `channel`. Answered with `Reply::Subscribed`
@@ -36,13 +80,13 @@ pub enum Msg {
         reply_to: Option<ReplyTo>,
         app: AppIdx,
         channel: Arc<str>,
-        payload: Payload,
+        event: Arc<ChannelEvent>,
         exclude: Option<SocketId>,
         /// HTTP publishes to cache channels update the cache; client events never do.
         from_http: bool,
     },
-    /// To each shard with local subscribers of `channel`: queue `payload` on each of them.
-    Deliver { app: AppIdx, channel: Arc<str>, payload: Payload, exclude: Option<SocketId> },
+    /// To each shard with local subscribers of `channel`: queue the message on each of them.
+    Deliver { app: AppIdx, channel: Arc<str>, message: Broadcast, exclude: Option<SocketId> },
     /// To every shard: act on every local socket of these users.
     ToUsers { app: AppIdx, user_ids: Arc<Vec<String>>, action: UserAction },
     /// To the owner: the occupancy of one channel.
@@ -53,6 +97,15 @@ pub enum Msg {
     PresenceUsers { reply_to: ReplyTo, app: AppIdx, channel: Arc<str> },
     /// To the owner of a user id: sign-in bookkeeping for the watchlist (see `watch`).
     Watch(super::watch::WatchMsg),
+    /// To the owner: the messages after a client's recovery position (spec 02 §3.4).
+    Replay {
+        reply_to: ReplyTo,
+        app: AppIdx,
+        channel: Arc<str>,
+        position: crate::protocol::inbound::ResumePosition,
+        /// A serial-only position: only the hot tier may answer it.
+        legacy: bool,
+    },
     /// To the owner of an idempotency key: claim or settle it.
     Idempotency(super::idempotency::IdemMsg),
     /// The answer to a request.
@@ -79,14 +132,34 @@ pub enum Reply {
         /// Data of `subscription_succeeded`: `{}` or a presence snapshot.
         data: String,
         /// For cache channels: the cached event (`Some(Some)`), or a miss (`Some(None)`).
-        cache: Option<Option<Payload>>,
+        cache: Option<Option<Broadcast>>,
+        /// The channel's stream and its head serial when the subscriber was registered.
+        position: (Arc<str>, u64),
     },
     Refused(ProtocolError),
     Published(Occupancy),
-    ChannelInfo { occupancy: Occupancy, cache: Option<(Payload, u64)> },
+    ChannelInfo { occupancy: Occupancy, cache: Option<(Broadcast, u64)> },
     Channels(Vec<(Arc<str>, Occupancy)>),
     Users(Vec<String>),
     /// Which of the asked users are online.
     Online(Vec<String>),
     Claim(super::idempotency::Claim),
+    Replay(Result<Replayed, ResumeFailure>),
+}
+
+/// Messages to replay for one channel, oldest first.
+pub struct Replayed {
+    pub stream_id: Arc<str>,
+    pub messages: Vec<super::stream::Kept>,
+}
+
+/// Why one channel could not be recovered (spec 02 §3.5 `code` and `reason`).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ResumeFailure {
+    pub code: &'static str,
+    pub reason: &'static str,
+    pub expected_stream_id: Option<String>,
+    pub current_stream_id: Option<String>,
+    pub oldest_available_serial: Option<u64>,
+    pub newest_available_serial: Option<u64>,
 }

@@ -3,12 +3,15 @@
 //! Only the owner changes this state; other shards ask through the mesh.
 
 use super::call::{answer, ReplyTo};
-use super::msg::{Msg, Occupancy, Payload, Reply};
+use super::msg::{Broadcast, ChannelEvent, EventData, Msg, Occupancy, Replayed, Reply, ResumeFailure};
+use super::stream::{Kept, ReplayGap, Stream};
+use crate::protocol::inbound::ResumePosition;
 use super::Shard;
 use crate::apps::AppIdx;
 use crate::protocol::channel::{self, Kind};
 use crate::protocol::inbound::Member;
-use crate::protocol::{outbound, ProtocolError};
+use crate::protocol::outbound::{self, Data, Dialect, Position};
+use crate::protocol::ProtocolError;
 use crate::socket_id::SocketId;
 use ahash::{AHashMap, RandomState};
 use indexmap::IndexMap;
@@ -33,7 +36,7 @@ pub struct OwnedChannel {
     total: u64,
     /// Presence members in join order.
     members: IndexMap<Arc<str>, MemberEntry, RandomState>,
-    cache: Option<(Payload, Instant)>,
+    cache: Option<(Broadcast, Instant)>,
 }
 
 impl OwnedChannel {
@@ -41,7 +44,7 @@ impl OwnedChannel {
         Occupancy { subscription_count: self.total, user_count: presence.then_some(self.members.len() as u64) }
     }
 
-    fn live_cache(&self, now: Instant) -> Option<&(Payload, Instant)> {
+    fn live_cache(&self, now: Instant) -> Option<&(Broadcast, Instant)> {
         self.cache.as_ref().filter(|(_, exp)| *exp > now)
     }
 
@@ -54,12 +57,30 @@ impl OwnedChannel {
 pub struct Owned {
     /// Per app: channel -> state.
     channels: Vec<AHashMap<Arc<str>, OwnedChannel>>,
+    /// Per app: channel -> its stream. Kept while the channel is idle: serials continue.
+    streams: Vec<AHashMap<Arc<str>, Stream>>,
 }
 
 impl Owned {
     pub fn new(apps: usize) -> Owned {
-        Owned { channels: (0..apps).map(|_| AHashMap::default()).collect() }
+        Owned {
+            channels: (0..apps).map(|_| AHashMap::default()).collect(),
+            streams: (0..apps).map(|_| AHashMap::default()).collect(),
+        }
     }
+
+    fn stream(&mut self, app: AppIdx, channel: &Arc<str>) -> &mut Stream {
+        self.streams[app as usize].entry(channel.clone()).or_insert_with(Stream::new)
+    }
+}
+
+/// A presence member event in both dialects.
+fn member_event(channel: &str, user_id: &str, added: Option<&str>) -> Broadcast {
+    let make = |d| match added {
+        Some(info) => outbound::member_added(d, channel, user_id, info),
+        None => outbound::member_removed(d, channel, user_id),
+    };
+    Broadcast { v1: Arc::new(make(Dialect::V1)), v2: Arc::new(make(Dialect::V2)) }
 }
 
 fn is_presence(name: &str) -> bool {
@@ -68,12 +89,12 @@ fn is_presence(name: &str) -> bool {
 
 impl Shard {
     /// Sends `payload` to every shard with local subscribers of the channel.
-    fn fan_out(&self, ch: &OwnedChannel, app: AppIdx, channel: &Arc<str>, payload: &Payload, exclude: Option<SocketId>) {
+    fn fan_out(&self, ch: &OwnedChannel, app: AppIdx, channel: &Arc<str>, message: &Broadcast, exclude: Option<SocketId>) {
         for (shard, &n) in ch.per_shard.iter().enumerate() {
             if n > 0 {
                 self.mesh.send(
                     shard,
-                    Msg::Deliver { app, channel: channel.clone(), payload: payload.clone(), exclude },
+                    Msg::Deliver { app, channel: channel.clone(), message: message.clone(), exclude },
                 );
             }
         }
@@ -110,7 +131,7 @@ impl Shard {
                     // Tell the others before answering: on the joiner's shard the member event
                     // is handled first, while the joiner is not yet indexed, so it never sees
                     // its own member_added.
-                    let added = Arc::new(outbound::member_added(outbound::Dialect::V1, &channel, &m.user_id, &m.user_info));
+                    let added = member_event(&channel, &m.user_id, Some(&m.user_info));
                     self.fan_out(ch, app, &channel, &added, Some(socket));
                     ch.members.insert(m.user_id.as_str().into(), MemberEntry { info: m.user_info.clone(), sockets: 1 });
                 }
@@ -126,7 +147,9 @@ impl Shard {
             "{}".to_owned()
         };
         let cache = channel::channel_type(&channel).cache.then(|| ch.live_cache(Instant::now()).map(|(p, _)| p.clone()));
-        answer(self, reply_to, Reply::Subscribed { data, cache });
+        let stream = owned.stream(app, &channel);
+        let position = (stream.id.clone(), stream.head);
+        answer(self, reply_to, Reply::Subscribed { data, cache, position });
     }
 
     pub(super) fn on_unsubscribe(&self, app: AppIdx, channel: &Arc<str>, shard: usize, user_id: Option<Arc<str>>) {
@@ -144,7 +167,7 @@ impl Shard {
                 e.sockets -= 1;
                 if e.sockets == 0 {
                     ch.members.shift_remove(&*user);
-                    let removed = Arc::new(outbound::member_removed(outbound::Dialect::V1, channel, &user));
+                    let removed = member_event(channel, &user, None);
                     self.fan_out(ch, app, channel, &removed, None);
                 }
             }
@@ -154,17 +177,37 @@ impl Shard {
         }
     }
 
+    /// Gives the event its place in the channel's stream (unless ephemeral), builds both wire
+    /// shapes once, keeps the V2 frame for recovery and fans it out.
     pub(super) fn on_publish(
         &self,
         reply_to: Option<ReplyTo>,
         app: AppIdx,
         channel: Arc<str>,
-        payload: Payload,
+        event: &ChannelEvent,
         exclude: Option<SocketId>,
         from_http: bool,
     ) {
         let ty = channel::channel_type(&channel);
+        let now = Instant::now();
         let mut owned = self.owned.borrow_mut();
+        let message = {
+            let stream = owned.stream(app, &channel);
+            let serial = (!event.ephemeral).then(|| stream.next_serial());
+            let message_id = event.message_id.clone().unwrap_or_else(outbound::uuid_v4);
+            let data = match &event.data {
+                EventData::Str(s) => Data::Str(s),
+                EventData::Raw(r) => Data::Raw(r),
+            };
+            let user_id = event.user_id.as_deref();
+            let pos = Position { message_id: &message_id, stream_id: &stream.id, serial };
+            let v2 = Arc::new(outbound::v2_event(&event.name, &channel, data, user_id, pos, event.extras.as_deref()));
+            if let Some(serial) = serial {
+                let kept = Kept { serial, at: now, message_id: message_id.as_str().into(), frame: v2.clone() };
+                stream.remember(kept, self.ctx.config.replay_window);
+            }
+            Broadcast { v1: Arc::new(outbound::event(&event.name, Some(&channel), data, user_id)), v2 }
+        };
         let map = &mut owned.channels[app as usize];
         let occupancy = if ty.cache && from_http {
             let shards = self.shards;
@@ -172,11 +215,11 @@ impl Shard {
                 per_shard: vec![0; shards],
                 ..OwnedChannel::default()
             });
-            ch.cache = Some((payload.clone(), Instant::now() + CACHE_TTL));
-            self.fan_out(ch, app, &channel, &payload, exclude);
+            ch.cache = Some((message.clone(), now + CACHE_TTL));
+            self.fan_out(ch, app, &channel, &message, exclude);
             ch.occupancy(ty.kind == Kind::Presence)
         } else if let Some(ch) = map.get(&channel) {
-            self.fan_out(ch, app, &channel, &payload, exclude);
+            self.fan_out(ch, app, &channel, &message, exclude);
             ch.occupancy(ty.kind == Kind::Presence)
         } else {
             Occupancy { subscription_count: 0, user_count: (ty.kind == Kind::Presence).then_some(0) }
@@ -184,6 +227,34 @@ impl Shard {
         if let Some(to) = reply_to {
             answer(self, to, Reply::Published(occupancy));
         }
+    }
+
+    /// Answers a recovery position from the hot replay buffer. There is no durable tier yet,
+    /// so a position the buffer cannot serve fails explicitly.
+    pub(super) fn on_replay(&self, reply_to: ReplyTo, app: AppIdx, channel: &Arc<str>, pos: ResumePosition, legacy: bool) {
+        let max = self.ctx.config.replay_window.count as u64;
+        let mut owned = self.owned.borrow_mut();
+        let stream = owned.stream(app, channel);
+        let fail = |code, reason| ResumeFailure {
+            code,
+            reason,
+            expected_stream_id: pos.stream_id.clone(),
+            current_stream_id: Some(stream.id.to_string()),
+            oldest_available_serial: stream.oldest_buffered(),
+            newest_available_serial: Some(stream.head),
+        };
+        let result = match stream.replay_after(pos.stream_id.as_deref(), pos.serial) {
+            Err(ReplayGap::StreamMismatch) => Err(fail("stream_reset", "stream_id_mismatch")),
+            Err(_) if legacy => Err(fail("continuity_unverifiable", "legacy_serial_only_position_cannot_use_cold_recovery")),
+            Err(ReplayGap::Ahead) => Err(fail("continuity_unverifiable", "position_ahead_of_durable_stream")),
+            Err(ReplayGap::NotBuffered) if stream.head - pos.serial > max => {
+                Err(fail("position_expired", "recovery_window_exceeded"))
+            }
+            Err(ReplayGap::NotBuffered) => Err(fail("position_expired", "hot_replay_expired_and_durable_history_disabled")),
+            Ok(_) if stream.head - pos.serial > max => Err(fail("position_expired", "recovery_window_exceeded")),
+            Ok(messages) => Ok(Replayed { stream_id: stream.id.clone(), messages }),
+        };
+        answer(self, reply_to, Reply::Replay(result));
     }
 
     pub(super) fn on_channel_info(&self, reply_to: ReplyTo, app: AppIdx, channel: &str) {
@@ -225,8 +296,12 @@ impl Shard {
     /// Drops expired cache entries of channels nobody is subscribed to.
     pub(super) fn expire_owned(self: &Rc<Self>) {
         let now = Instant::now();
-        for map in self.owned.borrow_mut().channels.iter_mut() {
+        let mut owned = self.owned.borrow_mut();
+        let Owned { channels, streams } = &mut *owned;
+        for (map, streams) in channels.iter_mut().zip(streams.iter_mut()) {
             map.retain(|_, ch| !ch.is_idle(now));
+            // A stream that never carried a message is re-made identically on demand.
+            streams.retain(|name, s| !s.is_blank() || map.contains_key(name));
         }
     }
 }

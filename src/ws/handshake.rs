@@ -1,5 +1,7 @@
-//! The RFC 6455 opening handshake, checked against a parsed HTTP request.
+//! The RFC 6455 opening handshake, checked against a parsed HTTP request, and what the
+//! upgrade query negotiates (protocol version and V2 options).
 
+use crate::protocol::outbound::Dialect;
 use crate::http::request::Request;
 use base64::Engine;
 use sha1::{Digest, Sha1};
@@ -57,5 +59,48 @@ mod tests {
     fn rfc_accept_key() {
         // RFC 6455 §1.3.
         assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
+    }
+}
+
+/// What the upgrade's query asks for (spec 02 §1.1). Unknown parameters are ignored.
+pub struct Negotiated {
+    pub dialect: Dialect,
+    /// A V2 client's own client events come back to it (`echo_messages`, default true).
+    pub echo: bool,
+}
+
+impl Negotiated {
+    pub fn parse(query: &str) -> Result<Negotiated, String> {
+        let pairs = crate::http::request::query_pairs(query);
+        let param = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim());
+        let dialect = match param("protocol").map(str::parse::<u8>) {
+            Some(Ok(2)) => Dialect::V2,
+            Some(Err(_)) => return Err("Invalid protocol query parameter".into()),
+            _ => Dialect::V1,
+        };
+        if dialect == Dialect::V1 {
+            return Ok(Negotiated { dialect, echo: false });
+        }
+        match param("format").map(str::to_ascii_lowercase).as_deref() {
+            None | Some("" | "json") => {}
+            Some(f @ ("msgpack" | "messagepack" | "protobuf" | "proto")) => {
+                return Err(format!("Wire format {f} is not supported by this server; use format=json"))
+            }
+            Some(f) => return Err(format!("Invalid format query parameter: {f}")),
+        }
+        if !matches!(param("append_mode"), None | Some("" | "delta" | "full")) {
+            return Err("Invalid append_mode query parameter: use delta or full".into());
+        }
+        if let Some(w) = param("append_rollup_window") {
+            if !matches!(w.parse::<u32>(), Ok(0 | 20 | 40 | 100 | 500)) {
+                return Err("Invalid append_rollup_window: one of 0, 20, 40, 100, 500".into());
+            }
+        }
+        let echo = match param("echo_messages") {
+            None | Some("" | "true" | "1") => true,
+            Some("false" | "0") => false,
+            Some(_) => return Err("Invalid echo_messages query parameter: use true or false".into()),
+        };
+        Ok(Negotiated { dialect, echo })
     }
 }

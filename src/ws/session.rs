@@ -4,14 +4,15 @@
 //! `expect_reply`).
 
 use crate::apps::{App, AppIdx};
+use crate::ws::handshake::Negotiated;
 use crate::auth;
 use crate::protocol::channel::{self, Kind};
 use crate::protocol::inbound::{self, ClientFrame, Command, Member, Signin, Subscribe};
-use crate::protocol::outbound::{self, Data, Dialect};
+use crate::protocol::outbound::{self, Dialect};
 use crate::protocol::ProtocolError;
 use crate::shard::call::expect_reply;
-use crate::shard::hub::SocketKey;
-use crate::shard::msg::{Msg, Reply};
+use crate::shard::hub::{SocketKey, Subscription};
+use crate::shard::msg::{ChannelEvent, EventData, Msg, Reply, ResumeFailure};
 use crate::shard::watch::WatchMsg;
 use crate::shard::Shard;
 use crate::socket_id::SocketId;
@@ -27,6 +28,8 @@ struct Session {
     id: SocketId,
     app: AppIdx,
     dialect: Dialect,
+    /// Client events come back to the sender (V2 `echo_messages`, spec 02 §12.3).
+    echo: bool,
 }
 
 /// Units decoded from one read, and how the read ended.
@@ -57,9 +60,10 @@ fn decode_all(dec: &mut Decoder, buf: &[u8]) -> Decoded {
 
 /// Runs a connected socket until it closes. `handshake` is the 101 response, not yet sent;
 /// `pending` holds bytes that arrived with the handshake.
-pub async fn run(shard: Rc<Shard>, conn: Rc<Conn>, app: AppIdx, dialect: Dialect, handshake: Vec<u8>, mut pending: Vec<u8>) {
+pub async fn run(shard: Rc<Shard>, conn: Rc<Conn>, app: AppIdx, options: Negotiated, handshake: Vec<u8>, mut pending: Vec<u8>) {
+    let dialect = options.dialect;
     let (key, id) = shard.add_socket(conn.clone(), app, dialect, handshake);
-    let session = Session { shard: shard.clone(), key, id, app, dialect };
+    let session = Session { shard: shard.clone(), key, id, app, dialect, echo: options.echo };
     let mut decoder = Decoder::new(shard.ctx.config.max_message_bytes);
     let mut fresh = 0; // bytes of the last read waiting in the scratch buffer
     loop {
@@ -132,7 +136,13 @@ impl Session {
                 });
                 self.shard.send_frame(self.key, codec::encode(Opcode::Pong, &payload).into());
             }
-            Incoming::Pong => {}
+            Incoming::Pong => {
+                // The answer to the server's native ping (V2 heartbeat, spec 02 §1.5).
+                self.with_socket(|s| {
+                    s.last_activity = Instant::now();
+                    s.ping_sent = None;
+                });
+            }
             Incoming::Close(code) => {
                 let code = code.map_or(1000, |(c, _)| c);
                 self.shard.close_ws(self.key, code, "");
@@ -154,7 +164,7 @@ impl Session {
         match frame.command() {
             Command::Ping => {
                 self.with_socket(|s| s.ping_sent = None);
-                self.send(&outbound::pong(self.dialect));
+                self.shard.send_heartbeat(self.key, &outbound::pong(self.dialect));
             }
             Command::Pong => {
                 self.with_socket(|s| s.ping_sent = None);
@@ -162,6 +172,7 @@ impl Session {
             Command::Subscribe => self.subscribe(&frame).await?,
             Command::Unsubscribe => self.unsubscribe(&frame)?,
             Command::Signin => self.signin(&frame).await?,
+            Command::Resume => self.resume(&frame).await?,
             Command::ClientEvent(name) => self.client_event(&frame, name)?,
             Command::Other => {}
         }
@@ -207,8 +218,9 @@ impl Session {
         }
         let channel: Arc<str> = sub.channel.into();
         let Some(already) = self.with_socket(|s| s.channels.contains_key(&channel)) else { return Ok(()) };
-        if already && member.is_none() {
-            self.send(&outbound::subscription_succeeded(self.dialect, &channel, "{}"));
+        // V2 answers carry the stream position, which only the owner knows.
+        if already && member.is_none() && self.dialect == Dialect::V1 {
+            self.send(&outbound::subscription_succeeded(self.dialect, &channel, "{}", ("", 0)));
             return Ok(());
         }
         let (key, id, app_idx, dialect) = (self.key, self.id, self.app, self.dialect);
@@ -217,7 +229,7 @@ impl Session {
         let ch = channel.clone();
         let (reply_to, done) = expect_reply(&self.shard, move |shard: &Rc<Shard>, reply: Reply| {
             match reply {
-                Reply::Subscribed { data, cache } => {
+                Reply::Subscribed { data, cache, position } => {
                     let mut hub = shard.hub.borrow_mut();
                     if hub.live(key, id).is_none() {
                         drop(hub);
@@ -231,7 +243,7 @@ impl Session {
                     if !already {
                         hub.add_subscriber(app_idx, &ch, key);
                         let s = hub.sockets.get_mut(key).expect("live socket");
-                        s.channels.insert(ch.clone(), user.clone());
+                        s.channels.insert(ch.clone(), Subscription { member: user.clone(), attach_serial: position.1 });
                         if needs_auth {
                             s.authenticated = true;
                         }
@@ -240,9 +252,9 @@ impl Session {
                         }
                     }
                     drop(hub);
-                    shard.send_json(key, &outbound::subscription_succeeded(dialect, &ch, &data));
+                    shard.send_json(key, &outbound::subscription_succeeded(dialect, &ch, &data, (&position.0, position.1)));
                     match cache {
-                        Some(Some(event)) => shard.send_json(key, &event),
+                        Some(Some(event)) => shard.send_frame(key, event.frame_for(dialect)),
                         Some(None) => shard.send_json(key, &outbound::cache_miss(dialect, &ch)),
                         None => {}
                     }
@@ -264,7 +276,8 @@ impl Session {
         let channel = inbound::unsubscribe_channel(frame)?;
         let mut hub = self.shard.hub.borrow_mut();
         let Some(s) = hub.live(self.key, self.id) else { return Ok(()) };
-        let Some((channel, member)) = s.channels.remove_entry(channel.as_str()) else { return Ok(()) };
+        let Some((channel, sub)) = s.channels.remove_entry(channel.as_str()) else { return Ok(()) };
+        let member = sub.member;
         hub.remove_subscriber(self.app, &channel, self.key);
         drop(hub);
         let owner = self.shard.channel_owner(self.app, &channel);
@@ -272,6 +285,71 @@ impl Session {
             owner,
             Msg::Unsubscribe { app: self.app, channel, shard: self.shard.id, socket: self.id, user_id: member },
         );
+        Ok(())
+    }
+
+    /// `sockudo:resume` (spec 02 §3): every channel's owner replays what the client missed.
+    /// Each answer is queued on the socket when it is handled, and the mesh delivers it before
+    /// any later live frame from the same owner, so replay and live frames do not interleave.
+    /// Messages after the socket's attach serial already arrived live and are not repeated.
+    async fn resume(&self, frame: &ClientFrame<'_>) -> Result<(), ProtocolError> {
+        if !self.shard.ctx.config.recovery_enabled {
+            return Err(ProtocolError::recovery_disabled());
+        }
+        let request = inbound::Resume::parse(frame)?;
+        if request.positions.is_empty() {
+            return Err(ProtocolError::no_recovery_positions());
+        }
+        let mut answers = Vec::new();
+        for (channel, position) in request.positions {
+            let channel: Arc<str> = channel.into();
+            let attach = self.with_socket(|s| s.channels.get(&channel).map(|sub| sub.attach_serial)).flatten();
+            let (key, ch) = (self.key, channel.clone());
+            let (reply_to, done) = expect_reply(&self.shard, move |shard: &Rc<Shard>, reply: Reply| match reply {
+                Reply::Replay(Ok(replayed)) => {
+                    let mut sent = 0;
+                    for m in replayed.messages.iter().filter(|m| attach.is_none_or(|a| m.serial <= a)) {
+                        shard.send_frame(key, codec::encode(Opcode::Text, &m.frame).into());
+                        sent += 1;
+                    }
+                    let last = replayed.messages.last().map(|m| (m.serial, m.message_id.clone()));
+                    Ok((ch, sent, replayed.stream_id, last))
+                }
+                Reply::Replay(Err(failure)) => {
+                    shard.send_json(key, &outbound::resume_failed(&ch, &failure));
+                    Err((ch, failure))
+                }
+                _ => unreachable!("a replay request is answered with Reply::Replay"),
+            });
+            let owner = self.shard.channel_owner(self.app, &channel);
+            let legacy = request.legacy;
+            self.shard.mesh.send(owner, Msg::Replay { reply_to, app: self.app, channel, position, legacy });
+            answers.push(done);
+        }
+        let mut done = Vec::new();
+        for a in answers {
+            done.push(a.await);
+        }
+        let recovered: Vec<outbound::Recovered> = done
+            .iter()
+            .filter_map(|r| r.as_ref().ok())
+            .map(|(channel, replayed, stream_id, last)| outbound::Recovered {
+                channel,
+                source: "hot",
+                replayed: *replayed,
+                position: last.as_ref().map(|(serial, id)| outbound::RecoveredPosition {
+                    stream_id,
+                    serial: *serial,
+                    last_message_id: id,
+                }),
+            })
+            .collect();
+        let failed: Vec<_> = done
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .map(|(channel, f)| FailedChannel { channel, failure: f })
+            .collect();
+        self.send(&outbound::resume_success(&recovered, &failed));
         Ok(())
     }
 
@@ -397,13 +475,20 @@ impl Session {
             )));
         }
         let (channel, member) = self
-            .with_socket(|s| s.channels.get_key_value(channel).map(|(c, m)| (c.clone(), m.clone())))
+            .with_socket(|s| s.channels.get_key_value(channel).map(|(c, sub)| (c.clone(), sub.member.clone())))
             .flatten()
             .ok_or_else(|| {
                 ProtocolError::client_event(format!("Socket {} is not subscribed to channel {channel}", self.id))
             })?;
         // Presence client events carry the sender's user id (spec 01 Q11 Rec).
-        let payload = outbound::event(name, Some(&channel), Data::Raw(data), member.as_deref());
+        let event = ChannelEvent {
+            name: name.to_owned(),
+            data: EventData::Raw(data.to_owned()),
+            user_id: member,
+            message_id: None,
+            extras: None,
+            ephemeral: false,
+        };
         let owner = self.shard.channel_owner(self.app, &channel);
         self.shard.mesh.send(
             owner,
@@ -411,11 +496,19 @@ impl Session {
                 reply_to: None,
                 app: self.app,
                 channel,
-                payload: Arc::new(payload),
-                exclude: Some(self.id),
+                event: Arc::new(event),
+                exclude: (!self.echo).then_some(self.id),
                 from_http: false,
             },
         );
         Ok(())
     }
+}
+
+/// A channel's entry in `resume_success.failed`: its name and the failure's fields.
+#[derive(serde::Serialize)]
+struct FailedChannel<'a> {
+    channel: &'a str,
+    #[serde(flatten)]
+    failure: &'a ResumeFailure,
 }
