@@ -24,7 +24,7 @@ run() {
     fi
 }
 
-run "unit tests" cargo test --release -p sockudo -p shards
+run "unit tests (server, shards, storage incl. crash and shard-count tests)" cargo test --release -p sockudo -p shards -p storage
 run "loadtest (unit + smoke run of every scenario)" cargo test --release -p loadtest
 for shards in 1 2; do
     export SOCKUDO_SHARDS=$shards

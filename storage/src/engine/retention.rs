@@ -1,0 +1,97 @@
+use fjall::Batch;
+
+use super::Engine;
+use crate::keys::{history_key, parse_channel_key, serial_of_history_key};
+use crate::{HistoryRecord, StorageError, StreamMeta};
+
+impl Engine {
+    /// Removes the oldest rows of a stream while `evict(published_at, meta)` holds, keeping the
+    /// meta's floor and counters in step. Returns whether anything was removed.
+    fn evict_oldest(
+        &self,
+        batch: &mut Batch,
+        ckey: &[u8],
+        meta: &mut StreamMeta,
+        evict: impl Fn(u64, &StreamMeta) -> bool,
+    ) -> Result<bool, StorageError> {
+        let mut removed = false;
+        let range = history_key(ckey, meta.oldest_serial)..=history_key(ckey, meta.newest_serial());
+        for row in self.history.range(range) {
+            let (k, v) = row.map_err(self.err("retention scan"))?;
+            let corrupt = || StorageError::corrupt(&self.path, "undecodable history row");
+            let t = HistoryRecord::published_at_of(&v).ok_or_else(corrupt)?;
+            if !evict(t, meta) {
+                meta.oldest_published_at_ms = t;
+                return Ok(removed);
+            }
+            let serial = serial_of_history_key(&k).ok_or_else(corrupt)?;
+            meta.retained_bytes -= HistoryRecord::payload_len_of(&v).ok_or_else(corrupt)?;
+            meta.retained_messages -= 1;
+            meta.oldest_serial = serial + 1;
+            batch.remove(&self.history, k);
+            removed = true;
+        }
+        meta.oldest_published_at_ms = 0;
+        Ok(removed)
+    }
+
+    /// Applies retention to the given streams (count always, age when `now_ms` is given) in
+    /// one batch. Returns whether anything was written.
+    pub(crate) fn apply_retention(&mut self, ckeys: &[Vec<u8>], now_ms: Option<u64>) -> Result<bool, StorageError> {
+        let mut batch = self.keyspace.batch();
+        let mut changed = Vec::new();
+        for ckey in ckeys {
+            let Some(meta) = self.metas.get(ckey) else {
+                continue;
+            };
+            let Some((app, _)) = parse_channel_key(ckey) else {
+                continue;
+            };
+            let retention = self.cfg.retention_for(&app);
+            let max_count = retention.max_messages.unwrap_or(u64::MAX);
+            let cutoff = match (now_ms, retention.max_age) {
+                (Some(now), Some(age)) => now.saturating_sub(age.as_millis() as u64),
+                _ => 0,
+            };
+            let over_count = meta.retained_messages > max_count;
+            let too_old = meta.has_retained() && meta.oldest_published_at_ms < cutoff;
+            if !over_count && !too_old {
+                continue;
+            }
+            let mut meta = meta.clone();
+            let evict = |t: u64, m: &StreamMeta| m.retained_messages > max_count || t < cutoff;
+            if self.evict_oldest(&mut batch, ckey, &mut meta, evict)? {
+                batch.insert(&self.streams, ckey.clone(), meta.encode());
+                changed.push((ckey.clone(), meta));
+            }
+        }
+        if changed.is_empty() {
+            return Ok(false);
+        }
+        batch.commit().map_err(self.err("commit retention"))?;
+        self.metas.extend(changed);
+        Ok(true)
+    }
+
+    pub(crate) fn all_stream_keys(&self) -> Vec<Vec<u8>> {
+        self.metas.keys().cloned().collect()
+    }
+
+    /// Removes expired idempotency entries. Returns whether anything was written.
+    pub(crate) fn expire_idempotency(&self, now_ms: u64) -> Result<bool, StorageError> {
+        let mut batch = self.keyspace.batch();
+        for row in self.idempotency.iter() {
+            let (k, v) = row.map_err(self.err("idempotency scan"))?;
+            let expired =
+                v.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).is_none_or(|b| u64::from_be_bytes(b) <= now_ms);
+            if expired {
+                batch.remove(&self.idempotency, k);
+            }
+        }
+        if batch.is_empty() {
+            return Ok(false);
+        }
+        batch.commit().map_err(self.err("commit idempotency expiry"))?;
+        Ok(true)
+    }
+}

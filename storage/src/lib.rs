@@ -1,0 +1,28 @@
+//! Per-shard embedded store (fjall) for durable channel history, stream metadata and
+//! idempotency records. Each shard's store runs on its own thread; callers only enqueue
+//! requests and await [`Reply`] futures, so executor threads never block on disk.
+
+mod codec;
+mod config;
+mod cursor;
+mod engine;
+mod error;
+mod keys;
+mod migrate;
+mod query;
+mod record;
+mod reply;
+mod store;
+mod stream;
+mod worker;
+
+pub use config::{Fsync, Retention, StoreConfig};
+pub use cursor::{Cursor, CursorCheck, CursorCodec, CursorError};
+pub use error::StorageError;
+pub use migrate::open_all;
+pub use query::{Bounds, Continuity, Direction, HistoryItem, HistoryPage, HistoryQuery};
+pub use record::HistoryRecord;
+pub use reply::{AppendTicket, Reply};
+pub use store::{shard_dir, Store};
+pub use stream::StreamMeta;
+pub use worker::StoreStats;

@@ -1,0 +1,201 @@
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::thread::JoinHandle;
+
+use crossbeam_channel::{Sender, TrySendError};
+
+use crate::cursor::{CursorCodec, SECRET_LEN};
+use crate::engine::{Engine, StreamExport};
+use crate::keys::idempotency_key;
+use crate::reply::{AppendTicket, Reply};
+use crate::worker::{ControlRequest, ReadRequest, Request, StoreStats, Worker, WriteRequest};
+use crate::{HistoryPage, HistoryQuery, HistoryRecord, StorageError, StoreConfig, StreamMeta};
+
+/// One shard's store. Every method only enqueues a request for the store's own thread and
+/// returns a [`Reply`]; nothing here blocks except `open` and `close`.
+pub struct Store {
+    tx: Option<Sender<Request>>,
+    thread: Option<JoinHandle<Result<(), StorageError>>>,
+    path: PathBuf,
+    label: Arc<str>,
+    cursors: CursorCodec,
+    stats: Arc<StoreStats>,
+}
+
+pub fn shard_dir(data_dir: &Path, shard: usize) -> PathBuf {
+    data_dir.join(format!("shard-{shard}"))
+}
+
+impl Store {
+    /// Opens (or creates) `<data_dir>/shard-<shard>/` and starts its store thread.
+    pub fn open(data_dir: &Path, shard: usize, cfg: &StoreConfig) -> Result<Store, StorageError> {
+        Store::open_dir(&shard_dir(data_dir, shard), cfg, None)
+    }
+
+    pub(crate) fn open_dir(
+        path: &Path,
+        cfg: &StoreConfig,
+        secret: Option<[u8; SECRET_LEN]>,
+    ) -> Result<Store, StorageError> {
+        cfg.validate()?;
+        let engine = Engine::open(path, cfg, secret)?;
+        let cursors = CursorCodec::new(engine.secret());
+        let stats = Arc::new(StoreStats::default());
+        let (tx, rx) = crossbeam_channel::bounded(cfg.queue_capacity);
+        let worker = Worker::new(engine, cursors.clone(), cfg.clone(), stats.clone());
+        let name =
+            format!("storage-{}", path.file_name().map_or_else(String::new, |n| n.to_string_lossy().into_owned()));
+        let thread = std::thread::Builder::new()
+            .name(name)
+            .spawn(move || worker.run(rx))
+            .map_err(|e| StorageError::io(path, &e))?;
+        Ok(Store {
+            tx: Some(tx),
+            thread: Some(thread),
+            path: path.to_path_buf(),
+            label: Arc::from(path.display().to_string()),
+            cursors,
+            stats,
+        })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Signs and checks history cursors; every store of one data dir shares the secret.
+    pub fn cursors(&self) -> &CursorCodec {
+        &self.cursors
+    }
+
+    pub fn stats(&self) -> &StoreStats {
+        &self.stats
+    }
+
+    pub(crate) fn secret(&self) -> [u8; SECRET_LEN] {
+        self.cursors.secret()
+    }
+
+    fn submit<T>(&self, make: impl FnOnce(crate::reply::Responder<T>) -> Request) -> Reply<T> {
+        let (tx, reply) = Reply::pair(self.label.clone());
+        self.enqueue(make(tx)).map_or_else(|e| Reply::ready(self.label.clone(), Err(e)), |()| reply)
+    }
+
+    fn enqueue(&self, req: Request) -> Result<(), StorageError> {
+        let Some(tx) = &self.tx else {
+            return Err(StorageError::Closed { path: self.label.to_string() });
+        };
+        tx.try_send(req).map_err(|e| match e {
+            TrySendError::Full(_) => StorageError::Overloaded { path: self.label.to_string() },
+            TrySendError::Disconnected(_) => StorageError::Closed { path: self.label.to_string() },
+        })
+    }
+
+    /// All stream metas of this store, for the owner shard to load once at start.
+    pub fn load_streams(&self) -> Reply<Vec<(String, String, StreamMeta)>> {
+        self.submit(|reply| Request::Read(ReadRequest::LoadStreams { reply }))
+    }
+
+    /// Appends `record` at `serial` of `stream_id`. The caller assigns serials; the store
+    /// rejects any serial other than the stream's next one (a channel without a stream accepts
+    /// serial 1 and starts the stream under `stream_id`).
+    pub fn append(
+        &self,
+        app: &str,
+        channel: &str,
+        stream_id: &str,
+        serial: u64,
+        record: HistoryRecord,
+    ) -> AppendTicket {
+        let (written_tx, written) = Reply::pair(self.label.clone());
+        let (durable_tx, durable) = Reply::pair(self.label.clone());
+        let req = Request::Write(WriteRequest::Append {
+            app: app.to_string(),
+            channel: channel.to_string(),
+            stream_id: stream_id.to_string(),
+            serial,
+            record,
+            written: written_tx,
+            durable: durable_tx,
+        });
+        match self.enqueue(req) {
+            Ok(()) => AppendTicket { written, durable },
+            Err(e) => AppendTicket {
+                written: Reply::ready(self.label.clone(), Err(e.clone())),
+                durable: Reply::ready(self.label.clone(), Err(e)),
+            },
+        }
+    }
+
+    /// Replaces the channel's stream with a fresh one (new id, serials from 1), purging the
+    /// old stream's history.
+    pub fn new_stream(&self, app: &str, channel: &str) -> Reply<StreamMeta> {
+        let (app, channel) = (app.to_string(), channel.to_string());
+        self.submit(|reply| Request::Control(ControlRequest::NewStream { app, channel, reply }))
+    }
+
+    pub fn read_history(&self, query: HistoryQuery) -> Reply<HistoryPage> {
+        self.submit(|reply| Request::Read(ReadRequest::History { query, reply }))
+    }
+
+    /// Stores a response body under `(app, space, key)` until `expires_at_ms` (unix ms).
+    /// Completes once written (group-committed with appends, not separately fsynced).
+    pub fn put_idempotency(&self, app: &str, space: u8, key: &[u8], body: Vec<u8>, expires_at_ms: u64) -> Reply<()> {
+        match idempotency_key(app, space, key) {
+            Ok(key) => {
+                self.submit(|reply| Request::Write(WriteRequest::IdempotencyPut { key, body, expires_at_ms, reply }))
+            }
+            Err(e) => Reply::ready(self.label.clone(), Err(e)),
+        }
+    }
+
+    /// The stored body, or `None` when absent or expired.
+    pub fn get_idempotency(&self, app: &str, space: u8, key: &[u8]) -> Reply<Option<Vec<u8>>> {
+        let (app, key) = (app.to_string(), key.to_vec());
+        self.submit(|reply| Request::Read(ReadRequest::IdempotencyGet { app, space, key, reply }))
+    }
+
+    pub fn delete_idempotency(&self, app: &str, space: u8, key: &[u8]) -> Reply<()> {
+        match idempotency_key(app, space, key) {
+            Ok(key) => self.submit(|reply| Request::Write(WriteRequest::IdempotencyDelete { key, reply })),
+            Err(e) => Reply::ready(self.label.clone(), Err(e)),
+        }
+    }
+
+    pub(crate) fn export_stream(&self, app: &str, channel: &str) -> Reply<Option<StreamExport>> {
+        let (app, channel) = (app.to_string(), channel.to_string());
+        self.submit(|reply| Request::Read(ReadRequest::Export { app, channel, reply }))
+    }
+
+    pub(crate) fn import_stream(&self, app: &str, channel: &str, export: StreamExport) -> Reply<()> {
+        let (app, channel) = (app.to_string(), channel.to_string());
+        self.submit(|reply| Request::Control(ControlRequest::Import { app, channel, export, reply }))
+    }
+
+    pub(crate) fn drop_stream(&self, app: &str, channel: &str) -> Reply<()> {
+        let (app, channel) = (app.to_string(), channel.to_string());
+        self.submit(|reply| Request::Control(ControlRequest::Drop { app, channel, reply }))
+    }
+
+    /// Answers everything queued, fsyncs and stops the store thread. Blocks (fjall's shutdown
+    /// waits for its monitor thread, up to 250 ms): call it off the executor, or drop the
+    /// store, which does the same.
+    pub fn close(mut self) -> Result<(), StorageError> {
+        self.shutdown()
+    }
+
+    fn shutdown(&mut self) -> Result<(), StorageError> {
+        self.tx = None;
+        match self.thread.take().map(JoinHandle::join) {
+            Some(Ok(outcome)) => outcome,
+            Some(Err(_)) => Err(StorageError::Closed { path: format!("{} (store thread panicked)", self.label) }),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Store {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}

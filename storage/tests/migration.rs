@@ -1,0 +1,72 @@
+mod common;
+
+use common::{append_range, query, read, serials, TempDir};
+use futures_executor::block_on;
+use storage::{open_all, CursorCheck, Direction, Retention, Store, StoreConfig};
+
+fn cfg() -> StoreConfig {
+    StoreConfig { retention: Retention { max_age: None, max_messages: None }, ..StoreConfig::default() }
+}
+
+fn owner(shards: usize) -> impl Fn(&str, &str) -> usize {
+    move |app: &str, channel: &str| app.bytes().chain(channel.bytes()).map(usize::from).sum::<usize>() % shards
+}
+
+const CHANNELS: [&str; 8] = ["a", "b", "c", "d", "e", "f", "g", "h"];
+
+/// Checks every channel's history is 1..=`newest` in its owner's store, then appends `extra`
+/// more serials there.
+fn check_and_extend(stores: &[Store], streams: &[String], newest: u64, extra: u64) {
+    let own = owner(stores.len());
+    for (channel, stream) in CHANNELS.iter().zip(streams) {
+        let store = &stores[own("app", channel)];
+        let page = read(store, query("app", channel, Direction::OldestFirst, 1000));
+        assert_eq!(serials(&page), (1..=newest).collect::<Vec<_>>(), "channel {channel}");
+        assert_eq!(&page.continuity.unwrap().stream_id, stream);
+        append_range(store, "app", channel, stream, newest + 1, extra, |s| s);
+        for (i, other) in stores.iter().enumerate() {
+            if i != own("app", channel) {
+                assert!(read(other, query("app", channel, Direction::OldestFirst, 1)).continuity.is_none());
+            }
+        }
+    }
+}
+
+#[test]
+fn shard_count_changes_keep_history_and_serials() {
+    let dir = TempDir::new("migrate");
+    let stores = open_all(dir.path(), 2, owner(2), &cfg()).unwrap();
+    let own = owner(2);
+    let mut streams = Vec::new();
+    for channel in CHANNELS {
+        let store = &stores[own("app", channel)];
+        let stream = block_on(store.new_stream("app", channel)).unwrap().stream_id;
+        append_range(store, "app", channel, &stream, 1, 5, |s| s);
+        streams.push(stream);
+    }
+    let q = query("app", "a", Direction::NewestFirst, 2);
+    let cursor = read(&stores[own("app", "a")], q.clone()).next_cursor.unwrap();
+    drop(stores);
+
+    let stores = open_all(dir.path(), 1, owner(1), &cfg()).unwrap();
+    assert!(!storage::shard_dir(dir.path(), 1).exists(), "emptied shard dir removed");
+    check_and_extend(&stores, &streams, 5, 2);
+    drop(stores);
+
+    let stores = open_all(dir.path(), 3, owner(3), &cfg()).unwrap();
+    assert!(storage::shard_dir(dir.path(), 2).exists());
+    check_and_extend(&stores, &streams, 7, 1);
+
+    // Every shard signs cursors alike, so a cursor survives its stream moving.
+    let check = CursorCheck {
+        app: "app",
+        channel: "a",
+        direction: q.direction,
+        bounds: &q.bounds,
+        stream_id: &streams[0],
+        oldest_retained_serial: 1,
+    };
+    for store in &stores {
+        assert_eq!(store.cursors().decode(&cursor, &check).unwrap().serial, 4);
+    }
+}
