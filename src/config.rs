@@ -117,6 +117,8 @@ struct RecoveryFile {
     buffer_ttl_seconds: Option<u64>,
     #[serde(deserialize_with = "num_or_str")]
     max_buffer_size: Option<usize>,
+    #[serde(deserialize_with = "num_or_str")]
+    max_buffer_bytes: Option<usize>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -354,6 +356,11 @@ impl Config {
                     env("CONNECTION_RECOVERY_MAX_BUFFER_SIZE")?.or(file.connection_recovery.max_buffer_size),
                 )?
                 .unwrap_or(1000),
+                bytes: positive(
+                    "connection_recovery.max_buffer_bytes",
+                    env("CONNECTION_RECOVERY_MAX_BUFFER_BYTES")?.or(file.connection_recovery.max_buffer_bytes),
+                )?
+                .unwrap_or(8 << 20),
             },
             test_echo: flags.test_echo,
             apps,

@@ -8,13 +8,15 @@ use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How much of a stream stays in memory for recovery: a message is dropped only once it is
-/// both older than `age` and beyond the newest `count` (spec 00: 120 s or 1,000 messages,
-/// whichever is larger).
+/// How much of a stream stays in memory for recovery: a message is dropped once it is both
+/// older than `age` and beyond the newest `count` (spec 00: 120 s or 1,000 messages, whichever
+/// is larger), or when the buffer holds more than `bytes` (a very busy channel must not hold
+/// minutes of traffic in memory).
 #[derive(Clone, Copy, Debug)]
 pub struct ReplayWindow {
     pub age: Duration,
     pub count: usize,
+    pub bytes: usize,
 }
 
 pub struct Stream {
@@ -23,10 +25,12 @@ pub struct Stream {
     pub head: u64,
     /// Recent messages, oldest first, contiguous serials.
     replay: VecDeque<Kept>,
+    /// Frame bytes held in `replay`.
+    replay_bytes: usize,
 }
 
 /// A message in the replay buffer.
-#[derive(Clone)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct Kept {
     pub serial: u64,
     pub at: Instant,
@@ -46,7 +50,7 @@ pub enum ReplayGap {
 
 impl Stream {
     pub fn new() -> Stream {
-        Stream { id: outbound::uuid_v4().into(), head: 0, replay: VecDeque::new() }
+        Stream { id: outbound::uuid_v4().into(), head: 0, replay: VecDeque::new(), replay_bytes: 0 }
     }
 
     /// Reserves the next serial.
@@ -57,9 +61,16 @@ impl Stream {
 
     pub fn remember(&mut self, kept: Kept, window: ReplayWindow) {
         let now = kept.at;
+        self.replay_bytes += kept.frame.len();
         self.replay.push_back(kept);
-        while self.replay.len() > window.count && self.replay.front().is_some_and(|k| now.duration_since(k.at) > window.age) {
-            self.replay.pop_front();
+        while self.replay.len() > 1
+            && (self.replay_bytes > window.bytes
+                || self.replay.len() > window.count
+                    && self.replay.front().is_some_and(|k| now.duration_since(k.at) > window.age))
+        {
+            if let Some(old) = self.replay.pop_front() {
+                self.replay_bytes -= old.frame.len();
+            }
         }
     }
 
@@ -97,7 +108,7 @@ mod tests {
 
     #[test]
     fn serials_window_and_replay() {
-        let window = ReplayWindow { age: Duration::from_secs(120), count: 3 };
+        let window = ReplayWindow { age: Duration::from_secs(120), count: 3, bytes: 1 << 20 };
         let mut s = Stream::new();
         let t0 = Instant::now();
         let kept = |serial: u64, at: Instant| Kept {
@@ -122,6 +133,11 @@ mod tests {
         assert_eq!(got, vec![4, 5, 6]);
         assert_eq!(s.replay_after(None, 6).unwrap().len(), 0);
         assert_eq!(s.replay_after(None, 7), Err(ReplayGap::Ahead));
+        // The byte cap wins over age: only what fits stays.
+        let tight = ReplayWindow { bytes: 4, ..window };
+        let n = s.next_serial();
+        s.remember(kept(n, later), tight);
+        assert_eq!(s.oldest_buffered(), Some(6));
         assert_eq!(s.replay_after(Some("bogus"), 3), Err(ReplayGap::StreamMismatch));
     }
 }

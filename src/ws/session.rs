@@ -319,7 +319,17 @@ impl Session {
                     shard.send_json(key, &outbound::resume_failed(&ch, &failure));
                     Err((ch, failure))
                 }
-                _ => unreachable!("a replay request is answered with Reply::Replay"),
+                _ => {
+                    let failure = ResumeFailure {
+                        code: "persistence_unavailable",
+                        reason: "failed_to_deliver_recovery_payload",
+                        expected_stream_id: None,
+                        current_stream_id: None,
+                        oldest_available_serial: None,
+                        newest_available_serial: None,
+                    };
+                    Err((ch, failure))
+                }
             });
             let owner = self.shard.channel_owner(self.app, &channel);
             let legacy = request.legacy;
