@@ -14,7 +14,7 @@ scenarios:
   connect         open N sockets as fast as allowed and hold them (RSS / CPU per connection)
   churn           connect → subscribe → unsubscribe → close cycles at R/s for D s
   presence        M members join C presence channels, then some leave; view convergence time
-  recovery-storm  (V2 resume; not supported by this server yet: exits with an error)
+  recovery-storm  V2 sockets dropped in storms and resumed; lost / duplicated messages
 
 common options:
   --host H (127.0.0.1)  --port P (6001)  --app-id ID (app-id)  --key K (app-key)
@@ -34,9 +34,13 @@ connect:   --sockets N (1000) --hold S (5) --subscribe --channels C (10) --conne
 churn:     --rate CYCLES/S (50) --duration S (10) --channels C (10) --cycle-timeout S (10)
 presence:  --sockets M (100) --channels C (2) --leave-fraction F (0.5) --leave unsubscribe|close
            --timeout S (30)
-recovery-storm: --sockets N --channels C --disconnect-fraction F --duration S (needs --protocol 2)
+recovery-storm: --sockets N (1000) --channels C (10) --channels-per-socket K (1) --rate R (100)
+           --duration S (10) --storm-every S (2) --disconnect-fraction F (0.2) --payload BYTES (100)
+           --drain S (10) --publish-conns N (4) --pipeline N (32) --setup-timeout S (120)
+           (always Protocol V2; the server needs connection recovery)
 
-exit status: 0 pass, 1 the run failed its checks (incomplete deliveries, failed sockets, …),
+exit status: 0 pass, 1 the run failed its checks (incomplete deliveries, failed sockets, lost or
+duplicated messages, failed resumes, …),
 2 usage or setup error.
 ";
 

@@ -284,10 +284,23 @@ impl Engine {
         c.out_pos = 0;
     }
 
+    /// Drops a connection abruptly: the TCP socket is closed without a WebSocket close frame.
+    /// Not reported through `on_closed` (the driver asked for it); `id` may be reused at once.
+    pub fn abort(&mut self, id: ConnId) {
+        self.remove(id);
+    }
+
     /// Removes a connection and queues its report to the driver.
     fn end(&mut self, id: ConnId, cause: Cause) {
+        if let Some(tag) = self.remove(id) {
+            self.ended.push((tag, cause));
+        }
+    }
+
+    /// Removes a connection (closing its socket); its tag, or None if there was none.
+    fn remove(&mut self, id: ConnId) -> Option<u32> {
         if !self.conns.contains(id) {
-            return;
+            return None;
         }
         let mut c = self.conns.remove(id);
         if matches!(
@@ -297,7 +310,7 @@ impl Engine {
             self.pending -= 1;
         }
         let _ = self.registry.deregister(&mut c.stream);
-        self.ended.push((c.tag, cause));
+        Some(c.tag)
     }
 
     fn alive(&self, id: ConnId, gen: u32) -> bool {

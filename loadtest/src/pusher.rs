@@ -122,11 +122,52 @@ pub fn socket_id(text: &[u8]) -> Option<&[u8]> {
 }
 
 /// The top-level `"channel"` value.
-#[cfg(test)]
 pub fn channel(text: &[u8]) -> Option<&[u8]> {
     const KEY: &[u8] = b"\"channel\":";
     let at = find(text, KEY)?;
     string_value(&text[at + KEY.len()..])
+}
+
+/// A V2 frame's position: the `"stream_id"` string and the `"serial"` number (a byte scan; in
+/// a data-string every quote is escaped, so neither key can match inside it).
+#[inline]
+pub fn v2_position(text: &[u8]) -> Option<(&[u8], u64)> {
+    const SID: &[u8] = b"\"stream_id\":";
+    const SERIAL: &[u8] = b"\"serial\":";
+    let at = find(text, SID)? + SID.len();
+    let sid = string_value(&text[at..])?;
+    let rest = &text[at + sid.len()..];
+    let at = find(rest, SERIAL)? + SERIAL.len();
+    let digits = rest[at..]
+        .iter()
+        .skip_while(|&&b| b == b' ' || b == b'"')
+        .take_while(|b| b.is_ascii_digit());
+    let mut v: u64 = 0;
+    let mut n = 0;
+    for &d in digits {
+        v = v.checked_mul(10)?.checked_add((d - b'0') as u64)?;
+        n += 1;
+    }
+    (n > 0).then_some((sid, v))
+}
+
+/// `{"event":"sockudo:resume","data":{"channel_positions":{"c":{"stream_id":"S","serial":K},…}}}`.
+pub fn resume<'a>(
+    out: &mut Vec<u8>,
+    positions: impl IntoIterator<Item = (&'a str, &'a [u8], u64)>,
+) {
+    out.extend_from_slice(b"{\"event\":\"sockudo:resume\",\"data\":{\"channel_positions\":{");
+    for (i, (channel, stream_id, serial)) in positions.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        push_json_string(out, channel.as_bytes());
+        out.extend_from_slice(b":{\"stream_id\":");
+        push_json_string(out, stream_id);
+        use std::io::Write;
+        let _ = write!(out, ",\"serial\":{serial}}}");
+    }
+    out.extend_from_slice(b"}}}");
 }
 
 /// Appends the timestamp marker for `ns` (`~lt:` + 16 hex digits).
@@ -294,6 +335,24 @@ mod tests {
         assert_eq!(classify(b"pusherish"), Kind::Channel);
         assert_eq!(classify(b"order.created"), Kind::Channel);
         assert_eq!(event_name(b"{\"data\":1}"), None);
+    }
+
+    #[test]
+    fn v2_positions() {
+        let f = br#"{"event":"e","channel":"c","data":"{\"serial\":9,\"stream_id\":\"x\"}","message_id":"m","stream_id":"S-1","serial":42,"extras":{"serial":1}}"#;
+        assert_eq!(v2_position(f), Some((&b"S-1"[..], 42)));
+        let sub = br#"{"event":"sockudo_internal:subscription_succeeded","channel":"c","data":"{\"attach_serial\":7}","message_id":"m","stream_id":"ab","serial":7}"#;
+        assert_eq!(v2_position(sub), Some((&b"ab"[..], 7)));
+        assert_eq!(
+            v2_position(br#"{"event":"e","channel":"c","data":"x"}"#),
+            None
+        );
+        let mut out = Vec::new();
+        resume(&mut out, [("a", &b"S"[..], 3), ("b", &b"T"[..], 0)]);
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["event"], "sockudo:resume");
+        assert_eq!(v["data"]["channel_positions"]["a"]["stream_id"], "S");
+        assert_eq!(v["data"]["channel_positions"]["b"]["serial"], 0);
     }
 
     #[test]

@@ -48,6 +48,17 @@ counters!(
     last_view_change_ns,
     // presence: when this worker put the leave phase in force (0: not yet)
     leave_applied_ns,
+    // recovery-storm
+    reconnects,
+    resumes_ok,
+    channels_recovered,
+    channels_failed,
+    replayed,
+    duplicated,
+    reordered,
+    // recovery-storm gauges: sockets between a drop and resume_success, tracks behind the head
+    unsettled,
+    behind,
 );
 
 /// Single-writer increment: cheaper than fetch_add, exact because only the owner writes.

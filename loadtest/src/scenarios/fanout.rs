@@ -16,42 +16,45 @@ use crate::pusher::{self, Kind};
 use crate::signing::{self, Signer};
 use crate::stats::{inc, phase, set, Counters};
 
+/// The options of a publishing run (fanout, recovery-storm): sockets over channels, the
+/// publisher's rate and window, and the drain.
 #[derive(Clone, Debug)]
-pub struct Opts {
+pub struct PublishOpts<X> {
     pub sockets: usize,
     pub channels: usize,
     pub rate: f64,
     pub duration_s: f64,
     pub payload: usize,
     pub drain_s: f64,
-    pub batch: usize,
     pub publish_conns: usize,
     pub pipeline: usize,
     pub setup_timeout_s: f64,
-    /// Private channels (subscribe with an auth signature).
-    pub private: bool,
+    /// The scenario's own options.
+    pub x: X,
 }
 
-impl Opts {
-    pub fn parse(a: &Args) -> Result<Opts, String> {
-        let o = Opts {
-            sockets: a.num("sockets", 100, 50)?,
+impl<X> PublishOpts<X> {
+    /// `sockets` and the `--smoke` duration are the scenario's defaults; `extra` parses (and
+    /// checks) the scenario's own options.
+    pub(super) fn parse_with(
+        a: &Args,
+        (sockets, smoke_duration_s): (usize, f64),
+        extra: impl FnOnce(&Args) -> Result<X, String>,
+    ) -> Result<Self, String> {
+        let o = PublishOpts {
+            sockets: a.num("sockets", sockets, 50)?,
             channels: a.num("channels", 10, 5)?,
             rate: a.num("rate", 100.0, 20.0)?,
-            duration_s: a.num("duration", 10.0, 3.0)?,
+            duration_s: a.num("duration", 10.0, smoke_duration_s)?,
             payload: a.num("payload", 200, 200)?,
             drain_s: a.num("drain", 5.0, 3.0)?,
-            batch: a.num("batch", 1, 1)?,
             publish_conns: a.num("publish-conns", 4, 2)?,
             pipeline: a.num("pipeline", 32, 32)?,
             setup_timeout_s: a.num("setup-timeout", 120.0, 30.0)?,
-            private: a.switch("private"),
+            x: extra(a)?,
         };
         if o.channels == 0 || o.sockets == 0 {
             return Err("--sockets and --channels must be at least 1".into());
-        }
-        if !(1..=10).contains(&o.batch) {
-            return Err("--batch: 1..=10".into());
         }
         if o.payload < pusher::TS_LEN {
             return Err(format!(
@@ -63,6 +66,30 @@ impl Opts {
             return Err("--rate and --duration must be positive".into());
         }
         Ok(o)
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Extra {
+    pub batch: usize,
+    /// Private channels (subscribe with an auth signature).
+    pub private: bool,
+}
+
+pub type Opts = PublishOpts<Extra>;
+
+impl Opts {
+    pub fn parse(a: &Args) -> Result<Opts, String> {
+        PublishOpts::parse_with(a, (100, 3.0), |a| {
+            let x = Extra {
+                batch: a.num("batch", 1, 1)?,
+                private: a.switch("private"),
+            };
+            if !(1..=10).contains(&x.batch) {
+                return Err("--batch: 1..=10".into());
+            }
+            Ok(x)
+        })
     }
 
     fn total_events(&self) -> u64 {
@@ -80,12 +107,139 @@ enum Sock {
     Gone,
 }
 
-struct Pub {
+/// The paced HTTP publisher (shared with `recovery-storm`): `total` events at `rate`/s over
+/// `duration_s` from the start of the RUN phase, round-robin over the channels, `batch` events a
+/// request; accepted events are counted per channel in `Shared::accepted_per_channel`.
+pub(super) struct Pub {
     publisher: Publisher,
+    shared: Arc<Shared>,
+    /// The worker whose counters it writes.
+    t: usize,
+    channels: Arc<Vec<String>>,
     /// Events handed to the publisher so far.
     sent: u64,
     total: u64,
     next_channel: u32,
+    rate: f64,
+    duration_s: f64,
+    batch: usize,
+}
+
+/// The publisher's configuration from the common options.
+pub(super) fn publish_config(
+    c: &Common,
+    addr: std::net::SocketAddrV4,
+    connections: usize,
+    pipeline: usize,
+    payload: usize,
+    batch: usize,
+) -> PublishConfig {
+    PublishConfig {
+        addr,
+        host_header: format!("{}:{}", c.host, c.port),
+        app_id: c.app_id.clone(),
+        key: c.key.clone(),
+        signer: Signer::new(&c.secret),
+        connections,
+        pipeline,
+        payload,
+        batch,
+        source_ips: c.source_ips,
+    }
+}
+
+impl Pub {
+    pub(super) fn new(
+        registry: &Registry,
+        cfg: PublishConfig,
+        (rate, duration_s): (f64, f64),
+        (shared, t): (Arc<Shared>, usize),
+        channels: Arc<Vec<String>>,
+    ) -> Pub {
+        let batch = cfg.batch;
+        Pub {
+            publisher: Publisher::new(registry, cfg, FOREIGN_TOKEN_BASE),
+            shared,
+            t,
+            channels,
+            sent: 0,
+            total: (rate * duration_s).round() as u64,
+            next_channel: 0,
+            rate,
+            duration_s,
+            batch,
+        }
+    }
+
+    /// Reconnects the publisher's connections when due.
+    pub(super) fn tick(&mut self, registry: &Registry, now: u64) {
+        self.publisher.tick(registry, now);
+    }
+
+    /// Sends what is due by `now` (RUN phase); returns when to be called next.
+    pub(super) fn publish(&mut self, now: u64) -> u64 {
+        let (shared, channels) = (&*self.shared, &*self.channels);
+        let c = &shared.workers[self.t];
+        let start = shared.phase_started();
+        let elapsed = now.saturating_sub(start);
+        if elapsed >= (self.duration_s * SEC as f64) as u64 {
+            self.total = self.sent; // the window is over: what was not sent is not sent
+            return now + 20 * crate::clock::MS;
+        }
+        let (rate, batch) = (self.rate, self.batch as u64);
+        let due = ((elapsed as f64 / SEC as f64 * rate) as u64 + 1).min(self.total);
+        while self.sent < due {
+            let items = batch.min(self.total - self.sent);
+            // Wait until a full batch is due, except for the tail.
+            if items > 1 && self.sent + items > due && self.sent + items < self.total {
+                break;
+            }
+            if !self
+                .publisher
+                .publish(channels, self.next_channel, items as u32)
+            {
+                // Every connection's pipeline is full: a response (which wakes the loop) has
+                // to come first, so do not spin on the overdue deadline.
+                set(&c.publish_inflight, self.publisher.inflight() as u64);
+                return now + 20 * crate::clock::MS;
+            }
+            self.next_channel = (self.next_channel + items as u32) % channels.len() as u32;
+            self.sent += items;
+            inc(&c.publish_requests);
+        }
+        set(&c.publish_inflight, self.publisher.inflight() as u64);
+        // Next wake-up: when the next full batch (or single event) is due.
+        let next_due = (self.sent + batch).min(self.total.max(self.sent + 1));
+        start + ((next_due - 1) as f64 / rate * SEC as f64) as u64
+    }
+
+    /// Readiness of one of the publisher's connections: counts the answers.
+    pub(super) fn on_event(&mut self, registry: &Registry, ev: &Event) {
+        let shared = &*self.shared;
+        let c = &shared.workers[self.t];
+        let n_ch = shared.accepted_per_channel.len() as u32;
+        self.publisher
+            .on_event(registry, ev, &mut |req, outcome| match outcome {
+                HttpOutcome::Status(200) => {
+                    for k in 0..req.items {
+                        let a =
+                            &shared.accepted_per_channel[((req.first_channel + k) % n_ch) as usize];
+                        a.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                    }
+                    crate::stats::add(&c.events_accepted, req.items as u64);
+                }
+                HttpOutcome::Status(_) => crate::stats::add(&c.events_rejected, req.items as u64),
+                HttpOutcome::Unanswered => {
+                    crate::stats::add(&c.events_unanswered, req.items as u64)
+                }
+            });
+        set(&c.publish_inflight, self.publisher.inflight() as u64);
+    }
+
+    /// HTTP statuses seen and connection re-opens.
+    pub(super) fn finish(&self) -> (Vec<(u16, u64)>, u64) {
+        (self.publisher.statuses.clone(), self.publisher.reconnects)
+    }
 }
 
 struct Worker {
@@ -93,7 +247,6 @@ struct Worker {
     threads: usize,
     /// Connects in progress at once on this thread.
     concurrency: usize,
-    opts: Arc<Opts>,
     channels: Arc<Vec<String>>,
     shared: Arc<Shared>,
     socks: Vec<Sock>,
@@ -122,45 +275,6 @@ impl Worker {
     fn local(&self, tag: u32) -> usize {
         tag as usize / self.threads
     }
-
-    fn publish(&mut self, now: u64) -> u64 {
-        let opts = &self.opts;
-        let shared = &self.shared;
-        let c = &shared.workers[self.t];
-        let Some(p) = self.publisher.as_mut() else {
-            return now + 20 * crate::clock::MS;
-        };
-        let start = shared.phase_started();
-        let elapsed = now.saturating_sub(start);
-        if elapsed >= (opts.duration_s * SEC as f64) as u64 {
-            p.total = p.sent; // the window is over: what was not sent is not sent
-            return now + 20 * crate::clock::MS;
-        }
-        let due = ((elapsed as f64 / SEC as f64 * opts.rate) as u64 + 1).min(p.total);
-        while p.sent < due {
-            let items = (opts.batch as u64).min(p.total - p.sent);
-            // Wait until a full batch is due, except for the tail.
-            if items > 1 && p.sent + items > due && p.sent + items < p.total {
-                break;
-            }
-            if !p
-                .publisher
-                .publish(&self.channels, p.next_channel, items as u32)
-            {
-                // Every connection's pipeline is full: a response (which wakes the loop) has
-                // to come first, so do not spin on the overdue deadline.
-                set(&c.publish_inflight, p.publisher.inflight() as u64);
-                return now + 20 * crate::clock::MS;
-            }
-            p.next_channel = (p.next_channel + items as u32) % self.channels.len() as u32;
-            p.sent += items;
-            inc(&c.publish_requests);
-        }
-        set(&c.publish_inflight, p.publisher.inflight() as u64);
-        // Next wake-up: when the next full batch (or single event) is due.
-        let next_due = (p.sent + opts.batch as u64).min(p.total.max(p.sent + 1));
-        start + ((next_due - 1) as f64 / opts.rate * SEC as f64) as u64
-    }
 }
 
 impl Driver for Worker {
@@ -170,7 +284,7 @@ impl Driver for Worker {
             return None;
         }
         if let Some(p) = self.publisher.as_mut() {
-            p.publisher.tick(io.registry(), now);
+            p.tick(io.registry(), now);
         }
         let mut next = now + 20 * crate::clock::MS;
         if ph == phase::SETUP {
@@ -183,7 +297,9 @@ impl Driver for Worker {
                 io.open(self.global(l) as u32);
             }
         } else if ph == phase::RUN {
-            next = next.min(self.publish(now));
+            if let Some(p) = self.publisher.as_mut() {
+                next = next.min(p.publish(now));
+            }
         }
         Some(next)
     }
@@ -246,38 +362,19 @@ impl Driver for Worker {
     }
 
     fn on_foreign(&mut self, io: &mut Engine, ev: &Event) {
-        let Some(p) = self.publisher.as_mut() else {
-            return;
-        };
-        let shared = &self.shared;
-        let c = &shared.workers[self.t];
-        let n_ch = self.channels.len() as u32;
-        p.publisher
-            .on_event(io.registry(), ev, &mut |req, outcome| match outcome {
-                HttpOutcome::Status(200) => {
-                    for k in 0..req.items {
-                        let a =
-                            &shared.accepted_per_channel[((req.first_channel + k) % n_ch) as usize];
-                        a.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    crate::stats::add(&c.events_accepted, req.items as u64);
-                }
-                HttpOutcome::Status(_) => crate::stats::add(&c.events_rejected, req.items as u64),
-                HttpOutcome::Unanswered => {
-                    crate::stats::add(&c.events_unanswered, req.items as u64)
-                }
-            });
-        set(&c.publish_inflight, p.publisher.inflight() as u64);
+        if let Some(p) = self.publisher.as_mut() {
+            p.on_event(io.registry(), ev);
+        }
     }
 }
 
 impl Finish for Worker {
     type Output = WorkerResult;
     fn finish(self) -> WorkerResult {
-        let (statuses, reconnects) = match &self.publisher {
-            Some(p) => (p.publisher.statuses.clone(), p.publisher.reconnects),
-            None => (Vec::new(), 0),
-        };
+        let (statuses, reconnects) = self
+            .publisher
+            .as_ref()
+            .map_or_else(Default::default, Pub::finish);
         WorkerResult {
             tally: self.tally,
             statuses,
@@ -293,7 +390,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
             .map(|c| {
                 format!(
                     "{}lt-fanout-{c}",
-                    if opts.private { "private-" } else { "" }
+                    if opts.x.private { "private-" } else { "" }
                 )
             })
             .collect(),
@@ -303,21 +400,8 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
     let s0 = monitor.sample(&shared);
 
     let pub_cfg = {
-        let c = common.clone();
-        let o = opts.clone();
-        let addr = target.addr;
-        move || PublishConfig {
-            addr,
-            host_header: format!("{}:{}", c.host, c.port),
-            app_id: c.app_id.clone(),
-            key: c.key.clone(),
-            signer: Signer::new(&c.secret),
-            connections: o.publish_conns,
-            pipeline: o.pipeline,
-            payload: o.payload,
-            batch: o.batch,
-            source_ips: c.source_ips,
-        }
+        let (c, o, addr) = (common.clone(), opts.clone(), target.addr);
+        move || publish_config(&c, addr, o.publish_conns, o.pipeline, o.payload, o.x.batch)
     };
     let handles = {
         let (opts, channels, shared) = (opts.clone(), channels.clone(), shared.clone());
@@ -328,19 +412,22 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
                 t,
                 threads,
                 concurrency,
-                opts: opts.clone(),
                 channels: channels.clone(),
                 shared: shared.clone(),
                 socks: vec![Sock::New; n_local],
                 next_open: 0,
                 tally: Tally::default(),
                 buf: Vec::with_capacity(256),
-                signer: opts.private.then(|| (Signer::new(&secret), key.clone())),
-                publisher: (t == 0).then(|| Pub {
-                    publisher: Publisher::new(registry, pub_cfg(), FOREIGN_TOKEN_BASE),
-                    sent: 0,
-                    total: opts.total_events(),
-                    next_channel: 0,
+                signer: opts.x.private.then(|| (Signer::new(&secret), key.clone())),
+                publisher: (t == 0).then(|| {
+                    let pacing = (opts.rate, opts.duration_s);
+                    Pub::new(
+                        registry,
+                        pub_cfg(),
+                        pacing,
+                        (shared.clone(), t),
+                        channels.clone(),
+                    )
                 }),
             }
         })
@@ -364,37 +451,16 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
     };
 
     // Setup: connect + subscribe everything.
-    let setup_deadline = now_ns() + (opts.setup_timeout_s * SEC as f64) as u64;
-    loop {
-        nap();
-        monitor.tick(&shared, progress);
-        let t = shared.totals();
-        let settled = t.subscribed + t.subscribe_failed + t.connect_failed + t.closed_unexpectedly;
-        if settled >= opts.sockets as u64 || now_ns() > setup_deadline {
-            break;
-        }
-    }
-    let setup_s = monitor.elapsed_s();
-    let s1 = monitor.sample(&shared);
-    let aborted = s1.totals.subscribed == 0;
-    if !aborted {
-        shared.set_phase(phase::RUN, now_ns());
-        while (now_ns() - shared.phase_started()) < (opts.duration_s * SEC as f64) as u64 {
-            nap();
-            monitor.tick(&shared, progress);
-        }
-        let drain_started = now_ns();
-        shared.set_phase(phase::DRAIN, drain_started);
-        loop {
-            nap();
-            monitor.tick(&shared, progress);
-            let t = shared.totals();
-            let complete = t.delivered >= shared.expected_deliveries() && t.publish_inflight == 0;
-            if complete || now_ns() - drain_started > (opts.drain_s * SEC as f64) as u64 {
-                break;
-            }
-        }
-    }
+    let plan = (
+        opts.sockets,
+        opts.setup_timeout_s,
+        opts.duration_s,
+        opts.drain_s,
+    );
+    let complete =
+        |t: &Totals| t.delivered >= shared.expected_deliveries() && t.publish_inflight == 0;
+    let (setup_s, s1, drained) = publish_run(&mut monitor, &shared, plan, progress, complete);
+    let aborted = drained.is_none();
     let (s2, results) = stop(&mut monitor, &shared, handles);
     let expected = shared.expected_deliveries();
 
@@ -420,8 +486,8 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
             opts.duration_s,
             requested,
             opts.payload,
-            if opts.batch > 1 { format!(", batches of {}", opts.batch) } else { String::new() },
-            t.events_accepted + t.events_rejected + t.events_unanswered + t.publish_inflight * opts.batch as u64,
+            if opts.x.batch > 1 { format!(", batches of {}", opts.x.batch) } else { String::new() },
+            t.events_accepted + t.events_rejected + t.events_unanswered + t.publish_inflight * opts.x.batch as u64,
             t.publish_requests,
             t.events_accepted,
             t.events_accepted as f64 / opts.duration_s,
@@ -430,18 +496,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
             t.events_unanswered
         ),
     );
-    report.line(
-        "HTTP statuses",
-        if statuses.is_empty() {
-            "none".to_string()
-        } else {
-            statuses
-                .iter()
-                .map(|(s, n)| format!("{s}: {n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        },
-    );
+    report.line("HTTP statuses", describe_statuses(&statuses));
     let pct = if expected > 0 {
         t.delivered as f64 * 100.0 / expected as f64
     } else {
@@ -574,28 +629,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
     add_server_charts(&mut report, &monitor.samples);
 
     // ---- verdict ----
-    if aborted {
-        report.fail("no socket subscribed: nothing was published");
-    }
-    if t.connect_failed > 0 {
-        report.fail(format!("{} sockets failed to connect", t.connect_failed));
-    }
-    if t.subscribed < opts.sockets as u64 {
-        report.fail(format!(
-            "{} of {} sockets did not subscribe",
-            opts.sockets as u64 - t.subscribed,
-            opts.sockets
-        ));
-    }
-    if t.closed_unexpectedly > 0 {
-        report.fail(format!(
-            "{} sockets closed during the run",
-            t.closed_unexpectedly
-        ));
-    }
-    if !aborted && t.events_accepted == 0 {
-        report.fail("no publish was accepted");
-    }
+    fail_sockets_and_publishing(&mut report, &t, opts.sockets, aborted);
     if t.delivered < expected {
         report.fail(format!(
             "incomplete deliveries: {} of {} after a {} s drain",

@@ -363,6 +363,93 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
+/// The coordinator's part of a publishing run (fanout, recovery-storm): waits until every
+/// socket subscribed or failed (or `setup_timeout_s`), then — if any subscribed — runs the RUN
+/// phase for `duration_s` and the DRAIN phase until `complete(totals)` or `drain_s`.
+/// Returns (setup seconds, the sample at the end of setup, drain seconds; None if aborted).
+pub fn publish_run(
+    monitor: &mut Monitor,
+    shared: &Shared,
+    (sockets, setup_timeout_s, duration_s, drain_s): (usize, f64, f64, f64),
+    progress: impl Fn(&Sample, &Sample) -> String,
+    complete: impl Fn(&Totals) -> bool,
+) -> (f64, Sample, Option<f64>) {
+    let secs = |s: f64| (s * SEC as f64) as u64;
+    let setup_deadline = now_ns() + secs(setup_timeout_s);
+    loop {
+        nap();
+        monitor.tick(shared, &progress);
+        let t = shared.totals();
+        let settled = t.subscribed + t.subscribe_failed + t.connect_failed + t.closed_unexpectedly;
+        if settled >= sockets as u64 || now_ns() > setup_deadline {
+            break;
+        }
+    }
+    let setup_s = monitor.elapsed_s();
+    let s1 = monitor.sample(shared);
+    if s1.totals.subscribed == 0 {
+        return (setup_s, s1, None);
+    }
+    shared.set_phase(phase::RUN, now_ns());
+    while (now_ns() - shared.phase_started()) < secs(duration_s) {
+        nap();
+        monitor.tick(shared, &progress);
+    }
+    let drain_started = now_ns();
+    shared.set_phase(phase::DRAIN, drain_started);
+    loop {
+        nap();
+        monitor.tick(shared, &progress);
+        if complete(&shared.totals()) || now_ns() - drain_started > secs(drain_s) {
+            break;
+        }
+    }
+    let drained = (now_ns() - drain_started) as f64 / SEC as f64;
+    (setup_s, s1, Some(drained))
+}
+
+/// The verdicts every publishing run shares: sockets that failed to connect, subscribe or stay
+/// open, nothing published or accepted.
+pub fn fail_sockets_and_publishing(report: &mut Report, t: &Totals, sockets: usize, aborted: bool) {
+    if aborted {
+        report.fail("no socket subscribed: nothing was published");
+    }
+    if t.connect_failed > 0 {
+        report.fail(format!(
+            "{} sockets failed to connect (or reconnect)",
+            t.connect_failed
+        ));
+    }
+    if t.subscribed < sockets as u64 {
+        report.fail(format!(
+            "{} of {} sockets did not subscribe",
+            sockets as u64 - t.subscribed,
+            sockets
+        ));
+    }
+    if t.closed_unexpectedly > 0 {
+        report.fail(format!(
+            "{} sockets closed during the run",
+            t.closed_unexpectedly
+        ));
+    }
+    if !aborted && t.events_accepted == 0 {
+        report.fail("no publish was accepted");
+    }
+}
+
+/// `200: 5, 503: 1`, or `none`.
+pub fn describe_statuses(statuses: &[(u16, u64)]) -> String {
+    if statuses.is_empty() {
+        return "none".into();
+    }
+    statuses
+        .iter()
+        .map(|(s, n)| format!("{s}: {n}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
 /// Sleep between coordinator checks.
 pub fn nap() {
     std::thread::sleep(std::time::Duration::from_millis(10));
