@@ -7,8 +7,8 @@ use super::rest_auth;
 use crate::apps::{App, AppIdx};
 use crate::protocol::channel::{self, Kind};
 use crate::protocol::outbound::{self, push_json_str, Data};
-use crate::protocol::ProtocolError;
 use crate::config::Idempotency;
+use crate::protocol::ProtocolError;
 use crate::shard::call::expect_reply;
 use crate::shard::idempotency::{self, Space, Taken};
 use crate::shard::msg::{ChannelEvent, EventData, Msg, Occupancy, Reply, UserAction};
@@ -79,16 +79,12 @@ async fn api(shard: &Rc<Shard>, req: &Request, app_id: &str, route: Route) -> Re
         Route::Events => {
             let body = json_body(req)?;
             let app = shard.ctx.apps.get(app_idx);
-            let key = idempotency_key(&shard.ctx.config.idempotency, app, &body, req.header("x-idempotency-key"))?;
+            let key = idempotency_key(&shard.ctx.config.idempotency, app, Some(&body), req.header("x-idempotency-key"))?;
             // The claim comes before validation (spec 01 §9): a retry of a stored publish gets
             // the stored body whatever it carries. A failed publish drops `held`, freeing the key.
-            let held = match key {
-                Some((key, ttl)) => match idempotency::take(shard, app_idx, Space::Event, key, ttl, true).await {
-                    Taken::Held(h) => Some(h),
-                    Taken::Stored(stored) => return Ok(Response::json(200, stored.as_bytes())),
-                    Taken::InProgress => return Err(ApiError::backpressure()),
-                },
-                None => None,
+            let held = match claim(shard, app_idx, Space::Event, key).await? {
+                Claimed::Proceed(h) => h,
+                Claimed::Repeat(stored) => return Ok(stored),
             };
             let event = EventRequest::parse(app, &body)?;
             let published = publish(shard, app_idx, &event).await;
@@ -136,13 +132,13 @@ fn publish_response(info: Option<Info>, published: &[(String, Occupancy)]) -> Ve
 fn idempotency_key<'a>(
     cfg: &Idempotency,
     app: &App,
-    body: &'a sonic_rs::Value,
+    body: Option<&'a sonic_rs::Value>,
     header: Option<&'a str>,
 ) -> Result<Option<(&'a str, Duration)>, ApiError> {
     if !app.idempotency.enabled.unwrap_or(cfg.enabled) {
         return Ok(None);
     }
-    let key = match body.get("idempotency_key") {
+    let key = match body.and_then(|b| b.get("idempotency_key")) {
         Some(v) if v.is_null() => header,
         Some(v) => Some(v.as_str().ok_or_else(|| ApiError::invalid_input("Idempotency key must be a string"))?),
         None => header,
@@ -159,6 +155,24 @@ fn idempotency_key<'a>(
     }
     let ttl = app.idempotency.ttl_seconds.map_or(cfg.ttl, Duration::from_secs);
     Ok(Some((key, ttl)))
+}
+
+/// What to do with a request after claiming its idempotency key.
+enum Claimed {
+    /// Publish; the key (if any) is held until the response is kept or the request fails.
+    Proceed(Option<idempotency::Held>),
+    /// An earlier request with this key succeeded: answer with its stored response.
+    Repeat(Response),
+}
+
+/// Claims a whole request's key, waiting briefly while another request holds it (spec 01 §9).
+async fn claim(shard: &Rc<Shard>, app: AppIdx, space: Space, key: Option<(&str, Duration)>) -> Result<Claimed, ApiError> {
+    let Some((key, ttl)) = key else { return Ok(Claimed::Proceed(None)) };
+    match idempotency::take(shard, app, space, key, ttl, true).await {
+        Taken::Held(h) => Ok(Claimed::Proceed(Some(h))),
+        Taken::Stored(stored) => Ok(Claimed::Repeat(Response::json(200, stored.as_bytes()))),
+        Taken::InProgress => Err(ApiError::backpressure()),
+    }
 }
 
 /// A JSON request body: `Content-Type: application/json` (415), well-formed JSON (400).
@@ -369,15 +383,12 @@ async fn batch(shard: &Rc<Shard>, app_idx: AppIdx, req: &Request) -> Result<Resp
     }
     let events = items.iter().map(|v| EventRequest::parse(app, v)).collect::<Result<Vec<_>, _>>()?;
     let cfg = &shard.ctx.config.idempotency;
-    let item_keys = items.iter().map(|v| idempotency_key(cfg, app, v, None)).collect::<Result<Vec<_>, _>>()?;
+    let item_keys = items.iter().map(|v| idempotency_key(cfg, app, Some(v), None)).collect::<Result<Vec<_>, _>>()?;
     // The header names the whole batch, in a key space of its own (spec 01 §9).
-    let held = match idempotency_key(cfg, app, &sonic_rs::Value::new(), req.header("x-idempotency-key"))? {
-        Some((key, ttl)) => match idempotency::take(shard, app_idx, Space::Batch, key, ttl, true).await {
-            Taken::Held(h) => Some(h),
-            Taken::Stored(stored) => return Ok(Response::json(200, stored.as_bytes())),
-            Taken::InProgress => return Err(ApiError::backpressure()),
-        },
-        None => None,
+    let key = idempotency_key(cfg, app, None, req.header("x-idempotency-key"))?;
+    let held = match claim(shard, app_idx, Space::Batch, key).await? {
+        Claimed::Proceed(h) => h,
+        Claimed::Repeat(stored) => return Ok(stored),
     };
     let any_info = events.iter().any(|e| e.info.is_some());
     let mut entries = Vec::new();

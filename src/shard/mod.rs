@@ -23,6 +23,7 @@ use msg::{Broadcast, Msg, UserAction};
 use owner::Owned;
 use shards::Mesh;
 use slab::Slab;
+use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::future::poll_fn;
 use std::rc::Rc;
@@ -223,8 +224,8 @@ impl Shard {
     /// `message_id` of its own (spec 02 §1.4).
     pub fn send_json(&self, key: SocketKey, json: &[u8]) {
         let v2 = self.hub.borrow().sockets.get(key).is_some_and(|s| s.dialect == Dialect::V2);
-        let frame = if v2 { codec::encode(Opcode::Text, &outbound::with_message_id(json)) } else { codec::encode(Opcode::Text, json) };
-        self.send_frame(key, frame.into());
+        let json = if v2 { Cow::Owned(outbound::with_message_id(json)) } else { Cow::Borrowed(json) };
+        self.send_frame(key, codec::encode(Opcode::Text, &json).into());
     }
 
     /// Queues a heartbeat frame: never given a `message_id`.
@@ -462,9 +463,11 @@ impl Shard {
                         }
                         // V1 probes with pusher:ping after the activity timeout; V2 with native
                         // Ping frames on its own interval (spec 02 §1.5).
-                        None if s.dialect == Dialect::V1 && now.duration_since(s.last_activity) >= cfg.activity_timeout
-                            || s.dialect == Dialect::V2
-                                && cfg.v2_ping_interval.is_some_and(|i| now.duration_since(s.last_activity) >= i) =>
+                        None if match s.dialect {
+                            Dialect::V1 => Some(cfg.activity_timeout),
+                            Dialect::V2 => cfg.v2_ping_interval,
+                        }
+                        .is_some_and(|idle| now.duration_since(s.last_activity) >= idle) =>
                         {
                             s.ping_sent = Some(now);
                             to_ping.push((key, s.dialect));

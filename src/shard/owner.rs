@@ -5,11 +5,10 @@
 use super::call::{answer, ReplyTo};
 use super::msg::{Broadcast, ChannelEvent, EventData, Msg, Occupancy, Replayed, Reply, ResumeFailure};
 use super::stream::{Kept, ReplayGap, Stream};
-use crate::protocol::inbound::ResumePosition;
 use super::Shard;
 use crate::apps::AppIdx;
 use crate::protocol::channel::{self, Kind};
-use crate::protocol::inbound::Member;
+use crate::protocol::inbound::{Member, ResumePosition};
 use crate::protocol::outbound::{self, Data, Dialect, Position};
 use crate::protocol::ProtocolError;
 use crate::socket_id::SocketId;
@@ -243,15 +242,13 @@ impl Shard {
             oldest_available_serial: stream.oldest_buffered(),
             newest_available_serial: Some(stream.head),
         };
+        let too_far = pos.serial <= stream.head && stream.head - pos.serial > max;
         let result = match stream.replay_after(pos.stream_id.as_deref(), pos.serial) {
             Err(ReplayGap::StreamMismatch) => Err(fail("stream_reset", "stream_id_mismatch")),
             Err(_) if legacy => Err(fail("continuity_unverifiable", "legacy_serial_only_position_cannot_use_cold_recovery")),
             Err(ReplayGap::Ahead) => Err(fail("continuity_unverifiable", "position_ahead_of_durable_stream")),
-            Err(ReplayGap::NotBuffered) if stream.head - pos.serial > max => {
-                Err(fail("position_expired", "recovery_window_exceeded"))
-            }
+            _ if too_far => Err(fail("position_expired", "recovery_window_exceeded")),
             Err(ReplayGap::NotBuffered) => Err(fail("position_expired", "hot_replay_expired_and_durable_history_disabled")),
-            Ok(_) if stream.head - pos.serial > max => Err(fail("position_expired", "recovery_window_exceeded")),
             Ok(messages) => Ok(Replayed { stream_id: stream.id.clone(), messages }),
         };
         answer(self, reply_to, Reply::Replay(result));

@@ -1,8 +1,8 @@
 //! The RFC 6455 opening handshake, checked against a parsed HTTP request, and what the
 //! upgrade query negotiates (protocol version and V2 options).
 
-use crate::protocol::outbound::Dialect;
 use crate::http::request::Request;
+use crate::protocol::outbound::Dialect;
 use base64::Engine;
 use sha1::{Digest, Sha1};
 

@@ -4,7 +4,6 @@
 //! `expect_reply`).
 
 use crate::apps::{App, AppIdx};
-use crate::ws::handshake::Negotiated;
 use crate::auth;
 use crate::protocol::channel::{self, Kind};
 use crate::protocol::inbound::{self, ClientFrame, Command, Member, Signin, Subscribe};
@@ -18,6 +17,7 @@ use crate::shard::Shard;
 use crate::socket_id::SocketId;
 use crate::ws::codec::{self, Decoder, Incoming, Opcode, WsError};
 use crate::ws::conn::Conn;
+use crate::ws::handshake::Negotiated;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
