@@ -6,6 +6,7 @@
 #
 #   benches/loadtest.sh                 # every scenario once
 #   RUNS=3 benches/loadtest.sh churn    # three runs of one scenario
+#   SERVER=/path/to/sockudo benches/loadtest.sh   # the same scenarios against another build
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-1}
@@ -14,7 +15,7 @@ mkdir -p "$OUT"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
 
 cargo build --release -p sockudo -p loadtest
-SERVER=target/release/sockudo
+SERVER=${SERVER:-target/release/sockudo}  # SERVER=path/to/other/sockudo compares another build
 LOADTEST=target/release/loadtest
 
 declare -A ARGS=(
