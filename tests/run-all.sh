@@ -26,6 +26,7 @@ run() {
 
 run "unit tests (server, shards, storage incl. crash and shard-count tests)" cargo test --release -p sockudo -p shards -p storage
 run "loadtest (unit + smoke run of every scenario)" cargo test --release -p loadtest
+run "benchmarks compile" cargo build --release -p sockudo --benches
 for shards in 1 2; do
     export SOCKUDO_SHARDS=$shards
     run "e2e (shards=$shards)" cargo test --release -p e2e --no-fail-fast

@@ -4,7 +4,8 @@
 use crate::apps::AppIdx;
 use crate::protocol::outbound::Dialect;
 use crate::socket_id::SocketId;
-use crate::ws::conn::{Conn, Frame, Outbox, Pushed};
+use crate::shard::msg::Broadcast;
+use crate::ws::conn::{Conn, Outbox, Pushed};
 use ahash::{AHashMap, RandomState};
 use indexmap::IndexSet;
 use slab::Slab;
@@ -108,20 +109,23 @@ impl Hub {
         self.sockets.get_mut(key).filter(|s| s.id == id && !s.closing)
     }
 
-    /// Queues the frame of each socket's dialect (`frames[0]` V1, `frames[1]` V2) on every local
-    /// subscriber of `channel` except `exclude`. Sockets that now need a flush are appended to
-    /// `listed`; those whose queue was full are returned. The hot path of a publish: one
-    /// reference-count increment and one queue push per socket.
+    /// Queues `message` in each socket's dialect on every local subscriber of `channel` except
+    /// `exclude`. Both shapes are encoded once per call: cheaper than a per-socket check for
+    /// whether a shape is needed (measured with 1,000 V1 subscribers).
+    /// Sockets that now need a flush are appended to `listed`; those whose queue was full are
+    /// returned. The hot path of a publish: one reference-count increment and one queue push
+    /// per socket.
     pub fn queue_on_channel(
         &mut self,
         app: AppIdx,
         channel: &str,
-        frames: [&Frame; 2],
+        message: &Broadcast,
         exclude: Option<SocketId>,
         bound: QueueBound,
         listed: &mut Vec<SocketKey>,
     ) -> Vec<SocketKey> {
         let mut full = Vec::new();
+        let frames = [message.frame_for(Dialect::V1), message.frame_for(Dialect::V2)];
         let Hub { sockets, channels, .. } = self;
         let Some(local) = channels[app as usize].get(channel) else { return full };
         for &key in &local.sockets {
@@ -129,7 +133,7 @@ impl Hub {
             if Some(s.id) == exclude || s.closing {
                 continue;
             }
-            let frame = frames[(s.dialect == Dialect::V2) as usize];
+            let frame = &frames[(s.dialect == Dialect::V2) as usize];
             match s.out.push(frame.clone(), bound.frames, bound.bytes) {
                 Pushed::NeedsFlush => listed.push(key),
                 Pushed::Queued => {}

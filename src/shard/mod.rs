@@ -253,19 +253,16 @@ impl Shard {
         }
     }
 
-    /// Queues one channel message on every local subscriber except `exclude`. Each wire shape
-    /// is encoded once for this shard; each socket gets a reference to its dialect's frame.
+    /// Queues one channel message on every local subscriber except `exclude`.
     pub fn deliver(self: &Rc<Self>, app: AppIdx, channel: &str, message: &Broadcast, exclude: Option<SocketId>) {
         let overflowed = {
             let mut hub = self.hub.borrow_mut();
             if !hub.channels[app as usize].contains_key(channel) {
                 return;
             }
-            let v1 = message.frame_for(Dialect::V1);
-            let v2 = if Arc::ptr_eq(&message.v1, &message.v2) { v1.clone() } else { message.frame_for(Dialect::V2) };
             let mut dirty = self.dirty.borrow_mut();
             let was_empty = dirty.is_empty();
-            let full = hub.queue_on_channel(app, channel, [&v1, &v2], exclude, self.queue_bound(), &mut dirty);
+            let full = hub.queue_on_channel(app, channel, message, exclude, self.queue_bound(), &mut dirty);
             if was_empty && !dirty.is_empty() {
                 if let Some(w) = self.flusher.take() {
                     w.wake();

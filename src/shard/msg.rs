@@ -25,11 +25,6 @@ pub struct Broadcast {
 }
 
 impl Broadcast {
-    /// The same message for both protocols (system events without V2 fields).
-    pub fn same(p: Payload) -> Broadcast {
-        Broadcast { v1: p.clone(), v2: p }
-    }
-
     /// The WebSocket frame of this message for one socket.
     pub fn frame_for(&self, d: Dialect) -> crate::ws::conn::Frame {
         let p = match d {
