@@ -35,7 +35,9 @@ for name in "${ORDER[@]}"; do
     [ -n "${ARGS[$name]:-}" ] || { echo "unknown scenario $name (one of: ${ORDER[*]})"; exit 2; }
     for run in $(seq 1 "$RUNS"); do
         port=$(free_port)
-        $SERVER --host 127.0.0.1 --port "$port" --metrics-port "$(free_port)" --shards 1 >"$OUT/$name-$run.server.log" 2>&1 &
+        rm -rf "$OUT/$name-$run.data"
+        $SERVER --host 127.0.0.1 --port "$port" --metrics-port "$(free_port)" --shards 1 \
+            --data-dir "$OUT/$name-$run.data" >"$OUT/$name-$run.server.log" 2>&1 &
         pid=$!
         until (exec 3<>/dev/tcp/127.0.0.1/"$port") 2>/dev/null; do sleep 0.1; done
         echo "=== $name run $run: loadtest ${ARGS[$name]}"

@@ -76,7 +76,7 @@ fn history_page(c: &mut Criterion) {
         limit: 50,
         direction: Direction::NewestFirst,
         bounds: Default::default(),
-        cursor_serial: None,
+        cursor: None,
     };
     c.bench_function("storage_history_newest_first_50_of_10000", |b| {
         b.iter_batched(

@@ -76,6 +76,8 @@ struct FileConfig {
     app_manager: AppManagerFile,
     idempotency: IdempotencyFile,
     connection_recovery: RecoveryFile,
+    storage: StorageFile,
+    history: HistoryFile,
     /// Shorthand for `app_manager.array.apps`.
     apps: Vec<AppConfig>,
 }
@@ -119,6 +121,40 @@ struct RecoveryFile {
     max_buffer_size: Option<usize>,
     #[serde(deserialize_with = "num_or_str")]
     max_buffer_bytes: Option<usize>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+struct StorageFile {
+    data_dir: Option<PathBuf>,
+    fsync: Option<String>,
+    #[serde(deserialize_with = "num_or_str")]
+    fsync_interval_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+struct HistoryFile {
+    enabled: Option<bool>,
+    rewind_enabled: Option<bool>,
+    #[serde(deserialize_with = "num_or_str")]
+    max_page_size: Option<usize>,
+    #[serde(deserialize_with = "num_or_str")]
+    retention_window_seconds: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    max_messages_per_channel: Option<u64>,
+}
+
+/// Durable channel history (spec 02 §4–5). Off means no store is opened: serials, recovery and
+/// idempotency then live in memory only and start over after a restart.
+#[derive(Clone, Debug)]
+pub struct History {
+    pub enabled: bool,
+    pub rewind_enabled: bool,
+    /// Largest history page and rewind (spec 02 §5.1, §4.1).
+    pub max_page_size: usize,
+    pub data_dir: PathBuf,
+    pub store: storage::StoreConfig,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -185,6 +221,7 @@ pub struct Config {
     pub recovery_enabled: bool,
     /// What each channel's owner keeps in memory for connection recovery.
     pub replay_window: crate::shard::stream::ReplayWindow,
+    pub history: History,
     /// Test-only WebSocket echo route at `/test/echo` (Autobahn). Off unless `--test-echo`.
     pub test_echo: bool,
     pub apps: Vec<App>,
@@ -198,10 +235,11 @@ pub struct Flags {
     pub port: Option<u16>,
     pub metrics_port: Option<u16>,
     pub shards: Option<usize>,
+    pub data_dir: Option<PathBuf>,
     pub test_echo: bool,
 }
 
-pub const USAGE: &str = "usage: sockudo [--config FILE.toml] [--host ADDR] [--port N] [--metrics-port N] [--shards N] [--test-echo]";
+pub const USAGE: &str = "usage: sockudo [--config FILE.toml] [--host ADDR] [--port N] [--metrics-port N] [--shards N] [--data-dir DIR] [--test-echo]";
 
 impl Flags {
     pub fn parse(args: impl IntoIterator<Item = String>) -> Result<Flags, ConfigError> {
@@ -221,6 +259,7 @@ impl Flags {
                 "--port" => f.port = Some(parse_value("--port", &value("--port")?)?),
                 "--metrics-port" => f.metrics_port = Some(parse_value("--metrics-port", &value("--metrics-port")?)?),
                 "--shards" => f.shards = Some(parse_value("--shards", &value("--shards")?)?),
+                "--data-dir" => f.data_dir = Some(PathBuf::from(value("--data-dir")?)),
                 "--test-echo" => f.test_echo = true,
                 "--help" | "-h" => return Err(ConfigError::new("--help", USAGE)),
                 other => return Err(ConfigError::new(other, format!("unknown option; {USAGE}"))),
@@ -362,6 +401,7 @@ impl Config {
                 )?
                 .unwrap_or(8 << 20),
             },
+            history: history(flags.data_dir, file.storage, file.history)?,
             test_echo: flags.test_echo,
             apps,
         };
@@ -370,6 +410,47 @@ impl Config {
         }
         Ok(config)
     }
+}
+
+fn history(flag_dir: Option<PathBuf>, storage: StorageFile, file: HistoryFile) -> Result<History, ConfigError> {
+    let data_dir = flag_dir
+        .or(std::env::var_os("SOCKUDO_DATA_DIR").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .or(storage.data_dir)
+        .unwrap_or_else(|| PathBuf::from("./data"));
+    let interval = positive("storage.fsync_interval_ms", env("STORAGE_FSYNC_INTERVAL_MS")?.or(storage.fsync_interval_ms))?
+        .unwrap_or(10);
+    let fsync = match env::<String>("STORAGE_FSYNC")?.or(storage.fsync).as_deref().map(str::trim) {
+        None | Some("interval") => storage::Fsync::Interval(Duration::from_millis(interval)),
+        Some("always") => storage::Fsync::Always,
+        Some("os") => storage::Fsync::Os,
+        Some(other) => {
+            return Err(ConfigError::new("storage.fsync", format!("\"{other}\" is not one of \"always\", \"interval\", \"os\"")))
+        }
+    };
+    let retention = storage::Retention {
+        max_age: Some(Duration::from_secs(
+            positive(
+                "history.retention_window_seconds",
+                env("HISTORY_RETENTION_WINDOW_SECONDS")?.or(file.retention_window_seconds),
+            )?
+            .unwrap_or(86_400),
+        )),
+        max_messages: Some(
+            positive(
+                "history.max_messages_per_channel",
+                env("HISTORY_MAX_MESSAGES_PER_CHANNEL")?.or(file.max_messages_per_channel),
+            )?
+            .unwrap_or(10_000),
+        ),
+    };
+    Ok(History {
+        enabled: env_bool("HISTORY_ENABLED")?.or(file.enabled).unwrap_or(true),
+        rewind_enabled: env_bool("HISTORY_REWIND_ENABLED")?.or(file.rewind_enabled).unwrap_or(true),
+        max_page_size: positive("history.max_page_size", env("HISTORY_MAX_PAGE_SIZE")?.or(file.max_page_size))?
+            .unwrap_or(100),
+        data_dir,
+        store: storage::StoreConfig { fsync, retention, ..storage::StoreConfig::default() },
+    })
 }
 
 /// A setting that must not be 0 when given.
@@ -438,6 +519,8 @@ mod tests {
     fn defaults_give_the_dev_app() {
         let c = load_str("").unwrap();
         assert_eq!((c.port, c.metrics_port, c.apps.len()), (6001, 9601, 1));
+        assert_eq!(c.history.store.fsync, storage::Fsync::Interval(Duration::from_millis(10)));
+        assert!(c.history.enabled);
         assert_eq!((c.apps[0].id.as_str(), c.apps[0].key.as_str()), ("app-id", "app-key"));
         assert_eq!(c.max_message_bytes, 64 * 1024);
     }
@@ -453,6 +536,10 @@ mod tests {
         assert!(e.key.contains("allowed_origins"), "{e}");
         let e = load_str("[[apps]]\nid = \"a\"\nkey = \"\"\nsecret = \"s\"").unwrap_err();
         assert!(e.key.contains("key"), "{e}");
+        let e = load_str("[storage]\nfsync = \"sometimes\"").unwrap_err();
+        assert!(e.key == "storage.fsync" && e.problem.contains("sometimes"), "{e}");
+        let e = load_str("[history]\nmax_page_size = 0").unwrap_err();
+        assert_eq!(e.key, "history.max_page_size");
     }
 
     #[test]

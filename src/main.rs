@@ -26,12 +26,22 @@ fn main() {
         Err(e) => exit_with(&e),
     };
     let runtime = shards::RuntimeConfig { shards: config.shards, ..shards::RuntimeConfig::default() };
-    let ctx = Context::new(config);
+    let ctx = match Context::new(config) {
+        Ok(c) => c,
+        Err(e) => exit_with(&e),
+    };
     watch_signals(ctx.clone());
     let shard_ctx = ctx.clone();
     if let Err(e) = shards::run(&runtime, move |mesh| shard::run(shard_ctx, mesh)) {
         eprintln!("sockudo: {e}");
         std::process::exit(1);
+    }
+    // Every shard has stopped: whatever the fsync policy, what was written reaches the disk
+    // before the process exits.
+    for store in ctx.stores.iter().flat_map(|s| s.by_shard.iter()) {
+        if let Err(e) = futures_lite::future::block_on(store.sync()) {
+            log::error!("final sync of {} failed: {e}", store.path().display());
+        }
     }
     if ctx.failed.load(Ordering::Relaxed) {
         std::process::exit(1);

@@ -25,12 +25,14 @@ fn free_port() -> u16 {
 struct Server {
     child: Child,
     port: u16,
+    data_dir: PathBuf,
 }
 
 impl Drop for Server {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        let _ = std::fs::remove_dir_all(&self.data_dir);
     }
 }
 
@@ -40,7 +42,10 @@ fn start_server() -> Option<Server> {
         return None;
     };
     let (port, metrics) = (free_port(), free_port());
+    let data_dir = std::env::temp_dir().join(format!("sockudo-smoke-{}-{port}", std::process::id()));
     let child = Command::new(bin)
+        .arg("--data-dir")
+        .arg(&data_dir)
         .args([
             "--host",
             "127.0.0.1",
@@ -63,7 +68,7 @@ fn start_server() -> Option<Server> {
         );
         std::thread::sleep(Duration::from_millis(50));
     }
-    Some(Server { child, port })
+    Some(Server { child, port, data_dir })
 }
 
 fn loadtest(server: &Server, args: &[&str]) -> (i32, String) {

@@ -6,6 +6,7 @@ use super::response::{ApiError, Response};
 use super::rest_auth;
 use crate::apps::{App, AppIdx};
 use crate::protocol::channel::{self, Kind};
+use crate::protocol::history::{page_json, HistoryParams};
 use crate::protocol::outbound::{self, push_json_str, Data};
 use crate::config::Idempotency;
 use crate::protocol::ProtocolError;
@@ -19,6 +20,7 @@ use sonic_rs::{JsonContainerTrait, JsonType, JsonValueTrait, LazyValue};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
+use storage::{Direction, HistoryQuery, StorageError};
 
 pub async fn handle(shard: &Rc<Shard>, req: Request) -> Response {
     let path = req.path.clone();
@@ -36,6 +38,7 @@ pub async fn handle(shard: &Rc<Shard>, req: Request) -> Response {
                 ("GET", ["channels"]) => Route::Channels,
                 ("GET", ["channels", name]) => Route::Channel(path_decode(name)),
                 ("GET", ["channels", name, "users"]) => Route::Users(path_decode(name)),
+                ("GET", ["channels", name, "history"]) => Route::History(path_decode(name)),
                 ("POST", ["users", user, "terminate_connections"]) => {
                     Route::CloseUser(path_decode(user), ProtocolError::terminated_by_app())
                 }
@@ -68,6 +71,7 @@ enum Route {
     Channels,
     Channel(String),
     Users(String),
+    History(String),
     CloseUser(String, ProtocolError),
 }
 
@@ -87,10 +91,10 @@ async fn api(shard: &Rc<Shard>, req: &Request, app_id: &str, route: Route) -> Re
                 Claimed::Repeat(stored) => return Ok(stored),
             };
             let event = EventRequest::parse(app, &body)?;
-            let published = publish(shard, app_idx, &event).await;
+            let published = publish(shard, app_idx, &event).await?;
             let response = Response::json(200, publish_response(event.info, &published));
             if let Some(h) = held {
-                h.keep(&response.body);
+                h.keep(&response.body).await;
             }
             Ok(response)
         }
@@ -98,6 +102,7 @@ async fn api(shard: &Rc<Shard>, req: &Request, app_id: &str, route: Route) -> Re
         Route::Channels => channels(shard, app_idx, param("filter_by_prefix").unwrap_or(""), param("info")).await,
         Route::Channel(name) => channel_info(shard, app_idx, &name, param("info")).await,
         Route::Users(name) => users(shard, app_idx, &name).await,
+        Route::History(name) => history(shard, app_idx, &name, &query).await,
         Route::CloseUser(user, err) => {
             let user_ids = Arc::new(vec![user]);
             for s in 0..shard.shards {
@@ -300,8 +305,9 @@ impl EventRequest {
 }
 
 /// Publishes to every channel of the event, each through its owner, and returns the
-/// occupancy each owner reported (user channels report none).
-async fn publish(shard: &Rc<Shard>, app: AppIdx, ev: &EventRequest) -> Vec<(String, Occupancy)> {
+/// occupancy each owner reported (user channels report none). Fails if any owner could not
+/// store its message (the others were delivered).
+async fn publish(shard: &Rc<Shard>, app: AppIdx, ev: &EventRequest) -> Result<Vec<(String, Occupancy)>, ApiError> {
     let event = Arc::new(ChannelEvent {
         name: ev.name.clone(),
         data: EventData::Str(ev.data.clone()),
@@ -328,8 +334,9 @@ async fn publish(shard: &Rc<Shard>, app: AppIdx, ev: &EventRequest) -> Vec<(Stri
             continue;
         }
         let (reply_to, done) = expect_reply(shard, |_, r| match r {
-            Reply::Published(o) => o,
-            _ => Occupancy::default(),
+            Reply::Published(o) => Ok(o),
+            Reply::Failed(why) => Err(ApiError::storage(why)),
+            _ => Err(ApiError::internal()),
         });
         let owner = shard.channel_owner(app, name);
         shard.mesh.send(
@@ -346,10 +353,43 @@ async fn publish(shard: &Rc<Shard>, app: AppIdx, ev: &EventRequest) -> Vec<(Stri
         waits.push((name, done));
     }
     let mut out = Vec::new();
+    let mut failure = None;
     for (name, done) in waits {
-        out.push((name.clone(), done.await));
+        match done.await {
+            Ok(o) => out.push((name.clone(), o)),
+            Err(e) => failure = Some(e),
+        }
     }
-    out
+    failure.map_or(Ok(out), Err)
+}
+
+/// `GET /apps/{id}/channels/{channel}/history` (spec 02 §5.1), read straight from the store
+/// of the channel's owner.
+async fn history(shard: &Rc<Shard>, app_idx: AppIdx, channel: &str, query: &[(String, String)]) -> Result<Response, ApiError> {
+    let app = shard.ctx.apps.get(app_idx);
+    let Some(store) = shard.owner_store(app_idx, channel) else {
+        return Err(ApiError::feature_disabled("Durable history is not enabled on this server"));
+    };
+    channel::validate(channel, app.limits.max_channel_name_length, &app.namespaces)
+        .map_err(|e| ApiError::invalid_input(e.message))?;
+    let params = HistoryParams::from_query(query).map_err(ApiError::invalid_input)?;
+    let max = shard.ctx.config.history.max_page_size;
+    let limit = params.limit.unwrap_or(max).min(max);
+    let direction = params.direction.unwrap_or(Direction::NewestFirst);
+    let q = HistoryQuery {
+        app: app.id.clone(),
+        channel: channel.to_owned(),
+        limit,
+        direction,
+        bounds: params.bounds,
+        cursor: params.cursor,
+    };
+    // Crosses to the owner shard's store thread; no executor is involved in the read.
+    let page = store.read_history(q).await.map_err(|e| match e {
+        StorageError::Cursor(c) => ApiError::invalid_input(c.to_string()),
+        other => ApiError::storage(other.to_string()),
+    })?;
+    Ok(Response::json(200, page_json(&page, direction, limit, &params.bounds, None)))
 }
 
 impl Info {
@@ -404,9 +444,9 @@ async fn batch(shard: &Rc<Shard>, app_idx: AppIdx, req: &Request) -> Result<Resp
             },
             None => None,
         };
-        let published = publish(shard, app_idx, ev).await;
+        let published = publish(shard, app_idx, ev).await?;
         if let Some(h) = item {
-            h.keep(&publish_response(ev.info, &published));
+            h.keep(&publish_response(ev.info, &published)).await;
         }
         // Each entry describes the item's first channel.
         entries.push(match (ev.info, published.first()) {
@@ -420,7 +460,7 @@ async fn batch(shard: &Rc<Shard>, app_idx: AppIdx, req: &Request) -> Result<Resp
         Response::json(200, "{}")
     };
     if let Some(h) = held {
-        h.keep(&response.body);
+        h.keep(&response.body).await;
     }
     Ok(response)
 }

@@ -109,6 +109,14 @@ impl ApiError {
             ..Self::new(503, "backpressure", "A request with this idempotency key is still in progress; retry later")
         }
     }
+    /// The feature is switched off for this app or channel (spec 02 §5.1).
+    pub fn feature_disabled(m: impl Into<String>) -> ApiError {
+        Self::new(422, "feature_disabled", m)
+    }
+    /// The store could not take or serve the request; nothing was delivered, a retry is safe.
+    pub fn storage(m: impl Into<String>) -> ApiError {
+        ApiError { retry_after: Some(1), ..Self::new(503, "storage_unavailable", m) }
+    }
     pub fn internal() -> ApiError {
         Self::new(500, "internal_error", "Internal server error")
     }

@@ -80,6 +80,14 @@ impl ProtocolError {
     pub fn client_event(why: impl fmt::Display) -> Self {
         Self::new(4301, format!("Client event error: {why}"), false)
     }
+    /// 4300: a history feature (rewind, `channel_history`) that cannot be used here.
+    pub fn history(why: impl fmt::Display) -> Self {
+        Self::new(4300, format!("History error: {why}"), false)
+    }
+    /// 4301: a history request this socket may not make now.
+    pub fn history_request(why: impl fmt::Display) -> Self {
+        Self::new(4301, format!("History request error: {why}"), false)
+    }
     pub fn recovery_disabled() -> Self {
         Self::new(4301, "Connection recovery is not enabled", false)
     }

@@ -25,6 +25,7 @@ pub enum Command<'a> {
     Unsubscribe,
     Signin,
     Resume,
+    ChannelHistory,
     ClientEvent(&'a str),
     /// Any other name: ignored without an error.
     Other,
@@ -57,6 +58,7 @@ impl<'a> ClientFrame<'a> {
             Some("unsubscribe") => Command::Unsubscribe,
             Some("signin") => Command::Signin,
             Some("resume") => Command::Resume,
+            Some("channel_history") => Command::ChannelHistory,
             _ => Command::Other,
         }
     }
@@ -108,6 +110,7 @@ struct RawSubscribe {
     channel: Option<String>,
     auth: Option<String>,
     channel_data: Option<StrOrJson>,
+    rewind: Option<sonic_rs::Value>,
 }
 
 /// `pusher:subscribe` data.
@@ -116,13 +119,18 @@ pub struct Subscribe {
     pub channel: String,
     pub auth: Option<String>,
     pub channel_data: Option<String>,
+    pub rewind: Option<super::history::Rewind>,
 }
 
 impl Subscribe {
     pub fn parse(frame: &ClientFrame<'_>) -> Result<Subscribe, ProtocolError> {
         let raw: RawSubscribe = data_object(frame.data.as_ref())?;
         let channel = raw.channel.ok_or_else(|| ProtocolError::invalid_format("Missing channel field"))?;
-        Ok(Subscribe { channel, auth: raw.auth, channel_data: raw.channel_data.map(StrOrJson::into_string) })
+        let rewind = match raw.rewind.filter(|v| !v.is_null()) {
+            Some(v) => Some(super::history::Rewind::parse(&v).map_err(ProtocolError::invalid_format)?),
+            None => None,
+        };
+        Ok(Subscribe { channel, auth: raw.auth, channel_data: raw.channel_data.map(StrOrJson::into_string), rewind })
     }
 }
 
@@ -244,6 +252,26 @@ pub struct Resume {
 /// (spec 02 §2.4).
 fn serial_of(v: &sonic_rs::Value) -> Option<u64> {
     v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+}
+
+/// `sockudo:channel_history` (spec 02 §5.3): the channel and the page wanted.
+pub struct HistoryRequest {
+    pub channel: String,
+    pub params: super::history::HistoryParams,
+}
+
+impl HistoryRequest {
+    pub fn parse(frame: &ClientFrame<'_>) -> Result<HistoryRequest, ProtocolError> {
+        let data: sonic_rs::Value = data_object(frame.data.as_ref())?;
+        let channel = data
+            .get("channel")
+            .and_then(|c| c.as_str())
+            .or(frame.channel.as_deref())
+            .ok_or_else(|| ProtocolError::invalid_format("Missing channel field"))?
+            .to_owned();
+        let params = super::history::HistoryParams::from_ws(&data).map_err(ProtocolError::invalid_format)?;
+        Ok(HistoryRequest { channel, params })
+    }
 }
 
 impl Resume {

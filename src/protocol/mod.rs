@@ -3,6 +3,7 @@
 
 pub mod channel;
 pub mod error;
+pub mod history;
 pub mod inbound;
 pub mod outbound;
 

@@ -265,6 +265,26 @@ pub fn resume_success<F: serde::Serialize>(recovered: &[Recovered<'_>], failed: 
     event("sockudo:resume_success", None, Data::Str(&data), None)
 }
 
+/// `sockudo:rewind_complete` (spec 02 §4.2 step 5; data-object).
+#[derive(serde::Serialize)]
+pub struct RewindComplete {
+    pub historical_count: usize,
+    pub live_count: usize,
+    pub complete: bool,
+    pub truncated_by_retention: bool,
+    pub truncated_by_limit: bool,
+}
+
+pub fn rewind_complete(channel: &str, summary: &RewindComplete) -> Vec<u8> {
+    let data = sonic_rs::to_string(summary).expect("plain struct");
+    event("sockudo:rewind_complete", Some(channel), Data::Raw(&data), None)
+}
+
+/// The answer to `sockudo:channel_history` (spec 02 §5.3; data-object).
+pub fn channel_history(channel: &str, page_json: &str) -> Vec<u8> {
+    event("sockudo:channel_history", Some(channel), Data::Raw(page_json), None)
+}
+
 pub fn cache_miss(d: Dialect, channel: &str) -> Vec<u8> {
     event(&system(d, false, "cache_miss"), Some(channel), Data::Str("{}"), None)
 }

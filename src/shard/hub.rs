@@ -5,7 +5,7 @@ use crate::apps::AppIdx;
 use crate::protocol::outbound::Dialect;
 use crate::socket_id::SocketId;
 use crate::shard::msg::Broadcast;
-use crate::ws::conn::{Conn, Outbox, Pushed};
+use crate::ws::conn::{Conn, Frame, Outbox, Pushed};
 use ahash::{AHashMap, RandomState};
 use indexmap::IndexSet;
 use slab::Slab;
@@ -40,6 +40,9 @@ pub struct Socket {
     pub client_event_window: (Instant, u64),
     /// The socket is being closed: it accepts no more frames and is no longer indexed.
     pub closing: bool,
+    /// How many of its subscriptions hold a continuity gate: only then does a delivery look
+    /// the subscription up.
+    pub gates: u32,
 }
 
 /// One of a socket's channels.
@@ -49,6 +52,18 @@ pub struct Subscription {
     pub member: Option<Arc<str>>,
     /// The stream head when it was registered (spec 02 §4.4): later serials arrive live.
     pub attach_serial: u64,
+    /// Live frames held back while recovery or rewind sends older ones (spec 02 §3.4 step 1,
+    /// §4.2): opened when a V2 socket subscribes, released once the input that arrived with
+    /// the subscribe has been handled. `None` once released.
+    pub gate: Option<Vec<(Option<u64>, Frame)>>,
+    /// The newest serial already sent by a replay or rewind: gated frames up to it are dropped.
+    pub replayed_upto: u64,
+}
+
+impl Subscription {
+    pub fn new(member: Option<Arc<str>>, attach_serial: u64, gated: bool) -> Subscription {
+        Subscription { member, attach_serial, gate: gated.then(Vec::new), replayed_upto: 0 }
+    }
 }
 
 impl Socket {
@@ -69,6 +84,7 @@ impl Socket {
             authenticated: false,
             client_event_window: (now, 0),
             closing: false,
+            gates: 0,
         }
     }
 }
@@ -134,6 +150,15 @@ impl Hub {
                 continue;
             }
             let frame = &frames[(s.dialect == Dialect::V2) as usize];
+            if s.gates > 0 {
+                if let Some(gate) = s.channels.get_mut(channel).and_then(|sub| sub.gate.as_mut()) {
+                    gate.push((message.serial, frame.clone()));
+                    if gate.len() > bound.frames {
+                        full.push(key);
+                    }
+                    continue;
+                }
+            }
             match s.out.push(frame.clone(), bound.frames, bound.bytes) {
                 Pushed::NeedsFlush => listed.push(key),
                 Pushed::Queued => {}
@@ -141,6 +166,39 @@ impl Hub {
             }
         }
         full
+    }
+
+    /// Opens the socket's gates (all, or only `channel`'s) onto its queue, in arrival order
+    /// (which is serial order), minus what a replay already sent. Returns how many frames
+    /// went through and whether the queue overflowed.
+    pub fn release_gates(
+        &mut self,
+        key: SocketKey,
+        channel: Option<&str>,
+        bound: QueueBound,
+        listed: &mut Vec<SocketKey>,
+    ) -> (usize, bool) {
+        let (mut passed, mut full) = (0, false);
+        let Some(s) = self.sockets.get_mut(key).filter(|s| s.gates > 0) else { return (passed, full) };
+        for (name, sub) in s.channels.iter_mut() {
+            if channel.is_some_and(|c| c != &**name) {
+                continue;
+            }
+            let Some(frames) = sub.gate.take() else { continue };
+            s.gates -= 1;
+            for (serial, frame) in frames {
+                if serial.is_some_and(|n| n <= sub.replayed_upto) {
+                    continue;
+                }
+                passed += 1;
+                match s.out.push(frame, bound.frames, bound.bytes) {
+                    Pushed::NeedsFlush => listed.push(key),
+                    Pushed::Queued => {}
+                    Pushed::Full => full = true,
+                }
+            }
+        }
+        (passed, full)
     }
 
     pub fn add_subscriber(&mut self, app: AppIdx, channel: &Arc<str>, key: SocketKey) {

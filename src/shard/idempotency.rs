@@ -4,6 +4,11 @@
 //! test-and-set on that shard's table: no lock, no shared map. The HTTP side claims a key
 //! before publishing and settles it afterwards with the response body (stored for the window)
 //! or, if the request failed, releases it so the corrected retry goes through.
+//!
+//! With durable history the owner also keeps stored responses in its store, so a retry after a
+//! restart (clean or `kill -9`) is still answered from the first response: a claim that misses
+//! in memory looks in the store before it is granted, and a kept response is written before
+//! the publish is answered.
 
 use super::call::expect_reply;
 use super::msg::{Msg, Reply};
@@ -16,9 +21,10 @@ use std::time::{Duration, Instant};
 
 /// Single publishes and batch items share one key space; a batch's header key has its own.
 #[derive(Clone, Copy, PartialEq, Eq, Hash, Debug)]
+#[repr(u8)]
 pub enum Space {
-    Event,
-    Batch,
+    Event = 0,
+    Batch = 1,
 }
 
 /// The owner's answer to a claim.
@@ -36,7 +42,8 @@ pub enum IdemMsg {
     /// To the key's owner: take the key if free. Answered with `Reply::Claim`.
     Claim { reply_to: super::call::ReplyTo, app: AppIdx, space: Space, key: Arc<str>, ttl: Duration },
     /// To the key's owner: the publish finished; keep its response (`Some`) or free the key.
-    Settle { app: AppIdx, space: Space, key: Arc<str>, body: Option<Arc<str>>, ttl: Duration },
+    /// A kept response is answered with `Reply::Kept` once stored.
+    Settle { reply_to: Option<super::call::ReplyTo>, app: AppIdx, space: Space, key: Arc<str>, body: Option<Arc<str>>, ttl: Duration },
 }
 
 enum Entry {
@@ -88,15 +95,59 @@ impl Shard {
         shards::owner_of(shards::stable_hash(&[&app.to_le_bytes(), tag, key.as_bytes()]), self.shards)
     }
 
-    pub(super) fn on_idempotency(&self, m: IdemMsg) {
+    pub(super) fn on_idempotency(self: &Rc<Self>, m: IdemMsg) {
         let now = Instant::now();
         match m {
             IdemMsg::Claim { reply_to, app, space, key, ttl } => {
-                let claim = self.idempotency.borrow_mut().claim((app, space, key), ttl, now);
-                super::call::answer(self, reply_to, Reply::Claim(claim));
+                let claim = self.idempotency.borrow_mut().claim((app, space, key.clone()), ttl, now);
+                match (claim, self.store()) {
+                    (Claim::Claimed, Some(store)) => {
+                        // Held in memory meanwhile, so a concurrent claim waits as for any
+                        // key in flight. The store thread answers; this shard resumes.
+                        let lookup = store.get_idempotency(&self.ctx.apps.get(app).id, space as u8, key.as_bytes());
+                        let shard = self.clone();
+                        glommio::spawn_local(async move {
+                            let claim = match lookup.await {
+                                Ok(Some(body)) => {
+                                    let body: Arc<str> = String::from_utf8_lossy(&body).into();
+                                    shard.idempotency.borrow_mut().settle((app, space, key), Some(body.clone()), ttl, Instant::now());
+                                    Claim::Stored(body)
+                                }
+                                Ok(None) => Claim::Claimed,
+                                Err(e) => {
+                                    log::warn!("shard {}: idempotency lookup failed, key granted: {e}", shard.id);
+                                    Claim::Claimed
+                                }
+                            };
+                            super::call::answer(&shard, reply_to, Reply::Claim(claim));
+                        })
+                        .detach();
+                    }
+                    (claim, _) => super::call::answer(self, reply_to, Reply::Claim(claim)),
+                }
             }
-            IdemMsg::Settle { app, space, key, body, ttl } => {
-                self.idempotency.borrow_mut().settle((app, space, key), body, ttl, now)
+            IdemMsg::Settle { reply_to, app, space, key, body, ttl } => {
+                let stored = match (&body, self.store()) {
+                    (Some(b), Some(store)) => {
+                        let expires = super::durable::unix_ms() + ttl.as_millis() as u64;
+                        let app_id = &self.ctx.apps.get(app).id;
+                        Some(store.put_idempotency(app_id, space as u8, key.as_bytes(), b.as_bytes().to_vec(), expires))
+                    }
+                    _ => None,
+                };
+                self.idempotency.borrow_mut().settle((app, space, key), body, ttl, now);
+                let Some(to) = reply_to else { return };
+                let shard = self.clone();
+                glommio::spawn_local(async move {
+                    if let Some(Err(e)) = match stored {
+                        Some(put) => Some(put.await),
+                        None => None,
+                    } {
+                        log::warn!("shard {}: idempotency record not stored: {e}", shard.id);
+                    }
+                    super::call::answer(&shard, to, Reply::Kept);
+                })
+                .detach();
             }
         }
     }
@@ -114,15 +165,18 @@ pub struct Held {
 }
 
 impl Held {
-    /// Stores the successful response for the rest of the window.
-    pub fn keep(mut self, body: &[u8]) {
+    /// Stores the successful response for the rest of the window; completes once it is
+    /// stored, so the publish is not answered before a retry would find it.
+    pub async fn keep(mut self, body: &[u8]) {
         self.settled = true;
-        self.send(Some(String::from_utf8_lossy(body).into()));
+        let (reply_to, kept) = expect_reply(&self.shard, |_, _| ());
+        self.send(Some(reply_to), Some(String::from_utf8_lossy(body).into()));
+        kept.await
     }
 
-    fn send(&self, body: Option<Arc<str>>) {
+    fn send(&self, reply_to: Option<super::call::ReplyTo>, body: Option<Arc<str>>) {
         let owner = self.shard.idempotency_owner(self.app, self.space, &self.key);
-        let settle = IdemMsg::Settle { app: self.app, space: self.space, key: self.key.clone(), body, ttl: self.ttl };
+        let settle = IdemMsg::Settle { reply_to, app: self.app, space: self.space, key: self.key.clone(), body, ttl: self.ttl };
         self.shard.mesh.send(owner, Msg::Idempotency(settle));
     }
 }
@@ -130,7 +184,7 @@ impl Held {
 impl Drop for Held {
     fn drop(&mut self) {
         if !self.settled {
-            self.send(None);
+            self.send(None, None);
         }
     }
 }

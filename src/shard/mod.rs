@@ -3,6 +3,7 @@
 //! lives on one core; other shards are reached only through `self.mesh.send(..)`.
 
 pub mod call;
+pub mod durable;
 pub mod hub;
 pub mod idempotency;
 pub mod msg;
@@ -51,20 +52,26 @@ pub struct Context {
     pub stopping: AtomicBool,
     /// A shard could not start (e.g. the port is taken): the process exits non-zero.
     pub failed: AtomicBool,
+    /// Every shard's store (durable history), when history is enabled. A shard appends only to
+    /// its own; history reads go straight to the owner's store thread from any shard.
+    pub stores: Option<durable::Stores>,
 }
 
 impl Context {
-    pub fn new(config: Config) -> Arc<Context> {
+    /// Resolves the apps and opens the stores (which may first migrate streams between them).
+    pub fn new(config: Config) -> Result<Arc<Context>, String> {
         let apps = Registry::new(config.apps.clone());
         let app_connections = (0..apps.len()).map(|_| AtomicU64::new(0)).collect();
-        Arc::new(Context {
+        let stores = durable::Stores::open(&config, &apps)?;
+        Ok(Arc::new(Context {
+            stores,
             config,
             apps,
             connections: AtomicUsize::new(0),
             app_connections,
             stopping: AtomicBool::new(false),
             failed: AtomicBool::new(false),
-        })
+        }))
     }
 
     /// Records a fatal start-up failure and stops every shard.
@@ -83,6 +90,7 @@ pub struct Shard {
     owned: RefCell<Owned>,
     watch: RefCell<Watch>,
     idempotency: RefCell<idempotency::Table>,
+    pipeline: durable::Pipeline,
     pub(crate) calls: RefCell<Slab<Continuation>>,
     /// The read buffer every socket of this shard reads into.
     pub scratch: RefCell<Vec<u8>>,
@@ -93,6 +101,11 @@ pub struct Shard {
     flush_holds: Cell<u32>,
     /// Set when the shard starts its graceful stop.
     pub draining: Cell<bool>,
+}
+
+/// The owner of a channel among `shards`; also decides which store holds its history.
+pub fn owner_of_channel(app: AppIdx, channel: &str, shards: usize) -> usize {
+    shards::owner_of(shards::stable_hash(&[&app.to_le_bytes(), channel.as_bytes()]), shards)
 }
 
 /// Runs one shard until the process stops.
@@ -107,6 +120,7 @@ pub async fn run(ctx: Arc<Context>, mesh: Mesh<Msg>) {
         owned: RefCell::new(Owned::new(apps)),
         watch: RefCell::new(Watch::new(apps)),
         idempotency: RefCell::new(idempotency::Table::default()),
+        pipeline: durable::Pipeline::default(),
         calls: RefCell::new(Slab::new()),
         scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
         dirty: RefCell::new(Vec::new()),
@@ -114,8 +128,14 @@ pub async fn run(ctx: Arc<Context>, mesh: Mesh<Msg>) {
         flush_holds: Cell::new(0),
         draining: Cell::new(false),
     });
+    if let Err(e) = shard.load_streams().await {
+        log::error!("shard {}: cannot load channel streams from its store: {e}", shard.id);
+        shard.ctx.fail();
+    }
     let handler = shard.clone();
     shard.mesh.serve(Rc::new(move |m| handler.handle(m)));
+    glommio::spawn_local(shard.clone().committer()).detach();
+    glommio::spawn_local(shard.clone().acker()).detach();
     glommio::spawn_local(shard.clone().flusher()).detach();
     glommio::spawn_local(shard.clone().sweeper()).detach();
     crate::http::server::accept_loop(shard.clone()).await;
@@ -125,7 +145,7 @@ pub async fn run(ctx: Arc<Context>, mesh: Mesh<Msg>) {
 impl Shard {
     /// The shard that owns `channel` of `app`.
     pub fn channel_owner(&self, app: AppIdx, channel: &str) -> usize {
-        shards::owner_of(shards::stable_hash(&[&app.to_le_bytes(), channel.as_bytes()]), self.shards)
+        owner_of_channel(app, channel, self.shards)
     }
 
     /// Handles one message from the mesh (or from this shard to itself).
@@ -273,6 +293,27 @@ impl Shard {
         for key in overflowed {
             self.overflow(key);
         }
+    }
+
+    /// Lets through the live frames a socket's continuity gates held back (all its gates, or
+    /// one channel's). Returns how many went out.
+    pub fn release_gates(self: &Rc<Self>, key: SocketKey, channel: Option<&str>) -> usize {
+        let (passed, full) = {
+            let mut hub = self.hub.borrow_mut();
+            let mut dirty = self.dirty.borrow_mut();
+            let was_empty = dirty.is_empty();
+            let r = hub.release_gates(key, channel, self.queue_bound(), &mut dirty);
+            if was_empty && !dirty.is_empty() {
+                if let Some(w) = self.flusher.take() {
+                    w.wake();
+                }
+            }
+            r
+        };
+        if full {
+            self.overflow(key);
+        }
+        passed
     }
 
     fn queue_bound(&self) -> QueueBound {

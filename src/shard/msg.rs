@@ -22,6 +22,8 @@ pub type Payload = Arc<Vec<u8>>;
 pub struct Broadcast {
     pub v1: Payload,
     pub v2: Payload,
+    /// Its place in the channel's stream; `None` for ephemeral messages and member events.
+    pub serial: Option<u64>,
 }
 
 impl Broadcast {
@@ -139,13 +141,21 @@ pub enum Reply {
     /// Which of the asked users are online.
     Online(Vec<String>),
     Claim(super::idempotency::Claim),
-    Replay(Result<Replayed, ResumeFailure>),
+    /// An idempotency response is stored.
+    Kept,
+    Replay(Recovery),
+    /// The request was valid but the server could not carry it out (the store failed).
+    Failed(String),
 }
 
-/// Messages to replay for one channel, oldest first.
-pub struct Replayed {
-    pub stream_id: Arc<str>,
-    pub messages: Vec<super::stream::Kept>,
+/// The owner's answer to a recovery position.
+pub enum Recovery {
+    /// The hot buffer holds every message after the position: these, oldest first.
+    Hot { stream_id: Arc<str>, messages: Vec<super::stream::Kept> },
+    /// Only durable history still holds them: read serials `after + 1 ..= head` of `stream_id`
+    /// from the owner's store (spec 02 §3.4 cold tier).
+    Cold { stream_id: Arc<str>, after: u64, head: u64 },
+    Failed(ResumeFailure),
 }
 
 /// Why one channel could not be recovered (spec 02 §3.5 `code` and `reason`).

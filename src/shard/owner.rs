@@ -3,7 +3,8 @@
 //! Only the owner changes this state; other shards ask through the mesh.
 
 use super::call::{answer, ReplyTo};
-use super::msg::{Broadcast, ChannelEvent, EventData, Msg, Occupancy, Replayed, Reply, ResumeFailure};
+use super::durable::{failure_text, unix_ms, Append, Commit};
+use super::msg::{Broadcast, ChannelEvent, EventData, Msg, Occupancy, Recovery, Reply, ResumeFailure};
 use super::stream::{Kept, ReplayGap, Stream};
 use super::Shard;
 use crate::apps::AppIdx;
@@ -71,6 +72,10 @@ impl Owned {
     fn stream(&mut self, app: AppIdx, channel: &Arc<str>) -> &mut Stream {
         self.streams[app as usize].entry(channel.clone()).or_insert_with(Stream::new)
     }
+
+    pub(super) fn insert_stream(&mut self, app: AppIdx, channel: Arc<str>, stream: Stream) {
+        self.streams[app as usize].insert(channel, stream);
+    }
 }
 
 /// A presence member event in both dialects.
@@ -79,7 +84,7 @@ fn member_event(channel: &str, user_id: &str, added: Option<&str>) -> Broadcast 
         Some(info) => outbound::member_added(d, channel, user_id, info),
         None => outbound::member_removed(d, channel, user_id),
     };
-    Broadcast { v1: Arc::new(make(Dialect::V1)), v2: Arc::new(make(Dialect::V2)) }
+    Broadcast { v1: Arc::new(make(Dialect::V1)), v2: Arc::new(make(Dialect::V2)), serial: None }
 }
 
 fn is_presence(name: &str) -> bool {
@@ -176,8 +181,10 @@ impl Shard {
         }
     }
 
-    /// Gives the event its place in the channel's stream (unless ephemeral), builds both wire
-    /// shapes once, keeps the V2 frame for recovery and fans it out.
+    /// Gives the event its place in the channel's stream (unless ephemeral) and builds both
+    /// wire shapes once. With durable history the V2 frame is appended to the store and the
+    /// message waits in the commit pipeline until the append is written; without, it is
+    /// delivered at once.
     pub(super) fn on_publish(
         &self,
         reply_to: Option<ReplyTo>,
@@ -187,12 +194,12 @@ impl Shard {
         exclude: Option<SocketId>,
         from_http: bool,
     ) {
-        let ty = channel::channel_type(&channel);
         let now = Instant::now();
-        let mut owned = self.owned.borrow_mut();
-        let message = {
+        let commit = {
+            let mut owned = self.owned.borrow_mut();
             let stream = owned.stream(app, &channel);
-            let serial = (!event.ephemeral).then(|| stream.next_serial());
+            let place = (!event.ephemeral).then(|| stream.next_serial());
+            let serial = place.map(|(s, _)| s);
             let message_id = event.message_id.clone().unwrap_or_else(outbound::uuid_v4);
             let data = match &event.data {
                 EventData::Str(s) => Data::Str(s),
@@ -201,12 +208,52 @@ impl Shard {
             let user_id = event.user_id.as_deref();
             let pos = Position { message_id: &message_id, stream_id: &stream.id, serial };
             let v2 = Arc::new(outbound::v2_event(&event.name, &channel, data, user_id, pos, event.extras.as_deref()));
-            if let Some(serial) = serial {
-                let kept = Kept { serial, at: now, message_id: message_id.as_str().into(), frame: v2.clone() };
-                stream.remember(kept, self.ctx.config.replay_window);
-            }
-            Broadcast { v1: Arc::new(outbound::event(&event.name, Some(&channel), data, user_id)), v2 }
+            let append = match (self.store(), place) {
+                (Some(store), Some((serial, epoch))) => {
+                    let record = storage::HistoryRecord {
+                        published_at_ms: unix_ms(),
+                        message_id: message_id.clone(),
+                        event_name: event.name.clone(),
+                        payload: v2.to_vec(),
+                    };
+                    let app_id = &self.ctx.apps.get(app).id;
+                    // Crosses to this shard's store thread; the answer comes back as a wake.
+                    let ticket = store.append(app_id, &channel, &stream.id, serial, record);
+                    Some(Append { serial, epoch, written: Some(ticket.written), durable: Some(ticket.durable) })
+                }
+                _ => None,
+            };
+            let kept = serial.map(|serial| Kept { serial, at: now, message_id: message_id.as_str().into(), frame: v2.clone() });
+            let v1 = Arc::new(outbound::event(&event.name, Some(&channel), data, user_id));
+            Commit { app, channel, append, message: Broadcast { v1, v2, serial }, kept, exclude, from_http, reply_to }
         };
+        if commit.append.is_none() && self.pipeline.is_idle() {
+            self.release(commit, Ok(()));
+        } else {
+            self.pipeline.push(commit);
+        }
+    }
+
+    /// Delivers a message whose append was written (or that needs none): it becomes the stream
+    /// head, joins the replay buffer, updates a cache channel and fans out. A failed append
+    /// is not delivered and gives its serial back.
+    pub(super) fn release(&self, c: Commit, written: Result<(), storage::StorageError>) {
+        let Commit { app, channel, append, message, kept, exclude, from_http, reply_to } = c;
+        let mut owned = self.owned.borrow_mut();
+        if let Err(e) = written {
+            if let Some(a) = &append {
+                owned.stream(app, &channel).take_back(a.serial, a.epoch);
+            }
+            log::error!("shard {}: publish to {channel} failed: {e}", self.id);
+            if let Some(to) = reply_to {
+                answer(self, to, Reply::Failed(failure_text(&e)));
+            }
+            return;
+        }
+        if let Some(kept) = kept {
+            owned.stream(app, &channel).remember(kept, self.ctx.config.replay_window);
+        }
+        let ty = channel::channel_type(&channel);
         let map = &mut owned.channels[app as usize];
         let occupancy = if ty.cache && from_http {
             let shards = self.shards;
@@ -214,7 +261,7 @@ impl Shard {
                 per_shard: vec![0; shards],
                 ..OwnedChannel::default()
             });
-            ch.cache = Some((message.clone(), now + CACHE_TTL));
+            ch.cache = Some((message.clone(), Instant::now() + CACHE_TTL));
             self.fan_out(ch, app, &channel, &message, exclude);
             ch.occupancy(ty.kind == Kind::Presence)
         } else if let Some(ch) = map.get(&channel) {
@@ -223,15 +270,19 @@ impl Shard {
         } else {
             Occupancy { subscription_count: 0, user_count: (ty.kind == Kind::Presence).then_some(0) }
         };
-        if let Some(to) = reply_to {
-            answer(self, to, Reply::Published(occupancy));
+        let Some(to) = reply_to else { return };
+        match append.and_then(|a| a.durable) {
+            Some(durable) => self.pipeline.push_ack(durable, to, occupancy),
+            None => answer(self, to, Reply::Published(occupancy)),
         }
     }
 
-    /// Answers a recovery position from the hot replay buffer. There is no durable tier yet,
-    /// so a position the buffer cannot serve fails explicitly.
+    /// Answers a recovery position (spec 02 §3.4): from the hot replay buffer when it still
+    /// holds every later message, else by sending the asker to durable history with the head
+    /// frozen now, else with an explicit failure.
     pub(super) fn on_replay(&self, reply_to: ReplyTo, app: AppIdx, channel: &Arc<str>, pos: ResumePosition, legacy: bool) {
         let max = self.ctx.config.replay_window.count as u64;
+        let durable = self.store().is_some();
         let mut owned = self.owned.borrow_mut();
         let stream = owned.stream(app, channel);
         let fail = |code, reason| ResumeFailure {
@@ -244,12 +295,19 @@ impl Shard {
         };
         let too_far = pos.serial <= stream.head && stream.head - pos.serial > max;
         let result = match stream.replay_after(pos.stream_id.as_deref(), pos.serial) {
-            Err(ReplayGap::StreamMismatch) => Err(fail("stream_reset", "stream_id_mismatch")),
-            Err(_) if legacy => Err(fail("continuity_unverifiable", "legacy_serial_only_position_cannot_use_cold_recovery")),
-            Err(ReplayGap::Ahead) => Err(fail("continuity_unverifiable", "position_ahead_of_durable_stream")),
-            _ if too_far => Err(fail("position_expired", "recovery_window_exceeded")),
-            Err(ReplayGap::NotBuffered) => Err(fail("position_expired", "hot_replay_expired_and_durable_history_disabled")),
-            Ok(messages) => Ok(Replayed { stream_id: stream.id.clone(), messages }),
+            Err(ReplayGap::StreamMismatch) => Recovery::Failed(fail("stream_reset", "stream_id_mismatch")),
+            Err(_) if legacy => {
+                Recovery::Failed(fail("continuity_unverifiable", "legacy_serial_only_position_cannot_use_cold_recovery"))
+            }
+            Err(ReplayGap::Ahead) => Recovery::Failed(fail("continuity_unverifiable", "position_ahead_of_durable_stream")),
+            _ if too_far => Recovery::Failed(fail("position_expired", "recovery_window_exceeded")),
+            Err(ReplayGap::NotBuffered) if durable => {
+                Recovery::Cold { stream_id: stream.id.clone(), after: pos.serial, head: stream.head }
+            }
+            Err(ReplayGap::NotBuffered) => {
+                Recovery::Failed(fail("position_expired", "hot_replay_expired_and_durable_history_disabled"))
+            }
+            Ok(messages) => Recovery::Hot { stream_id: stream.id.clone(), messages },
         };
         answer(self, reply_to, Reply::Replay(result));
     }

@@ -1,6 +1,8 @@
 //! A channel's message stream as its owner keeps it (spec 02 §2.2): the stream id, the next
 //! serial, and the hot replay buffer of recent V2 frames that connection recovery reads.
-//! Serials are assigned here, by the owner only, so serial order is fan-out order.
+//! Serials are assigned here, by the owner only, so serial order is fan-out order. With durable
+//! history a serial is assigned before its append and delivered after it, so the stream tracks
+//! both: `assigned` runs ahead of `head` by the appends in flight.
 
 use super::msg::Payload;
 use crate::protocol::outbound;
@@ -21,8 +23,14 @@ pub struct ReplayWindow {
 
 pub struct Stream {
     pub id: Arc<str>,
-    /// Serial of the newest message; 0 before the first.
+    /// Serial of the newest message delivered; 0 before the first. Positions, attach serials
+    /// and recovery are all relative to it.
     pub head: u64,
+    /// Serial of the newest message given a place (delivered or still being appended).
+    assigned: u64,
+    /// Bumped when in-flight serials are taken back, so that the later appends of the same
+    /// failed run (which the store rejects too) do not take them back again.
+    epoch: u64,
     /// Recent messages, oldest first, contiguous serials.
     replay: VecDeque<Kept>,
     /// Frame bytes held in `replay`.
@@ -50,17 +58,33 @@ pub enum ReplayGap {
 
 impl Stream {
     pub fn new() -> Stream {
-        Stream { id: outbound::uuid_v4().into(), head: 0, replay: VecDeque::new(), replay_bytes: 0 }
+        Stream::resume(outbound::uuid_v4().into(), 0)
     }
 
-    /// Reserves the next serial.
-    pub fn next_serial(&mut self) -> u64 {
-        self.head += 1;
-        self.head
+    /// A stream as durable history left it: its id and the newest stored serial.
+    pub fn resume(id: Arc<str>, head: u64) -> Stream {
+        Stream { id, head, assigned: head, epoch: 0, replay: VecDeque::new(), replay_bytes: 0 }
     }
 
+    /// Reserves the next serial, with the epoch to hand back to `take_back` if it fails.
+    pub fn next_serial(&mut self) -> (u64, u64) {
+        self.assigned += 1;
+        (self.assigned, self.epoch)
+    }
+
+    /// The append of `serial` failed, so it and every later serial of the same epoch were
+    /// never stored or delivered: they are free again.
+    pub fn take_back(&mut self, serial: u64, epoch: u64) {
+        if epoch == self.epoch && serial > self.head && serial <= self.assigned {
+            self.assigned = serial - 1;
+            self.epoch += 1;
+        }
+    }
+
+    /// Records a delivered message: it becomes the head and joins the replay buffer.
     pub fn remember(&mut self, kept: Kept, window: ReplayWindow) {
         let now = kept.at;
+        self.head = kept.serial;
         self.replay_bytes += kept.frame.len();
         self.replay.push_back(kept);
         while self.replay.len() > 1
@@ -96,9 +120,9 @@ impl Stream {
         }
     }
 
-    /// Nothing to remember: never published and no frames held.
+    /// Nothing to remember: never published and nothing in flight.
     pub fn is_blank(&self) -> bool {
-        self.head == 0
+        self.assigned == 0
     }
 }
 
@@ -118,14 +142,14 @@ mod tests {
             frame: Arc::new(format!("m{serial}").into_bytes()),
         };
         for _ in 0..5 {
-            let n = s.next_serial();
+            let (n, _) = s.next_serial();
             s.remember(kept(n, t0), window);
         }
         assert_eq!(s.head, 5);
         // Young messages are kept beyond the count.
         assert_eq!(s.replay_after(None, 0).unwrap().len(), 5);
         let later = t0 + Duration::from_secs(121);
-        let n = s.next_serial();
+        let (n, _) = s.next_serial();
         s.remember(kept(n, later), window);
         // Old and beyond the newest 3: dropped.
         assert_eq!(s.replay_after(None, 2), Err(ReplayGap::NotBuffered));
@@ -135,9 +159,24 @@ mod tests {
         assert_eq!(s.replay_after(None, 7), Err(ReplayGap::Ahead));
         // The byte cap wins over age: only what fits stays.
         let tight = ReplayWindow { bytes: 4, ..window };
-        let n = s.next_serial();
+        let (n, _) = s.next_serial();
         s.remember(kept(n, later), tight);
         assert_eq!(s.oldest_buffered(), Some(6));
         assert_eq!(s.replay_after(Some("bogus"), 3), Err(ReplayGap::StreamMismatch));
+    }
+
+    #[test]
+    fn failed_appends_give_their_serials_back_once() {
+        let mut s = Stream::resume("s".into(), 10);
+        let (a, epoch) = s.next_serial();
+        let (b, _) = s.next_serial();
+        assert_eq!((a, b), (11, 12));
+        // 11 fails; 12, queued behind it in the same run, fails as well and changes nothing.
+        s.take_back(a, epoch);
+        let (c, epoch2) = s.next_serial();
+        s.take_back(b, epoch);
+        assert_eq!(c, 11);
+        assert_ne!(epoch, epoch2);
+        assert_eq!(s.next_serial().0, 12);
     }
 }

@@ -11,8 +11,10 @@ use crate::protocol::outbound::{self, Dialect};
 use crate::protocol::ProtocolError;
 use crate::shard::call::expect_reply;
 use crate::shard::hub::{SocketKey, Subscription};
-use crate::shard::msg::{ChannelEvent, EventData, Msg, Reply, ResumeFailure};
+use crate::protocol::history::{page_json, AttachBounds, Rewind};
+use crate::shard::msg::{ChannelEvent, EventData, Msg, Recovery, Reply, ResumeFailure};
 use crate::shard::watch::WatchMsg;
+use crate::shard::durable::unix_ms;
 use crate::shard::Shard;
 use crate::socket_id::SocketId;
 use crate::ws::codec::{self, Decoder, Incoming, Opcode, WsError};
@@ -21,6 +23,7 @@ use crate::ws::handshake::Negotiated;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
+use storage::{Bounds, Direction, HistoryQuery, StorageError};
 
 struct Session {
     shard: Rc<Shard>,
@@ -88,6 +91,9 @@ pub async fn run(shard: Rc<Shard>, conn: Rc<Conn>, app: AppIdx, options: Negotia
             // idle socket's future.
             Box::pin(session.on_unit(unit)).await;
         }
+        // Gates opened by subscribes of this read had their chance to serve a resume sent
+        // with them (spec 02 §3.4): what they held goes out now.
+        shard.release_gates(key, None);
         if let Some(e) = decoded.error {
             pending.clear();
             shard.close_ws(key, e.close_code(), e.reason());
@@ -173,6 +179,7 @@ impl Session {
             Command::Unsubscribe => self.unsubscribe(&frame)?,
             Command::Signin => self.signin(&frame).await?,
             Command::Resume => self.resume(&frame).await?,
+            Command::ChannelHistory => self.channel_history(&frame).await?,
             Command::ClientEvent(name) => self.client_event(&frame, name)?,
             Command::Other => {}
         }
@@ -181,6 +188,15 @@ impl Session {
 
     async fn subscribe(&self, frame: &ClientFrame<'_>) -> Result<(), ProtocolError> {
         let sub = Subscribe::parse(frame)?;
+        if sub.rewind.is_some() {
+            if self.dialect == Dialect::V1 {
+                return Err(ProtocolError::history("rewind only supported on protocol V2"));
+            }
+            if self.shard.ctx.stores.is_none() || !self.shard.ctx.config.history.rewind_enabled {
+                return Err(ProtocolError::history("rewind is not enabled on this server"));
+            }
+        }
+        let rewind = sub.rewind;
         let app = self.app();
         channel::validate(&sub.channel, app.limits.max_channel_name_length, &app.namespaces)?;
         let ty = channel::channel_type(&sub.channel);
@@ -226,6 +242,9 @@ impl Session {
         let (key, id, app_idx, dialect) = (self.key, self.id, self.app, self.dialect);
         let user = member.as_ref().map(|m| Arc::<str>::from(m.user_id.as_str()));
         let needs_auth = ty.needs_auth();
+        // V2 subscribers get a continuity gate: a resume or rewind can then put older messages
+        // ahead of the live ones that arrive meanwhile.
+        let gated = dialect == Dialect::V2 && (self.shard.ctx.config.recovery_enabled || self.shard.ctx.stores.is_some());
         let ch = channel.clone();
         let (reply_to, done) = expect_reply(&self.shard, move |shard: &Rc<Shard>, reply: Reply| {
             match reply {
@@ -238,12 +257,13 @@ impl Session {
                             let owner = shard.channel_owner(app_idx, &ch);
                             shard.mesh.send(owner, Msg::Unsubscribe { app: app_idx, channel: ch, shard: shard.id, socket: id, user_id: user });
                         }
-                        return Ok(());
+                        return Ok(None);
                     }
                     if !already {
                         hub.add_subscriber(app_idx, &ch, key);
                         let s = hub.sockets.get_mut(key).expect("live socket");
-                        s.channels.insert(ch.clone(), Subscription { member: user.clone(), attach_serial: position.1 });
+                        s.channels.insert(ch.clone(), Subscription::new(user.clone(), position.1, gated));
+                        s.gates += gated as u32;
                         if needs_auth {
                             s.authenticated = true;
                         }
@@ -258,7 +278,7 @@ impl Session {
                         Some(None) => shard.send_json(key, &outbound::cache_miss(dialect, &ch)),
                         None => {}
                     }
-                    Ok(())
+                    Ok(Some(position.1))
                 }
                 Reply::Refused(e) => Err(e),
                 _ => Err(ProtocolError::invalid_format("unexpected reply to subscribe")),
@@ -267,9 +287,105 @@ impl Session {
         let owner = self.shard.channel_owner(self.app, &channel);
         self.shard.mesh.send(
             owner,
-            Msg::Subscribe { reply_to, app: self.app, channel, shard: self.shard.id, socket: self.id, member, again: already },
+            Msg::Subscribe { reply_to, app: self.app, channel: channel.clone(), shard: self.shard.id, socket: self.id, member, again: already },
         );
-        done.await
+        match (done.await?, rewind) {
+            (Some(attach), Some(rewind)) => self.rewind(&channel, rewind, attach).await,
+            _ => Ok(()),
+        }
+    }
+
+    /// Rewind on subscribe (spec 02 §4.2): history up to the attach serial, oldest first, then
+    /// the live frames the gate held meanwhile, then `rewind_complete`.
+    async fn rewind(&self, channel: &Arc<str>, rewind: Rewind, attach: u64) -> Result<(), ProtocolError> {
+        let Some(store) = self.shard.owner_store(self.app, channel) else { return Ok(()) };
+        let max = self.shard.ctx.config.history.max_page_size;
+        let (limit, direction, bounds, wanted) = match rewind {
+            Rewind::Count(n) => {
+                let bounds = Bounds { end_serial: Some(attach), ..Bounds::default() };
+                (n.min(max as u64) as usize, Direction::NewestFirst, bounds, Some(n))
+            }
+            Rewind::Seconds(secs) => {
+                let since = unix_ms().saturating_sub(secs.saturating_mul(1000));
+                let bounds = Bounds { start_time_ms: Some(since), end_serial: Some(attach), ..Bounds::default() };
+                (max, Direction::OldestFirst, bounds, None)
+            }
+        };
+        let query = HistoryQuery { app: self.app().id.clone(), channel: channel.to_string(), limit, direction, bounds, cursor: None };
+        // Crosses to the owner's store thread; the gate holds live frames meanwhile.
+        let page = if attach == 0 { None } else { Some(store.read_history(query).await) };
+        let page = match page.transpose() {
+            Ok(page) => page,
+            Err(e) => {
+                self.shard.release_gates(self.key, Some(channel));
+                return Err(ProtocolError::history(format!("rewind failed, history unavailable: {e}")));
+            }
+        };
+        let mut items: Vec<&storage::HistoryItem> = page.iter().flat_map(|p| p.items.iter()).collect();
+        if direction == Direction::NewestFirst {
+            items.reverse();
+        }
+        for item in &items {
+            self.shard.send_frame(self.key, codec::encode(Opcode::Text, &item.payload).into());
+        }
+        self.with_socket(|s| {
+            if let Some(sub) = s.channels.get_mut(channel) {
+                sub.replayed_upto = sub.replayed_upto.max(attach);
+            }
+        });
+        let live_count = self.shard.release_gates(self.key, Some(channel));
+        let has_more = page.as_ref().is_some_and(|p| p.has_more);
+        let floor_above_one = page.as_ref().and_then(|p| p.continuity.as_ref()).is_some_and(|c| c.oldest_available_serial.unwrap_or(c.newest_available_serial.unwrap_or(0) + 1) > 1);
+        let truncated_by_retention = match wanted {
+            // Fewer than asked, and older messages were already evicted.
+            Some(n) => (items.len() as u64) < n.min(attach) && !has_more && floor_above_one,
+            None => page.as_ref().and_then(|p| p.continuity.as_ref()).is_some_and(|c| c.truncated_by_retention),
+        };
+        let truncated_by_limit = has_more || wanted.is_some_and(|n| n > max as u64 && attach > max as u64);
+        let summary = outbound::RewindComplete {
+            historical_count: items.len(),
+            live_count,
+            complete: !truncated_by_retention && !truncated_by_limit,
+            truncated_by_retention,
+            truncated_by_limit,
+        };
+        self.send(&outbound::rewind_complete(channel, &summary));
+        Ok(())
+    }
+
+    /// `sockudo:channel_history` (spec 02 §5.3). A session handles one frame at a time, so a
+    /// socket never has more than one history read in flight (the spec allows two).
+    async fn channel_history(&self, frame: &ClientFrame<'_>) -> Result<(), ProtocolError> {
+        if self.dialect == Dialect::V1 {
+            return Err(ProtocolError::history("channel_history is only supported on protocol V2"));
+        }
+        let request = inbound::HistoryRequest::parse(frame)?;
+        let channel = request.channel;
+        let Some(store) = self.shard.owner_store(self.app, &channel) else {
+            return Err(ProtocolError::history("durable history is not enabled on this server"));
+        };
+        let attach = self
+            .with_socket(|s| s.channels.get(channel.as_str()).map(|sub| sub.attach_serial))
+            .flatten()
+            .ok_or_else(|| ProtocolError::history_request(format!("socket is not subscribed to {channel}")))?;
+        let p = request.params;
+        let max = self.shard.ctx.config.history.max_page_size.min(1000);
+        let limit = p.limit.unwrap_or(100).min(max);
+        let direction = p.direction.unwrap_or(Direction::NewestFirst);
+        let mut bounds = p.bounds;
+        if p.until_attach {
+            bounds.end_serial = Some(bounds.end_serial.map_or(attach, |e| e.min(attach)));
+        }
+        let query = HistoryQuery { app: self.app().id.clone(), channel: channel.clone(), limit, direction, bounds, cursor: p.cursor };
+        // Crosses to the owner's store thread.
+        let page = store.read_history(query).await.map_err(|e| match e {
+            StorageError::Cursor(c) => ProtocolError::invalid_format(c),
+            other => ProtocolError::history(format!("history unavailable: {other}")),
+        })?;
+        let attach_bounds = AttachBounds { until_attach: p.until_attach, attach_serial: Some(attach) };
+        let body = page_json(&page, direction, limit, &bounds, Some(attach_bounds));
+        self.send(&outbound::channel_history(&channel, &body));
+        Ok(())
     }
 
     fn unsubscribe(&self, frame: &ClientFrame<'_>) -> Result<(), ProtocolError> {
@@ -288,10 +404,11 @@ impl Session {
         Ok(())
     }
 
-    /// `sockudo:resume` (spec 02 §3): every channel's owner replays what the client missed.
-    /// Each answer is queued on the socket when it is handled, and the mesh delivers it before
-    /// any later live frame from the same owner, so replay and live frames do not interleave.
-    /// Messages after the socket's attach serial already arrived live and are not repeated.
+    /// `sockudo:resume` (spec 02 §3.4). Each channel's owner answers from its hot buffer
+    /// (queued on the socket when the answer is handled, in mesh order) or points to durable
+    /// history, read here from the owner's store. A channel subscribed in this same read still
+    /// holds its continuity gate, so live frames wait behind the replay; on an older
+    /// subscription, messages after the attach serial already arrived live and are not repeated.
     async fn resume(&self, frame: &ClientFrame<'_>) -> Result<(), ProtocolError> {
         if !self.shard.ctx.config.recovery_enabled {
             return Err(ProtocolError::recovery_disabled());
@@ -303,52 +420,56 @@ impl Session {
         let mut answers = Vec::new();
         for (channel, position) in request.positions {
             let channel: Arc<str> = channel.into();
-            let attach = self.with_socket(|s| s.channels.get(&channel).map(|sub| sub.attach_serial)).flatten();
+            let last_message_id = position.last_message_id.clone();
             let (key, ch) = (self.key, channel.clone());
             let (reply_to, done) = expect_reply(&self.shard, move |shard: &Rc<Shard>, reply: Reply| match reply {
-                Reply::Replay(Ok(replayed)) => {
+                Reply::Replay(Recovery::Hot { stream_id, messages }) => {
+                    let cap = replay_cap(shard, key, &ch);
                     let mut sent = 0;
-                    for m in replayed.messages.iter().filter(|m| attach.is_none_or(|a| m.serial <= a)) {
+                    let mut last = None;
+                    for m in messages.iter().filter(|m| m.serial <= cap) {
                         shard.send_frame(key, codec::encode(Opcode::Text, &m.frame).into());
                         sent += 1;
+                        last = Some((m.serial, m.message_id.to_string()));
                     }
-                    let last = replayed.messages.last().map(|m| (m.serial, m.message_id.clone()));
-                    Ok((ch, sent, replayed.stream_id, last))
+                    mark_replayed(shard, key, &ch, last.as_ref().map(|l| l.0));
+                    Step::Done(Ok(ChannelRecovered { channel: ch, source: "hot", replayed: sent, stream_id, last }))
                 }
-                Reply::Replay(Err(failure)) => {
-                    shard.send_json(key, &outbound::resume_failed(&ch, &failure));
-                    Err((ch, failure))
+                Reply::Replay(Recovery::Cold { stream_id, after, head }) => {
+                    let head = head.min(replay_cap(shard, key, &ch));
+                    Step::Cold { channel: ch, stream_id, after, head }
                 }
-                _ => {
-                    let failure = ResumeFailure {
-                        code: "persistence_unavailable",
-                        reason: "failed_to_deliver_recovery_payload",
-                        expected_stream_id: None,
-                        current_stream_id: None,
-                        oldest_available_serial: None,
-                        newest_available_serial: None,
-                    };
-                    Err((ch, failure))
-                }
+                Reply::Replay(Recovery::Failed(failure)) => Step::Done(Err((ch, failure))),
+                _ => Step::Done(Err((ch, failure("persistence_unavailable", "failed_to_deliver_recovery_payload")))),
             });
             let owner = self.shard.channel_owner(self.app, &channel);
             let legacy = request.legacy;
             self.shard.mesh.send(owner, Msg::Replay { reply_to, app: self.app, channel, position, legacy });
-            answers.push(done);
+            answers.push((done, last_message_id));
         }
         let mut done = Vec::new();
-        for a in answers {
-            done.push(a.await);
+        for (answer, last_message_id) in answers {
+            let outcome = match answer.await {
+                Step::Done(outcome) => outcome,
+                Step::Cold { channel, stream_id, after, head } => {
+                    self.cold_replay(channel, stream_id, after, head, last_message_id.as_deref()).await
+                }
+            };
+            if let Err((channel, f)) = &outcome {
+                // `channel` is in the data too: sockudo-python 2.2 reads it there.
+                self.send(&outbound::resume_failed(channel, &FailedChannel { channel, failure: f }));
+            }
+            done.push(outcome);
         }
         let recovered: Vec<outbound::Recovered> = done
             .iter()
             .filter_map(|r| r.as_ref().ok())
-            .map(|(channel, replayed, stream_id, last)| outbound::Recovered {
-                channel,
-                source: "hot",
-                replayed: *replayed,
-                position: last.as_ref().map(|(serial, id)| outbound::RecoveredPosition {
-                    stream_id,
+            .map(|r| outbound::Recovered {
+                channel: &r.channel,
+                source: r.source,
+                replayed: r.replayed,
+                position: r.last.as_ref().map(|(serial, id)| outbound::RecoveredPosition {
+                    stream_id: &r.stream_id,
                     serial: *serial,
                     last_message_id: id,
                 }),
@@ -361,6 +482,70 @@ impl Session {
             .collect();
         self.send(&outbound::resume_success(&recovered, &failed));
         Ok(())
+    }
+
+    /// The cold tier (spec 02 §3.4 step 3): serials `after + 1 ..= head` from the owner's
+    /// store, which must be exactly those, contiguous and of the same stream.
+    async fn cold_replay(
+        &self,
+        channel: Arc<str>,
+        stream_id: Arc<str>,
+        after: u64,
+        head: u64,
+        last_message_id: Option<&str>,
+    ) -> Result<ChannelRecovered, (Arc<str>, ResumeFailure)> {
+        let fail = |code, reason, oldest: Option<u64>| {
+            let mut f = failure(code, reason);
+            f.current_stream_id = Some(stream_id.to_string());
+            f.oldest_available_serial = oldest;
+            f.newest_available_serial = Some(head);
+            (channel.clone(), f)
+        };
+        let done = |replayed, last| ChannelRecovered { channel: channel.clone(), source: "cold", replayed, stream_id: stream_id.clone(), last };
+        if after >= head {
+            return Ok(done(0, None));
+        }
+        let Some(store) = self.shard.owner_store(self.app, &channel) else {
+            return Err(fail("position_expired", "hot_replay_expired_and_durable_history_disabled", None));
+        };
+        let query = HistoryQuery {
+            app: self.app().id.clone(),
+            channel: channel.to_string(),
+            limit: (head - after) as usize,
+            direction: Direction::OldestFirst,
+            bounds: Bounds { start_serial: Some(after + 1), end_serial: Some(head), ..Bounds::default() },
+            cursor: None,
+        };
+        // Crosses to the owner's store thread; this channel's gate holds live frames meanwhile.
+        let page = match store.read_history(query).await {
+            Ok(p) => p,
+            Err(_) => return Err(fail("persistence_unavailable", "durable_history_read_failed", None)),
+        };
+        let oldest = page.continuity.as_ref().and_then(|c| c.oldest_available_serial);
+        match page.continuity.as_ref() {
+            Some(c) if *c.stream_id != *stream_id => {
+                return Err(fail("stream_reset", "durable_stream_changed_during_reconnect", oldest));
+            }
+            None => return Err(fail("position_expired", "durable_history_empty_after_prior_writes", None)),
+            Some(_) if oldest.is_none_or(|o| o > after + 1) => {
+                return Err(fail("position_expired", "retained_history_floor_is_ahead_of_requested_serial", oldest));
+            }
+            Some(_) => {}
+        }
+        if page.items.iter().enumerate().any(|(i, item)| item.serial != after + 1 + i as u64) {
+            return Err(fail("continuity_unverifiable", "durable_history_is_not_contiguous", oldest));
+        }
+        if page.items.last().map(|i| i.serial) != Some(head) {
+            return Err(fail("continuity_unverifiable", "durable_history_ended_before_stream_head", oldest));
+        }
+        let mut replayed = 0;
+        for item in page.items.iter().filter(|i| Some(i.message_id.as_str()) != last_message_id) {
+            self.shard.send_frame(self.key, codec::encode(Opcode::Text, &item.payload).into());
+            replayed += 1;
+        }
+        mark_replayed(&self.shard, self.key, &channel, Some(head));
+        let last = page.items.last().map(|i| (i.serial, i.message_id.clone()));
+        Ok(done(replayed, last))
     }
 
     async fn signin(&self, frame: &ClientFrame<'_>) -> Result<(), ProtocolError> {
@@ -512,6 +697,53 @@ impl Session {
             },
         );
         Ok(())
+    }
+}
+
+/// Where one channel's resume stands once its owner answered.
+enum Step {
+    Done(Result<ChannelRecovered, (Arc<str>, ResumeFailure)>),
+    /// Durable history must supply serials `after + 1 ..= head`.
+    Cold { channel: Arc<str>, stream_id: Arc<str>, after: u64, head: u64 },
+}
+
+struct ChannelRecovered {
+    channel: Arc<str>,
+    source: &'static str,
+    replayed: usize,
+    stream_id: Arc<str>,
+    /// Serial and message id of the last message replayed.
+    last: Option<(u64, String)>,
+}
+
+fn failure(code: &'static str, reason: &'static str) -> ResumeFailure {
+    ResumeFailure {
+        code,
+        reason,
+        expected_stream_id: None,
+        current_stream_id: None,
+        oldest_available_serial: None,
+        newest_available_serial: None,
+    }
+}
+
+/// The newest serial a replay may send on this socket: everything while the subscription's
+/// gate is closed (live frames wait behind the replay); only up to the attach serial once it
+/// was released, since later messages already arrived live.
+fn replay_cap(shard: &Shard, key: SocketKey, channel: &str) -> u64 {
+    let hub = shard.hub.borrow();
+    match hub.sockets.get(key).and_then(|s| s.channels.get(channel)) {
+        Some(sub) if sub.gate.is_none() => sub.attach_serial,
+        _ => u64::MAX,
+    }
+}
+
+/// Records what a replay sent, so the gate does not send it again.
+fn mark_replayed(shard: &Shard, key: SocketKey, channel: &str, serial: Option<u64>) {
+    let Some(serial) = serial else { return };
+    let mut hub = shard.hub.borrow_mut();
+    if let Some(sub) = hub.sockets.get_mut(key).and_then(|s| s.channels.get_mut(channel)) {
+        sub.replayed_upto = sub.replayed_upto.max(serial);
     }
 }
 

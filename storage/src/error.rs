@@ -43,6 +43,9 @@ pub enum StorageError {
         got: String,
     },
     InvalidInput(String),
+    /// A history cursor that does not fit the request or the channel's stream; the message is
+    /// the client-facing one (spec 02 §5.2).
+    Cursor(crate::CursorError),
     /// The store's request queue is full; the caller should shed load rather than wait.
     Overloaded {
         path: String,
@@ -87,6 +90,7 @@ impl fmt::Display for StorageError {
                 write!(f, "append to {app}/{channel} rejected: stream {got} given, current stream is {stored}")
             }
             StorageError::InvalidInput(why) => write!(f, "invalid storage request: {why}"),
+            StorageError::Cursor(e) => write!(f, "{e}"),
             StorageError::Overloaded { path } => write!(f, "storage at {path} is overloaded"),
             StorageError::Closed { path } => write!(f, "storage at {path} is closed"),
         }

@@ -26,9 +26,10 @@ pub struct HistoryQuery {
     pub limit: usize,
     pub direction: Direction,
     pub bounds: Bounds,
-    /// Serial of the last item of the previous page (a decoded cursor): the page holds items
-    /// strictly after it (oldest first) or strictly before it (newest first).
-    pub cursor_serial: Option<u64>,
+    /// The previous page's `next_cursor`, as the client sent it back: the page holds items
+    /// strictly after its serial (oldest first) or strictly before it (newest first). The store
+    /// checks it against the request and the channel's current stream.
+    pub cursor: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -177,6 +177,12 @@ impl Store {
         self.submit(|reply| Request::Control(ControlRequest::Drop { app, channel, reply }))
     }
 
+    /// Completes once everything queued before it is written and synced to disk, whatever the
+    /// fsync policy: for a process that is about to exit without closing the store.
+    pub fn sync(&self) -> Reply<()> {
+        self.submit(|reply| Request::Control(ControlRequest::Sync { reply }))
+    }
+
     /// Answers everything queued, fsyncs and stops the store thread. Blocks (fjall's shutdown
     /// waits for its monitor thread, up to 250 ms): call it off the executor, or drop the
     /// store, which does the same.

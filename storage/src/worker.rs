@@ -54,6 +54,7 @@ pub(crate) enum ControlRequest {
     NewStream { app: String, channel: String, reply: Responder<StreamMeta> },
     Import { app: String, channel: String, export: StreamExport, reply: Responder<()> },
     Drop { app: String, channel: String, reply: Responder<()> },
+    Sync { reply: Responder<()> },
 }
 
 /// Counters that show how well group commit batches.
@@ -261,6 +262,10 @@ impl Worker {
             }
             ControlRequest::Drop { app, channel, reply } => {
                 let _ = reply.send(self.engine.drop_stream(&app, &channel));
+            }
+            ControlRequest::Sync { reply } => {
+                self.sync_if_due(true);
+                let _ = reply.send(self.engine.persist(PersistMode::SyncData));
             }
         }
     }

@@ -127,13 +127,15 @@ cleanup() {
         kill -9 "$SERVER_PID" 2>/dev/null || true
         wait "$SERVER_PID" 2>/dev/null || true
     fi
+    if [ -n "${DATA_DIR:-}" ]; then rm -rf "$DATA_DIR"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+DATA_DIR="$(mktemp -d)"
 log "starting $SOCKUDO_BIN on 127.0.0.1:$PORT (metrics $METRICS_PORT, shards $SHARDS)"
 "$SOCKUDO_BIN" --host 127.0.0.1 --port "$PORT" --metrics-port "$METRICS_PORT" \
-    --shards "$SHARDS" --test-echo >"$SERVER_LOG" 2>&1 &
+    --shards "$SHARDS" --data-dir "$DATA_DIR" --test-echo >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 
 server_died() {

@@ -142,9 +142,9 @@ export async function startServer(opts = {}) {
   const metricsPort = await freshPort();
   const shards = opts.shards ?? SHARDS;
   const args = ['--host', HOST, '--port', String(port), '--shards', String(shards), '--metrics-port', String(metricsPort)];
-  let tmp = null;
+  const tmp = mkdtempSync(path.join(tmpdir(), 'sockudo-test-'));
+  args.push('--data-dir', path.join(tmp, 'data'));
   if (opts.config !== undefined) {
-    tmp = mkdtempSync(path.join(tmpdir(), 'sockudo-test-'));
     const text = typeof opts.config === 'string' ? opts.config : buildToml(opts.config);
     const file = path.join(tmp, 'config.toml');
     writeFileSync(file, text);
@@ -153,7 +153,7 @@ export async function startServer(opts = {}) {
   if (opts.extraArgs) args.push(...opts.extraArgs);
 
   const child = spawn(SOCKUDO_BIN, args, {
-    cwd: tmp || tmpdir(),
+    cwd: tmp,
     env: { ...process.env, SOCKUDO_SHARDS: String(shards), ...(opts.env || {}) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

@@ -94,7 +94,8 @@ class Server:
         self.tmp = tempfile.mkdtemp(prefix="sockudo-pytest-")
         self.log_path = os.path.join(self.tmp, "server.log")
         args = [SOCKUDO_BIN, "--host", HOST, "--port", str(self.port),
-                "--shards", str(self.shards), "--metrics-port", str(self.metrics_port)]
+                "--shards", str(self.shards), "--metrics-port", str(self.metrics_port),
+                "--data-dir", os.path.join(self.tmp, "data")]
         if config is not None:
             cfg = os.path.join(self.tmp, "config.toml")
             with open(cfg, "w") as f:

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Python real-client compatibility suite (official `pusher` SDK + websocket-client).
+# Python real-client compatibility suite (official `pusher` SDK, official Sockudo V2 clients
+# `sockudo-python` / `sockudo-http-python`, and websocket-client).
 # Usage: tests/python/run.sh [pytest args...]
 # Honours SOCKUDO_BIN (server binary) and SOCKUDO_SHARDS (shard count, default 1).
 set -euo pipefail

@@ -1,5 +1,5 @@
 use super::Engine;
-use crate::cursor::CursorCodec;
+use crate::cursor::{CursorCheck, CursorCodec, CursorError};
 use crate::keys::{channel_key, history_key, serial_of_history_key};
 use crate::{Continuity, Direction, HistoryItem, HistoryPage, HistoryQuery, HistoryRecord, StorageError};
 
@@ -10,12 +10,29 @@ impl Engine {
         }
         let ckey = channel_key(&q.app, &q.channel)?;
         let Some(meta) = self.metas.get(&ckey) else {
+            if q.cursor.is_some() {
+                return Err(StorageError::Cursor(CursorError::StreamChanged));
+            }
             return Ok(HistoryPage { items: vec![], has_more: false, next_cursor: None, continuity: None });
+        };
+        let cursor_serial = match &q.cursor {
+            Some(encoded) => {
+                let check = CursorCheck {
+                    app: &q.app,
+                    channel: &q.channel,
+                    direction: q.direction,
+                    bounds: &q.bounds,
+                    stream_id: &meta.stream_id,
+                    oldest_retained_serial: meta.oldest_serial,
+                };
+                Some(cursors.decode(encoded, &check).map_err(StorageError::Cursor)?.serial)
+            }
+            None => None,
         };
         let continuity = Some(Continuity::of(meta, &q.bounds));
         let mut lo = meta.oldest_serial.max(q.bounds.start_serial.unwrap_or(0));
         let mut hi = meta.newest_serial().min(q.bounds.end_serial.unwrap_or(u64::MAX));
-        match (q.cursor_serial, q.direction) {
+        match (cursor_serial, q.direction) {
             (Some(c), Direction::OldestFirst) => lo = lo.max(c.saturating_add(1)),
             (Some(c), Direction::NewestFirst) => hi = hi.min(c.saturating_sub(1)),
             (None, _) => {}

@@ -68,7 +68,7 @@ pub fn query(app: &str, channel: &str, direction: Direction, limit: usize) -> Hi
         limit,
         direction,
         bounds: Default::default(),
-        cursor_serial: None,
+        cursor: None,
     }
 }
 

@@ -13,10 +13,10 @@ use md5::{Digest, Md5};
 use serde_json::{json, Value};
 use sha2::Sha256;
 use std::collections::BTreeSet;
-use std::fs::{self, File};
+use std::fs;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -134,6 +134,7 @@ pub struct Server {
     /// The app the helpers sign with (the dev app unless a test says otherwise).
     pub app: App,
     dir: PathBuf,
+    shards: Option<usize>,
 }
 
 /// The shard count the harness passes (`SOCKUDO_SHARDS`, default 1).
@@ -185,6 +186,12 @@ impl Server {
 
     fn launch(config: Option<&str>, shards: Option<usize>) -> Server {
         let mut server = Server::spawn(config, shards);
+        server.wait_ready();
+        server
+    }
+
+    fn wait_ready(&mut self) {
+        let server = self;
         let deadline = Instant::now() + START_DEADLINE;
         loop {
             if let Some(status) = server.child.try_wait().unwrap() {
@@ -192,7 +199,7 @@ impl Server {
             }
             if let Ok(r) = try_http(server.port, "GET", "/up", &[], None) {
                 if r.status == 200 && r.text().trim() == "OK" {
-                    return server;
+                    return;
                 }
             }
             if Instant::now() > deadline {
@@ -203,25 +210,49 @@ impl Server {
     }
 
     fn spawn(config: Option<&str>, shards: Option<usize>) -> Server {
+        let dir = temp_dir();
+        if let Some(cfg) = config {
+            fs::write(dir.join("config.toml"), cfg).unwrap();
+        }
+        let (child, port, metrics_port) = Server::run_in(&dir, shards);
+        Server { child, port, metrics_port, app: App::dev(), dir, shards }
+    }
+
+    /// Starts the binary with the config and data dir kept in `dir`, on fresh ports.
+    fn run_in(dir: &Path, shards: Option<usize>) -> (Child, u16, u16) {
         let bin = binary();
         assert!(bin.exists(), "server binary {} not found (set SOCKUDO_BIN)", bin.display());
-        let dir = temp_dir();
         let (port, metrics_port) = (free_port(), free_port());
-        let log = File::create(dir.join("server.log")).unwrap();
+        let log = fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
         let mut cmd = Command::new(bin);
-        if let Some(cfg) = config {
-            let path = dir.join("config.toml");
-            fs::write(&path, cfg).unwrap();
-            cmd.arg("--config").arg(path);
+        let config = dir.join("config.toml");
+        if config.exists() {
+            cmd.arg("--config").arg(config);
         }
         cmd.args(["--host", "127.0.0.1", "--port", &port.to_string()]);
         cmd.args(["--metrics-port", &metrics_port.to_string()]);
+        cmd.arg("--data-dir").arg(dir.join("data"));
         if let Some(n) = shards {
             cmd.args(["--shards", &n.to_string()]);
         }
         cmd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
-        let child = cmd.spawn().expect("spawn sockudo");
-        Server { child, port, metrics_port, app: App::dev(), dir }
+        (cmd.spawn().expect("spawn sockudo"), port, metrics_port)
+    }
+
+    /// Kills the process at once (SIGKILL): no graceful stop, no final sync.
+    pub fn kill9(&mut self) {
+        self.child.kill().expect("kill -9");
+        self.child.wait().unwrap();
+    }
+
+    /// Starts the server again on the same config and data dir (after `kill9` or a stop), on
+    /// new ports; `shards` overrides the shard count.
+    pub fn restart(&mut self, shards: Option<usize>) {
+        assert!(self.child.try_wait().unwrap().is_some(), "restart: the server is still running");
+        self.shards = shards.or(self.shards);
+        let (child, port, metrics_port) = Server::run_in(&self.dir, self.shards);
+        (self.child, self.port, self.metrics_port) = (child, port, metrics_port);
+        self.wait_ready();
     }
 
     /// Runs the server with a config that must be refused: returns its exit status and output.
@@ -479,8 +510,17 @@ impl Client {
     }
 
     pub fn expect_error_within(&mut self, code: u64, timeout: Duration) -> String {
-        let f = self.expect_event_within("pusher:error", timeout);
-        assert!(f.get("channel").is_none(), "pusher:error must not carry a channel: {f}");
+        self.expect_error_event("pusher:error", code, timeout)
+    }
+
+    /// The same for a Protocol V2 socket: `sockudo:error`.
+    pub fn expect_v2_error(&mut self, code: u64) -> String {
+        self.expect_error_event("sockudo:error", code, T)
+    }
+
+    fn expect_error_event(&mut self, event: &str, code: u64, timeout: Duration) -> String {
+        let f = self.expect_event_within(event, timeout);
+        assert!(f.get("channel").is_none(), "{event} must not carry a channel: {f}");
         assert!(f["data"].is_object(), "pusher:error data must be an object: {f}");
         assert_eq!(f["data"]["code"], code, "wrong error code in {f}");
         f["data"]["message"].as_str().expect("error message").to_string()
@@ -627,6 +667,35 @@ fn parse_frame(bytes: &[u8]) -> Frame {
 }
 
 /// Parses a frame's `data` string as JSON (channel events carry JSON text).
+/// A Protocol V2 socket (`?protocol=2`) past its connection_established.
+pub fn v2_connected(s: &Server) -> Client {
+    let mut c = s.connect_raw("/app/app-key?protocol=2", None);
+    let f = c.recv_json(T);
+    assert_eq!(f["event"], "sockudo:connection_established", "{f}");
+    c.socket_id = data_json(&f)["socket_id"].as_str().unwrap().to_owned();
+    c
+}
+
+/// Subscribes a V2 socket and returns the subscription_succeeded frame.
+pub fn v2_subscribe(c: &mut Client, channel: &str) -> Value {
+    c.send_json(&json!({"event": "sockudo:subscribe", "data": {"channel": channel}}));
+    let f = c.recv_json(T);
+    assert_eq!(f["event"], "sockudo_internal:subscription_succeeded", "{f}");
+    f
+}
+
+/// Sends `sockudo:resume` with these `channel_positions`.
+pub fn resume(c: &mut Client, positions: Value) {
+    c.send_json(&json!({"event": "sockudo:resume", "data": {"channel_positions": positions}}));
+}
+
+/// Reads up to `sockudo:resume_success` and returns its data.
+pub fn resume_success(c: &mut Client) -> Value {
+    let f = c.expect_event("sockudo:resume_success");
+    assert!(f.get("channel").is_none(), "{f}");
+    data_json(&f)
+}
+
 pub fn data_json(frame: &Value) -> Value {
     let s = frame["data"].as_str().unwrap_or_else(|| panic!("data must be a string: {frame}"));
     serde_json::from_str(s).unwrap_or_else(|e| panic!("data is not JSON ({e}): {frame}"))

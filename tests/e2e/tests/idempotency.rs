@@ -104,3 +104,26 @@ fn failed_publish_releases_key() {
     assert_eq!(r.status, 200, "{}", r.text());
     assert_eq!(c.expect_event("e")["data"], "ok");
 }
+
+// Issue 4: a retry after a restart (kill -9 included) is still answered once, from the store.
+#[test]
+fn keys_survive_kill_9() {
+    let mut s = Server::start(None);
+    let body = json!({"name": "e", "channel": "orders", "data": "once", "info": "subscription_count", "idempotency_key": "k-restart"});
+    let first = s.publish_ok(body.clone());
+    let batch_item = json!({"name": "e", "channel": "orders", "data": "batched", "idempotency_key": "k-batch"});
+    assert_eq!(s.batch(json!([batch_item.clone()])).status, 200);
+    s.kill9();
+    s.restart(None);
+    let mut c = s.connect();
+    c.subscribe("orders");
+    assert_eq!(s.publish_ok(body), first, "the stored response, not a new publish");
+    assert_eq!(s.batch(json!([batch_item])).status, 200);
+    c.expect_no_frame(QUIET);
+    let history = s.get("/channels/orders/history", &[]).json();
+    let data: Vec<&str> = history["items"].as_array().unwrap().iter().map(|i| i["message"]["data"].as_str().unwrap()).collect();
+    assert_eq!(data, vec!["batched", "once"], "each delivered exactly once");
+    // A new key still publishes.
+    s.publish_ok(json!({"name": "e", "channel": "orders", "data": "new", "idempotency_key": "k-other"}));
+    assert_eq!(c.expect_event("e")["data"], "new");
+}

@@ -142,22 +142,6 @@ fn echo_control() {
     assert_eq!(echo.recv_json(T)["event"], "client-z");
 }
 
-/// A V2 socket past its connection_established.
-fn v2_connected(s: &Server) -> Client {
-    let mut c = v2(s, "");
-    let f = c.recv_json(T);
-    let data: Value = serde_json::from_str(f["data"].as_str().unwrap()).unwrap();
-    c.socket_id = data["socket_id"].as_str().unwrap().to_owned();
-    c
-}
-
-fn v2_subscribe(c: &mut Client, channel: &str) -> Value {
-    c.send_json(&json!({"event": "sockudo:subscribe", "data": {"channel": channel}}));
-    let f = c.recv_json(T);
-    assert_eq!(f["event"], "sockudo_internal:subscription_succeeded", "{f}");
-    f
-}
-
 // §16.5: a fresh channel's subscribe ack carries its stream and serial 0.
 #[test]
 fn subscribe_ack_position() {
@@ -233,16 +217,6 @@ fn member_events_per_dialect() {
     assert_eq!(c2.recv_json(T)["event"], "sockudo_internal:member_added");
     c2.close();
     assert_eq!(c1.recv_json(T)["event"], "pusher_internal:member_removed");
-}
-
-fn resume(c: &mut Client, positions: Value) {
-    c.send_json(&json!({"event": "sockudo:resume", "data": {"channel_positions": positions}}));
-}
-
-fn resume_success(c: &mut Client) -> Value {
-    let f = c.expect_event("sockudo:resume_success");
-    assert!(f.get("channel").is_none(), "{f}");
-    data_json(&f)
 }
 
 // §16.8 and §16.9: hot resume replays what was missed, in order, then resume_success.
