@@ -216,6 +216,23 @@ impl Engine {
         self.send_frame(id, codec::OP_TEXT, payload);
     }
 
+    /// Several text frames in one write, so the server reads them together (a pipelined
+    /// subscribe and resume).
+    pub fn send_texts<'a>(&mut self, id: ConnId, payloads: impl IntoIterator<Item = &'a [u8]>) {
+        let Some(c) = self.conns.get_mut(id) else {
+            return;
+        };
+        if c.state == State::Closing {
+            return;
+        }
+        for p in payloads {
+            codec::encode_frame(&mut c.out, codec::OP_TEXT, p, codec::random_mask());
+        }
+        if matches!(c.state, State::Upgraded | State::Open) {
+            self.flush(id);
+        }
+    }
+
     fn send_frame(&mut self, id: ConnId, opcode: u8, payload: &[u8]) {
         let Some(c) = self.conns.get_mut(id) else {
             return;
