@@ -130,7 +130,7 @@ fn fanout(c: &mut Criterion) {
         let bound = QueueBound { frames: 1000, bytes: 8 << 20 };
         let payload = Arc::new(payload_200());
         // The frame is encoded inside `queue_on_channel`, once per call, as on a real delivery.
-        let message = Broadcast { v1: payload.clone(), v2: payload };
+        let message = Broadcast { v1: payload.clone(), v2: payload, serial: None, published_at: now };
         let mut g = c.benchmark_group("fanout");
         g.throughput(Throughput::Elements(SUBSCRIBERS as u64));
         g.bench_function("queue_1000_subscribers", |b| {

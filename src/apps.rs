@@ -43,6 +43,8 @@ pub struct AppConfig {
     pub allowed_origins: Option<Vec<String>>,
     pub channel_namespaces: Option<Vec<NamespaceConfig>>,
     pub idempotency: AppIdempotency,
+    /// `webhooks = [{ url, event_types, filter, headers, retry, request_timeout_ms }]` (spec 01 §10.3).
+    pub webhooks: Option<Vec<crate::webhook::WebhookConfig>>,
 }
 
 /// Per-app override of the server's idempotency settings (spec 01 §9).
@@ -93,6 +95,7 @@ pub struct App {
     pub allowed_origins: Vec<String>,
     pub namespaces: Vec<String>,
     pub idempotency: AppIdempotency,
+    pub webhooks: Vec<crate::webhook::Webhook>,
 }
 
 impl App {
@@ -126,6 +129,7 @@ impl App {
         if namespaces.iter().any(|n| n.is_empty() || n.contains(':')) {
             return Err(ConfigError::new("channel_namespaces", "each namespace needs a `name` without ':'"));
         }
+        let webhooks = crate::webhook::compile(c.webhooks.unwrap_or_default())?;
         if c.idempotency.ttl_seconds == Some(0) {
             return Err(ConfigError::new("idempotency.ttl_seconds", "must be greater than 0"));
         }
@@ -164,6 +168,7 @@ impl App {
             allowed_origins: origins.into_iter().map(|o| o.to_ascii_lowercase()).collect(),
             namespaces,
             idempotency: c.idempotency,
+            webhooks,
         })
     }
 

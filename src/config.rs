@@ -78,6 +78,7 @@ struct FileConfig {
     connection_recovery: RecoveryFile,
     storage: StorageFile,
     history: HistoryFile,
+    webhooks: crate::webhook::WebhooksFile,
     /// Shorthand for `app_manager.array.apps`.
     apps: Vec<AppConfig>,
 }
@@ -222,6 +223,8 @@ pub struct Config {
     /// What each channel's owner keeps in memory for connection recovery.
     pub replay_window: crate::shard::stream::ReplayWindow,
     pub history: History,
+    /// Batching, timeouts and bounds of webhook delivery (spec 01 §10.4).
+    pub webhooks: crate::webhook::Settings,
     /// Test-only WebSocket echo route at `/test/echo` (Autobahn). Off unless `--test-echo`.
     pub test_echo: bool,
     pub apps: Vec<App>,
@@ -274,14 +277,14 @@ fn parse_value<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, ConfigErro
 }
 
 /// Reads `name` from the environment, parsed; absent is `None`, unparseable is an error.
-fn env<T: std::str::FromStr>(name: &str) -> Result<Option<T>, ConfigError> {
+pub(crate) fn env<T: std::str::FromStr>(name: &str) -> Result<Option<T>, ConfigError> {
     match std::env::var(name) {
         Ok(v) if !v.trim().is_empty() => parse_value(name, &v).map(Some),
         _ => Ok(None),
     }
 }
 
-fn env_bool(name: &str) -> Result<Option<bool>, ConfigError> {
+pub(crate) fn env_bool(name: &str) -> Result<Option<bool>, ConfigError> {
     match std::env::var(name) {
         Ok(v) => match v.trim().to_ascii_lowercase().as_str() {
             "" => Ok(None),
@@ -402,6 +405,7 @@ impl Config {
                 .unwrap_or(8 << 20),
             },
             history: history(flags.data_dir, file.storage, file.history)?,
+            webhooks: crate::webhook::Settings::load(file.webhooks)?,
             test_echo: flags.test_echo,
             apps,
         };

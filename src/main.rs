@@ -30,6 +30,11 @@ fn main() {
         Ok(c) => c,
         Err(e) => exit_with(&e),
     };
+    if ctx.config.metrics_enabled {
+        if let Err(e) = sockudo::metrics::serve(ctx.clone()) {
+            exit_with(&e);
+        }
+    }
     watch_signals(ctx.clone());
     let shard_ctx = ctx.clone();
     if let Err(e) = shards::run(&runtime, move |mesh| shard::run(shard_ctx, mesh)) {
@@ -42,6 +47,10 @@ fn main() {
         if let Err(e) = futures_lite::future::block_on(store.sync()) {
             log::error!("final sync of {} failed: {e}", store.path().display());
         }
+    }
+    // Webhook events already queued go out, waiting a few seconds at most.
+    if let Some(webhooks) = &ctx.webhooks {
+        webhooks.stop(ctx.config.shutdown_grace.min(std::time::Duration::from_secs(5)));
     }
     if ctx.failed.load(Ordering::Relaxed) {
         std::process::exit(1);

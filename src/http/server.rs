@@ -102,6 +102,7 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             match request::parse(&buf, limits) {
                 Ok(Some((req, used))) => {
                     buf.drain(..used);
+                    let app = req.path.strip_prefix("/apps/").and_then(|r| r.split('/').next()).and_then(|id| shard.ctx.apps.by_id(id));
                     if handshake::is_upgrade(&req) {
                         if !out.is_empty() && conn.write_all(&out).await.is_err() {
                             return;
@@ -112,8 +113,12 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                     // More pipelined requests are already here: handle them all before the
                     // sockets they publish to are written.
                     let _burst = (!buf.is_empty()).then(|| shard.hold_flush());
-                    let resp = api::handle(&shard, req).await;
-                    out.extend_from_slice(&resp.encode(keep_alive));
+                    let resp = api::handle(&shard, req).await.encode(keep_alive);
+                    let c = shard.counters(app);
+                    c.http_calls.inc();
+                    c.http_received_bytes.add(used as u64);
+                    c.http_sent_bytes.add(resp.len() as u64);
+                    out.extend_from_slice(&resp);
                     if !keep_alive {
                         let _ = conn.write_all(&out).await;
                         conn.shutdown_write();
@@ -193,7 +198,8 @@ async fn upgrade(shard: Rc<Shard>, conn: Rc<Conn>, req: Request, pending: Vec<u8
             drop((req, key));
             glommio::spawn_local(session::run(shard, conn, app, options, accept, pending)).detach();
         }
-        Err(e) => {
+        Err((e, kind)) => {
+            shard.counters(shard.ctx.apps.by_key(&key)).connection_errors[kind].inc();
             let mut bytes = accept;
             bytes.extend_from_slice(&codec::encode(Opcode::Text, &outbound::error(dialect, e.code, &e.message)));
             bytes.extend_from_slice(&codec::encode_close(e.code, &e.message));
@@ -203,35 +209,37 @@ async fn upgrade(shard: Rc<Shard>, conn: Rc<Conn>, req: Request, pending: Vec<u8
     }
 }
 
-/// Connection admission in the order of spec 01 §2.2; counts the socket on success.
-fn admit(shard: &Shard, req: &Request, key: &str, dialect: Dialect) -> Result<crate::apps::AppIdx, ProtocolError> {
+/// Connection admission in the order of spec 01 §2.2; counts the socket on success. A refusal
+/// comes with its `metrics::CONNECTION_ERRORS` index.
+fn admit(shard: &Shard, req: &Request, key: &str, dialect: Dialect) -> Result<crate::apps::AppIdx, (ProtocolError, usize)> {
     let ctx = &shard.ctx;
-    let idx = ctx.apps.by_key(key).ok_or_else(ProtocolError::app_not_found)?;
+    let idx = ctx.apps.by_key(key).ok_or((ProtocolError::app_not_found(), 0))?;
     let app: &App = ctx.apps.get(idx);
     if !app.enabled {
-        return Err(ProtocolError::app_disabled());
+        return Err((ProtocolError::app_disabled(), 1));
     }
     if !app.origin_allowed(req.header("origin")) {
-        return Err(ProtocolError::origin_not_allowed());
+        return Err((ProtocolError::origin_not_allowed(), 2));
     }
     // spec 02 §1.1: `token` is refused on V1. This server has no capability-token keys
     // configured, so a V2 token fails closed the same way rather than being ignored.
     if request::query_pairs(&req.query).iter().any(|(k, _)| k == "token") {
-        return Err(ProtocolError::token_refused(match dialect {
+        let why = match dialect {
             Dialect::V1 => "capability tokens need protocol=2",
             Dialect::V2 => "capability tokens are not enabled on this server",
-        }));
+        };
+        return Err((ProtocolError::token_refused(why), 5));
     }
     let total = ctx.connections.fetch_add(1, Ordering::Relaxed) + 1;
     if ctx.config.max_connections > 0 && total > ctx.config.max_connections {
         ctx.connections.fetch_sub(1, Ordering::Relaxed);
-        return Err(ProtocolError::over_capacity());
+        return Err((ProtocolError::over_capacity(), 3));
     }
     let per_app = ctx.app_connections[idx as usize].fetch_add(1, Ordering::Relaxed) + 1;
     if app.limits.max_connections > 0 && per_app > app.limits.max_connections {
         ctx.app_connections[idx as usize].fetch_sub(1, Ordering::Relaxed);
         ctx.connections.fetch_sub(1, Ordering::Relaxed);
-        return Err(ProtocolError::app_over_quota());
+        return Err((ProtocolError::app_over_quota(), 3));
     }
     Ok(idx)
 }

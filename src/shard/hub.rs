@@ -128,9 +128,9 @@ impl Hub {
     /// Queues `message` in each socket's dialect on every local subscriber of `channel` except
     /// `exclude`. Both shapes are encoded once per call: cheaper than a per-socket check for
     /// whether a shape is needed (measured with 1,000 V1 subscribers).
-    /// Sockets that now need a flush are appended to `listed`; those whose queue was full are
-    /// returned. The hot path of a publish: one reference-count increment and one queue push
-    /// per socket.
+    /// Sockets that now need a flush are appended to `listed`. Returns the sockets whose queue
+    /// was full, and how many frames and bytes were queued. The hot path of a publish: one
+    /// reference-count increment and one queue push per socket.
     pub fn queue_on_channel(
         &mut self,
         app: AppIdx,
@@ -139,17 +139,20 @@ impl Hub {
         exclude: Option<SocketId>,
         bound: QueueBound,
         listed: &mut Vec<SocketKey>,
-    ) -> Vec<SocketKey> {
+    ) -> (Vec<SocketKey>, usize, usize) {
         let mut full = Vec::new();
+        let (mut queued, mut bytes) = (0, 0);
         let frames = [message.frame_for(Dialect::V1), message.frame_for(Dialect::V2)];
         let Hub { sockets, channels, .. } = self;
-        let Some(local) = channels[app as usize].get(channel) else { return full };
+        let Some(local) = channels[app as usize].get(channel) else { return (full, queued, bytes) };
         for &key in &local.sockets {
             let s = &mut sockets[key];
             if Some(s.id) == exclude || s.closing {
                 continue;
             }
             let frame = &frames[(s.dialect == Dialect::V2) as usize];
+            queued += 1;
+            bytes += frame.len();
             if s.gates > 0 {
                 if let Some(gate) = s.channels.get_mut(channel).and_then(|sub| sub.gate.as_mut()) {
                     gate.push((message.serial, frame.clone()));
@@ -165,7 +168,7 @@ impl Hub {
                 Pushed::Full => full.push(key),
             }
         }
-        full
+        (full, queued, bytes)
     }
 
     /// Opens the socket's gates (all, or only `channel`'s) onto its queue, in arrival order
@@ -201,11 +204,15 @@ impl Hub {
         (passed, full)
     }
 
-    pub fn add_subscriber(&mut self, app: AppIdx, channel: &Arc<str>, key: SocketKey) {
-        self.channels[app as usize].entry(channel.clone()).or_default().sockets.insert(key);
+    /// Adds `key` to the channel's local subscribers; true if it is the channel's first here.
+    pub fn add_subscriber(&mut self, app: AppIdx, channel: &Arc<str>, key: SocketKey) -> bool {
+        let local = self.channels[app as usize].entry(channel.clone()).or_default();
+        local.sockets.insert(key);
+        local.sockets.len() == 1
     }
 
-    /// Removes `key` from the channel's local subscribers; true if it was there.
+    /// Removes `key` from the channel's local subscribers; true if that emptied the channel
+    /// here.
     pub fn remove_subscriber(&mut self, app: AppIdx, channel: &str, key: SocketKey) -> bool {
         let map = &mut self.channels[app as usize];
         let Some(local) = map.get_mut(channel) else { return false };
@@ -213,7 +220,7 @@ impl Hub {
         if local.sockets.is_empty() {
             map.remove(channel);
         }
-        removed
+        removed && !map.contains_key(channel)
     }
 
     /// Indexes `key` under `user` (a socket has at most one user id; a previous one is dropped).

@@ -212,9 +212,15 @@ pub async fn take(shard: &Rc<Shard>, app: AppIdx, space: Space, key: &str, ttl: 
         shard.mesh.send(owner, Msg::Idempotency(IdemMsg::Claim { reply_to, app, space, key: key.clone(), ttl }));
         match answer.await {
             Claim::Claimed => {
-                return Taken::Held(Held { shard: shard.clone(), app, space, key, ttl, settled: false })
+                shard.counters(Some(app)).idempotency_publishes.inc();
+                return Taken::Held(Held { shard: shard.clone(), app, space, key, ttl, settled: false });
             }
-            Claim::Stored(body) => return Taken::Stored(body),
+            Claim::Stored(body) => {
+                let c = shard.counters(Some(app));
+                c.idempotency_publishes.inc();
+                c.idempotency_duplicates.inc();
+                return Taken::Stored(body);
+            }
             Claim::InProgress => {}
         }
     }

@@ -55,6 +55,10 @@ pub struct Context {
     /// Every shard's store (durable history), when history is enabled. A shard appends only to
     /// its own; history reads go straight to the owner's store thread from any shard.
     pub stores: Option<durable::Stores>,
+    /// Every shard's counters; each shard writes only its own (see `metrics`).
+    pub metrics: crate::metrics::Metrics,
+    /// The webhook sender, when some app has webhooks; its `stats` count what it did.
+    pub webhooks: Option<crate::webhook::Webhooks>,
 }
 
 impl Context {
@@ -63,7 +67,11 @@ impl Context {
         let apps = Registry::new(config.apps.clone());
         let app_connections = (0..apps.len()).map(|_| AtomicU64::new(0)).collect();
         let stores = durable::Stores::open(&config, &apps)?;
+        let webhooks = crate::webhook::Webhooks::start(&config.webhooks, apps.clone())?;
+        let metrics = crate::metrics::Metrics::new(config.shards, apps.len(), config.metrics_port);
         Ok(Arc::new(Context {
+            metrics,
+            webhooks,
             stores,
             config,
             apps,
@@ -101,6 +109,8 @@ pub struct Shard {
     flush_holds: Cell<u32>,
     /// Set when the shard starts its graceful stop.
     pub draining: Cell<bool>,
+    /// Webhook events of channels this shard owns waiting for their re-check.
+    pub(crate) webhook_pending: Rc<RefCell<crate::webhook::Pending>>,
 }
 
 /// The owner of a channel among `shards`; also decides which store holds its history.
@@ -127,6 +137,7 @@ pub async fn run(ctx: Arc<Context>, mesh: Mesh<Msg>) {
         flusher: Cell::new(None),
         flush_holds: Cell::new(0),
         draining: Cell::new(false),
+        webhook_pending: Rc::default(),
     });
     if let Err(e) = shard.load_streams().await {
         log::error!("shard {}: cannot load channel streams from its store: {e}", shard.id);
@@ -143,6 +154,11 @@ pub async fn run(ctx: Arc<Context>, mesh: Mesh<Msg>) {
 }
 
 impl Shard {
+    /// This shard's counters for `app` (`None`: requests that name no app).
+    pub fn counters(&self, app: Option<AppIdx>) -> &crate::metrics::AppCounters {
+        self.ctx.metrics.shard(self.id).app(app)
+    }
+
     /// The shard that owns `channel` of `app`.
     pub fn channel_owner(&self, app: AppIdx, channel: &str) -> usize {
         owner_of_channel(app, channel, self.shards)
@@ -182,7 +198,12 @@ impl Shard {
         let id = SocketId::random();
         let now = Instant::now();
         let key = self.hub.borrow_mut().sockets.insert(Socket::new(id, app, dialect, conn, now));
-        self.send_frame(key, handshake.into());
+        self.counters(Some(app)).new_connections.inc();
+        // The 101 response is HTTP, not a WebSocket message: queued without counting.
+        let pushed = self.hub.borrow_mut().sockets.get_mut(key).map(|s| s.out.push_unbounded(handshake.into()));
+        if pushed == Some(Pushed::NeedsFlush) {
+            self.list_dirty(key);
+        }
         let timeout = self.ctx.config.activity_timeout.as_secs();
         self.send_json(key, &outbound::connection_established(dialect, &id.to_string(), timeout));
         (key, id)
@@ -194,6 +215,7 @@ impl Shard {
         let mut hub = self.hub.borrow_mut();
         if hub.sockets.get(key).is_some_and(|s| s.id == id) {
             let s = hub.sockets.remove(key);
+            self.counters(Some(s.app)).disconnections.inc();
             self.ctx.connections.fetch_sub(1, Ordering::Relaxed);
             self.ctx.app_connections[s.app as usize].fetch_sub(1, Ordering::Relaxed);
         }
@@ -209,7 +231,7 @@ impl Shard {
         let signed_in = std::mem::replace(&mut s.signed_in, false);
         let watchlist = s.watchlist.take();
         for (channel, sub) in channels {
-            hub.remove_subscriber(app, &channel, key);
+            self.count_unsubscribe(app, &channel, hub.remove_subscriber(app, &channel, key));
             let owner = self.channel_owner(app, &channel);
             self.mesh.send(owner, Msg::Unsubscribe { app, channel, shard: self.id, socket: id, user_id: sub.member });
         }
@@ -253,10 +275,23 @@ impl Shard {
         self.send_frame(key, codec::encode(Opcode::Text, json).into());
     }
 
+    /// Counts a subscription that ended; `emptied`: it was the channel's last on this shard.
+    pub fn count_unsubscribe(&self, app: AppIdx, channel: &str, emptied: bool) {
+        let c = self.counters(Some(app));
+        let ty = crate::metrics::channel_type(channel);
+        c.unsubscriptions[ty].inc();
+        if emptied {
+            c.active_channels[ty].sub(1);
+        }
+    }
+
     /// Queues an encoded frame for one socket, outside the queue bound.
     pub fn send_frame(&self, key: SocketKey, frame: Frame) {
         let mut hub = self.hub.borrow_mut();
         if let Some(s) = hub.sockets.get_mut(key).filter(|s| !s.closing) {
+            let c = self.counters(Some(s.app));
+            c.ws_sent.inc();
+            c.ws_sent_bytes.add(frame.len() as u64);
             if s.out.push_unbounded(frame) == Pushed::NeedsFlush {
                 self.list_dirty(key);
             }
@@ -282,7 +317,8 @@ impl Shard {
             }
             let mut dirty = self.dirty.borrow_mut();
             let was_empty = dirty.is_empty();
-            let full = hub.queue_on_channel(app, channel, message, exclude, self.queue_bound(), &mut dirty);
+            let (full, queued, bytes) = hub.queue_on_channel(app, channel, message, exclude, self.queue_bound(), &mut dirty);
+            self.counters(Some(app)).delivered(channel, queued, bytes, message.published_at.elapsed());
             if was_empty && !dirty.is_empty() {
                 if let Some(w) = self.flusher.take() {
                     w.wake();
@@ -323,6 +359,9 @@ impl Shard {
     /// A socket's queue is full: it is too slow for what it subscribed to.
     fn overflow(self: &Rc<Self>, key: SocketKey) {
         if self.ctx.config.disconnect_on_buffer_full {
+            if let Some(s) = self.hub.borrow().sockets.get(key).filter(|s| !s.closing) {
+                self.counters(Some(s.app)).slow_consumer_disconnections.inc();
+            }
             self.close(key, &ProtocolError::buffer_full(self.ctx.config.max_queued_messages));
         } else {
             log::warn!("shard {}: socket queue full, message dropped for it", self.id);

@@ -24,6 +24,8 @@ pub struct Broadcast {
     pub v2: Payload,
     /// Its place in the channel's stream; `None` for ephemeral messages and member events.
     pub serial: Option<u64>,
+    /// When the owner took the publish: delivering shards measure their latency from it.
+    pub published_at: std::time::Instant,
 }
 
 impl Broadcast {

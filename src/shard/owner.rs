@@ -84,7 +84,7 @@ fn member_event(channel: &str, user_id: &str, added: Option<&str>) -> Broadcast 
         Some(info) => outbound::member_added(d, channel, user_id, info),
         None => outbound::member_removed(d, channel, user_id),
     };
-    Broadcast { v1: Arc::new(make(Dialect::V1)), v2: Arc::new(make(Dialect::V2)), serial: None }
+    Broadcast { v1: Arc::new(make(Dialect::V1)), v2: Arc::new(make(Dialect::V2)), serial: None, published_at: Instant::now() }
 }
 
 fn is_presence(name: &str) -> bool {
@@ -151,6 +151,8 @@ impl Shard {
             "{}".to_owned()
         };
         let cache = channel::channel_type(&channel).cache.then(|| ch.live_cache(Instant::now()).map(|(p, _)| p.clone()));
+        let joined = member.as_ref().filter(|m| !again && ch.members.get(m.user_id.as_str()).is_some_and(|e| e.sockets == 1));
+        self.webhook_subscribed(app, &channel, (!again).then_some(ch.total), joined.map(|m| &*m.user_id), matches!(cache, Some(None)));
         let stream = owned.stream(app, &channel);
         let position = (stream.id.clone(), stream.head);
         answer(self, reply_to, Reply::Subscribed { data, cache, position });
@@ -173,9 +175,11 @@ impl Shard {
                     ch.members.shift_remove(&*user);
                     let removed = member_event(channel, &user, None);
                     self.fan_out(ch, app, channel, &removed, None);
+                    self.webhook_member_left(app, channel, &user);
                 }
             }
         }
+        self.webhook_unsubscribed(app, channel, ch.total);
         if ch.is_idle(Instant::now()) {
             map.remove(channel);
         }
@@ -225,7 +229,7 @@ impl Shard {
             };
             let kept = serial.map(|serial| Kept { serial, at: now, message_id: message_id.as_str().into(), frame: v2.clone() });
             let v1 = Arc::new(outbound::event(&event.name, Some(&channel), data, user_id));
-            Commit { app, channel, append, message: Broadcast { v1, v2, serial }, kept, exclude, from_http, reply_to }
+            Commit { app, channel, append, message: Broadcast { v1, v2, serial, published_at: now }, kept, exclude, from_http, reply_to }
         };
         if commit.append.is_none() && self.pipeline.is_idle() {
             self.release(commit, Ok(()));

@@ -127,6 +127,9 @@ impl Session {
     async fn on_unit(&self, unit: Incoming) {
         match unit {
             Incoming::Text(bytes) | Incoming::Binary(bytes) => {
+                let c = self.shard.counters(Some(self.app));
+                c.ws_received.inc();
+                c.ws_received_bytes.add(bytes.len() as u64);
                 let open = self.with_socket(|s| s.last_activity = Instant::now()).is_some();
                 if open {
                     if let Err(e) = self.on_message(&bytes).await {
@@ -260,7 +263,12 @@ impl Session {
                         return Ok(None);
                     }
                     if !already {
-                        hub.add_subscriber(app_idx, &ch, key);
+                        let c = shard.counters(Some(app_idx));
+                        let ty = crate::metrics::channel_type(&ch);
+                        c.subscriptions[ty].inc();
+                        if hub.add_subscriber(app_idx, &ch, key) {
+                            c.active_channels[ty].inc();
+                        }
                         let s = hub.sockets.get_mut(key).expect("live socket");
                         s.channels.insert(ch.clone(), Subscription::new(user.clone(), position.1, gated));
                         s.gates += gated as u32;
@@ -394,7 +402,8 @@ impl Session {
         let Some(s) = hub.live(self.key, self.id) else { return Ok(()) };
         let Some((channel, sub)) = s.channels.remove_entry(channel.as_str()) else { return Ok(()) };
         let member = sub.member;
-        hub.remove_subscriber(self.app, &channel, self.key);
+        let emptied = hub.remove_subscriber(self.app, &channel, self.key);
+        self.shard.count_unsubscribe(self.app, &channel, emptied);
         drop(hub);
         let owner = self.shard.channel_owner(self.app, &channel);
         self.shard.mesh.send(
@@ -625,6 +634,8 @@ impl Session {
         let limits = &app.limits;
         // The rate limit comes first: rejected events still use quota (spec 01 §2.5).
         if limits.client_events_per_window > 0 {
+            let c = self.shard.counters(Some(self.app));
+            c.rate_limit_checks[crate::metrics::CLIENT_EVENTS].inc();
             let allowed = self
                 .with_socket(|s| {
                     let now = Instant::now();
@@ -636,6 +647,7 @@ impl Session {
                 })
                 .unwrap_or(false);
             if !allowed {
+                c.rate_limit_triggered[crate::metrics::CLIENT_EVENTS].inc();
                 return Err(ProtocolError::client_event_rate_limited(limits.terminate_on_limit));
             }
         }
@@ -675,6 +687,7 @@ impl Session {
             .ok_or_else(|| {
                 ProtocolError::client_event(format!("Socket {} is not subscribed to channel {channel}", self.id))
             })?;
+        self.shard.webhook_client_event(self.app, &channel, name, data, self.id, member.as_ref());
         // Presence client events carry the sender's user id (spec 01 Q11 Rec).
         let event = ChannelEvent {
             name: name.to_owned(),

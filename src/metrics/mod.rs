@@ -1,0 +1,206 @@
+//! Prometheus metrics (spec 01 §12): counters kept per shard and per app, summed only when
+//! `/metrics` is scraped.
+//!
+//! Each shard writes only its own counters, so a count is a relaxed load and store on a cache
+//! line no other core writes: no lock, no shared atomic read-modify-write on the fanout path.
+//! The scrape thread reads every shard's counters with relaxed loads; a scrape may see one
+//! shard a few increments apart from another, which Prometheus tolerates.
+
+mod exposition;
+mod server;
+
+pub use server::serve;
+
+use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
+use std::time::Duration;
+
+/// A counter (or, with `sub`, a gauge) written by one shard only.
+#[derive(Default)]
+pub struct Counter(AtomicU64);
+
+impl Counter {
+    #[inline]
+    pub fn add(&self, n: u64) {
+        // One writer: a plain load and store is enough and costs no locked instruction.
+        self.0.store(self.0.load(Relaxed).wrapping_add(n), Relaxed);
+    }
+
+    #[inline]
+    pub fn inc(&self) {
+        self.add(1);
+    }
+
+    /// For gauges: the sum over shards comes out right even if one shard's part wraps.
+    #[inline]
+    pub fn sub(&self, n: u64) {
+        self.0.store(self.0.load(Relaxed).wrapping_sub(n), Relaxed);
+    }
+
+    pub fn get(&self) -> u64 {
+        self.0.load(Relaxed)
+    }
+}
+
+/// `channel_type` label values, classified as the reference does (spec 01 §12): any name
+/// containing `cache-` is `cache`, `private-encrypted-` counts as `private`.
+pub const CHANNEL_TYPES: [&str; 5] = ["public", "private", "presence", "private_encrypted", "cache"];
+
+pub fn channel_type(name: &str) -> usize {
+    if name.contains("cache-") {
+        4
+    } else if name.starts_with("presence-") {
+        2
+    } else if name.starts_with("private-") {
+        1
+    } else {
+        0
+    }
+}
+
+/// Limiters counted by `sockudo_rate_limit_*` (`limiter_type`, `request_context`).
+pub const LIMITERS: [(&str, &str); 3] =
+    [("client_events", "websocket"), ("api_rate_limit", "http"), ("connection_rate_limit", "websocket")];
+pub const CLIENT_EVENTS: usize = 0;
+pub const API_RATE: usize = 1;
+pub const CONNECTION_RATE: usize = 2;
+
+/// Why a WebSocket was refused or failed (`error_type`).
+pub const CONNECTION_ERRORS: [&str; 6] = [
+    "app_not_found",
+    "app_disabled",
+    "origin_not_allowed",
+    "over_capacity",
+    "invalid_message_format",
+    "authentication_failed",
+];
+
+/// `sockudo_broadcast_latency_ms` buckets (ms) and recipient-count buckets.
+pub const LATENCY_BUCKETS_MS: [f64; 13] = [0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0];
+pub const RECIPIENT_BUCKETS: [&str; 5] = ["xs", "sm", "md", "lg", "xl"];
+
+fn recipient_bucket(n: usize) -> usize {
+    match n {
+        0..=10 => 0,
+        11..=100 => 1,
+        101..=1000 => 2,
+        1001..=10_000 => 3,
+        _ => 4,
+    }
+}
+
+/// One histogram series: cumulative counts are computed at scrape time.
+#[derive(Default)]
+pub struct Histogram {
+    /// Observations per bucket (the last one is `+Inf`).
+    buckets: [Counter; 14],
+    sum_us: Counter,
+}
+
+impl Histogram {
+    fn observe(&self, d: Duration) {
+        let ms = d.as_secs_f64() * 1000.0;
+        let i = LATENCY_BUCKETS_MS.iter().position(|&b| ms <= b).unwrap_or(LATENCY_BUCKETS_MS.len());
+        self.buckets[i].inc();
+        self.sum_us.add(d.as_micros() as u64);
+    }
+}
+
+/// What one shard counts for one app (the last slot of each shard is `system`: requests that
+/// name no app).
+#[derive(Default)]
+pub struct AppCounters {
+    pub new_connections: Counter,
+    pub disconnections: Counter,
+    pub connection_errors: [Counter; CONNECTION_ERRORS.len()],
+    pub ws_received: Counter,
+    pub ws_received_bytes: Counter,
+    pub ws_sent: Counter,
+    pub ws_sent_bytes: Counter,
+    pub http_calls: Counter,
+    pub http_received_bytes: Counter,
+    pub http_sent_bytes: Counter,
+    pub subscriptions: [Counter; 5],
+    pub unsubscriptions: [Counter; 5],
+    /// Channels with at least one local subscriber (a gauge).
+    pub active_channels: [Counter; 5],
+    pub rate_limit_checks: [Counter; LIMITERS.len()],
+    pub rate_limit_triggered: [Counter; LIMITERS.len()],
+    pub idempotency_publishes: Counter,
+    pub idempotency_duplicates: Counter,
+    /// Sockets closed with 4100 because their queue was full.
+    pub slow_consumer_disconnections: Counter,
+    /// Per channel type and recipient bucket.
+    latency: [[Histogram; 5]; 5],
+}
+
+impl AppCounters {
+    /// One delivery of a channel message on this shard: `recipients` frames of `bytes` each,
+    /// `age` after the owner took the publish.
+    #[inline]
+    pub fn delivered(&self, channel: &str, recipients: usize, bytes: usize, age: Duration) {
+        if recipients == 0 {
+            return;
+        }
+        self.ws_sent.add(recipients as u64);
+        self.ws_sent_bytes.add((recipients * bytes) as u64);
+        self.latency[channel_type(channel)][recipient_bucket(recipients)].observe(age);
+    }
+}
+
+/// One shard's counters, one `AppCounters` per app plus `system`.
+pub struct ShardCounters {
+    apps: Box<[AppCounters]>,
+}
+
+impl ShardCounters {
+    /// `app` is an `AppIdx`; `None` is `system`.
+    #[inline]
+    pub fn app(&self, app: Option<crate::apps::AppIdx>) -> &AppCounters {
+        let last = self.apps.len() - 1;
+        &self.apps[app.map_or(last, |a| a as usize)]
+    }
+}
+
+/// Every shard's counters.
+pub struct Metrics {
+    shards: Box<[ShardCounters]>,
+    /// Label `port` on every series: the metrics port (spec 01 §12).
+    port: String,
+    started_at: std::time::SystemTime,
+}
+
+impl Metrics {
+    pub fn new(shards: usize, apps: usize, port: u16) -> Metrics {
+        let shard = || ShardCounters { apps: (0..=apps).map(|_| AppCounters::default()).collect() };
+        Metrics { shards: (0..shards).map(|_| shard()).collect(), port: port.to_string(), started_at: std::time::SystemTime::now() }
+    }
+
+    pub fn shard(&self, id: usize) -> &ShardCounters {
+        &self.shards[id]
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_gauges_and_classification() {
+        let c = Counter::default();
+        c.add(3);
+        c.sub(5);
+        c.add(4);
+        assert_eq!(c.get(), 2);
+        assert_eq!(channel_type("private-encrypted-x"), 1);
+        assert_eq!(channel_type("presence-cache-x"), 4);
+        assert_eq!(channel_type("presence-x"), 2);
+        assert_eq!(channel_type("x"), 0);
+        assert_eq!(recipient_bucket(10), 0);
+        assert_eq!(recipient_bucket(11), 1);
+        assert_eq!(recipient_bucket(10_001), 4);
+        let h = Histogram::default();
+        h.observe(Duration::from_micros(700));
+        h.observe(Duration::from_secs(9));
+        assert_eq!((h.buckets[1].get(), h.buckets[13].get(), h.sum_us.get()), (1, 1, 9_000_700));
+    }
+}

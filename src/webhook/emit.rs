@@ -1,0 +1,192 @@
+//! Where shards decide which webhook events happen. Count-derived events come from the
+//! channel's owner shard, the only one that knows the node-wide subscriber count and the
+//! presence members (`shard/owner.rs` calls in here); client events come from the sender's
+//! shard. Nothing is built unless some webhook of the app wants that event on that channel.
+//!
+//! `channel_vacated` and `member_removed` wait [`RECHECK_DELAY`] on the owner shard: a
+//! re-subscribe (or the user's return) within it calls the pending event off, and then the
+//! matching `channel_occupied` (`member_added`) is not sent either, so a receiver sees
+//! occupied/vacated (added/removed) strictly alternate.
+
+use super::{wants, EventKind, WebhookEvent};
+use crate::apps::AppIdx;
+use crate::protocol::channel::{self, Kind};
+use crate::shard::Shard;
+use crate::socket_id::SocketId;
+use ahash::AHashMap;
+use std::cell::RefCell;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// How long `channel_vacated` and `member_removed` wait for a re-check (spec 01 §10.1).
+pub const RECHECK_DELAY: Duration = Duration::from_secs(3);
+
+#[derive(Clone, PartialEq, Eq, Hash)]
+enum Key {
+    Vacated(AppIdx, Arc<str>),
+    Removed(AppIdx, Arc<str>, Arc<str>),
+}
+
+/// One owner shard's events waiting for their re-check, each with a generation: a timer only
+/// sends its event if its entry is still there with its generation.
+#[derive(Default)]
+pub struct Pending {
+    next: u64,
+    waiting: AHashMap<Key, u64>,
+}
+
+impl Pending {
+    fn start(&mut self, key: Key) -> u64 {
+        self.next += 1;
+        self.waiting.insert(key, self.next);
+        self.next
+    }
+
+    /// Calls off a waiting event; true if there was one.
+    fn cancel(&mut self, key: &Key) -> bool {
+        self.waiting.remove(key).is_some()
+    }
+
+    /// The timer of generation `generation` is due: true if its event still stands.
+    fn due(&mut self, key: &Key, generation: u64) -> bool {
+        if self.waiting.get(key) == Some(&generation) {
+            self.waiting.remove(key);
+            true
+        } else {
+            false
+        }
+    }
+}
+
+fn is_presence(channel: &str) -> bool {
+    channel::channel_type(channel).kind == Kind::Presence
+}
+
+impl Shard {
+    /// The app's webhooks, if it has any (and the sender runs).
+    fn hooks(&self, app: AppIdx) -> Option<(&super::Webhooks, &[super::Webhook])> {
+        let sender = self.ctx.webhooks.as_ref()?;
+        let hooks = &self.ctx.apps.get(app).webhooks;
+        (!hooks.is_empty()).then_some((sender, hooks.as_slice()))
+    }
+
+    /// Owner: a subscribe was answered. `total` is the new node-wide count when the subscribe
+    /// was counted (not a repeat), `joined` the user it made a new presence member, and
+    /// `cache_miss` says a cache channel had nothing to give.
+    pub(crate) fn webhook_subscribed(
+        &self,
+        app: AppIdx,
+        channel: &Arc<str>,
+        total: Option<u64>,
+        joined: Option<&str>,
+        cache_miss: bool,
+    ) {
+        let Some((sender, hooks)) = self.hooks(app) else { return };
+        let mut pending = self.webhook_pending.borrow_mut();
+        if total == Some(1) && !pending.cancel(&Key::Vacated(app, channel.clone())) {
+            if wants(hooks, EventKind::ChannelOccupied, channel) {
+                sender.push(app, WebhookEvent::ChannelOccupied { channel: channel.clone() });
+            }
+        }
+        if let Some(user) = joined {
+            let user: Arc<str> = user.into();
+            if !pending.cancel(&Key::Removed(app, channel.clone(), user.clone()))
+                && wants(hooks, EventKind::MemberAdded, channel)
+            {
+                sender.push(app, WebhookEvent::MemberAdded { channel: channel.clone(), user_id: user });
+            }
+        }
+        if let Some(count) = total {
+            if !is_presence(channel) && wants(hooks, EventKind::SubscriptionCount, channel) {
+                sender.push(app, WebhookEvent::SubscriptionCount { channel: channel.clone(), count });
+            }
+        }
+        if cache_miss && wants(hooks, EventKind::CacheMiss, channel) {
+            sender.push(app, WebhookEvent::CacheMiss { channel: channel.clone() });
+        }
+    }
+
+    /// Owner: a subscription ended; `total` is the new node-wide count.
+    pub(crate) fn webhook_unsubscribed(&self, app: AppIdx, channel: &Arc<str>, total: u64) {
+        let Some((sender, hooks)) = self.hooks(app) else { return };
+        if total == 0 && wants(hooks, EventKind::ChannelVacated, channel) {
+            let event = WebhookEvent::ChannelVacated { channel: channel.clone() };
+            self.webhook_after_recheck(app, Key::Vacated(app, channel.clone()), event);
+        }
+        if !is_presence(channel) && wants(hooks, EventKind::SubscriptionCount, channel) {
+            sender.push(app, WebhookEvent::SubscriptionCount { channel: channel.clone(), count: total });
+        }
+    }
+
+    /// Owner: the last socket of `user` left the presence channel.
+    pub(crate) fn webhook_member_left(&self, app: AppIdx, channel: &Arc<str>, user: &Arc<str>) {
+        let Some((_, hooks)) = self.hooks(app) else { return };
+        if wants(hooks, EventKind::MemberRemoved, channel) {
+            let event = WebhookEvent::MemberRemoved { channel: channel.clone(), user_id: user.clone() };
+            self.webhook_after_recheck(app, Key::Removed(app, channel.clone(), user.clone()), event);
+        }
+    }
+
+    /// The sender's shard: a client event was accepted.
+    pub(crate) fn webhook_client_event(
+        &self,
+        app: AppIdx,
+        channel: &Arc<str>,
+        event: &str,
+        data: &str,
+        socket: SocketId,
+        user: Option<&Arc<str>>,
+    ) {
+        let Some((sender, hooks)) = self.hooks(app) else { return };
+        if wants(hooks, EventKind::ClientEvent, channel) {
+            sender.push(
+                app,
+                WebhookEvent::ClientEvent {
+                    channel: channel.clone(),
+                    event: event.to_owned(),
+                    data: data.to_owned(),
+                    socket_id: socket.to_string(),
+                    user_id: user.cloned(),
+                },
+            );
+        }
+    }
+
+    /// Sends `event` after [`RECHECK_DELAY`] unless `key` is called off meanwhile. A timer on
+    /// this (the owner) shard: it only reads this shard's state.
+    fn webhook_after_recheck(&self, app: AppIdx, key: Key, event: WebhookEvent) {
+        let generation = self.webhook_pending.borrow_mut().start(key.clone());
+        let pending: Rc<RefCell<Pending>> = self.webhook_pending.clone();
+        let ctx = self.ctx.clone();
+        glommio::spawn_local(async move {
+            glommio::timer::sleep(RECHECK_DELAY).await;
+            if pending.borrow_mut().due(&key, generation) {
+                if let Some(sender) = &ctx.webhooks {
+                    sender.push(app, event);
+                }
+            }
+        })
+        .detach();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_latest_generation_fires() {
+        let mut p = Pending::default();
+        let k = Key::Vacated(0, "c".into());
+        let first = p.start(k.clone());
+        assert!(p.cancel(&k), "a re-subscribe calls it off");
+        assert!(!p.due(&k, first));
+        let second = p.start(k.clone());
+        let third = p.start(k.clone());
+        assert!(!p.due(&k, second), "an older timer of the same key stays silent");
+        assert!(p.due(&k, third));
+        assert!(!p.due(&k, third), "once");
+        assert!(!p.cancel(&k));
+    }
+}

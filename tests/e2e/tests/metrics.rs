@@ -1,0 +1,139 @@
+//! Prometheus metrics (spec 01 §12, issue 5): `/metrics` on the metrics port parses as the
+//! text format, and a scripted workload moves each counter by exactly what it did.
+
+use e2e::*;
+use serde_json::json;
+use std::collections::HashMap;
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::time::{Duration, Instant};
+
+/// Every sample of one scrape, keyed `name{labels}` as printed; checks the text format on the
+/// way: each sample belongs to a family announced by `# HELP` and `# TYPE` lines before it.
+fn scrape(port: u16) -> HashMap<String, f64> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("metrics port");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("Content-Type: text/plain; version=0.0.4"), "{head}");
+    let mut typed: HashMap<String, String> = HashMap::new();
+    let mut samples = HashMap::new();
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            assert!(typed.insert(name.to_owned(), kind.to_owned()).is_none(), "family {name} announced twice");
+            continue;
+        }
+        if line.starts_with("# HELP ") || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("sample without value: {line}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line}"));
+        let name = series.split('{').next().unwrap();
+        let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).filter(|f| typed.get(*f).is_some_and(|k| k == "histogram")).unwrap_or(name);
+        assert!(typed.contains_key(family), "sample of unannounced family: {line}");
+        if let Some(labels) = series.strip_prefix(name) {
+            if !labels.is_empty() {
+                let inner = labels.strip_prefix('{').and_then(|l| l.strip_suffix('}')).unwrap_or_else(|| panic!("labels: {line}"));
+                for pair in inner.split("\",") {
+                    let (k, v) = pair.split_once("=\"").unwrap_or_else(|| panic!("label {pair} in {line}"));
+                    assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "label name {k}");
+                    assert!(!v.contains('\n'));
+                }
+            }
+        }
+        assert!(samples.insert(series.to_owned(), value).is_none(), "duplicate series {series}");
+    }
+    samples
+}
+
+fn delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>, series: &str) -> f64 {
+    let a = *after.get(series).unwrap_or_else(|| panic!("no series {series}"));
+    a - before.get(series).copied().unwrap_or(0.0)
+}
+
+/// Counters are summed from every shard when scraped; a socket's close is counted when its
+/// shard notices it, so wait (without a speed assertion) until the gauges settle.
+fn scrape_until(port: u16, series: &str, want: f64) -> HashMap<String, f64> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let m = scrape(port);
+        if m.get(series) == Some(&want) || Instant::now() > deadline {
+            return m;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_scripted_workload_moves_each_counter_exactly() {
+    let app = AppConfig::dev().set("max_client_events_per_second", "2");
+    let s = Server::start(Some(&config("", &[app])));
+    let mp = s.metrics_port;
+    let l = |name: &str, extra: &str| format!("{name}{{app_id=\"app-id\",port=\"{mp}\"{extra}}}");
+    let before = scrape(mp);
+
+    let mut a = s.connect();
+    let mut b = s.connect();
+    a.subscribe("news");
+    a.subscribe_private("private-room");
+    b.subscribe_private("private-room");
+    for i in 0..3 {
+        s.publish_ok(json!({"name": "e", "channel": "news", "data": i.to_string()}));
+        a.expect_event("e");
+    }
+    s.publish_ok(json!({"name": "e", "channel": "news", "data": "k", "idempotency_key": "m-1"}));
+    a.expect_event("e");
+    s.publish_ok(json!({"name": "e", "channel": "news", "data": "k", "idempotency_key": "m-1"}));
+    // Three client events within one second: the third exceeds 2/s.
+    for _ in 0..3 {
+        a.client_event("client-x", "private-room", json!({}));
+    }
+    b.expect_event("client-x");
+    b.expect_event("client-x");
+    a.expect_error(4301);
+    let mut refused = s.connect_raw("/app/no-such-key?protocol=7", None);
+    refused.expect_error(4001);
+    a.unsubscribe("news");
+    b.close();
+    let after = scrape_until(mp, &l("sockudo_connected", ""), 1.0);
+
+    assert_eq!(delta(&before, &after, &l("sockudo_new_connections_total", "")), 2.0);
+    assert_eq!(delta(&before, &after, &l("sockudo_new_disconnections_total", "")), 1.0);
+    assert_eq!(after[&l("sockudo_connected", "")], 1.0);
+    assert_eq!(delta(&before, &after, &l("sockudo_channel_subscriptions_total", ",channel_type=\"public\"")), 1.0);
+    assert_eq!(delta(&before, &after, &l("sockudo_channel_subscriptions_total", ",channel_type=\"private\"")), 2.0);
+    assert_eq!(delta(&before, &after, &l("sockudo_channel_unsubscriptions_total", ",channel_type=\"public\"")), 1.0);
+    assert_eq!(delta(&before, &after, &l("sockudo_channel_unsubscriptions_total", ",channel_type=\"private\"")), 1.0);
+    assert_eq!(after[&l("sockudo_active_channels", ",channel_type=\"public\"")], 0.0);
+    // private-room: a is still in it (once per shard that holds a subscriber).
+    assert_eq!(after[&l("sockudo_active_channels", ",channel_type=\"private\"")], 1.0);
+    // 5 publishes (one answered from the idempotency store).
+    assert_eq!(delta(&before, &after, &l("sockudo_http_calls_received_total", "")), 5.0);
+    assert_eq!(delta(&before, &after, &l("sockudo_idempotency_publish_total", "")), 2.0);
+    assert_eq!(delta(&before, &after, &l("sockudo_idempotency_duplicates_total", "")), 1.0);
+    // Received: a's 2 subscribes + 3 client events + 1 unsubscribe; b's 1 subscribe (its close
+    // frame is a control frame, not a message).
+    assert_eq!(delta(&before, &after, &l("sockudo_ws_messages_received_total", "")), 7.0);
+    // Sent: a: established, 2 subscription_succeeded, 4 events, 1 error; b: established,
+    // subscription_succeeded, 2 client events. Close frames are not messages.
+    assert_eq!(delta(&before, &after, &l("sockudo_ws_messages_sent_total", "")), 12.0);
+    let limiter = ",limiter_type=\"client_events\",request_context=\"websocket\"";
+    assert_eq!(delta(&before, &after, &l("sockudo_rate_limit_checks_total", limiter)), 3.0);
+    assert_eq!(delta(&before, &after, &l("sockudo_rate_limit_triggered_total", limiter)), 1.0);
+    let unknown = format!("sockudo_connection_errors_total{{app_id=\"unknown\",port=\"{mp}\",error_type=\"app_not_found\"}}");
+    assert_eq!(delta(&before, &after, &unknown), 1.0);
+    // Four channel broadcasts to one socket each, plus two client events to one socket.
+    let hist = |ty: &str| l("sockudo_broadcast_latency_ms_count", &format!(",channel_type=\"{ty}\",recipient_count_bucket=\"xs\""));
+    assert_eq!(delta(&before, &after, &hist("public")), 4.0);
+    assert_eq!(delta(&before, &after, &hist("private")), 2.0);
+    let inf = l("sockudo_broadcast_latency_ms_bucket", ",channel_type=\"public\",recipient_count_bucket=\"xs\",le=\"+Inf\"");
+    assert_eq!(after[&inf], after[&hist("public")], "the +Inf bucket counts every observation");
+    assert!(after["process_resident_memory_bytes"] > 0.0);
+    assert!(after["process_open_fds"] > 0.0);
+    let shards: f64 = (0..env_shards()).map(|i| after[&format!("sockudo_shard_connections{{shard=\"{i}\"}}")]).sum();
+    assert_eq!(shards, 1.0);
+}
