@@ -78,6 +78,7 @@ struct FileConfig {
     connection_recovery: RecoveryFile,
     storage: StorageFile,
     history: HistoryFile,
+    rate_limiter: RateLimiterFile,
     webhooks: crate::webhook::WebhooksFile,
     /// Shorthand for `app_manager.array.apps`.
     apps: Vec<AppConfig>,
@@ -144,6 +145,53 @@ struct HistoryFile {
     retention_window_seconds: Option<u64>,
     #[serde(deserialize_with = "num_or_str")]
     max_messages_per_channel: Option<u64>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+struct RateLimiterFile {
+    enabled: Option<bool>,
+    api_rate_limit: RateLimitFile,
+    websocket_rate_limit: RateLimitFile,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+struct RateLimitFile {
+    #[serde(deserialize_with = "num_or_str")]
+    max_requests: Option<u32>,
+    #[serde(deserialize_with = "num_or_str")]
+    window_seconds: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    trust_hops: Option<usize>,
+}
+
+/// One fixed-window limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub max_requests: u32,
+    pub window: Duration,
+    /// Proxies in front whose `X-Forwarded-For` entries are trusted (WebSocket limit only).
+    pub trust_hops: usize,
+}
+
+/// Node-wide rate limits (spec 01 §8.1, spec 00): HTTP API requests per app and WebSocket
+/// connects per client IP. Off by default when only the built-in development app runs.
+#[derive(Clone, Debug)]
+pub struct RateLimiter {
+    pub enabled: bool,
+    pub api: RateLimit,
+    pub websocket: RateLimit,
+}
+
+fn rate_limit(prefix: &str, env_prefix: &str, f: RateLimitFile, default: (u32, u64)) -> Result<RateLimit, ConfigError> {
+    let max = positive(&format!("{prefix}.max_requests"), env(&format!("{env_prefix}_MAX_REQUESTS"))?.or(f.max_requests))?;
+    let window = positive(&format!("{prefix}.window_seconds"), env(&format!("{env_prefix}_WINDOW_SECONDS"))?.or(f.window_seconds))?;
+    Ok(RateLimit {
+        max_requests: max.unwrap_or(default.0),
+        window: Duration::from_secs(window.unwrap_or(default.1)),
+        trust_hops: env(&format!("{env_prefix}_TRUST_HOPS"))?.or(f.trust_hops).unwrap_or(0),
+    })
 }
 
 /// Durable channel history (spec 02 §4–5). Off means no store is opened: serials, recovery and
@@ -223,6 +271,7 @@ pub struct Config {
     /// What each channel's owner keeps in memory for connection recovery.
     pub replay_window: crate::shard::stream::ReplayWindow,
     pub history: History,
+    pub rate_limiter: RateLimiter,
     /// Batching, timeouts and bounds of webhook delivery (spec 01 §10.4).
     pub webhooks: crate::webhook::Settings,
     /// Test-only WebSocket echo route at `/test/echo` (Autobahn). Off unless `--test-echo`.
@@ -345,8 +394,10 @@ impl Config {
             return Err(ConfigError::new("app_manager.driver", format!("\"{driver}\" is not supported; use \"memory\"")));
         }
         apply_env_app(&mut apps)?;
+        let mut builtin_dev_app = false;
         if apps.is_empty() && std::env::var("SOCKUDO_DEFAULT_APP_ENABLED").map_or(true, |v| v != "false") {
             apps.push(App::development());
+            builtin_dev_app = true;
         }
         crate::apps::check_unique(&apps)?;
         let config = Config {
@@ -405,6 +456,12 @@ impl Config {
                 .unwrap_or(8 << 20),
             },
             history: history(flags.data_dir, file.storage, file.history)?,
+            rate_limiter: RateLimiter {
+                // Spec 00: tests and local development on the built-in app are not throttled.
+                enabled: env_bool("RATE_LIMITER_ENABLED")?.or(file.rate_limiter.enabled).unwrap_or(!builtin_dev_app),
+                api: rate_limit("rate_limiter.api_rate_limit", "RATE_LIMITER_API", file.rate_limiter.api_rate_limit, (1000, 1))?,
+                websocket: rate_limit("rate_limiter.websocket_rate_limit", "RATE_LIMITER_WS", file.rate_limiter.websocket_rate_limit, (100, 10))?,
+            },
             webhooks: crate::webhook::Settings::load(file.webhooks)?,
             test_echo: flags.test_echo,
             apps,

@@ -13,6 +13,8 @@ use crate::protocol::ProtocolError;
 use crate::shard::call::expect_reply;
 use crate::shard::idempotency::{self, Space, Taken};
 use crate::shard::msg::{ChannelEvent, EventData, Msg, Occupancy, Reply, UserAction};
+use crate::metrics;
+use crate::shard::limits::{self, RateKey};
 use crate::shard::Shard;
 use crate::socket_id::SocketId;
 use serde::Deserialize;
@@ -77,6 +79,17 @@ enum Route {
 
 async fn api(shard: &Rc<Shard>, req: &Request, app_id: &str, route: Route) -> Result<Response, ApiError> {
     let app_idx = rest_auth::authenticate(&shard.ctx.apps, req, app_id)?;
+    // After authentication, so that nobody without the secret can spend an app's quota.
+    let rl = &shard.ctx.config.rate_limiter;
+    if rl.enabled {
+        let c = shard.counters(Some(app_idx));
+        c.rate_limit_checks[metrics::API_RATE].inc();
+        let verdict = limits::check(shard, RateKey::Api(app_idx), rl.api).await;
+        if !verdict.allowed {
+            c.rate_limit_triggered[metrics::API_RATE].inc();
+            return Err(ApiError::rate_limited("API requests for this app", &verdict, rl.api.window));
+        }
+    }
     let query = query_pairs(&req.query);
     let param = |name: &str| query.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
     match route {

@@ -72,11 +72,13 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for a `Retry-After` header.
     pub retry_after: Option<u32>,
+    /// `X-RateLimit-Limit`, `-Remaining` and `-Reset` of a rate-limited request.
+    pub rate: Option<(u32, u32, u64)>,
 }
 
 impl ApiError {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), retry_after: None }
+        ApiError { status, code, message: message.into(), retry_after: None, rate: None }
     }
     pub fn invalid_input(m: impl Into<String>) -> ApiError {
         Self::new(400, "invalid_input", m)
@@ -117,6 +119,11 @@ impl ApiError {
     pub fn storage(m: impl Into<String>) -> ApiError {
         ApiError { retry_after: Some(1), ..Self::new(503, "storage_unavailable", m) }
     }
+    /// A rate limit refused the request (spec 01 §8.1).
+    pub fn rate_limited(what: &str, v: &crate::shard::limits::Verdict, window: std::time::Duration) -> ApiError {
+        let message = format!("Rate limit exceeded: {} {what} per {} s; retry in {} s", v.limit, window.as_secs(), v.reset);
+        ApiError { retry_after: Some(v.reset as u32), rate: Some((v.limit, v.remaining, v.reset)), ..Self::new(429, "rate_limited", message) }
+    }
     pub fn internal() -> ApiError {
         Self::new(500, "internal_error", "Internal server error")
     }
@@ -133,7 +140,13 @@ impl From<ApiError> for Response {
         let mut body = format!("{{\"error\":").into_bytes();
         crate::protocol::outbound::push_json_str(&mut body, &e.message);
         body.extend_from_slice(format!(",\"code\":\"{}\",\"status\":{}}}", e.code, e.status).as_bytes());
-        let r = Response::json(e.status, body);
+        let mut r = Response::json(e.status, body);
+        if let Some((limit, remaining, reset)) = e.rate {
+            r = r
+                .header("X-RateLimit-Limit", limit.to_string())
+                .header("X-RateLimit-Remaining", remaining.to_string())
+                .header("X-RateLimit-Reset", reset.to_string());
+        }
         match e.retry_after {
             Some(s) => r.header("Retry-After", s.to_string()),
             None => r,

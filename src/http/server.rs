@@ -2,11 +2,13 @@
 //! WebSocket: HTTP/1.1 with keep-alive and pipelining on the same port as `/app/{key}`.
 
 use super::request::{self, Limits, Request};
-use super::response::Response;
+use super::response::{ApiError, Response};
 use super::api;
 use crate::apps::App;
 use crate::protocol::outbound::{self, Dialect};
 use crate::protocol::ProtocolError;
+use crate::metrics;
+use crate::shard::limits::{self, RateKey};
 use crate::shard::Shard;
 use crate::ws::codec::{self, Opcode};
 use crate::ws::conn::Conn;
@@ -14,6 +16,7 @@ use crate::ws::{handshake, session};
 use glommio::net::{TcpListener, TcpStream};
 use std::cell::Cell;
 use std::future::poll_fn;
+use std::net::IpAddr;
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::task::{Poll, Waker};
@@ -93,6 +96,7 @@ impl StopSignal {
 /// Serves one connection: HTTP requests in order until it closes or upgrades to a WebSocket.
 async fn serve(shard: Rc<Shard>, stream: TcpStream) {
     stream.set_nodelay(true).ok();
+    let peer = stream.peer_addr().map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
     let conn = Conn::new(stream);
     let limits = Limits { max_head: MAX_HEAD, max_body: shard.ctx.config.max_http_body };
     let mut buf: Vec<u8> = Vec::new();
@@ -107,7 +111,7 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
                         if !out.is_empty() && conn.write_all(&out).await.is_err() {
                             return;
                         }
-                        return upgrade(shard, conn, req, std::mem::take(&mut buf)).await;
+                        return upgrade(shard, conn, req, std::mem::take(&mut buf), peer).await;
                     }
                     let keep_alive = req.keep_alive && !shard.draining.get();
                     // More pipelined requests are already here: handle them all before the
@@ -152,11 +156,26 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
 
 /// `GET /app/{key}` (and the test echo route): complete the handshake, then admit the socket
 /// (spec 01 §2.2) and hand it to its session.
-async fn upgrade(shard: Rc<Shard>, conn: Rc<Conn>, req: Request, pending: Vec<u8>) {
+async fn upgrade(shard: Rc<Shard>, conn: Rc<Conn>, req: Request, pending: Vec<u8>, peer: IpAddr) {
     let refuse = |status: u16, msg: &str| Response::text(status, msg.to_owned()).encode(false);
     if shard.draining.get() {
         let _ = conn.write_all(&Response::text(503, "").encode(false)).await;
         return;
+    }
+    let rl = &shard.ctx.config.rate_limiter;
+    if rl.enabled && req.path.starts_with("/app/") {
+        let ip = limits::client_ip(peer, req.header("x-forwarded-for"), rl.websocket.trust_hops);
+        let app = req.path.strip_prefix("/app/").and_then(|k| shard.ctx.apps.by_key(k));
+        let c = shard.counters(app);
+        c.rate_limit_checks[metrics::CONNECTION_RATE].inc();
+        let verdict = limits::check(&shard, RateKey::Connect(ip), rl.websocket).await;
+        if !verdict.allowed {
+            c.rate_limit_triggered[metrics::CONNECTION_RATE].inc();
+            let refused: Response = ApiError::rate_limited("WebSocket connections from this address", &verdict, rl.websocket.window).into();
+            let _ = conn.write_all(&refused.encode(false)).await;
+            conn.shutdown_write();
+            return;
+        }
     }
     let echo = shard.ctx.config.test_echo && req.path == "/test/echo";
     let key = match req.path.strip_prefix("/app/") {

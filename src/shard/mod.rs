@@ -6,6 +6,7 @@ pub mod call;
 pub mod durable;
 pub mod hub;
 pub mod idempotency;
+pub mod limits;
 pub mod msg;
 mod owner;
 pub mod stream;
@@ -99,6 +100,7 @@ pub struct Shard {
     watch: RefCell<Watch>,
     idempotency: RefCell<idempotency::Table>,
     pipeline: durable::Pipeline,
+    rate_windows: RefCell<limits::Windows>,
     pub(crate) calls: RefCell<Slab<Continuation>>,
     /// The read buffer every socket of this shard reads into.
     pub scratch: RefCell<Vec<u8>>,
@@ -131,6 +133,7 @@ pub async fn run(ctx: Arc<Context>, mesh: Mesh<Msg>) {
         watch: RefCell::new(Watch::new(apps)),
         idempotency: RefCell::new(idempotency::Table::default()),
         pipeline: durable::Pipeline::default(),
+        rate_windows: RefCell::new(limits::Windows::default()),
         calls: RefCell::new(Slab::new()),
         scratch: RefCell::new(vec![0; SCRATCH_BYTES]),
         dirty: RefCell::new(Vec::new()),
@@ -183,6 +186,7 @@ impl Shard {
             Msg::PresenceUsers { reply_to, app, channel } => self.on_presence_users(reply_to, app, &channel),
             Msg::Watch(w) => self.on_watch(w),
             Msg::Idempotency(m) => self.on_idempotency(m),
+            Msg::RateCheck { reply_to, key, limit } => self.on_rate_check(reply_to, key, limit),
             Msg::Replay { reply_to, app, channel, position, legacy } => {
                 self.on_replay(reply_to, app, &channel, position, legacy)
             }
@@ -571,6 +575,8 @@ impl Shard {
             }
             self.expire_owned();
             self.idempotency.borrow_mut().expire(now);
+            let rl = &cfg.rate_limiter;
+            self.rate_windows.borrow_mut().expire(now, rl.api.window.max(rl.websocket.window));
             if self.hub.borrow_mut().trim() {
                 // The allocator keeps freed pages until this thread allocates again; an idle
                 // shard would hold them, so ask it to return them now.

@@ -107,6 +107,8 @@ pub enum Msg {
     },
     /// To the owner of an idempotency key: claim or settle it.
     Idempotency(super::idempotency::IdemMsg),
+    /// To the owner of a rate-limited key: count one request. Answered with `Reply::Rate`.
+    RateCheck { reply_to: ReplyTo, key: super::limits::RateKey, limit: crate::config::RateLimit },
     /// The answer to a request.
     Reply { call: usize, reply: Reply },
 }
@@ -145,6 +147,7 @@ pub enum Reply {
     Claim(super::idempotency::Claim),
     /// An idempotency response is stored.
     Kept,
+    Rate(super::limits::Verdict),
     Replay(Recovery),
     /// The request was valid but the server could not carry it out (the store failed).
     Failed(String),

@@ -152,7 +152,8 @@ impl Shard {
         };
         let cache = channel::channel_type(&channel).cache.then(|| ch.live_cache(Instant::now()).map(|(p, _)| p.clone()));
         let joined = member.as_ref().filter(|m| !again && ch.members.get(m.user_id.as_str()).is_some_and(|e| e.sockets == 1));
-        self.webhook_subscribed(app, &channel, (!again).then_some(ch.total), joined.map(|m| &*m.user_id), matches!(cache, Some(None)));
+        let counted = (!again).then_some(ch.total);
+        self.webhook_subscribed(app, &channel, counted, joined.map(|m| &*m.user_id), matches!(cache, Some(None)));
         let stream = owned.stream(app, &channel);
         let position = (stream.id.clone(), stream.head);
         answer(self, reply_to, Reply::Subscribed { data, cache, position });

@@ -11,7 +11,7 @@ mod emit;
 mod sender;
 
 pub use emit::{Pending, RECHECK_DELAY};
-pub use sender::{Webhooks, WebhookStats, WebhookStatsSnapshot};
+pub use sender::{WebhookStats, WebhookStatsSnapshot, Webhooks};
 
 use crate::config::{num_or_str, ConfigError};
 use crate::protocol::channel;
@@ -79,14 +79,35 @@ fn is_v2_event_type(name: &str) -> bool {
 /// JSON on the sender thread.
 #[derive(Debug, Clone, PartialEq)]
 pub enum WebhookEvent {
-    ChannelOccupied { channel: Arc<str> },
-    ChannelVacated { channel: Arc<str> },
-    MemberAdded { channel: Arc<str>, user_id: Arc<str> },
-    MemberRemoved { channel: Arc<str>, user_id: Arc<str> },
+    ChannelOccupied {
+        channel: Arc<str>,
+    },
+    ChannelVacated {
+        channel: Arc<str>,
+    },
+    MemberAdded {
+        channel: Arc<str>,
+        user_id: Arc<str>,
+    },
+    MemberRemoved {
+        channel: Arc<str>,
+        user_id: Arc<str>,
+    },
     /// `data` is the JSON text the client sent (a string literal or any JSON value).
-    ClientEvent { channel: Arc<str>, event: String, data: String, socket_id: String, user_id: Option<Arc<str>> },
-    CacheMiss { channel: Arc<str> },
-    SubscriptionCount { channel: Arc<str>, count: u64 },
+    ClientEvent {
+        channel: Arc<str>,
+        event: String,
+        data: String,
+        socket_id: String,
+        user_id: Option<Arc<str>>,
+    },
+    CacheMiss {
+        channel: Arc<str>,
+    },
+    SubscriptionCount {
+        channel: Arc<str>,
+        count: u64,
+    },
 }
 
 impl WebhookEvent {
@@ -233,7 +254,10 @@ impl RetryConfig {
         }
         if let (Some(i), Some(m)) = (self.initial_backoff_ms, self.max_backoff_ms) {
             if m < i {
-                return Err(ConfigError::new(format!("{at}.max_backoff_ms"), "must not be less than `initial_backoff_ms`"));
+                return Err(ConfigError::new(
+                    format!("{at}.max_backoff_ms"),
+                    "must not be less than `initial_backoff_ms`",
+                ));
             }
         }
         Ok(())
@@ -256,7 +280,10 @@ impl Filter {
         let pattern = match c.channel_pattern {
             Some(p) => Some(regex::Regex::new(&p).map_err(|e| {
                 let first = e.to_string().lines().last().unwrap_or_default().trim().to_owned();
-                ConfigError::new("filter.channel_pattern", format!("\"{p}\" is not a valid regular expression: {first}"))
+                ConfigError::new(
+                    "filter.channel_pattern",
+                    format!("\"{p}\" is not a valid regular expression: {first}"),
+                )
             })?),
             None => None,
         };
@@ -331,7 +358,9 @@ fn compile_one(c: WebhookConfig) -> Result<Webhook, ConfigError> {
     };
     match url::Url::parse(&url) {
         Ok(u) if matches!(u.scheme(), "http" | "https") && u.host_str().is_some_and(|h| !h.is_empty()) => {}
-        Ok(_) => return Err(ConfigError::new("url", format!("\"{url}\" must be an http:// or https:// URL with a host"))),
+        Ok(_) => {
+            return Err(ConfigError::new("url", format!("\"{url}\" must be an http:// or https:// URL with a host")))
+        }
         Err(e) => return Err(ConfigError::new("url", format!("\"{url}\" is not a valid URL: {e}"))),
     }
     if c.event_types.is_empty() {
@@ -356,7 +385,8 @@ fn compile_one(c: WebhookConfig) -> Result<Webhook, ConfigError> {
     let filter = Filter::compile(c.filter)?;
     let mut headers = Vec::new();
     for (name, value) in c.headers {
-        let token = !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+        let token =
+            !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
         if !token {
             return Err(ConfigError::new("headers", format!("\"{name}\" is not a valid header name")));
         }
@@ -501,9 +531,14 @@ impl Settings {
                 10_000,
                 3_600_000,
             )?),
-            queue_capacity: positive("webhooks.queue_capacity", file.queue_capacity.map(|v| v as u64), 100_000, 10_000_000)?
+            queue_capacity: positive(
+                "webhooks.queue_capacity",
+                file.queue_capacity.map(|v| v as u64),
+                100_000,
+                10_000_000,
+            )? as usize,
+            max_concurrent: positive("webhooks.max_concurrent", file.max_concurrent.map(|v| v as u64), 20, 256)?
                 as usize,
-            max_concurrent: positive("webhooks.max_concurrent", file.max_concurrent.map(|v| v as u64), 20, 256)? as usize,
             retry: Retry::default().with(&file.retry),
         })
     }
@@ -599,7 +634,8 @@ mod tests {
         // Stops when the next wait would end past max_elapsed (300 s).
         assert_eq!(r.next_wait(7, s(240)), Some(s(60)));
         assert_eq!(r.next_wait(7, s(241)), None);
-        let capped = r.with(&RetryConfig { max_attempts: Some(3), initial_backoff_ms: Some(200), ..RetryConfig::default() });
+        let capped =
+            r.with(&RetryConfig { max_attempts: Some(3), initial_backoff_ms: Some(200), ..RetryConfig::default() });
         assert_eq!(capped.next_wait(1, Duration::ZERO), Some(Duration::from_millis(200)));
         assert_eq!(capped.next_wait(2, Duration::ZERO), Some(Duration::from_millis(400)));
         assert_eq!(capped.next_wait(3, Duration::ZERO), None, "three attempts in all");
@@ -644,6 +680,42 @@ mod tests {
                 {"name": "subscription_count", "channel": "c", "subscription_count": 3},
             ]})
         );
+    }
+
+    /// Loads a whole config file the way the server does.
+    fn load_config(text: &str) -> Result<crate::config::Config, ConfigError> {
+        let dir = std::env::temp_dir().join(format!("sockudo-webhook-test-{}", fastrand::u64(..)));
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("c.toml");
+        std::fs::write(&path, text).unwrap();
+        let flags = crate::config::Flags { config: Some(path), shards: Some(1), ..Default::default() };
+        let r = crate::config::Config::load(flags);
+        std::fs::remove_dir_all(&dir).ok();
+        r
+    }
+
+    #[test]
+    fn config_file_forms() {
+        let app = "[[apps]]\nid = \"a\"\nkey = \"k\"\nsecret = \"s\"\n";
+        let inline = format!(
+            "[webhooks]\nbatching = {{ enabled = true, duration = 20, size = 7 }}\nmax_concurrent = 3\n{app}\
+             webhooks = [{{ url = \"http://h/1\", event_types = [\"channel_occupied\"], headers = {{ X-T = \"v\" }} }}]\n"
+        );
+        let c = load_config(&inline).unwrap();
+        assert_eq!((c.webhooks.batch_size, c.webhooks.max_concurrent), (7, 3));
+        assert_eq!(c.apps[0].webhooks[0].headers, [("X-T".to_string(), "v".to_string())]);
+        let tables = format!(
+            "{app}[[apps.webhooks]]\nurl = \"https://h/2\"\nevent_types = [\"client_event\"]\n\
+             request_timeout_ms = \"500\"\nretry = {{ max_attempts = 4 }}\n[apps.webhooks.filter]\nchannel_prefix = \"private-\"\n"
+        );
+        let c = load_config(&tables).unwrap();
+        let h = &c.apps[0].webhooks[0];
+        assert!(h.wants(EventKind::ClientEvent, "private-x") && !h.wants(EventKind::ClientEvent, "x"));
+        assert_eq!((h.request_timeout, h.retry.max_attempts), (Some(Duration::from_millis(500)), Some(4)));
+        let bad = format!("{app}webhooks = [{{ url = \"http://h/\", event_types = [\"cache_miss\"], filter = {{ channel_pattern = \"(\" }} }}]\n");
+        let e = load_config(&bad).unwrap_err();
+        assert_eq!(e.key, "apps[0].webhooks[0].filter.channel_pattern", "{e}");
+        assert!(e.to_string().contains("is not a valid regular expression"), "{e}");
     }
 
     #[test]

@@ -391,7 +391,9 @@ impl Dispatcher {
             if self.loads[slot].ready >= HOOK_MAX_READY {
                 self.stats.failed.fetch_add(1, Ordering::Relaxed);
                 let url = &hook.url;
-                self.failures.log(|| format!("webhook {url} of app {}: {HOOK_MAX_READY} requests waiting; one more dropped", a.id));
+                self.failures.log(|| {
+                    format!("webhook {url} of app {}: {HOOK_MAX_READY} requests waiting; one more dropped", a.id)
+                });
                 continue;
             }
             self.loads[slot].ready += 1;
@@ -447,17 +449,16 @@ impl Dispatcher {
     }
 
     fn spawn_worker(&mut self) {
-        let (work, done, agent, apps) = (self.work_rx.clone(), self.done.clone(), self.agent.clone(), self.apps.clone());
-        let spawned = std::thread::Builder::new()
-            .name(format!("webhook-{}", self.workers))
-            .spawn(move || {
-                while let Ok(mut d) = work.recv() {
-                    let outcome = post(&agent, &apps, &mut d);
-                    if done.send((d, outcome)).is_err() {
-                        return;
-                    }
+        let (work, done, agent, apps) =
+            (self.work_rx.clone(), self.done.clone(), self.agent.clone(), self.apps.clone());
+        let spawned = std::thread::Builder::new().name(format!("webhook-{}", self.workers)).spawn(move || {
+            while let Ok(mut d) = work.recv() {
+                let outcome = post(&agent, &apps, &mut d);
+                if done.send((d, outcome)).is_err() {
+                    return;
                 }
-            });
+            }
+        });
         match spawned {
             Ok(_) => self.workers += 1,
             // The requests wait for the workers there are; with none, the first one is needed.
@@ -488,7 +489,7 @@ impl Dispatcher {
                         self.retries.insert((Instant::now() + wait, self.seq), d);
                         return;
                     }
-                    None => format!("{reason}; given up after {} attempts", d.attempts),
+                    None => format!("{reason}; given up after {} attempt(s)", d.attempts),
                 }
             }
         };
@@ -576,7 +577,13 @@ mod tests {
                 ..WebhookConfig::default()
             })
             .collect();
-        let c = AppConfig { id: "a".into(), key: "k".into(), secret: "s".into(), webhooks: Some(hooks), ..AppConfig::default() };
+        let c = AppConfig {
+            id: "a".into(),
+            key: "k".into(),
+            secret: "s".into(),
+            webhooks: Some(hooks),
+            ..AppConfig::default()
+        };
         Registry::new(vec![App::from_config(c).unwrap()])
     }
 
@@ -607,12 +614,16 @@ mod tests {
         }
         let s = w.stats.snapshot();
         assert_eq!((s.queued, s.dropped), (2, 3));
-        assert_eq!(w.queued_bytes.load(Ordering::Relaxed), 2 * WebhookEvent::ChannelOccupied { channel: "c0".into() }.size());
+        assert_eq!(
+            w.queued_bytes.load(Ordering::Relaxed),
+            2 * WebhookEvent::ChannelOccupied { channel: "c0".into() }.size()
+        );
     }
 
     #[test]
     fn one_body_per_webhook_and_signed() {
-        let apps = registry(&["http://127.0.0.1:9/a", "http://127.0.0.1:9/a", "http://127.0.0.1:9/b"], RetryConfig::default());
+        let apps =
+            registry(&["http://127.0.0.1:9/a", "http://127.0.0.1:9/a", "http://127.0.0.1:9/b"], RetryConfig::default());
         let mut d = dispatcher(apps, Settings::default());
         d.make_deliveries(0, occupied(3));
         // The same URL with the same body is sent once.

@@ -514,7 +514,8 @@ fn filters_and_event_types() {
     r.wait_for("/chat", "one", |e| !e.is_empty());
     r.wait_for("/live", "two", |e| e.len() >= 2);
 
-    let mut private: Vec<String> = r.settled("/private").iter().map(|e| e["channel"].as_str().unwrap().into()).collect();
+    let mut private: Vec<String> =
+        r.settled("/private").iter().map(|e| e["channel"].as_str().unwrap().into()).collect();
     private.sort();
     assert_eq!(private, ["private-a", "private-game-live"]);
     assert!(r.delivered("/private").iter().all(|(_, e)| e["name"] == "channel_occupied"));
@@ -545,8 +546,7 @@ fn vacated_once_when_the_last_shard_empties() {
     }
     let events = r.wait_for("/v", "N counts", |e| count(e, "subscription_count", room) >= N);
     assert_eq!(count(&events, "channel_occupied", room), 1, "occupied once: {events:#?}");
-    let mut counts: Vec<u64> =
-        events.iter().filter_map(|e| e["subscription_count"].as_u64()).collect();
+    let mut counts: Vec<u64> = events.iter().filter_map(|e| e["subscription_count"].as_u64()).collect();
     counts.sort();
     assert_eq!(counts, (1..=N as u64).collect::<Vec<_>>(), "node-wide counts 1..=N");
 
@@ -584,7 +584,10 @@ fn vacated_once_when_the_last_shard_empties() {
 #[test]
 fn bad_webhook_config_is_refused() {
     let bad = [
-        (hook("http://127.0.0.1:9/h", &["channel_occupied"], r#"filter = { channel_pattern = "orders-(" }"#), "webhooks[0].filter.channel_pattern"),
+        (
+            hook("http://127.0.0.1:9/h", &["channel_occupied"], r#"filter = { channel_pattern = "orders-(" }"#),
+            "webhooks[0].filter.channel_pattern",
+        ),
         (hook("http://127.0.0.1:9/h", &["channel_ocupied"], ""), "webhooks[0].event_types"),
         (hook("ftp://x/h", &["channel_occupied"], ""), "webhooks[0].url"),
     ];
@@ -596,4 +599,60 @@ fn bad_webhook_config_is_refused() {
     let (status, log) = Server::start_expecting_exit(&config("[webhooks]\nmax_concurrent = 0", &[AppConfig::dev()]));
     assert!(!status.success());
     assert!(log.contains("webhooks.max_concurrent"), "{log}");
+}
+
+// §10.4 / issue 5: an endpoint that never answers neither slows fanout nor stops the server;
+// its requests time out and are given up (logged).
+#[test]
+fn dead_endpoint_never_slows_fanout() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://127.0.0.1:{}/dead", listener.local_addr().unwrap().port());
+    std::thread::spawn(move || {
+        let mut held = Vec::new(); // accepted, never read nor answered
+        for s in listener.incoming().flatten() {
+            held.push(s);
+        }
+    });
+    let top = "[webhooks]\nmax_concurrent = 2\nqueue_capacity = 50";
+    let dead = hook(&url, &["client_event"], "request_timeout_ms = 300, retry = { enabled = false }");
+    let s = start(top, &[dead]);
+    let mut a = s.connect();
+    let mut b = s.connect();
+    a.subscribe_private("private-flood");
+    b.subscribe_private("private-flood");
+    const K: usize = 500;
+    for i in 0..K {
+        a.client_event("client-n", "private-flood", json!(i));
+    }
+    for i in 0..K {
+        let f = b.recv_json(T);
+        assert_eq!(f["data"], json!(i), "fanout continues in order");
+    }
+    s.publish_ok(json!({"name": "e", "channel": "private-flood", "data": "x"}));
+    b.expect_event("e");
+    let deadline = Instant::now() + ARRIVE;
+    while !s.log().contains("delivery failed") {
+        assert!(Instant::now() < deadline, "no failure logged:\n{}", s.log());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+// A graceful stop sends what is still gathering in a batch window.
+#[test]
+fn graceful_stop_sends_the_open_batch() {
+    let r = Receiver::start();
+    let top = "[webhooks]\nbatching = { enabled = true, duration = 60000, size = 100 }";
+    let mut s = start(top, &[hook(&r.url("/s"), &["channel_occupied"], "")]);
+    let mut c = s.connect();
+    c.subscribe("last-words");
+    std::thread::sleep(QUIET);
+    assert!(r.hooks("/s").is_empty(), "held by the 60 s window");
+    s.sigterm();
+    c.expect_fatal(4200);
+    let status = s.wait_exit(Duration::from_secs(30)).expect("stops");
+    assert!(status.success(), "{status}");
+    assert_eq!(
+        r.delivered("/s").into_iter().map(|(_, e)| e).collect::<Vec<_>>(),
+        [json!({"name": "channel_occupied", "channel": "last-words"})]
+    );
 }
