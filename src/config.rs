@@ -79,6 +79,7 @@ struct FileConfig {
     storage: StorageFile,
     history: HistoryFile,
     rate_limiter: RateLimiterFile,
+    log_format: Option<String>,
     webhooks: crate::webhook::WebhooksFile,
     /// Shorthand for `app_manager.array.apps`.
     apps: Vec<AppConfig>,
@@ -272,6 +273,8 @@ pub struct Config {
     pub replay_window: crate::shard::stream::ReplayWindow,
     pub history: History,
     pub rate_limiter: RateLimiter,
+    /// `text`, `json` or `logfmt` (`log_format`, env `LOG_FORMAT`).
+    pub log_format: crate::logging::Format,
     /// Batching, timeouts and bounds of webhook delivery (spec 01 §10.4).
     pub webhooks: crate::webhook::Settings,
     /// Test-only WebSocket echo route at `/test/echo` (Autobahn). Off unless `--test-echo`.
@@ -456,6 +459,11 @@ impl Config {
                 .unwrap_or(8 << 20),
             },
             history: history(flags.data_dir, file.storage, file.history)?,
+            log_format: match env::<String>("LOG_FORMAT")?.or(file.log_format) {
+                None => crate::logging::Format::Text,
+                Some(v) => crate::logging::Format::parse(&v)
+                    .ok_or_else(|| ConfigError::new("log_format", format!("\"{v}\" is not one of \"text\", \"json\", \"logfmt\"")))?,
+            },
             rate_limiter: RateLimiter {
                 // Spec 00: tests and local development on the built-in app are not throttled.
                 enabled: env_bool("RATE_LIMITER_ENABLED")?.or(file.rate_limiter.enabled).unwrap_or(!builtin_dev_app),

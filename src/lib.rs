@@ -5,6 +5,7 @@ pub mod apps;
 pub mod auth;
 pub mod config;
 pub mod http;
+pub mod logging;
 pub mod metrics;
 pub mod protocol;
 pub mod shard;

@@ -12,7 +12,7 @@ use std::sync::atomic::Ordering;
 static GLOBAL: MiMalloc = MiMalloc;
 
 fn main() {
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    sockudo::logging::init();
     let flags = match Flags::parse(std::env::args().skip(1)) {
         Ok(f) => f,
         Err(e) if e.key == "--help" => {
@@ -25,6 +25,7 @@ fn main() {
         Ok(c) => c,
         Err(e) => exit_with(&e),
     };
+    sockudo::logging::set_format(config.log_format);
     let runtime = shards::RuntimeConfig { shards: config.shards, ..shards::RuntimeConfig::default() };
     let ctx = match Context::new(config) {
         Ok(c) => c,

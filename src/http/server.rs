@@ -219,6 +219,7 @@ async fn upgrade(shard: Rc<Shard>, conn: Rc<Conn>, req: Request, pending: Vec<u8
         }
         Err((e, kind)) => {
             shard.counters(shard.ctx.apps.by_key(&key)).connection_errors[kind].inc();
+            log::debug!(code = e.code, reason = e.message.as_str(), shard = shard.id; "connection refused");
             let mut bytes = accept;
             bytes.extend_from_slice(&codec::encode(Opcode::Text, &outbound::error(dialect, e.code, &e.message)));
             bytes.extend_from_slice(&codec::encode_close(e.code, &e.message));

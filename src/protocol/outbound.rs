@@ -10,6 +10,14 @@ pub enum Dialect {
 }
 
 impl Dialect {
+    /// The protocol version a client asked for: 1 (Pusher) or 2.
+    pub fn number(self) -> u8 {
+        match self {
+            Dialect::V1 => 1,
+            Dialect::V2 => 2,
+        }
+    }
+
     fn public_prefix(self) -> &'static str {
         match self {
             Dialect::V1 => "pusher:",

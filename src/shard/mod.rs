@@ -203,6 +203,7 @@ impl Shard {
         let now = Instant::now();
         let key = self.hub.borrow_mut().sockets.insert(Socket::new(id, app, dialect, conn, now));
         self.counters(Some(app)).new_connections.inc();
+        log::debug!(socket_id = id.to_string().as_str(), app = self.ctx.apps.get(app).id.as_str(), shard = self.id, protocol = dialect.number(); "connection opened");
         // The 101 response is HTTP, not a WebSocket message: queued without counting.
         let pushed = self.hub.borrow_mut().sockets.get_mut(key).map(|s| s.out.push_unbounded(handshake.into()));
         if pushed == Some(Pushed::NeedsFlush) {
@@ -220,6 +221,8 @@ impl Shard {
         if hub.sockets.get(key).is_some_and(|s| s.id == id) {
             let s = hub.sockets.remove(key);
             self.counters(Some(s.app)).disconnections.inc();
+            let open_ms = s.connected_at.elapsed().as_millis() as u64;
+            log::debug!(socket_id = id.to_string().as_str(), app = self.ctx.apps.get(s.app).id.as_str(), shard = self.id, open_ms = open_ms; "connection closed");
             self.ctx.connections.fetch_sub(1, Ordering::Relaxed);
             self.ctx.app_connections[s.app as usize].fetch_sub(1, Ordering::Relaxed);
         }
@@ -368,7 +371,8 @@ impl Shard {
             }
             self.close(key, &ProtocolError::buffer_full(self.ctx.config.max_queued_messages));
         } else {
-            log::warn!("shard {}: socket queue full, message dropped for it", self.id);
+            // Per message: not at info (issue 5); the socket stays open by configuration.
+            log::debug!(shard = self.id; "socket queue full, message dropped for it");
         }
     }
 

@@ -250,6 +250,7 @@ impl Dispatcher {
             .redirects(0)
             .user_agent(concat!("sockudo/", env!("CARGO_PKG_VERSION")))
             .max_idle_connections(settings.max_concurrent * 2)
+            .max_idle_connections_per_host(settings.max_concurrent)
             .build();
         let mut first_slot = Vec::with_capacity(apps.len());
         let mut slots = 0;

@@ -184,6 +184,13 @@ impl Server {
         Server::launch(Some(config), None)
     }
 
+    /// Starts like `start`, with extra environment variables (kept for restarts).
+    pub fn start_with_env(config: Option<&str>, env: &[(&str, &str)]) -> Server {
+        let mut server = Server::spawn_with(config, Some(env_shards()), env);
+        server.wait_ready();
+        server
+    }
+
     fn launch(config: Option<&str>, shards: Option<usize>) -> Server {
         let mut server = Server::spawn(config, shards);
         server.wait_ready();
@@ -210,10 +217,16 @@ impl Server {
     }
 
     fn spawn(config: Option<&str>, shards: Option<usize>) -> Server {
+        Server::spawn_with(config, shards, &[])
+    }
+
+    fn spawn_with(config: Option<&str>, shards: Option<usize>, env: &[(&str, &str)]) -> Server {
         let dir = temp_dir();
         if let Some(cfg) = config {
             fs::write(dir.join("config.toml"), cfg).unwrap();
         }
+        let env: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
+        fs::write(dir.join("env"), env).unwrap();
         let (child, port, metrics_port) = Server::run_in(&dir, shards);
         Server { child, port, metrics_port, app: App::dev(), dir, shards }
     }
@@ -225,6 +238,11 @@ impl Server {
         let (port, metrics_port) = (free_port(), free_port());
         let log = fs::OpenOptions::new().create(true).append(true).open(dir.join("server.log")).unwrap();
         let mut cmd = Command::new(bin);
+        for line in fs::read_to_string(dir.join("env")).unwrap_or_default().lines() {
+            if let Some((k, v)) = line.split_once('=') {
+                cmd.env(k, v);
+            }
+        }
         let config = dir.join("config.toml");
         // Spec 00: tests are not throttled, except those that configure the rate limiter.
         if !fs::read_to_string(&config).is_ok_and(|c| c.contains("[rate_limiter")) {
