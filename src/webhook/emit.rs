@@ -84,10 +84,11 @@ impl Shard {
     ) {
         let Some((sender, hooks)) = self.hooks(app) else { return };
         let mut pending = self.webhook_pending.borrow_mut();
-        if total == Some(1) && !pending.cancel(&Key::Vacated(app, channel.clone())) {
-            if wants(hooks, EventKind::ChannelOccupied, channel) {
-                sender.push(app, WebhookEvent::ChannelOccupied { channel: channel.clone() });
-            }
+        if total == Some(1)
+            && !pending.cancel(&Key::Vacated(app, channel.clone()))
+            && wants(hooks, EventKind::ChannelOccupied, channel)
+        {
+            sender.push(app, WebhookEvent::ChannelOccupied { channel: channel.clone() });
         }
         if let Some(user) = joined {
             let user: Arc<str> = user.into();

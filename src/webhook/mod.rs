@@ -298,11 +298,11 @@ impl Filter {
 
     pub fn matches(&self, channel: &str) -> bool {
         let ns = namespace_of(channel);
-        self.prefix.as_deref().map_or(true, |p| channel.starts_with(p))
-            && self.suffix.as_deref().map_or(true, |s| channel.ends_with(s))
-            && self.pattern.as_ref().map_or(true, |r| r.is_match(channel))
-            && self.namespace.as_deref().map_or(true, |n| ns == Some(n))
-            && self.namespaces.as_ref().map_or(true, |list| ns.is_some_and(|ns| list.iter().any(|n| n == ns)))
+        self.prefix.as_deref().is_none_or(|p| channel.starts_with(p))
+            && self.suffix.as_deref().is_none_or(|s| channel.ends_with(s))
+            && self.pattern.as_ref().is_none_or(|r| r.is_match(channel))
+            && self.namespace.as_deref().is_none_or(|n| ns == Some(n))
+            && self.namespaces.as_ref().is_none_or(|list| ns.is_some_and(|ns| list.iter().any(|n| n == ns)))
     }
 }
 

@@ -6,7 +6,7 @@
 use crate::apps::{App, AppIdx};
 use crate::auth;
 use crate::protocol::channel::{self, Kind};
-use crate::protocol::inbound::{self, ClientFrame, Command, Member, Signin, Subscribe};
+use crate::protocol::inbound::{self, ClientFrame, Command, Member, ResumePosition, Signin, Subscribe};
 use crate::protocol::outbound::{self, Dialect};
 use crate::protocol::ProtocolError;
 use crate::shard::call::expect_reply;
@@ -20,6 +20,8 @@ use crate::socket_id::SocketId;
 use crate::ws::codec::{self, Decoder, Incoming, Opcode, WsError};
 use crate::ws::conn::Conn;
 use crate::ws::handshake::Negotiated;
+use ahash::AHashMap;
+use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -33,6 +35,8 @@ struct Session {
     dialect: Dialect,
     /// Client events come back to the sender (V2 `echo_messages`, spec 02 §12.3).
     echo: bool,
+    /// Channels resumed before they were subscribed: stream and serial reached.
+    resumed: RefCell<Option<Box<AHashMap<Arc<str>, (Arc<str>, u64)>>>>,
 }
 
 /// Units decoded from one read, and how the read ended.
@@ -66,7 +70,7 @@ fn decode_all(dec: &mut Decoder, buf: &[u8]) -> Decoded {
 pub async fn run(shard: Rc<Shard>, conn: Rc<Conn>, app: AppIdx, options: Negotiated, handshake: Vec<u8>, mut pending: Vec<u8>) {
     let dialect = options.dialect;
     let (key, id) = shard.add_socket(conn.clone(), app, dialect, handshake);
-    let session = Session { shard: shard.clone(), key, id, app, dialect, echo: options.echo };
+    let session = Session { shard: shard.clone(), key, id, app, dialect, echo: options.echo, resumed: RefCell::new(None) };
     let mut decoder = Decoder::new(shard.ctx.config.max_message_bytes);
     let mut fresh = 0; // bytes of the last read waiting in the scratch buffer
     loop {
@@ -297,8 +301,18 @@ impl Session {
             owner,
             Msg::Subscribe { reply_to, app: self.app, channel: channel.clone(), shard: self.shard.id, socket: self.id, member, again: already },
         );
-        match (done.await?, rewind) {
-            (Some(attach), Some(rewind)) => self.rewind(&channel, rewind, attach).await,
+        let attach = done.await?;
+        let resumed = self.resumed.borrow_mut().as_mut().and_then(|r| r.remove(&channel));
+        match (attach, rewind, resumed) {
+            (Some(attach), Some(rewind), _) => self.rewind(&channel, rewind, attach).await,
+            // A resume for this channel came first: send what was published since, behind
+            // the gate like any replay.
+            (Some(attach), None, Some((stream_id, serial))) if attach > serial => {
+                let position = ResumePosition { stream_id: Some(stream_id.to_string()), serial, last_message_id: None };
+                let step = self.ask_replay(channel, position, false).await;
+                let _ = self.finish_replay(step, None).await;
+                Ok(())
+            }
             _ => Ok(()),
         }
     }
@@ -429,44 +443,19 @@ impl Session {
         let mut answers = Vec::new();
         for (channel, position) in request.positions {
             let channel: Arc<str> = channel.into();
-            let last_message_id = position.last_message_id.clone();
-            let (key, ch) = (self.key, channel.clone());
-            let (reply_to, done) = expect_reply(&self.shard, move |shard: &Rc<Shard>, reply: Reply| match reply {
-                Reply::Replay(Recovery::Hot { stream_id, messages }) => {
-                    let cap = replay_cap(shard, key, &ch);
-                    let mut sent = 0;
-                    let mut last = None;
-                    for m in messages.iter().filter(|m| m.serial <= cap) {
-                        shard.send_frame(key, codec::encode(Opcode::Text, &m.frame).into());
-                        sent += 1;
-                        last = Some((m.serial, m.message_id.to_string()));
-                    }
-                    mark_replayed(shard, key, &ch, last.as_ref().map(|l| l.0));
-                    Step::Done(Ok(ChannelRecovered { channel: ch, source: "hot", replayed: sent, stream_id, last }))
-                }
-                Reply::Replay(Recovery::Cold { stream_id, after, head }) => {
-                    let head = head.min(replay_cap(shard, key, &ch));
-                    Step::Cold { channel: ch, stream_id, after, head }
-                }
-                Reply::Replay(Recovery::Failed(failure)) => Step::Done(Err((ch, failure))),
-                _ => Step::Done(Err((ch, failure("persistence_unavailable", "failed_to_deliver_recovery_payload")))),
-            });
-            let owner = self.shard.channel_owner(self.app, &channel);
-            let legacy = request.legacy;
-            self.shard.mesh.send(owner, Msg::Replay { reply_to, app: self.app, channel, position, legacy });
-            answers.push((done, last_message_id));
+            let (last_message_id, serial) = (position.last_message_id.clone(), position.serial);
+            answers.push((self.ask_replay(channel, position, request.legacy), last_message_id, serial));
         }
         let mut done = Vec::new();
-        for (answer, last_message_id) in answers {
-            let outcome = match answer.await {
-                Step::Done(outcome) => outcome,
-                Step::Cold { channel, stream_id, after, head } => {
-                    self.cold_replay(channel, stream_id, after, head, last_message_id.as_deref()).await
+        for (answer, last_message_id, serial) in answers {
+            let outcome = self.finish_replay(answer.await, last_message_id.as_deref()).await;
+            if let Ok(r) = &outcome {
+                // Resumed before subscribing (sockudo-python 2.2 does): the subscribe must
+                // catch up from here, or what is published in between would be lost.
+                if self.with_socket(|s| !s.channels.contains_key(&r.channel)).unwrap_or(false) {
+                    let at = r.last.as_ref().map_or(serial, |l| l.0);
+                    self.resumed.borrow_mut().get_or_insert_with(Default::default).insert(r.channel.clone(), (r.stream_id.clone(), at));
                 }
-            };
-            if let Err((channel, f)) = &outcome {
-                // `channel` is in the data too: sockudo-python 2.2 reads it there.
-                self.send(&outbound::resume_failed(channel, &FailedChannel { channel, failure: f }));
             }
             done.push(outcome);
         }
@@ -491,6 +480,50 @@ impl Session {
             .collect();
         self.send(&outbound::resume_success(&recovered, &failed));
         Ok(())
+    }
+
+    /// Asks the channel's owner for what follows `position`. A hot replay is queued on the
+    /// socket when the answer is handled, in mesh order, so no later live frame from the owner
+    /// can overtake it.
+    fn ask_replay(&self, channel: Arc<str>, position: ResumePosition, legacy: bool) -> impl std::future::Future<Output = Step> {
+        let (key, ch) = (self.key, channel.clone());
+        let (reply_to, done) = expect_reply(&self.shard, move |shard: &Rc<Shard>, reply: Reply| match reply {
+            Reply::Replay(Recovery::Hot { stream_id, messages }) => {
+                let cap = replay_cap(shard, key, &ch);
+                let mut sent = 0;
+                let mut last = None;
+                for m in messages.iter().filter(|m| m.serial <= cap) {
+                    shard.send_frame(key, codec::encode(Opcode::Text, &m.frame).into());
+                    sent += 1;
+                    last = Some((m.serial, m.message_id.to_string()));
+                }
+                mark_replayed(shard, key, &ch, last.as_ref().map(|l| l.0));
+                Step::Done(Ok(ChannelRecovered { channel: ch, source: "hot", replayed: sent, stream_id, last }))
+            }
+            Reply::Replay(Recovery::Cold { stream_id, after, head }) => {
+                let head = head.min(replay_cap(shard, key, &ch));
+                Step::Cold { channel: ch, stream_id, after, head }
+            }
+            Reply::Replay(Recovery::Failed(failure)) => Step::Done(Err((ch, failure))),
+            _ => Step::Done(Err((ch, failure("persistence_unavailable", "failed_to_deliver_recovery_payload")))),
+        });
+        let owner = self.shard.channel_owner(self.app, &channel);
+        self.shard.mesh.send(owner, Msg::Replay { reply_to, app: self.app, channel, position, legacy });
+        done
+    }
+
+    /// Completes one channel's recovery (the cold tier if the owner pointed there) and reports
+    /// a failure with `sockudo:resume_failed`.
+    async fn finish_replay(&self, step: Step, last_message_id: Option<&str>) -> Result<ChannelRecovered, (Arc<str>, ResumeFailure)> {
+        let outcome = match step {
+            Step::Done(outcome) => outcome,
+            Step::Cold { channel, stream_id, after, head } => self.cold_replay(channel, stream_id, after, head, last_message_id).await,
+        };
+        if let Err((channel, f)) = &outcome {
+            // `channel` is in the data too: sockudo-python 2.2 reads it there.
+            self.send(&outbound::resume_failed(channel, &FailedChannel { channel, failure: f }));
+        }
+        outcome
     }
 
     /// The cold tier (spec 02 §3.4 step 3): serials `after + 1 ..= head` from the owner's

@@ -326,3 +326,30 @@ fn resume_errors() {
     let f = c.recv_json(T);
     assert_eq!(f["data"], json!({"code": 4301, "message": "Connection recovery is not enabled"}), "{f}");
 }
+
+// sockudo-python 2.2 sends its resume before re-subscribing. What is published between the
+// two must still arrive: the subscribe catches up from where the resume left off.
+#[test]
+fn resume_before_subscribe_catches_up() {
+    let s = Server::start(None);
+    let mut c = v2_connected(&s);
+    let stream = v2_subscribe(&mut c, "orders")["stream_id"].as_str().unwrap().to_owned();
+    s.publish_ok(json!({"name": "e", "channel": "orders", "data": "1"}));
+    assert_eq!(c.recv_json(T)["serial"], 1);
+    c.close();
+    s.publish_ok(json!({"name": "e", "channel": "orders", "data": "2"}));
+    let mut c = v2_connected(&s);
+    resume(&mut c, json!({"orders": {"stream_id": stream, "serial": 1}}));
+    assert_eq!(c.recv_json(T)["serial"], 2);
+    assert_eq!(resume_success(&mut c)["recovered"][0]["replayed"], 1);
+    for i in 3..=4 {
+        s.publish_ok(json!({"name": "e", "channel": "orders", "data": i.to_string()}));
+    }
+    let ack = v2_subscribe(&mut c, "orders");
+    assert_eq!(data_json(&ack)["attach_serial"], 4);
+    assert_eq!(c.recv_json(T)["serial"], 3);
+    assert_eq!(c.recv_json(T)["serial"], 4);
+    s.publish_ok(json!({"name": "e", "channel": "orders", "data": "5"}));
+    assert_eq!(c.recv_json(T)["serial"], 5);
+    c.expect_no_frame(QUIET);
+}
