@@ -7,6 +7,9 @@
 #   benches/loadtest.sh                 # every scenario once
 #   RUNS=3 benches/loadtest.sh churn    # three runs of one scenario
 #   SERVER=/path/to/sockudo benches/loadtest.sh   # the same scenarios against another build
+#   HISTORY_ENABLED=false benches/loadtest.sh fanout-100   # server settings pass through the env
+# fanout-100-v2 and light-v2 are the same loads with Protocol V2 subscribers (serials, stream
+# ids, the V2 envelope); with history on (the default) every message is also stored.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-1}
@@ -22,6 +25,8 @@ declare -A ARGS=(
     [big-fanout]="fanout --sockets 10000 --channels 1 --rate 50 --duration 10"
     [fanout-100]="fanout --sockets 2000 --channels 20 --rate 2000 --duration 10"
     [light]="fanout --sockets 2000 --channels 20 --rate 200 --duration 10"
+    [fanout-100-v2]="fanout --sockets 2000 --channels 20 --rate 2000 --duration 10 --protocol 2"
+    [light-v2]="fanout --sockets 2000 --channels 20 --rate 200 --duration 10 --protocol 2"
     [connect]="connect --sockets 10000 --hold 5"
     [churn]="churn --rate 2000 --duration 10"
     [presence]="presence --sockets 1000 --channels 10"

@@ -113,10 +113,26 @@ pub fn render(ctx: &Context) -> String {
             }
         }
     }
+    webhooks(&mut f, ctx, port);
     latency(&mut f, m, &apps[..ctx.apps.len()], port);
     per_shard(&mut f, ctx);
     process(&mut f, m);
     out
+}
+
+/// The webhook sender's counters (zeros when no app has webhooks).
+fn webhooks(f: &mut Family<'_>, ctx: &Context, port: &str) {
+    let w = ctx.webhooks.as_ref().map(|w| w.stats.snapshot()).unwrap_or_default();
+    for (name, help, value) in [
+        ("sockudo_webhook_events_queued_total", "Webhook events queued for delivery", w.queued),
+        ("sockudo_webhook_events_dropped_total", "Webhook events dropped because the queue was full", w.dropped),
+        ("sockudo_webhook_requests_sent_total", "Webhook requests answered with 2xx", w.sent),
+        ("sockudo_webhook_requests_failed_total", "Webhook requests given up (permanent error, retries exhausted, backlog full)", w.failed),
+        ("sockudo_webhook_requests_retried_total", "Webhook request retries", w.retried),
+    ] {
+        f.head(name, "counter", help);
+        f.sample(name, &[("port", port)], value);
+    }
 }
 
 /// `sockudo_broadcast_latency_ms`: only series that saw an observation.

@@ -3,8 +3,8 @@
 //! order between its append and its delivery.
 //!
 //! A message is fanned out only once its append is `written` (handed to the OS: a process kill
-//! cannot take back anything a subscriber saw), and the HTTP publish is answered only once the
-//! append is `durable` to the configured fsync level. Both waits are FIFO queues served by one
+//! cannot take back anything a subscriber saw). The HTTP publish is answered then too, except
+//! with `fsync = "always"`, where the answer waits until the append is synced to disk. Both waits are FIFO queues served by one
 //! task each, because the store answers appends in the order they were made: one queue keeps
 //! every channel's messages in serial order without a per-channel structure.
 
@@ -85,7 +85,8 @@ pub(super) struct Append {
     pub durable: Option<storage::Reply<()>>,
 }
 
-/// An HTTP publish delivered and waiting for its append to be durable before it is answered.
+/// An HTTP publish delivered and waiting for its append's fsync (`always`) before it is
+/// answered.
 struct Ack {
     durable: Option<storage::Reply<()>>,
     reply_to: ReplyTo,

@@ -224,7 +224,11 @@ impl Shard {
                     let app_id = &self.ctx.apps.get(app).id;
                     // Crosses to this shard's store thread; the answer comes back as a wake.
                     let ticket = store.append(app_id, &channel, &stream.id, serial, record);
-                    Some(Append { serial, epoch, written: Some(ticket.written), durable: Some(ticket.durable) })
+                    // Only `always` holds the answer for the fsync; with `interval` and `os` the
+                    // publish is acknowledged once written, and the documented loss bound on a
+                    // power cut is what was not synced yet (tuning.md).
+                    let durable = (self.ctx.config.history.store.fsync == storage::Fsync::Always).then_some(ticket.durable);
+                    Some(Append { serial, epoch, written: Some(ticket.written), durable })
                 }
                 _ => None,
             };

@@ -132,6 +132,7 @@ fn a_scripted_workload_moves_each_counter_exactly() {
     assert_eq!(delta(&before, &after, &hist("private")), 2.0);
     let inf = l("sockudo_broadcast_latency_ms_bucket", ",channel_type=\"public\",recipient_count_bucket=\"xs\",le=\"+Inf\"");
     assert_eq!(after[&inf], after[&hist("public")], "the +Inf bucket counts every observation");
+    assert_eq!(after[&format!("sockudo_webhook_events_dropped_total{{port=\"{mp}\"}}")], 0.0, "no app has webhooks");
     assert!(after["process_resident_memory_bytes"] > 0.0);
     assert!(after["process_open_fds"] > 0.0);
     let shards: f64 = (0..env_shards()).map(|i| after[&format!("sockudo_shard_connections{{shard=\"{i}\"}}")]).sum();

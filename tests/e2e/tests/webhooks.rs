@@ -482,6 +482,15 @@ fn retry_after_500_then_stop() {
     assert_eq!(tries[0].events(), [json!({"name": "channel_occupied", "channel": "orders"})]);
     assert!(tries[1].at.duration_since(tries[0].at) >= Duration::from_millis(150), "backed off");
     assert_eq!(r.hooks("/gone").len(), 1, "404 is a permanent failure");
+    // The metrics port counts requests, not events: 1 sent, 2 retries, 1 permanent failure.
+    let metrics = http(s.metrics_port, "GET", "/metrics", &[], None).text();
+    let value = |name: &str| -> f64 {
+        let series = format!("{name}{{port=\"{}\"}} ", s.metrics_port);
+        metrics.lines().find_map(|l| l.strip_prefix(&series)?.parse().ok()).unwrap_or_else(|| panic!("{name} missing"))
+    };
+    assert_eq!(value("sockudo_webhook_requests_sent_total"), 1.0);
+    assert_eq!(value("sockudo_webhook_requests_retried_total"), 2.0);
+    assert_eq!(value("sockudo_webhook_requests_failed_total"), 1.0);
 }
 
 // §10.2–10.3: each webhook gets only the event types it lists, on the channels its filter lets
