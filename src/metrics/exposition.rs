@@ -2,7 +2,7 @@
 //! over shards, a few per-shard series to spot an unbalanced core, the store's and the
 //! process's own figures.
 
-use super::{AppCounters, Counter, Metrics, CHANNEL_TYPES, CONNECTION_ERRORS, LATENCY_BUCKETS_MS, LIMITERS, RECIPIENT_BUCKETS};
+use super::{AppCounters, Counter, Metrics, CHANNEL_TYPES, CLOSE_REASONS, CONNECTION_ERRORS, LATENCY_BUCKETS_MS, LIMITERS, RECIPIENT_BUCKETS};
 use crate::shard::Context;
 use std::fmt::Write;
 
@@ -77,6 +77,12 @@ pub fn render(ctx: &Context) -> String {
     f.head("sockudo_slow_consumer_disconnections_total", "counter", "Sockets closed with 4100 because their queue was full");
     for (id, slot) in &apps {
         f.sample("sockudo_slow_consumer_disconnections_total", &[("app_id", id), ("port", port)], total(m, *slot, |a| &a.slow_consumer_disconnections));
+    }
+    f.head("sockudo_disconnections_by_reason_total", "counter", "Closed WebSocket connections by the close code sent or received");
+    for (id, slot) in apps.iter().take(ctx.apps.len()) {
+        for (r, reason) in CLOSE_REASONS.iter().enumerate() {
+            f.sample("sockudo_disconnections_by_reason_total", &[("app_id", id), ("port", port), ("reason", reason)], total(m, *slot, |a| &a.disconnections_by_reason[r]));
+        }
     }
     f.head("sockudo_connection_errors_total", "counter", "Refused or failed WebSocket connections by reason (app_id \"unknown\" for unknown keys)");
     for (id, slot) in &apps {

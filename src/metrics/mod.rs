@@ -74,6 +74,36 @@ pub const CONNECTION_ERRORS: [&str; 6] = [
     "authentication_failed",
 ];
 
+/// Why connections ended (`reason` of `sockudo_disconnections_by_reason_total`), from the
+/// close code sent or received.
+pub const CLOSE_REASONS: [&str; 10] = [
+    "connection_lost",
+    "normal",
+    "protocol_error",
+    "app_refused",
+    "unauthorized",
+    "over_capacity",
+    "reconnect_requested",
+    "pong_timeout",
+    "client_event_rate_limit",
+    "other",
+];
+
+pub fn close_reason(code: u16) -> usize {
+    match code {
+        0 => 0,
+        1000 | 1001 => 1,
+        1002..=1015 => 2,
+        4001 | 4003 | 4004 => 3,
+        4009 => 4,
+        4100 => 5,
+        4200 => 6,
+        4201 => 7,
+        4301 => 8,
+        _ => 9,
+    }
+}
+
 /// `sockudo_broadcast_latency_ms` buckets (ms) and recipient-count buckets.
 pub const LATENCY_BUCKETS_MS: [f64; 13] = [0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0];
 pub const RECIPIENT_BUCKETS: [&str; 5] = ["xs", "sm", "md", "lg", "xl"];
@@ -111,6 +141,7 @@ impl Histogram {
 pub struct AppCounters {
     pub new_connections: Counter,
     pub disconnections: Counter,
+    pub disconnections_by_reason: [Counter; CLOSE_REASONS.len()],
     pub connection_errors: [Counter; CONNECTION_ERRORS.len()],
     pub ws_received: Counter,
     pub ws_received_bytes: Counter,

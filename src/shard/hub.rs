@@ -40,6 +40,8 @@ pub struct Socket {
     pub client_event_window: (Instant, u64),
     /// The socket is being closed: it accepts no more frames and is no longer indexed.
     pub closing: bool,
+    /// The close code sent or received (0: none, the connection just ended).
+    pub close_code: u16,
     /// How many of its subscriptions hold a continuity gate: only then does a delivery look
     /// the subscription up.
     pub gates: u32,
@@ -84,6 +86,7 @@ impl Socket {
             authenticated: false,
             client_event_window: (now, 0),
             closing: false,
+            close_code: 0,
             gates: 0,
         }
     }

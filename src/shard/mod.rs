@@ -220,7 +220,9 @@ impl Shard {
         let mut hub = self.hub.borrow_mut();
         if hub.sockets.get(key).is_some_and(|s| s.id == id) {
             let s = hub.sockets.remove(key);
-            self.counters(Some(s.app)).disconnections.inc();
+            let c = self.counters(Some(s.app));
+            c.disconnections.inc();
+            c.disconnections_by_reason[crate::metrics::close_reason(s.close_code)].inc();
             let open_ms = s.connected_at.elapsed().as_millis() as u64;
             log::debug!(socket_id = id.to_string().as_str(), app = self.ctx.apps.get(s.app).id.as_str(), shard = self.id, open_ms = open_ms; "connection closed");
             self.ctx.connections.fetch_sub(1, Ordering::Relaxed);
@@ -432,6 +434,7 @@ impl Shard {
             }
             s.out.close_when_drained = true;
             s.closing = true;
+            s.close_code = code;
             s.last_activity = Instant::now();
         }
         self.detach(key);

@@ -104,6 +104,9 @@ fn a_scripted_workload_moves_each_counter_exactly() {
     assert_eq!(delta(&before, &after, &l("sockudo_new_connections_total", "")), 2.0);
     assert_eq!(delta(&before, &after, &l("sockudo_new_disconnections_total", "")), 1.0);
     assert_eq!(after[&l("sockudo_connected", "")], 1.0);
+    // b closed with 1000 (normal).
+    assert_eq!(delta(&before, &after, &l("sockudo_disconnections_by_reason_total", ",reason=\"normal\"")), 1.0);
+    assert_eq!(delta(&before, &after, &l("sockudo_disconnections_by_reason_total", ",reason=\"connection_lost\"")), 0.0);
     assert_eq!(delta(&before, &after, &l("sockudo_channel_subscriptions_total", ",channel_type=\"public\"")), 1.0);
     assert_eq!(delta(&before, &after, &l("sockudo_channel_subscriptions_total", ",channel_type=\"private\"")), 2.0);
     assert_eq!(delta(&before, &after, &l("sockudo_channel_unsubscriptions_total", ",channel_type=\"public\"")), 1.0);
