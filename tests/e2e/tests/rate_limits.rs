@@ -125,3 +125,39 @@ fn the_built_in_dev_app_is_not_throttled() {
         assert_eq!(s.publish(json!({"name": "e", "channel": "c", "data": "1"})).status, 200);
     }
 }
+
+// The per-socket client-event limit and the per-app connection quota recover too.
+#[test]
+fn client_event_limit_and_app_quota_recover() {
+    let app = AppConfig::dev().set("max_client_events_per_second", "2").set("decay_seconds", "2").set("max_connections", "2");
+    let s = Server::start(Some(&config("", &[app])));
+    let mut a = s.connect();
+    let mut b = s.connect();
+    a.subscribe_private("private-r");
+    b.subscribe_private("private-r");
+    let mut refused = s.connect_raw("/app/app-key?protocol=7", None);
+    assert_eq!(refused.expect_fatal(4004), "Application is over adapter quota");
+    for i in 0..3 {
+        a.client_event("client-n", "private-r", json!(i));
+    }
+    assert_eq!(a.expect_error(4301), "Client event rejected due to rate limit");
+    assert_eq!(b.expect_event("client-n")["data"], 0);
+    assert_eq!(b.expect_event("client-n")["data"], 1);
+    let mut n = 10;
+    eventually("the client-event window", || {
+        n += 1;
+        a.client_event("client-n", "private-r", json!(n));
+        match b.recv(Duration::from_millis(300)) {
+            Some(Frame::Json(f)) => f["data"] == n,
+            _ => {
+                a.expect_error(4301);
+                false
+            }
+        }
+    });
+    b.close();
+    eventually("the connection quota", || {
+        let mut c = s.connect_raw("/app/app-key?protocol=7", None);
+        c.recv_json(T)["event"] == "pusher:connection_established"
+    });
+}
