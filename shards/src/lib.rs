@@ -18,7 +18,7 @@ pub use mesh::Mesh;
 pub use routing::{owner_of, stable_hash};
 
 use glommio::channels::channel_mesh::MeshBuilder;
-use glommio::{LocalExecutorPoolBuilder, PoolPlacement};
+use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement};
 use std::future::Future;
 use std::io;
 
@@ -56,6 +56,20 @@ pub fn available_cores() -> usize {
     std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }
 
+/// The online CPUs this process may run on (its affinity mask), so that pinning honours
+/// `taskset`, systemd's `CPUAffinity=` and a container's cpuset. `None` if it cannot be read:
+/// glommio then picks among all online CPUs.
+fn allowed_cpus() -> Option<CpuSet> {
+    // SAFETY: a zeroed cpu_set_t is a valid empty set; sched_getaffinity fills it.
+    let mut mask: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    if unsafe { libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut mask) } != 0 {
+        return None;
+    }
+    let online = CpuSet::online().ok()?;
+    // SAFETY: CPU_ISSET only reads the mask; cpu ids of online CPUs are below CPU_SETSIZE.
+    Some(online.filter(|l| l.cpu < libc::CPU_SETSIZE as usize && unsafe { libc::CPU_ISSET(l.cpu, &mask) }))
+}
+
 /// Starts `cfg.shards` executors, joins them into one mesh and runs `shard_main` on each.
 /// Returns when every shard's future has finished.
 pub fn run<M, G, F>(cfg: &RuntimeConfig, shard_main: G) -> io::Result<()>
@@ -66,7 +80,7 @@ where
 {
     let n = cfg.shards.max(1);
     let placement = if cfg.pin && n <= available_cores() {
-        PoolPlacement::MaxSpread(n, None)
+        PoolPlacement::MaxSpread(n, allowed_cpus())
     } else {
         PoolPlacement::Unbound(n)
     };
