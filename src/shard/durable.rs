@@ -93,32 +93,65 @@ struct Ack {
     occupancy: Occupancy,
 }
 
+/// A FIFO of entries each waiting for one store completion, served by one task: the store
+/// answers in the order requests were made, so awaiting the front entry only is enough.
+struct Fifo<T> {
+    queue: RefCell<VecDeque<T>>,
+    waiter: Cell<Option<Waker>>,
+}
+
+impl<T> Default for Fifo<T> {
+    fn default() -> Self {
+        Fifo { queue: RefCell::new(VecDeque::new()), waiter: Cell::new(None) }
+    }
+}
+
+impl<T> Fifo<T> {
+    fn push(&self, entry: T) {
+        self.queue.borrow_mut().push_back(entry);
+        if let Some(w) = self.waiter.take() {
+            w.wake();
+        }
+    }
+
+    /// Waits for an entry, then for the completion `take` hands out of it (none: at once),
+    /// and removes the entry. The entry stays queued while it waits, so `Pipeline::is_idle`
+    /// sees it.
+    async fn next(&self, take: impl Fn(&mut T) -> Option<storage::Reply<()>>) -> (T, Result<(), StorageError>) {
+        let completion = poll_fn(|cx| match self.queue.borrow_mut().front_mut() {
+            Some(entry) => Poll::Ready(take(entry)),
+            None => {
+                self.waiter.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await;
+        let outcome = match completion {
+            Some(c) => c.await,
+            None => Ok(()),
+        };
+        (self.queue.borrow_mut().pop_front().expect("the entry just awaited"), outcome)
+    }
+}
+
 #[derive(Default)]
 pub(super) struct Pipeline {
-    commits: RefCell<VecDeque<Commit>>,
-    committer: Cell<Option<Waker>>,
-    acks: RefCell<VecDeque<Ack>>,
-    acker: Cell<Option<Waker>>,
+    commits: Fifo<Commit>,
+    acks: Fifo<Ack>,
 }
 
 impl Pipeline {
     /// Nothing is waiting: a message that needs no append may be delivered at once.
     pub fn is_idle(&self) -> bool {
-        self.commits.borrow().is_empty()
+        self.commits.queue.borrow().is_empty()
     }
 
     pub fn push(&self, c: Commit) {
-        self.commits.borrow_mut().push_back(c);
-        if let Some(w) = self.committer.take() {
-            w.wake();
-        }
+        self.commits.push(c);
     }
 
     pub fn push_ack(&self, durable: storage::Reply<()>, reply_to: ReplyTo, occupancy: Occupancy) {
-        self.acks.borrow_mut().push_back(Ack { durable: Some(durable), reply_to, occupancy });
-        if let Some(w) = self.acker.take() {
-            w.wake();
-        }
+        self.acks.push(Ack { durable: Some(durable), reply_to, occupancy });
     }
 }
 
@@ -166,19 +199,7 @@ impl Shard {
     /// Delivers commits in order as their appends are written.
     pub(super) async fn committer(self: Rc<Self>) {
         loop {
-            let written = poll_fn(|cx| match self.pipeline.commits.borrow_mut().front_mut() {
-                Some(c) => Poll::Ready(c.append.as_mut().and_then(|a| a.written.take())),
-                None => {
-                    self.pipeline.committer.set(Some(cx.waker().clone()));
-                    Poll::Pending
-                }
-            })
-            .await;
-            let outcome = match written {
-                Some(w) => w.await,
-                None => Ok(()),
-            };
-            let commit = self.pipeline.commits.borrow_mut().pop_front().expect("the commit just awaited");
+            let (commit, outcome) = self.pipeline.commits.next(|c| c.append.as_mut().and_then(|a| a.written.take())).await;
             self.release(commit, outcome);
         }
     }
@@ -186,19 +207,7 @@ impl Shard {
     /// Answers HTTP publishes in order as their appends become durable.
     pub(super) async fn acker(self: Rc<Self>) {
         loop {
-            let durable = poll_fn(|cx| match self.pipeline.acks.borrow_mut().front_mut() {
-                Some(a) => Poll::Ready(a.durable.take()),
-                None => {
-                    self.pipeline.acker.set(Some(cx.waker().clone()));
-                    Poll::Pending
-                }
-            })
-            .await;
-            let outcome = match durable {
-                Some(d) => d.await,
-                None => Ok(()),
-            };
-            let ack = self.pipeline.acks.borrow_mut().pop_front().expect("the ack just awaited");
+            let (ack, outcome) = self.pipeline.acks.next(|a| a.durable.take()).await;
             let reply = match outcome {
                 Ok(()) => Reply::Published(ack.occupancy),
                 Err(e) => {

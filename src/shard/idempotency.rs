@@ -137,12 +137,13 @@ impl Shard {
                 };
                 self.idempotency.borrow_mut().settle((app, space, key), body, ttl, now);
                 let Some(to) = reply_to else { return };
+                let Some(put) = stored else {
+                    super::call::answer(self, to, Reply::Kept);
+                    return;
+                };
                 let shard = self.clone();
                 glommio::spawn_local(async move {
-                    if let Some(Err(e)) = match stored {
-                        Some(put) => Some(put.await),
-                        None => None,
-                    } {
+                    if let Err(e) = put.await {
                         log::warn!("shard {}: idempotency record not stored: {e}", shard.id);
                     }
                     super::call::answer(&shard, to, Reply::Kept);

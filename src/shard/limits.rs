@@ -62,12 +62,12 @@ impl Windows {
 
 impl Shard {
     fn rate_owner(&self, key: RateKey) -> usize {
-        let bytes = match key {
-            RateKey::Connect(IpAddr::V4(ip)) => ip.octets().to_vec(),
-            RateKey::Connect(IpAddr::V6(ip)) => ip.octets().to_vec(),
-            RateKey::Api(app) => app.to_le_bytes().to_vec(),
+        let hash = match key {
+            RateKey::Connect(IpAddr::V4(ip)) => shards::stable_hash(&[b"rate", &ip.octets()]),
+            RateKey::Connect(IpAddr::V6(ip)) => shards::stable_hash(&[b"rate", &ip.octets()]),
+            RateKey::Api(app) => shards::stable_hash(&[b"rate", &app.to_le_bytes()]),
         };
-        shards::owner_of(shards::stable_hash(&[b"rate", &bytes]), self.shards)
+        shards::owner_of(hash, self.shards)
     }
 
     pub(super) fn on_rate_check(&self, reply_to: ReplyTo, key: RateKey, limit: RateLimit) {
