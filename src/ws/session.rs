@@ -357,11 +357,13 @@ impl Session {
         });
         let live_count = self.shard.release_gates(self.key, Some(channel));
         let has_more = page.as_ref().is_some_and(|p| p.has_more);
-        let floor_above_one = page.as_ref().and_then(|p| p.continuity.as_ref()).is_some_and(|c| c.oldest_available_serial.unwrap_or(c.newest_available_serial.unwrap_or(0) + 1) > 1);
+        // The store reports whether anything below the read was evicted (no lower bound for a
+        // count, `now - S` for seconds).
+        let evicted = page.as_ref().and_then(|p| p.continuity.as_ref()).is_some_and(|c| c.truncated_by_retention);
         let truncated_by_retention = match wanted {
             // Fewer than asked, and older messages were already evicted.
-            Some(n) => (items.len() as u64) < n.min(attach) && !has_more && floor_above_one,
-            None => page.as_ref().and_then(|p| p.continuity.as_ref()).is_some_and(|c| c.truncated_by_retention),
+            Some(n) => (items.len() as u64) < n.min(attach) && !has_more && evicted,
+            None => evicted,
         };
         let truncated_by_limit = has_more || wanted.is_some_and(|n| n > max as u64 && attach > max as u64);
         let summary = outbound::RewindComplete {

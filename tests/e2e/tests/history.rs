@@ -368,3 +368,19 @@ fn kill_9_loses_no_acknowledged_publish() {
         assert_eq!(d["reason"], "recovery_window_exceeded");
     }
 }
+
+// §4.2: a count rewind that reaches below what retention kept says so.
+#[test]
+fn rewind_reports_retention_truncation() {
+    let s = Server::start(Some(&config("[history]\nmax_messages_per_channel = 2", &[AppConfig::dev()])));
+    publish_n(&s, "orders", 1..=5);
+    let mut c = v2_connected(&s);
+    c.send_json(&json!({"event": "sockudo:subscribe", "data": {"channel": "orders", "rewind": {"count": 5}}}));
+    c.expect_event("sockudo_internal:subscription_succeeded");
+    assert_eq!(take_serials(&mut c, 2), vec![4, 5]);
+    let done = c.expect_event("sockudo:rewind_complete");
+    assert_eq!(
+        done["data"],
+        json!({"historical_count": 2, "live_count": 0, "complete": false, "truncated_by_retention": true, "truncated_by_limit": false})
+    );
+}
