@@ -8,11 +8,12 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use sockudo::auth;
 use sockudo::protocol::inbound::{ClientFrame, Subscribe};
 use sockudo::protocol::outbound::{self, Data, Dialect};
-use sockudo::shard::hub::{Hub, QueueBound, Socket};
-use sockudo::shard::msg::Broadcast;
+use sockudo::shard::channel::broadcast::Broadcast;
 use sockudo::socket_id::SocketId;
 use sockudo::ws::codec::{self, Decoder, Opcode};
-use sockudo::ws::conn::{Conn, OutState};
+use sockudo::ws::conn::Conn;
+use sockudo::ws::index::{Index, Socket};
+use sockudo::ws::writer::{OutState, QueueBound};
 use std::io::Read;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
@@ -120,7 +121,7 @@ fn fanout(c: &mut Criterion) {
     let ex = glommio::LocalExecutorBuilder::new(glommio::Placement::Unbound).io_memory(512 << 10).make().unwrap();
     ex.run(async {
         let (conns, mut clients) = loopback_pairs(SUBSCRIBERS);
-        let mut hub = Hub::new(1);
+        let mut hub = Index::new(1);
         let channel: Arc<str> = "ticker-1".into();
         let now = Instant::now();
         for (i, conn) in conns.into_iter().enumerate() {
@@ -130,7 +131,7 @@ fn fanout(c: &mut Criterion) {
         let bound = QueueBound { frames: 1000, bytes: 8 << 20 };
         let payload = Arc::new(payload_200());
         // The frame is encoded inside `queue_on_channel`, once per call, as on a real delivery.
-        let message = Broadcast { v1: payload.clone(), v2: payload, serial: None, published_at: now };
+        let message = Broadcast::new(None, now, |_| payload.clone());
         let mut g = c.benchmark_group("fanout");
         g.throughput(Throughput::Elements(SUBSCRIBERS as u64));
         g.bench_function("queue_1000_subscribers", |b| {

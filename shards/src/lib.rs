@@ -3,10 +3,10 @@
 //!
 //! This crate knows nothing about WebSockets or Pusher. It owns three things:
 //! - [`run`]: start N executors and hand each its [`Mesh`] endpoint;
-//! - [`Mesh`]: the only way one shard reaches another (`mesh.send(to, msg)`), so every crossing
-//!   is visible at the call site;
-//! - [`owner_of`]: the routing function, stable across runs and builds (history on disk is
-//!   found through it, so it must never change silently).
+//! - [`Mesh`]: the only way one shard reaches another (`mesh.send(to, msg)`), with a bounded
+//!   backlog for new work (`try_send`);
+//! - [`owner_of`] and [`stable_hash`]: the routing function, stable across runs and builds
+//!   (history on disk is found through it, so it must never change silently).
 //!
 //! It must never hand out shared mutable state: a message is moved to the other core, never
 //! borrowed across.
@@ -15,7 +15,7 @@ mod mesh;
 mod routing;
 
 pub use mesh::Mesh;
-pub use routing::{owner_of, stable_hash};
+pub use routing::{owner_of, stable_hash, stable_hash_from};
 
 use glommio::channels::channel_mesh::MeshBuilder;
 use glommio::{CpuSet, LocalExecutorPoolBuilder, PoolPlacement};
@@ -37,6 +37,9 @@ pub struct RuntimeConfig {
     pub ring_depth: usize,
     /// Capacity of each SPSC ring in messages.
     pub ring_capacity: usize,
+    /// Messages one shard may have waiting for a peer beyond its ring before `try_send`
+    /// refuses new work (see `Mesh`).
+    pub backlog_limit: usize,
 }
 
 impl Default for RuntimeConfig {
@@ -47,6 +50,7 @@ impl Default for RuntimeConfig {
             io_memory: 512 << 10,
             ring_depth: 2048,
             ring_capacity: 4096,
+            backlog_limit: 65_536,
         }
     }
 }
@@ -85,12 +89,13 @@ where
         PoolPlacement::Unbound(n)
     };
     let builder = MeshBuilder::<M, _>::full(n, cfg.ring_capacity);
+    let (ring_capacity, backlog_limit) = (cfg.ring_capacity, cfg.backlog_limit);
     let handles = LocalExecutorPoolBuilder::new(placement)
         .name("shard")
         .io_memory(cfg.io_memory)
         .ring_depth(cfg.ring_depth)
         .on_all_shards(move || async move {
-            let mesh = Mesh::join(builder).await;
+            let mesh = Mesh::join(builder, ring_capacity, backlog_limit).await;
             shard_main(mesh).await;
         })
         .map_err(|e| io::Error::other(format!("cannot start shard executors: {e}")))?;

@@ -6,6 +6,15 @@
 //! Messages a shard sends to itself go through a local queue and are handled later by the same
 //! handler, so the code path (and its re-entrancy rules) is the same whether the peer is this
 //! shard or another.
+//!
+//! The outbox is bounded for new work only: `try_send` refuses a message once the peer's
+//! backlog (its outbox, or this shard's local queue) holds `backlog_limit` messages, so a stuck
+//! peer costs at most the ring plus that many messages per sender. `send` is for what must not
+//! be refused (answers, bookkeeping that undoes earlier work) and for the work that admitted
+//! requests cause. A shard has at most `ring + backlog_limit` requests from each shard waiting
+//! for it, so what it sends one peer while working through all of them at once stays below
+//! [`Mesh::has_room_for_results`]; a backlog beyond that means the peer is stuck, and the
+//! caller refuses the work that would add to it.
 
 use glommio::channels::channel_mesh::{Full, MeshBuilder, Senders};
 use glommio::GlommioError;
@@ -14,6 +23,7 @@ use std::collections::VecDeque;
 use std::future::poll_fn;
 use std::rc::Rc;
 use std::task::{Poll, Waker};
+use std::time::{Duration, Instant};
 
 pub struct Mesh<M: Send + 'static> {
     id: usize,
@@ -24,6 +34,10 @@ pub struct Mesh<M: Send + 'static> {
     outboxes: Vec<Queue<M>>,
     /// Messages this shard sent to itself.
     local: Queue<M>,
+    backlog_limit: usize,
+    ring_capacity: usize,
+    /// Incoming messages wait until then (see [`Mesh::pause`]).
+    paused_until: Cell<Option<Instant>>,
 }
 
 /// A FIFO with one waiting task.
@@ -47,6 +61,10 @@ impl<M> Queue<M> {
         }
     }
 
+    fn len(&self) -> usize {
+        self.items.borrow().len()
+    }
+
     async fn pop(&self) -> M {
         poll_fn(|cx| match self.items.borrow_mut().pop_front() {
             Some(m) => Poll::Ready(m),
@@ -60,7 +78,7 @@ impl<M> Queue<M> {
 }
 
 impl<M: Send + 'static> Mesh<M> {
-    pub(crate) async fn join(builder: MeshBuilder<M, Full>) -> Self {
+    pub(crate) async fn join(builder: MeshBuilder<M, Full>, ring_capacity: usize, backlog_limit: usize) -> Self {
         let (senders, receivers) = builder.join().await.expect("joining the shard mesh");
         let shards = senders.nr_consumers();
         Mesh {
@@ -70,6 +88,9 @@ impl<M: Send + 'static> Mesh<M> {
             receivers: RefCell::new(Some(receivers)),
             outboxes: (0..shards).map(|_| Queue::new()).collect(),
             local: Queue::new(),
+            backlog_limit,
+            ring_capacity,
+            paused_until: Cell::new(None),
         }
     }
 
@@ -83,8 +104,8 @@ impl<M: Send + 'static> Mesh<M> {
         self.shards
     }
 
-    /// Sends `msg` to shard `to` (which may be this shard). Never waits; order between one
-    /// sender and one receiver is preserved.
+    /// Sends `msg` to shard `to` (which may be this shard), whatever the backlog. Never waits;
+    /// order between one sender and one receiver is preserved.
     pub fn send(&self, to: usize, msg: M) {
         if to == self.id {
             self.local.push(msg);
@@ -102,14 +123,64 @@ impl<M: Send + 'static> Mesh<M> {
         }
     }
 
+    /// Sends `msg` unless shard `to` is already `backlog_limit` messages behind; then gives the
+    /// message back. In order with `send`.
+    pub fn try_send(&self, to: usize, msg: M) -> Result<(), M> {
+        if !self.has_room(to) {
+            return Err(msg);
+        }
+        self.send(to, msg);
+        Ok(())
+    }
+
+    /// Whether `try_send` to `to` would be accepted now.
+    pub fn has_room(&self, to: usize) -> bool {
+        self.backlog(to) < self.backlog_limit
+    }
+
+    /// Whether shard `to` can take what this shard's admitted work sends it: false only when
+    /// its backlog exceeds everything that work could have caused (see the module doc), so the
+    /// peer has stopped reading. Always true for this shard itself, which drains its own queue.
+    pub fn has_room_for_results(&self, to: usize) -> bool {
+        to == self.id || self.backlog(to) < (self.ring_capacity + self.backlog_limit) * self.shards
+    }
+
+    /// Messages waiting for shard `to` beyond what its ring holds (for this shard: its local
+    /// queue).
+    pub fn backlog(&self, to: usize) -> usize {
+        if to == self.id {
+            self.local.len()
+        } else {
+            self.outboxes[to].len()
+        }
+    }
+
+    /// Holds every incoming message (from peers and from this shard) for `d`, as a shard stuck
+    /// in a long computation would. For tests of deadlines and backlog bounds.
+    pub fn pause(&self, d: Duration) {
+        self.paused_until.set(Some(Instant::now() + d));
+    }
+
+    async fn wait_if_paused(&self) {
+        while let Some(until) = self.paused_until.get() {
+            let now = Instant::now();
+            if now >= until {
+                self.paused_until.set(None);
+                return;
+            }
+            glommio::timer::sleep(until - now).await;
+        }
+    }
+
     /// Starts the tasks that receive from every peer (and from this shard itself) and calls
     /// `handler` for each message, one at a time, in arrival order per sender. Call once.
     pub fn serve(self: &Rc<Self>, handler: Rc<dyn Fn(M)>) {
         let mut receivers = self.receivers.borrow_mut().take().expect("Mesh::serve called twice");
         for (_peer, rx) in receivers.streams() {
-            let handler = handler.clone();
+            let (me, handler) = (self.clone(), handler.clone());
             glommio::spawn_local(async move {
                 while let Some(m) = rx.recv().await {
+                    me.wait_if_paused().await;
                     handler(m);
                 }
             })
@@ -119,6 +190,7 @@ impl<M: Send + 'static> Mesh<M> {
         glommio::spawn_local(async move {
             loop {
                 let m = me.local.pop().await;
+                me.wait_if_paused().await;
                 handler(m);
             }
         })

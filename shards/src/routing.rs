@@ -1,10 +1,17 @@
 //! Which shard owns a key. The hash is FNV-1a 64 with fixed parameters: stable across
 //! processes, builds and platforms, because durable per-channel state is found through it.
 
+const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+
 /// A stable 64-bit hash of the concatenation of `parts`, each followed by a 0xff separator so
 /// that ("ab","c") and ("a","bc") differ.
 pub fn stable_hash(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    stable_hash_from(FNV_OFFSET, parts)
+}
+
+/// Continues a hash that already covers some leading parts: `stable_hash_from(stable_hash(&[a]),
+/// &[b]) == stable_hash(&[a, b])`. Lets a caller hash a fixed prefix (an app id) once.
+pub fn stable_hash_from(mut h: u64, parts: &[&[u8]]) -> u64 {
     for part in parts {
         for &b in part.iter().chain(std::iter::once(&0xffu8)) {
             h ^= b as u64;
@@ -30,6 +37,7 @@ mod tests {
         assert_ne!(stable_hash(&[b"ab", b"c"]), stable_hash(&[b"a", b"bc"]));
         // Pinned value: changing the hash would orphan stored history.
         assert_eq!(stable_hash(&[b"app-id", b"orders"]), 0xb9f0_2e89_072c_f877);
+        assert_eq!(stable_hash_from(stable_hash(&[b"app-id"]), &[b"orders"]), 0xb9f0_2e89_072c_f877);
     }
 
     #[test]

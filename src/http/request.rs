@@ -1,5 +1,6 @@
 //! HTTP/1.1 request framing over a byte buffer (httparse), with no I/O.
 
+use crate::ws::handshake::UpgradeRequest;
 use std::fmt;
 
 /// Headers beyond this count make the request malformed (400).
@@ -25,9 +26,18 @@ impl Request {
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers.iter().find(|(n, _)| n == name).map(|(_, v)| v.as_str())
     }
+}
 
-    /// True when a comma-separated header contains `token` (case-insensitive).
-    pub fn header_has_token(&self, name: &str, token: &str) -> bool {
+impl UpgradeRequest for Request {
+    fn method(&self) -> &str {
+        &self.method
+    }
+
+    fn header(&self, name: &str) -> Option<&str> {
+        Request::header(self, name)
+    }
+
+    fn header_has_token(&self, name: &str, token: &str) -> bool {
         self.headers
             .iter()
             .filter(|(n, _)| n == name)

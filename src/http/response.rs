@@ -1,5 +1,7 @@
-//! HTTP responses and the REST API's one error type (spec 01 §8.3).
+//! HTTP responses and the REST API's one error type (`docs/protocol/http-api.md#error-responses`).
 
+use crate::publish::PublishError;
+use crate::shard::route::CrossingError;
 use std::fmt;
 
 pub struct Response {
@@ -104,14 +106,14 @@ impl ApiError {
     pub fn unprocessable(m: impl Into<String>) -> ApiError {
         Self::new(422, "invalid_body", m)
     }
-    /// Another request holds the idempotency key (spec 01 §9).
+    /// Another request holds the idempotency key.
     pub fn backpressure() -> ApiError {
         ApiError {
             retry_after: Some(1),
             ..Self::new(503, "backpressure", "A request with this idempotency key is still in progress; retry later")
         }
     }
-    /// The feature is switched off for this app or channel (spec 02 §5.1).
+    /// The feature is switched off for this app or channel.
     pub fn feature_disabled(m: impl Into<String>) -> ApiError {
         Self::new(422, "feature_disabled", m)
     }
@@ -119,13 +121,36 @@ impl ApiError {
     pub fn storage(m: impl Into<String>) -> ApiError {
         ApiError { retry_after: Some(1), ..Self::new(503, "storage_unavailable", m) }
     }
-    /// A rate limit refused the request (spec 01 §8.1).
+    /// A rate limit refused the request.
     pub fn rate_limited(what: &str, v: &crate::shard::limits::Verdict, window: std::time::Duration) -> ApiError {
         let message = format!("Rate limit exceeded: {} {what} per {} s; retry in {} s", v.limit, window.as_secs(), v.reset);
         ApiError { retry_after: Some(v.reset as u32), rate: Some((v.limit, v.remaining, v.reset)), ..Self::new(429, "rate_limited", message) }
     }
     pub fn internal() -> ApiError {
         Self::new(500, "internal_error", "Internal server error")
+    }
+    /// A shard did not answer in time or is too far behind (503: retry), or failed the request
+    /// (500).
+    pub fn unavailable(e: CrossingError) -> ApiError {
+        match e {
+            CrossingError::Failed { .. } => Self::internal(),
+            other => ApiError { retry_after: Some(1), ..Self::new(503, "service_unavailable", other.to_string()) },
+        }
+    }
+}
+
+impl From<CrossingError> for ApiError {
+    fn from(e: CrossingError) -> ApiError {
+        ApiError::unavailable(e)
+    }
+}
+
+impl From<PublishError> for ApiError {
+    fn from(e: PublishError) -> ApiError {
+        match e {
+            PublishError::Storage(why) => ApiError::storage(why),
+            PublishError::Unavailable(e) => ApiError::unavailable(e),
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::request::{query_pairs, Request};
 use super::response::ApiError;
-use crate::apps::{AppIdx, Registry};
+use crate::config::{AppIdx, Registry};
 use crate::auth;
 use md5::{Digest, Md5};
 use std::collections::BTreeMap;

@@ -1,47 +1,48 @@
 //! The listening socket and each accepted connection until it is known to be HTTP or a
 //! WebSocket: HTTP/1.1 with keep-alive and pipelining on the same port as `/app/{key}`.
 
-use super::request::{self, Limits, Request};
-use super::response::{ApiError, Response};
-use super::api;
-use crate::apps::App;
-use crate::protocol::outbound::{self, Dialect};
-use crate::protocol::ProtocolError;
-use crate::metrics;
-use crate::shard::limits::{self, RateKey};
-use crate::shard::Shard;
-use crate::ws::codec::{self, Opcode};
+use super::request::{self, Limits};
+use super::response::Response;
+use super::{routes, upgrade};
 use crate::ws::conn::Conn;
-use crate::ws::{handshake, session};
+use crate::ws::handshake;
+use crate::ws::hub::Hub;
 use glommio::net::{TcpListener, TcpStream};
 use std::cell::Cell;
 use std::future::poll_fn;
-use std::net::IpAddr;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
-use std::sync::atomic::Ordering;
 use std::task::{Poll, Waker};
 use std::time::Duration;
 
 /// Largest request head accepted.
 const MAX_HEAD: usize = 16 << 10;
+/// Connections the kernel may hold for a shard before it accepts them.
+const BACKLOG: i32 = 1024;
 
-/// Accepts connections until the process is asked to stop. Every shard binds the same port
-/// (SO_REUSEPORT); the kernel spreads connections across shards.
-pub async fn accept_loop(shard: Rc<Shard>) {
-    let cfg = &shard.ctx.config;
-    let listener = match TcpListener::bind((cfg.host.as_str(), cfg.port)) {
-        Ok(l) => l,
-        Err(e) => {
-            log::error!("shard {}: cannot listen on {}:{}: {e}", shard.id, cfg.host, cfg.port);
-            shard.ctx.fail();
-            return;
-        }
-    };
-    if shard.id == 0 {
-        log::info!("listening on {}:{} with {} shard(s)", cfg.host, cfg.port, shard.shards);
-    }
+/// Binds this shard's listener. Every shard binds the same port with `SO_REUSEPORT` (the kernel
+/// spreads connections across shards) and `SO_REUSEADDR`, so that the port can be taken at
+/// once even while connections of a previous server on it linger in TIME_WAIT.
+pub fn bind(host: &str, port: u16) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let addr: SocketAddr = (host, port)
+        .to_socket_addrs()?
+        .next()
+        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("{host} has no address")))?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_reuse_address(true)?;
+    socket.set_reuse_port(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(BACKLOG)?;
+    // SAFETY: a bound, listening socket whose descriptor moves to the glommio listener.
+    Ok(unsafe { TcpListener::from_raw_fd(socket.into_raw_fd()) })
+}
+
+/// Accepts connections until the process is asked to stop.
+pub async fn accept_until_stopped(hub: Rc<Hub>, listener: TcpListener) {
     let stop = Rc::new(StopSignal::default());
-    glommio::spawn_local(stop.clone().watch(shard.clone())).detach();
+    glommio::spawn_local(stop.clone().watch(hub.clone())).detach();
     loop {
         let accepted = futures_lite::future::or(async { Some(listener.accept().await) }, async {
             stop.wait().await;
@@ -51,11 +52,12 @@ pub async fn accept_loop(shard: Rc<Shard>) {
         match accepted {
             None => return,
             Some(Ok(stream)) => {
-                glommio::spawn_local(serve(shard.clone(), stream)).detach();
+                let hub = hub.clone();
+                crate::shard::spawn(&hub.shard.clone(), "http connection", connection(hub, stream));
             }
             Some(Err(e)) => {
                 // Out of file descriptors and the like: back off instead of spinning.
-                log::warn!("shard {}: accept failed: {e}", shard.id);
+                log::warn!("shard {}: accept failed: {e}", hub.shard.id);
                 glommio::timer::sleep(Duration::from_millis(10)).await;
             }
         }
@@ -70,8 +72,8 @@ struct StopSignal {
 }
 
 impl StopSignal {
-    async fn watch(self: Rc<Self>, shard: Rc<Shard>) {
-        while !shard.ctx.stopping.load(Ordering::Relaxed) {
+    async fn watch(self: Rc<Self>, hub: Rc<Hub>) {
+        while !hub.shard.ctx.is_stopping() {
             glommio::timer::sleep(Duration::from_millis(50)).await;
         }
         self.set.set(true);
@@ -94,11 +96,11 @@ impl StopSignal {
 }
 
 /// Serves one connection: HTTP requests in order until it closes or upgrades to a WebSocket.
-async fn serve(shard: Rc<Shard>, stream: TcpStream) {
+async fn connection(hub: Rc<Hub>, stream: TcpStream) {
     stream.set_nodelay(true).ok();
     let peer = stream.peer_addr().map_or(std::net::Ipv4Addr::UNSPECIFIED.into(), |a| a.ip());
     let conn = Conn::new(stream);
-    let limits = Limits { max_head: MAX_HEAD, max_body: shard.ctx.config.max_http_body };
+    let limits = Limits { max_head: MAX_HEAD, max_body: hub.shard.ctx.config.max_http_body };
     let mut buf: Vec<u8> = Vec::new();
     let mut out: Vec<u8> = Vec::new();
     loop {
@@ -106,19 +108,19 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
             match request::parse(&buf, limits) {
                 Ok(Some((req, used))) => {
                     buf.drain(..used);
-                    let app = req.path.strip_prefix("/apps/").and_then(|r| r.split('/').next()).and_then(|id| shard.ctx.apps.by_id(id));
                     if handshake::is_upgrade(&req) {
                         if !out.is_empty() && conn.write_all(&out).await.is_err() {
                             return;
                         }
-                        return upgrade(shard, conn, req, std::mem::take(&mut buf), peer).await;
+                        return upgrade::upgrade(hub, conn, req, std::mem::take(&mut buf), peer).await;
                     }
-                    let keep_alive = req.keep_alive && !shard.draining.get();
+                    let keep_alive = req.keep_alive && !hub.draining.get();
                     // More pipelined requests are already here: handle them all before the
                     // sockets they publish to are written.
-                    let _burst = (!buf.is_empty()).then(|| shard.hold_flush());
-                    let resp = api::handle(&shard, req).await.encode(keep_alive);
-                    let c = shard.counters(app);
+                    let _burst = (!buf.is_empty()).then(|| hub.hold_flush());
+                    let (app, resp) = routes::handle(&hub, req).await;
+                    let resp = resp.encode(keep_alive);
+                    let c = hub.counters(app);
                     c.http_calls.inc();
                     c.http_received_bytes.add(used as u64);
                     c.http_sent_bytes.add(resp.len() as u64);
@@ -147,119 +149,9 @@ async fn serve(shard: Rc<Shard>, stream: TcpStream) {
         if buf.is_empty() {
             buf = Vec::new(); // an idle keep-alive connection keeps no buffer
         }
-        match conn.read(&shard.scratch).await {
+        match conn.read(&hub.scratch).await {
             Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&shard.scratch.borrow()[..n]),
+            Ok(n) => buf.extend_from_slice(&hub.scratch.borrow()[..n]),
         }
     }
-}
-
-/// `GET /app/{key}` (and the test echo route): complete the handshake, then admit the socket
-/// (spec 01 §2.2) and hand it to its session.
-async fn upgrade(shard: Rc<Shard>, conn: Rc<Conn>, req: Request, pending: Vec<u8>, peer: IpAddr) {
-    let refuse = |status: u16, msg: &str| Response::text(status, msg.to_owned()).encode(false);
-    if shard.draining.get() {
-        let _ = conn.write_all(&Response::text(503, "").encode(false)).await;
-        return;
-    }
-    let rl = &shard.ctx.config.rate_limiter;
-    if rl.enabled && req.path.starts_with("/app/") {
-        let ip = limits::client_ip(peer, req.header("x-forwarded-for"), rl.websocket.trust_hops);
-        let app = req.path.strip_prefix("/app/").and_then(|k| shard.ctx.apps.by_key(k));
-        let c = shard.counters(app);
-        c.rate_limit_checks[metrics::CONNECTION_RATE].inc();
-        let verdict = limits::check(&shard, RateKey::Connect(ip), rl.websocket).await;
-        if !verdict.allowed {
-            c.rate_limit_triggered[metrics::CONNECTION_RATE].inc();
-            let refused: Response = ApiError::rate_limited("WebSocket connections from this address", &verdict, rl.websocket.window).into();
-            let _ = conn.write_all(&refused.encode(false)).await;
-            conn.shutdown_write();
-            return;
-        }
-    }
-    let echo = shard.ctx.config.test_echo && req.path == "/test/echo";
-    let key = match req.path.strip_prefix("/app/") {
-        Some(k) if !k.is_empty() && !k.contains('/') => request::path_decode(k),
-        _ if echo => String::new(),
-        _ => {
-            let _ = conn.write_all(&refuse(404, "404 NOT FOUND")).await;
-            return;
-        }
-    };
-    let options = match handshake::Negotiated::parse(&req.query) {
-        Ok(o) => o,
-        Err(why) => {
-            let _ = conn.write_all(&refuse(400, &why)).await;
-            return;
-        }
-    };
-    let dialect = options.dialect;
-    let accept = match handshake::accept(&req) {
-        Ok(a) => a,
-        Err(r) => {
-            let _ = conn.write_all(&refuse(r.status, r.message)).await;
-            return;
-        }
-    };
-    if echo {
-        if conn.write_all(&accept).await.is_err() {
-            return;
-        }
-        return crate::ws::echo::run(shard, conn, pending).await;
-    }
-    // The 101 response leaves in the same send as the first frame (connection_established
-    // or the refusal): on loopback each send costs far more than its bytes.
-    match admit(&shard, &req, &key, dialect) {
-        // The session is a task of its own, so that what the handshake needed (this future,
-        // the request, the read buffers) is freed now rather than held for the socket's life:
-        // an idle socket costs only the session's small state.
-        Ok(app) => {
-            drop((req, key));
-            glommio::spawn_local(session::run(shard, conn, app, options, accept, pending)).detach();
-        }
-        Err((e, kind)) => {
-            shard.counters(shard.ctx.apps.by_key(&key)).connection_errors[kind].inc();
-            log::debug!(code = e.code, reason = e.message.as_str(), shard = shard.id; "connection refused");
-            let mut bytes = accept;
-            bytes.extend_from_slice(&codec::encode(Opcode::Text, &outbound::error(dialect, e.code, &e.message)));
-            bytes.extend_from_slice(&codec::encode_close(e.code, &e.message));
-            let _ = conn.write_all(&bytes).await;
-            conn.shutdown_write();
-        }
-    }
-}
-
-/// Connection admission in the order of spec 01 §2.2; counts the socket on success. A refusal
-/// comes with its `metrics::CONNECTION_ERRORS` index.
-fn admit(shard: &Shard, req: &Request, key: &str, dialect: Dialect) -> Result<crate::apps::AppIdx, (ProtocolError, usize)> {
-    let ctx = &shard.ctx;
-    let idx = ctx.apps.by_key(key).ok_or((ProtocolError::app_not_found(), 0))?;
-    let app: &App = ctx.apps.get(idx);
-    if !app.enabled {
-        return Err((ProtocolError::app_disabled(), 1));
-    }
-    if !app.origin_allowed(req.header("origin")) {
-        return Err((ProtocolError::origin_not_allowed(), 2));
-    }
-    // spec 02 §1.1: `token` is refused on V1. This server has no capability-token keys
-    // configured, so a V2 token fails closed the same way rather than being ignored.
-    if request::query_pairs(&req.query).iter().any(|(k, _)| k == "token") {
-        let why = match dialect {
-            Dialect::V1 => "capability tokens need protocol=2",
-            Dialect::V2 => "capability tokens are not enabled on this server",
-        };
-        return Err((ProtocolError::token_refused(why), 5));
-    }
-    let total = ctx.connections.fetch_add(1, Ordering::Relaxed) + 1;
-    if ctx.config.max_connections > 0 && total > ctx.config.max_connections {
-        ctx.connections.fetch_sub(1, Ordering::Relaxed);
-        return Err((ProtocolError::over_capacity(), 3));
-    }
-    let per_app = ctx.app_connections[idx as usize].fetch_add(1, Ordering::Relaxed) + 1;
-    if app.limits.max_connections > 0 && per_app > app.limits.max_connections {
-        ctx.app_connections[idx as usize].fetch_sub(1, Ordering::Relaxed);
-        ctx.connections.fetch_sub(1, Ordering::Relaxed);
-        return Err((ProtocolError::app_over_quota(), 3));
-    }
-    Ok(idx)
 }

@@ -1,4 +1,4 @@
-//! Prometheus metrics (spec 01 §12): counters kept per shard and per app, summed only when
+//! Prometheus metrics (`docs/protocol/http-api.md#metrics`): counters kept per shard and per app, summed only when
 //! `/metrics` is scraped.
 //!
 //! Each shard writes only its own counters, so a count is a relaxed load and store on a cache
@@ -9,6 +9,7 @@
 mod exposition;
 mod server;
 
+pub use exposition::render;
 pub use server::serve;
 
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
@@ -41,30 +42,47 @@ impl Counter {
     }
 }
 
-/// `channel_type` label values, classified as the reference does (spec 01 §12): any name
-/// containing `cache-` is `cache`, `private-encrypted-` counts as `private`.
+/// `channel_type` label values, classified as the reference does: any name containing
+/// `cache-` is `cache`, `private-encrypted-` counts as `private`.
 pub const CHANNEL_TYPES: [&str; 5] = ["public", "private", "presence", "private_encrypted", "cache"];
 
-pub fn channel_type(name: &str) -> usize {
-    if name.contains("cache-") {
-        4
-    } else if name.starts_with("presence-") {
-        2
-    } else if name.starts_with("private-") {
-        1
-    } else {
-        0
+/// A channel's `channel_type` label; its index into [`CHANNEL_TYPES`].
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ChannelLabel {
+    Public,
+    Private,
+    Presence,
+    PrivateEncrypted,
+    Cache,
+}
+
+impl ChannelLabel {
+    pub fn of(name: &str) -> ChannelLabel {
+        if name.contains("cache-") {
+            ChannelLabel::Cache
+        } else if name.starts_with("presence-") {
+            ChannelLabel::Presence
+        } else if name.starts_with("private-") {
+            ChannelLabel::Private
+        } else {
+            ChannelLabel::Public
+        }
     }
 }
 
-/// Limiters counted by `sockudo_rate_limit_*` (`limiter_type`, `request_context`).
+/// Limiters counted by `sockudo_rate_limit_*` (`limiter_type`, `request_context`), indexed by
+/// [`Limiter`].
 pub const LIMITERS: [(&str, &str); 3] =
     [("client_events", "websocket"), ("api_rate_limit", "http"), ("connection_rate_limit", "websocket")];
-pub const CLIENT_EVENTS: usize = 0;
-pub const API_RATE: usize = 1;
-pub const CONNECTION_RATE: usize = 2;
 
-/// Why a WebSocket was refused or failed (`error_type`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Limiter {
+    ClientEvents,
+    ApiRate,
+    ConnectionRate,
+}
+
+/// Why a WebSocket was refused or failed (`error_type`), indexed by [`ConnectionError`].
 pub const CONNECTION_ERRORS: [&str; 6] = [
     "app_not_found",
     "app_disabled",
@@ -74,9 +92,19 @@ pub const CONNECTION_ERRORS: [&str; 6] = [
     "authentication_failed",
 ];
 
-/// Why connections ended (`reason` of `sockudo_disconnections_by_reason_total`), from the
-/// close code sent or received.
-pub const CLOSE_REASONS: [&str; 10] = [
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConnectionError {
+    AppNotFound,
+    AppDisabled,
+    OriginNotAllowed,
+    OverCapacity,
+    InvalidMessageFormat,
+    AuthenticationFailed,
+}
+
+/// Why connections ended (`reason` of `sockudo_disconnections_by_reason_total`), indexed by
+/// [`CloseReason`].
+pub const CLOSE_REASONS: [&str; 11] = [
     "connection_lost",
     "normal",
     "protocol_error",
@@ -86,22 +114,55 @@ pub const CLOSE_REASONS: [&str; 10] = [
     "reconnect_requested",
     "pong_timeout",
     "client_event_rate_limit",
+    "internal_error",
     "other",
 ];
 
-pub fn close_reason(code: u16) -> usize {
-    match code {
-        0 => 0,
-        1000 | 1001 => 1,
-        1002..=1015 => 2,
-        4001 | 4003 | 4004 => 3,
-        4009 => 4,
-        4100 => 5,
-        4200 => 6,
-        4201 => 7,
-        4301 => 8,
-        _ => 9,
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CloseReason {
+    ConnectionLost,
+    Normal,
+    ProtocolError,
+    AppRefused,
+    Unauthorized,
+    OverCapacity,
+    ReconnectRequested,
+    PongTimeout,
+    ClientEventRateLimit,
+    InternalError,
+    Other,
+}
+
+impl CloseReason {
+    /// From the close code sent or received (0: none, the connection just ended).
+    pub fn of(code: u16) -> CloseReason {
+        match code {
+            0 => CloseReason::ConnectionLost,
+            1000 | 1001 => CloseReason::Normal,
+            1011 => CloseReason::InternalError,
+            1002..=1015 => CloseReason::ProtocolError,
+            4001 | 4003 | 4004 => CloseReason::AppRefused,
+            4009 => CloseReason::Unauthorized,
+            4100 => CloseReason::OverCapacity,
+            4200 => CloseReason::ReconnectRequested,
+            4201 => CloseReason::PongTimeout,
+            4301 => CloseReason::ClientEventRateLimit,
+            _ => CloseReason::Other,
+        }
     }
+}
+
+/// Where a panic was caught (`context` of `sockudo_panics_total`), indexed by [`PanicSite`].
+pub const PANIC_SITES: [&str; 3] = ["socket", "request", "task"];
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PanicSite {
+    /// Handling one WebSocket's input: that socket was closed with 1011.
+    Socket,
+    /// Handling one HTTP request (answered 500) or one request from another shard.
+    Request,
+    /// A shard's own background task, which was restarted.
+    Task,
 }
 
 /// `sockudo_broadcast_latency_ms` buckets (ms) and recipient-count buckets.
@@ -140,6 +201,7 @@ impl Histogram {
 #[derive(Default)]
 pub struct AppCounters {
     pub new_connections: Counter,
+    pub panics: [Counter; PANIC_SITES.len()],
     pub disconnections: Counter,
     pub disconnections_by_reason: [Counter; CLOSE_REASONS.len()],
     pub connection_errors: [Counter; CONNECTION_ERRORS.len()],
@@ -160,6 +222,8 @@ pub struct AppCounters {
     pub idempotency_duplicates: Counter,
     /// Sockets closed with 4100 because their queue was full.
     pub slow_consumer_disconnections: Counter,
+    /// Work refused because a shard was too far behind (counted under `system`).
+    pub backlog_refusals: Counter,
     /// Per channel type and recipient bucket.
     latency: [[Histogram; 5]; 5],
 }
@@ -174,7 +238,7 @@ impl AppCounters {
         }
         self.ws_sent.add(recipients as u64);
         self.ws_sent_bytes.add((recipients * bytes) as u64);
-        self.latency[channel_type(channel)][recipient_bucket(recipients)].observe(age);
+        self.latency[ChannelLabel::of(channel) as usize][recipient_bucket(recipients)].observe(age);
     }
 }
 
@@ -186,10 +250,20 @@ pub struct ShardCounters {
 impl ShardCounters {
     /// `app` is an `AppIdx`; `None` is `system`.
     #[inline]
-    pub fn app(&self, app: Option<crate::apps::AppIdx>) -> &AppCounters {
+    pub fn app(&self, app: Option<crate::config::AppIdx>) -> &AppCounters {
         let last = self.apps.len() - 1;
         &self.apps[app.map_or(last, |a| a as usize)]
     }
+}
+
+/// What a scrape reads: the counters, and what `node` alone sees besides them.
+pub struct Sources<'a> {
+    pub metrics: &'a Metrics,
+    /// Each app's id, in `AppIdx` order.
+    pub app_ids: Vec<&'a str>,
+    pub webhooks: Option<crate::webhook::WebhookStatsSnapshot>,
+    /// Each shard store's figures (none when history is off).
+    pub stores: Vec<&'a storage::StoreStats>,
 }
 
 /// Every shard's counters.
@@ -222,10 +296,12 @@ mod tests {
         c.sub(5);
         c.add(4);
         assert_eq!(c.get(), 2);
-        assert_eq!(channel_type("private-encrypted-x"), 1);
-        assert_eq!(channel_type("presence-cache-x"), 4);
-        assert_eq!(channel_type("presence-x"), 2);
-        assert_eq!(channel_type("x"), 0);
+        assert_eq!(ChannelLabel::of("private-encrypted-x"), ChannelLabel::Private);
+        assert_eq!(ChannelLabel::of("presence-cache-x"), ChannelLabel::Cache);
+        assert_eq!(ChannelLabel::of("presence-x"), ChannelLabel::Presence);
+        assert_eq!(ChannelLabel::of("x"), ChannelLabel::Public);
+        assert_eq!(CloseReason::of(1011), CloseReason::InternalError);
+        assert_eq!(CLOSE_REASONS[CloseReason::Other as usize], "other");
         assert_eq!(recipient_bucket(10), 0);
         assert_eq!(recipient_bucket(11), 1);
         assert_eq!(recipient_bucket(10_001), 4);

@@ -1,23 +1,21 @@
 //! `GET /metrics` on the metrics port, served by one plain thread: a scrape sums counters and
 //! reads /proc, which must not take time from a shard's executor.
 
-use crate::shard::Context;
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
-use std::sync::Arc;
 use std::time::Duration;
 
-/// Binds the metrics port and serves it on its own thread until the process exits.
-pub fn serve(ctx: Arc<Context>) -> Result<(), String> {
-    let cfg = &ctx.config;
-    let addr = (cfg.metrics_host.as_str(), cfg.metrics_port);
+/// Binds the metrics port and serves it on its own thread until the process exits; `render`
+/// makes the text of one scrape.
+pub fn serve(host: &str, port: u16, render: impl Fn() -> String + Send + 'static) -> Result<(), String> {
+    let addr = (host, port);
     let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen for metrics on {}:{}: {e}", addr.0, addr.1))?;
     log::info!("metrics on {}:{}/metrics", addr.0, addr.1);
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
             for stream in listener.incoming().flatten() {
-                if let Err(e) = answer(&ctx, stream) {
+                if let Err(e) = answer(&render, stream) {
                     log::debug!("metrics request failed: {e}");
                 }
             }
@@ -26,7 +24,7 @@ pub fn serve(ctx: Arc<Context>) -> Result<(), String> {
     Ok(())
 }
 
-fn answer(ctx: &Context, mut stream: TcpStream) -> std::io::Result<()> {
+fn answer(render: &dyn Fn() -> String, mut stream: TcpStream) -> std::io::Result<()> {
     stream.set_read_timeout(Some(Duration::from_secs(5)))?;
     stream.set_write_timeout(Some(Duration::from_secs(5)))?;
     let mut head = Vec::with_capacity(1024);
@@ -43,7 +41,7 @@ fn answer(ctx: &Context, mut stream: TcpStream) -> std::io::Result<()> {
     let (method, target) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
     let path = target.split(|&b| b == b'?').next().unwrap_or_default();
     let (status, kind, body) = match (method, path) {
-        (b"GET", b"/metrics") => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", super::exposition::render(ctx)),
+        (b"GET", b"/metrics") => ("200 OK", "text/plain; version=0.0.4; charset=utf-8", render()),
         (b"GET", _) => ("404 Not Found", "text/plain", "404 NOT FOUND".to_owned()),
         _ => ("405 Method Not Allowed", "text/plain", "only GET".to_owned()),
     };

@@ -144,13 +144,13 @@ mod tests {
         assert!(validate("chat:room-1", 200, &ns).is_ok());
         assert!(validate("private-chat:room-1", 200, &ns).is_ok());
         assert_eq!(
-            validate("news:x", 200, &ns).unwrap_err().message,
+            validate("news:x", 200, &ns).unwrap_err().to_string(),
             "Channel error: Unknown channel namespace 'news'"
         );
-        assert!(validate("bad$chan", 200, &[]).unwrap_err().message.starts_with("Channel error: Channel name contains invalid characters"));
-        assert_eq!(validate(&"a".repeat(201), 200, &[]).unwrap_err().message, "Channel error: Channel name too long. Max length is 200");
+        assert!(validate("bad$chan", 200, &[]).unwrap_err().to_string().starts_with("Channel error: Channel name contains invalid characters"));
+        assert_eq!(validate(&"a".repeat(201), 200, &[]).unwrap_err().to_string(), "Channel error: Channel name too long. Max length is 200");
         assert!(validate("", 200, &[]).is_err());
         assert!(validate("#server-to-user-42", 200, &[]).is_ok());
-        assert_eq!(validate("bad$chan", 200, &[]).unwrap_err().code, 4300);
+        assert_eq!(validate("bad$chan", 200, &[]).unwrap_err().code(), 4300);
     }
 }

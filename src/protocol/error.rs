@@ -1,111 +1,139 @@
-//! The protocol layer's one error type: a Pusher error code and the message the client sees.
-//! Every WebSocket-side failure is one of these; `fatal` ones close the socket with the code.
+//! The protocol layer's one error type: every WebSocket-side failure is one of these variants,
+//! and this file alone maps each to its Pusher error code, its message and whether it closes
+//! the socket (`docs/protocol/pusher.md#errors-and-close-codes`).
 
 use std::fmt;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ProtocolError {
-    pub code: u16,
-    pub message: String,
-    /// Close the socket with `code` after sending the `pusher:error` frame.
-    pub fatal: bool,
+pub enum ProtocolError {
+    /// A frame or field the server cannot use.
+    InvalidFormat(String),
+    InvalidEventName(String),
+    AppNotFound,
+    AppDisabled,
+    AppOverQuota,
+    /// A signature or user data that does not authenticate; the socket stays open.
+    Auth(String),
+    /// A capability token the server will not take.
+    TokenRefused(String),
+    OriginNotAllowed,
+    AuthTimeout,
+    TerminatedByApp,
+    /// The node's connection limit.
+    OverCapacity,
+    /// A full presence channel: the subscribe fails, the socket stays open.
+    PresenceFull,
+    /// A consumer too slow for its queue.
+    BufferFull { limit: usize },
+    /// The shard that owns what was asked for did not answer in time or is too far behind;
+    /// the request failed, the socket stays open and may retry.
+    ShardUnavailable(String),
+    ForceReconnect,
+    ServerShutdown,
+    PongTimeout,
+    Channel(String),
+    ChannelNameInvalid(String),
+    /// A history feature (rewind, `channel_history`) that cannot be used here.
+    History(String),
+    ClientEvent(String),
+    /// A history request this socket may not make now.
+    HistoryRequest(String),
+    RecoveryDisabled,
+    ClientEventRateLimited { terminate: bool },
+    NoRecoveryPositions,
 }
 
 impl ProtocolError {
-    fn new(code: u16, message: impl Into<String>, fatal: bool) -> Self {
-        ProtocolError { code, message: message.into(), fatal }
-    }
-
-    /// 4000: a frame or field the server cannot use.
     pub fn invalid_format(why: impl fmt::Display) -> Self {
-        Self::new(4000, format!("Invalid message format: {why}"), false)
+        Self::InvalidFormat(why.to_string())
     }
     pub fn invalid_event_name(why: impl fmt::Display) -> Self {
-        Self::new(4000, format!("Invalid event name: {why}"), false)
-    }
-    pub fn app_not_found() -> Self {
-        Self::new(4001, "Application does not exist", true)
-    }
-    pub fn app_disabled() -> Self {
-        Self::new(4003, "Application disabled", true)
-    }
-    pub fn app_over_quota() -> Self {
-        Self::new(4004, "Application is over adapter quota", true)
+        Self::InvalidEventName(why.to_string())
     }
     pub fn auth(why: impl fmt::Display) -> Self {
-        Self::new(4009, format!("Authentication error: {why}"), false)
-    }
-    pub fn token_refused(why: &str) -> Self {
-        Self::new(4009, format!("Authentication error: {why}"), true)
-    }
-    pub fn origin_not_allowed() -> Self {
-        Self::new(4009, "Origin not allowed", true)
-    }
-    pub fn auth_timeout() -> Self {
-        Self::new(4009, "Connection not authorized within timeout.", true)
-    }
-    pub fn terminated_by_app() -> Self {
-        Self::new(4009, "You got disconnected by the app.", true)
-    }
-    /// 4100 that closes: node capacity, or a consumer too slow for its queue.
-    pub fn over_capacity() -> Self {
-        Self::new(4100, "Over capacity", true)
-    }
-    /// 4100 that does not close: a full presence channel.
-    pub fn presence_full() -> Self {
-        Self::new(4100, "Over capacity", false)
-    }
-    pub fn buffer_full(limit: usize) -> Self {
-        Self::new(
-            4100,
-            format!("Buffer full: Client buffer full (message limit: {limit}), disconnecting slow consumer"),
-            true,
-        )
-    }
-    pub fn force_reconnect() -> Self {
-        Self::new(4200, "Force reconnect requested by the app.", true)
-    }
-    pub fn server_shutdown() -> Self {
-        Self::new(4200, "Server is shutting down; reconnect.", true)
-    }
-    pub fn pong_timeout() -> Self {
-        Self::new(4201, "Pong reply not received in time", true)
+        Self::Auth(why.to_string())
     }
     pub fn channel(why: impl fmt::Display) -> Self {
-        Self::new(4300, format!("Channel error: {why}"), false)
+        Self::Channel(why.to_string())
     }
     pub fn channel_name_invalid(why: impl fmt::Display) -> Self {
-        Self::new(4300, format!("Channel name invalid: {why}"), false)
+        Self::ChannelNameInvalid(why.to_string())
     }
     pub fn client_event(why: impl fmt::Display) -> Self {
-        Self::new(4301, format!("Client event error: {why}"), false)
+        Self::ClientEvent(why.to_string())
     }
-    /// 4300: a history feature (rewind, `channel_history`) that cannot be used here.
     pub fn history(why: impl fmt::Display) -> Self {
-        Self::new(4300, format!("History error: {why}"), false)
+        Self::History(why.to_string())
     }
-    /// 4301: a history request this socket may not make now.
     pub fn history_request(why: impl fmt::Display) -> Self {
-        Self::new(4301, format!("History request error: {why}"), false)
+        Self::HistoryRequest(why.to_string())
     }
-    pub fn recovery_disabled() -> Self {
-        Self::new(4301, "Connection recovery is not enabled", false)
+
+    /// The Pusher error code of `pusher:error` and of the close frame.
+    pub fn code(&self) -> u16 {
+        use ProtocolError::*;
+        match self {
+            InvalidFormat(_) | InvalidEventName(_) => 4000,
+            AppNotFound => 4001,
+            AppDisabled => 4003,
+            AppOverQuota => 4004,
+            Auth(_) | TokenRefused(_) | OriginNotAllowed | AuthTimeout | TerminatedByApp => 4009,
+            OverCapacity | PresenceFull | BufferFull { .. } | ShardUnavailable(_) => 4100,
+            ForceReconnect | ServerShutdown => 4200,
+            PongTimeout => 4201,
+            Channel(_) | ChannelNameInvalid(_) | History(_) => 4300,
+            ClientEvent(_) | HistoryRequest(_) | RecoveryDisabled | ClientEventRateLimited { .. } => 4301,
+            NoRecoveryPositions => 4302,
+        }
     }
-    pub fn no_recovery_positions() -> Self {
-        Self::new(4302, "No channel recovery positions provided", false)
-    }
-    pub fn client_event_rate_limited(terminate: bool) -> Self {
-        if terminate {
-            Self::new(4301, "Connection closed due to client event rate limit", true)
-        } else {
-            Self::new(4301, "Client event rejected due to rate limit", false)
+
+    /// Whether the socket is closed (with `code`) after the `pusher:error` frame.
+    pub fn is_fatal(&self) -> bool {
+        use ProtocolError::*;
+        match self {
+            AppNotFound | AppDisabled | AppOverQuota | TokenRefused(_) | OriginNotAllowed | AuthTimeout
+            | TerminatedByApp | OverCapacity | BufferFull { .. } | ForceReconnect | ServerShutdown | PongTimeout => true,
+            ClientEventRateLimited { terminate } => *terminate,
+            InvalidFormat(_) | InvalidEventName(_) | Auth(_) | PresenceFull | ShardUnavailable(_) | Channel(_)
+            | ChannelNameInvalid(_) | History(_) | ClientEvent(_) | HistoryRequest(_) | RecoveryDisabled
+            | NoRecoveryPositions => false,
         }
     }
 }
 
+/// The message the client sees.
 impl fmt::Display for ProtocolError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{} {}", self.code, self.message)
+        use ProtocolError::*;
+        match self {
+            InvalidFormat(why) => write!(f, "Invalid message format: {why}"),
+            InvalidEventName(why) => write!(f, "Invalid event name: {why}"),
+            AppNotFound => f.write_str("Application does not exist"),
+            AppDisabled => f.write_str("Application disabled"),
+            AppOverQuota => f.write_str("Application is over adapter quota"),
+            Auth(why) | TokenRefused(why) => write!(f, "Authentication error: {why}"),
+            OriginNotAllowed => f.write_str("Origin not allowed"),
+            AuthTimeout => f.write_str("Connection not authorized within timeout."),
+            TerminatedByApp => f.write_str("You got disconnected by the app."),
+            OverCapacity | PresenceFull => f.write_str("Over capacity"),
+            BufferFull { limit } => write!(
+                f,
+                "Buffer full: Client buffer full (message limit: {limit}), disconnecting slow consumer"
+            ),
+            ShardUnavailable(why) => write!(f, "Over capacity: {why}"),
+            ForceReconnect => f.write_str("Force reconnect requested by the app."),
+            ServerShutdown => f.write_str("Server is shutting down; reconnect."),
+            PongTimeout => f.write_str("Pong reply not received in time"),
+            Channel(why) => write!(f, "Channel error: {why}"),
+            ChannelNameInvalid(why) => write!(f, "Channel name invalid: {why}"),
+            History(why) => write!(f, "History error: {why}"),
+            ClientEvent(why) => write!(f, "Client event error: {why}"),
+            HistoryRequest(why) => write!(f, "History request error: {why}"),
+            RecoveryDisabled => f.write_str("Connection recovery is not enabled"),
+            ClientEventRateLimited { terminate: true } => f.write_str("Connection closed due to client event rate limit"),
+            ClientEventRateLimited { terminate: false } => f.write_str("Client event rejected due to rate limit"),
+            NoRecoveryPositions => f.write_str("No channel recovery positions provided"),
+        }
     }
 }
 

@@ -200,7 +200,10 @@ impl Signin {
             auth: Option<String>,
         }
         let raw: Raw = data_object(frame.data.as_ref())
-            .map_err(|e| ProtocolError::auth(e.message.trim_start_matches("Invalid message format: ")))?;
+            .map_err(|e| match e {
+                ProtocolError::InvalidFormat(why) => ProtocolError::Auth(why),
+                other => other,
+            })?;
         let user_data = raw
             .user_data
             .ok_or_else(|| ProtocolError::auth("Missing 'user_data' field in signin data"))?
@@ -315,9 +318,9 @@ mod tests {
         let f = ClientFrame::parse(br#"{"event":"sockudo:ping"}"#).unwrap();
         assert_eq!(f.command(), Command::Ping);
         let e = ClientFrame::parse(b"nope").err().unwrap();
-        assert!(e.message.starts_with("Invalid message format: Decode failed"));
+        assert!(e.to_string().starts_with("Invalid message format: Decode failed"));
         let e = ClientFrame::parse(br#"{"data":{}}"#).err().unwrap();
-        assert_eq!(e.message, "Invalid event name: Event name is required");
+        assert_eq!(e.to_string(), "Invalid event name: Event name is required");
         let f = ClientFrame::parse(br#"{"event":"foo:bar"}"#).unwrap();
         assert_eq!(f.command(), Command::Other);
     }
@@ -332,8 +335,8 @@ mod tests {
         assert_eq!((s.channel.as_str(), s.auth.as_deref()), ("presence-r", Some("k:s")));
         let m = presence_member(s.channel_data.as_deref().unwrap()).unwrap();
         assert_eq!(m, Member { user_id: "42".into(), user_info: "{}".into() });
-        assert_eq!(presence_member(r#"{"user_info":{}}"#).unwrap_err().code, 4300);
-        assert_eq!(presence_member("x").unwrap_err().code, 4000);
+        assert_eq!(presence_member(r#"{"user_info":{}}"#).unwrap_err().code(), 4300);
+        assert_eq!(presence_member("x").unwrap_err().code(), 4000);
     }
 
     #[test]
@@ -347,8 +350,8 @@ mod tests {
     #[test]
     fn signin_shapes() {
         let f = ClientFrame::parse(br#"{"event":"pusher:signin","data":{"auth":"k:x"}}"#).unwrap();
-        assert_eq!(Signin::parse(&f).unwrap_err().message, "Authentication error: Missing 'user_data' field in signin data");
-        assert_eq!(user_data(r#"{"name":"x"}"#).unwrap_err().message, "Authentication error: Missing 'id' field in user_data");
+        assert_eq!(Signin::parse(&f).unwrap_err().to_string(), "Authentication error: Missing 'user_data' field in signin data");
+        assert_eq!(user_data(r#"{"name":"x"}"#).unwrap_err().to_string(), "Authentication error: Missing 'id' field in user_data");
         let u = user_data(r#"{"id":"42","watchlist":["7"]}"#).unwrap();
         assert_eq!((u.id.as_str(), u.watchlist), ("42", Some(vec!["7".to_string()])));
     }

@@ -6,5 +6,6 @@ pub mod error;
 pub mod history;
 pub mod inbound;
 pub mod outbound;
+pub mod recovery;
 
 pub use error::ProtocolError;

@@ -32,6 +32,34 @@ impl Dialect {
     }
 }
 
+/// The shape in which one socket receives channel messages: its dialect and (later) its
+/// format. A broadcast carries one payload per encoding; a delta or binary format is a new
+/// variant here and a new column in every broadcast's table.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Encoding {
+    /// Pusher JSON: no V2 fields.
+    V1Json,
+    /// The V2 JSON envelope (message id, stream id, serial, extras).
+    V2Json,
+}
+
+impl Encoding {
+    pub const COUNT: usize = 2;
+    pub const ALL: [Encoding; Encoding::COUNT] = [Encoding::V1Json, Encoding::V2Json];
+
+    /// What a socket of `dialect` receives.
+    pub fn of(dialect: Dialect) -> Encoding {
+        match dialect {
+            Dialect::V1 => Encoding::V1Json,
+            Dialect::V2 => Encoding::V2Json,
+        }
+    }
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
 /// A fresh UUIDv4, the form of `message_id` and `acknowledgement_id`.
 pub fn uuid_v4() -> String {
     let mut b: [u8; 16] = fastrand::u128(..).to_le_bytes();

@@ -1,19 +1,20 @@
-//! Publish idempotency (spec 01 §9, with the Q8 Rec: a failed publish releases its key).
+//! Publish idempotency (`docs/protocol/http-api.md#idempotency`; unlike the reference, a failed
+//! publish releases its key).
 //!
-//! Every key has one owner shard (`owner_of(hash(app, space, key))`), so claiming is a plain
-//! test-and-set on that shard's table: no lock, no shared map. The HTTP side claims a key
-//! before publishing and settles it afterwards with the response body (stored for the window)
-//! or, if the request failed, releases it so the corrected retry goes through.
+//! Every key has one owner shard (`OwnerKey::Idempotency`, hashed from the app id), so claiming
+//! is a plain test-and-set on that shard's table: no lock, no shared map. The HTTP side claims a
+//! key before publishing and settles it afterwards with the response body (stored for the
+//! window) or, if the request failed, releases it so the corrected retry goes through.
 //!
 //! With durable history the owner also keeps stored responses in its store, so a retry after a
 //! restart (clean or `kill -9`) is still answered from the first response: a claim that misses
 //! in memory looks in the store before it is granted, and a kept response is written before
 //! the publish is answered.
 
-use super::call::expect_reply;
-use super::msg::{Msg, Reply};
+use super::route::{CrossingError, OwnerKey, Request, Responder};
 use super::Shard;
-use crate::apps::AppIdx;
+use crate::config::AppIdx;
+use crate::time::unix_ms;
 use std::collections::HashMap;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -27,6 +28,16 @@ pub enum Space {
     Batch = 1,
 }
 
+impl Space {
+    /// Part of the key's owner hash.
+    pub fn tag(self) -> &'static [u8] {
+        match self {
+            Space::Event => b"idempotency",
+            Space::Batch => b"batch-idempotency",
+        }
+    }
+}
+
 /// The owner's answer to a claim.
 #[derive(Debug)]
 pub enum Claim {
@@ -36,14 +47,6 @@ pub enum Claim {
     Stored(Arc<str>),
     /// Another request holds the key and has not finished.
     InProgress,
-}
-
-pub enum IdemMsg {
-    /// To the key's owner: take the key if free. Answered with `Reply::Claim`.
-    Claim { reply_to: super::call::ReplyTo, app: AppIdx, space: Space, key: Arc<str>, ttl: Duration },
-    /// To the key's owner: the publish finished; keep its response (`Some`) or free the key.
-    /// A kept response is answered with `Reply::Kept` once stored.
-    Settle { reply_to: Option<super::call::ReplyTo>, app: AppIdx, space: Space, key: Arc<str>, body: Option<Arc<str>>, ttl: Duration },
 }
 
 enum Entry {
@@ -86,72 +89,103 @@ impl Table {
     }
 }
 
-impl Shard {
-    fn idempotency_owner(&self, app: AppIdx, space: Space, key: &str) -> usize {
-        let tag: &[u8] = match space {
-            Space::Event => b"idempotency",
-            Space::Batch => b"batch-idempotency",
+/// To the key's owner: take the key if free.
+pub struct ClaimKey {
+    pub app: AppIdx,
+    pub space: Space,
+    pub key: Arc<str>,
+    pub ttl: Duration,
+}
+
+/// The owner's answer to a claim, with what releases the key if the asker is gone by then.
+pub struct ClaimAnswer {
+    pub claim: Claim,
+    release: SettleKey,
+}
+
+impl Request for ClaimKey {
+    type Reply = ClaimAnswer;
+
+    fn handle(self, shard: &Rc<Shard>, reply: Responder<Self>) {
+        let ClaimKey { app, space, key, ttl } = self;
+        let release = SettleKey { app, space, key: key.clone(), body: None, ttl };
+        let claim = shard.idempotency.borrow_mut().claim((app, space, key.clone()), ttl, Instant::now());
+        let (Claim::Claimed, Some(store)) = (&claim, shard.store()) else {
+            reply.send(ClaimAnswer { claim, release });
+            return;
         };
-        shards::owner_of(shards::stable_hash(&[&app.to_le_bytes(), tag, key.as_bytes()]), self.shards)
+        // Held in memory meanwhile, so a concurrent claim waits as for any key in flight. The
+        // store thread answers; this shard resumes.
+        let lookup = store.get_idempotency(&shard.ctx.apps.get(app).id, space as u8, key.as_bytes());
+        let owner = shard.clone();
+        super::spawn(shard, "idempotency lookup", async move {
+            let shard = owner;
+            let claim = match lookup.await {
+                Ok(Some(body)) => {
+                    let body: Arc<str> = String::from_utf8_lossy(&body).into();
+                    shard.idempotency.borrow_mut().settle((app, space, key), Some(body.clone()), ttl, Instant::now());
+                    Claim::Stored(body)
+                }
+                Ok(None) => Claim::Claimed,
+                Err(e) => {
+                    log::warn!("shard {}: idempotency lookup failed, key granted: {e}", shard.id);
+                    Claim::Claimed
+                }
+            };
+            reply.send(ClaimAnswer { claim, release });
+        });
     }
 
-    pub(super) fn on_idempotency(self: &Rc<Self>, m: IdemMsg) {
-        let now = Instant::now();
-        match m {
-            IdemMsg::Claim { reply_to, app, space, key, ttl } => {
-                let claim = self.idempotency.borrow_mut().claim((app, space, key.clone()), ttl, now);
-                match (claim, self.store()) {
-                    (Claim::Claimed, Some(store)) => {
-                        // Held in memory meanwhile, so a concurrent claim waits as for any
-                        // key in flight. The store thread answers; this shard resumes.
-                        let lookup = store.get_idempotency(&self.ctx.apps.get(app).id, space as u8, key.as_bytes());
-                        let shard = self.clone();
-                        glommio::spawn_local(async move {
-                            let claim = match lookup.await {
-                                Ok(Some(body)) => {
-                                    let body: Arc<str> = String::from_utf8_lossy(&body).into();
-                                    shard.idempotency.borrow_mut().settle((app, space, key), Some(body.clone()), ttl, Instant::now());
-                                    Claim::Stored(body)
-                                }
-                                Ok(None) => Claim::Claimed,
-                                Err(e) => {
-                                    log::warn!("shard {}: idempotency lookup failed, key granted: {e}", shard.id);
-                                    Claim::Claimed
-                                }
-                            };
-                            super::call::answer(&shard, reply_to, Reply::Claim(claim));
-                        })
-                        .detach();
-                    }
-                    (claim, _) => super::call::answer(self, reply_to, Reply::Claim(claim)),
-                }
-            }
-            IdemMsg::Settle { reply_to, app, space, key, body, ttl } => {
-                let stored = match (&body, self.store()) {
-                    (Some(b), Some(store)) => {
-                        let expires = super::durable::unix_ms() + ttl.as_millis() as u64;
-                        let app_id = &self.ctx.apps.get(app).id;
-                        Some(store.put_idempotency(app_id, space as u8, key.as_bytes(), b.as_bytes().to_vec(), expires))
-                    }
-                    _ => None,
-                };
-                self.idempotency.borrow_mut().settle((app, space, key), body, ttl, now);
-                let Some(to) = reply_to else { return };
-                let Some(put) = stored else {
-                    super::call::answer(self, to, Reply::Kept);
-                    return;
-                };
-                let shard = self.clone();
-                glommio::spawn_local(async move {
-                    if let Err(e) = put.await {
-                        log::warn!("shard {}: idempotency record not stored: {e}", shard.id);
-                    }
-                    super::call::answer(&shard, to, Reply::Kept);
-                })
-                .detach();
-            }
+    /// The asker gave up: a key it was granted is released at once, not held for the window.
+    fn abandoned(answer: ClaimAnswer, shard: &Rc<Shard>) {
+        if matches!(answer.claim, Claim::Claimed) {
+            release(shard, answer.release);
         }
     }
+}
+
+/// To the key's owner: the publish finished; keep its response (`Some`) or free the key.
+/// Answered once a kept response is stored.
+pub struct SettleKey {
+    pub app: AppIdx,
+    pub space: Space,
+    pub key: Arc<str>,
+    pub body: Option<Arc<str>>,
+    pub ttl: Duration,
+}
+
+impl Request for SettleKey {
+    type Reply = ();
+    /// Losing a settle would leave the key held (or its response unknown) for the window.
+    const REFUSABLE: bool = false;
+
+    fn handle(self, shard: &Rc<Shard>, reply: Responder<Self>) {
+        let SettleKey { app, space, key, body, ttl } = self;
+        let stored = match (&body, shard.store()) {
+            (Some(b), Some(store)) => {
+                let expires = unix_ms() + ttl.as_millis() as u64;
+                let app_id = &shard.ctx.apps.get(app).id;
+                Some(store.put_idempotency(app_id, space as u8, key.as_bytes(), b.as_bytes().to_vec(), expires))
+            }
+            _ => None,
+        };
+        shard.idempotency.borrow_mut().settle((app, space, key), body, ttl, Instant::now());
+        let Some(put) = stored else {
+            reply.send(());
+            return;
+        };
+        let id = shard.id;
+        super::spawn(shard, "idempotency record", async move {
+            if let Err(e) = put.await {
+                log::warn!("shard {id}: idempotency record not stored: {e}");
+            }
+            reply.send(());
+        });
+    }
+}
+
+fn owner(shard: &Shard, app: AppIdx, space: Space, key: &str) -> usize {
+    shard.owner(OwnerKey::Idempotency(shard.ctx.apps.get(app), space, key))
 }
 
 /// A key held by this request. Dropping it unsettled (an error path, or the request's task
@@ -170,24 +204,31 @@ impl Held {
     /// stored, so the publish is not answered before a retry would find it.
     pub async fn keep(mut self, body: &[u8]) {
         self.settled = true;
-        let (reply_to, kept) = expect_reply(&self.shard, |_, _| ());
-        self.send(Some(reply_to), Some(String::from_utf8_lossy(body).into()));
-        kept.await
+        let settle = self.settle(Some(String::from_utf8_lossy(body).into()));
+        let owner = owner(&self.shard, self.app, self.space, &self.key);
+        if let Err(e) = self.shard.invoke_on(owner, settle).await {
+            // The response went out to the client regardless; a retry may then publish again.
+            log::warn!("shard {}: idempotency response not confirmed stored: {e}", self.shard.id);
+        }
     }
 
-    fn send(&self, reply_to: Option<super::call::ReplyTo>, body: Option<Arc<str>>) {
-        let owner = self.shard.idempotency_owner(self.app, self.space, &self.key);
-        let settle = IdemMsg::Settle { reply_to, app: self.app, space: self.space, key: self.key.clone(), body, ttl: self.ttl };
-        self.shard.mesh.send(owner, Msg::Idempotency(settle));
+    fn settle(&self, body: Option<Arc<str>>) -> SettleKey {
+        SettleKey { app: self.app, space: self.space, key: self.key.clone(), body, ttl: self.ttl }
     }
 }
 
 impl Drop for Held {
     fn drop(&mut self) {
         if !self.settled {
-            self.send(None, None);
+            release(&self.shard, self.settle(None));
         }
     }
+}
+
+/// Frees a key on its owner (never refused: `SettleKey::REFUSABLE`).
+fn release(shard: &Shard, settle: SettleKey) {
+    let owner = owner(shard, settle.app, settle.space, &settle.key);
+    let _ = shard.tell(owner, settle);
 }
 
 /// The outcome of trying to take a key.
@@ -199,33 +240,28 @@ pub enum Taken {
 
 /// Claims `key` on its owner shard. With `wait`, while another request holds it, polls
 /// 6 × 50 ms (the reference's wait) before giving up with `InProgress`.
-pub async fn take(shard: &Rc<Shard>, app: AppIdx, space: Space, key: &str, ttl: Duration, wait: bool) -> Taken {
+pub async fn take(shard: &Rc<Shard>, app: AppIdx, space: Space, key: &str, ttl: Duration, wait: bool) -> Result<Taken, CrossingError> {
     let key: Arc<str> = key.into();
-    let owner = shard.idempotency_owner(app, space, &key);
+    let owner = owner(shard, app, space, &key);
     for attempt in 0..if wait { 7 } else { 1 } {
         if attempt > 0 {
             glommio::timer::sleep(Duration::from_millis(50)).await;
         }
-        let (reply_to, answer) = expect_reply(shard, |_, r| match r {
-            Reply::Claim(c) => c,
-            _ => Claim::InProgress,
-        });
-        shard.mesh.send(owner, Msg::Idempotency(IdemMsg::Claim { reply_to, app, space, key: key.clone(), ttl }));
-        match answer.await {
+        match shard.invoke_on(owner, ClaimKey { app, space, key: key.clone(), ttl }).await?.claim {
             Claim::Claimed => {
                 shard.counters(Some(app)).idempotency_publishes.inc();
-                return Taken::Held(Held { shard: shard.clone(), app, space, key, ttl, settled: false });
+                return Ok(Taken::Held(Held { shard: shard.clone(), app, space, key, ttl, settled: false }));
             }
             Claim::Stored(body) => {
                 let c = shard.counters(Some(app));
                 c.idempotency_publishes.inc();
                 c.idempotency_duplicates.inc();
-                return Taken::Stored(body);
+                return Ok(Taken::Stored(body));
             }
             Claim::InProgress => {}
         }
     }
-    Taken::InProgress
+    Ok(Taken::InProgress)
 }
 
 #[cfg(test)]

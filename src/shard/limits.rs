@@ -1,15 +1,14 @@
-//! Node-wide rate limits (issue 5, spec 01 §8.1): WebSocket connects per client IP and HTTP API
-//! requests per app, as fixed windows.
+//! Node-wide rate limits (`docs/protocol/http-api.md#rate-limits`): WebSocket connects per
+//! client IP and HTTP API requests per app, as fixed windows.
 //!
 //! A limit must hold across shards, and connections from one IP land on any shard, so each
-//! limited key has an owner shard (`owner_of(hash(key))`) that keeps its window: one mesh round
-//! trip per check, no shared lock. Only used when `rate_limiter.enabled`.
+//! limited key has an owner shard (`OwnerKey::ApiRate`, `OwnerKey::ConnectRate`) that keeps its
+//! window: one mesh round trip per check, no shared lock. Only used when `rate_limiter.enabled`.
+//! Windows live in memory, as the reference's do: a restart starts them afresh.
 
-use super::call::{answer, expect_reply, ReplyTo};
-use super::msg::{Msg, Reply};
+use super::route::{CrossingError, OwnerKey, Request, Responder};
 use super::Shard;
-use crate::apps::AppIdx;
-use crate::config::RateLimit;
+use crate::config::{AppIdx, RateLimit};
 use ahash::AHashMap;
 use std::net::IpAddr;
 use std::rc::Rc;
@@ -60,30 +59,28 @@ impl Windows {
     }
 }
 
-impl Shard {
-    fn rate_owner(&self, key: RateKey) -> usize {
-        let hash = match key {
-            RateKey::Connect(IpAddr::V4(ip)) => shards::stable_hash(&[b"rate", &ip.octets()]),
-            RateKey::Connect(IpAddr::V6(ip)) => shards::stable_hash(&[b"rate", &ip.octets()]),
-            RateKey::Api(app) => shards::stable_hash(&[b"rate", &app.to_le_bytes()]),
-        };
-        shards::owner_of(hash, self.shards)
-    }
+/// To the owner of a rate-limited key: count one request.
+pub struct RateCheck {
+    pub key: RateKey,
+    pub limit: RateLimit,
+}
 
-    pub(super) fn on_rate_check(&self, reply_to: ReplyTo, key: RateKey, limit: RateLimit) {
-        let verdict = self.rate_windows.borrow_mut().check(key, limit, Instant::now());
-        answer(self, reply_to, Reply::Rate(verdict));
+impl Request for RateCheck {
+    type Reply = Verdict;
+
+    fn handle(self, shard: &Rc<Shard>, reply: Responder<Self>) {
+        reply.send(shard.rate_windows.borrow_mut().check(self.key, self.limit, Instant::now()));
     }
 }
 
-/// Counts one request against `key`'s window on the key's owner shard.
-pub async fn check(shard: &Rc<Shard>, key: RateKey, limit: RateLimit) -> Verdict {
-    let (reply_to, verdict) = expect_reply(shard, move |_, r| match r {
-        Reply::Rate(v) => v,
-        _ => Verdict { allowed: true, limit: limit.max_requests, remaining: 0, reset: 1 },
-    });
-    shard.mesh.send(shard.rate_owner(key), Msg::RateCheck { reply_to, key, limit });
-    verdict.await
+/// Counts one request against `key`'s window on the key's owner shard. A shard that cannot
+/// answer refuses the request rather than letting it through unchecked.
+pub async fn check(shard: &Rc<Shard>, key: RateKey, limit: RateLimit) -> Result<Verdict, CrossingError> {
+    let owner = match key {
+        RateKey::Api(app) => shard.owner(OwnerKey::ApiRate(shard.ctx.apps.get(app))),
+        RateKey::Connect(ip) => shard.owner(OwnerKey::ConnectRate(ip)),
+    };
+    shard.invoke_on(owner, RateCheck { key, limit }).await
 }
 
 /// The client address a limit applies to: the peer, or with `trust_hops` proxies in front,

@@ -10,12 +10,12 @@
 //! slows a shard. One webhook holds at most half the workers, so a slow or dead endpoint
 //! leaves the others room.
 
-use super::{payload, Retry, Settings, WebhookEvent};
-use crate::apps::{AppIdx, Registry};
-use crate::shard::durable::unix_ms;
+use super::delivery::{post, Delivery, FailureLog, Outcome};
+use super::{payload, WebhookEvent};
+use crate::config::{AppIdx, Registry, Settings};
+use crate::time::unix_ms;
 use crossbeam_channel::{select, Receiver, Sender, TrySendError};
 use std::collections::{BTreeMap, HashSet, VecDeque};
-use std::io::Read;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -30,7 +30,7 @@ const HOOK_MAX_READY: usize = 1000;
 /// Request bodies waiting for a retry; past this a failed request is given up.
 const RETRY_MAX_BYTES: usize = 64 << 20;
 /// At most one log line per this interval for drops and for failed deliveries.
-const LOG_EVERY: Duration = Duration::from_secs(10);
+pub(super) const LOG_EVERY: Duration = Duration::from_secs(10);
 
 /// Webhook counters. Events: `queued` (accepted into the queue), `dropped` (queue full or
 /// server stopping). Requests: `sent` (answered 2xx), `failed` (given up: permanent error,
@@ -89,7 +89,7 @@ pub struct Webhooks {
 
 impl Webhooks {
     /// Starts the sender when some app has webhooks; `None` otherwise (nothing runs then).
-    pub fn start(settings: &super::Settings, apps: Arc<Registry>) -> Result<Option<Webhooks>, String> {
+    pub fn start(settings: &Settings, apps: Arc<Registry>) -> Result<Option<Webhooks>, String> {
         if (0..apps.len()).all(|i| apps.get(i as AppIdx).webhooks.is_empty()) {
             return Ok(None);
         }
@@ -150,52 +150,10 @@ impl Webhooks {
     }
 }
 
-/// One HTTP request of a webhook: a signed body and how to retry it.
-struct Delivery {
-    app: AppIdx,
-    hook: usize,
-    /// The webhook's index among all apps' webhooks (`Dispatcher::loads`).
-    slot: usize,
-    body: Arc<Vec<u8>>,
-    signature: String,
-    retry: Retry,
-    timeout: Duration,
-    attempts: u32,
-    first_attempt: Option<Instant>,
-}
-
-enum Outcome {
-    Delivered,
-    /// Connection error, timeout, 5xx, 408, 409, 425 or 429 (spec 01 §10.4).
-    Retryable(String),
-    Permanent(String),
-}
-
 /// Events of one app gathered during the batch window.
 struct Batch {
     opened: Instant,
     events: Vec<(u64, WebhookEvent)>,
-}
-
-/// Rate-limited logging of failed deliveries: one line per `LOG_EVERY`, with a count of the
-/// lines left out.
-struct FailureLog {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl FailureLog {
-    fn log(&mut self, msg: impl FnOnce() -> String) {
-        let now = Instant::now();
-        if self.last.is_some_and(|t| now.duration_since(t) < LOG_EVERY) {
-            self.suppressed += 1;
-            return;
-        }
-        let more = std::mem::take(&mut self.suppressed);
-        let tail = if more > 0 { format!(" ({more} more failures not logged)") } else { String::new() };
-        log::warn!("{}{tail}", msg());
-        self.last = Some(now);
-    }
 }
 
 #[derive(Default, Clone, Copy)]
@@ -510,62 +468,11 @@ impl Dispatcher {
     }
 }
 
-/// Makes one attempt of a delivery (spec 01 §10.2 headers); blocking, on a worker thread.
-fn post(agent: &ureq::Agent, apps: &Registry, d: &mut Delivery) -> Outcome {
-    d.attempts += 1;
-    d.first_attempt.get_or_insert_with(Instant::now);
-    let app = apps.get(d.app);
-    let hook = &app.webhooks[d.hook];
-    let mut req = agent
-        .post(&hook.url)
-        .timeout(d.timeout)
-        .set("Content-Type", "application/json")
-        .set("X-Pusher-Key", &app.key)
-        .set("X-Pusher-Signature", &d.signature);
-    for (name, value) in &hook.headers {
-        req = req.set(name, value);
-    }
-    match req.send_bytes(&d.body) {
-        Ok(resp) => {
-            let status = resp.status();
-            drain(resp);
-            if (200..300).contains(&status) {
-                Outcome::Delivered
-            } else {
-                Outcome::Permanent(format!("HTTP {status}"))
-            }
-        }
-        Err(ureq::Error::Status(status, resp)) => {
-            drain(resp);
-            if retryable_status(status) {
-                Outcome::Retryable(format!("HTTP {status}"))
-            } else {
-                Outcome::Permanent(format!("HTTP {status}"))
-            }
-        }
-        Err(ureq::Error::Transport(t)) => match t.kind() {
-            ureq::ErrorKind::InvalidUrl | ureq::ErrorKind::UnknownScheme => Outcome::Permanent(t.to_string()),
-            _ => Outcome::Retryable(t.to_string()),
-        },
-    }
-}
-
-/// Statuses worth another attempt (spec 01 §10.4).
-fn retryable_status(status: u16) -> bool {
-    (500..600).contains(&status) || matches!(status, 408 | 409 | 425 | 429)
-}
-
-/// Reads (a bounded part of) the response body, so the connection can be reused.
-fn drain(resp: ureq::Response) {
-    let mut sink = Vec::new();
-    let _ = resp.into_reader().take(64 << 10).read_to_end(&mut sink);
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::apps::{App, AppConfig};
-    use crate::webhook::{RetryConfig, WebhookConfig};
+    use super::super::delivery::retryable_status;
+    use crate::config::{App, AppConfig, RetryConfig, WebhookConfig};
 
     /// A registry of one app whose webhooks have these URLs (all for channel_occupied).
     fn registry(urls: &[&str], retry: RetryConfig) -> Arc<Registry> {

@@ -1,15 +1,15 @@
-//! A test-only WebSocket echo endpoint (`/test/echo`, enabled by `--test-echo`) so the
+//! A test-only WebSocket echo endpoint (`/test/echo`, enabled by `--test-hooks`) so the
 //! Autobahn testsuite can exercise the codec and the socket I/O without the Pusher layer.
 
-use crate::shard::Shard;
-use crate::ws::codec::{self, Decoder, Incoming, Opcode};
-use crate::ws::conn::Conn;
+use super::codec::{self, Decoder, Incoming, Opcode};
+use super::conn::Conn;
+use super::hub::Hub;
 use std::rc::Rc;
 
 /// Autobahn's largest messages are 16 MiB.
 const MAX_MESSAGE: usize = 16 << 20;
 
-pub async fn run(shard: Rc<Shard>, conn: Rc<Conn>, mut buf: Vec<u8>) {
+pub async fn run(hub: Rc<Hub>, conn: Rc<Conn>, mut buf: Vec<u8>) {
     let mut decoder = Decoder::new(MAX_MESSAGE);
     loop {
         let mut out = Vec::new();
@@ -48,9 +48,9 @@ pub async fn run(shard: Rc<Shard>, conn: Rc<Conn>, mut buf: Vec<u8>) {
             conn.shutdown_write();
             return;
         }
-        match conn.read(&shard.scratch).await {
+        match conn.read(&hub.scratch).await {
             Ok(0) | Err(_) => return,
-            Ok(n) => buf.extend_from_slice(&shard.scratch.borrow()[..n]),
+            Ok(n) => buf.extend_from_slice(&hub.scratch.borrow()[..n]),
         }
     }
 }

@@ -1,7 +1,6 @@
 //! The RFC 6455 opening handshake, checked against a parsed HTTP request, and what the
 //! upgrade query negotiates (protocol version and V2 options).
 
-use crate::http::request::Request;
 use crate::protocol::outbound::Dialect;
 use base64::Engine;
 use sha1::{Digest, Sha1};
@@ -15,14 +14,22 @@ pub struct Refusal {
     pub message: &'static str,
 }
 
+/// What the handshake needs of the HTTP request it upgrades (header names are lower-case).
+pub trait UpgradeRequest {
+    fn method(&self) -> &str;
+    fn header(&self, name: &str) -> Option<&str>;
+    /// True when a comma-separated header contains `token` (case-insensitive).
+    fn header_has_token(&self, name: &str, token: &str) -> bool;
+}
+
 /// True when the request asks for a WebSocket upgrade at all.
-pub fn is_upgrade(req: &Request) -> bool {
+pub fn is_upgrade(req: &impl UpgradeRequest) -> bool {
     req.header_has_token("upgrade", "websocket")
 }
 
 /// Checks the upgrade request and returns the `101 Switching Protocols` response bytes.
-pub fn accept(req: &Request) -> Result<Vec<u8>, Refusal> {
-    if req.method != "GET" {
+pub fn accept(req: &impl UpgradeRequest) -> Result<Vec<u8>, Refusal> {
+    if req.method() != "GET" {
         return Err(Refusal { status: 405, message: "WebSocket upgrades must use GET" });
     }
     if !is_upgrade(req) || !req.header_has_token("connection", "upgrade") {
@@ -62,7 +69,8 @@ mod tests {
     }
 }
 
-/// What the upgrade's query asks for (spec 02 §1.1). Unknown parameters are ignored.
+/// What the upgrade's query asks for (`docs/protocol/v2.md#negotiation`). Unknown parameters
+/// are ignored.
 pub struct Negotiated {
     pub dialect: Dialect,
     /// A V2 client's own client events come back to it (`echo_messages`, default true).
@@ -70,8 +78,8 @@ pub struct Negotiated {
 }
 
 impl Negotiated {
-    pub fn parse(query: &str) -> Result<Negotiated, String> {
-        let pairs = crate::http::request::query_pairs(query);
+    /// From the query's decoded `(name, value)` pairs.
+    pub fn parse(pairs: &[(String, String)]) -> Result<Negotiated, String> {
         let param = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim());
         let dialect = match param("protocol").map(str::parse::<u8>) {
             Some(Ok(2)) => Dialect::V2,

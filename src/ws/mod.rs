@@ -1,8 +1,16 @@
-//! WebSockets: framing (`codec`, no I/O), the opening handshake, the socket's I/O (`conn`) and
-//! the per-socket Pusher session that runs on top.
+//! WebSockets: framing (`codec`, no I/O), the opening handshake and admission, the connection's
+//! fd (`conn`) and its writer, this shard's sockets as one service (`hub`, over `index`), the
+//! socket timers (`sweeper`), and the Pusher session on top (`session`, with one file per
+//! client command in `cmd/`).
 
+pub mod admission;
+mod cmd;
 pub mod codec;
 pub mod conn;
 pub mod echo;
 pub mod handshake;
+pub mod hub;
+pub mod index;
 pub mod session;
+mod sweeper;
+pub mod writer;

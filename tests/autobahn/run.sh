@@ -2,7 +2,7 @@
 # Autobahn|Testsuite (fuzzingclient) conformance run of sockudo's WebSocket
 # layer against RFC 6455.
 #
-# Starts `$SOCKUDO_BIN --test-echo` on free loopback ports and runs wstest
+# Starts `$SOCKUDO_BIN --test-hooks` on free loopback ports and runs wstest
 # cases 1-7 and 9 (12/13 are permessage-deflate, which is out of scope) against
 # ws://127.0.0.1:PORT/test/echo, then summarises reports/index.json.
 #
@@ -135,7 +135,7 @@ trap 'exit 130' INT TERM
 DATA_DIR="$(mktemp -d)"
 log "starting $SOCKUDO_BIN on 127.0.0.1:$PORT (metrics $METRICS_PORT, shards $SHARDS)"
 "$SOCKUDO_BIN" --host 127.0.0.1 --port "$PORT" --metrics-port "$METRICS_PORT" \
-    --shards "$SHARDS" --data-dir "$DATA_DIR" --test-echo >"$SERVER_LOG" 2>&1 &
+    --shards "$SHARDS" --data-dir "$DATA_DIR" --test-hooks >"$SERVER_LOG" 2>&1 &
 SERVER_PID=$!
 
 server_died() {
@@ -167,7 +167,7 @@ except Exception:
 done
 [ "$ready" = 1 ] || { server_died "did not answer GET /up with 200 within 30 s"; exit 2; }
 
-# Preflight: the echo route must upgrade (catches a binary without --test-echo).
+# Preflight: the echo route must upgrade (catches a binary without --test-hooks).
 if ! "$HOSTPY" -c '
 import socket, sys
 s = socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=5)
@@ -179,7 +179,7 @@ sys.stderr.write("status line: %r\n" % line)
 sys.exit(0 if b" 101 " in line + b" " else 1)
 ' "$PORT" 2>"$REPORTS/preflight.log"; then
     cat "$REPORTS/preflight.log" >&2
-    die "ws://127.0.0.1:$PORT/test/echo did not answer the upgrade with 101 (is --test-echo supported?)"
+    die "ws://127.0.0.1:$PORT/test/echo did not answer the upgrade with 101 (is --test-hooks supported?)"
 fi
 
 # ------------------------------------------------------------------ fuzzing

@@ -12,7 +12,7 @@ use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use serde_json::{json, Value};
 use sha2::Sha256;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 use std::fs;
 use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -186,9 +186,28 @@ impl Server {
 
     /// Starts like `start`, with extra environment variables (kept for restarts).
     pub fn start_with_env(config: Option<&str>, env: &[(&str, &str)]) -> Server {
-        let mut server = Server::spawn_with(config, Some(env_shards()), env);
+        Server::start_with(config, Some(env_shards()), env, &[])
+    }
+
+    /// Starts with a shard count, extra environment variables and extra command-line flags
+    /// (all kept for restarts).
+    pub fn start_with(config: Option<&str>, shards: Option<usize>, env: &[(&str, &str)], args: &[&str]) -> Server {
+        let mut server = Server::spawn_with(config, shards, env, args);
         server.wait_ready();
         server
+    }
+
+    /// Starts on `port` (which may have lingering connections of another server).
+    pub fn start_on_port(port: u16, config: Option<&str>) -> Server {
+        let mut server = Server::spawn_with(config, Some(env_shards()), &[], &["--port", &port.to_string()]);
+        server.port = port;
+        server.wait_ready();
+        server
+    }
+
+    /// Replaces the config file a restart reads.
+    pub fn set_config(&self, config: &str) {
+        fs::write(self.dir.join("config.toml"), config).unwrap();
     }
 
     fn launch(config: Option<&str>, shards: Option<usize>) -> Server {
@@ -217,16 +236,17 @@ impl Server {
     }
 
     fn spawn(config: Option<&str>, shards: Option<usize>) -> Server {
-        Server::spawn_with(config, shards, &[])
+        Server::spawn_with(config, shards, &[], &[])
     }
 
-    fn spawn_with(config: Option<&str>, shards: Option<usize>, env: &[(&str, &str)]) -> Server {
+    fn spawn_with(config: Option<&str>, shards: Option<usize>, env: &[(&str, &str)], args: &[&str]) -> Server {
         let dir = temp_dir();
         if let Some(cfg) = config {
             fs::write(dir.join("config.toml"), cfg).unwrap();
         }
         let env: String = env.iter().map(|(k, v)| format!("{k}={v}\n")).collect();
         fs::write(dir.join("env"), env).unwrap();
+        fs::write(dir.join("args"), args.join("\n")).unwrap();
         let (child, port, metrics_port) = Server::run_in(&dir, shards);
         Server { child, port, metrics_port, app: App::dev(), dir, shards }
     }
@@ -257,6 +277,7 @@ impl Server {
         if let Some(n) = shards {
             cmd.args(["--shards", &n.to_string()]);
         }
+        cmd.args(fs::read_to_string(dir.join("args")).unwrap_or_default().lines().filter(|a| !a.is_empty()));
         cmd.stdin(Stdio::null()).stdout(log.try_clone().unwrap()).stderr(log);
         (cmd.spawn().expect("spawn sockudo"), port, metrics_port)
     }
@@ -972,6 +993,57 @@ pub fn try_http(
 
 pub fn http(port: u16, method: &str, target: &str, headers: &[(&str, &str)], body: Option<&[u8]>) -> Response {
     try_http(port, method, target, headers, body).unwrap_or_else(|e| panic!("{method} {target}: {e}"))
+}
+
+// ---------------------------------------------------------------------------------------------
+// Metrics
+// ---------------------------------------------------------------------------------------------
+
+/// Every sample of one scrape, keyed `name{labels}` as printed; checks the text format on the
+/// way: each sample belongs to a family announced by `# HELP` and `# TYPE` lines before it.
+pub fn scrape(port: u16) -> HashMap<String, f64> {
+    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("metrics port");
+    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
+    let mut raw = String::new();
+    s.read_to_string(&mut raw).unwrap();
+    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response");
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    assert!(head.contains("Content-Type: text/plain; version=0.0.4"), "{head}");
+    let mut typed: HashMap<String, String> = HashMap::new();
+    let mut samples = HashMap::new();
+    for line in body.lines() {
+        if let Some(rest) = line.strip_prefix("# TYPE ") {
+            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
+            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
+            assert!(typed.insert(name.to_owned(), kind.to_owned()).is_none(), "family {name} announced twice");
+            continue;
+        }
+        if line.starts_with("# HELP ") || line.is_empty() {
+            continue;
+        }
+        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("sample without value: {line}"));
+        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line}"));
+        let name = series.split('{').next().unwrap();
+        let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).filter(|f| typed.get(*f).is_some_and(|k| k == "histogram")).unwrap_or(name);
+        assert!(typed.contains_key(family), "sample of unannounced family: {line}");
+        if let Some(labels) = series.strip_prefix(name) {
+            if !labels.is_empty() {
+                let inner = labels.strip_prefix('{').and_then(|l| l.strip_suffix('}')).unwrap_or_else(|| panic!("labels: {line}"));
+                for pair in inner.split("\",") {
+                    let (k, v) = pair.split_once("=\"").unwrap_or_else(|| panic!("label {pair} in {line}"));
+                    assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "label name {k}");
+                    assert!(!v.contains('\n'));
+                }
+            }
+        }
+        assert!(samples.insert(series.to_owned(), value).is_none(), "duplicate series {series}");
+    }
+    samples
+}
+
+pub fn delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>, series: &str) -> f64 {
+    let a = *after.get(series).unwrap_or_else(|| panic!("no series {series}"));
+    a - before.get(series).copied().unwrap_or(0.0)
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -89,3 +89,28 @@ fn reference_app_layout() {
     let mut dev = s.connect_raw("/app/app-key", None);
     dev.expect_fatal(4001);
 }
+
+// Taking over a port from another server: that server (a std listener, SO_REUSEADDR but not
+// SO_REUSEPORT, as the reference uses) closed its connections itself, so they linger in
+// TIME_WAIT on the port. This server binds with SO_REUSEADDR too and starts at once.
+#[test]
+fn starts_at_once_on_a_port_with_connections_in_time_wait() {
+    use std::io::Read;
+    use std::net::{TcpListener, TcpStream};
+    let port = free_port();
+    let previous = TcpListener::bind(("127.0.0.1", port)).unwrap();
+    let mut clients: Vec<TcpStream> = (0..50).map(|_| TcpStream::connect(("127.0.0.1", port)).unwrap()).collect();
+    for _ in 0..clients.len() {
+        let (conn, _) = previous.accept().unwrap();
+        drop(conn); // the server closes first: its side goes to TIME_WAIT
+    }
+    for c in clients.iter_mut() {
+        let mut buf = [0u8; 1];
+        assert_eq!(c.read(&mut buf).unwrap(), 0, "the old server's close");
+    }
+    drop(clients);
+    drop(previous);
+    let s = Server::start_on_port(port, None);
+    let mut c = s.connect();
+    c.subscribe("after-takeover");
+}

@@ -4,56 +4,7 @@
 use e2e::*;
 use serde_json::json;
 use std::collections::HashMap;
-use std::io::{Read, Write};
-use std::net::TcpStream;
 use std::time::{Duration, Instant};
-
-/// Every sample of one scrape, keyed `name{labels}` as printed; checks the text format on the
-/// way: each sample belongs to a family announced by `# HELP` and `# TYPE` lines before it.
-fn scrape(port: u16) -> HashMap<String, f64> {
-    let mut s = TcpStream::connect(("127.0.0.1", port)).expect("metrics port");
-    s.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n").unwrap();
-    let mut raw = String::new();
-    s.read_to_string(&mut raw).unwrap();
-    let (head, body) = raw.split_once("\r\n\r\n").expect("HTTP response");
-    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    assert!(head.contains("Content-Type: text/plain; version=0.0.4"), "{head}");
-    let mut typed: HashMap<String, String> = HashMap::new();
-    let mut samples = HashMap::new();
-    for line in body.lines() {
-        if let Some(rest) = line.strip_prefix("# TYPE ") {
-            let (name, kind) = rest.split_once(' ').expect("TYPE name kind");
-            assert!(["counter", "gauge", "histogram"].contains(&kind), "{line}");
-            assert!(typed.insert(name.to_owned(), kind.to_owned()).is_none(), "family {name} announced twice");
-            continue;
-        }
-        if line.starts_with("# HELP ") || line.is_empty() {
-            continue;
-        }
-        let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("sample without value: {line}"));
-        let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line}"));
-        let name = series.split('{').next().unwrap();
-        let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).filter(|f| typed.get(*f).is_some_and(|k| k == "histogram")).unwrap_or(name);
-        assert!(typed.contains_key(family), "sample of unannounced family: {line}");
-        if let Some(labels) = series.strip_prefix(name) {
-            if !labels.is_empty() {
-                let inner = labels.strip_prefix('{').and_then(|l| l.strip_suffix('}')).unwrap_or_else(|| panic!("labels: {line}"));
-                for pair in inner.split("\",") {
-                    let (k, v) = pair.split_once("=\"").unwrap_or_else(|| panic!("label {pair} in {line}"));
-                    assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "label name {k}");
-                    assert!(!v.contains('\n'));
-                }
-            }
-        }
-        assert!(samples.insert(series.to_owned(), value).is_none(), "duplicate series {series}");
-    }
-    samples
-}
-
-fn delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>, series: &str) -> f64 {
-    let a = *after.get(series).unwrap_or_else(|| panic!("no series {series}"));
-    a - before.get(series).copied().unwrap_or(0.0)
-}
 
 /// Counters are summed from every shard when scraped; a socket's close is counted when its
 /// shard notices it, so wait (without a speed assertion) until the gauges settle.

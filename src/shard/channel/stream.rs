@@ -4,22 +4,12 @@
 //! history a serial is assigned before its append and delivered after it, so the stream tracks
 //! both: `assigned` runs ahead of `head` by the appends in flight.
 
-use super::msg::Payload;
+use super::broadcast::Payload;
+use crate::config::ReplayWindow;
 use crate::protocol::outbound;
 use std::collections::VecDeque;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
-
-/// How much of a stream stays in memory for recovery: a message is dropped once it is both
-/// older than `age` and beyond the newest `count` (spec 00: 120 s or 1,000 messages, whichever
-/// is larger), or when the buffer holds more than `bytes` (a very busy channel must not hold
-/// minutes of traffic in memory).
-#[derive(Clone, Copy, Debug)]
-pub struct ReplayWindow {
-    pub age: Duration,
-    pub count: usize,
-    pub bytes: usize,
-}
+use std::time::Instant;
 
 pub struct Stream {
     pub id: Arc<str>,
@@ -129,6 +119,7 @@ impl Stream {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::time::Duration;
 
     #[test]
     fn serials_window_and_replay() {

@@ -1,11 +1,14 @@
-//! This shard's sockets: who they are, what they are subscribed to, which user each belongs to,
-//! and each one's bounded outbound queue. Nothing here is reachable from another shard.
+//! The index of this shard's sockets: who they are, what they are subscribed to, which user
+//! each belongs to, and each one's bounded outbound queue; and queueing a channel message on
+//! every local subscriber (the last step of the fanout hot path). Nothing here is reachable
+//! from another shard.
 
-use crate::apps::AppIdx;
-use crate::protocol::outbound::Dialect;
+use super::conn::Conn;
+use super::writer::{text_frame, Frame, Outbox, Pushed, QueueBound};
+use crate::config::AppIdx;
+use crate::protocol::outbound::{Dialect, Encoding};
+use crate::shard::channel::broadcast::Broadcast;
 use crate::socket_id::SocketId;
-use crate::shard::msg::Broadcast;
-use crate::ws::conn::{Conn, Frame, Outbox, Pushed};
 use ahash::{AHashMap, RandomState};
 use indexmap::IndexSet;
 use slab::Slab;
@@ -20,6 +23,8 @@ pub struct Socket {
     pub id: SocketId,
     pub app: AppIdx,
     pub dialect: Dialect,
+    /// The form channel messages reach it in.
+    pub encoding: Encoding,
     pub conn: Rc<Conn>,
     pub out: Outbox,
     /// Set by sign-in or by a presence `channel_data.user_id` (spec 01 §4.1).
@@ -74,6 +79,7 @@ impl Socket {
             id,
             app,
             dialect,
+            encoding: Encoding::of(dialect),
             conn,
             out: Outbox::new(),
             user_id: None,
@@ -92,13 +98,6 @@ impl Socket {
     }
 }
 
-/// The bound on each socket's outbound queue.
-#[derive(Clone, Copy, Debug)]
-pub struct QueueBound {
-    pub frames: usize,
-    pub bytes: usize,
-}
-
 /// Local subscribers of one channel.
 #[derive(Default)]
 pub struct LocalChannel {
@@ -106,7 +105,7 @@ pub struct LocalChannel {
 }
 
 #[derive(Default)]
-pub struct Hub {
+pub struct Index {
     pub sockets: Slab<Socket>,
     /// Per app: channel -> local subscribers.
     pub channels: Vec<AHashMap<Arc<str>, LocalChannel>>,
@@ -114,9 +113,9 @@ pub struct Hub {
     pub users: Vec<AHashMap<Arc<str>, Vec<SocketKey>>>,
 }
 
-impl Hub {
-    pub fn new(apps: usize) -> Hub {
-        Hub {
+impl Index {
+    pub fn new(apps: usize) -> Index {
+        Index {
             sockets: Slab::new(),
             channels: (0..apps).map(|_| AHashMap::default()).collect(),
             users: (0..apps).map(|_| AHashMap::default()).collect(),
@@ -128,9 +127,9 @@ impl Hub {
         self.sockets.get_mut(key).filter(|s| s.id == id && !s.closing)
     }
 
-    /// Queues `message` in each socket's dialect on every local subscriber of `channel` except
-    /// `exclude`. Both shapes are encoded once per call: cheaper than a per-socket check for
-    /// whether a shape is needed (measured with 1,000 V1 subscribers).
+    /// Queues `message` in each socket's encoding on every local subscriber of `channel` except
+    /// `exclude`. Every encoding the message has is framed once per call: cheaper than a
+    /// per-socket check for whether one is needed (measured with 1,000 V1 subscribers).
     /// Sockets that now need a flush are appended to `listed`. Returns the sockets whose queue
     /// was full, and how many frames and bytes were queued. The hot path of a publish: one
     /// reference-count increment and one queue push per socket.
@@ -145,15 +144,18 @@ impl Hub {
     ) -> (Vec<SocketKey>, usize, usize) {
         let mut full = Vec::new();
         let (mut queued, mut bytes) = (0, 0);
-        let frames = [message.frame_for(Dialect::V1), message.frame_for(Dialect::V2)];
-        let Hub { sockets, channels, .. } = self;
+        let mut frames: [Option<Frame>; Encoding::COUNT] = Default::default();
+        for (e, payload) in message.payloads() {
+            frames[e.index()] = Some(text_frame(payload));
+        }
+        let Index { sockets, channels, .. } = self;
         let Some(local) = channels[app as usize].get(channel) else { return (full, queued, bytes) };
         for &key in &local.sockets {
             let s = &mut sockets[key];
             if Some(s.id) == exclude || s.closing {
                 continue;
             }
-            let frame = &frames[(s.dialect == Dialect::V2) as usize];
+            let Some(frame) = &frames[s.encoding.index()] else { continue };
             queued += 1;
             bytes += frame.len();
             if s.gates > 0 {

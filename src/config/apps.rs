@@ -1,8 +1,9 @@
-//! Applications: credentials, switches and limits (spec 01 §11.1 flat fields, with the
-//! defaults of spec 00), and origin validation (§11.3). Immutable once loaded; every shard
-//! reads the same registry.
+//! Applications: credentials, switches and limits (the reference's flat fields, with the
+//! defaults in README.md), origin validation, and the app the environment may define. Immutable
+//! once loaded; every shard reads the same registry.
 
-use crate::config::{num_or_str, ConfigError};
+use super::value::{env, env_bool, num_or_str, ConfigError};
+use super::webhooks::{Webhook, WebhookConfig};
 use serde::Deserialize;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -44,7 +45,7 @@ pub struct AppConfig {
     pub channel_namespaces: Option<Vec<NamespaceConfig>>,
     pub idempotency: AppIdempotency,
     /// `webhooks = [{ url, event_types, filter, headers, retry, request_timeout_ms }]` (spec 01 §10.3).
-    pub webhooks: Option<Vec<crate::webhook::WebhookConfig>>,
+    pub webhooks: Option<Vec<WebhookConfig>>,
 }
 
 /// Per-app override of the server's idempotency settings (spec 01 §9).
@@ -95,7 +96,10 @@ pub struct App {
     pub allowed_origins: Vec<String>,
     pub namespaces: Vec<String>,
     pub idempotency: AppIdempotency,
-    pub webhooks: Vec<crate::webhook::Webhook>,
+    pub webhooks: Vec<Webhook>,
+    /// The stable hash of `id`: every owner key of the app continues from it, so the shard that
+    /// owns a channel, user or key never depends on the order apps are configured in.
+    pub id_hash: u64,
 }
 
 impl App {
@@ -129,7 +133,7 @@ impl App {
         if namespaces.iter().any(|n| n.is_empty() || n.contains(':')) {
             return Err(ConfigError::new("channel_namespaces", "each namespace needs a `name` without ':'"));
         }
-        let webhooks = crate::webhook::compile(c.webhooks.unwrap_or_default())?;
+        let webhooks = super::webhooks::compile(c.webhooks.unwrap_or_default())?;
         if c.idempotency.ttl_seconds == Some(0) {
             return Err(ConfigError::new("idempotency.ttl_seconds", "must be greater than 0"));
         }
@@ -157,6 +161,7 @@ impl App {
             max_event_batch_size: positive("max_event_batch_size", c.max_event_batch_size, 10)?,
         };
         Ok(App {
+            id_hash: shards::stable_hash(&[c.id.as_bytes()]),
             id: c.id,
             key: c.key,
             secret: c.secret,
@@ -270,6 +275,46 @@ impl Registry {
     pub fn is_empty(&self) -> bool {
         self.apps.is_empty()
     }
+}
+
+/// `SOCKUDO_DEFAULT_APP_*` (spec 01 §11.5): with id, key and secret set, the environment's app
+/// replaces the file's apps; `SOCKUDO_DEFAULT_APP_ENABLED=false` removes them all.
+pub(super) fn apply_env_app(apps: &mut Vec<App>) -> Result<(), ConfigError> {
+    if env_bool("SOCKUDO_SKIP_INLINE_APPS")? == Some(true)
+        || env_bool("APP_MANAGER_REGISTER_INLINE_APPS")? == Some(false)
+    {
+        apps.clear();
+    }
+    let enabled = env_bool("SOCKUDO_DEFAULT_APP_ENABLED")?;
+    if enabled == Some(false) {
+        apps.clear();
+        return Ok(());
+    }
+    let var = |s: &str| std::env::var(format!("SOCKUDO_DEFAULT_APP_{s}")).ok().filter(|v| !v.is_empty());
+    let (Some(id), Some(key), Some(secret)) = (var("ID"), var("KEY"), var("SECRET")) else {
+        return Ok(());
+    };
+    let mut c = AppConfig { id, key, secret, enabled: Some(true), ..AppConfig::default() };
+    let n = |s: &str| env::<u64>(&format!("SOCKUDO_DEFAULT_APP_{s}"));
+    c.max_connections = n("MAX_CONNECTIONS")?;
+    c.max_client_events_per_second = n("MAX_CLIENT_EVENTS_PER_SECOND")?;
+    c.max_presence_members_per_channel = n("MAX_PRESENCE_MEMBERS_PER_CHANNEL")?;
+    c.max_presence_member_size_in_kb = n("MAX_PRESENCE_MEMBER_SIZE_IN_KB")?;
+    c.max_channel_name_length = n("MAX_CHANNEL_NAME_LENGTH")?;
+    c.max_event_channels_at_once = n("MAX_EVENT_CHANNELS_AT_ONCE")?;
+    c.max_event_name_length = n("MAX_EVENT_NAME_LENGTH")?;
+    c.max_event_payload_in_kb = n("MAX_EVENT_PAYLOAD_IN_KB")?;
+    c.max_event_batch_size = n("MAX_EVENT_BATCH_SIZE")?;
+    c.enable_client_messages =
+        env_bool("SOCKUDO_DEFAULT_APP_ENABLE_CLIENT_MESSAGES")?.or(env_bool("SOCKUDO_ENABLE_CLIENT_MESSAGES")?);
+    c.enable_user_authentication = env_bool("SOCKUDO_DEFAULT_APP_ENABLE_USER_AUTHENTICATION")?;
+    c.enable_watchlist_events = env_bool("SOCKUDO_DEFAULT_APP_ENABLE_WATCHLIST_EVENTS")?;
+    if let Some(o) = var("ALLOWED_ORIGINS") {
+        c.allowed_origins = Some(o.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
+    }
+    apps.clear();
+    apps.push(App::from_config(c).map_err(|e| ConfigError::new(format!("SOCKUDO_DEFAULT_APP_{}", e.key.to_uppercase()), e.problem))?);
+    Ok(())
 }
 
 #[cfg(test)]

@@ -1,25 +1,25 @@
-//! Where shards decide which webhook events happen. Count-derived events come from the
-//! channel's owner shard, the only one that knows the node-wide subscriber count and the
-//! presence members (`shard/owner.rs` calls in here); client events come from the sender's
-//! shard. Nothing is built unless some webhook of the app wants that event on that channel.
+//! The webhook events a channel's owner decides: the count-derived ones, which only the owner
+//! can, since it alone knows the node-wide subscriber count and the presence members (client
+//! events are decided on the sender's shard). Nothing is built unless some webhook of the app
+//! wants that event on that channel.
 //!
 //! `channel_vacated` and `member_removed` wait [`RECHECK_DELAY`] on the owner shard: a
 //! re-subscribe (or the user's return) within it calls the pending event off, and then the
 //! matching `channel_occupied` (`member_added`) is not sent either, so a receiver sees
 //! occupied/vacated (added/removed) strictly alternate.
 
-use super::{wants, EventKind, WebhookEvent};
-use crate::apps::AppIdx;
-use crate::protocol::channel::{self, Kind};
+use super::is_presence;
+use crate::config::{wants, AppIdx, EventKind, Webhook};
 use crate::shard::Shard;
-use crate::socket_id::SocketId;
+use crate::webhook::{WebhookEvent, Webhooks};
 use ahash::AHashMap;
 use std::cell::RefCell;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// How long `channel_vacated` and `member_removed` wait for a re-check (spec 01 §10.1).
+/// How long `channel_vacated` and `member_removed` wait for a re-check
+/// (`docs/protocol/http-api.md#webhooks`).
 pub const RECHECK_DELAY: Duration = Duration::from_secs(3);
 
 #[derive(Clone, PartialEq, Eq, Hash)]
@@ -59,13 +59,9 @@ impl Pending {
     }
 }
 
-fn is_presence(channel: &str) -> bool {
-    channel::channel_type(channel).kind == Kind::Presence
-}
-
 impl Shard {
     /// The app's webhooks, if it has any (and the sender runs).
-    fn hooks(&self, app: AppIdx) -> Option<(&super::Webhooks, &[super::Webhook])> {
+    fn hooks(&self, app: AppIdx) -> Option<(&Webhooks, &[Webhook])> {
         let sender = self.ctx.webhooks.as_ref()?;
         let hooks = &self.ctx.apps.get(app).webhooks;
         (!hooks.is_empty()).then_some((sender, hooks.as_slice()))
@@ -74,7 +70,7 @@ impl Shard {
     /// Owner: a subscribe was answered. `total` is the new node-wide count when the subscribe
     /// was counted (not a repeat), `joined` the user it made a new presence member, and
     /// `cache_miss` says a cache channel had nothing to give.
-    pub(crate) fn webhook_subscribed(
+    pub(super) fn webhook_subscribed(
         &self,
         app: AppIdx,
         channel: &Arc<str>,
@@ -109,7 +105,7 @@ impl Shard {
     }
 
     /// Owner: a subscription ended; `total` is the new node-wide count.
-    pub(crate) fn webhook_unsubscribed(&self, app: AppIdx, channel: &Arc<str>, total: u64) {
+    pub(super) fn webhook_unsubscribed(&self, app: AppIdx, channel: &Arc<str>, total: u64) {
         let Some((sender, hooks)) = self.hooks(app) else { return };
         if total == 0 && wants(hooks, EventKind::ChannelVacated, channel) {
             let event = WebhookEvent::ChannelVacated { channel: channel.clone() };
@@ -121,36 +117,11 @@ impl Shard {
     }
 
     /// Owner: the last socket of `user` left the presence channel.
-    pub(crate) fn webhook_member_left(&self, app: AppIdx, channel: &Arc<str>, user: &Arc<str>) {
+    pub(super) fn webhook_member_left(&self, app: AppIdx, channel: &Arc<str>, user: &Arc<str>) {
         let Some((_, hooks)) = self.hooks(app) else { return };
         if wants(hooks, EventKind::MemberRemoved, channel) {
             let event = WebhookEvent::MemberRemoved { channel: channel.clone(), user_id: user.clone() };
             self.webhook_after_recheck(app, Key::Removed(app, channel.clone(), user.clone()), event);
-        }
-    }
-
-    /// The sender's shard: a client event was accepted.
-    pub(crate) fn webhook_client_event(
-        &self,
-        app: AppIdx,
-        channel: &Arc<str>,
-        event: &str,
-        data: &str,
-        socket: SocketId,
-        user: Option<&Arc<str>>,
-    ) {
-        let Some((sender, hooks)) = self.hooks(app) else { return };
-        if wants(hooks, EventKind::ClientEvent, channel) {
-            sender.push(
-                app,
-                WebhookEvent::ClientEvent {
-                    channel: channel.clone(),
-                    event: event.to_owned(),
-                    data: data.to_owned(),
-                    socket_id: socket.to_string(),
-                    user_id: user.cloned(),
-                },
-            );
         }
     }
 

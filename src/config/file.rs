@@ -1,0 +1,177 @@
+//! The config file's shape (TOML, the reference server's layout) and reading it: unknown keys
+//! are logged and ignored so that a Sockudo `config.toml` loads.
+
+use super::apps::AppConfig;
+use super::value::{num_or_str, ConfigError};
+use super::webhooks::WebhooksFile;
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub(super) struct FileConfig {
+    pub(super) host: Option<String>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) port: Option<u16>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) shards: Option<usize>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) activity_timeout: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) user_authentication_timeout: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) websocket_max_payload_kb: Option<usize>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) max_connections: Option<usize>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) shutdown_grace_period: Option<u64>,
+    pub(super) metrics: MetricsFile,
+    pub(super) websocket: WebsocketFile,
+    pub(super) http_api: HttpApiFile,
+    pub(super) app_manager: AppManagerFile,
+    pub(super) idempotency: IdempotencyFile,
+    pub(super) connection_recovery: RecoveryFile,
+    pub(super) storage: StorageFile,
+    pub(super) history: HistoryFile,
+    pub(super) rate_limiter: RateLimiterFile,
+    pub(super) mesh: MeshFile,
+    pub(super) log_format: Option<String>,
+    pub(super) webhooks: WebhooksFile,
+    /// Shorthand for `app_manager.array.apps`.
+    pub(super) apps: Vec<AppConfig>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub(super) struct MetricsFile {
+    pub(super) enabled: Option<bool>,
+    pub(super) host: Option<String>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) port: Option<u16>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub(super) struct WebsocketFile {
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) max_messages: Option<usize>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) max_bytes: Option<usize>,
+    pub(super) disconnect_on_buffer_full: Option<bool>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) ping_interval: Option<u64>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub(super) struct HttpApiFile {
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) request_limit_in_mb: Option<usize>,
+    pub(super) usage_enabled: Option<bool>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub(super) struct RecoveryFile {
+    pub(super) enabled: Option<bool>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) buffer_ttl_seconds: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) max_buffer_size: Option<usize>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) max_buffer_bytes: Option<usize>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub(super) struct StorageFile {
+    pub(super) data_dir: Option<PathBuf>,
+    pub(super) fsync: Option<String>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) fsync_interval_ms: Option<u64>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub(super) struct HistoryFile {
+    pub(super) enabled: Option<bool>,
+    pub(super) rewind_enabled: Option<bool>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) max_page_size: Option<usize>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) retention_window_seconds: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) max_messages_per_channel: Option<u64>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub(super) struct RateLimiterFile {
+    pub(super) enabled: Option<bool>,
+    pub(super) api_rate_limit: RateLimitFile,
+    pub(super) websocket_rate_limit: RateLimitFile,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub(super) struct RateLimitFile {
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) max_requests: Option<u32>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) window_seconds: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) trust_hops: Option<usize>,
+}
+
+/// `[mesh]`: the rings between shards (tuning.md).
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub(super) struct MeshFile {
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) request_timeout_ms: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) backlog_limit: Option<usize>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub(super) struct IdempotencyFile {
+    pub(super) enabled: Option<bool>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) ttl_seconds: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) max_key_length: Option<usize>,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub(super) struct AppManagerFile {
+    pub(super) driver: Option<String>,
+    pub(super) array: AppArrayFile,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub(super) struct AppArrayFile {
+    pub(super) apps: Vec<AppConfig>,
+}
+
+pub(super) fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
+    let key = path.display().to_string();
+    let text = std::fs::read_to_string(path).map_err(|e| ConfigError::new(&key, format!("cannot read: {e}")))?;
+    let toml_de = toml::Deserializer::new(&text);
+    let mut unknown = Vec::new();
+    let mut note_unknown = |p: serde_ignored::Path<'_>| unknown.push(p.to_string());
+    let ignoring = serde_ignored::Deserializer::new(toml_de, &mut note_unknown);
+    let parsed: FileConfig = serde_path_to_error::deserialize(ignoring).map_err(|e| {
+        let at = e.path().to_string();
+        let inner = e.into_inner();
+        let msg = inner.message().to_owned();
+        ConfigError::new(if at == "." { key.clone() } else { at }, msg)
+    })?;
+    for k in unknown {
+        log::warn!("config {key}: `{k}` is not used by this server; ignored");
+    }
+    Ok(parsed)
+}
+

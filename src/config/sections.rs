@@ -1,0 +1,127 @@
+//! The resolved settings of the config's sections that are more than a value or two: rate
+//! limits, history and storage, idempotency, the recovery buffer and the shard mesh.
+
+use super::file::{HistoryFile, MeshFile, RateLimitFile, StorageFile};
+use super::value::{env, env_bool, positive, ConfigError};
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// One fixed-window limit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RateLimit {
+    pub max_requests: u32,
+    pub window: Duration,
+    /// Proxies in front whose `X-Forwarded-For` entries are trusted (WebSocket limit only).
+    pub trust_hops: usize,
+}
+
+/// Node-wide rate limits (spec 01 §8.1, spec 00): HTTP API requests per app and WebSocket
+/// connects per client IP. Off by default when only the built-in development app runs.
+#[derive(Clone, Debug)]
+pub struct RateLimiter {
+    pub enabled: bool,
+    pub api: RateLimit,
+    pub websocket: RateLimit,
+}
+
+pub(super) fn rate_limit(prefix: &str, env_prefix: &str, f: RateLimitFile, default: (u32, u64)) -> Result<RateLimit, ConfigError> {
+    let max = positive(&format!("{prefix}.max_requests"), env(&format!("{env_prefix}_MAX_REQUESTS"))?.or(f.max_requests))?;
+    let window = positive(&format!("{prefix}.window_seconds"), env(&format!("{env_prefix}_WINDOW_SECONDS"))?.or(f.window_seconds))?;
+    Ok(RateLimit {
+        max_requests: max.unwrap_or(default.0),
+        window: Duration::from_secs(window.unwrap_or(default.1)),
+        trust_hops: env(&format!("{env_prefix}_TRUST_HOPS"))?.or(f.trust_hops).unwrap_or(0),
+    })
+}
+
+/// Durable channel history (spec 02 §4–5). Off means no store is opened: serials, recovery and
+/// idempotency then live in memory only and start over after a restart.
+#[derive(Clone, Debug)]
+pub struct History {
+    pub enabled: bool,
+    pub rewind_enabled: bool,
+    /// Largest history page and rewind (spec 02 §5.1, §4.1).
+    pub max_page_size: usize,
+    pub data_dir: PathBuf,
+    pub store: storage::StoreConfig,
+}
+
+/// Publish idempotency (spec 01 §9); apps may override `enabled` and the window.
+#[derive(Clone, Debug)]
+pub struct Idempotency {
+    pub enabled: bool,
+    pub ttl: Duration,
+    pub max_key_length: usize,
+}
+
+/// How much of a stream stays in memory for recovery: a message is dropped once it is both
+/// older than `age` and beyond the newest `count` (spec 00: 120 s or 1,000 messages, whichever
+/// is larger), or when the buffer holds more than `bytes` (a very busy channel must not hold
+/// minutes of traffic in memory).
+#[derive(Clone, Copy, Debug)]
+pub struct ReplayWindow {
+    pub age: Duration,
+    pub count: usize,
+    pub bytes: usize,
+}
+
+/// How shards reach each other (`[mesh]`, tuning.md).
+#[derive(Clone, Copy, Debug)]
+pub struct Mesh {
+    /// How long a shard waits for another's answer before the request fails (503 on HTTP).
+    pub request_timeout: Duration,
+    /// Requests one shard may have waiting for a peer beyond the ring before new ones are
+    /// refused (503) instead of queued.
+    pub backlog_limit: usize,
+}
+
+pub(super) fn mesh(f: MeshFile) -> Result<Mesh, ConfigError> {
+    let timeout = positive("mesh.request_timeout_ms", env("MESH_REQUEST_TIMEOUT_MS")?.or(f.request_timeout_ms))?;
+    let backlog = positive("mesh.backlog_limit", env("MESH_BACKLOG_LIMIT")?.or(f.backlog_limit))?;
+    Ok(Mesh {
+        request_timeout: Duration::from_millis(timeout.unwrap_or(5000)),
+        backlog_limit: backlog.unwrap_or(65_536),
+    })
+}
+
+pub(super) fn history(flag_dir: Option<PathBuf>, storage: StorageFile, file: HistoryFile) -> Result<History, ConfigError> {
+    let data_dir = flag_dir
+        .or(std::env::var_os("SOCKUDO_DATA_DIR").filter(|v| !v.is_empty()).map(PathBuf::from))
+        .or(storage.data_dir)
+        .unwrap_or_else(|| PathBuf::from("./data"));
+    let interval = positive("storage.fsync_interval_ms", env("STORAGE_FSYNC_INTERVAL_MS")?.or(storage.fsync_interval_ms))?
+        .unwrap_or(10);
+    let fsync = match env::<String>("STORAGE_FSYNC")?.or(storage.fsync).as_deref().map(str::trim) {
+        None | Some("interval") => storage::Fsync::Interval(Duration::from_millis(interval)),
+        Some("always") => storage::Fsync::Always,
+        Some("os") => storage::Fsync::Os,
+        Some(other) => {
+            return Err(ConfigError::new("storage.fsync", format!("\"{other}\" is not one of \"always\", \"interval\", \"os\"")))
+        }
+    };
+    let retention = storage::Retention {
+        max_age: Some(Duration::from_secs(
+            positive(
+                "history.retention_window_seconds",
+                env("HISTORY_RETENTION_WINDOW_SECONDS")?.or(file.retention_window_seconds),
+            )?
+            .unwrap_or(86_400),
+        )),
+        max_messages: Some(
+            positive(
+                "history.max_messages_per_channel",
+                env("HISTORY_MAX_MESSAGES_PER_CHANNEL")?.or(file.max_messages_per_channel),
+            )?
+            .unwrap_or(10_000),
+        ),
+    };
+    Ok(History {
+        enabled: env_bool("HISTORY_ENABLED")?.or(file.enabled).unwrap_or(true),
+        rewind_enabled: env_bool("HISTORY_REWIND_ENABLED")?.or(file.rewind_enabled).unwrap_or(true),
+        max_page_size: positive("history.max_page_size", env("HISTORY_MAX_PAGE_SIZE")?.or(file.max_page_size))?
+            .unwrap_or(100),
+        data_dir,
+        store: storage::StoreConfig { fsync, retention, ..storage::StoreConfig::default() },
+    })
+}
+

@@ -1,0 +1,109 @@
+//! HTTP routes, one module per group: the signed REST API under `/apps/{id}/`
+//! (`docs/protocol/http-api.md`) and the unsigned health routes. This file only dispatches:
+//! it authenticates, applies the API rate limit, and turns a panic in a route into a 500 while
+//! the shard goes on serving.
+
+mod channels;
+mod events;
+mod health;
+mod history;
+mod test_hooks;
+mod users;
+
+use super::request::{path_decode, query_pairs, Request};
+use super::response::{ApiError, Response};
+use super::rest_auth;
+use crate::config::AppIdx;
+use crate::metrics::{Limiter, PanicSite};
+use crate::protocol::ProtocolError;
+use crate::shard::limits::{self, RateKey};
+use crate::ws::hub::Hub;
+use std::panic::AssertUnwindSafe;
+use std::rc::Rc;
+
+/// Answers one request; also names the app it concerned (for the metrics).
+pub async fn handle(hub: &Rc<Hub>, req: Request) -> (Option<AppIdx>, Response) {
+    let app = req.path.strip_prefix("/apps/").and_then(|r| r.split('/').next()).and_then(|id| hub.shard.ctx.apps.by_id(id));
+    let path = req.path.clone();
+    match futures_lite::FutureExt::catch_unwind(AssertUnwindSafe(route(hub, req))).await {
+        Ok(r) => (app, r),
+        Err(p) => {
+            hub.shard.report_panic(app, PanicSite::Request, &format!("HTTP {path}"), &*p);
+            (app, ApiError::internal().into())
+        }
+    }
+}
+
+async fn route(hub: &Rc<Hub>, req: Request) -> Response {
+    let path = req.path.clone();
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let method = req.method.as_str();
+    let test_hooks = hub.shard.ctx.config.test_hooks;
+    let result = match (method, segments.as_slice()) {
+        ("GET", ["up"]) => return health::up(hub, None),
+        ("GET", ["up", app_id]) => return health::up(hub, Some(app_id)),
+        ("GET", ["live"]) => return Response::text(200, ""),
+        ("GET", ["usage"]) if hub.shard.ctx.config.usage_enabled => return health::usage(),
+        ("POST", ["test", "stall"]) if test_hooks => test_hooks::stall(hub, &req),
+        ("POST", ["test", "panic"]) if test_hooks => test_hooks::panic(),
+        (_, ["apps", app_id, rest @ ..]) => {
+            let route = match (method, rest) {
+                ("POST", ["events"]) => Route::Events,
+                ("POST", ["batch_events"]) => Route::BatchEvents,
+                ("GET", ["channels"]) => Route::Channels,
+                ("GET", ["channels", name]) => Route::Channel(path_decode(name)),
+                ("GET", ["channels", name, "users"]) => Route::Users(path_decode(name)),
+                ("GET", ["channels", name, "history"]) => Route::History(path_decode(name)),
+                ("POST", ["users", user, "terminate_connections"]) => {
+                    Route::CloseUser(path_decode(user), ProtocolError::TerminatedByApp)
+                }
+                ("POST", ["users", user, "force_reconnect"]) => Route::CloseUser(path_decode(user), ProtocolError::ForceReconnect),
+                (_, ["events"] | ["batch_events"] | ["channels"] | ["channels", _] | ["channels", _, "users"])
+                | (_, ["users", _, "terminate_connections" | "force_reconnect"]) => {
+                    return Response::text(405, "405 METHOD NOT ALLOWED")
+                }
+                _ => return health::not_found(),
+            };
+            api(hub, &req, app_id, route).await
+        }
+        _ => return health::not_found(),
+    };
+    result.unwrap_or_else(Response::from)
+}
+
+enum Route {
+    Events,
+    BatchEvents,
+    Channels,
+    Channel(String),
+    Users(String),
+    History(String),
+    CloseUser(String, ProtocolError),
+}
+
+async fn api(hub: &Rc<Hub>, req: &Request, app_id: &str, route: Route) -> Result<Response, ApiError> {
+    let shard = &hub.shard;
+    let app = rest_auth::authenticate(&shard.ctx.apps, req, app_id)?;
+    // After authentication, so that nobody without the secret can spend an app's quota.
+    let rl = &shard.ctx.config.rate_limiter;
+    if rl.enabled {
+        let c = hub.counters(Some(app));
+        c.rate_limit_checks[Limiter::ApiRate as usize].inc();
+        let verdict = limits::check(shard, RateKey::Api(app), rl.api).await?;
+        if !verdict.allowed {
+            c.rate_limit_triggered[Limiter::ApiRate as usize].inc();
+            return Err(ApiError::rate_limited("API requests for this app", &verdict, rl.api.window));
+        }
+    }
+    let query = query_pairs(&req.query);
+    let param = |name: &str| query.iter().rev().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
+    match route {
+        Route::Events => events::events(shard, app, req).await,
+        Route::BatchEvents => events::batch(shard, app, req).await,
+        Route::Channels => channels::channels(shard, app, param("filter_by_prefix").unwrap_or(""), param("info")).await,
+        Route::Channel(name) => channels::channel(shard, app, &name, param("info")).await,
+        Route::Users(name) => channels::users(shard, app, &name).await,
+        Route::History(name) => history::history(shard, app, &name, &query).await,
+        Route::CloseUser(user, err) => users::close_user(shard, app, user, err),
+    }
+}

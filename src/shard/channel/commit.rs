@@ -1,0 +1,142 @@
+//! The commit pipeline: every stored message waits here, in order, between its append and its
+//! delivery.
+//!
+//! A message is fanned out only once its append is `written` (handed to the OS: a process kill
+//! cannot take back anything a subscriber saw). The HTTP publish is answered then too, except
+//! with `fsync = "always"`, where the answer waits until the append is synced to disk. Both
+//! waits are FIFO queues served by one task each, because the store answers appends in the
+//! order they were made: one queue keeps every channel's messages in serial order without a
+//! per-channel structure.
+
+use super::broadcast::Broadcast;
+use super::stream::Kept;
+use super::{ChannelOp, OpFailure, Occupancy, Origin};
+use crate::config::AppIdx;
+use crate::shard::route::Responder;
+use crate::shard::Shard;
+use crate::socket_id::SocketId;
+use std::cell::{Cell, RefCell};
+use std::collections::VecDeque;
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::{Poll, Waker};
+use storage::StorageError;
+
+/// A message waiting for its append to be written before it is delivered.
+pub(crate) struct Commit {
+    pub app: AppIdx,
+    pub channel: Arc<str>,
+    /// `None` for messages that are not stored (ephemeral): they wait only for those ahead.
+    pub append: Option<Append>,
+    pub message: Broadcast,
+    pub kept: Option<Kept>,
+    pub exclude: Option<SocketId>,
+    pub origin: Origin,
+    pub reply: Responder<ChannelOp>,
+}
+
+pub(crate) struct Append {
+    pub serial: u64,
+    pub epoch: u64,
+    pub written: Option<storage::Reply<()>>,
+    pub durable: Option<storage::Reply<()>>,
+}
+
+/// A publish delivered and waiting for its append's fsync (`always`) before it is answered.
+struct Ack {
+    durable: Option<storage::Reply<()>>,
+    reply: Responder<ChannelOp>,
+    occupancy: Occupancy,
+}
+
+/// A FIFO of entries each waiting for one store completion, served by one task: the store
+/// answers in the order requests were made, so awaiting the front entry only is enough.
+struct Fifo<T> {
+    queue: RefCell<VecDeque<T>>,
+    waiter: Cell<Option<Waker>>,
+}
+
+impl<T> Default for Fifo<T> {
+    fn default() -> Self {
+        Fifo { queue: RefCell::new(VecDeque::new()), waiter: Cell::new(None) }
+    }
+}
+
+impl<T> Fifo<T> {
+    fn push(&self, entry: T) {
+        self.queue.borrow_mut().push_back(entry);
+        if let Some(w) = self.waiter.take() {
+            w.wake();
+        }
+    }
+
+    /// Waits for an entry, then for the completion `take` hands out of it (none: at once),
+    /// and removes the entry. The entry stays queued while it waits, so `Pipeline::is_idle`
+    /// sees it.
+    async fn next(&self, take: impl Fn(&mut T) -> Option<storage::Reply<()>>) -> (T, Result<(), StorageError>) {
+        let completion = poll_fn(|cx| match self.queue.borrow_mut().front_mut() {
+            Some(entry) => Poll::Ready(take(entry)),
+            None => {
+                self.waiter.set(Some(cx.waker().clone()));
+                Poll::Pending
+            }
+        })
+        .await;
+        let outcome = match completion {
+            Some(c) => c.await,
+            None => Ok(()),
+        };
+        (self.queue.borrow_mut().pop_front().expect("the entry just awaited"), outcome)
+    }
+}
+
+#[derive(Default)]
+pub(crate) struct Pipeline {
+    commits: Fifo<Commit>,
+    acks: Fifo<Ack>,
+}
+
+impl Pipeline {
+    /// Nothing is waiting: a message that needs no append may be delivered at once.
+    pub fn is_idle(&self) -> bool {
+        self.commits.queue.borrow().is_empty()
+    }
+
+    /// Nothing is waiting for its append or its fsync.
+    pub fn is_drained(&self) -> bool {
+        self.is_idle() && self.acks.queue.borrow().is_empty()
+    }
+
+    pub fn push(&self, c: Commit) {
+        self.commits.push(c);
+    }
+
+    pub fn push_ack(&self, durable: storage::Reply<()>, reply: Responder<ChannelOp>, occupancy: Occupancy) {
+        self.acks.push(Ack { durable: Some(durable), reply, occupancy });
+    }
+}
+
+impl Shard {
+    /// Delivers commits in order as their appends are written.
+    pub(crate) async fn committer(self: Rc<Self>) {
+        loop {
+            let (commit, outcome) = self.pipeline.commits.next(|c| c.append.as_mut().and_then(|a| a.written.take())).await;
+            self.release(commit, outcome);
+        }
+    }
+
+    /// Answers publishes in order as their appends become durable.
+    pub(crate) async fn acker(self: Rc<Self>) {
+        loop {
+            let (ack, outcome) = self.pipeline.acks.next(|a| a.durable.take()).await;
+            match outcome {
+                Ok(()) => ack.reply.send(Ok(ack.occupancy)),
+                Err(e) => {
+                    log::error!("shard {}: a delivered message did not reach its fsync: {e}", self.id);
+                    ack.reply.send(Err(OpFailure::Storage(format!("message delivered but not synced to disk: {e}"))));
+                }
+            }
+        }
+    }
+}

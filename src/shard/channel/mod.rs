@@ -1,0 +1,171 @@
+//! The channels this shard owns, as one unit: for each, everything that is its global truth
+//! (subscriber counts per shard, presence members, the cache slot, the message stream with its
+//! serials and hot buffer) and every operation on it. Only the owner changes this state; other
+//! shards ask through the typed requests defined here:
+//!
+//! | request | file | what it does |
+//! |---|---|---|
+//! | [`ChannelOp`] | `publish.rs` | an [`Operation`] on the stream: serial, store, fan-out |
+//! | [`subscribe::Subscribe`], [`subscribe::Unsubscribe`] | `subscribe.rs` | counts, presence members |
+//! | [`info::ChannelInfo`], [`info::ListChannels`] | `info.rs` | occupancy for the HTTP API |
+//! | [`presence::PresenceUsers`] | `presence.rs` | a presence channel's users |
+//! | [`replay::Replay`] | `replay.rs` | what follows a recovery position |
+//!
+//! `commit.rs` orders stored messages between their append and their delivery; `webhooks.rs`
+//! decides the count-derived webhook events, which only the owner can.
+
+pub mod broadcast;
+pub mod commit;
+pub mod info;
+pub mod presence;
+pub mod publish;
+pub mod replay;
+pub mod stream;
+pub mod subscribe;
+pub mod webhooks;
+
+use super::route::{Request, Responder};
+use super::Shard;
+use crate::config::AppIdx;
+use crate::protocol::channel::{self, Kind};
+use crate::socket_id::SocketId;
+use ahash::AHashMap;
+use broadcast::{Broadcast, ChannelEvent};
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+use stream::Stream;
+
+/// A channel's occupancy as its owner sees it.
+#[derive(Clone, Debug, Default)]
+pub struct Occupancy {
+    pub subscription_count: u64,
+    /// Distinct presence members; `None` for non-presence channels.
+    pub user_count: Option<u64>,
+}
+
+/// Everything the owner holds for one channel.
+pub struct ChannelState {
+    /// Local subscriber count of each shard; empty until the first subscribe.
+    per_shard: Vec<u32>,
+    total: u64,
+    members: presence::Members,
+    /// The cache channel's last event and when it expires.
+    cache: Option<(Broadcast, Instant)>,
+    /// Kept while the channel is idle, so that serials continue.
+    stream: Stream,
+}
+
+impl ChannelState {
+    fn new(stream: Stream) -> ChannelState {
+        ChannelState { per_shard: Vec::new(), total: 0, members: presence::Members::default(), cache: None, stream }
+    }
+
+    fn occupancy(&self, presence: bool) -> Occupancy {
+        Occupancy { subscription_count: self.total, user_count: presence.then_some(self.members.len() as u64) }
+    }
+
+    fn live_cache(&self, now: Instant) -> Option<&(Broadcast, Instant)> {
+        self.cache.as_ref().filter(|(_, exp)| *exp > now)
+    }
+
+    /// Nothing to keep: no subscriber, no member, no live cache, and a stream that never
+    /// carried a message (it would be re-made identically on demand).
+    fn is_forgettable(&self, now: Instant) -> bool {
+        self.total == 0 && self.members.is_empty() && self.live_cache(now).is_none() && self.stream.is_blank()
+    }
+
+    /// The shards with local subscribers.
+    fn subscribed_shards(&self) -> impl Iterator<Item = usize> + '_ {
+        self.per_shard.iter().enumerate().filter(|(_, &n)| n > 0).map(|(s, _)| s)
+    }
+}
+
+/// The channels this shard owns, per app.
+pub struct Channels {
+    by_app: Vec<AHashMap<Arc<str>, ChannelState>>,
+}
+
+impl Channels {
+    pub fn new(apps: usize) -> Channels {
+        Channels { by_app: (0..apps).map(|_| AHashMap::default()).collect() }
+    }
+
+    fn get(&self, app: AppIdx, channel: &str) -> Option<&ChannelState> {
+        self.by_app[app as usize].get(channel)
+    }
+
+    fn get_mut(&mut self, app: AppIdx, channel: &str) -> Option<&mut ChannelState> {
+        self.by_app[app as usize].get_mut(channel)
+    }
+
+    /// The channel's state, made (with a fresh stream) if it has none.
+    fn entry(&mut self, app: AppIdx, channel: &Arc<str>) -> &mut ChannelState {
+        self.by_app[app as usize].entry(channel.clone()).or_insert_with(|| ChannelState::new(Stream::new()))
+    }
+
+    /// A stream as durable history left it (at start).
+    pub(super) fn insert_stream(&mut self, app: AppIdx, channel: Arc<str>, stream: Stream) {
+        self.by_app[app as usize].insert(channel, ChannelState::new(stream));
+    }
+
+    /// Forgets channels with nothing to keep (expired caches of channels nobody uses).
+    pub(super) fn expire(&mut self, now: Instant) {
+        for map in &mut self.by_app {
+            map.retain(|_, ch| !ch.is_forgettable(now));
+        }
+    }
+}
+
+fn is_presence(name: &str) -> bool {
+    channel::channel_type(name).kind == Kind::Presence
+}
+
+/// What can be done to a channel's stream. Each operation gets its place in the stream from
+/// the owner and goes through the commit pipeline; mutable-message operations (update,
+/// delete, append) and annotations are further variants, each handled in its own file here.
+pub enum Operation {
+    Publish(Arc<ChannelEvent>),
+}
+
+/// Who asked for an operation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Origin {
+    /// The HTTP API (publishes to cache channels update the cache).
+    Http,
+    /// A client event from a socket.
+    Client,
+}
+
+/// To the owner: apply `op` to `channel`. Answered (when asked) once the message is delivered
+/// and, with `fsync = "always"`, durable.
+pub struct ChannelOp {
+    pub app: AppIdx,
+    pub channel: Arc<str>,
+    pub op: Operation,
+    /// The publisher's socket, which does not receive its own message.
+    pub exclude: Option<SocketId>,
+    pub origin: Origin,
+}
+
+/// Why an operation was not carried out; nothing was delivered.
+#[derive(Clone, Debug)]
+pub enum OpFailure {
+    /// The store could not take it.
+    Storage(String),
+    /// A shard with subscribers is too far behind to take the delivery.
+    Overloaded(super::route::CrossingError),
+}
+
+impl Request for ChannelOp {
+    type Reply = Result<Occupancy, OpFailure>;
+
+    fn handle(self, shard: &Rc<Shard>, reply: Responder<Self>) {
+        match &self.op {
+            Operation::Publish(event) => {
+                let event = event.clone();
+                shard.publish(self, &event, reply)
+            }
+        }
+    }
+}

@@ -1,0 +1,99 @@
+//! Client events (`docs/protocol/pusher.md#client-events`): checked here against the app's
+//! rules and rate limit, then published through the same path as an HTTP publish.
+
+use crate::config::{wants, EventKind};
+use crate::metrics::Limiter;
+use crate::protocol::channel;
+use crate::protocol::inbound::ClientFrame;
+use crate::protocol::ProtocolError;
+use crate::shard::channel::broadcast::{ChannelEvent, EventData};
+use crate::webhook::WebhookEvent;
+use crate::ws::session::Session;
+use crate::publish::publish_client_event;
+use std::time::Instant;
+
+impl Session {
+    pub(in crate::ws) fn client_event(&self, frame: &ClientFrame<'_>, name: &str) -> Result<(), ProtocolError> {
+        let app = self.app();
+        let limits = &app.limits;
+        // The rate limit comes first: rejected events still use quota, as with the reference.
+        if limits.client_events_per_window > 0 {
+            let c = self.hub.counters(Some(self.app));
+            c.rate_limit_checks[Limiter::ClientEvents as usize].inc();
+            let allowed = self
+                .with_socket(|s| {
+                    let now = Instant::now();
+                    if now.duration_since(s.client_event_window.0) >= limits.client_event_window {
+                        s.client_event_window = (now, 0);
+                    }
+                    s.client_event_window.1 += 1;
+                    s.client_event_window.1 <= limits.client_events_per_window
+                })
+                .unwrap_or(false);
+            if !allowed {
+                c.rate_limit_triggered[Limiter::ClientEvents as usize].inc();
+                return Err(ProtocolError::ClientEventRateLimited { terminate: limits.terminate_on_limit });
+            }
+        }
+        let channel = frame
+            .channel
+            .as_deref()
+            .ok_or_else(|| ProtocolError::client_event("Channel required for client event"))?;
+        if !app.client_messages {
+            return Err(ProtocolError::client_event("Client events are not enabled for this app"));
+        }
+        if name.len() > limits.max_event_name_length {
+            return Err(ProtocolError::invalid_event_name(format!(
+                "Event name exceeds maximum length of {}",
+                limits.max_event_name_length
+            )));
+        }
+        if channel.len() > limits.max_channel_name_length {
+            return Err(ProtocolError::channel_name_invalid(format!(
+                "Channel name exceeds maximum length of {}",
+                limits.max_channel_name_length
+            )));
+        }
+        if !channel::channel_type(channel).allows_client_events() {
+            return Err(ProtocolError::client_event("Client events can only be sent to private or presence channels"));
+        }
+        let data = frame.data_raw();
+        if data.len() > limits.max_event_payload_bytes {
+            return Err(ProtocolError::client_event(format!(
+                "Event payload size ({} bytes) exceeds limit ({}KB)",
+                data.len(),
+                limits.max_event_payload_bytes / 1024
+            )));
+        }
+        let (channel, member) = self
+            .with_socket(|s| s.channels.get_key_value(channel).map(|(c, sub)| (c.clone(), sub.member.clone())))
+            .flatten()
+            .ok_or_else(|| {
+                ProtocolError::client_event(format!("Socket {} is not subscribed to channel {channel}", self.id))
+            })?;
+        let ctx = &self.shard().ctx;
+        if let Some(sender) = ctx.webhooks.as_ref().filter(|_| wants(&app.webhooks, EventKind::ClientEvent, &channel)) {
+            let event = WebhookEvent::ClientEvent {
+                channel: channel.clone(),
+                event: name.to_owned(),
+                data: data.to_owned(),
+                socket_id: self.socket_id(),
+                user_id: member.clone(),
+            };
+            sender.push(self.app, event);
+        }
+        // Presence client events carry the sender's user id (unlike the reference).
+        let event = ChannelEvent {
+            name: name.to_owned(),
+            data: EventData::Raw(data.to_owned()),
+            user_id: member,
+            message_id: None,
+            extras: None,
+            ephemeral: false,
+        };
+        let exclude = (!self.echo).then_some(self.id);
+        publish_client_event(self.shard(), self.app, channel, event, exclude).map_err(|e| {
+            ProtocolError::client_event(format!("rejected, the server is too busy: {e}"))
+        })
+    }
+}

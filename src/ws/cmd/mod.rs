@@ -1,0 +1,10 @@
+//! The client commands, one file each: what the command's data must be, what it does and what
+//! it answers. Each is a method of the socket's `Session`; `session.rs` dispatches to them.
+
+mod client_event;
+mod history;
+mod resume;
+mod rewind;
+mod signin;
+mod subscribe;
+mod unsubscribe;

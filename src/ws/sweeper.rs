@@ -1,0 +1,78 @@
+//! The socket timers, as one pass a second over the shard's sockets instead of a timer per
+//! socket: pings idle sockets (V1 `pusher:ping` after the activity timeout, V2 native Ping on
+//! its own interval), closes those that never answered, enforces the user-authentication
+//! timeout, drops sockets stuck in their close handshake, and gives memory back after a storm.
+
+use super::hub::Hub;
+use super::index::SocketKey;
+use crate::protocol::outbound::{self, Dialect};
+use crate::protocol::ProtocolError;
+use std::rc::Rc;
+use std::time::{Duration, Instant};
+
+/// How long a socket may take to finish its close handshake before it is dropped.
+const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
+impl Hub {
+    pub(super) async fn sweeper(self: Rc<Self>) {
+        let cfg = &self.shard.ctx.config;
+        loop {
+            glommio::timer::sleep(Duration::from_secs(1)).await;
+            let now = Instant::now();
+            let mut to_close: Vec<(SocketKey, ProtocolError)> = Vec::new();
+            let mut to_ping = Vec::new();
+            {
+                let mut index = self.index.borrow_mut();
+                for (key, s) in index.sockets.iter_mut() {
+                    if s.closing {
+                        if now.duration_since(s.last_activity) > CLOSE_TIMEOUT {
+                            s.conn.kill();
+                        }
+                        continue;
+                    }
+                    match s.ping_sent {
+                        Some(at) if now.duration_since(at) >= cfg.pong_timeout => {
+                            to_close.push((key, ProtocolError::PongTimeout));
+                            continue;
+                        }
+                        None if match s.dialect {
+                            Dialect::V1 => Some(cfg.activity_timeout),
+                            Dialect::V2 => cfg.v2_ping_interval,
+                        }
+                        .is_some_and(|idle| now.duration_since(s.last_activity) >= idle) =>
+                        {
+                            s.ping_sent = Some(now);
+                            to_ping.push((key, s.dialect));
+                        }
+                        _ => {}
+                    }
+                    let app = self.shard.ctx.apps.get(s.app);
+                    if app.user_authentication
+                        && !s.authenticated
+                        && now.duration_since(s.connected_at) >= cfg.user_authentication_timeout
+                    {
+                        to_close.push((key, ProtocolError::AuthTimeout));
+                    }
+                }
+            }
+            for (key, dialect) in to_ping {
+                match dialect {
+                    Dialect::V1 => self.send_heartbeat(key, &outbound::ping(dialect)),
+                    Dialect::V2 => self.send_ping(key),
+                }
+            }
+            for (key, err) in to_close {
+                self.close(key, &err);
+            }
+            if self.index.borrow_mut().trim() {
+                // The allocator keeps freed pages until this thread allocates again; an idle
+                // shard would hold them, so ask it to return them now.
+                // SAFETY: mi_collect has no preconditions.
+                unsafe { libmimalloc_sys::mi_collect(true) };
+            }
+            if self.draining.get() && self.index.borrow().sockets.is_empty() {
+                return;
+            }
+        }
+    }
+}
