@@ -1,6 +1,7 @@
 //! Criterion benchmarks of the hot paths: WebSocket framing, inbound JSON parsing, signature
 //! checks, fanout inside one shard (queueing and the gathered write) and the hand-off of a
-//! message between two shards.
+//! message between two shards. `frame_layer` sets the pieces of the WebSocket frame layer the
+//! codec keeps hand-written against tungstenite's (`docs/architecture.md#libraries-and-what-is-written-here`).
 //!
 //! Run: `cargo bench -p sockudo --bench hot_paths` (add a filter, e.g. `-- fanout`).
 
@@ -14,19 +15,22 @@ use sockudo::ws::codec::{self, Decoder, Opcode};
 use sockudo::ws::conn::Conn;
 use sockudo::ws::index::{Index, Socket};
 use sockudo::ws::writer::{OutState, QueueBound};
+use std::io::Cursor;
 use std::io::Read;
 use std::os::fd::{FromRawFd, IntoRawFd};
 use std::rc::Rc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use tungstenite::protocol::frame::{Frame, FrameHeader};
+use tungstenite::Bytes;
 
 fn payload_200() -> Vec<u8> {
     let data = "x".repeat(160);
     outbound::event("price-update", Some("ticker-1"), Data::Str(&data), None)
 }
 
-/// A masked client frame, as a browser sends it.
+/// A masked client text frame, as a browser sends it.
 fn client_frame(payload: &[u8]) -> Vec<u8> {
     let mask = [1, 2, 3, 4];
     let mut out = vec![0x81];
@@ -54,6 +58,43 @@ fn framing(c: &mut Criterion) {
     g.finish();
 }
 
+/// The two pieces of the WebSocket frame layer the codec keeps hand-written, each against
+/// tungstenite's: the header parse of a client frame, and unmasking (tungstenite's own masking
+/// is private; its one public route is `Frame::format` with a masked header, which copies).
+fn frame_layer(c: &mut Criterion) {
+    let mut g = c.benchmark_group("frame_layer");
+    g.throughput(Throughput::Elements(1));
+    for (size, payload) in [("100B", "x".repeat(100)), ("16KiB", "x".repeat(16 << 10))] {
+        let payload = payload.as_bytes();
+        let frame = client_frame(payload);
+        g.bench_function(format!("parse_header_{size}/ours"), |b| {
+            b.iter(|| codec::parse_header(black_box(&frame)).unwrap())
+        });
+        g.bench_function(format!("parse_header_{size}/tungstenite"), |b| {
+            b.iter(|| FrameHeader::parse(&mut Cursor::new(black_box(&frame[..]))).unwrap())
+        });
+        let mask = [1, 2, 3, 4];
+        let masked = &frame[frame.len() - payload.len()..];
+        g.bench_function(format!("unmask_{size}/ours"), |b| {
+            b.iter(|| {
+                let mut p = black_box(masked).to_vec();
+                codec::unmask(&mut p, mask);
+                p
+            })
+        });
+        let header = FrameHeader { mask: Some(mask), ..FrameHeader::default() };
+        g.bench_function(format!("unmask_{size}/tungstenite"), |b| {
+            b.iter(|| {
+                let frame = Frame::from_payload(header.clone(), Bytes::copy_from_slice(black_box(masked)));
+                let mut out = Vec::with_capacity(frame.len());
+                frame.format(&mut out).unwrap();
+                out
+            })
+        });
+    }
+    g.finish();
+}
+
 fn json(c: &mut Criterion) {
     let mut g = c.benchmark_group("json");
     let client_event = br#"{"event":"client-typing","channel":"private-chat","data":{"typing":true,"user":"ada"}}"#;
@@ -69,6 +110,12 @@ fn json(c: &mut Criterion) {
             let f = ClientFrame::parse(black_box(subscribe)).unwrap();
             black_box(Subscribe::parse(&f).unwrap());
         })
+    });
+    // A message id per publish and per V2 frame (the uuid crate; 276 ns when hand-written).
+    g.bench_function("uuid_v4", |b| b.iter(outbound::uuid_v4));
+    g.bench_function("with_message_id_200B", |b| {
+        let frame = payload_200();
+        b.iter(|| outbound::with_message_id(black_box(&frame)))
     });
     g.bench_function("encode_event_frame_200B", |b| {
         let data = "x".repeat(160);
@@ -204,5 +251,5 @@ fn cross_shard(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, framing, json, signatures, fanout, cross_shard);
+criterion_group!(benches, framing, frame_layer, json, signatures, fanout, cross_shard);
 criterion_main!(benches);

@@ -1,5 +1,6 @@
 //! The one signature checker: HMAC-SHA256 with the app secret, lower-case hex, compared in
-//! constant time (spec 01 §7). Channel auth, user sign-in and REST requests all come here.
+//! constant time (`docs/protocol/pusher.md#authorization-signatures`). Channel auth, user
+//! sign-in and REST requests all come here.
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -21,8 +22,9 @@ pub fn verify(secret: &str, message: &[u8], signature_hex: &str) -> bool {
     mac.verify_slice(&sig).is_ok()
 }
 
-/// Checks an `auth` value of the form `{key}:{hex}`: the key must be the app's (spec 01 §7.1;
-/// for sign-in too, per Q17 Rec) and the hex the signature of `message`.
+/// Checks an `auth` value of the form `{key}:{hex}`: the key must be the app's, for sign-in
+/// too, unlike in the reference (`docs/protocol/pusher.md#authorization-signatures`), and the
+/// hex the signature of `message`.
 pub fn verify_key_and_signature(key: &str, secret: &str, message: &[u8], auth: &str) -> bool {
     match auth.split_once(':') {
         Some((k, sig)) => k == key && verify(secret, message, sig),
@@ -47,7 +49,10 @@ pub fn signin_message(socket_id: &str, user_data: &str) -> String {
 mod tests {
     use super::*;
 
-    // Test vectors of spec 01 §7.4 (secret `app-secret`, key `app-key`, socket 1234.5678).
+    // The test vectors of `docs/protocol/pusher.md#test-vectors` (secret `app-secret`, key
+    // `app-key`, socket 1234.5678), with the REST one of
+    // `docs/protocol/http-api.md#signature-test-vector` and the webhook one of
+    // `docs/protocol/http-api.md#webhook-requests`.
     #[test]
     fn spec_vectors() {
         let s = "app-secret";

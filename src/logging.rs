@@ -54,7 +54,12 @@ pub fn init() {
                     writeln!(buf, "{line}}}")
                 }
                 2 => {
-                    let mut line = format!("ts={ts} level={} target={} msg={}", record.level().as_str().to_lowercase(), record.target(), logfmt_value(&msg));
+                    let mut line = format!(
+                        "ts={ts} level={} target={} msg={}",
+                        record.level().as_str().to_lowercase(),
+                        record.target(),
+                        logfmt_value(&msg)
+                    );
                     for (k, v) in &fields.0 {
                         line.push_str(&format!(" {k}={}", logfmt_value(v)));
                     }

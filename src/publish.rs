@@ -47,7 +47,13 @@ pub async fn publish(
             continue;
         }
         let owner = shard.channel_owner(app, name);
-        let op = ChannelOp { app, channel: name.as_str().into(), op: Operation::Publish(event.clone()), exclude, origin: Origin::Http };
+        let op = ChannelOp {
+            app,
+            channel: name.as_str().into(),
+            op: Operation::Publish(event.clone()),
+            exclude,
+            origin: Origin::Http,
+        };
         waits.push((name, shard.invoke_on(owner, op)));
     }
     let mut out = Vec::with_capacity(waits.len());
@@ -91,6 +97,10 @@ fn to_user(
     };
     let payload = Arc::new(outbound::event(&event.name, Some(channel), data, None));
     let user_ids = Arc::new(vec![user.to_owned()]);
-    let make = || ToUsers { app, user_ids: user_ids.clone(), action: UserAction::Deliver { payload: payload.clone(), exclude } };
+    let make = || ToUsers {
+        app,
+        user_ids: user_ids.clone(),
+        action: UserAction::Deliver { payload: payload.clone(), exclude },
+    };
     shard.to_users_everywhere(make, true).map_err(PublishError::Unavailable)
 }

@@ -1,4 +1,5 @@
-//! Socket ids: `"<u64>.<u64>"`, two random integers in `[0, 10^10]` (spec 01 §2.3).
+//! Socket ids: `"<u64>.<u64>"`, two random integers in `[0, 10^10]`
+//! (`docs/protocol/pusher.md#socket-ids`).
 
 use std::fmt;
 
@@ -13,7 +14,8 @@ impl SocketId {
     }
 
     /// Parses an id received from outside. Anything malformed is `None`: such an exclusion
-    /// matches no socket (spec 01 §2.3 Rec: accepted, silently ineffective).
+    /// matches no socket (accepted and silently ineffective, as in the reference:
+    /// `docs/protocol/pusher.md#socket-ids`).
     pub fn parse(s: &str) -> Option<SocketId> {
         let (a, b) = s.split_once('.')?;
         let part = |p: &str| -> Option<u64> {

@@ -24,6 +24,8 @@ run() {
     fi
 }
 
+run "code shape (cargo fmt --check, clippy -D warnings, tests/structure/check.py)" \
+    sh -c 'cargo fmt --all --check && cargo clippy --workspace --all-targets -- -D warnings && python3 tests/structure/check.py'
 run "unit tests (server, shards, storage incl. crash and shard-count tests)" cargo test --release -p sockudo -p shards -p storage
 run "loadtest (unit + smoke run of every scenario)" cargo test --release -p loadtest
 run "benchmarks compile" cargo build --release -p sockudo --benches

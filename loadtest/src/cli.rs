@@ -82,11 +82,7 @@ impl Args {
             None if flags.contains_key("help") => "help".into(),
             None => return Err("no scenario given".into()),
         };
-        Ok(Args {
-            scenario,
-            flags,
-            used: RefCell::new(BTreeSet::new()),
-        })
+        Ok(Args { scenario, flags, used: RefCell::new(BTreeSet::new()) })
     }
 
     pub fn has(&self, name: &str) -> bool {
@@ -100,10 +96,7 @@ impl Args {
 
     pub fn str(&self, name: &str, default: &str) -> String {
         self.used.borrow_mut().insert(name.to_string());
-        self.flags
-            .get(name)
-            .cloned()
-            .unwrap_or_else(|| default.to_string())
+        self.flags.get(name).cloned().unwrap_or_else(|| default.to_string())
     }
 
     /// A number; `smoke` is the default under `--smoke`.
@@ -118,38 +111,23 @@ impl Args {
 
     pub fn opt_num<T: FromStr>(&self, name: &str) -> Result<Option<T>, String> {
         self.used.borrow_mut().insert(name.to_string());
-        self.flags
-            .get(name)
-            .map(|v| v.parse().map_err(|_| format!("--{name}: bad value {v:?}")))
-            .transpose()
+        self.flags.get(name).map(|v| v.parse().map_err(|_| format!("--{name}: bad value {v:?}"))).transpose()
     }
 
     /// Errors on flags no one asked for (typos, options of another scenario).
     pub fn finish(&self) -> Result<(), String> {
         let used = self.used.borrow();
-        let unknown: Vec<_> = self
-            .flags
-            .keys()
-            .filter(|k| !used.contains(*k))
-            .map(|k| format!("--{k}"))
-            .collect();
+        let unknown: Vec<_> = self.flags.keys().filter(|k| !used.contains(*k)).map(|k| format!("--{k}")).collect();
         if unknown.is_empty() {
             Ok(())
         } else {
-            Err(format!(
-                "unknown option(s) for {}: {}",
-                self.scenario,
-                unknown.join(" ")
-            ))
+            Err(format!("unknown option(s) for {}: {}", self.scenario, unknown.join(" ")))
         }
     }
 
     /// All flags as given (for the report).
     pub fn given(&self) -> Vec<(String, String)> {
-        self.flags
-            .iter()
-            .map(|(k, v)| (k.clone(), v.clone()))
-            .collect()
+        self.flags.iter().map(|(k, v)| (k.clone(), v.clone())).collect()
     }
 }
 

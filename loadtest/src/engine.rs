@@ -65,13 +65,7 @@ pub enum Cause {
 impl Cause {
     /// Failed before the socket was usable.
     pub fn is_connect_failure(self) -> bool {
-        matches!(
-            self,
-            Cause::ConnectError(_)
-                | Cause::ConnectFailed
-                | Cause::Upgrade(_)
-                | Cause::ConnectTimeout
-        )
+        matches!(self, Cause::ConnectError(_) | Cause::ConnectFailed | Cause::Upgrade(_) | Cause::ConnectTimeout)
     }
 }
 
@@ -159,10 +153,7 @@ impl Engine {
     }
 
     pub fn socket_id(&self, id: ConnId) -> &[u8] {
-        self.conns
-            .get(id)
-            .map(|c| &c.socket_id[..c.socket_id_len as usize])
-            .unwrap_or(b"")
+        self.conns.get(id).map(|c| &c.socket_id[..c.socket_id_len as usize]).unwrap_or(b"")
     }
 
     /// Starts a connection; `tag` is the driver's name for it (also picks the source address).
@@ -172,20 +163,14 @@ impl Engine {
         let mut stream = match net::connect(src, self.target.addr) {
             Ok(s) => s,
             Err(e) => {
-                self.ended
-                    .push((tag, Cause::ConnectError(e.raw_os_error().unwrap_or(0))));
+                self.ended.push((tag, Cause::ConnectError(e.raw_os_error().unwrap_or(0))));
                 return None;
             }
         };
         let entry = self.conns.vacant_entry();
         let id = entry.key();
-        if let Err(e) = self.registry.register(
-            &mut stream,
-            Token(id),
-            Interest::READABLE | Interest::WRITABLE,
-        ) {
-            self.ended
-                .push((tag, Cause::ConnectError(e.raw_os_error().unwrap_or(0))));
+        if let Err(e) = self.registry.register(&mut stream, Token(id), Interest::READABLE | Interest::WRITABLE) {
+            self.ended.push((tag, Cause::ConnectError(e.raw_os_error().unwrap_or(0))));
             return None;
         }
         self.next_gen = self.next_gen.wrapping_add(1);
@@ -203,11 +188,7 @@ impl Engine {
             socket_id_len: 0,
         });
         self.pending += 1;
-        self.connect_deadlines.push_back((
-            now_ns() + self.target.connect_timeout_ns,
-            id,
-            self.next_gen,
-        ));
+        self.connect_deadlines.push_back((now_ns() + self.target.connect_timeout_ns, id, self.next_gen));
         Some(id)
     }
 
@@ -258,16 +239,10 @@ impl Engine {
                 if c.state == State::Upgraded {
                     self.pending -= 1;
                 }
-                codec::encode_frame(
-                    &mut c.out,
-                    codec::OP_CLOSE,
-                    &1000u16.to_be_bytes(),
-                    codec::random_mask(),
-                );
+                codec::encode_frame(&mut c.out, codec::OP_CLOSE, &1000u16.to_be_bytes(), codec::random_mask());
                 c.state = State::Closing;
                 let gen = c.gen;
-                self.close_deadlines
-                    .push_back((now_ns() + self.target.close_timeout_ns, id, gen));
+                self.close_deadlines.push_back((now_ns() + self.target.close_timeout_ns, id, gen));
                 self.flush(id);
             }
             State::Closing => {}
@@ -287,11 +262,7 @@ impl Engine {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(_) => {
-                    let cause = if c.state == State::Closing {
-                        Cause::Finished
-                    } else {
-                        Cause::Io
-                    };
+                    let cause = if c.state == State::Closing { Cause::Finished } else { Cause::Io };
                     self.end(id, cause);
                     return;
                 }
@@ -320,10 +291,7 @@ impl Engine {
             return None;
         }
         let mut c = self.conns.remove(id);
-        if matches!(
-            c.state,
-            State::Connecting | State::Handshaking | State::Upgraded
-        ) {
+        if matches!(c.state, State::Connecting | State::Handshaking | State::Upgraded) {
             self.pending -= 1;
         }
         let _ = self.registry.deregister(&mut c.stream);
@@ -342,10 +310,7 @@ impl Engine {
             }
             self.connect_deadlines.pop_front();
             if self.alive(id, gen)
-                && matches!(
-                    self.conns[id].state,
-                    State::Connecting | State::Handshaking | State::Upgraded
-                )
+                && matches!(self.conns[id].state, State::Connecting | State::Handshaking | State::Upgraded)
             {
                 self.end(id, Cause::ConnectTimeout);
             }
@@ -376,12 +341,7 @@ impl Engine {
             }
             c.state = State::Handshaking;
             let mut out = std::mem::take(&mut c.out); // frames queued before the upgrade go after it
-            handshake::write_request(
-                &mut c.out,
-                &self.target.host_header,
-                &self.target.path,
-                &c.key,
-            );
+            handshake::write_request(&mut c.out, &self.target.host_header, &self.target.path, &c.key);
             c.out.append(&mut out);
             self.flush(id);
             if !self.conns.contains(id) {

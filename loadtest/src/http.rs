@@ -124,11 +124,7 @@ impl Publisher {
         match net::connect(net::source_ip(i as u64, self.cfg.source_ips), self.cfg.addr) {
             Ok(mut s) => {
                 if registry
-                    .register(
-                        &mut s,
-                        Token(self.token_base + i),
-                        Interest::READABLE | Interest::WRITABLE,
-                    )
+                    .register(&mut s, Token(self.token_base + i), Interest::READABLE | Interest::WRITABLE)
                     .is_ok()
                 {
                     c.stream = Some(s);
@@ -198,11 +194,7 @@ impl Publisher {
             body.extend_from_slice(b"]}");
         }
         // Signed query.
-        let path = if batch {
-            &self.path_batch
-        } else {
-            &self.path_events
-        };
+        let path = if batch { &self.path_batch } else { &self.path_events };
         self.query.clear();
         signing::push_signed_post_query(
             &mut self.query,
@@ -224,10 +216,7 @@ impl Publisher {
             self.body.len()
         );
         c.out.extend_from_slice(&self.body);
-        c.inflight.push_back(Inflight {
-            first_channel: first,
-            items,
-        });
+        c.inflight.push_back(Inflight { first_channel: first, items });
         if c.connected {
             self.flush(i);
         }
@@ -254,18 +243,8 @@ impl Publisher {
     }
 
     /// Handles readiness of one of our tokens; calls `on_response` per answered (or lost) request.
-    pub fn on_event(
-        &mut self,
-        registry: &Registry,
-        ev: &Event,
-        on_response: &mut dyn FnMut(Inflight, Outcome),
-    ) {
-        let Some(i) = ev
-            .token()
-            .0
-            .checked_sub(self.token_base)
-            .filter(|&i| i < self.conns.len())
-        else {
+    pub fn on_event(&mut self, registry: &Registry, ev: &Event, on_response: &mut dyn FnMut(Inflight, Outcome)) {
+        let Some(i) = ev.token().0.checked_sub(self.token_base).filter(|&i| i < self.conns.len()) else {
             return;
         };
         if self.conns[i].stream.is_none() {
@@ -340,12 +319,7 @@ impl Publisher {
     }
 
     /// Closes connection `i`; its unanswered requests are reported lost; it reopens on `tick`.
-    fn drop_conn(
-        &mut self,
-        registry: &Registry,
-        i: usize,
-        on_response: &mut dyn FnMut(Inflight, Outcome),
-    ) {
+    fn drop_conn(&mut self, registry: &Registry, i: usize, on_response: &mut dyn FnMut(Inflight, Outcome)) {
         let c = &mut self.conns[i];
         if let Some(mut s) = c.stream.take() {
             let _ = registry.deregister(&mut s);
@@ -377,16 +351,10 @@ pub struct Response {
 /// body). `Ok(None)`: incomplete.
 pub fn parse_response(buf: &[u8]) -> Result<Option<Response>, ()> {
     let Some(head_end) = find(buf, b"\r\n\r\n") else {
-        return if buf.len() > 64 * 1024 {
-            Err(())
-        } else {
-            Ok(None)
-        };
+        return if buf.len() > 64 * 1024 { Err(()) } else { Ok(None) };
     };
     let head = &buf[..head_end];
-    let mut lines = head
-        .split(|&b| b == b'\n')
-        .map(|l| l.strip_suffix(b"\r").unwrap_or(l));
+    let mut lines = head.split(|&b| b == b'\n').map(|l| l.strip_suffix(b"\r").unwrap_or(l));
     let status_line = lines.next().ok_or(())?;
     if !status_line.starts_with(b"HTTP/1.") {
         return Err(());
@@ -396,18 +364,14 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<Response>, ()> {
         .and_then(|s| std::str::from_utf8(s).ok())
         .and_then(|s| s.parse::<u16>().ok())
         .ok_or(())?;
-    let (mut content_length, mut chunked, mut close) =
-        (0usize, false, status_line.starts_with(b"HTTP/1.0"));
+    let (mut content_length, mut chunked, mut close) = (0usize, false, status_line.starts_with(b"HTTP/1.0"));
     for line in lines {
         let Some(colon) = line.iter().position(|&b| b == b':') else {
             continue;
         };
         let (name, value) = (&line[..colon], line[colon + 1..].trim_ascii());
         if name.eq_ignore_ascii_case(b"content-length") {
-            content_length = std::str::from_utf8(value)
-                .ok()
-                .and_then(|v| v.parse().ok())
-                .ok_or(())?;
+            content_length = std::str::from_utf8(value).ok().and_then(|v| v.parse().ok()).ok_or(())?;
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
             chunked = value.eq_ignore_ascii_case(b"chunked");
         } else if name.eq_ignore_ascii_case(b"connection") {
@@ -424,14 +388,9 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<Response>, ()> {
         let Some(eol) = find(&buf[pos..], b"\r\n") else {
             return Ok(None);
         };
-        let size_str = buf[pos..pos + eol]
-            .split(|&b| b == b';')
-            .next()
-            .unwrap_or(b"");
-        let size = std::str::from_utf8(size_str.trim_ascii())
-            .ok()
-            .and_then(|s| usize::from_str_radix(s, 16).ok())
-            .ok_or(())?;
+        let size_str = buf[pos..pos + eol].split(|&b| b == b';').next().unwrap_or(b"");
+        let size =
+            std::str::from_utf8(size_str.trim_ascii()).ok().and_then(|s| usize::from_str_radix(s, 16).ok()).ok_or(())?;
         pos += eol + 2;
         if size == 0 {
             // Optional trailers, then an empty line.
@@ -441,11 +400,7 @@ pub fn parse_response(buf: &[u8]) -> Result<Option<Response>, ()> {
                 };
                 pos += eol + 2;
                 if eol == 0 {
-                    return Ok(Some(Response {
-                        status,
-                        len: pos,
-                        close,
-                    }));
+                    return Ok(Some(Response { status, len: pos, close }));
                 }
             }
         }
@@ -463,36 +418,15 @@ mod tests {
     #[test]
     fn responses() {
         let r = b"HTTP/1.1 200 OK\r\nContent-Length: 11\r\n\r\n{\"ok\":true}HTTP/1.1 413 X\r\n";
-        assert_eq!(
-            parse_response(r),
-            Ok(Some(Response {
-                status: 200,
-                len: r.len() - 16,
-                close: false
-            }))
-        );
+        assert_eq!(parse_response(r), Ok(Some(Response { status: 200, len: r.len() - 16, close: false })));
         assert_eq!(parse_response(&r[..30]), Ok(None));
         let c = b"HTTP/1.1 401 Unauthorized\r\nconnection: close\r\ncontent-length: 2\r\n\r\n{}";
-        assert_eq!(
-            parse_response(c),
-            Ok(Some(Response {
-                status: 401,
-                len: c.len(),
-                close: true
-            }))
-        );
+        assert_eq!(parse_response(c), Ok(Some(Response { status: 401, len: c.len(), close: true })));
         let ch = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n4\r\n{\"a\"\r\n3;x=y\r\n:1}\r\n0\r\n\r\n";
         for cut in 0..ch.len() {
             assert_eq!(parse_response(&ch[..cut]), Ok(None), "cut {cut}");
         }
-        assert_eq!(
-            parse_response(ch),
-            Ok(Some(Response {
-                status: 200,
-                len: ch.len(),
-                close: false
-            }))
-        );
+        assert_eq!(parse_response(ch), Ok(Some(Response { status: 200, len: ch.len(), close: false })));
         assert_eq!(parse_response(b"garbage\r\n\r\n"), Err(()));
     }
 }

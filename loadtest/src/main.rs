@@ -38,10 +38,7 @@ fn main() -> ExitCode {
     };
     let nofile = net::raise_nofile_limit();
     if !common.quiet {
-        eprintln!(
-            "loadtest: {} against {}:{} (open files limit {nofile})",
-            args.scenario, common.host, common.port
-        );
+        eprintln!("loadtest: {} against {}:{} (open files limit {nofile})", args.scenario, common.host, common.port);
     }
     let outcome = match args.scenario.as_str() {
         "fanout" => scenarios::fanout::run(&args, &common),

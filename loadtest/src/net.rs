@@ -7,20 +7,14 @@ use std::os::fd::FromRawFd;
 
 /// Raises RLIMIT_NOFILE's soft limit to the hard limit; returns the new soft limit.
 pub fn raise_nofile_limit() -> u64 {
-    let mut lim = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
     // SAFETY: plain libc calls on a struct we own.
     unsafe {
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) != 0 {
             return 0;
         }
         if lim.rlim_cur < lim.rlim_max {
-            let want = libc::rlimit {
-                rlim_cur: lim.rlim_max,
-                rlim_max: lim.rlim_max,
-            };
+            let want = libc::rlimit { rlim_cur: lim.rlim_max, rlim_max: lim.rlim_max };
             if libc::setrlimit(libc::RLIMIT_NOFILE, &want) == 0 {
                 lim.rlim_cur = lim.rlim_max;
             }
@@ -36,10 +30,7 @@ pub fn resolve(host: &str, port: u16) -> io::Result<SocketAddrV4> {
             return Ok(v4);
         }
     }
-    Err(io::Error::new(
-        io::ErrorKind::InvalidInput,
-        format!("{host}: no IPv4 address"),
-    ))
+    Err(io::Error::new(io::ErrorKind::InvalidInput, format!("{host}: no IPv4 address")))
 }
 
 /// Source address number `n` of `k` (127.0.0.1, 127.0.0.2, …), or None when `k == 0`
@@ -57,24 +48,14 @@ pub fn source_ip(n: u64, k: u32) -> Option<Ipv4Addr> {
 pub fn connect(src: Option<Ipv4Addr>, dst: SocketAddrV4) -> io::Result<mio::net::TcpStream> {
     // SAFETY: raw socket calls; the fd is owned by the TcpStream right after creation.
     unsafe {
-        let fd = libc::socket(
-            libc::AF_INET,
-            libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC,
-            0,
-        );
+        let fd = libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_NONBLOCK | libc::SOCK_CLOEXEC, 0);
         if fd < 0 {
             return Err(io::Error::last_os_error());
         }
         let stream = std::net::TcpStream::from_raw_fd(fd);
         let one: libc::c_int = 1;
         let len = std::mem::size_of::<libc::c_int>() as libc::socklen_t;
-        libc::setsockopt(
-            fd,
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            &one as *const _ as *const libc::c_void,
-            len,
-        );
+        libc::setsockopt(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, &one as *const _ as *const libc::c_void, len);
         if let Some(ip) = src {
             // Defer the port choice to connect() so ports are shared across destinations.
             libc::setsockopt(
@@ -114,9 +95,7 @@ fn sockaddr(a: SocketAddrV4) -> libc::sockaddr_in {
     libc::sockaddr_in {
         sin_family: libc::AF_INET as libc::sa_family_t,
         sin_port: a.port().to_be(),
-        sin_addr: libc::in_addr {
-            s_addr: u32::from(*a.ip()).to_be(),
-        },
+        sin_addr: libc::in_addr { s_addr: u32::from(*a.ip()).to_be() },
         sin_zero: [0; 8],
     }
 }

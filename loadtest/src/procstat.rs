@@ -29,21 +29,13 @@ pub fn parse_stat_cpu_us(stat: &str, ticks_per_s: u64) -> Option<(u64, u64)> {
     let f: Vec<&str> = after.split_whitespace().collect();
     let utime: u64 = f.get(11)?.parse().ok()?; // field 14
     let stime: u64 = f.get(12)?.parse().ok()?; // field 15
-    Some((
-        (utime + stime) * 1_000_000 / ticks_per_s,
-        stime * 1_000_000 / ticks_per_s,
-    ))
+    Some(((utime + stime) * 1_000_000 / ticks_per_s, stime * 1_000_000 / ticks_per_s))
 }
 
 /// VmRSS (KiB) from the text of /proc/PID/status.
 pub fn parse_status_rss_kb(status: &str) -> Option<u64> {
     let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    line["VmRSS:".len()..]
-        .trim()
-        .trim_end_matches("kB")
-        .trim()
-        .parse()
-        .ok()
+    line["VmRSS:".len()..].trim().trim_end_matches("kB").trim().parse().ok()
 }
 
 /// Samples process `pid`; None once it has gone.
@@ -51,11 +43,7 @@ pub fn sample(pid: u32) -> Option<ProcSample> {
     let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     let status = fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
     let (cpu_us, sys_us) = parse_stat_cpu_us(&stat, clk_tck())?;
-    Some(ProcSample {
-        cpu_us,
-        sys_us,
-        rss_kb: parse_status_rss_kb(&status)?,
-    })
+    Some(ProcSample { cpu_us, sys_us, rss_kb: parse_status_rss_kb(&status)? })
 }
 
 /// This process (the harness itself).
@@ -71,10 +59,7 @@ mod tests {
     fn parses_stat_and_status() {
         let stat = "1234 (sock udo) S 1 1234 1234 0 -1 4194560 500 0 0 0 250 50 0 0 20 0 3 0 100 1000000 2000 18446744073709551615";
         assert_eq!(parse_stat_cpu_us(stat, 100), Some((3_000_000, 500_000)));
-        assert_eq!(
-            parse_status_rss_kb("Name:\tx\nVmRSS:\t   12345 kB\nThreads: 2\n"),
-            Some(12345)
-        );
+        assert_eq!(parse_status_rss_kb("Name:\tx\nVmRSS:\t   12345 kB\nThreads: 2\n"), Some(12345));
         assert!(sample(std::process::id()).is_some());
     }
 }

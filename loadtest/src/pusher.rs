@@ -51,11 +51,7 @@ pub enum Kind {
 pub fn event_name(text: &[u8]) -> Option<&[u8]> {
     const KEY: &[u8] = b"\"event\":";
     // Fast path: servers put "event" first.
-    let at = if text.len() > 10 && &text[1..9] == KEY {
-        1
-    } else {
-        find(text, KEY)?
-    };
+    let at = if text.len() > 10 && &text[1..9] == KEY { 1 } else { find(text, KEY)? };
     string_value(&text[at + KEY.len()..])
 }
 
@@ -109,15 +105,10 @@ pub fn socket_id(text: &[u8]) -> Option<&[u8]> {
     let rest = &text[at..];
     let start = rest.iter().position(|b| b.is_ascii_digit())?;
     // skip only `\":\"`-like separators
-    if rest[..start]
-        .iter()
-        .any(|b| !matches!(b, b'\\' | b'"' | b':' | b' '))
-    {
+    if rest[..start].iter().any(|b| !matches!(b, b'\\' | b'"' | b':' | b' ')) {
         return None;
     }
-    let len = rest[start..]
-        .iter()
-        .position(|&b| !(b.is_ascii_digit() || b == b'.'))?;
+    let len = rest[start..].iter().position(|&b| !(b.is_ascii_digit() || b == b'.'))?;
     Some(&rest[start..start + len])
 }
 
@@ -138,10 +129,7 @@ pub fn v2_position(text: &[u8]) -> Option<(&[u8], u64)> {
     let sid = string_value(&text[at..])?;
     let rest = &text[at + sid.len()..];
     let at = find(rest, SERIAL)? + SERIAL.len();
-    let digits = rest[at..]
-        .iter()
-        .skip_while(|&&b| b == b' ' || b == b'"')
-        .take_while(|b| b.is_ascii_digit());
+    let digits = rest[at..].iter().skip_while(|&&b| b == b' ' || b == b'"').take_while(|b| b.is_ascii_digit());
     let mut v: u64 = 0;
     let mut n = 0;
     for &d in digits {
@@ -152,10 +140,7 @@ pub fn v2_position(text: &[u8]) -> Option<(&[u8], u64)> {
 }
 
 /// `{"event":"sockudo:resume","data":{"channel_positions":{"c":{"stream_id":"S","serial":K},…}}}`.
-pub fn resume<'a>(
-    out: &mut Vec<u8>,
-    positions: impl IntoIterator<Item = (&'a str, &'a [u8], u64)>,
-) {
+pub fn resume<'a>(out: &mut Vec<u8>, positions: impl IntoIterator<Item = (&'a str, &'a [u8], u64)>) {
     out.extend_from_slice(b"{\"event\":\"sockudo:resume\",\"data\":{\"channel_positions\":{");
     for (i, (channel, stream_id, serial)) in positions.into_iter().enumerate() {
         if i > 0 {
@@ -184,9 +169,7 @@ pub fn push_timestamp(out: &mut Vec<u8>, ns: u64) {
 pub fn scan_timestamp(text: &[u8]) -> Option<u64> {
     let mut from = 0;
     while from + TS_LEN <= text.len() {
-        let off = text[from..text.len() - TS_LEN + 1]
-            .iter()
-            .position(|&b| b == b'~')?;
+        let off = text[from..text.len() - TS_LEN + 1].iter().position(|&b| b == b'~')?;
         let at = from + off;
         if &text[at..at + TS_MARKER.len()] == TS_MARKER {
             let mut v = 0u64;
@@ -213,13 +196,7 @@ pub fn scan_timestamp(text: &[u8]) -> Option<u64> {
 
 /// `{"event":"pusher:subscribe","data":{"channel":"…"[,"auth":"…","channel_data":"…"]}}`.
 /// `channel_data` is raw JSON; it is escaped into a JSON string here.
-pub fn subscribe(
-    out: &mut Vec<u8>,
-    proto: Protocol,
-    channel: &str,
-    auth: Option<&str>,
-    channel_data: Option<&str>,
-) {
+pub fn subscribe(out: &mut Vec<u8>, proto: Protocol, channel: &str, auth: Option<&str>, channel_data: Option<&str>) {
     out.extend_from_slice(b"{\"event\":\"");
     out.extend_from_slice(proto.prefix().as_bytes());
     out.extend_from_slice(b":subscribe\",\"data\":{\"channel\":\"");
@@ -293,21 +270,9 @@ mod tests {
     fn timestamp_scan_edge_cases() {
         assert_eq!(scan_timestamp(b""), None);
         assert_eq!(scan_timestamp(b"~lt:0123"), None, "truncated");
-        assert_eq!(
-            scan_timestamp(b"~~lt~lt:zz~lt:00000000000000ff"),
-            Some(255),
-            "false starts skipped"
-        );
-        assert_eq!(
-            scan_timestamp(b"~lt:00000000000000fX ~lt:0000000000000010"),
-            Some(16),
-            "bad digits skipped"
-        );
-        assert_eq!(
-            scan_timestamp(b"xx~lt:000000000000abcd"),
-            Some(0xabcd),
-            "marker at the very end"
-        );
+        assert_eq!(scan_timestamp(b"~~lt~lt:zz~lt:00000000000000ff"), Some(255), "false starts skipped");
+        assert_eq!(scan_timestamp(b"~lt:00000000000000fX ~lt:0000000000000010"), Some(16), "bad digits skipped");
+        assert_eq!(scan_timestamp(b"xx~lt:000000000000abcd"), Some(0xabcd), "marker at the very end");
         // Payload with the marker at the end of a V2 envelope with extra fields.
         let v2 = b"{\"event\":\"e\",\"channel\":\"c\",\"data\":\"~lt:0000000000000001\",\"message_id\":\"m~\"}";
         assert_eq!(scan_timestamp(v2), Some(1));
@@ -317,16 +282,10 @@ mod tests {
     fn event_names_and_fields() {
         let est = br#"{"event":"pusher:connection_established","data":"{\"socket_id\":\"4820174023.113\",\"activity_timeout\":120}"}"#;
         assert_eq!(event_name(est), Some(&b"pusher:connection_established"[..]));
-        assert_eq!(
-            classify(event_name(est).unwrap()),
-            Kind::ConnectionEstablished
-        );
+        assert_eq!(classify(event_name(est).unwrap()), Kind::ConnectionEstablished);
         assert_eq!(socket_id(est), Some(&b"4820174023.113"[..]));
         let spaced = br#"{"data": "{}", "event": "sockudo_internal:subscription_succeeded", "channel": "a-b"}"#;
-        assert_eq!(
-            classify(event_name(spaced).unwrap()),
-            Kind::SubscriptionSucceeded
-        );
+        assert_eq!(classify(event_name(spaced).unwrap()), Kind::SubscriptionSucceeded);
         assert_eq!(channel(spaced), Some(&b"a-b"[..]));
         assert_eq!(classify(b"pusher:ping"), Kind::Ping);
         assert_eq!(classify(b"sockudo:ping"), Kind::Ping);
@@ -343,10 +302,7 @@ mod tests {
         assert_eq!(v2_position(f), Some((&b"S-1"[..], 42)));
         let sub = br#"{"event":"sockudo_internal:subscription_succeeded","channel":"c","data":"{\"attach_serial\":7}","message_id":"m","stream_id":"ab","serial":7}"#;
         assert_eq!(v2_position(sub), Some((&b"ab"[..], 7)));
-        assert_eq!(
-            v2_position(br#"{"event":"e","channel":"c","data":"x"}"#),
-            None
-        );
+        assert_eq!(v2_position(br#"{"event":"e","channel":"c","data":"x"}"#), None);
         let mut out = Vec::new();
         resume(&mut out, [("a", &b"S"[..], 3), ("b", &b"T"[..], 0)]);
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
@@ -358,13 +314,7 @@ mod tests {
     #[test]
     fn builders() {
         let mut out = Vec::new();
-        subscribe(
-            &mut out,
-            Protocol::V1,
-            "presence-r",
-            Some("k:s"),
-            Some(r#"{"user_id":"u1"}"#),
-        );
+        subscribe(&mut out, Protocol::V1, "presence-r", Some("k:s"), Some(r#"{"user_id":"u1"}"#));
         let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
         assert_eq!(v["event"], "pusher:subscribe");
         assert_eq!(v["data"]["channel"], "presence-r");

@@ -25,10 +25,7 @@ pub struct Signer {
 
 impl Signer {
     pub fn new(secret: &str) -> Signer {
-        Signer {
-            mac: HmacSha256::new_from_slice(secret.as_bytes())
-                .expect("hmac accepts any key length"),
-        }
+        Signer { mac: HmacSha256::new_from_slice(secret.as_bytes()).expect("hmac accepts any key length") }
     }
 
     /// Raw HMAC-SHA256 of the concatenation of `parts`.
@@ -55,26 +52,11 @@ impl Signer {
 }
 
 /// The `auth` value of a presence subscribe: `KEY:hex(HMAC(secret, socket_id:channel:channel_data))`.
-pub fn presence_auth(
-    signer: &Signer,
-    key: &str,
-    socket_id: &[u8],
-    channel: &str,
-    channel_data: &str,
-) -> String {
+pub fn presence_auth(signer: &Signer, key: &str, socket_id: &[u8], channel: &str, channel_data: &str) -> String {
     let mut out = Vec::with_capacity(key.len() + 65);
     out.extend_from_slice(key.as_bytes());
     out.push(b':');
-    signer.push_sig_hex(
-        &mut out,
-        &[
-            socket_id,
-            b":",
-            channel.as_bytes(),
-            b":",
-            channel_data.as_bytes(),
-        ],
-    );
+    signer.push_sig_hex(&mut out, &[socket_id, b":", channel.as_bytes(), b":", channel_data.as_bytes()]);
     String::from_utf8(out).expect("ascii")
 }
 
@@ -114,10 +96,7 @@ pub fn push_signed_post_query(
     use std::io::Write;
     let md5 = md5_hex(body);
     let start = out.len();
-    let _ = write!(
-        out,
-        "auth_key={key}&auth_timestamp={timestamp}&auth_version=1.0&body_md5="
-    );
+    let _ = write!(out, "auth_key={key}&auth_timestamp={timestamp}&auth_version=1.0&body_md5=");
     out.extend_from_slice(&md5);
     scratch.clear();
     scratch.extend_from_slice(b"POST\n");
@@ -136,10 +115,7 @@ mod tests {
     fn rest_signature_vector() {
         let s = Signer::new("app-secret");
         let msg = "POST\n/apps/app-id/events\nauth_key=app-key&auth_timestamp=1700000000&auth_version=1.0&body_md5=67ca2151445b18af0a3f01aba9ce65d8";
-        assert_eq!(
-            s.sig_hex(msg.as_bytes()),
-            "d96fbf3f259ab358a0a5d1b89ae941437f91495d3d8fc64e36f8c4a1f4697371"
-        );
+        assert_eq!(s.sig_hex(msg.as_bytes()), "d96fbf3f259ab358a0a5d1b89ae941437f91495d3d8fc64e36f8c4a1f4697371");
     }
 
     #[test]
@@ -149,15 +125,7 @@ mod tests {
         assert_eq!(&md5_hex(b""), b"d41d8cd98f00b204e9800998ecf8427e");
         let (mut out, mut scratch) = (Vec::new(), Vec::new());
         let s = Signer::new("app-secret");
-        push_signed_post_query(
-            &mut out,
-            &mut scratch,
-            &s,
-            "app-key",
-            b"/apps/app-id/events",
-            1_700_000_000,
-            body,
-        );
+        push_signed_post_query(&mut out, &mut scratch, &s, "app-key", b"/apps/app-id/events", 1_700_000_000, body);
         assert_eq!(
             std::str::from_utf8(&out).unwrap(),
             "auth_key=app-key&auth_timestamp=1700000000&auth_version=1.0&body_md5=67ca2151445b18af0a3f01aba9ce65d8\

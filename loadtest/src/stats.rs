@@ -108,10 +108,8 @@ impl Shared {
     }
 
     pub fn set_phase(&self, phase: u32, now: u64) {
-        self.phase_ns
-            .store(now, std::sync::atomic::Ordering::Release);
-        self.phase
-            .store(phase, std::sync::atomic::Ordering::Release);
+        self.phase_ns.store(now, std::sync::atomic::Ordering::Release);
+        self.phase.store(phase, std::sync::atomic::Ordering::Release);
     }
 
     pub fn totals(&self) -> Totals {
@@ -120,18 +118,8 @@ impl Shared {
             t.add(w);
         }
         // A max, not a sum.
-        t.last_view_change_ns = self
-            .workers
-            .iter()
-            .map(|w| w.last_view_change_ns.load(Relaxed))
-            .max()
-            .unwrap_or(0);
-        t.leave_applied_ns = self
-            .workers
-            .iter()
-            .map(|w| w.leave_applied_ns.load(Relaxed))
-            .min()
-            .unwrap_or(0);
+        t.last_view_change_ns = self.workers.iter().map(|w| w.last_view_change_ns.load(Relaxed)).max().unwrap_or(0);
+        t.leave_applied_ns = self.workers.iter().map(|w| w.leave_applied_ns.load(Relaxed)).min().unwrap_or(0);
         t
     }
 

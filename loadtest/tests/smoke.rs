@@ -15,11 +15,7 @@ fn server_binary() -> Option<PathBuf> {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
 }
 
 struct Server {
@@ -62,10 +58,7 @@ fn start_server() -> Option<Server> {
         .expect("start server");
     let start = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < Duration::from_secs(10),
-            "server did not start"
-        );
+        assert!(start.elapsed() < Duration::from_secs(10), "server did not start");
         std::thread::sleep(Duration::from_millis(50));
     }
     Some(Server { child, port, data_dir })
@@ -79,8 +72,7 @@ fn loadtest(server: &Server, args: &[&str]) -> (i32, String) {
         .args(["--port", &port, "--server-pid", &pid, "--quiet"])
         .output()
         .expect("run loadtest");
-    let text =
-        String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
     (out.status.code().unwrap_or(-1), text)
 }
 
@@ -115,12 +107,7 @@ fn scenarios_against_the_server() {
     assert_eq!(record["passed"], true);
     assert_eq!(record["metrics"]["deliveries_expected"], 600);
     assert_eq!(record["metrics"]["deliveries_received"], 600);
-    assert!(
-        record["latency"]["publish → receipt"]["p99_us"]
-            .as_f64()
-            .unwrap()
-            > 0.0
-    );
+    assert!(record["latency"]["publish → receipt"]["p99_us"].as_f64().unwrap() > 0.0);
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("<svg") && page.contains("Latency by percentile"));
 
@@ -135,32 +122,14 @@ fn scenarios_against_the_server() {
     assert_eq!(code, 0, "{out}");
 
     // A presence channel over the default 100-member cap cannot converge: exit status 1.
-    let (code, out) = loadtest(
-        &server,
-        &[
-            "presence",
-            "--sockets",
-            "120",
-            "--channels",
-            "1",
-            "--timeout",
-            "3",
-        ],
-    );
+    let (code, out) = loadtest(&server, &["presence", "--sockets", "120", "--channels", "1", "--timeout", "3"]);
     assert_eq!(code, 1, "{out}");
 
     // Storms of abrupt drops + resume: nothing lost, nothing duplicated, no failed resume.
     let json = dir.join("recovery.json");
     let (code, out) = loadtest(
         &server,
-        &[
-            "recovery-storm",
-            "--smoke",
-            "--channels-per-socket",
-            "2",
-            "--json",
-            json.to_str().unwrap(),
-        ],
+        &["recovery-storm", "--smoke", "--channels-per-socket", "2", "--json", json.to_str().unwrap()],
     );
     assert_eq!(code, 0, "{out}");
     let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
@@ -172,13 +141,8 @@ fn scenarios_against_the_server() {
     assert!(m["reconnects"].as_u64().unwrap() > 0, "{out}");
     assert_eq!(m["resumes_ok"], m["reconnects"], "{out}");
     assert!(m["channels_recovered"].as_u64().unwrap() > 0, "{out}");
-    assert!(
-        m["server_cpu_us_per_recovered_channel"].as_f64().is_some(),
-        "{out}"
-    );
-    assert!(record["latency"]["reconnect → resume_success"]["p99_us"]
-        .as_f64()
-        .is_some_and(|v| v > 0.0));
+    assert!(m["server_cpu_us_per_recovered_channel"].as_f64().is_some(), "{out}");
+    assert!(record["latency"]["reconnect → resume_success"]["p99_us"].as_f64().is_some_and(|v| v > 0.0));
     // V2 only.
     let (code, out) = loadtest(&server, &["recovery-storm", "--smoke", "--protocol", "1"]);
     assert_eq!(code, 2, "{out}");
@@ -193,26 +157,14 @@ fn unreachable_server_fails() {
         .args(["fanout", "--smoke", "--port", &port, "--quiet"])
         .output()
         .unwrap();
-    assert_eq!(
-        out.status.code(),
-        Some(1),
-        "{}",
-        String::from_utf8_lossy(&out.stdout)
-    );
+    assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stdout));
     assert!(String::from_utf8_lossy(&out.stdout).contains("failed to connect"));
 }
 
 #[test]
 fn usage_errors_exit_2() {
-    for args in [
-        &["fanout", "--no-such-flag", "1"][..],
-        &["nonsense"],
-        &["fanout", "--batch", "11"],
-    ] {
-        let out = Command::new(env!("CARGO_BIN_EXE_loadtest"))
-            .args(args)
-            .output()
-            .unwrap();
+    for args in [&["fanout", "--no-such-flag", "1"][..], &["nonsense"], &["fanout", "--batch", "11"]] {
+        let out = Command::new(env!("CARGO_BIN_EXE_loadtest")).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }
 }

@@ -1,24 +1,27 @@
-//! Which shard owns a key. The hash is FNV-1a 64 with fixed parameters: stable across
-//! processes, builds and platforms, because durable per-channel state is found through it.
+//! Which shard owns a key. The hash is FNV-1a 64 (the `fnv` crate): stable across processes,
+//! builds and platforms, because durable per-channel state is found through it.
 
-const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
+use fnv::FnvHasher;
+use std::hash::Hasher;
 
 /// A stable 64-bit hash of the concatenation of `parts`, each followed by a 0xff separator so
 /// that ("ab","c") and ("a","bc") differ.
 pub fn stable_hash(parts: &[&[u8]]) -> u64 {
-    stable_hash_from(FNV_OFFSET, parts)
+    hash_parts(FnvHasher::default(), parts)
 }
 
 /// Continues a hash that already covers some leading parts: `stable_hash_from(stable_hash(&[a]),
 /// &[b]) == stable_hash(&[a, b])`. Lets a caller hash a fixed prefix (an app id) once.
-pub fn stable_hash_from(mut h: u64, parts: &[&[u8]]) -> u64 {
+pub fn stable_hash_from(h: u64, parts: &[&[u8]]) -> u64 {
+    hash_parts(FnvHasher::with_key(h), parts)
+}
+
+fn hash_parts(mut h: FnvHasher, parts: &[&[u8]]) -> u64 {
     for part in parts {
-        for &b in part.iter().chain(std::iter::once(&0xffu8)) {
-            h ^= b as u64;
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
+        h.write(part);
+        h.write(&[0xff]);
     }
-    h
+    h.finish()
 }
 
 /// The shard that owns `hash` among `shards` shards.

@@ -15,7 +15,8 @@ pub struct AppConfig {
     pub id: String,
     pub key: String,
     pub secret: String,
-    /// The reference defaults an omitted `enabled` to false (spec 01 Q16); so do we.
+    /// The reference defaults an omitted `enabled` to false; so do we
+    /// (`docs/protocol/pusher.md#app-fields`).
     pub enabled: Option<bool>,
     #[serde(deserialize_with = "num_or_str")]
     pub max_connections: Option<u64>,
@@ -44,11 +45,12 @@ pub struct AppConfig {
     pub allowed_origins: Option<Vec<String>>,
     pub channel_namespaces: Option<Vec<NamespaceConfig>>,
     pub idempotency: AppIdempotency,
-    /// `webhooks = [{ url, event_types, filter, headers, retry, request_timeout_ms }]` (spec 01 §10.3).
+    /// `webhooks = [{ url, event_types, filter, headers, retry, request_timeout_ms }]`
+    /// (`docs/protocol/http-api.md#webhook-configuration`).
     pub webhooks: Option<Vec<WebhookConfig>>,
 }
 
-/// Per-app override of the server's idempotency settings (spec 01 §9).
+/// Per-app override of the server's idempotency settings (`docs/protocol/http-api.md#idempotency`).
 #[derive(Deserialize, Default, Debug, Clone)]
 #[serde(default)]
 pub struct AppIdempotency {
@@ -63,7 +65,8 @@ pub struct NamespaceConfig {
     pub name: String,
 }
 
-/// Limits of one app; 0 never means "unlimited" here: every limit has a number (spec 00).
+/// Limits of one app; 0 never means "unlimited" here: every limit has a number
+/// (`docs/protocol/pusher.md#app-fields`).
 #[derive(Clone, Debug)]
 pub struct Limits {
     /// Sockets of this app across the node; 0 = unlimited.
@@ -103,7 +106,7 @@ pub struct App {
 }
 
 impl App {
-    /// The development app used when no app is configured (spec 00).
+    /// The development app used when no app is configured (`docs/protocol/pusher.md#development-app`).
     pub fn development() -> App {
         let c = AppConfig {
             id: "app-id".into(),
@@ -117,8 +120,8 @@ impl App {
         App::from_config(c).expect("the development app is valid")
     }
 
-    /// Resolves a configured app, applying the defaults of spec 00 to what it leaves unset.
-    /// The error's key is the field name.
+    /// Resolves a configured app, applying the defaults of `docs/protocol/pusher.md#app-fields` to
+    /// what it leaves unset. The error's key is the field name.
     pub fn from_config(c: AppConfig) -> Result<App, ConfigError> {
         for (field, v) in [("id", &c.id), ("key", &c.key), ("secret", &c.secret)] {
             if v.trim().is_empty() {
@@ -152,8 +155,10 @@ impl App {
             client_events_per_window: c.max_client_events_per_second.unwrap_or(10),
             client_event_window: std::time::Duration::from_secs(decay),
             terminate_on_limit: c.terminate_on_limit.unwrap_or(false),
-            max_presence_members: positive("max_presence_members_per_channel", c.max_presence_members_per_channel, 100)? as u64,
-            max_presence_member_bytes: positive("max_presence_member_size_in_kb", c.max_presence_member_size_in_kb, 2)? * 1024,
+            max_presence_members: positive("max_presence_members_per_channel", c.max_presence_members_per_channel, 100)?
+                as u64,
+            max_presence_member_bytes: positive("max_presence_member_size_in_kb", c.max_presence_member_size_in_kb, 2)?
+                * 1024,
             max_channel_name_length: positive("max_channel_name_length", c.max_channel_name_length, 200)?,
             max_event_channels_at_once: positive("max_event_channels_at_once", c.max_event_channels_at_once, 100)?,
             max_event_name_length: positive("max_event_name_length", c.max_event_name_length, 200)?,
@@ -177,7 +182,8 @@ impl App {
         })
     }
 
-    /// Origin check at connect (spec 01 §11.3); only when `allowed_origins` is set.
+    /// Origin check at connect (`docs/protocol/pusher.md#origin-checks`); only when
+    /// `allowed_origins` is set.
     pub fn origin_allowed(&self, origin: Option<&str>) -> bool {
         if self.allowed_origins.is_empty() {
             return true;
@@ -206,7 +212,7 @@ impl App {
     }
 }
 
-/// Config-time validation of an origin pattern (spec 01 §11.3).
+/// Config-time validation of an origin pattern (`docs/protocol/pusher.md#origin-checks`).
 fn check_origin_pattern(p: &str) -> Result<(), &'static str> {
     if p.trim().is_empty() {
         return Err("empty pattern");
@@ -277,8 +283,9 @@ impl Registry {
     }
 }
 
-/// `SOCKUDO_DEFAULT_APP_*` (spec 01 §11.5): with id, key and secret set, the environment's app
-/// replaces the file's apps; `SOCKUDO_DEFAULT_APP_ENABLED=false` removes them all.
+/// `SOCKUDO_DEFAULT_APP_*` (`docs/protocol/pusher.md#app-sources`): with id, key and secret
+/// set, the environment's app replaces the file's apps; `SOCKUDO_DEFAULT_APP_ENABLED=false`
+/// removes them all.
 pub(super) fn apply_env_app(apps: &mut Vec<App>) -> Result<(), ConfigError> {
     if env_bool("SOCKUDO_SKIP_INLINE_APPS")? == Some(true)
         || env_bool("APP_MANAGER_REGISTER_INLINE_APPS")? == Some(false)
@@ -313,7 +320,10 @@ pub(super) fn apply_env_app(apps: &mut Vec<App>) -> Result<(), ConfigError> {
         c.allowed_origins = Some(o.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
     }
     apps.clear();
-    apps.push(App::from_config(c).map_err(|e| ConfigError::new(format!("SOCKUDO_DEFAULT_APP_{}", e.key.to_uppercase()), e.problem))?);
+    apps.push(
+        App::from_config(c)
+            .map_err(|e| ConfigError::new(format!("SOCKUDO_DEFAULT_APP_{}", e.key.to_uppercase()), e.problem))?,
+    );
     Ok(())
 }
 

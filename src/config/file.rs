@@ -174,4 +174,3 @@ pub(super) fn read_file(path: &Path) -> Result<FileConfig, ConfigError> {
     }
     Ok(parsed)
 }
-

@@ -27,9 +27,8 @@ impl Flags {
                 Some((n, v)) if n.starts_with("--") => (n.to_owned(), Some(v.to_owned())),
                 _ => (a.clone(), None),
             };
-            let mut value = |key: &str| {
-                inline.clone().or_else(|| it.next()).ok_or_else(|| ConfigError::new(key, "needs a value"))
-            };
+            let mut value =
+                |key: &str| inline.clone().or_else(|| it.next()).ok_or_else(|| ConfigError::new(key, "needs a value"));
             match name.as_str() {
                 "--config" | "-c" => f.config = Some(PathBuf::from(value("--config")?)),
                 "--host" => f.host = Some(value("--host")?),
@@ -45,4 +44,3 @@ impl Flags {
         Ok(f)
     }
 }
-

@@ -49,7 +49,7 @@ pub struct Config {
     pub max_http_body: usize,
     pub usage_enabled: bool,
     pub idempotency: Idempotency,
-    /// `sockudo:resume` is served (spec 02 §3; on by default, spec 00).
+    /// `sockudo:resume` is served; on by default (`docs/protocol/v2.md#recovery-configuration`).
     pub recovery_enabled: bool,
     /// What each channel's owner keeps in memory for connection recovery.
     pub replay_window: ReplayWindow,
@@ -57,7 +57,8 @@ pub struct Config {
     pub rate_limiter: RateLimiter,
     /// `text`, `json` or `logfmt` (`log_format`, env `LOG_FORMAT`).
     pub log_format: crate::logging::Format,
-    /// Batching, timeouts and bounds of webhook delivery (spec 01 §10.4).
+    /// Batching, timeouts and bounds of webhook delivery
+    /// (`docs/protocol/http-api.md#batching-and-retries`).
     pub webhooks: Settings,
     /// How shards reach each other: request deadline and backlog bound.
     pub mesh: Mesh,
@@ -94,7 +95,10 @@ impl Config {
             apps.push(App::from_config(a).map_err(|e| ConfigError::new(format!("apps[{i}].{}", e.key), e.problem))?);
         }
         if let Some(driver) = file.app_manager.driver.filter(|d| d != "memory") {
-            return Err(ConfigError::new("app_manager.driver", format!("\"{driver}\" is not supported; use \"memory\"")));
+            return Err(ConfigError::new(
+                "app_manager.driver",
+                format!("\"{driver}\" is not supported; use \"memory\""),
+            ));
         }
         apps::apply_env_app(&mut apps)?;
         let mut builtin_dev_app = false;
@@ -121,20 +125,27 @@ impl Config {
             ),
             max_message_bytes,
             max_connections: env("SOCKUDO_MAX_CONNECTIONS")?.or(file.max_connections).unwrap_or(0),
-            shutdown_grace: Duration::from_secs(env("SHUTDOWN_GRACE_PERIOD")?.or(file.shutdown_grace_period).unwrap_or(10)),
+            shutdown_grace: Duration::from_secs(
+                env("SHUTDOWN_GRACE_PERIOD")?.or(file.shutdown_grace_period).unwrap_or(10),
+            ),
             max_queued_messages: env("WEBSOCKET_MAX_MESSAGES")?.or(file.websocket.max_messages).unwrap_or(1000).max(1),
             max_queued_bytes: max_bytes.unwrap_or(8 << 20).max(max_message_bytes),
             disconnect_on_buffer_full: env_bool("WEBSOCKET_DISCONNECT_ON_BUFFER_FULL")?
                 .or(file.websocket.disconnect_on_buffer_full)
                 .unwrap_or(true),
-            max_http_body: env::<usize>("HTTP_API_REQUEST_LIMIT_IN_MB")?.or(file.http_api.request_limit_in_mb).unwrap_or(10)
+            max_http_body: env::<usize>("HTTP_API_REQUEST_LIMIT_IN_MB")?
+                .or(file.http_api.request_limit_in_mb)
+                .unwrap_or(10)
                 << 20,
             usage_enabled: env_bool("HTTP_API_USAGE_ENABLED")?.or(file.http_api.usage_enabled).unwrap_or(true),
             idempotency: Idempotency {
                 enabled: env_bool("IDEMPOTENCY_ENABLED")?.or(file.idempotency.enabled).unwrap_or(true),
                 ttl: Duration::from_secs(
-                    value::positive("idempotency.ttl_seconds", env("IDEMPOTENCY_TTL_SECONDS")?.or(file.idempotency.ttl_seconds))?
-                        .unwrap_or(120),
+                    value::positive(
+                        "idempotency.ttl_seconds",
+                        env("IDEMPOTENCY_TTL_SECONDS")?.or(file.idempotency.ttl_seconds),
+                    )?
+                    .unwrap_or(120),
                 ),
                 max_key_length: value::positive(
                     "idempotency.max_key_length",
@@ -142,10 +153,14 @@ impl Config {
                 )?
                 .unwrap_or(128),
             },
-            recovery_enabled: env_bool("CONNECTION_RECOVERY_ENABLED")?.or(file.connection_recovery.enabled).unwrap_or(true),
+            recovery_enabled: env_bool("CONNECTION_RECOVERY_ENABLED")?
+                .or(file.connection_recovery.enabled)
+                .unwrap_or(true),
             replay_window: ReplayWindow {
                 age: Duration::from_secs(
-                    env("CONNECTION_RECOVERY_BUFFER_TTL")?.or(file.connection_recovery.buffer_ttl_seconds).unwrap_or(120),
+                    env("CONNECTION_RECOVERY_BUFFER_TTL")?
+                        .or(file.connection_recovery.buffer_ttl_seconds)
+                        .unwrap_or(120),
                 ),
                 count: value::positive(
                     "connection_recovery.max_buffer_size",
@@ -161,14 +176,26 @@ impl Config {
             history: sections::history(flags.data_dir, file.storage, file.history)?,
             log_format: match env::<String>("LOG_FORMAT")?.or(file.log_format) {
                 None => crate::logging::Format::Text,
-                Some(v) => crate::logging::Format::parse(&v)
-                    .ok_or_else(|| ConfigError::new("log_format", format!("\"{v}\" is not one of \"text\", \"json\", \"logfmt\"")))?,
+                Some(v) => crate::logging::Format::parse(&v).ok_or_else(|| {
+                    ConfigError::new("log_format", format!("\"{v}\" is not one of \"text\", \"json\", \"logfmt\""))
+                })?,
             },
             rate_limiter: RateLimiter {
-                // Spec 00: tests and local development on the built-in app are not throttled.
+                // Tests and local development on the built-in app are not throttled
+                // (`docs/protocol/http-api.md#rate-limits`).
                 enabled: env_bool("RATE_LIMITER_ENABLED")?.or(file.rate_limiter.enabled).unwrap_or(!builtin_dev_app),
-                api: sections::rate_limit("rate_limiter.api_rate_limit", "RATE_LIMITER_API", file.rate_limiter.api_rate_limit, (1000, 1))?,
-                websocket: sections::rate_limit("rate_limiter.websocket_rate_limit", "RATE_LIMITER_WS", file.rate_limiter.websocket_rate_limit, (100, 10))?,
+                api: sections::rate_limit(
+                    "rate_limiter.api_rate_limit",
+                    "RATE_LIMITER_API",
+                    file.rate_limiter.api_rate_limit,
+                    (1000, 1),
+                )?,
+                websocket: sections::rate_limit(
+                    "rate_limiter.websocket_rate_limit",
+                    "RATE_LIMITER_WS",
+                    file.rate_limiter.websocket_rate_limit,
+                    (100, 10),
+                )?,
             },
             webhooks: Settings::load(file.webhooks)?,
             mesh: sections::mesh(file.mesh)?,
@@ -213,7 +240,8 @@ mod tests {
         assert!(e.problem.contains("abc"), "{e}");
         let e = load_str("[[apps]]\nid = \"a\"\nkey = \"k\"\nsecret = \"s\"\nmax_event_batch_size = -3").unwrap_err();
         assert!(e.key.contains("max_event_batch_size"), "{e}");
-        let e = load_str("[[apps]]\nid = \"a\"\nkey = \"k\"\nsecret = \"s\"\nallowed_origins = [\"a*b*c\"]").unwrap_err();
+        let e =
+            load_str("[[apps]]\nid = \"a\"\nkey = \"k\"\nsecret = \"s\"\nallowed_origins = [\"a*b*c\"]").unwrap_err();
         assert!(e.key.contains("allowed_origins"), "{e}");
         let e = load_str("[[apps]]\nid = \"a\"\nkey = \"\"\nsecret = \"s\"").unwrap_err();
         assert!(e.key.contains("key"), "{e}");

@@ -15,8 +15,9 @@ pub struct RateLimit {
     pub trust_hops: usize,
 }
 
-/// Node-wide rate limits (spec 01 §8.1, spec 00): HTTP API requests per app and WebSocket
-/// connects per client IP. Off by default when only the built-in development app runs.
+/// Node-wide rate limits (`docs/protocol/http-api.md#rate-limits`): HTTP API requests per app
+/// and WebSocket connects per client IP. Off by default when only the built-in development app
+/// runs.
 #[derive(Clone, Debug)]
 pub struct RateLimiter {
     pub enabled: bool,
@@ -24,9 +25,18 @@ pub struct RateLimiter {
     pub websocket: RateLimit,
 }
 
-pub(super) fn rate_limit(prefix: &str, env_prefix: &str, f: RateLimitFile, default: (u32, u64)) -> Result<RateLimit, ConfigError> {
-    let max = positive(&format!("{prefix}.max_requests"), env(&format!("{env_prefix}_MAX_REQUESTS"))?.or(f.max_requests))?;
-    let window = positive(&format!("{prefix}.window_seconds"), env(&format!("{env_prefix}_WINDOW_SECONDS"))?.or(f.window_seconds))?;
+pub(super) fn rate_limit(
+    prefix: &str,
+    env_prefix: &str,
+    f: RateLimitFile,
+    default: (u32, u64),
+) -> Result<RateLimit, ConfigError> {
+    let max =
+        positive(&format!("{prefix}.max_requests"), env(&format!("{env_prefix}_MAX_REQUESTS"))?.or(f.max_requests))?;
+    let window = positive(
+        &format!("{prefix}.window_seconds"),
+        env(&format!("{env_prefix}_WINDOW_SECONDS"))?.or(f.window_seconds),
+    )?;
     Ok(RateLimit {
         max_requests: max.unwrap_or(default.0),
         window: Duration::from_secs(window.unwrap_or(default.1)),
@@ -34,19 +44,22 @@ pub(super) fn rate_limit(prefix: &str, env_prefix: &str, f: RateLimitFile, defau
     })
 }
 
-/// Durable channel history (spec 02 §4–5). Off means no store is opened: serials, recovery and
-/// idempotency then live in memory only and start over after a restart.
+/// Durable channel history (`docs/protocol/v2.md#durable-history`). Off means no store is
+/// opened: serials, recovery and idempotency then live in memory only and start over after a
+/// restart.
 #[derive(Clone, Debug)]
 pub struct History {
     pub enabled: bool,
     pub rewind_enabled: bool,
-    /// Largest history page and rewind (spec 02 §5.1, §4.1).
+    /// Largest history page and rewind (`docs/protocol/v2.md#http-history`,
+    /// `docs/protocol/v2.md#rewind-request`).
     pub max_page_size: usize,
     pub data_dir: PathBuf,
     pub store: storage::StoreConfig,
 }
 
-/// Publish idempotency (spec 01 §9); apps may override `enabled` and the window.
+/// Publish idempotency (`docs/protocol/http-api.md#idempotency`); apps may override `enabled` and
+/// the window.
 #[derive(Clone, Debug)]
 pub struct Idempotency {
     pub enabled: bool,
@@ -54,10 +67,10 @@ pub struct Idempotency {
     pub max_key_length: usize,
 }
 
-/// How much of a stream stays in memory for recovery: a message is dropped once it is both
-/// older than `age` and beyond the newest `count` (spec 00: 120 s or 1,000 messages, whichever
-/// is larger), or when the buffer holds more than `bytes` (a very busy channel must not hold
-/// minutes of traffic in memory).
+/// How much of a stream stays in memory for recovery: a message is dropped once it is both older
+/// than `age` and beyond the newest `count` (by default 120 s or 1,000 messages, whichever is
+/// larger: `docs/protocol/v2.md#recovery-configuration`), or when the buffer holds more than
+/// `bytes` (a very busy channel must not hold minutes of traffic in memory).
 #[derive(Clone, Copy, Debug)]
 pub struct ReplayWindow {
     pub age: Duration,
@@ -84,19 +97,27 @@ pub(super) fn mesh(f: MeshFile) -> Result<Mesh, ConfigError> {
     })
 }
 
-pub(super) fn history(flag_dir: Option<PathBuf>, storage: StorageFile, file: HistoryFile) -> Result<History, ConfigError> {
+pub(super) fn history(
+    flag_dir: Option<PathBuf>,
+    storage: StorageFile,
+    file: HistoryFile,
+) -> Result<History, ConfigError> {
     let data_dir = flag_dir
         .or(std::env::var_os("SOCKUDO_DATA_DIR").filter(|v| !v.is_empty()).map(PathBuf::from))
         .or(storage.data_dir)
         .unwrap_or_else(|| PathBuf::from("./data"));
-    let interval = positive("storage.fsync_interval_ms", env("STORAGE_FSYNC_INTERVAL_MS")?.or(storage.fsync_interval_ms))?
-        .unwrap_or(10);
+    let interval =
+        positive("storage.fsync_interval_ms", env("STORAGE_FSYNC_INTERVAL_MS")?.or(storage.fsync_interval_ms))?
+            .unwrap_or(10);
     let fsync = match env::<String>("STORAGE_FSYNC")?.or(storage.fsync).as_deref().map(str::trim) {
         None | Some("interval") => storage::Fsync::Interval(Duration::from_millis(interval)),
         Some("always") => storage::Fsync::Always,
         Some("os") => storage::Fsync::Os,
         Some(other) => {
-            return Err(ConfigError::new("storage.fsync", format!("\"{other}\" is not one of \"always\", \"interval\", \"os\"")))
+            return Err(ConfigError::new(
+                "storage.fsync",
+                format!("\"{other}\" is not one of \"always\", \"interval\", \"os\""),
+            ))
         }
     };
     let retention = storage::Retention {
@@ -124,4 +145,3 @@ pub(super) fn history(flag_dir: Option<PathBuf>, storage: StorageFile, file: His
         store: storage::StoreConfig { fsync, retention, ..storage::StoreConfig::default() },
     })
 }
-

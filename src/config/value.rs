@@ -25,7 +25,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-/// Accepts a number, a numeric string (`"100"`) or `null` (spec 01 §11.1).
+/// Accepts a number, a numeric string (`"100"`) or `null` (`docs/protocol/pusher.md#app-fields`).
 pub fn num_or_str<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
 where
     D: Deserializer<'de>,
@@ -79,4 +79,3 @@ pub(crate) fn positive<T: PartialEq + Default>(key: &str, v: Option<T>) -> Resul
         v => Ok(v),
     }
 }
-

@@ -8,7 +8,7 @@ use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-/// The webhook events this server sends (spec 01 §10.1, V1 scope).
+/// The webhook events this server sends (`docs/protocol/http-api.md#webhook-events`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
     ChannelOccupied,
@@ -53,8 +53,8 @@ impl EventKind {
     }
 }
 
-/// Event types of the reference's V2 part (spec 01 §10.1 last row): accepted in a config so
-/// that a Sockudo file loads, never sent by this server.
+/// Event types of the reference's V2 part (`docs/protocol/http-api.md#webhook-events`):
+/// accepted in a config so that a Sockudo file loads, never sent by this server.
 fn is_v2_event_type(name: &str) -> bool {
     matches!(name, "member_updated" | "message_version_created")
         || ["annotation_", "ai_", "push_"].iter().any(|p| name.starts_with(p))
@@ -62,7 +62,7 @@ fn is_v2_event_type(name: &str) -> bool {
 
 // ---- per-app configuration -------------------------------------------------------------------
 
-/// One webhook as written in an app's config (spec 01 §10.3).
+/// One webhook as written in an app's config (`docs/protocol/http-api.md#webhook-configuration`).
 #[derive(Deserialize, Default, Debug, Clone)]
 #[serde(default)]
 pub struct WebhookConfig {
@@ -78,7 +78,8 @@ pub struct WebhookConfig {
     pub request_timeout_ms: Option<u64>,
 }
 
-/// Which channels a webhook hears about; every given field must match (spec 01 §10.3).
+/// Which channels a webhook hears about; every given field must match
+/// (`docs/protocol/http-api.md#webhook-configuration`).
 #[derive(Deserialize, Default, Debug, Clone)]
 #[serde(default)]
 pub struct FilterConfig {
@@ -89,7 +90,8 @@ pub struct FilterConfig {
     pub channel_namespaces: Option<Vec<String>>,
 }
 
-/// Retry settings; unset fields take the server's `[webhooks.retry]` (spec 01 §10.4).
+/// Retry settings; unset fields take the server's `[webhooks.retry]`
+/// (`docs/protocol/http-api.md#batching-and-retries`).
 #[derive(Deserialize, Default, Debug, Clone)]
 #[serde(default)]
 pub struct RetryConfig {
@@ -172,7 +174,8 @@ impl Filter {
 }
 
 /// A channel's namespace: the text before the first `:` after its type prefix
-/// (`private-chat:room` is in `chat`), as in the naming rules (spec 01 §6.2).
+/// (`private-chat:room` is in `chat`), as in the naming rules
+/// (`docs/protocol/pusher.md#channel-names`).
 fn namespace_of(channel: &str) -> Option<&str> {
     channel::classify(channel).1.split_once(':').map(|(ns, _)| ns)
 }
@@ -202,7 +205,8 @@ pub fn wants(hooks: &[Webhook], kind: EventKind, channel: &str) -> bool {
     hooks.iter().any(|h| h.wants(kind, channel))
 }
 
-/// Headers a webhook may not set: the server sets them (spec 01 §10.2) or HTTP does.
+/// Headers a webhook may not set: the server sets them
+/// (`docs/protocol/http-api.md#webhook-requests`) or HTTP does.
 const RESERVED_HEADERS: [&str; 6] =
     ["content-type", "content-length", "host", "transfer-encoding", "x-pusher-key", "x-pusher-signature"];
 
@@ -303,7 +307,7 @@ struct BatchingFile {
     size: Option<usize>,
 }
 
-/// When a failed delivery is tried again (spec 01 §10.4).
+/// When a failed delivery is tried again (`docs/protocol/http-api.md#batching-and-retries`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Retry {
     pub enabled: bool,
@@ -370,7 +374,8 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// Resolves `[webhooks]` with the `WEBHOOK_BATCHING_*` variables over it (spec 01 §11.5).
+    /// Resolves `[webhooks]` with the `WEBHOOK_BATCHING_*` variables over it
+    /// (`docs/protocol/http-api.md#batching-and-retries`).
     pub fn load(file: WebhooksFile) -> Result<Settings, ConfigError> {
         let positive = |key: &str, v: Option<u64>, default: u64, max: u64| -> Result<u64, ConfigError> {
             match v.unwrap_or(default) {

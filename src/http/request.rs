@@ -107,9 +107,7 @@ pub fn parse(buf: &[u8], limits: Limits) -> Result<Option<(Request, usize)>, Req
             .trim()
             .to_owned();
         if name == "content-length" {
-            let n = value
-                .parse::<usize>()
-                .map_err(|_| RequestError::Malformed("invalid Content-Length".into()))?;
+            let n = value.parse::<usize>().map_err(|_| RequestError::Malformed("invalid Content-Length".into()))?;
             if content_length.is_some_and(|c| c != n) {
                 return Err(RequestError::Malformed("conflicting Content-Length".into()));
             }
@@ -143,53 +141,15 @@ pub fn parse(buf: &[u8], limits: Limits) -> Result<Option<(Request, usize)>, Req
     Ok(Some((request, head_len + body_len)))
 }
 
-/// Percent-decodes a query component (`+` is a space, as in form encoding).
-pub fn url_decode(s: &str) -> String {
-    percent_decode(s, true)
-}
-
-/// Percent-decodes a path segment (`+` stays a plus).
+/// Percent-decodes a path segment (`+` stays a plus); invalid escapes are kept as they are.
 pub fn path_decode(s: &str) -> String {
-    percent_decode(s, false)
+    percent_encoding::percent_decode_str(s).decode_utf8_lossy().into_owned()
 }
 
-fn percent_decode(s: &str, plus_is_space: bool) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'+' if plus_is_space => out.push(b' '),
-            b'%' if i + 2 < b.len() => {
-                match (hex_val(b[i + 1]), hex_val(b[i + 2])) {
-                    (Some(h), Some(l)) => {
-                        out.push(h << 4 | l);
-                        i += 2;
-                    }
-                    _ => out.push(b'%'),
-                }
-            }
-            c => out.push(c),
-        }
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-fn hex_val(c: u8) -> Option<u8> {
-    (c as char).to_digit(16).map(|d| d as u8)
-}
-
-/// Splits a query string into decoded `(key, value)` pairs in order.
+/// Splits a query string into decoded `(key, value)` pairs in order (form encoding: `+` is a
+/// space).
 pub fn query_pairs(query: &str) -> Vec<(String, String)> {
-    query
-        .split('&')
-        .filter(|p| !p.is_empty())
-        .map(|p| match p.split_once('=') {
-            Some((k, v)) => (url_decode(k), url_decode(v)),
-            None => (url_decode(p), String::new()),
-        })
-        .collect()
+    url::form_urlencoded::parse(query.as_bytes()).map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
 }
 
 #[cfg(test)]
@@ -202,7 +162,10 @@ mod tests {
     fn pipelined_requests_and_partial_bodies() {
         let raw = b"POST /a?x=1 HTTP/1.1\r\nContent-Length: 3\r\n\r\nabcGET /b HTTP/1.1\r\nConnection: close\r\n\r\n";
         let (r1, n1) = parse(raw, LIMITS).unwrap().unwrap();
-        assert_eq!((r1.method.as_str(), r1.path.as_str(), r1.query.as_str(), &r1.body[..]), ("POST", "/a", "x=1", &b"abc"[..]));
+        assert_eq!(
+            (r1.method.as_str(), r1.path.as_str(), r1.query.as_str(), &r1.body[..]),
+            ("POST", "/a", "x=1", &b"abc"[..])
+        );
         assert!(r1.keep_alive);
         let (r2, n2) = parse(&raw[n1..], LIMITS).unwrap().unwrap();
         assert_eq!(r2.path, "/b");
@@ -220,8 +183,11 @@ mod tests {
 
     #[test]
     fn decoding() {
-        assert_eq!(url_decode("a%20b+c%2"), "a b c%2");
+        assert_eq!(query_pairs("x=a%20b+c%2"), vec![("x".into(), "a b c%2".into())]);
         assert_eq!(path_decode("%23server-to-user-4+2"), "#server-to-user-4+2");
-        assert_eq!(query_pairs("a=1&&b=%3D&c"), vec![("a".into(), "1".into()), ("b".into(), "=".into()), ("c".into(), "".into())]);
+        assert_eq!(
+            query_pairs("a=1&&b=%3D&c"),
+            vec![("a".into(), "1".into()), ("b".into(), "=".into()), ("c".into(), "".into())]
+        );
     }
 }

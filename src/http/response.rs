@@ -123,8 +123,13 @@ impl ApiError {
     }
     /// A rate limit refused the request.
     pub fn rate_limited(what: &str, v: &crate::shard::limits::Verdict, window: std::time::Duration) -> ApiError {
-        let message = format!("Rate limit exceeded: {} {what} per {} s; retry in {} s", v.limit, window.as_secs(), v.reset);
-        ApiError { retry_after: Some(v.reset as u32), rate: Some((v.limit, v.remaining, v.reset)), ..Self::new(429, "rate_limited", message) }
+        let message =
+            format!("Rate limit exceeded: {} {what} per {} s; retry in {} s", v.limit, window.as_secs(), v.reset);
+        ApiError {
+            retry_after: Some(v.reset as u32),
+            rate: Some((v.limit, v.remaining, v.reset)),
+            ..Self::new(429, "rate_limited", message)
+        }
     }
     pub fn internal() -> ApiError {
         Self::new(500, "internal_error", "Internal server error")
@@ -162,7 +167,7 @@ impl fmt::Display for ApiError {
 
 impl From<ApiError> for Response {
     fn from(e: ApiError) -> Response {
-        let mut body = format!("{{\"error\":").into_bytes();
+        let mut body = b"{\"error\":".to_vec();
         crate::protocol::outbound::push_json_str(&mut body, &e.message);
         body.extend_from_slice(format!(",\"code\":\"{}\",\"status\":{}}}", e.code, e.status).as_bytes());
         let mut r = Response::json(e.status, body);

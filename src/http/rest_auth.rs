@@ -1,10 +1,10 @@
-//! Pusher REST request authentication (spec 01 §8.2): query signature, timestamp window and
-//! body MD5. The HMAC itself is `crate::auth`'s.
+//! Pusher REST request authentication (`docs/protocol/http-api.md#request-signing`): query
+//! signature, timestamp window and body MD5. The HMAC itself is `crate::auth`'s.
 
 use super::request::{query_pairs, Request};
 use super::response::ApiError;
-use crate::config::{AppIdx, Registry};
 use crate::auth;
+use crate::config::{AppIdx, Registry};
 use md5::{Digest, Md5};
 use std::collections::BTreeMap;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -40,11 +40,10 @@ pub fn authenticate(apps: &Registry, req: &Request, path_app_id: &str) -> Result
     // POST must carry the body's MD5. Other methods may carry one (the Python SDK signs every
     // GET with the MD5 of the empty body); when present it must match the body all the same.
     match params.get("body_md5").filter(|m| !m.is_empty()) {
-        Some(md5) => {
-            if !md5.eq_ignore_ascii_case(&hex::encode(Md5::digest(&req.body))) {
-                return Err(ApiError::auth_failed("body_md5 mismatch"));
-            }
+        Some(md5) if !md5.eq_ignore_ascii_case(&hex::encode(Md5::digest(&req.body))) => {
+            return Err(ApiError::auth_failed("body_md5 mismatch"))
         }
+        Some(_) => {}
         None if req.method == "POST" => return Err(ApiError::auth_failed("Missing body_md5")),
         None => {}
     }

@@ -77,7 +77,8 @@ pub async fn upgrade(hub: Rc<Hub>, conn: Rc<Conn>, req: Request, pending: Vec<u8
         }
         return crate::ws::echo::run(hub, conn, pending).await;
     }
-    let asking = Asking { key: &key, origin: req.header("origin"), token: query.iter().any(|(k, _)| k == "token"), dialect };
+    let asking =
+        Asking { key: &key, origin: req.header("origin"), token: query.iter().any(|(k, _)| k == "token"), dialect };
     // The 101 response leaves in the same send as the first frame (connection_established
     // or the refusal): on loopback each send costs far more than its bytes.
     match admission::admit(&ctx, &asking) {
@@ -101,4 +102,3 @@ pub async fn upgrade(hub: Rc<Hub>, conn: Rc<Conn>, req: Request, pending: Vec<u8
         }
     }
 }
-

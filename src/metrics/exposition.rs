@@ -8,8 +8,8 @@
 //! takes collectors that own what they read.
 
 use super::{
-    AppCounters, Counter, Metrics, Sources, CHANNEL_TYPES, CLOSE_REASONS, CONNECTION_ERRORS, LATENCY_BUCKETS_MS, LIMITERS,
-    PANIC_SITES, RECIPIENT_BUCKETS,
+    AppCounters, Counter, Metrics, Sources, CHANNEL_TYPES, CLOSE_REASONS, CONNECTION_ERRORS, LATENCY_BUCKETS_MS,
+    LIMITERS, PANIC_SITES, RECIPIENT_BUCKETS,
 };
 use prometheus::proto::{self, Bucket, LabelPair, Metric, MetricFamily, MetricType};
 use prometheus::TextEncoder;
@@ -107,7 +107,9 @@ pub fn render(src: &Sources<'_>) -> String {
         ("sockudo_http_received_bytes", "HTTP request bytes", |a| &a.http_received_bytes),
         ("sockudo_http_transmitted_bytes", "HTTP response bytes", |a| &a.http_sent_bytes),
         ("sockudo_idempotency_publish_total", "Publishes carrying an idempotency key", |a| &a.idempotency_publishes),
-        ("sockudo_idempotency_duplicates_total", "Publishes answered from a stored idempotent response", |a| &a.idempotency_duplicates),
+        ("sockudo_idempotency_duplicates_total", "Publishes answered from a stored idempotent response", |a| {
+            &a.idempotency_duplicates
+        }),
     ];
     let f = family(&mut out, "sockudo_connected", GAUGE, "Open WebSocket connections");
     for (id, slot) in &apps {
@@ -120,54 +122,114 @@ pub fn render(src: &Sources<'_>) -> String {
             sample(f, &[("app_id", id), ("port", port)], total(m, *slot, pick) as f64);
         }
     }
-    let f = family(&mut out, "sockudo_slow_consumer_disconnections_total", COUNTER, "Sockets closed with 4100 because their queue was full");
+    let f = family(
+        &mut out,
+        "sockudo_slow_consumer_disconnections_total",
+        COUNTER,
+        "Sockets closed with 4100 because their queue was full",
+    );
     for (id, slot) in &apps {
         sample(f, &[("app_id", id), ("port", port)], total(m, *slot, |a| &a.slow_consumer_disconnections) as f64);
     }
-    let f = family(&mut out, "sockudo_backlog_refusals_total", COUNTER, "Requests and deliveries refused because a shard was too far behind (503 or a client-event error)");
+    let f = family(
+        &mut out,
+        "sockudo_backlog_refusals_total",
+        COUNTER,
+        "Requests and deliveries refused because a shard was too far behind (503 or a client-event error)",
+    );
     sample(f, &[("port", port)], total(m, app_count, |a| &a.backlog_refusals) as f64);
-    let f = family(&mut out, "sockudo_disconnections_by_reason_total", COUNTER, "Closed WebSocket connections by the close code sent or received");
+    let f = family(
+        &mut out,
+        "sockudo_disconnections_by_reason_total",
+        COUNTER,
+        "Closed WebSocket connections by the close code sent or received",
+    );
     for (id, slot) in apps.iter().take(app_count) {
         for (r, reason) in CLOSE_REASONS.iter().enumerate() {
-            sample(f, &[("app_id", id), ("port", port), ("reason", reason)], total(m, *slot, |a| &a.disconnections_by_reason[r]) as f64);
+            sample(
+                f,
+                &[("app_id", id), ("port", port), ("reason", reason)],
+                total(m, *slot, |a| &a.disconnections_by_reason[r]) as f64,
+            );
         }
     }
-    let f = family(&mut out, "sockudo_connection_errors_total", COUNTER, "Refused or failed WebSocket connections by reason (app_id \"unknown\" for unknown keys)");
+    let f = family(
+        &mut out,
+        "sockudo_connection_errors_total",
+        COUNTER,
+        "Refused or failed WebSocket connections by reason (app_id \"unknown\" for unknown keys)",
+    );
     for (id, slot) in &apps {
         let id = if *slot == app_count { "unknown" } else { id.as_str() };
         for (e, name) in CONNECTION_ERRORS.iter().enumerate() {
-            sample(f, &[("app_id", id), ("port", port), ("error_type", name)], total(m, *slot, |a| &a.connection_errors[e]) as f64);
+            sample(
+                f,
+                &[("app_id", id), ("port", port), ("error_type", name)],
+                total(m, *slot, |a| &a.connection_errors[e]) as f64,
+            );
         }
     }
     for (name, help, pick) in [
-        ("sockudo_channel_subscriptions_total", "Channel subscriptions", (|a, t| &a.subscriptions[t]) as fn(&AppCounters, usize) -> &Counter),
-        ("sockudo_channel_unsubscriptions_total", "Channel unsubscriptions (including disconnects)", |a, t| &a.unsubscriptions[t]),
+        (
+            "sockudo_channel_subscriptions_total",
+            "Channel subscriptions",
+            (|a, t| &a.subscriptions[t]) as fn(&AppCounters, usize) -> &Counter,
+        ),
+        ("sockudo_channel_unsubscriptions_total", "Channel unsubscriptions (including disconnects)", |a, t| {
+            &a.unsubscriptions[t]
+        }),
     ] {
         let f = family(&mut out, name, COUNTER, help);
         for (id, slot) in apps.iter().take(app_count) {
             for (t, ty) in CHANNEL_TYPES.iter().enumerate() {
-                sample(f, &[("app_id", id), ("port", port), ("channel_type", ty)], total(m, *slot, |a| pick(a, t)) as f64);
+                sample(
+                    f,
+                    &[("app_id", id), ("port", port), ("channel_type", ty)],
+                    total(m, *slot, |a| pick(a, t)) as f64,
+                );
             }
         }
     }
-    let f = family(&mut out, "sockudo_active_channels", GAUGE, "Channels with at least one subscriber, counted once per shard holding subscribers");
+    let f = family(
+        &mut out,
+        "sockudo_active_channels",
+        GAUGE,
+        "Channels with at least one subscriber, counted once per shard holding subscribers",
+    );
     for (id, slot) in apps.iter().take(app_count) {
         for (t, ty) in CHANNEL_TYPES.iter().enumerate() {
-            sample(f, &[("app_id", id), ("port", port), ("channel_type", ty)], total(m, *slot, |a| &a.active_channels[t]) as i64 as f64);
+            sample(
+                f,
+                &[("app_id", id), ("port", port), ("channel_type", ty)],
+                total(m, *slot, |a| &a.active_channels[t]) as i64 as f64,
+            );
         }
     }
     for (name, help, pick) in [
-        ("sockudo_rate_limit_checks_total", "Rate limit checks", (|a, l| &a.rate_limit_checks[l]) as fn(&AppCounters, usize) -> &Counter),
+        (
+            "sockudo_rate_limit_checks_total",
+            "Rate limit checks",
+            (|a, l| &a.rate_limit_checks[l]) as fn(&AppCounters, usize) -> &Counter,
+        ),
         ("sockudo_rate_limit_triggered_total", "Requests refused by a rate limit", |a, l| &a.rate_limit_triggered[l]),
     ] {
         let f = family(&mut out, name, COUNTER, help);
         for (id, slot) in &apps {
             for (l, (ty, context)) in LIMITERS.iter().enumerate() {
-                sample(f, &[("app_id", id), ("port", port), ("limiter_type", ty), ("request_context", context)], total(m, *slot, |a| pick(a, l)) as f64);
+                sample(
+                    f,
+                    &[("app_id", id), ("port", port), ("limiter_type", ty), ("request_context", context)],
+                    total(m, *slot, |a| pick(a, l)) as f64,
+                );
             }
         }
     }
-    let f = family(&mut out, "sockudo_panics_total", COUNTER, "Panics caught: the socket was closed (1011), the request failed (500) or the task restarted");
+    let f = family(
+        &mut out,
+        "sockudo_panics_total",
+        COUNTER,
+        "Panics caught: the socket was closed (1011), the request failed (500) or the task restarted",
+    );
     for (id, slot) in &apps {
         for (p, site) in PANIC_SITES.iter().enumerate() {
             sample(f, &[("app_id", id), ("port", port), ("context", site)], total(m, *slot, |a| &a.panics[p]) as f64);
@@ -194,7 +256,11 @@ fn webhooks(out: &mut Vec<MetricFamily>, src: &Sources<'_>, port: &str) {
         ("sockudo_webhook_events_queued_total", "Webhook events queued for delivery", w.queued),
         ("sockudo_webhook_events_dropped_total", "Webhook events dropped because the queue was full", w.dropped),
         ("sockudo_webhook_requests_sent_total", "Webhook requests answered with 2xx", w.sent),
-        ("sockudo_webhook_requests_failed_total", "Webhook requests given up (permanent error, retries exhausted, backlog full)", w.failed),
+        (
+            "sockudo_webhook_requests_failed_total",
+            "Webhook requests given up (permanent error, retries exhausted, backlog full)",
+            w.failed,
+        ),
         ("sockudo_webhook_requests_retried_total", "Webhook request retries", w.retried),
     ] {
         sample(family(out, name, MetricType::COUNTER, help), &[("port", port)], value as f64);
@@ -203,7 +269,12 @@ fn webhooks(out: &mut Vec<MetricFamily>, src: &Sources<'_>, port: &str) {
 
 /// `sockudo_broadcast_latency_ms`: only series that saw an observation.
 fn latency(out: &mut Vec<MetricFamily>, m: &Metrics, apps: &[(String, usize)], port: &str) {
-    let f = family(out, "sockudo_broadcast_latency_ms", MetricType::HISTOGRAM, "Publish (owner) to socket queue latency, per delivering shard");
+    let f = family(
+        out,
+        "sockudo_broadcast_latency_ms",
+        MetricType::HISTOGRAM,
+        "Publish (owner) to socket queue latency, per delivering shard",
+    );
     for (id, slot) in apps {
         for (t, ty) in CHANNEL_TYPES.iter().enumerate() {
             for (r, rb) in RECIPIENT_BUCKETS.iter().enumerate() {
@@ -212,7 +283,12 @@ fn latency(out: &mut Vec<MetricFamily>, m: &Metrics, apps: &[(String, usize)], p
                     continue;
                 }
                 let sum_us = total(m, *slot, |a| &a.latency[t][r].sum_us);
-                histogram(f, &[("app_id", id.as_str()), ("port", port), ("channel_type", ty), ("recipient_count_bucket", rb)], &counts, sum_us as f64 / 1000.0);
+                histogram(
+                    f,
+                    &[("app_id", id.as_str()), ("port", port), ("channel_type", ty), ("recipient_count_bucket", rb)],
+                    &counts,
+                    sum_us as f64 / 1000.0,
+                );
             }
         }
     }
@@ -228,14 +304,16 @@ fn per_shard(out: &mut Vec<MetricFamily>, src: &Sources<'_>) {
         let open = sum(s, |a| &a.new_connections).wrapping_sub(sum(s, |a| &a.disconnections));
         sample(f, &[("shard", &i.to_string())], open as i64 as f64);
     }
-    let f = family(out, "sockudo_shard_messages_sent_total", MetricType::COUNTER, "WebSocket messages queued per shard");
+    let f =
+        family(out, "sockudo_shard_messages_sent_total", MetricType::COUNTER, "WebSocket messages queued per shard");
     for (i, s) in m.shards.iter().enumerate() {
         sample(f, &[("shard", &i.to_string())], sum(s, |a| &a.ws_sent) as f64);
     }
     if src.stores.is_empty() {
         return;
     }
-    let f = family(out, "sockudo_store_batches_total", MetricType::COUNTER, "Group-commit batches written per shard store");
+    let f =
+        family(out, "sockudo_store_batches_total", MetricType::COUNTER, "Group-commit batches written per shard store");
     for (i, s) in src.stores.iter().enumerate() {
         sample(f, &[("shard", &i.to_string())], s.batches() as f64);
     }
@@ -252,7 +330,8 @@ fn process(out: &mut Vec<MetricFamily>, m: &Metrics) {
     let fields: Vec<&str> = stat.rsplit_once(')').map_or(vec![], |(_, rest)| rest.split_whitespace().collect());
     let field = |i: usize| fields.get(i).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
     // SAFETY: sysconf has no preconditions.
-    let (ticks, page) = unsafe { (libc::sysconf(libc::_SC_CLK_TCK).max(1) as f64, libc::sysconf(libc::_SC_PAGESIZE).max(1) as u64) };
+    let (ticks, page) =
+        unsafe { (libc::sysconf(libc::_SC_CLK_TCK).max(1) as f64, libc::sysconf(libc::_SC_PAGESIZE).max(1) as u64) };
     let cpu = (field(11) + field(12)) as f64 / ticks;
     let fds = std::fs::read_dir("/proc/self/fd").map_or(0, |d| d.count());
     let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };

@@ -166,7 +166,8 @@ pub enum PanicSite {
 }
 
 /// `sockudo_broadcast_latency_ms` buckets (ms) and recipient-count buckets.
-pub const LATENCY_BUCKETS_MS: [f64; 13] = [0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0];
+pub const LATENCY_BUCKETS_MS: [f64; 13] =
+    [0.5, 1.0, 2.5, 5.0, 10.0, 25.0, 50.0, 100.0, 250.0, 500.0, 1000.0, 2500.0, 5000.0];
 pub const RECIPIENT_BUCKETS: [&str; 5] = ["xs", "sm", "md", "lg", "xl"];
 
 fn recipient_bucket(n: usize) -> usize {
@@ -269,7 +270,7 @@ pub struct Sources<'a> {
 /// Every shard's counters.
 pub struct Metrics {
     shards: Box<[ShardCounters]>,
-    /// Label `port` on every series: the metrics port (spec 01 §12).
+    /// Label `port` on every series: the metrics port (`docs/protocol/http-api.md#metrics`).
     port: String,
     started_at: std::time::SystemTime,
 }
@@ -277,7 +278,11 @@ pub struct Metrics {
 impl Metrics {
     pub fn new(shards: usize, apps: usize, port: u16) -> Metrics {
         let shard = || ShardCounters { apps: (0..=apps).map(|_| AppCounters::default()).collect() };
-        Metrics { shards: (0..shards).map(|_| shard()).collect(), port: port.to_string(), started_at: std::time::SystemTime::now() }
+        Metrics {
+            shards: (0..shards).map(|_| shard()).collect(),
+            port: port.to_string(),
+            started_at: std::time::SystemTime::now(),
+        }
     }
 
     pub fn shard(&self, id: usize) -> &ShardCounters {

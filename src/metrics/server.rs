@@ -9,7 +9,8 @@ use std::time::Duration;
 /// makes the text of one scrape.
 pub fn serve(host: &str, port: u16, render: impl Fn() -> String + Send + 'static) -> Result<(), String> {
     let addr = (host, port);
-    let listener = TcpListener::bind(addr).map_err(|e| format!("cannot listen for metrics on {}:{}: {e}", addr.0, addr.1))?;
+    let listener =
+        TcpListener::bind(addr).map_err(|e| format!("cannot listen for metrics on {}:{}: {e}", addr.0, addr.1))?;
     log::info!("metrics on {}:{}/metrics", addr.0, addr.1);
     std::thread::Builder::new()
         .name("metrics".into())
@@ -45,6 +46,9 @@ fn answer(render: &dyn Fn() -> String, mut stream: TcpStream) -> std::io::Result
         (b"GET", _) => ("404 Not Found", "text/plain", "404 NOT FOUND".to_owned()),
         _ => ("405 Method Not Allowed", "text/plain", "only GET".to_owned()),
     };
-    let response = format!("HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len());
+    let response = format!(
+        "HTTP/1.1 {status}\r\nContent-Type: {kind}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
     stream.write_all(response.as_bytes())
 }

@@ -1,4 +1,5 @@
-//! Channel names: classification by prefix and the naming rules (spec 01 §6).
+//! Channel names: classification by prefix and the naming rules
+//! (`docs/protocol/pusher.md#channel-types`, `docs/protocol/pusher.md#channel-names`).
 
 use super::error::ProtocolError;
 
@@ -22,7 +23,7 @@ pub struct ChannelType {
 }
 
 /// The type prefixes, longest first, with what each means. The reference matches `cache-`
-/// anywhere in a name; we follow spec 01 Q4 Rec and match only these prefixes.
+/// anywhere in a name; we match only these prefixes (`docs/protocol/pusher.md#channel-types`).
 const PREFIXES: [(&str, ChannelType); 7] = [
     ("private-encrypted-cache-", ChannelType { kind: Kind::Private, encrypted: true, cache: true }),
     ("private-cache-", ChannelType { kind: Kind::Private, encrypted: false, cache: true }),
@@ -35,7 +36,7 @@ const PREFIXES: [(&str, ChannelType); 7] = [
 
 const PUBLIC: ChannelType = ChannelType { kind: Kind::Public, encrypted: false, cache: false };
 
-/// The prefix that addresses every socket of one user (spec 01 §6.5).
+/// The prefix that addresses every socket of one user (`docs/protocol/pusher.md#sending-to-a-user`).
 pub const USER_CHANNEL_PREFIX: &str = "#server-to-user-";
 
 /// Classifies `name` and returns its type and the name without its type prefix.
@@ -58,12 +59,12 @@ impl ChannelType {
     }
 
     /// Client events are accepted on private and presence channels, cache variants included
-    /// (spec 01 Q4 Rec), and never on public ones.
+    /// (unlike the reference), and never on public ones.
     pub fn allows_client_events(self) -> bool {
         self.kind != Kind::Public
     }
 
-    /// The `channel_type` label of spec 01 §12.
+    /// The `channel_type` label of the metrics (`docs/protocol/http-api.md#metrics`).
     pub fn metric_label(self) -> &'static str {
         match (self.cache, self.encrypted, self.kind) {
             (true, _, _) => "cache",
@@ -147,8 +148,14 @@ mod tests {
             validate("news:x", 200, &ns).unwrap_err().to_string(),
             "Channel error: Unknown channel namespace 'news'"
         );
-        assert!(validate("bad$chan", 200, &[]).unwrap_err().to_string().starts_with("Channel error: Channel name contains invalid characters"));
-        assert_eq!(validate(&"a".repeat(201), 200, &[]).unwrap_err().to_string(), "Channel error: Channel name too long. Max length is 200");
+        assert!(validate("bad$chan", 200, &[])
+            .unwrap_err()
+            .to_string()
+            .starts_with("Channel error: Channel name contains invalid characters"));
+        assert_eq!(
+            validate(&"a".repeat(201), 200, &[]).unwrap_err().to_string(),
+            "Channel error: Channel name too long. Max length is 200"
+        );
         assert!(validate("", 200, &[]).is_err());
         assert!(validate("#server-to-user-42", 200, &[]).is_ok());
         assert_eq!(validate("bad$chan", 200, &[]).unwrap_err().code(), 4300);

@@ -24,7 +24,9 @@ pub enum ProtocolError {
     /// A full presence channel: the subscribe fails, the socket stays open.
     PresenceFull,
     /// A consumer too slow for its queue.
-    BufferFull { limit: usize },
+    BufferFull {
+        limit: usize,
+    },
     /// The shard that owns what was asked for did not answer in time or is too far behind;
     /// the request failed, the socket stays open and may retry.
     ShardUnavailable(String),
@@ -39,7 +41,9 @@ pub enum ProtocolError {
     /// A history request this socket may not make now.
     HistoryRequest(String),
     RecoveryDisabled,
-    ClientEventRateLimited { terminate: bool },
+    ClientEventRateLimited {
+        terminate: bool,
+    },
     NoRecoveryPositions,
 }
 
@@ -91,11 +95,30 @@ impl ProtocolError {
     pub fn is_fatal(&self) -> bool {
         use ProtocolError::*;
         match self {
-            AppNotFound | AppDisabled | AppOverQuota | TokenRefused(_) | OriginNotAllowed | AuthTimeout
-            | TerminatedByApp | OverCapacity | BufferFull { .. } | ForceReconnect | ServerShutdown | PongTimeout => true,
+            AppNotFound
+            | AppDisabled
+            | AppOverQuota
+            | TokenRefused(_)
+            | OriginNotAllowed
+            | AuthTimeout
+            | TerminatedByApp
+            | OverCapacity
+            | BufferFull { .. }
+            | ForceReconnect
+            | ServerShutdown
+            | PongTimeout => true,
             ClientEventRateLimited { terminate } => *terminate,
-            InvalidFormat(_) | InvalidEventName(_) | Auth(_) | PresenceFull | ShardUnavailable(_) | Channel(_)
-            | ChannelNameInvalid(_) | History(_) | ClientEvent(_) | HistoryRequest(_) | RecoveryDisabled
+            InvalidFormat(_)
+            | InvalidEventName(_)
+            | Auth(_)
+            | PresenceFull
+            | ShardUnavailable(_)
+            | Channel(_)
+            | ChannelNameInvalid(_)
+            | History(_)
+            | ClientEvent(_)
+            | HistoryRequest(_)
+            | RecoveryDisabled
             | NoRecoveryPositions => false,
         }
     }
@@ -116,10 +139,9 @@ impl fmt::Display for ProtocolError {
             AuthTimeout => f.write_str("Connection not authorized within timeout."),
             TerminatedByApp => f.write_str("You got disconnected by the app."),
             OverCapacity | PresenceFull => f.write_str("Over capacity"),
-            BufferFull { limit } => write!(
-                f,
-                "Buffer full: Client buffer full (message limit: {limit}), disconnecting slow consumer"
-            ),
+            BufferFull { limit } => {
+                write!(f, "Buffer full: Client buffer full (message limit: {limit}), disconnecting slow consumer")
+            }
             ShardUnavailable(why) => write!(f, "Over capacity: {why}"),
             ForceReconnect => f.write_str("Force reconnect requested by the app."),
             ServerShutdown => f.write_str("Server is shutting down; reconnect."),
@@ -130,7 +152,9 @@ impl fmt::Display for ProtocolError {
             ClientEvent(why) => write!(f, "Client event error: {why}"),
             HistoryRequest(why) => write!(f, "History request error: {why}"),
             RecoveryDisabled => f.write_str("Connection recovery is not enabled"),
-            ClientEventRateLimited { terminate: true } => f.write_str("Connection closed due to client event rate limit"),
+            ClientEventRateLimited { terminate: true } => {
+                f.write_str("Connection closed due to client event rate limit")
+            }
             ClientEventRateLimited { terminate: false } => f.write_str("Client event rejected due to rate limit"),
             NoRecoveryPositions => f.write_str("No channel recovery positions provided"),
         }

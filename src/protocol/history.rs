@@ -1,6 +1,7 @@
-//! Durable history on the wire (spec 02 §4–5): the parameters of an HTTP history read, of a
-//! WebSocket `sockudo:channel_history` request and of a subscribe's `rewind`, and the one page
-//! shape both history routes answer with.
+//! Durable history on the wire (`docs/protocol/v2.md#durable-history`,
+//! `docs/protocol/v2.md#rewind`): the parameters of an HTTP history read, of a WebSocket
+//! `sockudo:channel_history` request and of a subscribe's `rewind`, and the one page shape both
+//! history routes answer with.
 
 use serde::Serialize;
 use sonic_rs::JsonValueTrait;
@@ -13,11 +14,11 @@ pub struct HistoryParams {
     pub direction: Option<Direction>,
     pub cursor: Option<String>,
     pub bounds: Bounds,
-    /// WebSocket only: end at the socket's attach serial (spec 02 §5.3).
+    /// WebSocket only: end at the socket's attach serial (`docs/protocol/v2.md#websocket-history`).
     pub until_attach: bool,
 }
 
-/// Spec 02 §5.1 direction names, case-insensitive.
+/// The direction names of `docs/protocol/v2.md#http-history`, case-insensitive.
 fn direction(v: &str) -> Result<Direction, String> {
     match v.to_ascii_lowercase().as_str() {
         "newest_first" | "backwards" | "reverse" => Ok(Direction::NewestFirst),
@@ -31,7 +32,8 @@ fn number(key: &str, v: &str) -> Result<u64, String> {
 }
 
 impl HistoryParams {
-    /// The HTTP query string (`start`/`end` are publish times here, spec 02 §15.9).
+    /// The HTTP query string (`start`/`end` are publish times here, serials on the
+    /// WebSocket: `docs/protocol/v2.md#websocket-history`).
     pub fn from_query(pairs: &[(String, String)]) -> Result<HistoryParams, String> {
         let mut p = HistoryParams::default();
         for (k, v) in pairs {
@@ -106,7 +108,7 @@ impl HistoryParams {
     }
 }
 
-/// `rewind` in a subscribe (spec 02 §4.1).
+/// `rewind` in a subscribe (`docs/protocol/v2.md#rewind-request`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Rewind {
     Count(u64),
@@ -157,8 +159,9 @@ struct ContinuityOut<'a> {
     truncated_by_retention: bool,
 }
 
-/// The stream's health as spec 02 §3.6 reports it. A local store is either serving (healthy)
-/// or the request failed with an error, so there is no degraded state to report.
+/// The stream's health as a history page reports it (`docs/protocol/v2.md#stream-state`). A
+/// local store is either serving (healthy) or the request failed with an error, so there is no
+/// degraded state to report.
 #[derive(Serialize)]
 struct StreamState<'a> {
     stream_id: Option<&'a str>,
@@ -178,9 +181,15 @@ pub struct AttachBounds {
     pub attach_serial: Option<u64>,
 }
 
-/// The history page as both routes send it (spec 02 §5.1): items newest or oldest first with
-/// the V2 message as it was delivered.
-pub fn page_json(page: &HistoryPage, direction: Direction, limit: usize, bounds: &Bounds, attach: Option<AttachBounds>) -> String {
+/// The history page as both routes send it (`docs/protocol/v2.md#history-page`): items newest
+/// or oldest first with the V2 message as it was delivered.
+pub fn page_json(
+    page: &HistoryPage,
+    direction: Direction,
+    limit: usize,
+    bounds: &Bounds,
+    attach: Option<AttachBounds>,
+) -> String {
     let stream_id = page.continuity.as_ref().map(|c| c.stream_id.as_str());
     let mut out = String::with_capacity(256 + page.items.iter().map(|i| i.payload.len() + 200).sum::<usize>());
     out.push_str("{\"items\":[");
@@ -293,8 +302,10 @@ mod tests {
 
     #[test]
     fn ws_params_and_aliases() {
-        let v: sonic_rs::Value =
-            sonic_rs::from_str(r#"{"channel":"c","params":{"start":3,"end":"8","untilAttach":true,"direction":"backwards"}}"#).unwrap();
+        let v: sonic_rs::Value = sonic_rs::from_str(
+            r#"{"channel":"c","params":{"start":3,"end":"8","untilAttach":true,"direction":"backwards"}}"#,
+        )
+        .unwrap();
         let p = HistoryParams::from_ws(&v).unwrap();
         assert_eq!((p.bounds.start_serial, p.bounds.end_serial), (Some(3), Some(8)));
         assert!(p.until_attach);

@@ -1,4 +1,5 @@
-//! Client-to-server frames: decoding and the shapes of each event's `data` (spec 01 §4).
+//! Client-to-server frames: decoding and the shapes of each event's `data`
+//! (`docs/protocol/pusher.md#inbound-processing-order`).
 
 use super::error::ProtocolError;
 use serde::Deserialize;
@@ -16,7 +17,8 @@ pub struct ClientFrame<'a> {
     pub data: Option<LazyValue<'a>>,
 }
 
-/// What a frame asks for, routed by name with either prefix family (spec 01 §2.5).
+/// What a frame asks for, routed by name with either prefix family
+/// (`docs/protocol/pusher.md#inbound-processing-order`).
 #[derive(Debug, PartialEq, Eq)]
 pub enum Command<'a> {
     Ping,
@@ -33,8 +35,8 @@ pub enum Command<'a> {
 
 impl<'a> ClientFrame<'a> {
     pub fn parse(bytes: &'a [u8]) -> Result<ClientFrame<'a>, ProtocolError> {
-        let frame: ClientFrame<'a> =
-            sonic_rs::from_slice(bytes).map_err(|e| ProtocolError::invalid_format(format!("Decode failed: {}", first_line(&e))))?;
+        let frame: ClientFrame<'a> = sonic_rs::from_slice(bytes)
+            .map_err(|e| ProtocolError::invalid_format(format!("Decode failed: {}", first_line(&e))))?;
         if frame.event.is_none() {
             return Err(ProtocolError::invalid_event_name("Event name is required"));
         }
@@ -161,7 +163,7 @@ pub struct Member {
 }
 
 /// Parses presence `channel_data`. A numeric `user_id` is accepted and stringified (Laravel
-/// sends integers; spec 01 Q5 Rec).
+/// sends integers), unlike in the reference (`docs/protocol/pusher.md#validation-order`).
 pub fn presence_member(channel_data: &str) -> Result<Member, ProtocolError> {
     #[derive(Deserialize)]
     struct Raw {
@@ -199,15 +201,12 @@ impl Signin {
             user_data: Option<StrOrJson>,
             auth: Option<String>,
         }
-        let raw: Raw = data_object(frame.data.as_ref())
-            .map_err(|e| match e {
-                ProtocolError::InvalidFormat(why) => ProtocolError::Auth(why),
-                other => other,
-            })?;
-        let user_data = raw
-            .user_data
-            .ok_or_else(|| ProtocolError::auth("Missing 'user_data' field in signin data"))?
-            .into_string();
+        let raw: Raw = data_object(frame.data.as_ref()).map_err(|e| match e {
+            ProtocolError::InvalidFormat(why) => ProtocolError::Auth(why),
+            other => other,
+        })?;
+        let user_data =
+            raw.user_data.ok_or_else(|| ProtocolError::auth("Missing 'user_data' field in signin data"))?.into_string();
         let auth = raw.auth.ok_or_else(|| ProtocolError::auth("Missing 'auth' field in signin data"))?;
         Ok(Signin { user_data, auth })
     }
@@ -229,13 +228,15 @@ pub fn user_data(user_data: &str) -> Result<UserData, ProtocolError> {
     let raw: Raw =
         sonic_rs::from_str(user_data).map_err(|e| ProtocolError::auth(format!("Invalid user_data JSON: {e}")))?;
     let id = match raw.id {
-        Some(v) if v.is_str() && !v.as_str().unwrap_or_default().is_empty() => v.as_str().unwrap_or_default().to_owned(),
+        Some(v) if v.is_str() && !v.as_str().unwrap_or_default().is_empty() => {
+            v.as_str().unwrap_or_default().to_owned()
+        }
         _ => return Err(ProtocolError::auth("Missing 'id' field in user_data")),
     };
     Ok(UserData { id, watchlist: raw.watchlist })
 }
 
-/// One channel's recovery position in `sockudo:resume` (spec 02 §3.3).
+/// One channel's recovery position in `sockudo:resume` (`docs/protocol/v2.md#resume-request`).
 #[derive(Debug, PartialEq, Eq)]
 pub struct ResumePosition {
     pub stream_id: Option<String>,
@@ -252,12 +253,13 @@ pub struct Resume {
 }
 
 /// A serial as a JSON number or, since SDKs keep large serials as strings, a decimal string
-/// (spec 02 §2.4).
+/// (`docs/protocol/v2.md#large-serials`).
 fn serial_of(v: &sonic_rs::Value) -> Option<u64> {
     v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
 }
 
-/// `sockudo:channel_history` (spec 02 §5.3): the channel and the page wanted.
+/// `sockudo:channel_history` (`docs/protocol/v2.md#websocket-history`): the channel and the page
+/// wanted.
 pub struct HistoryRequest {
     pub channel: String,
     pub params: super::history::HistoryParams,
@@ -291,12 +293,19 @@ impl Resume {
         let mut positions = Vec::new();
         for (channel, v) in map.iter() {
             let position = if legacy {
-                ResumePosition { stream_id: None, serial: serial_of(v).ok_or_else(|| bad("serial must be an unsigned integer"))?, last_message_id: None }
+                ResumePosition {
+                    stream_id: None,
+                    serial: serial_of(v).ok_or_else(|| bad("serial must be an unsigned integer"))?,
+                    last_message_id: None,
+                }
             } else {
                 let text = |k: &str| v.get(k).and_then(|x| x.as_str()).map(str::to_owned);
                 ResumePosition {
                     stream_id: text("stream_id"),
-                    serial: v.get("serial").and_then(serial_of).ok_or_else(|| bad("serial must be an unsigned integer"))?,
+                    serial: v
+                        .get("serial")
+                        .and_then(serial_of)
+                        .ok_or_else(|| bad("serial must be an unsigned integer"))?,
                     last_message_id: text("last_message_id"),
                 }
             };
@@ -350,8 +359,14 @@ mod tests {
     #[test]
     fn signin_shapes() {
         let f = ClientFrame::parse(br#"{"event":"pusher:signin","data":{"auth":"k:x"}}"#).unwrap();
-        assert_eq!(Signin::parse(&f).unwrap_err().to_string(), "Authentication error: Missing 'user_data' field in signin data");
-        assert_eq!(user_data(r#"{"name":"x"}"#).unwrap_err().to_string(), "Authentication error: Missing 'id' field in user_data");
+        assert_eq!(
+            Signin::parse(&f).unwrap_err().to_string(),
+            "Authentication error: Missing 'user_data' field in signin data"
+        );
+        assert_eq!(
+            user_data(r#"{"name":"x"}"#).unwrap_err().to_string(),
+            "Authentication error: Missing 'id' field in user_data"
+        );
         let u = user_data(r#"{"id":"42","watchlist":["7"]}"#).unwrap();
         assert_eq!((u.id.as_str(), u.watchlist), ("42", Some(vec!["7".to_string()])));
     }

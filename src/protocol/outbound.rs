@@ -1,8 +1,8 @@
 //! Server-to-client frames as JSON text. Built by hand (the shapes are fixed and small), so a
 //! frame costs one allocation and no intermediate tree.
 
-/// Which family of system event names a socket speaks (spec 01 §1): V1 `pusher:` /
-/// `pusher_internal:`, V2 `sockudo:` / `sockudo_internal:`.
+/// Which family of system event names a socket speaks (`docs/protocol/pusher.md#conventions`): V1
+/// `pusher:` / `pusher_internal:`, V2 `sockudo:` / `sockudo_internal:`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Dialect {
     V1,
@@ -62,19 +62,18 @@ impl Encoding {
 
 /// A fresh UUIDv4, the form of `message_id` and `acknowledgement_id`.
 pub fn uuid_v4() -> String {
-    let mut b: [u8; 16] = fastrand::u128(..).to_le_bytes();
-    b[6] = (b[6] & 0x0f) | 0x40;
-    b[8] = (b[8] & 0x3f) | 0x80;
-    let h = hex::encode(b);
-    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..])
+    uuid::Uuid::new_v4().hyphenated().to_string()
 }
 
-/// A frame for one V2 socket gets its own `message_id` (spec 02 §1.4); `json` is an object.
+/// A frame for one V2 socket gets its own `message_id` (`docs/protocol/v2.md#message-ids`); `json`
+/// is an object.
 pub fn with_message_id(json: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(json.len() + 52);
+    let mut id = [0u8; uuid::fmt::Hyphenated::LENGTH];
+    uuid::Uuid::new_v4().hyphenated().encode_lower(&mut id);
+    let mut out = Vec::with_capacity(json.len() + 16 + id.len());
     out.extend_from_slice(&json[..json.len() - 1]);
     out.extend_from_slice(b",\"message_id\":\"");
-    out.extend_from_slice(uuid_v4().as_bytes());
+    out.extend_from_slice(&id);
     out.extend_from_slice(b"\"}");
     out
 }
@@ -107,8 +106,8 @@ pub fn push_json_str(out: &mut Vec<u8>, s: &str) {
     out.push(b'"');
 }
 
-/// The `data` of a channel event: a string (HTTP publishes, spec 01 §3.1) or JSON as a client
-/// sent it.
+/// The `data` of a channel event: a string (HTTP publishes,
+/// `docs/protocol/pusher.md#envelope-and-data-encoding`) or JSON as a client sent it.
 #[derive(Clone, Copy, Debug)]
 pub enum Data<'a> {
     Str(&'a str),
@@ -140,7 +139,7 @@ pub fn event(event: &str, channel: Option<&str>, data: Data<'_>, user_id: Option
     out
 }
 
-/// A message's place in its channel's stream (spec 02 §2.1 fields 9-11).
+/// A message's place in its channel's stream (`docs/protocol/v2.md#message-envelope`).
 #[derive(Clone, Copy, Debug)]
 pub struct Position<'a> {
     pub message_id: &'a str,
@@ -149,7 +148,7 @@ pub struct Position<'a> {
     pub serial: Option<u64>,
 }
 
-/// The V2 broadcast envelope, fields in the order of spec 02 §2.1:
+/// The V2 broadcast envelope, fields in the order of `docs/protocol/v2.md#message-envelope`:
 /// `event, channel, data, user_id, message_id, stream_id, serial, extras`.
 pub fn v2_event(
     name: &str,
@@ -186,7 +185,7 @@ pub fn connection_established(d: Dialect, socket_id: &str, activity_timeout: u64
     event(&system(d, false, "connection_established"), None, Data::Str(&data), None)
 }
 
-/// `pusher:error` with an object `data` and no `channel` (spec 01 §3.5).
+/// `pusher:error` with an object `data` and no `channel` (`docs/protocol/pusher.md#error-frame`).
 pub fn error(d: Dialect, code: u16, message: &str) -> Vec<u8> {
     let mut data = Vec::with_capacity(32 + message.len());
     data.extend_from_slice(format!("{{\"code\":{code},\"message\":").as_bytes());
@@ -205,8 +204,9 @@ pub fn pong(d: Dialect) -> Vec<u8> {
 }
 
 /// `subscription_succeeded`; `data` is the JSON text to send as a string (`{}` or a presence
-/// snapshot). V2 adds the subscriber's starting position (spec 02 §3.2, §4.4): top-level
-/// `stream_id` and `serial`, and `attach_serial` inside the data.
+/// snapshot). V2 adds the subscriber's starting position (`docs/protocol/v2.md#subscription-position`,
+/// `docs/protocol/v2.md#attach-serial`): top-level `stream_id` and `serial`, and `attach_serial`
+/// inside the data.
 pub fn subscription_succeeded(d: Dialect, channel: &str, data: &str, position: (&str, u64)) -> Vec<u8> {
     let name = system(d, true, "subscription_succeeded");
     if d == Dialect::V1 {
@@ -290,7 +290,8 @@ pub struct RecoveredPosition<'a> {
     pub last_message_id: &'a str,
 }
 
-/// `sockudo:resume_success`, once after every channel of a resume (spec 02 §3.5).
+/// `sockudo:resume_success`, once after every channel of a resume
+/// (`docs/protocol/v2.md#resume-responses`).
 pub fn resume_success<F: serde::Serialize>(recovered: &[Recovered<'_>], failed: &[F]) -> Vec<u8> {
     #[derive(serde::Serialize)]
     struct Body<'a, 'b, F> {
@@ -301,7 +302,7 @@ pub fn resume_success<F: serde::Serialize>(recovered: &[Recovered<'_>], failed: 
     event("sockudo:resume_success", None, Data::Str(&data), None)
 }
 
-/// `sockudo:rewind_complete` (spec 02 §4.2 step 5; data-object).
+/// `sockudo:rewind_complete` (`docs/protocol/v2.md#rewind-delivery-order` step 5; data-object).
 #[derive(serde::Serialize)]
 pub struct RewindComplete {
     pub historical_count: usize,
@@ -316,7 +317,7 @@ pub fn rewind_complete(channel: &str, summary: &RewindComplete) -> Vec<u8> {
     event("sockudo:rewind_complete", Some(channel), Data::Raw(&data), None)
 }
 
-/// The answer to `sockudo:channel_history` (spec 02 §5.3; data-object).
+/// The answer to `sockudo:channel_history` (`docs/protocol/v2.md#websocket-history`; data-object).
 pub fn channel_history(channel: &str, page_json: &str) -> Vec<u8> {
     event("sockudo:channel_history", Some(channel), Data::Raw(page_json), None)
 }
@@ -334,7 +335,8 @@ pub fn signin_success(d: Dialect, user_data: &str) -> Vec<u8> {
     event(&system(d, false, "signin_success"), None, Data::Raw(&data), None)
 }
 
-/// Watchlist `online` / `offline` events in the reference format (spec 01 §4.3).
+/// Watchlist `online` / `offline` events in the reference format
+/// (`docs/protocol/pusher.md#watchlist-events`).
 pub fn watchlist(online: bool, user_ids: &[String]) -> Vec<u8> {
     let mut data = b"{\"user_ids\":[".to_vec();
     for (i, id) in user_ids.iter().enumerate() {

@@ -240,7 +240,14 @@ pub enum Taken {
 
 /// Claims `key` on its owner shard. With `wait`, while another request holds it, polls
 /// 6 × 50 ms (the reference's wait) before giving up with `InProgress`.
-pub async fn take(shard: &Rc<Shard>, app: AppIdx, space: Space, key: &str, ttl: Duration, wait: bool) -> Result<Taken, CrossingError> {
+pub async fn take(
+    shard: &Rc<Shard>,
+    app: AppIdx,
+    space: Space,
+    key: &str,
+    ttl: Duration,
+    wait: bool,
+) -> Result<Taken, CrossingError> {
     let key: Arc<str> = key.into();
     let owner = owner(shard, app, space, &key);
     for attempt in 0..if wait { 7 } else { 1 } {

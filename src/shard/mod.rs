@@ -124,7 +124,10 @@ impl Shard {
             }
         }
         if unknown > 0 {
-            log::info!("shard {}: {unknown} stored channel streams belong to apps not configured; kept, unread", self.id);
+            log::info!(
+                "shard {}: {unknown} stored channel streams belong to apps not configured; kept, unread",
+                self.id
+            );
         }
         Ok(())
     }
@@ -190,7 +193,11 @@ pub fn spawn(shard: &Rc<Shard>, what: &'static str, fut: impl Future<Output = ()
 
 /// Runs one of the shard's long-lived tasks for the shard's life: a panic in it is caught,
 /// logged and counted, and the task starts again, so the shard keeps serving.
-pub fn supervise<F: Future<Output = ()> + 'static>(shard: &Rc<Shard>, what: &'static str, task: impl Fn(Rc<Shard>) -> F + 'static) {
+pub fn supervise<F: Future<Output = ()> + 'static>(
+    shard: &Rc<Shard>,
+    what: &'static str,
+    task: impl Fn(Rc<Shard>) -> F + 'static,
+) {
     let s = shard.clone();
     glommio::spawn_local(async move {
         loop {

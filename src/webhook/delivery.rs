@@ -24,7 +24,8 @@ pub(super) struct Delivery {
 
 pub(super) enum Outcome {
     Delivered,
-    /// Connection error, timeout, 5xx, 408, 409, 425 or 429 (spec 01 §10.4).
+    /// Connection error, timeout, 5xx, 408, 409, 425 or 429
+    /// (`docs/protocol/http-api.md#batching-and-retries`).
     Retryable(String),
     Permanent(String),
 }
@@ -50,7 +51,8 @@ impl FailureLog {
     }
 }
 
-/// Makes one attempt of a delivery (spec 01 §10.2 headers); blocking, on a worker thread.
+/// Makes one attempt of a delivery (headers as in `docs/protocol/http-api.md#webhook-requests`);
+/// blocking, on a worker thread.
 pub(super) fn post(agent: &ureq::Agent, apps: &Registry, d: &mut Delivery) -> Outcome {
     d.attempts += 1;
     d.first_attempt.get_or_insert_with(Instant::now);
@@ -90,7 +92,7 @@ pub(super) fn post(agent: &ureq::Agent, apps: &Registry, d: &mut Delivery) -> Ou
     }
 }
 
-/// Statuses worth another attempt (spec 01 §10.4).
+/// Statuses worth another attempt (`docs/protocol/http-api.md#batching-and-retries`).
 pub(super) fn retryable_status(status: u16) -> bool {
     (500..600).contains(&status) || matches!(status, 408 | 409 | 425 | 429)
 }
@@ -100,4 +102,3 @@ fn drain(resp: ureq::Response) {
     let mut sink = Vec::new();
     let _ = resp.into_reader().take(64 << 10).read_to_end(&mut sink);
 }
-

@@ -91,7 +91,8 @@ impl WebhookEvent {
         96 + self.channel().len() + extra
     }
 
-    /// Appends the event object of the payload's `events` array (spec 01 §10.1).
+    /// Appends the event object of the payload's `events` array
+    /// (`docs/protocol/http-api.md#webhook-events`).
     pub fn write_json(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(b"{\"name\":");
         push_json_str(out, self.kind().name());
@@ -109,7 +110,7 @@ impl WebhookEvent {
                 out.extend_from_slice(data.as_bytes());
                 out.extend_from_slice(b",\"socket_id\":");
                 push_json_str(out, socket_id);
-                // Presence client events name their sender (spec 01 Q11 Rec, as Pusher does).
+                // Presence client events name their sender (as Pusher does; the reference does not).
                 if let Some(u) = user_id {
                     out.extend_from_slice(b",\"user_id\":");
                     push_json_str(out, u);
@@ -125,7 +126,7 @@ impl WebhookEvent {
     }
 }
 
-/// The request body: `{"time_ms":..,"events":[..]}` (spec 01 §10.2).
+/// The request body: `{"time_ms":..,"events":[..]}` (`docs/protocol/http-api.md#webhook-requests`).
 pub fn payload<'a>(time_ms: u64, events: impl IntoIterator<Item = &'a WebhookEvent>) -> Vec<u8> {
     let mut out = Vec::with_capacity(256);
     out.extend_from_slice(format!("{{\"time_ms\":{time_ms},\"events\":[").as_bytes());
@@ -148,7 +149,7 @@ mod tests {
         let events = [WebhookEvent::ChannelOccupied { channel: "orders".into() }];
         let body = payload(1_700_000_000_000, &events);
         assert_eq!(body, br#"{"time_ms":1700000000000,"events":[{"name":"channel_occupied","channel":"orders"}]}"#);
-        // Spec 01 §7.4 vector for this body.
+        // The test vector of `docs/protocol/http-api.md#webhook-requests` for this body.
         assert_eq!(
             crate::auth::sign("app-secret", &body),
             "c1b112fcc5fc333a8453bb4b62c1a43094f2126d3c3f4ed442a92f5cda54f8e4"
@@ -178,5 +179,4 @@ mod tests {
             ]})
         );
     }
-
 }

@@ -1,13 +1,13 @@
 //! Delivery: the bounded queue the shards push into, and the threads behind it.
 //!
 //! One dispatcher thread takes events off the queue, gathers them per app for the batch window
-//! (spec 01 §10.4), builds and signs one body per webhook with the events that webhook wants,
-//! and hands the requests to at most `max_concurrent` worker threads (started as needed), each
-//! making blocking HTTP requests. Failed requests come back to the dispatcher, which schedules
-//! the retries. Everything waiting is bounded: the queue (events and bytes), the requests
-//! ready to go (per webhook, and bytes) and the retries waiting (bytes); past a bound the
-//! newest work is dropped and counted, so a dead endpoint costs at most those bounds and never
-//! slows a shard. One webhook holds at most half the workers, so a slow or dead endpoint
+//! (`docs/protocol/http-api.md#batching-and-retries`), builds and signs one body per webhook with
+//! the events that webhook wants, and hands the requests to at most `max_concurrent` worker threads
+//! (started as needed), each making blocking HTTP requests. Failed requests come back to the
+//! dispatcher, which schedules the retries. Everything waiting is bounded: the queue (events and
+//! bytes), the requests ready to go (per webhook, and bytes) and the retries waiting (bytes); past
+//! a bound the newest work is dropped and counted, so a dead endpoint costs at most those bounds
+//! and never slows a shard. One webhook holds at most half the workers, so a slow or dead endpoint
 //! leaves the others room.
 
 use super::delivery::{post, Delivery, FailureLog, Outcome};
@@ -332,8 +332,8 @@ impl Dispatcher {
         }
     }
 
-    /// One signed request per webhook of the app that wants some of these events (spec 01
-    /// §10.2); the same body for the same URL is sent once.
+    /// One signed request per webhook of the app that wants some of these events
+    /// (`docs/protocol/http-api.md#webhook-requests`); the same body for the same URL is sent once.
     fn make_deliveries(&mut self, app: AppIdx, events: Vec<(u64, WebhookEvent)>) {
         let apps = self.apps.clone();
         let a = apps.get(app);
@@ -470,8 +470,8 @@ impl Dispatcher {
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use super::super::delivery::retryable_status;
+    use super::*;
     use crate::config::{App, AppConfig, RetryConfig, WebhookConfig};
 
     /// A registry of one app whose webhooks have these URLs (all for channel_occupied).

@@ -78,4 +78,3 @@ impl Conn {
         unsafe { libc::shutdown(self.fd, libc::SHUT_WR) };
     }
 }
-

@@ -3,9 +3,7 @@
 
 use crate::protocol::outbound::Dialect;
 use base64::Engine;
-use sha1::{Digest, Sha1};
-
-const GUID: &str = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+use tungstenite::handshake::derive_accept_key;
 
 /// Why an upgrade was refused: the status and a message for the body.
 #[derive(Debug, PartialEq, Eq)]
@@ -38,35 +36,17 @@ pub fn accept(req: &impl UpgradeRequest) -> Result<Vec<u8>, Refusal> {
     if req.header("sec-websocket-version") != Some("13") {
         return Err(Refusal { status: 426, message: "Unsupported WebSocket version; use 13" });
     }
-    let key = req.header("sec-websocket-key").filter(|k| {
-        base64::engine::general_purpose::STANDARD.decode(k).map(|b| b.len() == 16).unwrap_or(false)
-    });
+    let key = req
+        .header("sec-websocket-key")
+        .filter(|k| base64::engine::general_purpose::STANDARD.decode(k).map(|b| b.len() == 16).unwrap_or(false));
     let Some(key) = key else {
         return Err(Refusal { status: 400, message: "Missing or invalid Sec-WebSocket-Key" });
     };
     Ok(format!(
         "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Accept: {}\r\n\r\n",
-        accept_key(key)
+        derive_accept_key(key.as_bytes())
     )
     .into_bytes())
-}
-
-fn accept_key(key: &str) -> String {
-    let mut h = Sha1::new();
-    h.update(key.as_bytes());
-    h.update(GUID.as_bytes());
-    base64::engine::general_purpose::STANDARD.encode(h.finalize())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn rfc_accept_key() {
-        // RFC 6455 §1.3.
-        assert_eq!(accept_key("dGhlIHNhbXBsZSBub25jZQ=="), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");
-    }
 }
 
 /// What the upgrade's query asks for (`docs/protocol/v2.md#negotiation`). Unknown parameters
@@ -110,5 +90,37 @@ impl Negotiated {
             Some(_) => return Err("Invalid echo_messages query parameter: use true or false".into()),
         };
         Ok(Negotiated { dialect, echo })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    struct Upgrade(&'static [(&'static str, &'static str)]);
+
+    impl UpgradeRequest for Upgrade {
+        fn method(&self) -> &str {
+            "GET"
+        }
+        fn header(&self, name: &str) -> Option<&str> {
+            self.0.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+        }
+        fn header_has_token(&self, name: &str, token: &str) -> bool {
+            self.header(name).is_some_and(|v| v.split(',').any(|t| t.trim().eq_ignore_ascii_case(token)))
+        }
+    }
+
+    #[test]
+    fn rfc_accept_key() {
+        // The example of RFC 6455 section 1.3.
+        let req = Upgrade(&[
+            ("upgrade", "websocket"),
+            ("connection", "Upgrade"),
+            ("sec-websocket-key", "dGhlIHNhbXBsZSBub25jZQ=="),
+            ("sec-websocket-version", "13"),
+        ]);
+        let response = String::from_utf8(accept(&req).unwrap()).unwrap();
+        assert!(response.contains("\r\nSec-WebSocket-Accept: s3pPLMBiTxaQ9kYGzzhZRbK+xOo=\r\n"));
     }
 }

@@ -63,7 +63,13 @@ impl Hub {
 
     /// Indexes a new WebSocket and queues the handshake response and `connection_established`
     /// (one send for both).
-    pub fn add_socket(&self, conn: Rc<Conn>, app: AppIdx, dialect: Dialect, handshake: Vec<u8>) -> (SocketKey, SocketId) {
+    pub fn add_socket(
+        &self,
+        conn: Rc<Conn>,
+        app: AppIdx,
+        dialect: Dialect,
+        handshake: Vec<u8>,
+    ) -> (SocketKey, SocketId) {
         let id = SocketId::random();
         let key = self.index.borrow_mut().sockets.insert(Socket::new(id, app, dialect, conn, Instant::now()));
         self.counters(Some(app)).new_connections.inc();
@@ -178,7 +184,8 @@ impl Hub {
     /// one channel's). Returns how many went out.
     pub fn release_gates(&self, key: SocketKey, channel: Option<&str>) -> usize {
         let bound = self.queue_bound();
-        let (passed, full) = self.writer.with_dirty(|dirty| self.index.borrow_mut().release_gates(key, channel, bound, dirty));
+        let (passed, full) =
+            self.writer.with_dirty(|dirty| self.index.borrow_mut().release_gates(key, channel, bound, dirty));
         if full {
             self.overflow(key);
         }
@@ -209,10 +216,7 @@ impl Hub {
         let ToUsers { app, user_ids, action } = t;
         let keys: Vec<(SocketKey, SocketId)> = {
             let index = self.index.borrow();
-            user_ids
-                .iter()
-                .flat_map(|u| index.user_sockets(app, u).iter().map(|&k| (k, index.sockets[k].id)))
-                .collect()
+            user_ids.iter().flat_map(|u| index.user_sockets(app, u).iter().map(|&k| (k, index.sockets[k].id))).collect()
         };
         for (key, id) in keys {
             match &action {

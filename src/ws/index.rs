@@ -27,7 +27,8 @@ pub struct Socket {
     pub encoding: Encoding,
     pub conn: Rc<Conn>,
     pub out: Outbox,
-    /// Set by sign-in or by a presence `channel_data.user_id` (spec 01 §4.1).
+    /// Set by sign-in or by a presence `channel_data.user_id`
+    /// (`docs/protocol/pusher.md#presence-channels`).
     pub user_id: Option<Arc<str>>,
     /// Signed in with `pusher:signin` (then `user_id` is the signed-in id).
     pub signed_in: bool,
@@ -57,11 +58,12 @@ pub struct Socket {
 pub struct Subscription {
     /// The presence user id it joined as.
     pub member: Option<Arc<str>>,
-    /// The stream head when it was registered (spec 02 §4.4): later serials arrive live.
+    /// The stream head when it was registered (`docs/protocol/v2.md#attach-serial`): later serials
+    /// arrive live.
     pub attach_serial: u64,
-    /// Live frames held back while recovery or rewind sends older ones (spec 02 §3.4 step 1,
-    /// §4.2): opened when a V2 socket subscribes, released once the input that arrived with
-    /// the subscribe has been handled. `None` once released.
+    /// Live frames held back while recovery or rewind sends older ones
+    /// (`docs/protocol/v2.md#continuity-gate`): opened when a V2 socket subscribes, released
+    /// once the input that arrived with the subscribe has been handled. `None` once released.
     pub gate: Option<Vec<(Option<u64>, Frame)>>,
     /// The newest serial already sent by a replay or rewind: gated frames up to it are dropped.
     pub replayed_upto: u64,

@@ -33,9 +33,13 @@ pub(super) struct Session {
     pub dialect: Dialect,
     /// Client events come back to the sender (V2 `echo_messages`).
     pub echo: bool,
-    /// Channels resumed before they were subscribed: stream and serial reached.
-    pub resumed: RefCell<Option<Box<AHashMap<Arc<str>, (Arc<str>, u64)>>>>,
+    /// Channels resumed before they were subscribed: stream and serial reached. Boxed and
+    /// absent until used: most sockets never resume.
+    pub resumed: RefCell<Option<Box<Resumed>>>,
 }
+
+/// Per channel: the stream and serial a resume reached.
+pub(super) type Resumed = AHashMap<Arc<str>, (Arc<str>, u64)>;
 
 /// Units decoded from one read, and how the read ended.
 struct Decoded {

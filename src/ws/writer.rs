@@ -129,8 +129,7 @@ impl Outbox {
     /// Writes as much as the kernel takes, gathering up to `MAX_IOV` frames per call.
     pub fn write_to(&mut self, conn: &Conn) -> Written {
         while !self.frames.is_empty() {
-            let mut iov: [libc::iovec; MAX_IOV] =
-                [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
+            let mut iov: [libc::iovec; MAX_IOV] = [libc::iovec { iov_base: std::ptr::null_mut(), iov_len: 0 }; MAX_IOV];
             let mut count = 0;
             for (i, f) in self.frames.iter().take(MAX_IOV).enumerate() {
                 let start = if i == 0 { self.offset } else { 0 };
@@ -275,7 +274,9 @@ impl Hub {
                 };
                 if let Some(id) = blocked {
                     let hub = self.clone();
-                    crate::shard::spawn(&self.shard, "socket writability wait", async move { hub.wait_writable(key, id).await });
+                    crate::shard::spawn(&self.shard, "socket writability wait", async move {
+                        hub.wait_writable(key, id).await
+                    });
                 }
             }
         }

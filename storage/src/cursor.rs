@@ -1,5 +1,6 @@
-//! Opaque history cursors (spec §5.2): URL-safe base64 (no padding) of the cursor JSON followed
-//! by a truncated HMAC-SHA256 tag, so clients cannot forge a position.
+//! Opaque history cursors (`docs/protocol/v2.md#history-cursors`): URL-safe base64 (no padding)
+//! of the cursor JSON followed by a truncated HMAC-SHA256 tag, so clients cannot forge a
+//! position.
 
 use std::fmt;
 use std::sync::Arc;

@@ -44,7 +44,7 @@ pub enum StorageError {
     },
     InvalidInput(String),
     /// A history cursor that does not fit the request or the channel's stream; the message is
-    /// the client-facing one (spec 02 §5.2).
+    /// the client-facing one (`docs/protocol/v2.md#history-cursors`).
     Cursor(crate::CursorError),
     /// The store's request queue is full; the caller should shed load rather than wait.
     Overloaded {

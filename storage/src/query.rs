@@ -42,7 +42,7 @@ pub struct HistoryItem {
     pub payload_size_bytes: u64,
 }
 
-/// What is still retained of the stream (spec §5.1 `continuity`).
+/// What is still retained of the stream (`continuity` in `docs/protocol/v2.md#history-page`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Continuity {
     pub stream_id: String,

@@ -1,5 +1,7 @@
-// Private / presence channels and client events with pusher-js, authorised
-// in-process by the `pusher` server SDK (spec 01 §4.1, §4.4, §7, §14 points 14-20, 29-31).
+// Private / presence channels and client events with pusher-js, authorised in-process by the
+// `pusher` server SDK (`docs/protocol/pusher.md#subscribing`,
+// `docs/protocol/pusher.md#authorization-signatures`, `docs/protocol/pusher.md#presence-channels`,
+// `docs/protocol/pusher.md#client-events`).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {

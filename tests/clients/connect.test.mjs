@@ -1,4 +1,4 @@
-// Connection-level compatibility with pusher-js 8 (spec 01 §2, §3.2, §14 points 1-3).
+// Connection-level compatibility with pusher-js 8 (`docs/protocol/pusher.md#connecting`).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from './server.mjs';

@@ -1,5 +1,5 @@
 // Publishing with the official `pusher` server SDK, received by pusher-js
-// (spec 01 §8.4, §8.5, §14 points 50-53, 58).
+// (`docs/protocol/http-api.md#publishing-an-event`, `docs/protocol/http-api.md#batch-events`).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {

@@ -1,5 +1,7 @@
 // REST queries and request authentication through the `pusher` server SDK
-// (spec 01 §8.2, §8.3, §8.6-8.8, §14 points 43, 44, 59-61).
+// (`docs/protocol/http-api.md#request-signing`, `docs/protocol/http-api.md#error-responses`,
+// `docs/protocol/http-api.md#listing-channels`, `docs/protocol/http-api.md#channel-information`,
+// `docs/protocol/http-api.md#presence-users`).
 import { describe, it, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { startServer } from './server.mjs';
@@ -32,7 +34,8 @@ describe('channel queries via pusher.get', () => {
   };
 
   it('GET /channels lists the occupied channels', async () => {
-    // The server may cache /channels for a short time (spec §8.6): poll.
+    // /channels may be up to 2 s stale on the reference server
+    // (`docs/protocol/http-api.md#listing-channels`): poll.
     const body = await waitUntil(async () => {
       const b = await getJson('/channels');
       return b.channels && 'orders' in b.channels && 'presence-lobby' in b.channels ? b : null;

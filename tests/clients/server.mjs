@@ -78,7 +78,7 @@ function inlineTable(obj) {
  * Build a TOML config.
  * @param {object} opts
  * @param {object} [opts.server] top-level scalar options (activity_timeout, ...)
- * @param {object[]} [opts.apps] apps with the flat fields of spec 01 §11.1;
+ * @param {object[]} [opts.apps] apps with the flat fields of `docs/protocol/pusher.md#app-fields`;
  *   `enabled` defaults to true here (the server defaults it to FALSE).
  */
 export function buildToml({ server = {}, apps = [] } = {}) {
@@ -96,7 +96,7 @@ export function buildToml({ server = {}, apps = [] } = {}) {
   return lines.join('\n') + '\n';
 }
 
-/** The dev app (spec 00) as an explicit app entry, with overrides. */
+/** The dev app (`docs/protocol/pusher.md#development-app`) as an explicit app entry, with overrides. */
 export function devApp(overrides = {}) {
   return {
     id: DEV_APP.id,
@@ -154,7 +154,8 @@ export async function startServer(opts = {}) {
 
   const child = spawn(SOCKUDO_BIN, args, {
     cwd: tmp,
-    // Spec 00: tests are not throttled (a test that wants the limiter passes opts.env).
+    // Tests are not throttled (`docs/protocol/http-api.md#rate-limits`); a test that wants the limiter
+    // passes opts.env.
     env: { ...process.env, SOCKUDO_SHARDS: String(shards), RATE_LIMITER_ENABLED: 'false', ...(opts.env || {}) },
     stdio: ['ignore', 'pipe', 'pipe'],
   });

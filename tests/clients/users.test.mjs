@@ -1,5 +1,6 @@
 // User authentication (pusher-js signin() + SDK authenticateUser), send-to-user
-// and terminateUserConnections (spec 01 §4.3, §6.5, §8.9, §14 points 35, 39, 41).
+// and terminateUserConnections (`docs/protocol/pusher.md#user-sign-in`,
+// `docs/protocol/pusher.md#sending-to-a-user`, `docs/protocol/http-api.md#terminating-user-connections`).
 import { describe, it } from 'node:test';
 import assert from 'node:assert/strict';
 import {

@@ -101,7 +101,7 @@ class Server:
             with open(cfg, "w") as f:
                 f.write(config)
             args += ["--config", cfg]
-        # Spec 00: tests are not throttled.
+        # Tests are not throttled (`docs/protocol/http-api.md#rate-limits`).
         env = dict(os.environ, SOCKUDO_SHARDS=str(self.shards), RATE_LIMITER_ENABLED="false")
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(args, cwd=self.tmp, env=env, stdout=self._log,

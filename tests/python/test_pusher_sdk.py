@@ -1,6 +1,8 @@
 """Compatibility of the official `pusher` Python server SDK (pusher-http-python)
 with sockudo: events are checked with a raw WebSocket client (websocket-client).
-Spec 01 §3.6, §8.2-8.8, §14 points 43-44, 50-53, 58-61.
+Covers `docs/protocol/pusher.md#envelope-and-data-encoding` and, in `docs/protocol/http-api.md`,
+request signing, publishing, batch events, listing channels, channel information and presence
+users (`docs/protocol/http-api.md#request-signing` to `docs/protocol/http-api.md#presence-users`).
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ pytestmark = pytest.mark.timeout(120)
 
 
 def parsed(frame: dict):
-    """HTTP-published events carry `data` as a string (spec 01 §3.1)."""
+    """HTTP-published events carry `data` as a string
+    (`docs/protocol/pusher.md#envelope-and-data-encoding`)."""
     assert isinstance(frame["data"], str), f"data must be a string: {frame!r}"
     return json.loads(frame["data"])
 
@@ -179,7 +182,8 @@ def _poll(fn, pred, what):
 
 
 def test_channels_info(sdk, populated):
-    # the server may cache /channels briefly (spec §8.6): poll
+    # /channels may be up to 2 s stale on the reference server
+    # (`docs/protocol/http-api.md#listing-channels`): poll
     res = _poll(lambda: sdk.channels_info(),
                 lambda r: "py-query-orders" in r.get("channels", {}) and "presence-py-room" in r["channels"],
                 "both channels listed")

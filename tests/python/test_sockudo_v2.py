@@ -8,16 +8,19 @@
 
 Where an SDK does not cover a feature the raw `websocket-client` is used instead:
 `sockudo-python` has no WebSocket `sockudo:channel_history` request (its `channel.history()`
-POSTs to an application proxy endpoint), so §5.3 is tested with a raw V2 socket.
+POSTs to an application proxy endpoint), so WebSocket history
+(`docs/protocol/v2.md#websocket-history`) is tested with a raw V2 socket.
 
 The SDK never hands `message_id`/`stream_id`/`serial` to application callbacks (callbacks get
 `(data, EventMetadata(user_id))`), so `RecordingClient` records every raw frame at the SDK's
 single decode entry point and the envelope is asserted on those frames; app-visible delivery is
 asserted through the public `channel.bind` callbacks.
 
-Spec 02 §1-5 and §16 (points 1, 5, 6, 8, 15, 18, 19); spec 01 §9 (idempotent publish).
-History (§5) and rewind (§4) tests fail until the server implements them: they are written to
-the spec and are deliberately neither skipped nor xfailed.
+Covers `docs/protocol/v2.md` (negotiation, envelope, recovery, rewind, durable history) and
+idempotent publishing (`docs/protocol/http-api.md#idempotency`). History
+(`docs/protocol/v2.md#durable-history`) and rewind (`docs/protocol/v2.md#rewind`) tests fail
+until the server implements them: they are written to the protocol documents and are
+deliberately neither skipped nor xfailed.
 """
 
 from __future__ import annotations
@@ -188,7 +191,10 @@ def raw_subscribe(c: RawClient, channel: str, **extra) -> dict:
 
 
 def test_v2_connect_subscribe_and_envelope(server):
-    """§1.1, §1.4, §2.1, §3.2; test points 1, 5, 6: serials 1, 2 in one stream."""
+    """Negotiation, message ids, envelope and subscription position
+    (`docs/protocol/v2.md#query-parameters`, `docs/protocol/v2.md#message-ids`,
+    `docs/protocol/v2.md#message-envelope`, `docs/protocol/v2.md#subscription-position`):
+    serials 1, 2 in one stream."""
     ch = uniq("py-v2-env")
 
     async def main():
@@ -224,7 +230,8 @@ def test_v2_connect_subscribe_and_envelope(server):
         assert frames[0]["message_id"] != frames[1]["message_id"]
         assert type(frames[1]["serial"]) is int
         assert got == [{"n": 1}, {"n": 2}], "SDK callbacks must receive the parsed data in order"
-        # what the SDK stored as its recovery position (§3.2: {stream_id, serial, last_message_id})
+        # what the SDK stored as its recovery position (`docs/protocol/v2.md#subscription-position`:
+        # {stream_id, serial, last_message_id})
         pos = client._channel_positions[ch]
         assert (pos.stream_id, pos.serial, pos.last_message_id) == (stream_id, 2, frames[1]["message_id"])
         assert client.errors == []
@@ -236,7 +243,8 @@ def test_v2_connect_subscribe_and_envelope(server):
 
 
 def test_idempotent_publish_same_key_delivered_once(server):
-    """Spec 01 §9: same key twice -> identical stored response, one delivery, no serial used."""
+    """Publish idempotency (`docs/protocol/http-api.md#idempotency`): same key twice -> identical
+    stored response, one delivery, no serial used."""
     ch = uniq("py-v2-idem")
     key = uniq("py-idem-key")
 
@@ -345,8 +353,9 @@ class HoldingProxy:
 
 
 def test_recovery_sdk_auto_resume_after_abrupt_drop(server):
-    """§3.2-3.5, test point 8: the SDK reconnects and resumes by itself; exactly the 3 missed
-    messages are replayed in order and resume_success lists the channel as recovered (hot)."""
+    """Hot-tier recovery (`docs/protocol/v2.md#hot-tier`): the SDK reconnects and resumes by
+    itself; exactly the 3 missed messages are replayed in order and resume_success lists the
+    channel as recovered (hot)."""
     ch = uniq("py-v2-resume")
 
     async def main():
@@ -443,8 +452,9 @@ EXPECTED_REWIND_3_OF_5 = {"historical_count": 3, "live_count": 0, "complete": Fa
 
 
 def test_rewind_count_via_sdk(server, http):
-    """§4, test point 15, through sockudo-python (`SubscriptionRewind.count_messages(3)` sends
-    `"rewind": 3`, the integer form of §4.1)."""
+    """Rewind (`docs/protocol/v2.md#rewind-delivery-order`) through sockudo-python
+    (`SubscriptionRewind.count_messages(3)` sends `"rewind": 3`, the integer form in
+    `docs/protocol/v2.md#rewind-request`)."""
     ch = uniq("py-v2-rewind")
     for i in range(1, 6):
         ok_json(http.trigger(ch, "e", {"i": i}), f"publish {i}")
@@ -481,7 +491,8 @@ def test_rewind_count_via_sdk(server, http):
 
 
 def test_rewind_count_object_form_raw(server, http):
-    """§4.1 `{"count":N}` (the form the SDK never sends): count 3 of 5, then count 5 of 5."""
+    """Rewind `{"count":N}` (`docs/protocol/v2.md#rewind-request`; the form the SDK never
+    sends): count 3 of 5, then count 5 of 5."""
     ch = uniq("py-v2-rewind-obj")
     for i in range(1, 6):
         ok_json(http.trigger(ch, "e", {"i": i}), f"publish {i}")
@@ -509,7 +520,8 @@ def test_rewind_count_object_form_raw(server, http):
 
 
 def test_http_history_pages_newest_first(http):
-    """§5.1-5.2, test point 18, through sockudo-http-python `get_channel_history`."""
+    """HTTP history and cursors (`docs/protocol/v2.md#http-history`,
+    `docs/protocol/v2.md#history-cursors`) through sockudo-http-python `get_channel_history`."""
     ch = uniq("py-v2-hist")
     for i in range(1, 6):
         ok_json(http.trigger(ch, "e", {"i": i}), f"publish {i}")
@@ -554,8 +566,9 @@ def test_http_history_rejects_bad_params(http):
 
 
 def test_ws_channel_history_until_attach(server, http):
-    """§5.3, test point 19. Raw V2 socket: sockudo-python 2.2.0 has no WebSocket history
-    request (its channel.history() POSTs to an app-provided proxy endpoint)."""
+    """WebSocket history (`docs/protocol/v2.md#websocket-history`). Raw V2 socket:
+    sockudo-python 2.2.0 has no WebSocket history request (its channel.history() POSTs to an
+    app-provided proxy endpoint)."""
     ch = uniq("py-v2-wshist")
     for i in range(1, 4):
         ok_json(http.trigger(ch, "e", {"i": i}))

@@ -15,14 +15,8 @@ pub fn render(r: &Report) -> Value {
                 m.insert(format!("{label}_us"), us(h.value_at_percentile(*p)));
             }
             m.insert("max_us".into(), us(h.max()));
-            m.insert(
-                "mean_us".into(),
-                json!((h.mean() / 1e3 * 1000.0).round() / 1000.0),
-            );
-            let curve: Vec<Value> = percentile_curve(h)
-                .iter()
-                .map(|(p, v)| json!([p, us(*v)]))
-                .collect();
+            m.insert("mean_us".into(), json!((h.mean() / 1e3 * 1000.0).round() / 1000.0));
+            let curve: Vec<Value> = percentile_curve(h).iter().map(|(p, v)| json!([p, us(*v)])).collect();
             m.insert("percentile_curve".into(), Value::Array(curve));
         }
         lat.insert(name.clone(), Value::Object(m));
@@ -35,14 +29,7 @@ pub fn render(r: &Report) -> Value {
                 .series
                 .iter()
                 .map(|(n, pts)| {
-                    (
-                        n.clone(),
-                        Value::Array(
-                            pts.iter()
-                                .map(|(x, y)| json!([round3(*x), round3(*y)]))
-                                .collect(),
-                        ),
-                    )
+                    (n.clone(), Value::Array(pts.iter().map(|(x, y)| json!([round3(*x), round3(*y)])).collect()))
                 })
                 .collect();
             json!({"title": c.title, "unit": c.y_label, "series": series})

@@ -56,11 +56,7 @@ impl Report {
     }
 
     pub fn chart(&mut self, title: &str, y_label: &str, series: Vec<(String, Vec<(f64, f64)>)>) {
-        self.charts.push(Chart {
-            title: title.into(),
-            y_label: y_label.into(),
-            series,
-        });
+        self.charts.push(Chart { title: title.into(), y_label: y_label.into(), series });
     }
 
     pub fn latency(&mut self, name: &str, h: Histogram<u64>) {
@@ -95,13 +91,8 @@ pub fn fmt_ns(ns: u64) -> String {
 }
 
 /// The percentiles every rendering shows.
-pub const PERCENTILES: &[(f64, &str)] = &[
-    (50.0, "p50"),
-    (90.0, "p90"),
-    (99.0, "p99"),
-    (99.9, "p99.9"),
-    (99.99, "p99.99"),
-];
+pub const PERCENTILES: &[(f64, &str)] =
+    &[(50.0, "p50"), (90.0, "p90"), (99.0, "p99"), (99.9, "p99.9"), (99.99, "p99.99")];
 
 /// Points of an HdrHistogram-style percentile plot: x = percentile, y = latency (ns), for
 /// percentiles 0 … 1 − 1/count on a 1/(1−p) scale, plus the maximum.
@@ -121,9 +112,6 @@ pub fn percentile_curve(h: &Histogram<u64>) -> Vec<(f64, u64)> {
         }
         out.push((q * 100.0, h.value_at_quantile(q)));
     }
-    out.push((
-        (1.0 - 1.0 / n as f64).max(out.last().map_or(0.0, |p| p.0 / 100.0)) * 100.0,
-        h.max(),
-    ));
+    out.push(((1.0 - 1.0 / n as f64).max(out.last().map_or(0.0, |p| p.0 / 100.0)) * 100.0, h.max()));
     out
 }

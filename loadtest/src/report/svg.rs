@@ -8,9 +8,7 @@ const LEFT: f64 = 72.0;
 const RIGHT: f64 = 40.0;
 const TOP: f64 = 36.0;
 const BOTTOM: f64 = 48.0;
-const COLORS: &[&str] = &[
-    "#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b",
-];
+const COLORS: &[&str] = &["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b"];
 
 /// X axis kind.
 #[derive(Clone, Copy)]
@@ -22,10 +20,7 @@ pub enum XAxis {
 }
 
 pub fn escape(s: &str) -> String {
-    s.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
 }
 
 /// Smallest "nice" number (1, 2, 2.5, 5 × 10^k) ≥ v.
@@ -104,25 +99,14 @@ pub fn line_chart(
     for i in 0..=5 {
         let v = ymax * i as f64 / 5.0;
         let y = py(v);
-        let _ = write!(
-            s,
-            r##"<line x1="{LEFT}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#ddd"/>"##,
-            W - RIGHT
-        );
-        let _ = write!(
-            s,
-            r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"#,
-            LEFT - 6.0,
-            y + 4.0,
-            fmt_tick(v)
-        );
+        let _ = write!(s, r##"<line x1="{LEFT}" y1="{y:.1}" x2="{}" y2="{y:.1}" stroke="#ddd"/>"##, W - RIGHT);
+        let _ = write!(s, r#"<text x="{}" y="{:.1}" text-anchor="end">{}</text>"#, LEFT - 6.0, y + 4.0, fmt_tick(v));
     }
     // X grid and ticks.
     let xticks: Vec<(f64, String)> = match xaxis {
-        XAxis::Linear => (0..=(xmax / xstep).round() as i64)
-            .map(|i| i as f64 * xstep)
-            .map(|v| (v, fmt_tick(v)))
-            .collect(),
+        XAxis::Linear => {
+            (0..=(xmax / xstep).round() as i64).map(|i| i as f64 * xstep).map(|v| (v, fmt_tick(v))).collect()
+        }
         XAxis::Percentile => (0..=xmax as i32)
             .map(|k| {
                 let p = 100.0 * (1.0 - 10f64.powi(-k));
@@ -138,29 +122,12 @@ pub fn line_chart(
     };
     for (v, label) in &xticks {
         let x = px(*v);
-        let _ = write!(
-            s,
-            r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{}" stroke="#eee"/>"##,
-            TOP + ph
-        );
-        let _ = write!(
-            s,
-            r#"<text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"#,
-            TOP + ph + 16.0,
-            escape(label)
-        );
+        let _ = write!(s, r##"<line x1="{x:.1}" y1="{TOP}" x2="{x:.1}" y2="{}" stroke="#eee"/>"##, TOP + ph);
+        let _ = write!(s, r#"<text x="{x:.1}" y="{}" text-anchor="middle">{}</text>"#, TOP + ph + 16.0, escape(label));
     }
-    let _ = write!(
-        s,
-        r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>"##
-    );
-    let _ = write!(
-        s,
-        r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#,
-        LEFT + pw / 2.0,
-        H - 8.0,
-        escape(x_label)
-    );
+    let _ = write!(s, r##"<rect x="{LEFT}" y="{TOP}" width="{pw}" height="{ph}" fill="none" stroke="#444"/>"##);
+    let _ =
+        write!(s, r#"<text x="{}" y="{}" text-anchor="middle">{}</text>"#, LEFT + pw / 2.0, H - 8.0, escape(x_label));
     let _ = write!(
         s,
         r#"<text x="16" y="{}" text-anchor="middle" transform="rotate(-90 16 {})">{}</text>"#,
@@ -172,30 +139,15 @@ pub fn line_chart(
     for (i, (name, pts)) in series.iter().enumerate() {
         let color = COLORS[i % COLORS.len()];
         if !pts.is_empty() {
-            let path: Vec<String> = pts
-                .iter()
-                .map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y)))
-                .collect();
-            let _ = write!(
-                s,
-                r#"<polyline fill="none" stroke="{color}" stroke-width="1.8" points="{}"/>"#,
-                path.join(" ")
-            );
+            let path: Vec<String> = pts.iter().map(|&(x, y)| format!("{:.1},{:.1}", px(x), py(y))).collect();
+            let _ =
+                write!(s, r#"<polyline fill="none" stroke="{color}" stroke-width="1.8" points="{}"/>"#, path.join(" "));
         }
         let ly = TOP + 14.0 + 16.0 * i as f64;
         let lx = LEFT + 10.0;
-        let _ = write!(
-            s,
-            r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"/>"#,
-            lx + 18.0
-        );
-        let _ = write!(
-            s,
-            r#"<text x="{}" y="{}">{}</text>"#,
-            lx + 24.0,
-            ly + 4.0,
-            escape(name)
-        );
+        let _ =
+            write!(s, r#"<line x1="{lx}" y1="{ly}" x2="{}" y2="{ly}" stroke="{color}" stroke-width="3"/>"#, lx + 18.0);
+        let _ = write!(s, r#"<text x="{}" y="{}">{}</text>"#, lx + 24.0, ly + 4.0, escape(name));
     }
     s += "</svg>";
     s
@@ -216,13 +168,7 @@ mod tests {
 
     #[test]
     fn chart_is_wellformed_svg() {
-        let s = line_chart(
-            "t<1>",
-            "x",
-            "y",
-            &[("a&b".into(), vec![(0.0, 1.0), (99.9, 5.0)])],
-            XAxis::Percentile,
-        );
+        let s = line_chart("t<1>", "x", "y", &[("a&b".into(), vec![(0.0, 1.0), (99.9, 5.0)])], XAxis::Percentile);
         assert!(s.starts_with("<svg") && s.ends_with("</svg>"));
         assert!(s.contains("t&lt;1&gt;") && s.contains("a&amp;b") && s.contains("99.9%"));
     }

@@ -91,35 +91,24 @@ impl Driver for Worker {
             }
             let per_thread = self.opts.rate / self.threads as f64;
             let total = (per_thread * self.opts.duration_s).round() as u64;
-            let due =
-                (((now - self.run_start) as f64 / SEC as f64 * per_thread) as u64 + 1).min(total);
+            let due = (((now - self.run_start) as f64 / SEC as f64 * per_thread) as u64 + 1).min(total);
             while self.started < due {
                 let n = self.t as u64 + self.started * self.threads as u64;
                 self.started += 1;
-                let key = self.cycles.insert(Cycle {
-                    n,
-                    id: None,
-                    stage: Stage::Connecting,
-                    started: now,
-                    timed_out: false,
-                });
+                let key =
+                    self.cycles.insert(Cycle { n, id: None, stage: Stage::Connecting, started: now, timed_out: false });
                 inc(&self.c().cycles_started);
                 self.cycles[key].id = io.open(key as u32);
             }
             if self.started < total {
-                next = next
-                    .min(self.run_start + ((self.started as f64 / per_thread) * SEC as f64) as u64);
+                next = next.min(self.run_start + ((self.started as f64 / per_thread) * SEC as f64) as u64);
             }
         }
         if now >= self.next_timeout_scan {
             self.next_timeout_scan = now + 100 * MS;
             let limit = (self.opts.cycle_timeout_s * SEC as f64) as u64;
-            let late: Vec<usize> = self
-                .cycles
-                .iter()
-                .filter(|(_, c)| !c.timed_out && now - c.started > limit)
-                .map(|(k, _)| k)
-                .collect();
+            let late: Vec<usize> =
+                self.cycles.iter().filter(|(_, c)| !c.timed_out && now - c.started > limit).map(|(k, _)| k).collect();
             for key in late {
                 self.cycles[key].timed_out = true;
                 match self.cycles[key].id {
@@ -216,11 +205,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
         let t = &s.totals;
         format!(
             "{:5} cycles started {} ok {} ({:.0}/s) failed {} in flight {}",
-            if s.phase == phase::RUN {
-                "run"
-            } else {
-                "drain"
-            },
+            if s.phase == phase::RUN { "run" } else { "drain" },
             t.cycles_started,
             t.cycles_ok,
             rate(p, s, |t| t.cycles_ok),
@@ -291,14 +276,8 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
         "Churn",
         "cycles per second",
         vec![
-            (
-                "completed/s".into(),
-                series(&monitor.samples, |t| t.cycles_ok),
-            ),
-            (
-                "failed/s".into(),
-                series(&monitor.samples, |t| t.cycles_failed),
-            ),
+            ("completed/s".into(), series(&monitor.samples, |t| t.cycles_ok)),
+            ("failed/s".into(), series(&monitor.samples, |t| t.cycles_failed)),
         ],
     );
     add_server_charts(&mut report, &monitor.samples);
@@ -306,16 +285,10 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
         report.fail(format!("{} cycles failed", t.cycles_failed));
     }
     if t.cycles_ok + t.cycles_failed < t.cycles_started {
-        report.fail(format!(
-            "{} cycles did not finish",
-            t.cycles_started - t.cycles_ok - t.cycles_failed
-        ));
+        report.fail(format!("{} cycles did not finish", t.cycles_started - t.cycles_ok - t.cycles_failed));
     }
     if t.cycles_started < requested {
-        report.warn(format!(
-            "only {} of {} cycles were started",
-            t.cycles_started, requested
-        ));
+        report.warn(format!("only {} of {} cycles were started", t.cycles_started, requested));
     }
     if monitor.server_gone {
         report.fail("the server process went away");

@@ -91,10 +91,7 @@ impl Driver for Worker {
 
     fn on_established(&mut self, io: &mut Engine, id: ConnId, tag: u32) {
         let l = tag as usize / self.threads;
-        record(
-            &mut self.tally.hist,
-            crate::clock::now_ns() - self.started[l],
-        );
+        record(&mut self.tally.hist, crate::clock::now_ns() - self.started[l]);
         self.open[l] = true;
         inc(&self.c().connected);
         if self.opts.subscribe {
@@ -165,11 +162,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
         let t = &s.totals;
         format!(
             "{:5} connected {}/{} ({:.0}/s) failed {} subscribed {} closed {}",
-            if s.phase == phase::SETUP {
-                "open"
-            } else {
-                "hold"
-            },
+            if s.phase == phase::SETUP { "open" } else { "hold" },
             t.connected,
             opts.sockets,
             rate(p, s, |t| t.connected),
@@ -220,10 +213,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
     if opts.subscribe {
         report.line(
             "subscriptions",
-            format!(
-                "{} succeeded, {} failed, on {} channels",
-                t.subscribed, t.subscribe_failed, opts.channels
-            ),
+            format!("{} succeeded, {} failed, on {} channels", t.subscribed, t.subscribe_failed, opts.channels),
         );
     }
     report.line(
@@ -270,10 +260,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
             ),
         );
         report.metric("server_cpu_us_connect", cpu_connect);
-        report.metric(
-            "server_cpu_us_per_connection",
-            cpu_connect as f64 / connected as f64,
-        );
+        report.metric("server_cpu_us_per_connection", cpu_connect as f64 / connected as f64);
         report.metric("server_cpu_us_hold", cpu_hold);
         report.metric("server_rss_kb_before", a.rss_kb);
         report.metric("server_rss_kb_connected", b.rss_kb);
@@ -283,21 +270,10 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
     let my = s2.me;
     report.line(
         "loadtest",
-        format!(
-            "RSS {:.1} MiB, CPU {:.3} s total",
-            my.rss_kb as f64 / 1024.0,
-            my.cpu_us as f64 / 1e6
-        ),
+        format!("RSS {:.1} MiB, CPU {:.3} s total", my.rss_kb as f64 / 1024.0, my.cpu_us as f64 / 1e6),
     );
     report.latency("connect (TCP → connection_established)", hist);
-    report.chart(
-        "Connections",
-        "per second",
-        vec![(
-            "connected/s".into(),
-            series(&monitor.samples, |t| t.connected),
-        )],
-    );
+    report.chart("Connections", "per second", vec![("connected/s".into(), series(&monitor.samples, |t| t.connected))]);
     add_server_charts(&mut report, &monitor.samples);
 
     if s1.totals.connect_failed > 0 || s1.totals.connected < opts.sockets as u64 {
@@ -308,16 +284,10 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
         ));
     }
     if opts.subscribe && t.subscribed < s1.totals.connected {
-        report.fail(format!(
-            "{} sockets did not subscribe",
-            s1.totals.connected - t.subscribed
-        ));
+        report.fail(format!("{} sockets did not subscribe", s1.totals.connected - t.subscribed));
     }
     if t.closed_unexpectedly > 0 {
-        report.fail(format!(
-            "{} sockets were closed during the hold",
-            t.closed_unexpectedly
-        ));
+        report.fail(format!("{} sockets were closed during the hold", t.closed_unexpectedly));
     }
     if monitor.server_gone {
         report.fail("the server process went away");

@@ -57,10 +57,7 @@ impl<X> PublishOpts<X> {
             return Err("--sockets and --channels must be at least 1".into());
         }
         if o.payload < pusher::TS_LEN {
-            return Err(format!(
-                "--payload: at least {} bytes (the timestamp marker)",
-                pusher::TS_LEN
-            ));
+            return Err(format!("--payload: at least {} bytes (the timestamp marker)", pusher::TS_LEN));
         }
         if o.rate <= 0.0 || o.duration_s <= 0.0 {
             return Err("--rate and --duration must be positive".into());
@@ -81,10 +78,7 @@ pub type Opts = PublishOpts<Extra>;
 impl Opts {
     pub fn parse(a: &Args) -> Result<Opts, String> {
         PublishOpts::parse_with(a, (100, 3.0), |a| {
-            let x = Extra {
-                batch: a.num("batch", 1, 1)?,
-                private: a.switch("private"),
-            };
+            let x = Extra { batch: a.num("batch", 1, 1)?, private: a.switch("private") };
             if !(1..=10).contains(&x.batch) {
                 return Err("--batch: 1..=10".into());
             }
@@ -194,10 +188,7 @@ impl Pub {
             if items > 1 && self.sent + items > due && self.sent + items < self.total {
                 break;
             }
-            if !self
-                .publisher
-                .publish(channels, self.next_channel, items as u32)
-            {
+            if !self.publisher.publish(channels, self.next_channel, items as u32) {
                 // Every connection's pipeline is full: a response (which wakes the loop) has
                 // to come first, so do not spin on the overdue deadline.
                 set(&c.publish_inflight, self.publisher.inflight() as u64);
@@ -218,21 +209,17 @@ impl Pub {
         let shared = &*self.shared;
         let c = &shared.workers[self.t];
         let n_ch = shared.accepted_per_channel.len() as u32;
-        self.publisher
-            .on_event(registry, ev, &mut |req, outcome| match outcome {
-                HttpOutcome::Status(200) => {
-                    for k in 0..req.items {
-                        let a =
-                            &shared.accepted_per_channel[((req.first_channel + k) % n_ch) as usize];
-                        a.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                    }
-                    crate::stats::add(&c.events_accepted, req.items as u64);
+        self.publisher.on_event(registry, ev, &mut |req, outcome| match outcome {
+            HttpOutcome::Status(200) => {
+                for k in 0..req.items {
+                    let a = &shared.accepted_per_channel[((req.first_channel + k) % n_ch) as usize];
+                    a.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
-                HttpOutcome::Status(_) => crate::stats::add(&c.events_rejected, req.items as u64),
-                HttpOutcome::Unanswered => {
-                    crate::stats::add(&c.events_unanswered, req.items as u64)
-                }
-            });
+                crate::stats::add(&c.events_accepted, req.items as u64);
+            }
+            HttpOutcome::Status(_) => crate::stats::add(&c.events_rejected, req.items as u64),
+            HttpOutcome::Unanswered => crate::stats::add(&c.events_unanswered, req.items as u64),
+        });
         set(&c.publish_inflight, self.publisher.inflight() as u64);
     }
 
@@ -309,10 +296,7 @@ impl Driver for Worker {
         self.socks[l] = Sock::Open;
         inc(&self.counters().connected);
         let ch = &self.channels[tag as usize % self.channels.len()];
-        let auth = self
-            .signer
-            .as_ref()
-            .map(|(s, key)| signing::private_auth(s, key, io.socket_id(id), ch));
+        let auth = self.signer.as_ref().map(|(s, key)| signing::private_auth(s, key, io.socket_id(id), ch));
         self.buf.clear();
         pusher::subscribe(&mut self.buf, io.proto(), ch, auth.as_deref(), None);
         io.send_text(id, &self.buf);
@@ -322,10 +306,7 @@ impl Driver for Worker {
         match kind {
             Kind::Channel => {
                 if let Some(sent) = pusher::scan_timestamp(text) {
-                    record(
-                        &mut self.tally.hist,
-                        crate::clock::now_ns().saturating_sub(sent),
-                    );
+                    record(&mut self.tally.hist, crate::clock::now_ns().saturating_sub(sent));
                     inc(&self.shared.workers[self.t].delivered);
                 }
             }
@@ -371,29 +352,15 @@ impl Driver for Worker {
 impl Finish for Worker {
     type Output = WorkerResult;
     fn finish(self) -> WorkerResult {
-        let (statuses, reconnects) = self
-            .publisher
-            .as_ref()
-            .map_or_else(Default::default, Pub::finish);
-        WorkerResult {
-            tally: self.tally,
-            statuses,
-            reconnects,
-        }
+        let (statuses, reconnects) = self.publisher.as_ref().map_or_else(Default::default, Pub::finish);
+        WorkerResult { tally: self.tally, statuses, reconnects }
     }
 }
 
 pub fn run(args: &Args, common: &Common) -> Outcome {
     let (opts, target, shared, mut monitor) = setup(args, common, Opts::parse, |o| o.channels)?;
     let channels: Arc<Vec<String>> = Arc::new(
-        (0..opts.channels)
-            .map(|c| {
-                format!(
-                    "{}lt-fanout-{c}",
-                    if opts.x.private { "private-" } else { "" }
-                )
-            })
-            .collect(),
+        (0..opts.channels).map(|c| format!("{}lt-fanout-{c}", if opts.x.private { "private-" } else { "" })).collect(),
     );
     let threads = common.threads;
     let concurrency = (common.concurrency / threads).max(1);
@@ -421,13 +388,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
                 signer: opts.x.private.then(|| (Signer::new(&secret), key.clone())),
                 publisher: (t == 0).then(|| {
                     let pacing = (opts.rate, opts.duration_s);
-                    Pub::new(
-                        registry,
-                        pub_cfg(),
-                        pacing,
-                        (shared.clone(), t),
-                        channels.clone(),
-                    )
+                    Pub::new(registry, pub_cfg(), pacing, (shared.clone(), t), channels.clone())
                 }),
             }
         })
@@ -451,14 +412,8 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
     };
 
     // Setup: connect + subscribe everything.
-    let plan = (
-        opts.sockets,
-        opts.setup_timeout_s,
-        opts.duration_s,
-        opts.drain_s,
-    );
-    let complete =
-        |t: &Totals| t.delivered >= shared.expected_deliveries() && t.publish_inflight == 0;
+    let plan = (opts.sockets, opts.setup_timeout_s, opts.duration_s, opts.drain_s);
+    let complete = |t: &Totals| t.delivered >= shared.expected_deliveries() && t.publish_inflight == 0;
     let (setup_s, s1, drained) = publish_run(&mut monitor, &shared, plan, progress, complete);
     let aborted = drained.is_none();
     let (s2, results) = stop(&mut monitor, &shared, handles);
@@ -497,11 +452,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
         ),
     );
     report.line("HTTP statuses", describe_statuses(&statuses));
-    let pct = if expected > 0 {
-        t.delivered as f64 * 100.0 / expected as f64
-    } else {
-        0.0
-    };
+    let pct = if expected > 0 { t.delivered as f64 * 100.0 / expected as f64 } else { 0.0 };
     report.line(
         "deliveries",
         format!(
@@ -512,10 +463,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
             thousands(expected.saturating_sub(t.delivered))
         ),
     );
-    let peak = series(&monitor.samples, |t| t.delivered)
-        .iter()
-        .map(|p| p.1)
-        .fold(0.0, f64::max);
+    let peak = series(&monitor.samples, |t| t.delivered).iter().map(|p| p.1).fold(0.0, f64::max);
     report.line(
         "throughput",
         format!(
@@ -542,10 +490,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
     report.metric("accepted_rate", t.events_accepted as f64 / opts.duration_s);
     report.metric("deliveries_expected", expected);
     report.metric("deliveries_received", t.delivered);
-    report.metric(
-        "publisher_reconnects",
-        results.iter().map(|r| r.reconnects).sum::<u64>(),
-    );
+    report.metric("publisher_reconnects", results.iter().map(|r| r.reconnects).sum::<u64>());
     // "X µs per delivered frame (user Y, kernel Z)"
     let per_frame = |cpu: u64, sys: u64| {
         if t.delivered == 0 {
@@ -574,10 +519,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
             ),
         );
         report.metric("server_cpu_us", cpu);
-        report.metric(
-            "server_cpu_us_per_delivery",
-            cpu as f64 / t.delivered.max(1) as f64,
-        );
+        report.metric("server_cpu_us_per_delivery", cpu as f64 / t.delivered.max(1) as f64);
         report.metric("server_rss_kb_start", s0.server.map_or(0, |s| s.rss_kb));
         report.metric("server_rss_kb_end", b.rss_kb);
     }
@@ -592,38 +534,17 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
             threads
         ),
     );
-    report.metric(
-        "loadtest_cpu_us_per_delivery",
-        my_cpu as f64 / t.delivered.max(1) as f64,
-    );
-    report.metric(
-        "loadtest_user_us_per_delivery",
-        (my_cpu - my_sys) as f64 / t.delivered.max(1) as f64,
-    );
+    report.metric("loadtest_cpu_us_per_delivery", my_cpu as f64 / t.delivered.max(1) as f64);
+    report.metric("loadtest_user_us_per_delivery", (my_cpu - my_sys) as f64 / t.delivered.max(1) as f64);
     report.line("connections ended", causes.describe());
     report.latency("publish → receipt", hist);
-    report.chart(
-        "Throughput",
-        "per second",
-        vec![(
-            "deliveries/s".into(),
-            series(&monitor.samples, |t| t.delivered),
-        )],
-    );
+    report.chart("Throughput", "per second", vec![("deliveries/s".into(), series(&monitor.samples, |t| t.delivered))]);
     report.chart(
         "Publishing",
         "events per second",
         vec![
-            (
-                "accepted/s".into(),
-                series(&monitor.samples, |t| t.events_accepted),
-            ),
-            (
-                "rejected/s".into(),
-                series(&monitor.samples, |t| {
-                    t.events_rejected + t.events_unanswered
-                }),
-            ),
+            ("accepted/s".into(), series(&monitor.samples, |t| t.events_accepted)),
+            ("rejected/s".into(), series(&monitor.samples, |t| t.events_rejected + t.events_unanswered)),
         ],
     );
     add_server_charts(&mut report, &monitor.samples);
@@ -631,22 +552,22 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
     // ---- verdict ----
     fail_sockets_and_publishing(&mut report, &t, opts.sockets, aborted);
     if t.delivered < expected {
-        report.fail(format!(
-            "incomplete deliveries: {} of {} after a {} s drain",
-            t.delivered, expected, opts.drain_s
-        ));
+        report.fail(format!("incomplete deliveries: {} of {} after a {} s drain", t.delivered, expected, opts.drain_s));
     }
     if t.delivered > expected {
-        report.warn(format!("{} more deliveries than expected (duplicates, or unanswered publishes that were delivered)", t.delivered - expected));
+        report.warn(format!(
+            "{} more deliveries than expected (duplicates, or unanswered publishes that were delivered)",
+            t.delivered - expected
+        ));
     }
     if t.publish_inflight > 0 {
-        report.warn(format!("{} publish requests were still unanswered at the end (their deliveries are not expected)", t.publish_inflight));
+        report.warn(format!(
+            "{} publish requests were still unanswered at the end (their deliveries are not expected)",
+            t.publish_inflight
+        ));
     }
     if t.events_rejected + t.events_unanswered > 0 {
-        report.warn(format!(
-            "{} events rejected or unanswered",
-            t.events_rejected + t.events_unanswered
-        ));
+        report.warn(format!("{} events rejected or unanswered", t.events_rejected + t.events_unanswered));
     }
     let sent = t.events_accepted + t.events_rejected + t.events_unanswered;
     if (sent as f64) < requested as f64 * 0.99 {

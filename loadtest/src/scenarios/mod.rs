@@ -26,8 +26,7 @@ use crate::stats::{phase, Shared, Totals};
 pub type Outcome = Result<Report, String>;
 
 pub fn target(c: &Common) -> Result<Target, String> {
-    let addr = crate::net::resolve(&c.host, c.port)
-        .map_err(|e| format!("cannot resolve {}: {e}", c.host))?;
+    let addr = crate::net::resolve(&c.host, c.port).map_err(|e| format!("cannot resolve {}: {e}", c.host))?;
     Ok(Target {
         addr,
         host_header: format!("{}:{}", c.host, c.port),
@@ -58,11 +57,7 @@ pub fn setup<O>(
 
 /// Ends a run: takes the last sample, closes the per-second series, tells the workers to stop
 /// and joins them. Returns that last sample and what each worker handed back.
-pub fn stop<T>(
-    monitor: &mut Monitor,
-    shared: &Shared,
-    handles: Vec<JoinHandle<T>>,
-) -> (Sample, Vec<T>) {
+pub fn stop<T>(monitor: &mut Monitor, shared: &Shared, handles: Vec<JoinHandle<T>>) -> (Sample, Vec<T>) {
     let last = monitor.sample(shared);
     monitor.close(shared);
     shared.set_phase(phase::DONE, now_ns());
@@ -71,10 +66,7 @@ pub fn stop<T>(
 
 /// The report's description of where the load went.
 pub fn target_name(c: &Common) -> String {
-    format!(
-        "{}:{} (protocol {:?}, app {}, {} thread(s))",
-        c.host, c.port, c.proto, c.app_id, c.threads
-    )
+    format!("{}:{} (protocol {:?}, app {}, {} thread(s))", c.host, c.port, c.proto, c.app_id, c.threads)
 }
 
 /// What a worker hands back when its loop ends.
@@ -110,10 +102,7 @@ where
 }
 
 pub fn join_all<T>(handles: Vec<JoinHandle<T>>) -> Vec<T> {
-    handles
-        .into_iter()
-        .map(|h| h.join().expect("worker panicked"))
-        .collect()
+    handles.into_iter().map(|h| h.join().expect("worker panicked")).collect()
 }
 
 /// One per-second observation.
@@ -177,13 +166,7 @@ impl Monitor {
         }
         let s = self.sample(shared);
         if self.samples.is_empty() {
-            self.samples.push(Sample {
-                t: 0.0,
-                phase: s.phase,
-                totals: Totals::default(),
-                server: s.server,
-                me: s.me,
-            });
+            self.samples.push(Sample { t: 0.0, phase: s.phase, totals: Totals::default(), server: s.server, me: s.me });
         }
         let prev = *self.samples.last().expect("non-empty");
         if !self.quiet {
@@ -224,10 +207,7 @@ pub fn rate(prev: &Sample, cur: &Sample, f: impl Fn(&Totals) -> u64) -> f64 {
 
 /// Per-second series of a counter, for the report's charts.
 pub fn series(samples: &[Sample], f: impl Fn(&Totals) -> u64) -> Vec<(f64, f64)> {
-    samples
-        .windows(2)
-        .map(|w| (w[1].t, rate(&w[0], &w[1], &f)))
-        .collect()
+    samples.windows(2).map(|w| (w[1].t, rate(&w[0], &w[1], &f))).collect()
 }
 
 /// Points of a chart: (seconds since start, value).
@@ -251,11 +231,7 @@ pub fn server_series(samples: &[Sample]) -> (Points, Points) {
 pub fn add_server_charts(report: &mut Report, samples: &[Sample]) {
     let (cpu, rss) = server_series(samples);
     if !cpu.is_empty() {
-        report.chart(
-            "Server CPU",
-            "% of one core",
-            vec![("server CPU %".into(), cpu)],
-        );
+        report.chart("Server CPU", "% of one core", vec![("server CPU %".into(), cpu)]);
         report.chart("Server RSS", "MiB", vec![("server RSS MiB".into(), rss)]);
     }
 }
@@ -289,10 +265,7 @@ pub struct Tally {
 
 impl Default for Tally {
     fn default() -> Tally {
-        Tally {
-            hist: new_histogram(),
-            causes: Causes::default(),
-        }
+        Tally { hist: new_histogram(), causes: Causes::default() }
     }
 }
 
@@ -300,10 +273,7 @@ impl Tally {
     /// All workers' tallies in one.
     pub fn merge(all: impl IntoIterator<Item = Tally>) -> Tally {
         let (hists, causes): (Vec<_>, Vec<_>) = all.into_iter().map(|t| (t.hist, t.causes)).unzip();
-        Tally {
-            hist: merge(hists),
-            causes: Causes::merge(causes),
-        }
+        Tally { hist: merge(hists), causes: Causes::merge(causes) }
     }
 }
 
@@ -314,10 +284,7 @@ pub struct Causes(pub BTreeMap<String, u64>);
 impl Causes {
     pub fn add(&mut self, c: Cause) {
         let key = match c {
-            Cause::ConnectError(errno) => format!(
-                "connect error ({})",
-                std::io::Error::from_raw_os_error(errno)
-            ),
+            Cause::ConnectError(errno) => format!("connect error ({})", std::io::Error::from_raw_os_error(errno)),
             Cause::Upgrade(s) => format!("upgrade refused (HTTP {s})"),
             other => format!("{other:?}"),
         };
@@ -336,11 +303,7 @@ impl Causes {
         if self.0.is_empty() {
             "none".into()
         } else {
-            self.0
-                .iter()
-                .map(|(k, v)| format!("{k}: {v}"))
-                .collect::<Vec<_>>()
-                .join(", ")
+            self.0.iter().map(|(k, v)| format!("{k}: {v}")).collect::<Vec<_>>().join(", ")
         }
     }
 }
@@ -415,23 +378,13 @@ pub fn fail_sockets_and_publishing(report: &mut Report, t: &Totals, sockets: usi
         report.fail("no socket subscribed: nothing was published");
     }
     if t.connect_failed > 0 {
-        report.fail(format!(
-            "{} sockets failed to connect (or reconnect)",
-            t.connect_failed
-        ));
+        report.fail(format!("{} sockets failed to connect (or reconnect)", t.connect_failed));
     }
     if t.subscribed < sockets as u64 {
-        report.fail(format!(
-            "{} of {} sockets did not subscribe",
-            sockets as u64 - t.subscribed,
-            sockets
-        ));
+        report.fail(format!("{} of {} sockets did not subscribe", sockets as u64 - t.subscribed, sockets));
     }
     if t.closed_unexpectedly > 0 {
-        report.fail(format!(
-            "{} sockets closed during the run",
-            t.closed_unexpectedly
-        ));
+        report.fail(format!("{} sockets closed during the run", t.closed_unexpectedly));
     }
     if !aborted && t.events_accepted == 0 {
         report.fail("no publish was accepted");
@@ -443,11 +396,7 @@ pub fn describe_statuses(statuses: &[(u16, u64)]) -> String {
     if statuses.is_empty() {
         return "none".into();
     }
-    statuses
-        .iter()
-        .map(|(s, n)| format!("{s}: {n}"))
-        .collect::<Vec<_>>()
-        .join(", ")
+    statuses.iter().map(|(s, n)| format!("{s}: {n}")).collect::<Vec<_>>().join(", ")
 }
 
 /// Sleep between coordinator checks.

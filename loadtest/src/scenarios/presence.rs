@@ -157,9 +157,7 @@ impl Worker {
         }
         self.dirty = false;
         let live = self.members.iter().filter(|m| !m.gone);
-        let (mismatch, synced) = live.fold((0i64, 0u64), |(w, s), m| {
-            (w + m.mismatch, s + m.synced as u64)
-        });
+        let (mismatch, synced) = live.fold((0i64, 0u64), |(w, s), m| (w + m.mismatch, s + m.synced as u64));
         let c = self.c();
         set(&c.view_mismatch, mismatch.max(0) as u64);
         set(&c.members_synced, synced);
@@ -168,10 +166,7 @@ impl Worker {
     /// A view changed just now.
     fn changed(&mut self) {
         self.dirty = true;
-        set(
-            &self.shared.workers[self.t].last_view_change_ns,
-            crate::clock::now_ns(),
-        );
+        set(&self.shared.workers[self.t].last_view_change_ns, crate::clock::now_ns());
     }
 
     fn set_bit(&mut self, l: usize, user_id: &str, present: bool) -> bool {
@@ -303,30 +298,16 @@ impl Driver for Worker {
         let i = tag as usize;
         let channel = Opts::channel_name(i % self.opts.channels);
         let channel_data = format!(r#"{{"user_id":"u{i}","user_info":{{}}}}"#);
-        let auth = signing::presence_auth(
-            &self.signer,
-            &self.key,
-            io.socket_id(id),
-            &channel,
-            &channel_data,
-        );
+        let auth = signing::presence_auth(&self.signer, &self.key, io.socket_id(id), &channel, &channel_data);
         self.buf.clear();
-        pusher::subscribe(
-            &mut self.buf,
-            io.proto(),
-            &channel,
-            Some(&auth),
-            Some(&channel_data),
-        );
+        pusher::subscribe(&mut self.buf, io.proto(), &channel, Some(&auth), Some(&channel_data));
         io.send_text(id, &self.buf);
     }
 
     fn on_event(&mut self, _io: &mut Engine, _id: ConnId, tag: u32, kind: Kind, text: &[u8]) {
         let l = self.local(tag);
         match kind {
-            Kind::SubscriptionSucceeded | Kind::MemberAdded | Kind::MemberRemoved
-                if !self.members[l].gone =>
-            {
+            Kind::SubscriptionSucceeded | Kind::MemberAdded | Kind::MemberRemoved if !self.members[l].gone => {
                 self.on_presence_event(l, kind, text);
             }
             Kind::Error | Kind::SubscriptionError => {
@@ -337,11 +318,7 @@ impl Driver for Worker {
                     self.dirty = true;
                     if self.errors_shown < 3 {
                         self.errors_shown += 1;
-                        eprintln!(
-                            "loadtest: member u{} got {}",
-                            self.members[l].i,
-                            String::from_utf8_lossy(text)
-                        );
+                        eprintln!("loadtest: member u{} got {}", self.members[l].i, String::from_utf8_lossy(text));
                     }
                 }
             }
@@ -366,11 +343,7 @@ impl Driver for Worker {
 impl Finish for Worker {
     type Output = WorkerResult;
     fn finish(self) -> WorkerResult {
-        WorkerResult {
-            added: self.added,
-            removed: self.removed,
-            causes: self.causes,
-        }
+        WorkerResult { added: self.added, removed: self.removed, causes: self.causes }
     }
 }
 
@@ -420,11 +393,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
         let t = &s.totals;
         format!(
             "{:5} connected {}/{} synced {} wrong view entries {} presence events {} errors {}",
-            if s.phase == phase::SETUP {
-                "join"
-            } else {
-                "leave"
-            },
+            if s.phase == phase::SETUP { "join" } else { "leave" },
             t.connected,
             opts.members,
             t.members_synced,
@@ -449,8 +418,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
             break;
         }
         let hopeless = t.connect_failed + t.subscribe_failed + t.closed_unexpectedly > 0
-            && t.members_synced + t.connect_failed + t.subscribe_failed + t.closed_unexpectedly
-                >= members;
+            && t.members_synced + t.connect_failed + t.subscribe_failed + t.closed_unexpectedly >= members;
         if hopeless || now_ns() - join_start > timeout {
             break;
         }
@@ -462,9 +430,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
     // Leave.
     let mut leave_ok = false;
     let mut leave_ns = 0;
-    let leavers: u64 = (0..opts.members)
-        .filter(|&i| opts.leaves(i / opts.channels))
-        .count() as u64;
+    let leavers: u64 = (0..opts.members).filter(|&i| opts.leaves(i / opts.channels)).count() as u64;
     if join_ok {
         let leave_start = now_ns();
         shared.set_phase(phase::RUN, leave_start);
@@ -515,16 +481,9 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
     report.line(
         "join",
         if join_ok {
-            format!(
-                "all {} views consistent {:.1} ms after the first connect",
-                opts.members,
-                join_ns as f64 / 1e6
-            )
+            format!("all {} views consistent {:.1} ms after the first connect", opts.members, join_ns as f64 / 1e6)
         } else {
-            format!(
-                "NOT consistent: {} members synced, {} wrong view entries",
-                tj.members_synced, tj.view_mismatch
-            )
+            format!("NOT consistent: {} members synced, {} wrong view entries", tj.members_synced, tj.view_mismatch)
         },
     );
     report.line(
@@ -539,10 +498,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
                 leave_ns as f64 / 1e6
             )
         } else {
-            format!(
-                "NOT consistent after {} s: {} wrong view entries",
-                opts.timeout_s, t.view_mismatch
-            )
+            format!("NOT consistent after {} s: {} wrong view entries", opts.timeout_s, t.view_mismatch)
         },
     );
     report.line(
@@ -556,11 +512,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
     if let Some(cpu) = server_cpu_us(&s1, &s2) {
         report.line(
             "server",
-            format!(
-                "CPU {:.3} s over join+leave = {:.1} µs per member",
-                cpu as f64 / 1e6,
-                cpu as f64 / members as f64
-            ),
+            format!("CPU {:.3} s over join+leave = {:.1} µs per member", cpu as f64 / 1e6, cpu as f64 / members as f64),
         );
         report.metric("server_cpu_us", cpu);
     }
@@ -577,10 +529,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
     report.chart(
         "Presence events",
         "per second",
-        vec![(
-            "events/s".into(),
-            series(&monitor.samples, |t| t.presence_events),
-        )],
+        vec![("events/s".into(), series(&monitor.samples, |t| t.presence_events))],
     );
     add_server_charts(&mut report, &monitor.samples);
     if !join_ok {
@@ -593,16 +542,10 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
         report.fail(format!("{} members failed to connect", t.connect_failed));
     }
     if t.subscribe_failed > 0 {
-        report.fail(format!(
-            "{} members could not subscribe (see the server errors above)",
-            t.subscribe_failed
-        ));
+        report.fail(format!("{} members could not subscribe (see the server errors above)", t.subscribe_failed));
     }
     if t.closed_unexpectedly > 0 {
-        report.fail(format!(
-            "{} members were disconnected",
-            t.closed_unexpectedly
-        ));
+        report.fail(format!("{} members were disconnected", t.closed_unexpectedly));
     }
     if monitor.server_gone {
         report.fail("the server process went away");
@@ -616,13 +559,7 @@ mod tests {
 
     #[test]
     fn leavers_are_spread() {
-        let mut o = Opts {
-            members: 10,
-            channels: 2,
-            leave_fraction: 0.5,
-            leave: Leave::Unsubscribe,
-            timeout_s: 1.0,
-        };
+        let mut o = Opts { members: 10, channels: 2, leave_fraction: 0.5, leave: Leave::Unsubscribe, timeout_s: 1.0 };
         assert_eq!((0..10).filter(|&k| o.leaves(k)).count(), 5);
         o.leave_fraction = 0.0;
         assert_eq!((0..10).filter(|&k| o.leaves(k)).count(), 0);

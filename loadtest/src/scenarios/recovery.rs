@@ -111,11 +111,7 @@ impl Track {
                 break;
             }
             let bits = (want - lo).min(64);
-            let mask = if bits == 64 {
-                u64::MAX
-            } else {
-                (1u64 << bits) - 1
-            };
+            let mask = if bits == 64 { u64::MAX } else { (1u64 << bits) - 1 };
             have += (word & mask).count_ones() as u64;
         }
         want - have
@@ -185,13 +181,9 @@ impl Worker {
             let mut f = Vec::new();
             pusher::resume(
                 &mut f,
-                s.tracks.iter().map(|tr| {
-                    (
-                        self.channels[tr.ch as usize].as_str(),
-                        tr.resume_stream.as_slice(),
-                        tr.resume_serial,
-                    )
-                }),
+                s.tracks
+                    .iter()
+                    .map(|tr| (self.channels[tr.ch as usize].as_str(), tr.resume_stream.as_slice(), tr.resume_serial)),
             );
             frames.push(f);
         }
@@ -201,9 +193,7 @@ impl Worker {
     /// Drops `round(F × local sockets)` settled sockets and reconnects them.
     fn storm(&mut self, io: &mut Engine, now: u64) {
         let want = (self.opts.x.fraction * self.socks.len() as f64).round() as usize;
-        let mut live: Vec<usize> = (0..self.socks.len())
-            .filter(|&l| self.socks[l].st == St::Live)
-            .collect();
+        let mut live: Vec<usize> = (0..self.socks.len()).filter(|&l| self.socks[l].st == St::Live).collect();
         fastrand::shuffle(&mut live);
         if live.len() < want {
             self.skipped += (want - live.len()) as u64;
@@ -253,11 +243,7 @@ impl Worker {
         };
         let name = pusher::channel(text).unwrap_or(b"");
         let s = &mut self.socks[l];
-        let Some(tr) = s
-            .tracks
-            .iter_mut()
-            .find(|tr| self.channels[tr.ch as usize].as_bytes() == name)
-        else {
+        let Some(tr) = s.tracks.iter_mut().find(|tr| self.channels[tr.ch as usize].as_bytes() == name) else {
             return;
         };
         if tr.stream != sid {
@@ -279,11 +265,7 @@ impl Worker {
         let pos = pusher::v2_position(text);
         let st = self.socks[l].st;
         let channels = self.channels.clone();
-        let Some(tr) = self.socks[l]
-            .tracks
-            .iter_mut()
-            .find(|tr| channels[tr.ch as usize].as_bytes() == name)
-        else {
+        let Some(tr) = self.socks[l].tracks.iter_mut().find(|tr| channels[tr.ch as usize].as_bytes() == name) else {
             return;
         };
         tr.subscribed = true;
@@ -312,13 +294,8 @@ impl Worker {
             Value::String(s) => serde_json::from_str(s).unwrap_or(Value::Null),
             other => other.clone(),
         };
-        let reason = |v: &Value| {
-            format!(
-                "{}/{}",
-                v["code"].as_str().unwrap_or("?"),
-                v["reason"].as_str().unwrap_or("?")
-            )
-        };
+        let reason =
+            |v: &Value| format!("{}/{}", v["code"].as_str().unwrap_or("?"), v["reason"].as_str().unwrap_or("?"));
         let c = &self.shared.workers[self.t];
         match name {
             b"sockudo:resume_failed" => {
@@ -327,18 +304,10 @@ impl Worker {
             }
             b"sockudo:error" if self.socks[l].st == St::Resuming => {
                 inc(&c.server_errors);
-                let why = format!(
-                    "error {}: {}",
-                    data["code"],
-                    data["message"].as_str().unwrap_or("?")
-                );
+                let why = format!("error {}: {}", data["code"], data["message"].as_str().unwrap_or("?"));
                 let s = &mut self.socks[l];
-                let chans = s
-                    .tracks
-                    .iter()
-                    .map(|tr| self.channels[tr.ch as usize].clone());
-                s.failed
-                    .extend(chans.map(|ch| (ch, why.clone())).collect::<Vec<_>>());
+                let chans = s.tracks.iter().map(|tr| self.channels[tr.ch as usize].clone());
+                s.failed.extend(chans.map(|ch| (ch, why.clone())).collect::<Vec<_>>());
                 self.settle(l, false);
             }
             b"sockudo:error" => inc(&c.server_errors),
@@ -456,13 +425,8 @@ impl Driver for Worker {
                     s.st = St::Gone;
                     io.close(s.conn);
                 } else if s.st == St::Resuming {
-                    let chans: Vec<String> = s
-                        .tracks
-                        .iter()
-                        .map(|tr| self.channels[tr.ch as usize].clone())
-                        .collect();
-                    s.failed
-                        .extend(chans.into_iter().map(|c| (c, "subscription_error".into())));
+                    let chans: Vec<String> = s.tracks.iter().map(|tr| self.channels[tr.ch as usize].clone()).collect();
+                    s.failed.extend(chans.into_iter().map(|c| (c, "subscription_error".into())));
                     self.settle(l, false);
                 }
             }
@@ -495,23 +459,11 @@ impl Driver for Worker {
 impl Finish for Worker {
     type Output = WorkerResult;
     fn finish(self) -> WorkerResult {
-        let (statuses, publisher_reconnects) = self
-            .publisher
-            .as_ref()
-            .map_or_else(Default::default, Pub::finish);
-        let unsettled = self
-            .socks
-            .iter()
-            .filter(|s| matches!(s.st, St::Reconnecting | St::Resuming))
-            .count() as u64;
+        let (statuses, publisher_reconnects) = self.publisher.as_ref().map_or_else(Default::default, Pub::finish);
+        let unsettled = self.socks.iter().filter(|s| matches!(s.st, St::Reconnecting | St::Resuming)).count() as u64;
         WorkerResult {
             tally: self.tally,
-            tracks: self
-                .socks
-                .into_iter()
-                .filter(|s| s.st != St::New)
-                .flat_map(|s| s.tracks)
-                .collect(),
+            tracks: self.socks.into_iter().filter(|s| s.st != St::New).flat_map(|s| s.tracks).collect(),
             failures: self.failures,
             skipped: self.skipped,
             unsettled,
@@ -525,18 +477,12 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
     if common.proto != Protocol::V2 && args.given().iter().any(|(k, _)| k == "protocol") {
         return Err("recovery-storm speaks Protocol V2 (connection recovery): --protocol 2".into());
     }
-    let common = &Common {
-        proto: Protocol::V2,
-        ..common.clone()
-    };
+    let common = &Common { proto: Protocol::V2, ..common.clone() };
     let (opts, target, shared, mut monitor) = setup(args, common, parse, |o| o.channels)?;
     // Fresh channel names each run: their serials start at the run's first position.
     let run_id = fastrand::u32(..);
-    let channels: Arc<Vec<String>> = Arc::new(
-        (0..opts.channels)
-            .map(|c| format!("lt-recovery-{run_id:08x}-{c}"))
-            .collect(),
-    );
+    let channels: Arc<Vec<String>> =
+        Arc::new((0..opts.channels).map(|c| format!("lt-recovery-{run_id:08x}-{c}")).collect());
     let threads = common.threads;
     let concurrency = (common.concurrency / threads).max(1);
 
@@ -582,14 +528,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
                 failures: Causes::default(),
                 skipped: 0,
                 publisher: (t == 0).then(|| {
-                    let cfg = publish_config(
-                        &c,
-                        addr,
-                        opts.publish_conns,
-                        opts.pipeline,
-                        opts.payload,
-                        1,
-                    );
+                    let cfg = publish_config(&c, addr, opts.publish_conns, opts.pipeline, opts.payload, 1);
                     let pacing = (opts.rate, opts.duration_s);
                     Pub::new(registry, cfg, pacing, (shared.clone(), t), channels.clone())
                 }),
@@ -617,12 +556,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
         )
     };
 
-    let plan = (
-        opts.sockets,
-        opts.setup_timeout_s,
-        opts.duration_s,
-        opts.drain_s,
-    );
+    let plan = (opts.sockets, opts.setup_timeout_s, opts.duration_s, opts.drain_s);
     // The workers refresh the gauges every turn (≤ 20 ms) once the drain has begun.
     let complete = |t: &Totals| {
         now_ns() - shared.phase_started() > 100 * crate::clock::MS
@@ -636,26 +570,14 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
 
     // ---- the check: per channel the final head, per track what it lacks ----
     let t = s2.totals;
-    let accepted: Vec<u64> = shared
-        .accepted_per_channel
-        .iter()
-        .map(|a| a.load(Relaxed))
-        .collect();
+    let accepted: Vec<u64> = shared.accepted_per_channel.iter().map(|a| a.load(Relaxed)).collect();
     let mut head = vec![0u64; opts.channels];
     for tr in results.iter().flat_map(|r| &r.tracks) {
         let h = &mut head[tr.ch as usize];
         *h = (*h).max(tr.max).max(tr.base + accepted[tr.ch as usize]);
     }
-    let lost: u64 = results
-        .iter()
-        .flat_map(|r| &r.tracks)
-        .map(|tr| tr.lost(head[tr.ch as usize]))
-        .sum();
-    let tracks_short = results
-        .iter()
-        .flat_map(|r| &r.tracks)
-        .filter(|tr| tr.lost(head[tr.ch as usize]) > 0)
-        .count();
+    let lost: u64 = results.iter().flat_map(|r| &r.tracks).map(|tr| tr.lost(head[tr.ch as usize])).sum();
+    let tracks_short = results.iter().flat_map(|r| &r.tracks).filter(|tr| tr.lost(head[tr.ch as usize]) > 0).count();
     let failures = Causes::merge(results.iter().map(|r| r.failures.clone()));
     let skipped: u64 = results.iter().map(|r| r.skipped).sum();
     let unsettled: u64 = results.iter().map(|r| r.unsettled).sum();
@@ -741,31 +663,19 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
     report.metric("channels_failed", t.channels_failed);
     report.metric(
         "channels_failed_by_reason",
-        Value::Object(
-            failures
-                .0
-                .iter()
-                .map(|(k, v)| (k.clone(), Value::from(*v)))
-                .collect(),
-        ),
+        Value::Object(failures.0.iter().map(|(k, v)| (k.clone(), Value::from(*v))).collect()),
     );
     report.metric("replayed", t.replayed);
     report.metric("lost", lost);
     report.metric("duplicated", t.duplicated);
     report.metric("reordered", t.reordered);
     report.metric("drain_s", drain_s);
-    report.metric(
-        "publisher_reconnects",
-        results.iter().map(|r| r.publisher_reconnects).sum::<u64>(),
-    );
+    report.metric("publisher_reconnects", results.iter().map(|r| r.publisher_reconnects).sum::<u64>());
     let per_channel = |cpu: u64| {
         if t.channels_recovered == 0 {
             "no channel recovered".to_string()
         } else {
-            format!(
-                "{:.1} µs per recovered channel",
-                cpu as f64 / t.channels_recovered as f64
-            )
+            format!("{:.1} µs per recovered channel", cpu as f64 / t.channels_recovered as f64)
         }
     };
     if let (Some(cpu), Some(a), Some(b)) = (server_cpu_us(&s1, &s2), s1.server, s2.server) {
@@ -781,10 +691,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
             ),
         );
         report.metric("server_cpu_us", cpu);
-        report.metric(
-            "server_cpu_us_per_recovered_channel",
-            cpu as f64 / t.channels_recovered.max(1) as f64,
-        );
+        report.metric("server_cpu_us_per_recovered_channel", cpu as f64 / t.channels_recovered.max(1) as f64);
         report.metric("server_rss_kb_end", b.rss_kb);
     }
     let my_cpu = s2.me.cpu_us.saturating_sub(s1.me.cpu_us);
@@ -803,36 +710,22 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
         "Recovery",
         "per second",
         vec![
-            (
-                "reconnects/s".into(),
-                series(&monitor.samples, |t| t.reconnects),
-            ),
-            (
-                "channels recovered/s".into(),
-                series(&monitor.samples, |t| t.channels_recovered),
-            ),
-            (
-                "replayed/s".into(),
-                series(&monitor.samples, |t| t.replayed),
-            ),
+            ("reconnects/s".into(), series(&monitor.samples, |t| t.reconnects)),
+            ("channels recovered/s".into(), series(&monitor.samples, |t| t.channels_recovered)),
+            ("replayed/s".into(), series(&monitor.samples, |t| t.replayed)),
         ],
     );
     report.chart(
         "Publishing",
         "events per second",
-        vec![(
-            "accepted/s".into(),
-            series(&monitor.samples, |t| t.events_accepted),
-        )],
+        vec![("accepted/s".into(), series(&monitor.samples, |t| t.events_accepted))],
     );
     add_server_charts(&mut report, &monitor.samples);
 
     // ---- verdict ----
     fail_sockets_and_publishing(&mut report, &t, opts.sockets, aborted);
     if lost > 0 {
-        report.fail(format!(
-            "{lost} messages lost in {tracks_short} socket-channel(s)"
-        ));
+        report.fail(format!("{lost} messages lost in {tracks_short} socket-channel(s)"));
     }
     if t.duplicated > 0 {
         report.fail(format!("{} messages duplicated", t.duplicated));
@@ -841,10 +734,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
         report.fail(format!("{} channel resumes failed", t.channels_failed));
     }
     if unsettled > 0 {
-        report.fail(format!(
-            "{unsettled} sockets had no resume_success after a {} s drain",
-            opts.drain_s
-        ));
+        report.fail(format!("{unsettled} sockets had no resume_success after a {} s drain", opts.drain_s));
     }
     if !aborted && opts.x.fraction > 0.0 && t.reconnects == 0 && storms > 0 {
         report.warn("no socket was dropped (too few sockets for the fraction?)");
@@ -856,10 +746,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
         ));
     }
     if t.events_rejected + t.events_unanswered > 0 {
-        report.warn(format!(
-            "{} events rejected or unanswered",
-            t.events_rejected + t.events_unanswered
-        ));
+        report.warn(format!("{} events rejected or unanswered", t.events_rejected + t.events_unanswered));
     }
     if monitor.server_gone {
         report.fail("the server process went away");

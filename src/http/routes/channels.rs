@@ -109,4 +109,3 @@ pub async fn users(shard: &Rc<Shard>, app_idx: AppIdx, name: &str) -> Result<Res
     body.extend_from_slice(b"]}");
     Ok(Response::json(200, body))
 }
-

@@ -94,7 +94,12 @@ enum Claimed {
 }
 
 /// Claims a whole request's key, waiting briefly while another request holds it.
-async fn claim(shard: &Rc<Shard>, app: AppIdx, space: Space, key: Option<(&str, Duration)>) -> Result<Claimed, ApiError> {
+async fn claim(
+    shard: &Rc<Shard>,
+    app: AppIdx,
+    space: Space,
+    key: Option<(&str, Duration)>,
+) -> Result<Claimed, ApiError> {
     let Some((key, ttl)) = key else { return Ok(Claimed::Proceed(None)) };
     match idempotency::take(shard, app, space, key, ttl, true).await? {
         Taken::Held(h) => Ok(Claimed::Proceed(Some(h))),
@@ -175,9 +180,11 @@ impl EventRequest {
 
     fn parse(app: &App, v: &sonic_rs::Value) -> Result<EventRequest, ApiError> {
         let text = v.to_string();
-        let raw: RawEvent = sonic_rs::from_str(&text).map_err(|e| ApiError::unprocessable(format!("Invalid event: {e}")))?;
+        let raw: RawEvent =
+            sonic_rs::from_str(&text).map_err(|e| ApiError::unprocessable(format!("Invalid event: {e}")))?;
         let limits = &app.limits;
-        let name = raw.name.filter(|n| !n.is_empty()).ok_or_else(|| ApiError::invalid_input("Event name is required"))?;
+        let name =
+            raw.name.filter(|n| !n.is_empty()).ok_or_else(|| ApiError::invalid_input("Event name is required"))?;
         if name.len() > limits.max_event_name_length {
             return Err(ApiError::limit_exceeded(format!(
                 "Event name exceeds maximum length of {}",
@@ -220,9 +227,9 @@ impl EventRequest {
             Some(_) => return Err(ApiError::invalid_input("extras must be a JSON object")),
             None => None,
         };
-        let ephemeral = extras.as_deref().is_some_and(|x| {
-            sonic_rs::get_from_str(x, ["ephemeral"]).is_ok_and(|v| v.as_raw_str() == "true")
-        });
+        let ephemeral = extras
+            .as_deref()
+            .is_some_and(|x| sonic_rs::get_from_str(x, ["ephemeral"]).is_ok_and(|v| v.as_raw_str() == "true"));
         if raw.message_id.as_deref().is_some_and(|m| m.is_empty() || m.len() > 128) {
             return Err(ApiError::invalid_input("message_id must be 1 to 128 characters"));
         }
@@ -312,4 +319,3 @@ pub async fn batch(shard: &Rc<Shard>, app_idx: AppIdx, req: &Request) -> Result<
     }
     Ok(response)
 }
-

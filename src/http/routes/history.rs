@@ -9,7 +9,12 @@ use crate::shard::Shard;
 use std::rc::Rc;
 use storage::{Direction, HistoryQuery, StorageError};
 
-pub async fn history(shard: &Rc<Shard>, app_idx: AppIdx, channel: &str, query: &[(String, String)]) -> Result<Response, ApiError> {
+pub async fn history(
+    shard: &Rc<Shard>,
+    app_idx: AppIdx,
+    channel: &str,
+    query: &[(String, String)],
+) -> Result<Response, ApiError> {
     let app = shard.ctx.apps.get(app_idx);
     let Some(store) = shard.owner_store(app_idx, channel) else {
         return Err(ApiError::feature_disabled("Durable history is not enabled on this server"));
@@ -35,4 +40,3 @@ pub async fn history(shard: &Rc<Shard>, app_idx: AppIdx, channel: &str, query: &
     })?;
     Ok(Response::json(200, page_json(&page, direction, limit, &params.bounds, None)))
 }
-

@@ -23,7 +23,8 @@ use std::rc::Rc;
 
 /// Answers one request; also names the app it concerned (for the metrics).
 pub async fn handle(hub: &Rc<Hub>, req: Request) -> (Option<AppIdx>, Response) {
-    let app = req.path.strip_prefix("/apps/").and_then(|r| r.split('/').next()).and_then(|id| hub.shard.ctx.apps.by_id(id));
+    let app =
+        req.path.strip_prefix("/apps/").and_then(|r| r.split('/').next()).and_then(|id| hub.shard.ctx.apps.by_id(id));
     let path = req.path.clone();
     match futures_lite::FutureExt::catch_unwind(AssertUnwindSafe(route(hub, req))).await {
         Ok(r) => (app, r),
@@ -57,7 +58,9 @@ async fn route(hub: &Rc<Hub>, req: Request) -> Response {
                 ("POST", ["users", user, "terminate_connections"]) => {
                     Route::CloseUser(path_decode(user), ProtocolError::TerminatedByApp)
                 }
-                ("POST", ["users", user, "force_reconnect"]) => Route::CloseUser(path_decode(user), ProtocolError::ForceReconnect),
+                ("POST", ["users", user, "force_reconnect"]) => {
+                    Route::CloseUser(path_decode(user), ProtocolError::ForceReconnect)
+                }
                 (_, ["events"] | ["batch_events"] | ["channels"] | ["channels", _] | ["channels", _, "users"])
                 | (_, ["users", _, "terminate_connections" | "force_reconnect"]) => {
                     return Response::text(405, "405 METHOD NOT ALLOWED")

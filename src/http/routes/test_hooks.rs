@@ -11,7 +11,9 @@ use crate::ws::hub::Hub;
 pub fn stall(hub: &Hub, req: &Request) -> Result<Response, ApiError> {
     let query = query_pairs(&req.query);
     let param = |name: &str| query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str());
-    let app = param("app").and_then(|id| hub.shard.ctx.apps.by_id(id)).ok_or_else(|| ApiError::invalid_input("app: unknown app id"))?;
+    let app = param("app")
+        .and_then(|id| hub.shard.ctx.apps.by_id(id))
+        .ok_or_else(|| ApiError::invalid_input("app: unknown app id"))?;
     let channel = param("channel").ok_or_else(|| ApiError::invalid_input("channel is required"))?;
     let ms = param("ms").and_then(|m| m.parse().ok()).ok_or_else(|| ApiError::invalid_input("ms must be a number"))?;
     let owner = hub.shard.owner(OwnerKey::Channel(hub.shard.ctx.apps.get(app), channel));

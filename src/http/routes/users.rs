@@ -10,6 +10,9 @@ use std::sync::Arc;
 
 pub fn close_user(shard: &Shard, app: AppIdx, user: String, err: ProtocolError) -> Result<Response, ApiError> {
     let user_ids = Arc::new(vec![user]);
-    shard.to_users_everywhere(|| ToUsers { app, user_ids: user_ids.clone(), action: UserAction::Close(err.clone()) }, true)?;
+    shard.to_users_everywhere(
+        || ToUsers { app, user_ids: user_ids.clone(), action: UserAction::Close(err.clone()) },
+        true,
+    )?;
     Ok(Response::json(200, "{\"ok\":true}"))
 }

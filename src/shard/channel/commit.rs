@@ -10,7 +10,7 @@
 
 use super::broadcast::Broadcast;
 use super::stream::Kept;
-use super::{ChannelOp, OpFailure, Occupancy, Origin};
+use super::{ChannelOp, Occupancy, OpFailure, Origin};
 use crate::config::AppIdx;
 use crate::shard::route::Responder;
 use crate::shard::Shard;
@@ -121,7 +121,8 @@ impl Shard {
     /// Delivers commits in order as their appends are written.
     pub(crate) async fn committer(self: Rc<Self>) {
         loop {
-            let (commit, outcome) = self.pipeline.commits.next(|c| c.append.as_mut().and_then(|a| a.written.take())).await;
+            let (commit, outcome) =
+                self.pipeline.commits.next(|c| c.append.as_mut().and_then(|a| a.written.take())).await;
             self.release(commit, outcome);
         }
     }

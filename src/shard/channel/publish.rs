@@ -55,7 +55,9 @@ impl Shard {
             let message = Broadcast::new(serial, now, |e| {
                 Arc::new(match e {
                     Encoding::V1Json => outbound::event(&event.name, Some(&channel), data, user_id),
-                    Encoding::V2Json => outbound::v2_event(&event.name, &channel, data, user_id, pos, event.extras.as_deref()),
+                    Encoding::V2Json => {
+                        outbound::v2_event(&event.name, &channel, data, user_id, pos, event.extras.as_deref())
+                    }
                 })
             });
             let v2 = message.payload(Encoding::V2Json).expect("every broadcast has a V2 form").clone();
@@ -73,7 +75,8 @@ impl Shard {
                     // Only `always` holds the answer for the fsync; with `interval` and `os` the
                     // publish is acknowledged once written, and the documented loss bound on a
                     // power cut is what was not synced yet (tuning.md).
-                    let durable = (self.ctx.config.history.store.fsync == storage::Fsync::Always).then_some(ticket.durable);
+                    let durable =
+                        (self.ctx.config.history.store.fsync == storage::Fsync::Always).then_some(ticket.durable);
                     Some(Append { serial, epoch, written: Some(ticket.written), durable })
                 }
                 _ => None,

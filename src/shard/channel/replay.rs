@@ -23,10 +23,17 @@ pub struct Replay {
 /// The owner's answer to a recovery position.
 pub enum Recovery {
     /// The hot buffer holds every message after the position: these, oldest first.
-    Hot { stream_id: Arc<str>, messages: Vec<Kept> },
+    Hot {
+        stream_id: Arc<str>,
+        messages: Vec<Kept>,
+    },
     /// Only durable history still holds them: read serials `after + 1 ..= head` of `stream_id`
     /// from the owner's store (the cold tier).
-    Cold { stream_id: Arc<str>, after: u64, head: u64 },
+    Cold {
+        stream_id: Arc<str>,
+        after: u64,
+        head: u64,
+    },
     Failed(ResumeFailure),
 }
 

@@ -1,8 +1,9 @@
-//! A channel's message stream as its owner keeps it (spec 02 §2.2): the stream id, the next
-//! serial, and the hot replay buffer of recent V2 frames that connection recovery reads.
-//! Serials are assigned here, by the owner only, so serial order is fan-out order. With durable
-//! history a serial is assigned before its append and delivered after it, so the stream tracks
-//! both: `assigned` runs ahead of `head` by the appends in flight.
+//! A channel's message stream as its owner keeps it
+//! (`docs/protocol/v2.md#streams-and-serials`): the stream id, the next serial, and the hot
+//! replay buffer of recent V2 frames that connection recovery reads. Serials are assigned here,
+//! by the owner only, so serial order is fan-out order. With durable history a serial is
+//! assigned before its append and delivered after it, so the stream tracks both: `assigned`
+//! runs ahead of `head` by the appends in flight.
 
 use super::broadcast::Payload;
 use crate::config::ReplayWindow;
@@ -37,13 +38,20 @@ pub struct Kept {
     pub frame: Payload,
 }
 
-/// Why a position cannot be replayed from memory (spec 02 §3.5 codes and reasons).
+/// Why a position cannot be replayed from memory (codes and reasons of
+/// `docs/protocol/v2.md#recovery-failures`).
 #[derive(Debug, PartialEq, Eq)]
 pub enum ReplayGap {
     StreamMismatch,
     /// Older than what the buffer still holds: the durable tier must answer.
     NotBuffered,
     Ahead,
+}
+
+impl Default for Stream {
+    fn default() -> Stream {
+        Stream::new()
+    }
 }
 
 impl Stream {
@@ -105,7 +113,9 @@ impl Stream {
             return Ok(Vec::new());
         }
         match self.oldest_buffered() {
-            Some(oldest) if oldest <= serial + 1 => Ok(self.replay.iter().filter(|k| k.serial > serial).cloned().collect()),
+            Some(oldest) if oldest <= serial + 1 => {
+                Ok(self.replay.iter().filter(|k| k.serial > serial).cloned().collect())
+            }
             _ => Err(ReplayGap::NotBuffered),
         }
     }

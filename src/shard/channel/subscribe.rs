@@ -73,14 +73,15 @@ impl Request for Subscribe {
             ch.total += 1;
         }
         let data = if member.is_some() { ch.members.snapshot() } else { "{}".to_owned() };
-        let cache = channel::channel_type(&channel).cache.then(|| ch.live_cache(Instant::now()).map(|(p, _)| p.clone()));
+        let cache =
+            channel::channel_type(&channel).cache.then(|| ch.live_cache(Instant::now()).map(|(p, _)| p.clone()));
         let joined = member.as_ref().filter(|m| !again && ch.members.just_joined(&m.user_id));
         let counted = (!again).then_some(ch.total);
         let (stream_id, head) = (ch.stream.id.clone(), ch.stream.head);
         drop(channels);
         shard.webhook_subscribed(app, &channel, counted, joined.map(|m| &*m.user_id), matches!(cache, Some(None)));
         let user_id = member.map(|m| Arc::<str>::from(m.user_id));
-        let undo = (!again).then(|| Unsubscribe { app, channel, shard: from, user_id });
+        let undo = (!again).then_some(Unsubscribe { app, channel, shard: from, user_id });
         reply.send(Ok(Subscribed { data, cache, stream_id, head, undo }));
     }
 

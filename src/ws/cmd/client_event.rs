@@ -6,10 +6,10 @@ use crate::metrics::Limiter;
 use crate::protocol::channel;
 use crate::protocol::inbound::ClientFrame;
 use crate::protocol::ProtocolError;
+use crate::publish::publish_client_event;
 use crate::shard::channel::broadcast::{ChannelEvent, EventData};
 use crate::webhook::WebhookEvent;
 use crate::ws::session::Session;
-use crate::publish::publish_client_event;
 use std::time::Instant;
 
 impl Session {
@@ -35,10 +35,8 @@ impl Session {
                 return Err(ProtocolError::ClientEventRateLimited { terminate: limits.terminate_on_limit });
             }
         }
-        let channel = frame
-            .channel
-            .as_deref()
-            .ok_or_else(|| ProtocolError::client_event("Channel required for client event"))?;
+        let channel =
+            frame.channel.as_deref().ok_or_else(|| ProtocolError::client_event("Channel required for client event"))?;
         if !app.client_messages {
             return Err(ProtocolError::client_event("Client events are not enabled for this app"));
         }
@@ -92,8 +90,7 @@ impl Session {
             ephemeral: false,
         };
         let exclude = (!self.echo).then_some(self.id);
-        publish_client_event(self.shard(), self.app, channel, event, exclude).map_err(|e| {
-            ProtocolError::client_event(format!("rejected, the server is too busy: {e}"))
-        })
+        publish_client_event(self.shard(), self.app, channel, event, exclude)
+            .map_err(|e| ProtocolError::client_event(format!("rejected, the server is too busy: {e}")))
     }
 }

@@ -32,7 +32,14 @@ impl Session {
         if p.until_attach {
             bounds.end_serial = Some(bounds.end_serial.map_or(attach, |e| e.min(attach)));
         }
-        let query = HistoryQuery { app: self.app().id.clone(), channel: channel.clone(), limit, direction, bounds, cursor: p.cursor };
+        let query = HistoryQuery {
+            app: self.app().id.clone(),
+            channel: channel.clone(),
+            limit,
+            direction,
+            bounds,
+            cursor: p.cursor,
+        };
         // Crosses to the owner's store thread.
         let page = store.read_history(query).await.map_err(|e| match e {
             StorageError::Cursor(c) => ProtocolError::invalid_format(c),

@@ -42,7 +42,10 @@ impl Session {
                 // catch up from here, or what is published in between would be lost.
                 if self.with_socket(|s| !s.channels.contains_key(&r.channel)).unwrap_or(false) {
                     let at = r.last.as_ref().map_or(serial, |l| l.0);
-                    self.resumed.borrow_mut().get_or_insert_with(Default::default).insert(r.channel.clone(), (r.stream_id.clone(), at));
+                    self.resumed
+                        .borrow_mut()
+                        .get_or_insert_with(Default::default)
+                        .insert(r.channel.clone(), (r.stream_id.clone(), at));
                 }
             }
             done.push(outcome);
@@ -101,7 +104,11 @@ impl Session {
         };
         let shard = self.shard();
         let owner = shard.channel_owner(self.app, &channel);
-        let call = shard.invoke_on_then(owner, Replay { app: self.app, channel: channel.clone(), position, legacy }, on_answer);
+        let call = shard.invoke_on_then(
+            owner,
+            Replay { app: self.app, channel: channel.clone(), position, legacy },
+            on_answer,
+        );
         async move {
             call.await.unwrap_or_else(|e| {
                 log::debug!("recovery of {channel}: {e}");
@@ -119,7 +126,9 @@ impl Session {
     ) -> Result<ChannelRecovered, (Arc<str>, ResumeFailure)> {
         let outcome = match step {
             Step::Done(outcome) => outcome,
-            Step::Cold { channel, stream_id, after, head } => self.cold_replay(channel, stream_id, after, head, last_message_id).await,
+            Step::Cold { channel, stream_id, after, head } => {
+                self.cold_replay(channel, stream_id, after, head, last_message_id).await
+            }
         };
         if let Err((channel, f)) = &outcome {
             // `channel` is in the data too: sockudo-python 2.2 reads it there.
@@ -145,7 +154,13 @@ impl Session {
             f.newest_available_serial = Some(head);
             (channel.clone(), f)
         };
-        let done = |replayed, last| ChannelRecovered { channel: channel.clone(), source: "cold", replayed, stream_id: stream_id.clone(), last };
+        let done = |replayed, last| ChannelRecovered {
+            channel: channel.clone(),
+            source: "cold",
+            replayed,
+            stream_id: stream_id.clone(),
+            last,
+        };
         if after >= head {
             return Ok(done(0, None));
         }
@@ -197,7 +212,12 @@ impl Session {
 pub(in crate::ws) enum Step {
     Done(Result<ChannelRecovered, (Arc<str>, ResumeFailure)>),
     /// Durable history must supply serials `after + 1 ..= head`.
-    Cold { channel: Arc<str>, stream_id: Arc<str>, after: u64, head: u64 },
+    Cold {
+        channel: Arc<str>,
+        stream_id: Arc<str>,
+        after: u64,
+        head: u64,
+    },
 }
 
 pub(in crate::ws) struct ChannelRecovered {

@@ -11,7 +11,12 @@ use std::sync::Arc;
 use storage::{Bounds, Direction, HistoryQuery};
 
 impl Session {
-    pub(in crate::ws) async fn rewind(&self, channel: &Arc<str>, rewind: Rewind, attach: u64) -> Result<(), ProtocolError> {
+    pub(in crate::ws) async fn rewind(
+        &self,
+        channel: &Arc<str>,
+        rewind: Rewind,
+        attach: u64,
+    ) -> Result<(), ProtocolError> {
         let Some(store) = self.shard().owner_store(self.app, channel) else { return Ok(()) };
         let max = self.shard().ctx.config.history.max_page_size;
         let (limit, direction, bounds, wanted) = match rewind {
@@ -25,7 +30,14 @@ impl Session {
                 (max, Direction::OldestFirst, bounds, None)
             }
         };
-        let query = HistoryQuery { app: self.app().id.clone(), channel: channel.to_string(), limit, direction, bounds, cursor: None };
+        let query = HistoryQuery {
+            app: self.app().id.clone(),
+            channel: channel.to_string(),
+            limit,
+            direction,
+            bounds,
+            cursor: None,
+        };
         // Crosses to the owner's store thread; the gate holds live frames meanwhile.
         let page = if attach == 0 { None } else { Some(store.read_history(query).await) };
         let page = match page.transpose() {

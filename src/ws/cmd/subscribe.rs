@@ -49,52 +49,59 @@ impl Session {
         let gated = dialect == Dialect::V2 && (ctx.config.recovery_enabled || ctx.stores.is_some());
         let ch = channel.clone();
         // Runs when the owner's answer is handled, before any later delivery from it.
-        let on_answer = move |shard: &Rc<Shard>, reply: Result<Subscribed, ProtocolError>| -> Result<Option<u64>, ProtocolError> {
-            let s = reply?;
-            let mut index = hub.index.borrow_mut();
-            if index.live(key, id).is_none() {
-                drop(index);
-                if let Some(undo) = s.undo {
-                    // The socket went away while the owner counted it: take it back.
-                    shard.unsubscribe_from_owner(undo);
+        let on_answer =
+            move |shard: &Rc<Shard>, reply: Result<Subscribed, ProtocolError>| -> Result<Option<u64>, ProtocolError> {
+                let s = reply?;
+                let mut index = hub.index.borrow_mut();
+                if index.live(key, id).is_none() {
+                    drop(index);
+                    if let Some(undo) = s.undo {
+                        // The socket went away while the owner counted it: take it back.
+                        shard.unsubscribe_from_owner(undo);
+                    }
+                    return Ok(None);
                 }
-                return Ok(None);
-            }
-            if !already {
-                let c = hub.counters(Some(app_idx));
-                let label = ChannelLabel::of(&ch) as usize;
-                c.subscriptions[label].inc();
-                if index.add_subscriber(app_idx, &ch, key) {
-                    c.active_channels[label].inc();
-                }
-                let sock = index.sockets.get_mut(key).expect("live socket");
-                sock.channels.insert(ch.clone(), Subscription::new(user.clone(), s.head, gated));
-                sock.gates += gated as u32;
-                if needs_auth {
-                    sock.authenticated = true;
-                }
-                if let Some(u) = user.filter(|_| !sock.signed_in) {
-                    index.set_user(key, u);
-                }
-            }
-            drop(index);
-            hub.send_json(key, &outbound::subscription_succeeded(dialect, &ch, &s.data, (&s.stream_id, s.head)));
-            match s.cache {
-                Some(Some(event)) => {
-                    let encoding = crate::protocol::outbound::Encoding::of(dialect);
-                    if let Some(p) = event.payload(encoding) {
-                        hub.send_frame(key, text_frame(p));
+                if !already {
+                    let c = hub.counters(Some(app_idx));
+                    let label = ChannelLabel::of(&ch) as usize;
+                    c.subscriptions[label].inc();
+                    if index.add_subscriber(app_idx, &ch, key) {
+                        c.active_channels[label].inc();
+                    }
+                    let sock = index.sockets.get_mut(key).expect("live socket");
+                    sock.channels.insert(ch.clone(), Subscription::new(user.clone(), s.head, gated));
+                    sock.gates += gated as u32;
+                    if needs_auth {
+                        sock.authenticated = true;
+                    }
+                    if let Some(u) = user.filter(|_| !sock.signed_in) {
+                        index.set_user(key, u);
                     }
                 }
-                Some(None) => hub.send_json(key, &outbound::cache_miss(dialect, &ch)),
-                None => {}
-            }
-            Ok(Some(s.head))
-        };
+                drop(index);
+                hub.send_json(key, &outbound::subscription_succeeded(dialect, &ch, &s.data, (&s.stream_id, s.head)));
+                match s.cache {
+                    Some(Some(event)) => {
+                        let encoding = crate::protocol::outbound::Encoding::of(dialect);
+                        if let Some(p) = event.payload(encoding) {
+                            hub.send_frame(key, text_frame(p));
+                        }
+                    }
+                    Some(None) => hub.send_json(key, &outbound::cache_miss(dialect, &ch)),
+                    None => {}
+                }
+                Ok(Some(s.head))
+            };
         let shard = self.shard();
         let owner = shard.channel_owner(self.app, &channel);
-        let request =
-            OwnerSubscribe { app: self.app, channel: channel.clone(), shard: shard.id, socket: self.id, member, again: already };
+        let request = OwnerSubscribe {
+            app: self.app,
+            channel: channel.clone(),
+            shard: shard.id,
+            socket: self.id,
+            member,
+            again: already,
+        };
         let attach = shard.invoke_on_then(owner, request, on_answer).await??;
         let resumed = self.resumed.borrow_mut().as_mut().and_then(|r| r.remove(&channel));
         match (attach, rewind, resumed) {

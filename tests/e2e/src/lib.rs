@@ -2,9 +2,10 @@
 //!
 //! - [`Server`]: starts the real `sockudo` binary on fresh ports, waits for `/up`, kills it on drop.
 //! - [`Client`]: a blocking WebSocket client (tungstenite) whose reads are bounded by timeouts.
-//! - signatures of spec 01 §7 ([`private_auth`], [`presence_auth`], [`signin_auth`], [`api_signature`]).
+//! - signatures ([`private_auth`], [`presence_auth`], [`signin_auth`], [`api_signature`]):
+//!   `docs/protocol/pusher.md#authorization-signatures`, `docs/protocol/http-api.md#request-signing`.
 //! - [`http`] / [`HttpConn`]: a tiny HTTP/1.1 client over `std::net::TcpStream`, and the signed
-//!   REST helpers of spec 01 §8.2 ([`Server::api`], [`signed_target`]).
+//!   REST helpers (`docs/protocol/http-api.md#request-signing`): [`Server::api`], [`signed_target`].
 //!
 //! Tests assert behaviour, never speed: every timeout below only bounds a wait.
 
@@ -44,7 +45,8 @@ pub struct App {
 }
 
 impl App {
-    /// The development app the server has without `--config` (spec 00).
+    /// The development app the server has without `--config`
+    /// (`docs/protocol/pusher.md#development-app`).
     pub fn dev() -> App {
         App::new("app-id", "app-key", "app-secret")
     }
@@ -264,7 +266,8 @@ impl Server {
             }
         }
         let config = dir.join("config.toml");
-        // Spec 00: tests are not throttled, except those that configure the rate limiter.
+        // Tests are not throttled, except those that configure the rate limiter
+        // (`docs/protocol/http-api.md#rate-limits`).
         if !fs::read_to_string(&config).is_ok_and(|c| c.contains("[rate_limiter")) {
             cmd.env("RATE_LIMITER_ENABLED", "false");
         }
@@ -547,7 +550,7 @@ impl Client {
     }
 
     /// The next frame must be `pusher:error` with this code, `data` an object and no `channel`
-    /// key (spec 01 §3.5). Returns the message.
+    /// key (`docs/protocol/pusher.md#error-frame`). Returns the message.
     pub fn expect_error(&mut self, code: u64) -> String {
         self.expect_error_within(code, T)
     }
@@ -596,8 +599,9 @@ impl Client {
         }
     }
 
-    /// `pusher:error` with `code` and then a close frame with the same code (spec 01 §5.2): the
-    /// error frame is sent once. Returns the error message.
+    /// `pusher:error` with `code` and then a close frame with the same code
+    /// (`docs/protocol/pusher.md#close-sequence`): the error frame is sent once. Returns the
+    /// error message.
     pub fn expect_fatal(&mut self, code: u16) -> String {
         self.expect_fatal_within(code, T)
     }
@@ -610,7 +614,7 @@ impl Client {
     }
 
     /// The connection is still usable: `pusher:ping` is answered by `pusher:pong` as the very
-    /// next frame (spec 01 §2.4).
+    /// next frame (`docs/protocol/pusher.md#activity-timeout-and-heartbeat`).
     pub fn assert_alive(&mut self) {
         self.send_json(&json!({"event": "pusher:ping", "data": {}}));
         let f = self.recv_json(T);
@@ -744,7 +748,7 @@ pub fn data_json(frame: &Value) -> Value {
     serde_json::from_str(s).unwrap_or_else(|e| panic!("data is not JSON ({e}): {frame}"))
 }
 
-/// A hand-made client frame (RFC 6455 §5.2). `masked` uses a fixed key.
+/// A hand-made client frame (RFC 6455, section 5.2). `masked` uses a fixed key.
 pub fn raw_frame(fin: bool, rsv1: bool, opcode: u8, masked: bool, payload: &[u8]) -> Vec<u8> {
     let mut out = vec![(fin as u8) << 7 | (rsv1 as u8) << 6 | (opcode & 0x0f)];
     let mask_bit = (masked as u8) << 7;
@@ -770,7 +774,7 @@ pub fn raw_frame(fin: bool, rsv1: bool, opcode: u8, masked: bool, payload: &[u8]
 }
 
 // ---------------------------------------------------------------------------------------------
-// Signatures (spec 01 §7)
+// Signatures: `docs/protocol/pusher.md#authorization-signatures`, `docs/protocol/http-api.md#request-signing`
 // ---------------------------------------------------------------------------------------------
 
 /// Lowercase hex HMAC-SHA256.
@@ -780,17 +784,18 @@ pub fn hmac_hex(secret: &str, msg: &str) -> String {
     hex::encode(mac.finalize().into_bytes())
 }
 
-/// `key:HMAC(socket_id:channel)` (§7.1).
+/// `key:HMAC(socket_id:channel)` (`docs/protocol/pusher.md#private-channel-signature`).
 pub fn private_auth(app: &App, socket_id: &str, channel: &str) -> String {
     format!("{}:{}", app.key, hmac_hex(&app.secret, &format!("{socket_id}:{channel}")))
 }
 
-/// `key:HMAC(socket_id:channel:channel_data)` (§7.2).
+/// `key:HMAC(socket_id:channel:channel_data)`
+/// (`docs/protocol/pusher.md#presence-channel-signature`).
 pub fn presence_auth(app: &App, socket_id: &str, channel: &str, channel_data: &str) -> String {
     format!("{}:{}", app.key, hmac_hex(&app.secret, &format!("{socket_id}:{channel}:{channel_data}")))
 }
 
-/// `key:HMAC(socket_id::user::user_data)` (§7.3).
+/// `key:HMAC(socket_id::user::user_data)` (`docs/protocol/pusher.md#sign-in-signature`).
 pub fn signin_auth(app: &App, socket_id: &str, user_data: &str) -> String {
     format!("{}:{}", app.key, hmac_hex(&app.secret, &format!("{socket_id}::user::{user_data}")))
 }
@@ -799,7 +804,8 @@ pub fn md5_hex(body: &[u8]) -> String {
     hex::encode(Md5::digest(body))
 }
 
-/// REST signature (§8.2): keys lower-cased, sorted, `auth_signature` left out.
+/// REST signature (`docs/protocol/http-api.md#signing-steps`): keys lower-cased, sorted,
+/// `auth_signature` left out.
 pub fn api_signature(secret: &str, method: &str, path: &str, params: &[(String, String)]) -> String {
     let mut canon: Vec<(String, String)> = params
         .iter()
@@ -815,7 +821,8 @@ pub fn now() -> i64 {
     SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
-/// The auth parameters (§8.2) for a request, `auth_signature` last. `body` = Some for POST.
+/// The auth parameters (`docs/protocol/http-api.md#request-signing`) for a request,
+/// `auth_signature` last. `body` = Some for POST.
 pub fn auth_params(
     app: &App,
     method: &str,
@@ -884,7 +891,8 @@ impl Response {
         serde_json::from_slice(&self.body)
             .unwrap_or_else(|e| panic!("response body is not JSON ({e}): {} {}", self.status, self.text()))
     }
-    /// Asserts the status and the §8.3 error body `{"error","code","status"}`.
+    /// Asserts the status and the error body `{"error","code","status"}`
+    /// (`docs/protocol/http-api.md#error-responses`).
     pub fn assert_error(&self, status: u16, code: &str) -> Value {
         assert_eq!(self.status, status, "body: {}", self.text());
         let j = self.json();
@@ -1024,11 +1032,18 @@ pub fn scrape(port: u16) -> HashMap<String, f64> {
         let (series, value) = line.rsplit_once(' ').unwrap_or_else(|| panic!("sample without value: {line}"));
         let value: f64 = value.parse().unwrap_or_else(|_| panic!("bad value in {line}"));
         let name = series.split('{').next().unwrap();
-        let family = ["_bucket", "_sum", "_count"].iter().find_map(|s| name.strip_suffix(s)).filter(|f| typed.get(*f).is_some_and(|k| k == "histogram")).unwrap_or(name);
+        let family = ["_bucket", "_sum", "_count"]
+            .iter()
+            .find_map(|s| name.strip_suffix(s))
+            .filter(|f| typed.get(*f).is_some_and(|k| k == "histogram"))
+            .unwrap_or(name);
         assert!(typed.contains_key(family), "sample of unannounced family: {line}");
         if let Some(labels) = series.strip_prefix(name) {
             if !labels.is_empty() {
-                let inner = labels.strip_prefix('{').and_then(|l| l.strip_suffix('}')).unwrap_or_else(|| panic!("labels: {line}"));
+                let inner = labels
+                    .strip_prefix('{')
+                    .and_then(|l| l.strip_suffix('}'))
+                    .unwrap_or_else(|| panic!("labels: {line}"));
                 for pair in inner.split("\",") {
                     let (k, v) = pair.split_once("=\"").unwrap_or_else(|| panic!("label {pair} in {line}"));
                     assert!(k.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'), "label name {k}");
@@ -1052,7 +1067,8 @@ pub fn delta(before: &HashMap<String, f64>, after: &HashMap<String, f64>, series
 mod tests {
     use super::*;
 
-    // Spec 01 §7.4.
+    // The test vectors of `docs/protocol/pusher.md#test-vectors`,
+    // `docs/protocol/http-api.md#signature-test-vector` and `docs/protocol/http-api.md#webhook-requests`.
     #[test]
     fn signature_test_vectors() {
         let app = App::dev();

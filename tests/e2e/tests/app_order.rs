@@ -6,16 +6,30 @@ use e2e::*;
 use serde_json::json;
 
 fn apps() -> [App; 3] {
-    [App::new("app-a", "key-a", "secret-a"), App::new("app-b", "key-b", "secret-b"), App::new("app-new", "key-new", "secret-new")]
+    [
+        App::new("app-a", "key-a", "secret-a"),
+        App::new("app-b", "key-b", "secret-b"),
+        App::new("app-new", "key-new", "secret-new"),
+    ]
 }
 
 fn cfg(order: &[&App]) -> String {
     let tables: Vec<AppConfig> = order.iter().map(|a| AppConfig::for_app(a)).collect();
-    config("[rate_limiter]\nenabled = true\n[rate_limiter.api_rate_limit]\nmax_requests = 60\nwindow_seconds = 60", &tables)
+    config(
+        "[rate_limiter]\nenabled = true\n[rate_limiter.api_rate_limit]\nmax_requests = 60\nwindow_seconds = 60",
+        &tables,
+    )
 }
 
 fn history_serials(s: &Server, app: &App, channel: &str) -> Vec<u64> {
-    let r = s.api_raw(app, "GET", &app.path(&format!("/channels/{channel}/history")), &[("direction", "oldest_first")], None, &[]);
+    let r = s.api_raw(
+        app,
+        "GET",
+        &app.path(&format!("/channels/{channel}/history")),
+        &[("direction", "oldest_first")],
+        None,
+        &[],
+    );
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()["items"].as_array().unwrap().iter().map(|i| i["serial"].as_u64().unwrap()).collect()
 }
@@ -33,7 +47,11 @@ fn reordering_apps_keeps_each_apps_state() {
     for app in [&a, &b] {
         for i in 0..6 {
             let key = format!("{}-key-{i}", app.id);
-            let r = publish(&s, app, json!({"name": "e", "channel": format!("orders-{i}"), "data": "1", "idempotency_key": key, "info": "subscription_count"}));
+            let r = publish(
+                &s,
+                app,
+                json!({"name": "e", "channel": format!("orders-{i}"), "data": "1", "idempotency_key": key, "info": "subscription_count"}),
+            );
             assert_eq!(r.status, 200, "{}", r.text());
             first.push((app.clone(), key, i, r.json()));
         }
@@ -45,7 +63,11 @@ fn reordering_apps_keeps_each_apps_state() {
 
     // Every retry is recognised: the same body back, nothing published a second time.
     for (app, key, i, body) in &first {
-        let r = publish(&s, app, json!({"name": "e", "channel": format!("orders-{i}"), "data": "1", "idempotency_key": key, "info": "subscription_count"}));
+        let r = publish(
+            &s,
+            app,
+            json!({"name": "e", "channel": format!("orders-{i}"), "data": "1", "idempotency_key": key, "info": "subscription_count"}),
+        );
         assert_eq!(r.status, 200, "{}", r.text());
         assert_eq!(&r.json(), body, "{} retry of {key} was not answered from its first response", app.id);
         assert_eq!(history_serials(&s, app, &format!("orders-{i}")), vec![1], "{} orders-{i} published twice", app.id);

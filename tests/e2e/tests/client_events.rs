@@ -1,4 +1,6 @@
-//! Client events: spec 01 §4.4 and §14 points 29-33.
+//! Client events: `docs/protocol/pusher.md#client-events`,
+//! `docs/protocol/pusher.md#client-event-checks` and
+//! `docs/protocol/pusher.md#client-event-rate-limit`.
 
 use e2e::*;
 use serde_json::json;
@@ -14,7 +16,7 @@ fn pair(s: &Server, channel: &str) -> (Client, Client) {
     (a, b)
 }
 
-// §14.29
+// `docs/protocol/pusher.md#client-events`
 #[test]
 fn client_event_reaches_others_not_sender() {
     let s = Server::start(None);
@@ -31,7 +33,8 @@ fn client_event_reaches_others_not_sender() {
     assert_eq!(a.recv_json(T), json!({"event": "client-msg", "channel": CHAT, "data": "hello"}));
 }
 
-// §4.4: encrypted channels are private for client events; §6.1 Rec: so are private-cache ones.
+// Encrypted channels are private for client events (`docs/protocol/pusher.md#client-event-checks`),
+// and so are private-cache ones, unlike in the reference (`docs/protocol/pusher.md#channel-types`).
 #[test]
 fn client_events_on_encrypted_and_private_cache() {
     let s = Server::start(None);
@@ -49,7 +52,8 @@ fn client_events_on_encrypted_and_private_cache() {
     }
 }
 
-// §3.6 / Q11 Rec: client events on presence channels carry the sender's user_id.
+// `docs/protocol/pusher.md#client-events` (unlike the reference): client events on presence
+// channels carry the sender's user_id.
 #[test]
 fn presence_client_event_carries_user_id() {
     let s = Server::start(None);
@@ -63,7 +67,7 @@ fn presence_client_event_carries_user_id() {
         b.recv_json(T),
         json!({"event": "client-hi", "channel": "presence-room", "data": {"x": 1}, "user_id": "42"})
     );
-    // Also for the cache variant (Rec: presence semantics).
+    // Also for the cache variant, which has presence semantics here.
     a.subscribe_presence("presence-cache-room", &json!({"user_id": "42"}));
     a.expect_event("pusher:cache_miss");
     b.subscribe_presence("presence-cache-room", &json!({"user_id": "7"}));
@@ -76,7 +80,7 @@ fn presence_client_event_carries_user_id() {
     );
 }
 
-// §14.30
+// `docs/protocol/pusher.md#client-event-checks`
 #[test]
 fn client_event_on_public_channel() {
     let s = Server::start(None);
@@ -95,7 +99,7 @@ fn client_event_on_public_channel() {
     a.assert_alive();
 }
 
-// §14.31
+// `docs/protocol/pusher.md#client-event-checks`
 #[test]
 fn client_event_without_subscription() {
     let s = Server::start(None);
@@ -109,7 +113,7 @@ fn client_event_without_subscription() {
     c.assert_alive();
 }
 
-// §4.4: channel required; name lengths.
+// `docs/protocol/pusher.md#client-event-checks`: channel required; name lengths.
 #[test]
 fn client_event_field_checks() {
     let s = Server::start(None);
@@ -129,7 +133,7 @@ fn client_event_field_checks() {
     assert_eq!(b.expect_event(&event)["channel"], CHAT);
 }
 
-// §4.4: max_event_payload_in_kb limits client-event data.
+// `docs/protocol/pusher.md#client-event-checks`: max_event_payload_in_kb limits client-event data.
 #[test]
 fn client_event_payload_limit() {
     let s = Server::start(Some(&config("", &[AppConfig::dev().set("max_event_payload_in_kb", "1")])));
@@ -143,7 +147,7 @@ fn client_event_payload_limit() {
     b.expect_event("client-small");
 }
 
-// §14.32
+// `docs/protocol/pusher.md#client-event-checks`
 #[test]
 fn client_events_disabled() {
     let s = Server::start(Some(&config("", &[AppConfig::dev().set("enable_client_messages", "false")])));
@@ -166,7 +170,8 @@ fn rate_limited(max: u32, terminate: bool) -> String {
     )
 }
 
-// §14.33: excess events are dropped with E(4301); the socket stays open.
+// `docs/protocol/pusher.md#client-event-rate-limit`: excess events are dropped with E(4301); the
+// socket stays open.
 #[test]
 fn client_event_rate_limit() {
     let s = Server::start(Some(&rate_limited(2, false)));
@@ -185,7 +190,8 @@ fn client_event_rate_limit() {
     b.expect_no_frame(QUIET);
 }
 
-// §14.33 with terminate_on_limit: E(4301) once, then close 4301.
+// `docs/protocol/pusher.md#client-event-rate-limit` with terminate_on_limit: E(4301) once, then
+// close 4301.
 #[test]
 fn client_event_rate_limit_terminates() {
     let s = Server::start(Some(&rate_limited(2, true)));
@@ -199,7 +205,8 @@ fn client_event_rate_limit_terminates() {
     b.expect_no_frame(QUIET);
 }
 
-// Spec 00: configured apps get 10 client events per second by default.
+// `docs/protocol/pusher.md#client-event-rate-limit`: configured apps get 10 client events per
+// second by default.
 #[test]
 fn configured_app_default_rate_limit() {
     let s = Server::start(Some(&config("", &[AppConfig::dev().unset("max_client_events_per_second")])));
@@ -222,7 +229,8 @@ fn configured_app_default_rate_limit() {
     assert!(refused >= 5 && passed >= 10, "passed {passed}, refused {refused}");
 }
 
-// Spec 00: the dev app allows 1000/s, so a burst of 100 is not throttled.
+// `docs/protocol/pusher.md#development-app`: the dev app allows 1000/s, so a burst of 100 is not
+// throttled.
 #[test]
 fn dev_app_is_not_throttled() {
     let s = Server::start(None);

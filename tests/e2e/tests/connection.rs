@@ -1,4 +1,8 @@
-//! Connection lifecycle: spec 01 §2, §5 and §14 points 1-10 and 12.
+//! Connection lifecycle: connecting and admission (`docs/protocol/pusher.md#connecting`), the
+//! heartbeat (`docs/protocol/pusher.md#activity-timeout-and-heartbeat`), the inbound processing
+//! order (`docs/protocol/pusher.md#inbound-processing-order`), the user-authentication timeout
+//! (`docs/protocol/pusher.md#user-authentication-timeout`) and close codes
+//! (`docs/protocol/pusher.md#errors-and-close-codes`).
 
 use e2e::*;
 use serde_json::json;
@@ -14,7 +18,7 @@ fn is_socket_id(s: &str) -> bool {
     matches!(s.split_once('.'), Some((a, b)) if part_ok(a) && part_ok(b))
 }
 
-// §14.1
+// `docs/protocol/pusher.md#connection-established`
 #[test]
 fn connection_established_frame() {
     let s = Server::start(None);
@@ -28,7 +32,8 @@ fn connection_established_frame() {
     assert!(f.get("channel").is_none());
 }
 
-// §14.1: other query parameters (or none) are ignored for V1.
+// `docs/protocol/pusher.md#connection-url-and-query-parameters`: other query parameters (or none)
+// are ignored for V1.
 #[test]
 fn query_parameters_are_optional() {
     let s = Server::start(None);
@@ -39,7 +44,7 @@ fn query_parameters_are_optional() {
     }
 }
 
-// §14.2
+// `docs/protocol/pusher.md#socket-ids`
 #[test]
 fn socket_ids_differ() {
     let s = Server::start(None);
@@ -47,7 +52,8 @@ fn socket_ids_differ() {
     assert_eq!(ids.len(), 6, "{ids:?}");
 }
 
-// §14.3, §2.2 Rec / Q1: unknown key -> E(4001) then close 4001.
+// `docs/protocol/pusher.md#admission-order` (unlike the reference): unknown key -> E(4001) then
+// close 4001.
 #[test]
 fn unknown_app_key_is_rejected_with_4001() {
     let s = Server::start(None);
@@ -55,7 +61,8 @@ fn unknown_app_key_is_rejected_with_4001() {
     assert_eq!(c.expect_fatal(4001), "Application does not exist");
 }
 
-// §14.3, §2.2 Rec: disabled app -> E(4003) then close 4003.
+// `docs/protocol/pusher.md#admission-order` (unlike the reference): disabled app -> E(4003) then
+// close 4003.
 #[test]
 fn disabled_app_is_rejected_with_4003() {
     let off = App::new("off-id", "off-key", "off-secret");
@@ -67,7 +74,7 @@ fn disabled_app_is_rejected_with_4003() {
     s.connect().assert_alive();
 }
 
-// §14.4, §11.3
+// `docs/protocol/pusher.md#origin-checks`
 #[test]
 fn allowed_origins() {
     let wild = App::new("wild-id", "wild-key", "wild-secret");
@@ -105,7 +112,8 @@ fn allowed_origins() {
     }
 }
 
-// §14.5, §2.2 step 4: node-wide limit (with several shards the limit is still node-wide).
+// `docs/protocol/pusher.md#admission-order`: node-wide limit (with several shards the limit is
+// still node-wide).
 #[test]
 fn node_max_connections() {
     let s = Server::start(Some(&config("max_connections = 1", &[AppConfig::dev()])));
@@ -125,7 +133,8 @@ fn node_max_connections() {
     }
 }
 
-// §2.2 step 5 Rec: per-app quota -> E(4004) + close 4004.
+// `docs/protocol/pusher.md#admission-order` (unlike the reference): per-app quota -> E(4004) +
+// close 4004.
 #[test]
 fn app_max_connections() {
     let s = Server::start(Some(&config("", &[AppConfig::dev().set("max_connections", "2")])));
@@ -135,7 +144,7 @@ fn app_max_connections() {
     assert_eq!(c.expect_fatal(4004), "Application is over adapter quota");
 }
 
-// §14.6, §2.4, §4.5
+// `docs/protocol/pusher.md#activity-timeout-and-heartbeat`: a client ping gets a bare pong.
 #[test]
 fn client_ping_gets_bare_pong() {
     let s = Server::start(None);
@@ -144,7 +153,7 @@ fn client_ping_gets_bare_pong() {
         json!({"event": "pusher:ping", "data": {}}),
         json!({"event": "pusher:ping"}),
         json!({"event": "pusher:ping", "data": "x"}),
-        json!({"event": "sockudo:ping", "data": {}}), // either prefix family is accepted (§1)
+        json!({"event": "sockudo:ping", "data": {}}), // either prefix family is accepted
     ] {
         c.send_json(&ping);
         assert_eq!(c.recv_json(T), json!({"event": "pusher:pong"}), "reply to {ping}");
@@ -154,7 +163,8 @@ fn client_ping_gets_bare_pong() {
     c.expect_no_frame(QUIET);
 }
 
-// §14.7, §2.4: server ping after inactivity, 4201 after the 30 s pong timeout.
+// `docs/protocol/pusher.md#activity-timeout-and-heartbeat`: server ping after inactivity, 4201
+// after the 30 s pong timeout.
 #[test]
 fn heartbeat_ping_and_pong_timeout() {
     let cfg = config("activity_timeout = 2", &[AppConfig::dev()]);
@@ -210,7 +220,7 @@ fn heartbeat_ping_and_pong_timeout() {
     chatty.join().unwrap();
 }
 
-// §14.8
+// `docs/protocol/pusher.md#inbound-processing-order`
 #[test]
 fn invalid_json_is_a_non_fatal_4000() {
     let s = Server::start(None);
@@ -224,7 +234,7 @@ fn invalid_json_is_a_non_fatal_4000() {
     c.assert_alive();
 }
 
-// §14.9
+// `docs/protocol/pusher.md#inbound-processing-order`
 #[test]
 fn missing_event_name_is_4000() {
     let s = Server::start(None);
@@ -234,7 +244,7 @@ fn missing_event_name_is_4000() {
     c.assert_alive();
 }
 
-// §14.10
+// `docs/protocol/pusher.md#inbound-processing-order`
 #[test]
 fn unknown_event_is_ignored() {
     let s = Server::start(None);
@@ -245,7 +255,7 @@ fn unknown_event_is_ignored() {
     c.assert_alive();
 }
 
-// §14.12, §2.6
+// `docs/protocol/pusher.md#user-authentication-timeout`
 #[test]
 fn user_authentication_timeout() {
     let noauth = App::new("noauth-id", "noauth-key", "noauth-secret");
@@ -277,12 +287,13 @@ fn user_authentication_timeout() {
     other_app.assert_alive();
 }
 
-// §2.1: `token` is V2 only; on a V1 connection it is a 4009 auth error and close.
+// `docs/protocol/pusher.md#connection-url-and-query-parameters`: `token` is V2 only; on a V1
+// connection it is a 4009 auth error and close.
 #[test]
 fn token_on_v1_is_refused() {
     let s = Server::start(None);
     let mut c = s.connect_raw("/app/app-key?protocol=7&token=abc", None);
-    // The spec does not say whether connection_established comes first: allow it.
+    // Whether connection_established comes first is left open here: allow it.
     let f = c.recv_json(T);
     if f["event"] != "pusher:connection_established" {
         assert_eq!(f["event"], "pusher:error", "{f}");

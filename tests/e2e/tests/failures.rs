@@ -1,7 +1,7 @@
-//! What a failure inside the server costs (`docs/architecture.md#failures`): a panic closes only
-//! the socket it happened on (or answers 500), a shard that does not answer gives every request
-//! waiting on it a deadline error instead of a hang, and work for a shard that is far behind is
-//! refused at a bound instead of queued without end. The `--test-hooks` flag provides the
+//! What a failure inside the server costs (`docs/architecture.md#failures-and-stop`): a panic
+//! closes only the socket it happened on (or answers 500), a shard that does not answer gives every
+//! request waiting on it a deadline error instead of a hang, and work for a shard that is far
+//! behind is refused at a bound instead of queued without end. The `--test-hooks` flag provides the
 //! panic trigger and the stall.
 
 use e2e::*;
@@ -47,7 +47,11 @@ fn a_panic_in_a_request_answers_500() {
     let r = s.http("POST", "/test/panic", &[], Some(b""));
     let body = r.assert_error(500, "internal_error");
     assert_eq!(body["error"], "Internal server error");
-    assert_eq!(scrape(s.metrics_port).get(&format!("sockudo_panics_total{{app_id=\"system\",port=\"{}\",context=\"request\"}}", s.metrics_port)), Some(&1.0));
+    assert_eq!(
+        scrape(s.metrics_port)
+            .get(&format!("sockudo_panics_total{{app_id=\"system\",port=\"{}\",context=\"request\"}}", s.metrics_port)),
+        Some(&1.0)
+    );
     s.publish_ok(json!({"name": "after", "channel": "news", "data": "1"}));
     c.expect_channel_event("after", "news");
 }
@@ -138,7 +142,10 @@ fn work_for_a_stalled_shard_is_bounded_and_none_accepted_is_lost() {
         assert!(f["data"]["message"].as_str().unwrap().contains("too far behind"), "{f}");
         refused += 1;
     }
-    assert!(stalled_at.elapsed() < Duration::from_millis(stall_ms), "sending outlasted the stall; the test proves nothing");
+    assert!(
+        stalled_at.elapsed() < Duration::from_millis(stall_ms),
+        "sending outlasted the stall; the test proves nothing"
+    );
     assert!(refused > 0, "nothing was refused: the bound did not hold");
     let accepted = sent - refused;
     assert!(accepted <= 4096 + backlog + 2, "{accepted} accepted, more than the ring and the backlog");

@@ -1,5 +1,6 @@
-//! Durable history, rewind, cold recovery and restart continuity: spec 02 §3.4, §4, §5 and §16
-//! points 14-19, against the real binary and its store.
+//! Durable history, rewind, cold recovery and restart continuity
+//! (`docs/protocol/v2.md#durable-history`, `docs/protocol/v2.md#rewind`,
+//! `docs/protocol/v2.md#cold-tier`), against the real binary and its store.
 
 use e2e::*;
 use serde_json::{json, Value};
@@ -21,7 +22,7 @@ fn serials(page: &Value) -> Vec<u64> {
     page["items"].as_array().unwrap().iter().map(|i| i["serial"].as_u64().unwrap()).collect()
 }
 
-// §16.18
+// `docs/protocol/v2.md#http-history`
 #[test]
 fn http_history_pages_with_cursors() {
     let s = Server::start(None);
@@ -31,7 +32,16 @@ fn http_history_pages_with_cursors() {
     let page = r.json();
     assert_eq!(serials(&page), vec![5, 4]);
     let item = &page["items"][0];
-    for key in ["stream_id", "serial", "published_at_ms", "message_id", "event_name", "operation_kind", "payload_size_bytes", "message"] {
+    for key in [
+        "stream_id",
+        "serial",
+        "published_at_ms",
+        "message_id",
+        "event_name",
+        "operation_kind",
+        "payload_size_bytes",
+        "message",
+    ] {
         assert!(item.get(key).is_some(), "item lacks {key}: {item}");
     }
     assert_eq!(item["operation_kind"], "append");
@@ -51,7 +61,8 @@ fn http_history_pages_with_cursors() {
     assert_eq!((last["has_more"].clone(), last["next_cursor"].clone()), (json!(false), Value::Null));
     assert_eq!(last["continuity"]["complete"], true);
 
-    let oldest = history(&s, "orders", &[("direction", "oldest_first"), ("start_serial", "2"), ("end_serial", "4")]).json();
+    let oldest =
+        history(&s, "orders", &[("direction", "oldest_first"), ("start_serial", "2"), ("end_serial", "4")]).json();
     assert_eq!(serials(&oldest), vec![2, 3, 4]);
 
     history(&s, "orders", &[("direction", "sideways")]).assert_error(400, "invalid_input");
@@ -74,7 +85,8 @@ fn http_history_pages_with_cursors() {
     assert_eq!(s.http("GET", "/apps/app-id/channels/orders/history", &[], None).status, 400);
 }
 
-// §16.18 and §16.17: history and rewind switched off.
+// `docs/protocol/v2.md#http-history` and `docs/protocol/v2.md#rewind-request`: history and rewind
+// switched off.
 #[test]
 fn history_disabled() {
     let s = Server::start(Some(&config("[history]\nenabled = false", &[AppConfig::dev()])));
@@ -88,7 +100,7 @@ fn history_disabled() {
     assert_eq!(f["serial"], 2);
 }
 
-// §16.15 and §16.16: rewind by count, the exact order and the summary.
+// `docs/protocol/v2.md#rewind-delivery-order`: rewind by count, the exact order and the summary.
 #[test]
 fn rewind_by_count() {
     let s = Server::start(None);
@@ -124,8 +136,9 @@ fn rewind_by_count() {
     assert_eq!(done["data"]["historical_count"], 6, "{done}");
 }
 
-// §16.16: a message published while the rewind is read arrives once, after history, before
-// rewind_complete. A publisher thread runs while many rewinds subscribe.
+// `docs/protocol/v2.md#rewind-delivery-order`: a message published while the rewind is read arrives
+// once, after history, before rewind_complete. A publisher thread runs while many rewinds
+// subscribe.
 #[test]
 fn rewind_with_concurrent_live_messages() {
     let s = Arc::new(Server::start(None));
@@ -168,7 +181,7 @@ fn rewind_with_concurrent_live_messages() {
     publisher.join().unwrap();
 }
 
-// §16.17
+// `docs/protocol/v2.md#rewind-request`
 #[test]
 fn rewind_errors() {
     let s = Server::start(None);
@@ -186,7 +199,7 @@ fn rewind_errors() {
     c.expect_no_frame(QUIET);
 }
 
-// §4.1: seconds rewind returns what was published within the window.
+// `docs/protocol/v2.md#rewind-request`: seconds rewind returns what was published within the window.
 #[test]
 fn rewind_by_seconds() {
     let s = Server::start(None);
@@ -203,7 +216,7 @@ fn rewind_by_seconds() {
     assert_eq!(done["data"]["historical_count"], 2);
 }
 
-// §16.19
+// `docs/protocol/v2.md#websocket-history`
 #[test]
 fn ws_history_until_attach() {
     let s = Server::start(None);
@@ -219,7 +232,10 @@ fn ws_history_until_attach() {
     assert_eq!(f["channel"], "orders");
     let page = &f["data"];
     assert_eq!(serials(page), vec![3, 2, 1], "{f}");
-    assert_eq!((page["bounds"]["attach_serial"].as_u64(), page["bounds"]["until_attach"].as_bool()), (Some(3), Some(true)));
+    assert_eq!(
+        (page["bounds"]["attach_serial"].as_u64(), page["bounds"]["until_attach"].as_bool()),
+        (Some(3), Some(true))
+    );
     // Paging with the cursor and the serial aliases of the WebSocket form.
     c.send_json(&json!({"event": "sockudo:channel_history", "data": {"channel": "orders", "params": {"limit": 2, "start": 2, "direction": "forwards"}}}));
     let page = c.expect_event("sockudo:channel_history")["data"].clone();
@@ -241,9 +257,9 @@ fn take_serials(c: &mut Client, n: usize) -> Vec<u64> {
     (0..n).map(|_| c.recv_json(T)["serial"].as_u64().unwrap()).collect()
 }
 
-// §16.14 and issue 4 "restart continuity": after a clean stop and after kill -9, serials and
-// stream ids continue, history is intact, and a pre-restart position recovers from the cold
-// tier (the hot buffer died with the process).
+// `docs/protocol/v2.md#cold-tier` and issue 4 "restart continuity": after a clean stop and after
+// kill -9, serials and stream ids continue, history is intact, and a pre-restart position recovers
+// from the cold tier (the hot buffer died with the process).
 #[test]
 fn restart_continuity_and_cold_resume() {
     let mut s = Server::start(None);
@@ -312,7 +328,13 @@ fn kill_9_loses_no_acknowledged_publish() {
                     let data = format!("w{w}-{i}");
                     let body = json!({"name": "e", "channel": "crash", "data": data}).to_string();
                     let target = signed_target(&app, "POST", &app.path("/events"), &[], Some(body.as_bytes()), now());
-                    match try_http(port, "POST", &target, &[("Content-Type", "application/json")], Some(body.as_bytes())) {
+                    match try_http(
+                        port,
+                        "POST",
+                        &target,
+                        &[("Content-Type", "application/json")],
+                        Some(body.as_bytes()),
+                    ) {
                         Ok(r) if r.status == 200 => acked.lock().unwrap().push(data),
                         _ => return,
                     }
@@ -349,7 +371,12 @@ fn kill_9_loses_no_acknowledged_publish() {
     let data: std::collections::HashSet<String> =
         stored.iter().map(|i| i["message"]["data"].as_str().unwrap().to_owned()).collect();
     let lost: Vec<&String> = acked.iter().filter(|d| !data.contains(*d)).collect();
-    assert!(lost.is_empty(), "{} acknowledged publishes missing after kill -9: {:?}", lost.len(), &lost[..lost.len().min(5)]);
+    assert!(
+        lost.is_empty(),
+        "{} acknowledged publishes missing after kill -9: {:?}",
+        lost.len(),
+        &lost[..lost.len().min(5)]
+    );
     assert!(stored.iter().all(|i| i["stream_id"] == stream.as_str()));
 
     // A client from before the crash recovers everything after its position.
@@ -369,7 +396,8 @@ fn kill_9_loses_no_acknowledged_publish() {
     }
 }
 
-// §4.2: a count rewind that reaches below what retention kept says so.
+// `docs/protocol/v2.md#rewind-delivery-order`: a count rewind that reaches below what retention
+// kept says so.
 #[test]
 fn rewind_reports_retention_truncation() {
     let s = Server::start(Some(&config("[history]\nmax_messages_per_channel = 2", &[AppConfig::dev()])));

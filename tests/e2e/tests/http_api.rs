@@ -1,5 +1,5 @@
-//! REST endpoints: spec 01 §8.1, §8.4-§8.8, §8.10 and §14 points 50-64 (Connection: close is not
-//! asserted: the project keeps HTTP connections alive).
+//! REST endpoints (`docs/protocol/http-api.md#overview`): publishing, batches, channel queries and
+//! the health routes (Connection: close is not asserted: the project keeps HTTP connections alive).
 
 use e2e::*;
 use serde_json::{json, Value};
@@ -16,7 +16,7 @@ fn set_of(v: &Value, key: &str) -> BTreeSet<String> {
     v.as_array().unwrap().iter().map(|u| u[key].as_str().unwrap().to_string()).collect()
 }
 
-// §14.50, §3.1: HTTP-published data is always a string.
+// `docs/protocol/http-api.md#event-fields`: HTTP-published data is always a string.
 #[test]
 fn publish_serialises_data_to_string() {
     let s = Server::start(None);
@@ -31,7 +31,7 @@ fn publish_serialises_data_to_string() {
     assert_eq!(c.expect_event("e")["data"], "null");
 }
 
-// §14.51
+// `docs/protocol/http-api.md#event-fields`
 #[test]
 fn publish_channel_lists() {
     let s = Server::start(None);
@@ -51,7 +51,7 @@ fn publish_channel_lists() {
     assert_eq!(j["error"], "Request must contain 'channels' (list) or 'channel' (string)");
 }
 
-// §8.4: missing name, invalid channel names.
+// `docs/protocol/http-api.md#event-fields`: missing name, invalid channel names.
 #[test]
 fn publish_validation() {
     let s = Server::start(None);
@@ -62,7 +62,8 @@ fn publish_validation() {
     s.publish_ok(json!({"name": "e", "channel": "a".repeat(200), "data": "1"}));
 }
 
-// §8.1: malformed JSON -> 400; wrong field types -> 422; no JSON content type -> 415 (§14.57).
+// `docs/protocol/http-api.md#requests-and-responses`: malformed JSON -> 400; wrong field types ->
+// 422; no JSON content type -> 415.
 #[test]
 fn publish_body_rejections() {
     let s = Server::start(None);
@@ -79,7 +80,7 @@ fn publish_body_rejections() {
     assert_eq!(r.status, 415, "{}", r.text());
 }
 
-// §14.52
+// `docs/protocol/http-api.md#event-fields`
 #[test]
 fn publish_excludes_socket_id() {
     let s = Server::start(None);
@@ -88,13 +89,13 @@ fn publish_excludes_socket_id() {
     s.publish_ok(json!({"name": "e", "channel": "orders", "data": "1", "socket_id": a.socket_id}));
     b.expect_event("e");
     a.expect_no_frame(QUIET);
-    // An invalid socket_id is ignored (§2.3).
+    // An invalid socket_id is ignored (`docs/protocol/pusher.md#socket-ids`).
     s.publish_ok(json!({"name": "g", "channel": "orders", "data": "1", "socket_id": "not-a-socket"}));
     a.expect_event("g");
     b.expect_event("g");
 }
 
-// §14.53
+// `docs/protocol/http-api.md#publish-response`
 #[test]
 fn publish_info() {
     let s = Server::start(None);
@@ -122,7 +123,7 @@ fn publish_info() {
     assert!(r["channels"]["presence-room"].get("subscription_count").is_none(), "{r}");
 }
 
-// §14.54 and the default of 100 channels per trigger (spec 00).
+// `docs/protocol/http-api.md#event-fields` and the default of 100 channels per trigger.
 #[test]
 fn channels_per_trigger_limit() {
     let s = Server::start(Some(&config("", &[AppConfig::dev().set("max_event_channels_at_once", "2")])));
@@ -138,7 +139,7 @@ fn channels_per_trigger_limit() {
     s.publish_ok(json!({"name": "e", "channels": names(100), "data": "1"}));
 }
 
-// §14.55 and the default of 100 KB (spec 00).
+// `docs/protocol/http-api.md#event-fields` and the default of 100 KB.
 #[test]
 fn payload_limit() {
     let s = Server::start(Some(&config("", &[AppConfig::dev().set("max_event_payload_in_kb", "1")])));
@@ -161,7 +162,7 @@ fn payload_limit() {
     assert_eq!(a.expect_event("e")["data"].as_str().unwrap().len(), 99 * 1024);
 }
 
-// §14.56
+// `docs/protocol/http-api.md#event-fields`
 #[test]
 fn event_name_length() {
     let s = Server::start(None);
@@ -172,7 +173,7 @@ fn event_name_length() {
     s.publish_ok(json!({"name": "e".repeat(10), "channel": "orders", "data": "1"}));
 }
 
-// §14.58, §8.5
+// `docs/protocol/http-api.md#batch-events`
 #[test]
 fn batch_events() {
     let s = Server::start(None);
@@ -211,7 +212,7 @@ fn batch_events() {
     assert_eq!(s.batch(json!([])).status, 200);
 }
 
-// §14.58, §8.5 and the default batch of 10 (spec 00).
+// `docs/protocol/http-api.md#batch-events` and the default batch of 10.
 #[test]
 fn batch_size_limit() {
     let item = |i: usize| json!({"name": "e", "channel": "orders", "data": i.to_string()});
@@ -231,7 +232,7 @@ fn batch_size_limit() {
     }
 }
 
-// §8.5: items are validated like single publishes.
+// `docs/protocol/http-api.md#batch-events`: items are validated like single publishes.
 #[test]
 fn batch_item_validation() {
     let s = Server::start(None);
@@ -257,7 +258,7 @@ fn eventually(s: &Server, rest: &str, query: &[(&str, &str)], expected: Value) {
     }
 }
 
-// §14.59, §8.6
+// `docs/protocol/http-api.md#listing-channels`
 #[test]
 fn list_channels() {
     let s = Server::start(None);
@@ -293,7 +294,7 @@ fn list_channels() {
     eventually(&s, "/channels", &[], json!({"channels": {}}));
 }
 
-// §14.60, §8.7
+// `docs/protocol/http-api.md#channel-information`
 #[test]
 fn channel_info() {
     let s = Server::start(None);
@@ -320,7 +321,7 @@ fn channel_info() {
     get("bad$chan", "").assert_error(400, "invalid_input");
 }
 
-// §14.61, §8.8
+// `docs/protocol/http-api.md#presence-users`
 #[test]
 fn presence_users() {
     let s = Server::start(None);
@@ -341,7 +342,7 @@ fn presence_users() {
     assert_eq!(j["error"], "Only presence channels support this endpoint");
 }
 
-// §14.62, §6.4
+// `docs/protocol/http-api.md#channel-information`, `docs/protocol/pusher.md#cache-channels`
 #[test]
 fn cache_channel_info() {
     let s = Server::start(None);
@@ -358,7 +359,7 @@ fn cache_channel_info() {
     assert!(j.get("cache").is_none(), "{j}");
 }
 
-// §14.63, §8.1 (404 text; wrong method)
+// `docs/protocol/http-api.md#requests-and-responses` (404 text; wrong method)
 #[test]
 fn unknown_routes() {
     let s = Server::start(None);
@@ -372,7 +373,7 @@ fn unknown_routes() {
     assert_eq!(r.status, 405, "{}", r.text());
 }
 
-// §14.64, §8.10
+// `docs/protocol/http-api.md#health-and-status-routes`
 #[test]
 fn operational_endpoints() {
     let s = Server::start(None);
@@ -395,7 +396,7 @@ fn operational_endpoints() {
     }
 }
 
-// §8.10: a disabled app's health is 503 ERROR.
+// `docs/protocol/http-api.md#health-and-status-routes`: a disabled app's health is 503 ERROR.
 #[test]
 fn health_of_disabled_app() {
     let off = App::new("off-id", "off-key", "off-secret");
@@ -404,7 +405,7 @@ fn health_of_disabled_app() {
     assert_eq!((r.status, r.text().as_str()), (503, "ERROR"));
 }
 
-// §8.1: request bodies over 10 MiB are refused with 413.
+// `docs/protocol/http-api.md#requests-and-responses`: request bodies over 10 MiB are refused with 413.
 #[test]
 fn request_body_limit() {
     let s = Server::start(None);

@@ -1,4 +1,5 @@
-//! REST request authentication: spec 01 §8.2, §8.3 and §14 points 42-49.
+//! REST request authentication: `docs/protocol/http-api.md#request-signing` and
+//! `docs/protocol/http-api.md#error-responses`.
 
 use e2e::*;
 use serde_json::json;
@@ -34,7 +35,7 @@ fn resign(params: &mut Vec<(String, String)>, method: &str, path: &str) {
     replace(params, "auth_signature", Some(&sig));
 }
 
-// §14.42
+// `docs/protocol/http-api.md#signature-test-vector`
 #[test]
 fn signed_publish_with_vector_parameters() {
     let s = Server::start(None);
@@ -46,7 +47,7 @@ fn signed_publish_with_vector_parameters() {
     assert_eq!(c.recv_json(T), json!({"event": "order.created", "channel": "orders", "data": "{\"id\":1}"}));
 }
 
-// §14.43
+// `docs/protocol/http-api.md#signing-steps`
 #[test]
 fn wrong_signature() {
     let s = Server::start(None);
@@ -70,7 +71,7 @@ fn wrong_signature() {
     c.expect_no_frame(QUIET);
 }
 
-// §14.44: unknown key is 404, not 401.
+// `docs/protocol/http-api.md#signing-steps`: unknown key is 404, not 401.
 #[test]
 fn unknown_auth_key() {
     let s = Server::start(None);
@@ -83,7 +84,7 @@ fn unknown_auth_key() {
     send(&s, "POST", &events_path(), &p, Some(VECTOR_BODY)).assert_error(404, "app_not_found");
 }
 
-// §14.45
+// `docs/protocol/http-api.md#signing-steps`
 #[test]
 fn timestamp_window() {
     let s = Server::start(None);
@@ -104,7 +105,7 @@ fn timestamp_window() {
     }
 }
 
-// §14.46
+// `docs/protocol/http-api.md#signing-steps`
 #[test]
 fn body_md5_rules() {
     let s = Server::start(None);
@@ -123,8 +124,9 @@ fn body_md5_rules() {
     replace(&mut p, "body_md5", Some(""));
     resign(&mut p, "POST", &events_path());
     send(&s, "POST", &events_path(), &p, Some(VECTOR_BODY)).assert_error(401, "auth_failed");
-    // GET with a body_md5 that is not the empty body's: 401. (Project deviation from §8.2
-    // step 5: the MD5 of the empty body is accepted on GET, as the Python SDK sends it.)
+    // GET with a body_md5 that is not the empty body's: 401. (Unlike the reference, the MD5 of the
+    // empty body is accepted on GET, as the Python SDK sends it:
+    // `docs/protocol/http-api.md#signing-steps`.)
     let path = App::dev().path("/channels");
     for (md5, status) in [(md5_hex(b"x"), 401), (md5_hex(b""), 200)] {
         let mut p = auth_params(&App::dev(), "GET", &path, &[], None, now());
@@ -138,7 +140,7 @@ fn body_md5_rules() {
     assert_eq!(send(&s, "POST", &events_path(), &p, Some(b"")).status, 400);
 }
 
-// §14.47
+// `docs/protocol/http-api.md#signing-steps`
 #[test]
 fn key_of_another_app() {
     let b = App::new("b-id", "b-key", "b-secret");
@@ -156,7 +158,7 @@ fn key_of_another_app() {
     }
 }
 
-// §14.48
+// `docs/protocol/http-api.md#signing-steps`
 #[test]
 fn missing_query_string() {
     let s = Server::start(None);
@@ -167,7 +169,7 @@ fn missing_query_string() {
     s.http("GET", &App::dev().path("/channels"), &[], None).assert_error(400, "invalid_input");
 }
 
-// §14.49: the server lower-cases and sorts keys itself.
+// `docs/protocol/http-api.md#signing-steps`: the server lower-cases and sorts keys itself.
 #[test]
 fn unsorted_mixed_case_query() {
     let s = Server::start(None);
@@ -179,7 +181,7 @@ fn unsorted_mixed_case_query() {
     assert_eq!(r.json(), json!({"channels": {}}));
 }
 
-// §8.2 step 6: values are URL-decoded before signing.
+// `docs/protocol/http-api.md#signing-steps`: values are URL-decoded before signing.
 #[test]
 fn values_are_url_decoded() {
     let s = Server::start(None);
@@ -193,7 +195,8 @@ fn values_are_url_decoded() {
     assert_eq!(r.status, 200, "{}", r.text());
 }
 
-// §8.1: disabled apps are not rejected by the REST API (Rec: keep).
+// `docs/protocol/http-api.md#requests-and-responses`: disabled apps are not rejected by the REST
+// API, as in the reference.
 #[test]
 fn disabled_app_rest_still_works() {
     let off = App::new("off-id", "off-key", "off-secret");

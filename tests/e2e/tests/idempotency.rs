@@ -1,5 +1,5 @@
-//! Publish idempotency: spec 01 §9 and §14 points 66-67, plus the Q8 Rec (a failed publish
-//! releases its key).
+//! Publish idempotency (`docs/protocol/http-api.md#idempotency`), including where it differs from
+//! the reference: a failed publish releases its key.
 
 use e2e::*;
 use serde_json::{json, Value};
@@ -10,7 +10,7 @@ fn publish_with_header(s: &Server, body: &Value, key: &str) -> Response {
     s.api_raw(&s.app, "POST", &s.app.path("/events"), &[], Some(&bytes), &headers)
 }
 
-// §14.66: body key.
+// `docs/protocol/http-api.md#single-publish-keys`: body key.
 #[test]
 fn duplicate_body_key_is_delivered_once() {
     let s = Server::start(None);
@@ -35,7 +35,7 @@ fn duplicate_body_key_is_delivered_once() {
     assert_eq!(c.recv_json(T), json!({"event": "e2", "channel": "orders", "data": "3"}));
 }
 
-// §14.66: header key, and body key wins over header key.
+// `docs/protocol/http-api.md#single-publish-keys`: header key, and body key wins over header key.
 #[test]
 fn header_key_and_precedence() {
     let s = Server::start(None);
@@ -72,7 +72,7 @@ fn header_key_and_precedence() {
     c.expect_no_frame(QUIET);
 }
 
-// §14.67
+// `docs/protocol/http-api.md#single-publish-keys`
 #[test]
 fn key_validation() {
     let s = Server::start(None);
@@ -90,7 +90,8 @@ fn key_validation() {
     c.expect_event("e");
 }
 
-// Q8 Rec (§14.68 Rec): a failed publish releases the key, so the corrected retry goes through.
+// `docs/protocol/http-api.md#single-publish-keys` (unlike the reference): a failed publish releases
+// the key, so the corrected retry goes through.
 #[test]
 fn failed_publish_releases_key() {
     let s = Server::start(Some(&config("", &[AppConfig::dev().set("max_event_payload_in_kb", "1")])));
@@ -121,7 +122,8 @@ fn keys_survive_kill_9() {
     assert_eq!(s.batch(json!([batch_item])).status, 200);
     c.expect_no_frame(QUIET);
     let history = s.get("/channels/orders/history", &[]).json();
-    let data: Vec<&str> = history["items"].as_array().unwrap().iter().map(|i| i["message"]["data"].as_str().unwrap()).collect();
+    let data: Vec<&str> =
+        history["items"].as_array().unwrap().iter().map(|i| i["message"]["data"].as_str().unwrap()).collect();
     assert_eq!(data, vec!["batched", "once"], "each delivered exactly once");
     // A new key still publishes.
     s.publish_ok(json!({"name": "e", "channel": "orders", "data": "new", "idempotency_key": "k-other"}));

@@ -1,4 +1,4 @@
-//! Process lifecycle: graceful stop (spec 00 "shutdown grace") and config validation.
+//! Process lifecycle: graceful stop (`docs/protocol/pusher.md#close-sequence`) and config validation.
 
 use e2e::*;
 use std::time::Duration;
@@ -75,7 +75,8 @@ fn good_config_values_start() {
     assert_eq!(c.established()["activity_timeout"], 30);
 }
 
-// The reference layout `[[app_manager.array.apps]]` is accepted too (§11.2).
+// The reference layout `[[app_manager.array.apps]]` is accepted too
+// (`docs/protocol/pusher.md#app-fields`).
 #[test]
 fn reference_app_layout() {
     let other = App::new("ref-id", "ref-key", "ref-secret");

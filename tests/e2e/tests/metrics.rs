@@ -1,5 +1,6 @@
-//! Prometheus metrics (spec 01 §12, issue 5): `/metrics` on the metrics port parses as the
-//! text format, and a scripted workload moves each counter by exactly what it did.
+//! Prometheus metrics (`docs/protocol/http-api.md#metrics`, issue 5): `/metrics` on the metrics
+//! port parses as the text format, and a scripted workload moves each counter by exactly what it
+//! did.
 
 use e2e::*;
 use serde_json::json;
@@ -57,7 +58,10 @@ fn a_scripted_workload_moves_each_counter_exactly() {
     assert_eq!(after[&l("sockudo_connected", "")], 1.0);
     // b closed with 1000 (normal).
     assert_eq!(delta(&before, &after, &l("sockudo_disconnections_by_reason_total", ",reason=\"normal\"")), 1.0);
-    assert_eq!(delta(&before, &after, &l("sockudo_disconnections_by_reason_total", ",reason=\"connection_lost\"")), 0.0);
+    assert_eq!(
+        delta(&before, &after, &l("sockudo_disconnections_by_reason_total", ",reason=\"connection_lost\"")),
+        0.0
+    );
     assert_eq!(delta(&before, &after, &l("sockudo_channel_subscriptions_total", ",channel_type=\"public\"")), 1.0);
     assert_eq!(delta(&before, &after, &l("sockudo_channel_subscriptions_total", ",channel_type=\"private\"")), 2.0);
     assert_eq!(delta(&before, &after, &l("sockudo_channel_unsubscriptions_total", ",channel_type=\"public\"")), 1.0);
@@ -78,13 +82,17 @@ fn a_scripted_workload_moves_each_counter_exactly() {
     let limiter = ",limiter_type=\"client_events\",request_context=\"websocket\"";
     assert_eq!(delta(&before, &after, &l("sockudo_rate_limit_checks_total", limiter)), 3.0);
     assert_eq!(delta(&before, &after, &l("sockudo_rate_limit_triggered_total", limiter)), 1.0);
-    let unknown = format!("sockudo_connection_errors_total{{app_id=\"unknown\",port=\"{mp}\",error_type=\"app_not_found\"}}");
+    let unknown =
+        format!("sockudo_connection_errors_total{{app_id=\"unknown\",port=\"{mp}\",error_type=\"app_not_found\"}}");
     assert_eq!(delta(&before, &after, &unknown), 1.0);
     // Four channel broadcasts to one socket each, plus two client events to one socket.
-    let hist = |ty: &str| l("sockudo_broadcast_latency_ms_count", &format!(",channel_type=\"{ty}\",recipient_count_bucket=\"xs\""));
+    let hist = |ty: &str| {
+        l("sockudo_broadcast_latency_ms_count", &format!(",channel_type=\"{ty}\",recipient_count_bucket=\"xs\""))
+    };
     assert_eq!(delta(&before, &after, &hist("public")), 4.0);
     assert_eq!(delta(&before, &after, &hist("private")), 2.0);
-    let inf = l("sockudo_broadcast_latency_ms_bucket", ",channel_type=\"public\",recipient_count_bucket=\"xs\",le=\"+Inf\"");
+    let inf =
+        l("sockudo_broadcast_latency_ms_bucket", ",channel_type=\"public\",recipient_count_bucket=\"xs\",le=\"+Inf\"");
     assert_eq!(after[&inf], after[&hist("public")], "the +Inf bucket counts every observation");
     assert_eq!(after[&format!("sockudo_webhook_events_dropped_total{{port=\"{mp}\"}}")], 0.0, "no app has webhooks");
     assert!(after["process_resident_memory_bytes"] > 0.0);

@@ -1,4 +1,6 @@
-//! Presence channels: spec 01 §3.3, §3.4, §4.1, §6.3 and §14 points 18-23, 26.
+//! Presence channels: `docs/protocol/pusher.md#presence-channels`,
+//! `docs/protocol/pusher.md#member-events`, `docs/protocol/pusher.md#validation-order`,
+//! `docs/protocol/pusher.md#presence-limits` and `docs/protocol/pusher.md#unsubscribing`.
 
 use e2e::*;
 use serde_json::{json, Value};
@@ -27,7 +29,7 @@ fn expect_removed(c: &mut Client, id: &str) {
     assert_eq!(data_json(&f), json!({"user_id": id}), "{f}");
 }
 
-// §14.18, §3.3
+// `docs/protocol/pusher.md#presence-channels`
 #[test]
 fn presence_subscribe_snapshot() {
     let s = Server::start(None);
@@ -40,7 +42,7 @@ fn presence_subscribe_snapshot() {
     assert_eq!(snap, json!({"ids": ["1"], "hash": {"1": {}}, "count": 1}));
 }
 
-// §14.19, §3.4
+// `docs/protocol/pusher.md#member-events`
 #[test]
 fn member_added_to_others_only() {
     let s = Server::start(None);
@@ -57,7 +59,7 @@ fn member_added_to_others_only() {
     a.expect_no_frame(QUIET);
 }
 
-// §14.20: one member per user id, however many sockets.
+// `docs/protocol/pusher.md#member-events`: one member per user id, however many sockets.
 #[test]
 fn same_user_on_two_sockets() {
     let s = Server::start(None);
@@ -83,7 +85,8 @@ fn same_user_on_two_sockets() {
     obs.expect_no_frame(QUIET);
 }
 
-// §14.21 / Q5 Rec: a numeric user_id is accepted and stringified.
+// `docs/protocol/pusher.md#validation-order` (unlike the reference): a numeric user_id is accepted and
+// stringified.
 #[test]
 fn numeric_user_id_is_stringified() {
     let s = Server::start(None);
@@ -98,7 +101,8 @@ fn numeric_user_id_is_stringified() {
     expect_removed(&mut a, "42");
 }
 
-// §4.1 steps 5 and 9, Q6 Rec.
+// `docs/protocol/pusher.md#validation-order`: bad channel_data or signatures are refused (the
+// reference crashes on object data without channel_data).
 #[test]
 fn bad_channel_data() {
     let s = Server::start(None);
@@ -129,7 +133,7 @@ fn bad_channel_data() {
     assert_eq!(sorted_ids(&d.subscribe_presence(ROOM, &member("9"))), ["9"]);
 }
 
-// §14.22
+// `docs/protocol/pusher.md#presence-limits`
 #[test]
 fn member_limit() {
     let s = Server::start(Some(&config("", &[AppConfig::dev().set("max_presence_members_per_channel", "1")])));
@@ -144,7 +148,7 @@ fn member_limit() {
     b.subscribe_presence("presence-other", &member("2"));
 }
 
-// Spec 00: 100 members per channel by default.
+// `docs/protocol/pusher.md#presence-limits`: 100 members per channel by default.
 #[test]
 fn default_member_limit_is_100() {
     let s = Server::start(None);
@@ -160,7 +164,7 @@ fn default_member_limit_is_100() {
     assert_eq!(extra.expect_error(4100), "Over capacity");
 }
 
-// §14.23: floor(bytes / 1024) > limit fails.
+// `docs/protocol/pusher.md#presence-limits`: floor(bytes / 1024) > limit fails.
 #[test]
 fn member_size_limit() {
     let s = Server::start(Some(&config("", &[AppConfig::dev().set("max_presence_member_size_in_kb", "1")])));
@@ -172,7 +176,7 @@ fn member_size_limit() {
     c.subscribe_presence(ROOM, &json!({"user_id": "1", "user_info": {"bio": "x".repeat(1900)}}));
 }
 
-// Spec 00: 2 KB user_info by default.
+// `docs/protocol/pusher.md#presence-limits`: 2 KB user_info by default.
 #[test]
 fn default_member_size_limit_is_2kb() {
     let s = Server::start(None);
@@ -183,7 +187,7 @@ fn default_member_size_limit_is_2kb() {
     c.subscribe_presence(ROOM, &json!({"user_id": "1", "user_info": {"bio": "x".repeat(1900)}}));
 }
 
-// §14.26, §4.2: unsubscribe and disconnect both remove the member at once.
+// `docs/protocol/pusher.md#unsubscribing`: unsubscribe and disconnect both remove the member at once.
 #[test]
 fn member_removed_on_unsubscribe_close_and_drop() {
     let s = Server::start(None);
@@ -214,7 +218,8 @@ fn member_removed_on_unsubscribe_close_and_drop() {
     assert_eq!(sorted_ids(&late.subscribe_presence(ROOM, &member("4"))), ["0", "4"]);
 }
 
-// Q13 Rec: re-subscribing to a presence channel replies with the current snapshot.
+// `docs/protocol/pusher.md#re-subscribing` (unlike the reference): re-subscribing to a presence
+// channel replies with the current snapshot.
 #[test]
 fn presence_resubscribe_replies_with_snapshot() {
     let s = Server::start(None);

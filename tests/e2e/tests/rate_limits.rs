@@ -1,7 +1,7 @@
-//! Rate limits (issue 5, spec 01 §8.1): HTTP API requests per app and WebSocket connects per
-//! client IP, node-wide across shards; each trips with 429 and its headers, is counted in the
-//! metrics, and recovers when its window ends. (Client-event limits: client_events.rs; app
-//! connection quotas: connection.rs.)
+//! Rate limits (issue 5, `docs/protocol/http-api.md#rate-limits`): HTTP API requests per app and
+//! WebSocket connects per client IP, node-wide across shards; each trips with 429 and its headers,
+//! is counted in the metrics, and recovers when its window ends. (Client-event limits:
+//! client_events.rs; app connection quotas: connection.rs.)
 
 use e2e::*;
 use serde_json::json;
@@ -80,7 +80,12 @@ fn api_requests_per_app() {
     // Reads count too; an unsigned request does not spend the app's quota.
     s.get("/channels", &[]).assert_error(429, "rate_limited");
     assert_eq!(s.http("GET", "/apps/app-id/channels", &[], None).status, 400);
-    let l = |name: &str| format!("{name}{{app_id=\"app-id\",port=\"{}\",limiter_type=\"api_rate_limit\",request_context=\"http\"}}", s.metrics_port);
+    let l = |name: &str| {
+        format!(
+            "{name}{{app_id=\"app-id\",port=\"{}\",limiter_type=\"api_rate_limit\",request_context=\"http\"}}",
+            s.metrics_port
+        )
+    };
     assert_eq!(metric(&s, &l("sockudo_rate_limit_checks_total")), 5.0);
     assert_eq!(metric(&s, &l("sockudo_rate_limit_triggered_total")), 2.0);
     eventually("the API window", || publish().status == 200);
@@ -100,7 +105,9 @@ fn websocket_connects_per_ip() {
     open[0].subscribe("c");
     s.publish_ok(json!({"name": "e", "channel": "c", "data": "1"}));
     open[0].expect_event("e");
-    let l = |name: &str| format!("{name}{{app_id=\"app-id\",port=\"{}\",limiter_type=\"connection_rate_limit\",request_context=\"websocket\"}}", s.metrics_port);
+    let l = |name: &str| {
+        format!("{name}{{app_id=\"app-id\",port=\"{}\",limiter_type=\"connection_rate_limit\",request_context=\"websocket\"}}", s.metrics_port)
+    };
     assert_eq!(metric(&s, &l("sockudo_rate_limit_triggered_total")), 1.0);
     eventually("the connect window", || upgrade(&s, &[]).0 == 101);
     open.push(s.connect());
@@ -119,8 +126,9 @@ fn trusted_proxy_hops_pick_the_client_address() {
 #[test]
 fn the_built_in_dev_app_is_not_throttled() {
     // Limits configured but no apps: the built-in development app runs and the limiter stays
-    // off unless enabled explicitly (spec 00).
-    let s = Server::start(Some(&config("[rate_limiter]\napi_rate_limit = { max_requests = 3, window_seconds = 60 }", &[])));
+    // off unless enabled explicitly (`docs/protocol/http-api.md#rate-limits`).
+    let s =
+        Server::start(Some(&config("[rate_limiter]\napi_rate_limit = { max_requests = 3, window_seconds = 60 }", &[])));
     for _ in 0..50 {
         assert_eq!(s.publish(json!({"name": "e", "channel": "c", "data": "1"})).status, 200);
     }
@@ -129,7 +137,8 @@ fn the_built_in_dev_app_is_not_throttled() {
 // The per-socket client-event limit and the per-app connection quota recover too.
 #[test]
 fn client_event_limit_and_app_quota_recover() {
-    let app = AppConfig::dev().set("max_client_events_per_second", "2").set("decay_seconds", "2").set("max_connections", "2");
+    let app =
+        AppConfig::dev().set("max_client_events_per_second", "2").set("decay_seconds", "2").set("max_connections", "2");
     let s = Server::start(Some(&config("", &[app])));
     let mut a = s.connect();
     let mut b = s.connect();

@@ -1,9 +1,11 @@
-//! User sign-in and user features: spec 01 §4.3, §6.5, §8.9 and §14 points 35-41.
+//! User sign-in and user features: `docs/protocol/pusher.md#user-sign-in`,
+//! `docs/protocol/pusher.md#watchlist-events`, `docs/protocol/pusher.md#sending-to-a-user` and
+//! `docs/protocol/http-api.md#terminating-user-connections`.
 
 use e2e::*;
 use serde_json::{json, Value};
 
-// §14.35
+// `docs/protocol/pusher.md#user-sign-in`
 #[test]
 fn signin_success() {
     let s = Server::start(None);
@@ -12,7 +14,8 @@ fn signin_success() {
     assert_eq!(c.recv_json(T), json!({"event": "pusher:signin_success", "data": {"user_data": ud}}));
 }
 
-// §14.36 and Q17 Rec
+// `docs/protocol/pusher.md#user-sign-in` and `docs/protocol/pusher.md#sign-in-signature` (the key
+// prefix is checked, unlike in the reference)
 #[test]
 fn signin_bad_signature() {
     let s = Server::start(None);
@@ -21,7 +24,7 @@ fn signin_bad_signature() {
     c.send_signin(&ud, &format!("app-key:{}", hmac_hex("app-secret", &format!("{}::user::{{}}", c.socket_id))));
     assert_eq!(c.expect_error(4009), "Authentication error: Connection not authorized for signin.");
     c.assert_alive();
-    // Correct hex but another key prefix (Rec: the prefix is verified).
+    // Correct hex but another key prefix (the prefix is verified).
     let good = signin_auth(&c.app, &c.socket_id, &ud);
     let hex = good.split_once(':').unwrap().1;
     c.send_signin(&ud, &format!("other-key:{hex}"));
@@ -32,7 +35,7 @@ fn signin_bad_signature() {
     c.expect_no_frame(QUIET);
 }
 
-// §14.37, §4.3 step 2
+// `docs/protocol/pusher.md#user-sign-in`
 #[test]
 fn signin_bad_user_data() {
     let s = Server::start(None);
@@ -55,7 +58,7 @@ fn signin_bad_user_data() {
     c.assert_alive();
 }
 
-// §14.38
+// `docs/protocol/pusher.md#user-sign-in`
 #[test]
 fn signin_disabled_for_app() {
     let s = Server::start(Some(&config("", &[AppConfig::dev().set("enable_user_authentication", "false")])));
@@ -65,7 +68,7 @@ fn signin_disabled_for_app() {
     c.assert_alive();
 }
 
-// §14.39, §6.5
+// `docs/protocol/pusher.md#sending-to-a-user`
 #[test]
 fn send_to_user() {
     let s = Server::start(None);
@@ -116,7 +119,8 @@ fn watch_event(c: &mut Client) -> (String, Vec<String>) {
     (f["event"].as_str().unwrap().to_string(), ids)
 }
 
-// §14.40, §4.3 watchlist, Q7 Rec (no duplicates, every signed-in user is tracked).
+// `docs/protocol/pusher.md#watchlist-events` (unlike the reference: no duplicates, every signed-in
+// user is tracked).
 #[test]
 fn watchlist_events() {
     let s = Server::start(None);
@@ -145,7 +149,7 @@ fn watchlist_events() {
     u42.expect_no_frame(QUIET);
 }
 
-// §4.3 step 5: no watchlist events when the app does not enable them.
+// `docs/protocol/pusher.md#watchlist-events`: no watchlist events when the app does not enable them.
 #[test]
 fn watchlist_disabled() {
     let s = Server::start(Some(&config("", &[AppConfig::dev().set("enable_watchlist_events", "false")])));
@@ -162,7 +166,7 @@ fn user_action(s: &Server, user: &str, action: &str) {
     assert_eq!(r.json(), json!({"ok": true}));
 }
 
-// §14.41, §8.9
+// `docs/protocol/http-api.md#terminating-user-connections`
 #[test]
 fn terminate_connections() {
     let s = Server::start(None);
@@ -187,7 +191,7 @@ fn terminate_connections() {
     user_action(&s, "nobody", "terminate_connections");
 }
 
-// §8.9 Sockudo extension
+// `docs/protocol/http-api.md#terminating-user-connections`: `force_reconnect`, a Sockudo extension.
 #[test]
 fn force_reconnect() {
     let s = Server::start(None);
@@ -200,7 +204,8 @@ fn force_reconnect() {
     other.assert_alive();
 }
 
-// A second sign-in on the same socket moves it to the new user id (§4.3 step 4).
+// A second sign-in on the same socket moves it to the new user id
+// (`docs/protocol/pusher.md#user-sign-in`).
 #[test]
 fn signin_again_changes_user() {
     let s = Server::start(None);

@@ -1,12 +1,14 @@
-//! Subscriptions (public, private, cache, names): spec 01 §4.1, §4.2, §6 and §14 points 13-17,
-//! 24-28. Presence is in presence.rs.
+//! Subscriptions (public, private, cache, names): `docs/protocol/pusher.md#subscribing`,
+//! `docs/protocol/pusher.md#unsubscribing`, `docs/protocol/pusher.md#channel-types`,
+//! `docs/protocol/pusher.md#channel-names` and `docs/protocol/pusher.md#cache-channels`. Presence
+//! is in presence.rs.
 
 use e2e::*;
 use serde_json::json;
 
 const BAD_SIG: &str = "Authentication error: Channel requires authentication";
 
-// §14.13
+// `docs/protocol/pusher.md#subscription-succeeded`
 #[test]
 fn public_subscribe() {
     let s = Server::start(None);
@@ -21,7 +23,7 @@ fn public_subscribe() {
     c.expect_subscribed("audit");
 }
 
-// §4.1: `data` may be a JSON-encoded string.
+// `docs/protocol/pusher.md#subscribe-request`: `data` may be a JSON-encoded string.
 #[test]
 fn subscribe_data_as_string() {
     let s = Server::start(None);
@@ -32,7 +34,7 @@ fn subscribe_data_as_string() {
     c.expect_subscribed(channel);
 }
 
-// §4.1: re-subscribing a non-presence channel replies again.
+// `docs/protocol/pusher.md#re-subscribing`: re-subscribing a non-presence channel replies again.
 #[test]
 fn resubscribe_public_replies_again() {
     let s = Server::start(None);
@@ -45,7 +47,7 @@ fn resubscribe_public_replies_again() {
     c.expect_no_frame(QUIET);
 }
 
-// §14.14
+// `docs/protocol/pusher.md#private-channel-signature`
 #[test]
 fn private_subscribe_with_valid_signature() {
     let s = Server::start(None);
@@ -56,7 +58,7 @@ fn private_subscribe_with_valid_signature() {
     assert_eq!(c.recv_json(T), json!({"event": "e", "channel": "private-foo", "data": "x"}));
 }
 
-// §14.15
+// `docs/protocol/pusher.md#validation-order`
 #[test]
 fn private_subscribe_with_wrong_signature() {
     let s = Server::start(None);
@@ -71,7 +73,7 @@ fn private_subscribe_with_wrong_signature() {
     c.expect_no_frame(QUIET);
 }
 
-// §7.1: a signature made for another socket is refused.
+// `docs/protocol/pusher.md#private-channel-signature`: a signature made for another socket is refused.
 #[test]
 fn private_signature_of_another_socket() {
     let s = Server::start(None);
@@ -82,7 +84,7 @@ fn private_signature_of_another_socket() {
     assert_eq!(c.expect_error(4009), BAD_SIG);
 }
 
-// §14.16
+// `docs/protocol/pusher.md#validation-order`
 #[test]
 fn private_subscribe_without_auth() {
     let s = Server::start(None);
@@ -94,7 +96,7 @@ fn private_subscribe_without_auth() {
     c.assert_alive();
 }
 
-// §14.17: the key prefix is part of the compared string.
+// `docs/protocol/pusher.md#authorization-signatures`: the key prefix is part of the compared string.
 #[test]
 fn private_auth_with_other_key_prefix() {
     let s = Server::start(None);
@@ -107,7 +109,7 @@ fn private_auth_with_other_key_prefix() {
     c.expect_error(4009);
 }
 
-// §4.1 step 1
+// `docs/protocol/pusher.md#validation-order`
 #[test]
 fn subscribe_without_channel() {
     let s = Server::start(None);
@@ -117,7 +119,7 @@ fn subscribe_without_channel() {
     c.assert_alive();
 }
 
-// §14.24, §6.2
+// `docs/protocol/pusher.md#channel-names`
 #[test]
 fn invalid_channel_names() {
     let s = Server::start(None);
@@ -133,7 +135,7 @@ fn invalid_channel_names() {
         c.send_subscribe(&name, None, None);
         assert_eq!(c.expect_error(4300), "Channel error: Channel name too long. Max length is 200");
     }
-    // Rec: the empty name is rejected.
+    // The empty name is rejected (the reference accepts it).
     c.send_subscribe("", None, None);
     c.expect_error(4300);
     c.assert_alive();
@@ -141,7 +143,7 @@ fn invalid_channel_names() {
     c.subscribe(&"a".repeat(200));
 }
 
-// §6.2: app max_channel_name_length
+// `docs/protocol/pusher.md#channel-names`: app max_channel_name_length
 #[test]
 fn app_channel_name_length_limit() {
     let s = Server::start(Some(&config("", &[AppConfig::dev().set("max_channel_name_length", "20")])));
@@ -151,7 +153,7 @@ fn app_channel_name_length_limit() {
     assert_eq!(c.expect_error(4300), "Channel error: Channel name too long. Max length is 20");
 }
 
-// §14.25
+// `docs/protocol/pusher.md#channel-names`
 #[test]
 fn allowed_characters_and_namespaces() {
     let s = Server::start(None);
@@ -171,7 +173,7 @@ fn allowed_characters_and_namespaces() {
     assert_eq!(c.expect_error(4300), "Channel error: Unknown channel namespace 'other'");
 }
 
-// §4.1 step 2: metachannels and wildcards are V2 only.
+// `docs/protocol/pusher.md#validation-order`: metachannels and wildcards are V2 only.
 #[test]
 fn v2_only_channels_on_v1() {
     let s = Server::start(None);
@@ -183,7 +185,7 @@ fn v2_only_channels_on_v1() {
     c.assert_alive();
 }
 
-// §14.26, §4.2
+// `docs/protocol/pusher.md#unsubscribing`
 #[test]
 fn unsubscribe() {
     let s = Server::start(None);
@@ -203,7 +205,7 @@ fn unsubscribe() {
     a.assert_alive();
 }
 
-// §14.27, §6.4
+// `docs/protocol/pusher.md#cache-channels`
 #[test]
 fn cache_channel() {
     let s = Server::start(None);
@@ -226,7 +228,8 @@ fn cache_channel() {
     assert_eq!(c.recv_json(T), json!({"event": "update2", "channel": "cache-news", "data": "y"}));
 }
 
-// §6.1 Rec: only the four prefixes make a cache channel.
+// `docs/protocol/pusher.md#channel-types` (unlike the reference): only the four prefixes make a
+// cache channel.
 #[test]
 fn cache_infix_is_not_a_cache_channel() {
     let s = Server::start(None);
@@ -235,7 +238,8 @@ fn cache_infix_is_not_a_cache_channel() {
     c.expect_no_frame(QUIET);
 }
 
-// §14.28 (Rec, not the reference quirk): private-cache signatures are verified.
+// `docs/protocol/pusher.md#channel-types` (unlike the reference): private-cache signatures are
+// verified.
 #[test]
 fn private_cache_verifies_signature() {
     let s = Server::start(None);
@@ -248,7 +252,8 @@ fn private_cache_verifies_signature() {
     assert_eq!(c.recv_json(T), json!({"event": "pusher:cache_miss", "channel": "private-cache-x", "data": "{}"}));
 }
 
-// §14.28 (Rec): presence-cache has presence semantics with normal (object) data.
+// `docs/protocol/pusher.md#channel-types` (unlike the reference): presence-cache has presence
+// semantics with normal (object) data.
 #[test]
 fn presence_cache_has_presence_semantics() {
     let s = Server::start(None);

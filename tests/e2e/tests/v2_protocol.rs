@@ -1,5 +1,7 @@
 //! Protocol V2 negotiation, prefixes, direct-frame message ids, heartbeat and echo control:
-//! spec 02 §1 and §16 points 1-4 and 31.
+//! `docs/protocol/v2.md#negotiation`, `docs/protocol/v2.md#message-ids`,
+//! `docs/protocol/v2.md#heartbeat` and `docs/protocol/v2.md#echo-control`; also the subscription
+//! position, the envelope and connection recovery.
 
 use e2e::*;
 use serde_json::{json, Value};
@@ -11,10 +13,12 @@ fn v2(s: &Server, query: &str) -> Client {
 
 fn is_uuid_v4(s: &str) -> bool {
     let parts: Vec<&str> = s.split('-').collect();
-    parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12]) && parts[2].starts_with('4') && s.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit())
+    parts.iter().map(|p| p.len()).eq([8, 4, 4, 4, 12])
+        && parts[2].starts_with('4')
+        && s.bytes().all(|b| b == b'-' || b.is_ascii_hexdigit())
 }
 
-// §16.1
+// `docs/protocol/v2.md#query-parameters`, `docs/protocol/v2.md#message-ids`
 #[test]
 fn v2_connection_established_has_message_id() {
     let s = Server::start(None);
@@ -32,11 +36,13 @@ fn v2_connection_established_has_message_id() {
     assert!(f.get("message_id").is_none(), "{f}");
 }
 
-// §16.2
+// `docs/protocol/v2.md#query-parameters`
 #[test]
 fn bad_v2_query_parameters_are_refused_before_upgrade() {
     let s = Server::start(None);
-    for q in ["&format=xml", "&append_rollup_window=60", "&append_mode=snapshot", "&echo_messages=maybe", "&format=msgpack"] {
+    for q in
+        ["&format=xml", "&append_rollup_window=60", "&append_mode=snapshot", "&echo_messages=maybe", "&format=msgpack"]
+    {
         let upgrade = [
             ("Upgrade", "websocket"),
             ("Connection", "Upgrade"),
@@ -56,7 +62,8 @@ fn bad_v2_query_parameters_are_refused_before_upgrade() {
     c.established();
 }
 
-// §16.3: either prefix family is accepted inbound; replies use the connection's family.
+// `docs/protocol/v2.md#event-name-prefixes`: either prefix family is accepted inbound; replies use
+// the connection's family.
 #[test]
 fn prefixes_in_and_out() {
     let s = Server::start(None);
@@ -82,7 +89,7 @@ fn prefixes_in_and_out() {
     assert!(f["message_id"].is_string(), "{f}");
 }
 
-// §16.4: the JSON heartbeat reply carries nothing but the event.
+// `docs/protocol/v2.md#heartbeat`: the JSON heartbeat reply carries nothing but the event.
 #[test]
 fn v2_json_ping_gets_bare_pong() {
     let s = Server::start(None);
@@ -92,7 +99,8 @@ fn v2_json_ping_gets_bare_pong() {
     assert_eq!(c.recv_json(T), json!({"event": "sockudo:pong"}));
 }
 
-// §1.5: the server probes V2 sockets with native Ping frames, never a sockudo:ping text frame.
+// `docs/protocol/v2.md#heartbeat`: the server probes V2 sockets with native Ping frames, never a
+// sockudo:ping text frame.
 #[test]
 fn v2_heartbeat_is_native_ping() {
     let cfg = config("activity_timeout = 10\n[websocket]\nping_interval = 1", &[AppConfig::dev()]);
@@ -109,7 +117,8 @@ fn v2_heartbeat_is_native_ping() {
     assert_eq!(c.recv_json(T), json!({"event": "sockudo:pong"}));
 }
 
-// §16.31: V2 senders get their own client events back unless echo_messages=false; V1 never.
+// `docs/protocol/v2.md#echo-control`: V2 senders get their own client events back unless
+// echo_messages=false; V1 never.
 #[test]
 fn echo_control() {
     let s = Server::start(None);
@@ -142,7 +151,8 @@ fn echo_control() {
     assert_eq!(echo.recv_json(T)["event"], "client-z");
 }
 
-// §16.5: a fresh channel's subscribe ack carries its stream and serial 0.
+// `docs/protocol/v2.md#subscription-position`: a fresh channel's subscribe ack carries its stream
+// and serial 0.
 #[test]
 fn subscribe_ack_position() {
     let s = Server::start(None);
@@ -161,7 +171,8 @@ fn subscribe_ack_position() {
     assert_eq!(data_json(&g), json!({"attach_serial": 1}));
 }
 
-// §16.6: the V2 envelope; V1 subscribers of the same channel get the plain event.
+// `docs/protocol/v2.md#message-envelope`: the V2 envelope; V1 subscribers of the same channel get
+// the plain event.
 #[test]
 fn v2_envelope_and_v1_stripping() {
     let s = Server::start(None);
@@ -180,11 +191,14 @@ fn v2_envelope_and_v1_stripping() {
     assert_eq!(c1.recv_json(T), json!({"event": "e", "channel": "orders", "data": "{\"x\":1}"}));
     s.publish_ok(json!({"name": "e", "channel": "orders", "data": "2", "message_id": "my-id"}));
     let f = c2.recv_json(T);
-    assert_eq!((f["serial"].as_u64(), f["stream_id"].clone(), f["message_id"].as_str()), (Some(2), stream, Some("my-id")));
+    assert_eq!(
+        (f["serial"].as_u64(), f["stream_id"].clone(), f["message_id"].as_str()),
+        (Some(2), stream, Some("my-id"))
+    );
     assert_eq!(c1.recv_json(T), json!({"event": "e", "channel": "orders", "data": "2"}));
 }
 
-// §16.7: ephemeral messages take no serial.
+// `docs/protocol/v2.md#ephemeral-messages`: ephemeral messages take no serial.
 #[test]
 fn ephemeral_messages_take_no_serial() {
     let s = Server::start(None);
@@ -199,14 +213,17 @@ fn ephemeral_messages_take_no_serial() {
     s.publish(json!({"name": "e", "channel": "orders", "data": "3", "extras": [1]})).assert_error(400, "invalid_input");
 }
 
-// §1.2: presence member events reach each socket in its own dialect.
+// `docs/protocol/v2.md#event-name-prefixes`: presence member events reach each socket in its own
+// dialect.
 #[test]
 fn member_events_per_dialect() {
     let s = Server::start(None);
     let mut c2 = v2_connected(&s);
     let cd = json!({"user_id": "a"}).to_string();
     let auth = presence_auth(&c2.app, &c2.socket_id, "presence-r", &cd);
-    c2.send_json(&json!({"event": "sockudo:subscribe", "data": {"channel": "presence-r", "auth": auth, "channel_data": cd}}));
+    c2.send_json(
+        &json!({"event": "sockudo:subscribe", "data": {"channel": "presence-r", "auth": auth, "channel_data": cd}}),
+    );
     let f = c2.recv_json(T);
     assert_eq!(f["event"], "sockudo_internal:subscription_succeeded", "{f}");
     let data = data_json(&f);
@@ -219,7 +236,7 @@ fn member_events_per_dialect() {
     assert_eq!(c1.recv_json(T)["event"], "pusher_internal:member_removed");
 }
 
-// §16.8 and §16.9: hot resume replays what was missed, in order, then resume_success.
+// `docs/protocol/v2.md#hot-tier`: hot resume replays what was missed, in order, then resume_success.
 #[test]
 fn hot_resume() {
     let s = Server::start(None);
@@ -238,7 +255,11 @@ fn hot_resume() {
     let mut last_id = Value::Null;
     for i in 1..=3 {
         let f = c.recv_json(T);
-        assert_eq!((f["event"].as_str(), f["serial"].as_u64(), f["data"].as_str()), (Some("e"), Some(n + i), Some(&*i.to_string())), "{f}");
+        assert_eq!(
+            (f["event"].as_str(), f["serial"].as_u64(), f["data"].as_str()),
+            (Some("e"), Some(n + i), Some(&*i.to_string())),
+            "{f}"
+        );
         last_id = f["message_id"].clone();
     }
     let d = resume_success(&mut c);
@@ -257,7 +278,7 @@ fn hot_resume() {
     assert_eq!(c.recv_json(T)["serial"], n + 4);
 }
 
-// §16.10
+// `docs/protocol/v2.md#hot-tier`
 #[test]
 fn resume_with_a_foreign_stream_fails_explicitly() {
     let s = Server::start(None);
@@ -276,7 +297,8 @@ fn resume_with_a_foreign_stream_fails_explicitly() {
     assert_eq!(d["failed"][0]["code"], "stream_reset");
 }
 
-// §16.11 and §16.12: a gap over the window, and a legacy position the hot tier cannot serve.
+// `docs/protocol/v2.md#hot-tier`: a gap over the window, and a legacy position the hot tier cannot
+// serve.
 #[test]
 fn resume_window_and_legacy_positions() {
     let cfg = config("[connection_recovery]\nmax_buffer_size = 100\nbuffer_ttl_seconds = 1", &[AppConfig::dev()]);
@@ -291,7 +313,11 @@ fn resume_window_and_legacy_positions() {
     let mut c = v2_connected(&s);
     resume(&mut c, json!({"orders": {"stream_id": stream, "serial": 0}}));
     let d = data_json(&c.expect_event("sockudo:resume_failed"));
-    assert_eq!((d["code"].as_str(), d["reason"].as_str()), (Some("position_expired"), Some("recovery_window_exceeded")), "{d}");
+    assert_eq!(
+        (d["code"].as_str(), d["reason"].as_str()),
+        (Some("position_expired"), Some("recovery_window_exceeded")),
+        "{d}"
+    );
     assert_eq!(d["newest_available_serial"], 110);
     resume_success(&mut c);
     // Once the buffer has aged out, a serial-only position cannot be proven.
@@ -307,7 +333,7 @@ fn resume_window_and_legacy_positions() {
     resume_success(&mut c);
 }
 
-// §16.13
+// `docs/protocol/v2.md#resume-request`
 #[test]
 fn resume_errors() {
     let s = Server::start(None);

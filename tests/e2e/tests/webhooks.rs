@@ -1,6 +1,6 @@
-//! Webhooks (spec 01 §10) delivered to a real HTTP receiver started by each test: payload
-//! shape and signature, every event type, the 3 s re-check of `channel_vacated` and
-//! `member_removed`, batching, retries, filters, and node-wide counts across shards.
+//! Webhooks (`docs/protocol/http-api.md#webhooks`) delivered to a real HTTP receiver started by
+//! each test: payload shape and signature, every event type, the 3 s re-check of `channel_vacated`
+//! and `member_removed`, batching, retries, filters, and node-wide counts across shards.
 //!
 //! Nothing here depends on speed: arrivals are polled for with generous bounds; the re-check
 //! delay is only asserted as "not before 2.5 s".
@@ -229,7 +229,8 @@ const ALL: [&str; 7] = [
 // Tests
 // ---------------------------------------------------------------------------------------------
 
-// §10.2: headers, body shape, signature recomputed with the app secret.
+// `docs/protocol/http-api.md#webhook-requests`: headers, body shape, signature recomputed with the
+// app secret.
 #[test]
 fn payload_shape_headers_and_signature() {
     let r = Receiver::start();
@@ -251,8 +252,8 @@ fn payload_shape_headers_and_signature() {
     assert_eq!(v["events"], json!([{"name": "channel_occupied", "channel": "orders"}]));
 }
 
-// §10.1: channel_occupied at once; channel_vacated after the 3 s re-check, called off by a
-// re-subscribe within it (and then no second channel_occupied either).
+// `docs/protocol/http-api.md#webhook-events`: channel_occupied at once; channel_vacated after the
+// 3 s re-check, called off by a re-subscribe within it (and then no second channel_occupied either).
 #[test]
 fn occupied_and_vacated_after_recheck() {
     let r = Receiver::start();
@@ -282,8 +283,9 @@ fn occupied_and_vacated_after_recheck() {
     r.wait_event("/h", is("channel_vacated", "other"));
 }
 
-// §10.1: member_added for a user's first socket only; member_removed when its last socket
-// leaves, after the re-check; a quick return of the user sends neither.
+// `docs/protocol/http-api.md#webhook-events`: member_added for a user's first socket only;
+// member_removed when its last socket leaves, after the re-check; a quick return of the user sends
+// neither.
 #[test]
 fn member_added_and_removed() {
     let r = Receiver::start();
@@ -322,8 +324,8 @@ fn member_added_and_removed() {
     assert_eq!(r.settled("/m").len(), 3);
 }
 
-// §10.1: client_event with the data as the client sent it, the sender's socket_id, and on
-// presence channels its user_id.
+// `docs/protocol/http-api.md#webhook-events`: client_event with the data as the client sent it, the
+// sender's socket_id, and on presence channels its user_id.
 #[test]
 fn client_event_webhook() {
     let r = Receiver::start();
@@ -357,7 +359,8 @@ fn client_event_webhook() {
     assert_eq!(r.settled("/c").len(), 3);
 }
 
-// §10.1: cache_miss when a cache channel has nothing cached, not once it has.
+// `docs/protocol/http-api.md#webhook-events`: cache_miss when a cache channel has nothing cached,
+// not once it has.
 #[test]
 fn cache_miss_webhook() {
     let r = Receiver::start();
@@ -376,8 +379,8 @@ fn cache_miss_webhook() {
     assert_eq!(r.settled("/cm").len(), 1, "{:#?}", r.delivered("/cm"));
 }
 
-// §10.1: subscription_count on every subscribe and unsubscribe of a non-presence channel,
-// with the node-wide count; never for presence channels.
+// `docs/protocol/http-api.md#webhook-events`: subscription_count on every subscribe and unsubscribe
+// of a non-presence channel, with the node-wide count; never for presence channels.
 #[test]
 fn subscription_count_webhook() {
     let r = Receiver::start();
@@ -403,7 +406,8 @@ fn subscription_count_webhook() {
     assert_eq!(r.settled("/sc").len(), 4, "no presence counts");
 }
 
-// §10.4: batching. With `size = 5` and a long window, events go out exactly five per request.
+// `docs/protocol/http-api.md#batching-and-retries`: batching. With `size = 5` and a long window,
+// events go out exactly five per request.
 #[test]
 fn batches_by_size() {
     let r = Receiver::start();
@@ -429,8 +433,8 @@ fn batches_by_size() {
     assert_eq!(channels, expected);
 }
 
-// §10.4: batching by time. Events sent together within the window arrive in one request;
-// with batching off each has its own.
+// `docs/protocol/http-api.md#batching-and-retries`: batching by time. Events sent together within
+// the window arrive in one request; with batching off each has its own.
 #[test]
 fn batches_by_time_window() {
     let r = Receiver::start();
@@ -458,7 +462,8 @@ fn batches_by_time_window() {
     assert!(r2.hooks("/w").iter().all(|h| h.events().len() == 1), "one event per request");
 }
 
-// §10.4: a 500 is retried with the same body until a 2xx; a 404 is not retried.
+// `docs/protocol/http-api.md#batching-and-retries`: a 500 is retried with the same body until a
+// 2xx; a 404 is not retried.
 #[test]
 fn retry_after_500_then_stop() {
     let r = Receiver::start();
@@ -493,8 +498,9 @@ fn retry_after_500_then_stop() {
     assert_eq!(value("sockudo_webhook_requests_failed_total"), 1.0);
 }
 
-// §10.2–10.3: each webhook gets only the event types it lists, on the channels its filter lets
-// through (prefix, suffix, pattern, namespace).
+// `docs/protocol/http-api.md#webhook-requests`, `docs/protocol/http-api.md#webhook-configuration`:
+// each webhook gets only the event types it lists, on the channels its filter lets through (prefix,
+// suffix, pattern, namespace).
 #[test]
 fn filters_and_event_types() {
     let r = Receiver::start();
@@ -540,9 +546,9 @@ fn filters_and_event_types() {
     assert!(r.hooks("/vacated").is_empty(), "no vacated while everything is occupied");
 }
 
-// §10.1 with the channel spread over shards: occupied once when the first socket anywhere
-// subscribes, vacated once when the last socket on the last shard leaves, and never while a
-// socket on another shard still holds the channel.
+// `docs/protocol/http-api.md#webhook-events` with the channel spread over shards: occupied once
+// when the first socket anywhere subscribes, vacated once when the last socket on the last shard
+// leaves, and never while a socket on another shard still holds the channel.
 #[test]
 fn vacated_once_when_the_last_shard_empties() {
     const N: usize = 12; // with 2 shards, SO_REUSEPORT puts sockets on both (all on one: 2^-11)
@@ -589,7 +595,8 @@ fn vacated_once_when_the_last_shard_empties() {
     assert_eq!(final_counts, expected);
 }
 
-// §11: a bad webhook config stops start-up with the key and the problem.
+// `docs/protocol/http-api.md#webhook-configuration`: a bad webhook config stops start-up with the
+// key and the problem.
 #[test]
 fn bad_webhook_config_is_refused() {
     let bad = [
@@ -610,8 +617,8 @@ fn bad_webhook_config_is_refused() {
     assert!(log.contains("webhooks.max_concurrent"), "{log}");
 }
 
-// §10.4 / issue 5: an endpoint that never answers neither slows fanout nor stops the server;
-// its requests time out and are given up (logged).
+// `docs/protocol/http-api.md#batching-and-retries` / issue 5: an endpoint that never answers
+// neither slows fanout nor stops the server; its requests time out and are given up (logged).
 #[test]
 fn dead_endpoint_never_slows_fanout() {
     let listener = TcpListener::bind("127.0.0.1:0").unwrap();

@@ -1,4 +1,6 @@
-//! RFC 6455 edges and the inbound size limit (spec 01 §2.4, §2.5, §2.7, §14.11).
+//! RFC 6455 edges and the inbound size limit (`docs/protocol/pusher.md#message-size-limit`,
+//! `docs/protocol/pusher.md#activity-timeout-and-heartbeat`,
+//! `docs/protocol/pusher.md#inbound-processing-order`).
 
 use e2e::*;
 use serde_json::json;
@@ -24,7 +26,8 @@ fn expect_pong(c: &mut Client) {
     assert_eq!(c.recv_json(T), json!({"event": "pusher:pong"}));
 }
 
-// §14.11, §2.7: 64 KiB is the largest accepted message; one byte more closes with 1009.
+// `docs/protocol/pusher.md#message-size-limit`: 64 KiB is the largest accepted message; one byte
+// more closes with 1009.
 #[test]
 fn message_size_limit() {
     let s = Server::start(None);
@@ -36,7 +39,8 @@ fn message_size_limit() {
     c.expect_close(1009);
 }
 
-// §2.7: the limit applies to the whole message, not to each fragment.
+// `docs/protocol/pusher.md#message-size-limit`: the limit applies to the whole message, not to each
+// fragment.
 #[test]
 fn fragmented_message_over_limit() {
     let s = Server::start(None);
@@ -50,7 +54,7 @@ fn fragmented_message_over_limit() {
     c.expect_close(1009);
 }
 
-// RFC 6455 §5.1: an unmasked client frame fails the connection with 1002.
+// RFC 6455, section 5.1: an unmasked client frame fails the connection with 1002.
 #[test]
 fn unmasked_client_frame() {
     let s = Server::start(None);
@@ -59,7 +63,7 @@ fn unmasked_client_frame() {
     c.expect_close(1002);
 }
 
-// RFC 6455 §5.2, §5.4, §5.5: other protocol errors -> 1002.
+// RFC 6455, sections 5.2, 5.4 and 5.5: other protocol errors -> 1002.
 #[test]
 fn protocol_errors() {
     let s = Server::start(None);
@@ -84,7 +88,7 @@ fn protocol_errors() {
     }
 }
 
-// RFC 6455 §8.1: invalid UTF-8 in a text message -> 1007.
+// RFC 6455, section 8.1: invalid UTF-8 in a text message -> 1007.
 #[test]
 fn invalid_utf8_text() {
     let s = Server::start(None);
@@ -93,7 +97,7 @@ fn invalid_utf8_text() {
     c.expect_close(1007);
 }
 
-// RFC 6455 §5.4: fragments are reassembled, with a control frame allowed in between.
+// RFC 6455, section 5.4: fragments are reassembled, with a control frame allowed in between.
 #[test]
 fn fragmented_message() {
     let s = Server::start(None);
@@ -115,7 +119,8 @@ fn fragmented_message() {
     c.expect_subscribed("orders");
 }
 
-// §2.4: native pings are answered with native pongs carrying the same payload.
+// `docs/protocol/pusher.md#activity-timeout-and-heartbeat`: native pings are answered with native
+// pongs carrying the same payload.
 #[test]
 fn native_ping_pong() {
     let s = Server::start(None);
@@ -131,7 +136,7 @@ fn native_ping_pong() {
     c.assert_alive();
 }
 
-// §2.5: binary frames on V1 are parsed as JSON too.
+// `docs/protocol/pusher.md#inbound-processing-order`: binary frames on V1 are parsed as JSON too.
 #[test]
 fn binary_frames_are_json() {
     let s = Server::start(None);
@@ -142,7 +147,7 @@ fn binary_frames_are_json() {
     c.expect_subscribed("orders");
 }
 
-// RFC 6455 §5.5.1: the server answers a client close with a close frame (same code).
+// RFC 6455, section 5.5.1: the server answers a client close with a close frame (same code).
 #[test]
 fn close_handshake() {
     let s = Server::start(None);
