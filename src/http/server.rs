@@ -112,13 +112,14 @@ async fn connection(hub: Rc<Hub>, stream: TcpStream) {
                         if !out.is_empty() && conn.write_all(&out).await.is_err() {
                             return;
                         }
-                        return upgrade::upgrade(hub, conn, req, std::mem::take(&mut buf), peer).await;
+                        // Boxed, like each route below: the connection's own future stays small.
+                        return Box::pin(upgrade::upgrade(hub, conn, req, std::mem::take(&mut buf), peer)).await;
                     }
                     let keep_alive = req.keep_alive && !hub.draining.get();
                     // More pipelined requests are already here: handle them all before the
                     // sockets they publish to are written.
                     let _burst = (!buf.is_empty()).then(|| hub.hold_flush());
-                    let (app, resp) = routes::handle(&hub, req).await;
+                    let (app, resp) = Box::pin(routes::handle(&hub, req)).await;
                     let resp = resp.encode(keep_alive);
                     let c = hub.counters(app);
                     c.http_calls.inc();

@@ -87,8 +87,8 @@ pub async fn upgrade(hub: Rc<Hub>, conn: Rc<Conn>, req: Request, pending: Vec<u8
         // an idle socket costs only the session's small state.
         Ok(app) => {
             drop((req, key, query));
-            let shard = hub.shard.clone();
-            crate::shard::spawn(&shard, "websocket session", session::run(hub, conn, app, options, accept, pending));
+            // The session's task catches its own panics (it closes the socket with 1011).
+            glommio::spawn_local(session::run(hub, conn, app, options, accept, pending)).detach();
         }
         Err((e, kind)) => {
             hub.counters(ctx.apps.by_key(&key)).connection_errors[kind as usize].inc();

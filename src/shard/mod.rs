@@ -20,8 +20,10 @@ use std::any::Any;
 use std::cell::RefCell;
 use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::Poll;
 use std::time::{Duration, Instant};
 use storage::{StorageError, Store};
 
@@ -182,13 +184,34 @@ impl Request for Stall {
 
 /// Spawns a one-shot task on this shard; a panic in it is caught, logged and counted.
 pub fn spawn(shard: &Rc<Shard>, what: &'static str, fut: impl Future<Output = ()> + 'static) {
-    let s = shard.clone();
-    glommio::spawn_local(async move {
-        if let Err(p) = futures_lite::FutureExt::catch_unwind(AssertUnwindSafe(fut)).await {
-            s.report_panic(None, PanicSite::Task, what, &*p);
+    let guarded =
+        Guarded { fut: futures_lite::FutureExt::catch_unwind(AssertUnwindSafe(fut)), shard: shard.clone(), what };
+    glommio::spawn_local(guarded).detach();
+}
+
+pin_project_lite::pin_project! {
+    /// A task with its panics caught. A struct rather than an `async` block, which would hold
+    /// the task's future twice (once captured, once awaited): tasks live as long as their
+    /// connections, so their size is memory per connection.
+    struct Guarded<F> {
+        #[pin]
+        fut: F,
+        shard: Rc<Shard>,
+        what: &'static str,
+    }
+}
+
+impl<F: Future<Output = std::thread::Result<()>>> Future for Guarded<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut std::task::Context<'_>) -> Poll<()> {
+        let this = self.project();
+        let Poll::Ready(outcome) = this.fut.poll(cx) else { return Poll::Pending };
+        if let Err(p) = outcome {
+            this.shard.report_panic(None, PanicSite::Task, this.what, &*p);
         }
-    })
-    .detach();
+        Poll::Ready(())
+    }
 }
 
 /// Runs one of the shard's long-lived tasks for the shard's life: a panic in it is caught,

@@ -16,9 +16,12 @@ use crate::shard::Shard;
 use crate::socket_id::SocketId;
 use ahash::AHashMap;
 use std::cell::RefCell;
+use std::future::Future;
 use std::panic::AssertUnwindSafe;
+use std::pin::Pin;
 use std::rc::Rc;
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Instant;
 
 /// The close code of a socket whose handling failed (RFC 6455 "internal error").
@@ -67,61 +70,133 @@ fn decode_all(dec: &mut Decoder, buf: &[u8]) -> Decoded {
     }
 }
 
-/// Runs a connected socket until it closes. `handshake` is the 101 response, not yet sent;
-/// `pending` holds bytes that arrived with the handshake.
-pub async fn run(hub: Rc<Hub>, conn: Rc<Conn>, app: AppIdx, options: Negotiated, handshake: Vec<u8>, pending: Vec<u8>) {
+/// Indexes a connected socket (queueing the 101 response `handshake` and
+/// `connection_established`) and returns the task that runs it until it closes. `pending`
+/// holds bytes that arrived with the handshake.
+///
+/// Every idle socket holds this future, so it is kept small: built from plain functions that
+/// return `async move` blocks (an `async fn` keeps a second copy of its arguments), with the
+/// work of a read boxed while it runs (`on_units`).
+pub fn run(
+    hub: Rc<Hub>,
+    conn: Rc<Conn>,
+    app: AppIdx,
+    options: Negotiated,
+    handshake: Vec<u8>,
+    pending: Vec<u8>,
+) -> impl Future<Output = ()> {
     let dialect = options.dialect;
     let (key, id) = hub.add_socket(conn.clone(), app, dialect, handshake);
-    let session = Session { hub: hub.clone(), key, id, app, dialect, echo: options.echo, resumed: RefCell::new(None) };
-    if let Err(p) = futures_lite::FutureExt::catch_unwind(AssertUnwindSafe(session.read_loop(&conn, pending))).await {
-        let socket_id = id.to_string();
-        hub.shard.report_panic(Some(app), PanicSite::Socket, &format!("socket {socket_id}"), &*p);
-        hub.close_ws(key, INTERNAL_ERROR, "Internal error");
-        // As after any close: input is ignored until the close frame is written and the
-        // connection ends (or the sweeper drops it).
-        while matches!(conn.read(&hub.scratch).await, Ok(n) if n > 0) {}
+    let session = Session { hub, key, id, app, dialect, echo: options.echo, resumed: RefCell::new(None) };
+    let after_panic = AfterPanic { hub: session.hub.clone(), conn: conn.clone(), key, id, app };
+    SessionTask {
+        reading: futures_lite::FutureExt::catch_unwind(AssertUnwindSafe(session.read_loop(conn, pending))),
+        after_panic: Some(after_panic),
     }
-    hub.remove_socket(key, id);
+}
+
+pin_project_lite::pin_project! {
+    /// One socket's task: its read loop, and what a panic in it needs to close the socket.
+    struct SessionTask<F> {
+        #[pin]
+        reading: F,
+        after_panic: Option<AfterPanic>,
+    }
+}
+
+impl<F: Future<Output = std::thread::Result<()>>> Future for SessionTask<F> {
+    type Output = ();
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<()> {
+        let this = self.project();
+        let Poll::Ready(outcome) = this.reading.poll(cx) else { return Poll::Pending };
+        if let (Err(p), Some(after)) = (outcome, this.after_panic.take()) {
+            after.close(&*p);
+        }
+        Poll::Ready(())
+    }
+}
+
+struct AfterPanic {
+    hub: Rc<Hub>,
+    conn: Rc<Conn>,
+    key: SocketKey,
+    id: SocketId,
+    app: AppIdx,
+}
+
+impl AfterPanic {
+    /// Logs and counts the panic and closes the socket with 1011. As after any close, input is
+    /// ignored until the close frame is written and the connection ends (or the sweeper drops
+    /// it), on a task of its own: this path is rare, and every idle socket's task stays small.
+    fn close(self, payload: &(dyn std::any::Any + Send)) {
+        let AfterPanic { hub, conn, key, id, app } = self;
+        hub.shard.report_panic(Some(app), PanicSite::Socket, &format!("socket {id}"), payload);
+        hub.close_ws(key, INTERNAL_ERROR, "Internal error");
+        let shard = hub.shard.clone();
+        crate::shard::spawn(&shard, "closing a socket after a panic", async move {
+            while matches!(conn.read(&hub.scratch).await, Ok(n) if n > 0) {}
+            hub.remove_socket(key, id);
+        });
+    }
 }
 
 impl Session {
-    async fn read_loop(&self, conn: &Conn, mut pending: Vec<u8>) {
-        let hub = &self.hub;
-        let mut decoder = Decoder::new(hub.shard.ctx.config.max_message_bytes);
-        let mut fresh = 0; // bytes of the last read waiting in the scratch buffer
-        loop {
-            let decoded = if pending.is_empty() {
-                let scratch = hub.scratch.borrow();
-                let d = decode_all(&mut decoder, &scratch[..fresh]);
-                if d.error.is_none() {
-                    pending.extend_from_slice(&scratch[d.used..fresh]);
+    fn read_loop(self, conn: Rc<Conn>, mut pending: Vec<u8>) -> impl Future<Output = ()> {
+        let mut decoder = Decoder::new(self.hub.shard.ctx.config.max_message_bytes);
+        async move {
+            let mut fresh = 0; // bytes of the last read waiting in the scratch buffer
+            loop {
+                let error = {
+                    let (units, error) = self.decode(&mut decoder, &mut pending, fresh);
+                    if !units.is_empty() {
+                        // Boxed so the state of a subscribe or sign-in in progress is not part
+                        // of every idle socket's future.
+                        Box::pin(self.on_units(units)).await;
+                    }
+                    error
+                };
+                // Gates opened by subscribes of this read had their chance to serve a resume
+                // sent with them: what they held goes out now.
+                self.hub.release_gates(self.key, None);
+                if let Some(e) = error {
+                    pending.clear();
+                    self.hub.close_ws(self.key, e.close_code(), e.reason());
                 }
-                d
-            } else {
-                pending.extend_from_slice(&hub.scratch.borrow()[..fresh]);
-                let d = decode_all(&mut decoder, &pending);
-                pending.drain(..d.used);
-                d
-            };
-            if pending.is_empty() && pending.capacity() > 0 {
-                pending = Vec::new(); // an idle socket keeps no buffer
+                fresh = match conn.read(&self.hub.scratch).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => n,
+                };
             }
-            for unit in decoded.units {
-                // Boxed so the state of a subscribe or sign-in in progress is not part of every
-                // idle socket's future.
-                Box::pin(self.on_unit(unit)).await;
+            self.hub.remove_socket(self.key, self.id);
+        }
+    }
+
+    /// Decodes what the last read brought (`fresh` bytes in the shard's scratch buffer, after
+    /// what `pending` kept of earlier reads); keeps an incomplete frame in `pending`.
+    fn decode(&self, decoder: &mut Decoder, pending: &mut Vec<u8>, fresh: usize) -> (Vec<Incoming>, Option<WsError>) {
+        let scratch = self.hub.scratch.borrow();
+        let d = if pending.is_empty() {
+            let d = decode_all(decoder, &scratch[..fresh]);
+            if d.error.is_none() {
+                pending.extend_from_slice(&scratch[d.used..fresh]);
             }
-            // Gates opened by subscribes of this read had their chance to serve a resume sent
-            // with them: what they held goes out now.
-            hub.release_gates(self.key, None);
-            if let Some(e) = decoded.error {
-                pending.clear();
-                hub.close_ws(self.key, e.close_code(), e.reason());
-            }
-            fresh = match conn.read(&hub.scratch).await {
-                Ok(0) | Err(_) => return,
-                Ok(n) => n,
-            };
+            d
+        } else {
+            pending.extend_from_slice(&scratch[..fresh]);
+            let d = decode_all(decoder, pending);
+            pending.drain(..d.used);
+            d
+        };
+        if pending.is_empty() && pending.capacity() > 0 {
+            *pending = Vec::new(); // an idle socket keeps no buffer
+        }
+        (d.units, d.error)
+    }
+
+    async fn on_units(&self, units: Vec<Incoming>) {
+        for unit in units {
+            self.on_unit(unit).await;
         }
     }
 
