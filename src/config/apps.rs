@@ -48,6 +48,153 @@ pub struct AppConfig {
     /// `webhooks = [{ url, event_types, filter, headers, retry, request_timeout_ms }]`
     /// (`docs/protocol/http-api.md#webhook-configuration`).
     pub webhooks: Option<Vec<WebhookConfig>>,
+    /// The nested layout (Sockudo 5): when present, the fields above other than `id`, `key`,
+    /// `secret` and `enabled` are ignored, as the reference does.
+    pub policy: Option<Policy>,
+}
+
+/// An app's `policy` table: the same settings as the flat fields, grouped.
+#[derive(Deserialize, Default, Debug, Clone)]
+#[serde(default)]
+pub struct Policy {
+    pub limits: PolicyLimits,
+    pub features: PolicyFeatures,
+    pub channels: PolicyChannels,
+    pub webhooks: Option<Vec<WebhookConfig>>,
+    pub idempotency: AppIdempotency,
+}
+
+#[derive(Deserialize, Default, Debug, Clone)]
+#[serde(default)]
+pub struct PolicyLimits {
+    #[serde(deserialize_with = "num_or_str")]
+    pub max_connections: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub max_client_events_per_second: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub decay_seconds: Option<u64>,
+    pub terminate_on_limit: Option<bool>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub max_presence_members_per_channel: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub max_presence_member_size_in_kb: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub max_channel_name_length: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub max_event_channels_at_once: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub max_event_name_length: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub max_event_payload_in_kb: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub max_event_batch_size: Option<u64>,
+}
+
+#[derive(Deserialize, Default, Debug, Clone)]
+#[serde(default)]
+pub struct PolicyFeatures {
+    pub enable_client_messages: Option<bool>,
+    pub enable_user_authentication: Option<bool>,
+    pub enable_watchlist_events: Option<bool>,
+}
+
+#[derive(Deserialize, Default, Debug, Clone)]
+#[serde(default)]
+pub struct PolicyChannels {
+    pub allowed_origins: Option<Vec<String>>,
+    pub channel_namespaces: Option<Vec<NamespaceConfig>>,
+}
+
+impl ConfigError {
+    /// The error's key as the nested layout spells it (`max_connections` is
+    /// `policy.limits.max_connections` there).
+    fn under_policy(self) -> ConfigError {
+        let group = match self.key.split(['.', '[']).next().unwrap_or_default() {
+            "id" | "key" | "secret" | "enabled" => None,
+            "enable_client_messages" | "enable_user_authentication" | "enable_watchlist_events" => Some("features"),
+            "allowed_origins" | "channel_namespaces" => Some("channels"),
+            "webhooks" | "idempotency" => Some(""),
+            _ => Some("limits"),
+        };
+        let key = match group {
+            None => self.key,
+            Some("") => format!("policy.{}", self.key),
+            Some(g) => format!("policy.{g}.{}", self.key),
+        };
+        ConfigError { key, problem: self.problem }
+    }
+}
+
+impl AppConfig {
+    /// The settings in effect: the `policy` table's when there is one (then any flat field
+    /// given as well is ignored, with a warning naming it), else the flat fields.
+    fn effective(mut self) -> AppConfig {
+        let Some(p) = self.policy.take() else { return self };
+        let shadowed = self.flat_fields_given();
+        let flat = AppConfig {
+            id: self.id.clone(),
+            key: self.key.clone(),
+            secret: self.secret.clone(),
+            enabled: self.enabled,
+            ..AppConfig::default()
+        };
+        let l = p.limits;
+        let policy_based = AppConfig {
+            max_connections: l.max_connections,
+            max_client_events_per_second: l.max_client_events_per_second,
+            decay_seconds: l.decay_seconds,
+            terminate_on_limit: l.terminate_on_limit,
+            max_presence_members_per_channel: l.max_presence_members_per_channel,
+            max_presence_member_size_in_kb: l.max_presence_member_size_in_kb,
+            max_channel_name_length: l.max_channel_name_length,
+            max_event_channels_at_once: l.max_event_channels_at_once,
+            max_event_name_length: l.max_event_name_length,
+            max_event_payload_in_kb: l.max_event_payload_in_kb,
+            max_event_batch_size: l.max_event_batch_size,
+            enable_client_messages: p.features.enable_client_messages,
+            enable_user_authentication: p.features.enable_user_authentication,
+            enable_watchlist_events: p.features.enable_watchlist_events,
+            allowed_origins: p.channels.allowed_origins,
+            channel_namespaces: p.channels.channel_namespaces,
+            idempotency: p.idempotency,
+            webhooks: p.webhooks,
+            policy: None,
+            ..flat
+        };
+        if !shadowed.is_empty() {
+            log::warn!(
+                "app {}: `policy` is given, so the flat fields {} are ignored",
+                policy_based.id,
+                shadowed.join(", ")
+            );
+        }
+        policy_based
+    }
+
+    /// Names of the flat (non-`policy`) settings this app gives.
+    fn flat_fields_given(&self) -> Vec<&'static str> {
+        let given = [
+            ("max_connections", self.max_connections.is_some()),
+            ("enable_client_messages", self.enable_client_messages.is_some()),
+            ("max_client_events_per_second", self.max_client_events_per_second.is_some()),
+            ("decay_seconds", self.decay_seconds.is_some()),
+            ("terminate_on_limit", self.terminate_on_limit.is_some()),
+            ("max_presence_members_per_channel", self.max_presence_members_per_channel.is_some()),
+            ("max_presence_member_size_in_kb", self.max_presence_member_size_in_kb.is_some()),
+            ("max_channel_name_length", self.max_channel_name_length.is_some()),
+            ("max_event_channels_at_once", self.max_event_channels_at_once.is_some()),
+            ("max_event_name_length", self.max_event_name_length.is_some()),
+            ("max_event_payload_in_kb", self.max_event_payload_in_kb.is_some()),
+            ("max_event_batch_size", self.max_event_batch_size.is_some()),
+            ("enable_user_authentication", self.enable_user_authentication.is_some()),
+            ("enable_watchlist_events", self.enable_watchlist_events.is_some()),
+            ("allowed_origins", self.allowed_origins.is_some()),
+            ("channel_namespaces", self.channel_namespaces.is_some()),
+            ("idempotency", self.idempotency.enabled.is_some() || self.idempotency.ttl_seconds.is_some()),
+            ("webhooks", self.webhooks.is_some()),
+        ];
+        given.into_iter().filter(|(_, g)| *g).map(|(n, _)| n).collect()
+    }
 }
 
 /// Per-app override of the server's idempotency settings (`docs/protocol/http-api.md#idempotency`).
@@ -97,7 +244,9 @@ pub struct App {
     pub limits: Limits,
     /// Empty: every origin is allowed.
     pub allowed_origins: Vec<String>,
-    pub namespaces: Vec<String>,
+    /// The channel namespaces the app declares; `None` (the built-in development app only):
+    /// any namespace, so that examples like `chat:room-1` work without configuration.
+    pub namespaces: Option<Vec<String>>,
     pub idempotency: AppIdempotency,
     pub webhooks: Vec<Webhook>,
     /// The stable hash of `id`: every owner key of the app continues from it, so the shard that
@@ -117,12 +266,24 @@ impl App {
             enable_watchlist_events: Some(true),
             ..AppConfig::default()
         };
-        App::from_config(c).expect("the development app is valid")
+        let app = App::from_config(c).expect("the development app is valid");
+        App { namespaces: None, ..app }
+    }
+
+    /// Checks a channel name against the naming rules, this app's length limit and its
+    /// namespaces.
+    pub fn validate_channel(&self, name: &str) -> Result<(), crate::protocol::ProtocolError> {
+        crate::protocol::channel::validate(name, self.limits.max_channel_name_length, self.namespaces.as_deref())
     }
 
     /// Resolves a configured app, applying the defaults of `docs/protocol/pusher.md#app-fields` to
     /// what it leaves unset. The error's key is the field name.
     pub fn from_config(c: AppConfig) -> Result<App, ConfigError> {
+        let nested = c.policy.is_some();
+        App::resolve(c.effective()).map_err(|e| if nested { e.under_policy() } else { e })
+    }
+
+    fn resolve(c: AppConfig) -> Result<App, ConfigError> {
         for (field, v) in [("id", &c.id), ("key", &c.key), ("secret", &c.secret)] {
             if v.trim().is_empty() {
                 return Err(ConfigError::new(field, "must not be empty"));
@@ -176,7 +337,7 @@ impl App {
             watchlist_events: c.enable_watchlist_events.unwrap_or(false),
             limits,
             allowed_origins: origins.into_iter().map(|o| o.to_ascii_lowercase()).collect(),
-            namespaces,
+            namespaces: Some(namespaces),
             idempotency: c.idempotency,
             webhooks,
         })

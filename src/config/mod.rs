@@ -257,4 +257,49 @@ mod tests {
         assert_eq!(c.port, 7001);
         assert_eq!(c.apps[0].limits.max_event_batch_size, 5);
     }
+
+    #[test]
+    fn nested_policy_layout() {
+        let c = load_str(
+            r#"
+[[apps]]
+id = "a"
+key = "k"
+secret = "s"
+enabled = true
+max_event_batch_size = 3
+[apps.policy.limits]
+max_event_batch_size = "7"
+max_presence_members_per_channel = 5
+[apps.policy.features]
+enable_client_messages = false
+[apps.policy.channels]
+allowed_origins = ["https://a.example"]
+channel_namespaces = [{ name = "chat" }]
+[apps.policy.idempotency]
+ttl_seconds = 30
+"#,
+        )
+        .unwrap();
+        let a = &c.apps[0];
+        assert_eq!(a.limits.max_event_batch_size, 7, "the policy wins over the flat field");
+        assert_eq!(a.limits.max_presence_members, 5);
+        assert!(!a.client_messages);
+        assert_eq!(a.allowed_origins, ["https://a.example"]);
+        assert_eq!(a.namespaces.as_deref(), Some(&["chat".to_string()][..]));
+        assert_eq!(a.idempotency.ttl_seconds, Some(30));
+        assert!(a.validate_channel("chat:x").is_ok() && a.validate_channel("market:btc").is_err());
+        let e = load_str(
+            "[[apps]]\nid = \"a\"\nkey = \"k\"\nsecret = \"s\"\n[apps.policy.limits]\nmax_event_batch_size = 0",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "apps[0].policy.limits.max_event_batch_size", "{e}");
+    }
+
+    #[test]
+    fn the_development_app_takes_any_namespace() {
+        let c = load_str("").unwrap();
+        assert!(c.apps[0].validate_channel("market:btc").is_ok());
+        assert!(c.apps[0].validate_channel("presence-room:incident-123").is_ok());
+    }
 }

@@ -86,9 +86,10 @@ fn allowed_char(c: u8) -> bool {
 }
 
 /// Checks a channel name against the naming rules: length first, then characters, then the
-/// namespace (text before the first `:` after the type prefix) against the app's namespaces.
-/// `max_len` is the app's limit. V2-only forms (`[meta]`, wildcards) are rejected on V1.
-pub fn validate(name: &str, max_len: usize, namespaces: &[String]) -> Result<(), ProtocolError> {
+/// namespace (text before the first `:` after the type prefix) against the app's namespaces
+/// (`None`: any namespace). `max_len` is the app's limit. V2-only forms (`[meta]`, wildcards)
+/// are rejected on V1.
+pub fn validate(name: &str, max_len: usize, namespaces: Option<&[String]>) -> Result<(), ProtocolError> {
     if name.is_empty() {
         return Err(ProtocolError::channel("Channel name must not be empty"));
     }
@@ -113,8 +114,8 @@ pub fn validate(name: &str, max_len: usize, namespaces: &[String]) -> Result<(),
         return Ok(());
     }
     let (_, logical) = classify(name);
-    if let Some((ns, _)) = logical.split_once(':') {
-        if !namespaces.iter().any(|n| n == ns) {
+    if let (Some((ns, _)), Some(declared)) = (logical.split_once(':'), namespaces) {
+        if !declared.iter().any(|n| n == ns) {
             return Err(ProtocolError::channel(format!("Unknown channel namespace '{ns}'")));
         }
     }
@@ -141,23 +142,26 @@ mod tests {
     #[test]
     fn name_rules() {
         let ns = vec!["chat".to_string()];
-        assert!(validate("a-b_c=d@e,f;g.h", 200, &[]).is_ok());
-        assert!(validate("chat:room-1", 200, &ns).is_ok());
-        assert!(validate("private-chat:room-1", 200, &ns).is_ok());
+        assert!(validate("a-b_c=d@e,f;g.h", 200, Some(&[])).is_ok());
+        assert!(validate("chat:room-1", 200, Some(&ns)).is_ok());
+        assert!(validate("private-chat:room-1", 200, Some(&ns)).is_ok());
         assert_eq!(
-            validate("news:x", 200, &ns).unwrap_err().to_string(),
+            validate("news:x", 200, Some(&ns)).unwrap_err().to_string(),
             "Channel error: Unknown channel namespace 'news'"
         );
-        assert!(validate("bad$chan", 200, &[])
+        assert!(validate("bad$chan", 200, Some(&[]))
             .unwrap_err()
             .to_string()
             .starts_with("Channel error: Channel name contains invalid characters"));
         assert_eq!(
-            validate(&"a".repeat(201), 200, &[]).unwrap_err().to_string(),
+            validate(&"a".repeat(201), 200, Some(&[])).unwrap_err().to_string(),
             "Channel error: Channel name too long. Max length is 200"
         );
-        assert!(validate("", 200, &[]).is_err());
-        assert!(validate("#server-to-user-42", 200, &[]).is_ok());
-        assert_eq!(validate("bad$chan", 200, &[]).unwrap_err().code(), 4300);
+        assert!(validate("", 200, Some(&[])).is_err());
+        assert!(validate("#server-to-user-42", 200, Some(&[])).is_ok());
+        assert_eq!(validate("bad$chan", 200, Some(&[])).unwrap_err().code(), 4300);
+        // No declared namespaces at all (the development app): any namespace is fine.
+        assert!(validate("market:btc", 200, None).is_ok());
+        assert!(validate("presence-room:incident-123", 200, None).is_ok());
     }
 }

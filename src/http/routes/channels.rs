@@ -61,8 +61,7 @@ pub async fn channels(shard: &Rc<Shard>, app: AppIdx, prefix: &str, info: Option
 
 pub async fn channel(shard: &Rc<Shard>, app_idx: AppIdx, name: &str, info: Option<&str>) -> Result<Response, ApiError> {
     let app = shard.ctx.apps.get(app_idx);
-    channel::validate(name, app.limits.max_channel_name_length, &app.namespaces)
-        .map_err(|e| ApiError::invalid_input(e.to_string()))?;
+    app.validate_channel(name).map_err(|e| ApiError::invalid_input(e.to_string()))?;
     let ty = channel::channel_type(name);
     let tokens: Vec<&str> = info.map(|i| i.split(',').map(str::trim).collect()).unwrap_or_default();
     if tokens.contains(&"user_count") && ty.kind != Kind::Presence {
@@ -90,8 +89,7 @@ pub async fn channel(shard: &Rc<Shard>, app_idx: AppIdx, name: &str, info: Optio
 
 pub async fn users(shard: &Rc<Shard>, app_idx: AppIdx, name: &str) -> Result<Response, ApiError> {
     let app = shard.ctx.apps.get(app_idx);
-    channel::validate(name, app.limits.max_channel_name_length, &app.namespaces)
-        .map_err(|e| ApiError::invalid_input(e.to_string()))?;
+    app.validate_channel(name).map_err(|e| ApiError::invalid_input(e.to_string()))?;
     if channel::channel_type(name).kind != Kind::Presence {
         return Err(ApiError::invalid_input("Only presence channels support this endpoint"));
     }

@@ -5,7 +5,6 @@
 use super::super::request::Request;
 use super::super::response::{ApiError, Response};
 use crate::config::{App, AppIdx, Idempotency};
-use crate::protocol::channel;
 use crate::protocol::outbound::{self, push_json_str};
 use crate::publish::publish;
 use crate::shard::channel::broadcast::{ChannelEvent, EventData};
@@ -218,8 +217,7 @@ impl EventRequest {
             )));
         }
         for c in &channels {
-            channel::validate(c, limits.max_channel_name_length, &app.namespaces)
-                .map_err(|e| ApiError::invalid_input(e.to_string()))?;
+            app.validate_channel(c).map_err(|e| ApiError::invalid_input(e.to_string()))?;
         }
         let extras = match &raw.extras {
             Some(x) if x.get_type() == JsonType::Object => Some(x.as_raw_str().to_owned()),

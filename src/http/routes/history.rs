@@ -3,7 +3,6 @@
 
 use super::super::response::{ApiError, Response};
 use crate::config::AppIdx;
-use crate::protocol::channel;
 use crate::protocol::history::{page_json, HistoryParams};
 use crate::shard::Shard;
 use std::rc::Rc;
@@ -19,8 +18,7 @@ pub async fn history(
     let Some(store) = shard.owner_store(app_idx, channel) else {
         return Err(ApiError::feature_disabled("Durable history is not enabled on this server"));
     };
-    channel::validate(channel, app.limits.max_channel_name_length, &app.namespaces)
-        .map_err(|e| ApiError::invalid_input(e.to_string()))?;
+    app.validate_channel(channel).map_err(|e| ApiError::invalid_input(e.to_string()))?;
     let params = HistoryParams::from_query(query).map_err(ApiError::invalid_input)?;
     let max = shard.ctx.config.history.max_page_size;
     let limit = params.limit.unwrap_or(max).min(max);

@@ -31,7 +31,7 @@ impl Session {
         }
         let rewind = sub.rewind;
         let app = self.app();
-        channel::validate(&sub.channel, app.limits.max_channel_name_length, &app.namespaces)?;
+        app.validate_channel(&sub.channel)?;
         let ty = channel::channel_type(&sub.channel);
         let member = if ty.needs_auth() { self.authorize(&sub, ty.kind)? } else { None };
         let channel: Arc<str> = sub.channel.into();

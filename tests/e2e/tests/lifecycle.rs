@@ -115,3 +115,35 @@ fn starts_at_once_on_a_port_with_connections_in_time_wait() {
     let mut c = s.connect();
     c.subscribe("after-takeover");
 }
+
+// A Sockudo 5 config with the nested `policy` table: its limits, features and namespaces are
+// applied (they used to be logged as unused and ignored).
+#[test]
+fn nested_policy_apps_are_enforced() {
+    let cfg = r#"
+[[apps]]
+id = "app-id"
+key = "app-key"
+secret = "app-secret"
+enabled = true
+[apps.policy.limits]
+max_event_batch_size = 1
+[apps.policy.features]
+enable_client_messages = false
+[apps.policy.channels]
+channel_namespaces = [{ name = "chat" }]
+"#;
+    let s = Server::start(Some(cfg));
+    let r = s.batch(serde_json::json!([
+        {"name": "e", "channel": "a", "data": "1"},
+        {"name": "e", "channel": "b", "data": "2"},
+    ]));
+    r.assert_error(400, "limit_exceeded");
+    let mut c = s.connect();
+    c.subscribe("chat:room-1");
+    c.send_subscribe("market:btc", None, None);
+    assert_eq!(c.expect_error(4300), "Channel error: Unknown channel namespace 'market'");
+    c.subscribe_private("private-chat:x");
+    c.client_event("client-typing", "private-chat:x", serde_json::json!({}));
+    assert_eq!(c.expect_error(4301), "Client event error: Client events are not enabled for this app");
+}

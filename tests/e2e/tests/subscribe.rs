@@ -161,6 +161,16 @@ fn allowed_characters_and_namespaces() {
     for name in ["a,b", "a;b", "a=b", "a@b", "a.b", "A-Z_a-z_0-9-_=@,;."] {
         c.subscribe(name);
     }
+    // The built-in development app takes any namespace, so examples work without a config.
+    for name in ["market:btc", "orders:main", "chat:room-1"] {
+        c.subscribe(name);
+    }
+    c.subscribe_presence("presence-room:incident-123", &serde_json::json!({"user_id": "u1"}));
+    drop(s);
+
+    // A configured app takes only the namespaces it declares (none: no `:` names at all).
+    let s = Server::start(Some(&config("", &[AppConfig::dev()])));
+    let mut c = s.connect();
     c.send_subscribe("chat:room-1", None, None);
     assert_eq!(c.expect_error(4300), "Channel error: Unknown channel namespace 'chat'");
     drop(s);
