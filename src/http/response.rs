@@ -97,6 +97,9 @@ impl ApiError {
     pub fn app_not_found() -> ApiError {
         Self::new(404, "app_not_found", "Application key not found or invalid: Invalid app key")
     }
+    pub fn not_found(m: impl Into<String>) -> ApiError {
+        Self::new(404, "not_found", m)
+    }
     pub fn payload_too_large(m: impl Into<String>) -> ApiError {
         Self::new(413, "payload_too_large", m)
     }

@@ -163,7 +163,7 @@ struct ContinuityOut<'a> {
 /// local store is either serving (healthy) or the request failed with an error, so there is no
 /// degraded state to report.
 #[derive(Serialize)]
-struct StreamState<'a> {
+pub(super) struct StreamState<'a> {
     stream_id: Option<&'a str>,
     durable_state: &'static str,
     recovery_allowed: bool,
@@ -173,6 +173,22 @@ struct StreamState<'a> {
     last_transition_at_ms: Option<u64>,
     authoritative_source: &'static str,
     observed_source: &'static str,
+}
+
+impl<'a> StreamState<'a> {
+    pub(super) fn healthy(stream_id: Option<&'a str>) -> StreamState<'a> {
+        StreamState {
+            stream_id,
+            durable_state: "healthy",
+            recovery_allowed: true,
+            reset_required: false,
+            reason: None,
+            node_id: None,
+            last_transition_at_ms: None,
+            authoritative_source: "local_store",
+            observed_source: "local_store",
+        }
+    }
 }
 
 /// What the WebSocket form adds to `bounds`.
@@ -239,17 +255,7 @@ pub fn page_json(
             complete: !page.has_more && !truncated,
             truncated_by_retention: truncated,
         }),
-        stream_state: StreamState {
-            stream_id,
-            durable_state: "healthy",
-            recovery_allowed: true,
-            reset_required: false,
-            reason: None,
-            node_id: None,
-            last_transition_at_ms: None,
-            authoritative_source: "local_store",
-            observed_source: "local_store",
-        },
+        stream_state: StreamState::healthy(stream_id),
     })
     .expect("plain struct");
     out.push(',');

@@ -5,6 +5,7 @@ pub mod channel;
 pub mod error;
 pub mod history;
 pub mod inbound;
+pub mod operator;
 pub mod outbound;
 pub mod recovery;
 

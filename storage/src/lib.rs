@@ -24,5 +24,5 @@ pub use query::{Bounds, Continuity, Direction, HistoryItem, HistoryPage, History
 pub use record::HistoryRecord;
 pub use reply::{AppendTicket, Reply};
 pub use store::{shard_dir, Store};
-pub use stream::StreamMeta;
+pub use stream::{Purge, Purged, StreamMeta};
 pub use worker::StoreStats;

@@ -9,7 +9,7 @@ use crate::engine::{Engine, StreamExport};
 use crate::keys::idempotency_key;
 use crate::reply::{AppendTicket, Reply};
 use crate::worker::{ControlRequest, ReadRequest, Request, StoreStats, Worker, WriteRequest};
-use crate::{HistoryPage, HistoryQuery, HistoryRecord, StorageError, StoreConfig, StreamMeta};
+use crate::{HistoryPage, HistoryQuery, HistoryRecord, Purge, Purged, StorageError, StoreConfig, StreamMeta};
 
 /// One shard's store. Every method only enqueues a request for the store's own thread and
 /// returns a [`Reply`]; nothing here blocks except `open` and `close`.
@@ -127,11 +127,25 @@ impl Store {
         }
     }
 
-    /// Replaces the channel's stream with a fresh one (new id, serials from 1), purging the
-    /// old stream's history.
-    pub fn new_stream(&self, app: &str, channel: &str) -> Reply<StreamMeta> {
+    /// Replaces the channel's stream with a fresh one named `stream_id` (serials from 1),
+    /// purging the old stream's history. Ordered after every append queued before it; synced
+    /// before it answers.
+    pub fn reset_stream(&self, app: &str, channel: &str, stream_id: &str) -> Reply<Purged> {
+        let (app, channel, stream_id) = (app.to_string(), channel.to_string(), stream_id.to_string());
+        self.submit(|reply| Request::Control(ControlRequest::Reset { app, channel, stream_id, reply }))
+    }
+
+    /// Removes retained history of the channel by `mode`, keeping its stream id and serials.
+    /// `None` when the channel has no stream. Synced before it answers.
+    pub fn purge_stream(&self, app: &str, channel: &str, mode: Purge) -> Reply<Option<Purged>> {
         let (app, channel) = (app.to_string(), channel.to_string());
-        self.submit(|reply| Request::Control(ControlRequest::NewStream { app, channel, reply }))
+        self.submit(|reply| Request::Control(ControlRequest::Purge { app, channel, mode, reply }))
+    }
+
+    /// The channel's stream as stored (id, serials, what is retained), if it has one.
+    pub fn stream_meta(&self, app: &str, channel: &str) -> Reply<Option<StreamMeta>> {
+        let (app, channel) = (app.to_string(), channel.to_string());
+        self.submit(|reply| Request::Read(ReadRequest::StreamMeta { app, channel, reply }))
     }
 
     pub fn read_history(&self, query: HistoryQuery) -> Reply<HistoryPage> {

@@ -71,6 +71,26 @@ impl StreamMeta {
     }
 }
 
+/// What a purge or reset removes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purge {
+    All,
+    /// Rows with a serial below this.
+    BeforeSerial(u64),
+    /// Rows published before this unix time (ms).
+    BeforeTime(u64),
+}
+
+/// The outcome of a purge or reset: what was removed and the stream as it is now.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Purged {
+    pub messages: u64,
+    pub bytes: u64,
+    /// The stream before (for a reset: the id it replaced); `None` when there was none.
+    pub previous_stream_id: Option<String>,
+    pub meta: StreamMeta,
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use fjall::PersistMode;
 use crate::cursor::CursorCodec;
 use crate::engine::{Engine, StreamExport, WriteRound};
 use crate::reply::Responder;
-use crate::{Fsync, HistoryPage, HistoryQuery, HistoryRecord, StorageError, StoreConfig, StreamMeta};
+use crate::{Fsync, HistoryPage, HistoryQuery, HistoryRecord, Purge, Purged, StorageError, StoreConfig, StreamMeta};
 
 pub(crate) enum Request {
     Write(WriteRequest),
@@ -47,11 +47,13 @@ pub(crate) enum ReadRequest {
     History { query: HistoryQuery, reply: Responder<HistoryPage> },
     LoadStreams { reply: Responder<Vec<(String, String, StreamMeta)>> },
     Export { app: String, channel: String, reply: Responder<Option<StreamExport>> },
+    StreamMeta { app: String, channel: String, reply: Responder<Option<StreamMeta>> },
 }
 
 /// Whole-stream changes, applied in arrival order between batches.
 pub(crate) enum ControlRequest {
-    NewStream { app: String, channel: String, reply: Responder<StreamMeta> },
+    Reset { app: String, channel: String, stream_id: String, reply: Responder<Purged> },
+    Purge { app: String, channel: String, mode: Purge, reply: Responder<Option<Purged>> },
     Import { app: String, channel: String, export: StreamExport, reply: Responder<()> },
     Drop { app: String, channel: String, reply: Responder<()> },
     Sync { reply: Responder<()> },
@@ -254,8 +256,11 @@ impl Worker {
 
     fn control(&mut self, req: ControlRequest) {
         match req {
-            ControlRequest::NewStream { app, channel, reply } => {
-                let _ = reply.send(self.engine.new_stream(&app, &channel));
+            ControlRequest::Reset { app, channel, stream_id, reply } => {
+                let _ = reply.send(self.engine.reset_stream(&app, &channel, &stream_id));
+            }
+            ControlRequest::Purge { app, channel, mode, reply } => {
+                let _ = reply.send(self.engine.purge_stream(&app, &channel, mode));
             }
             ControlRequest::Import { app, channel, export, reply } => {
                 let _ = reply.send(self.engine.import_stream(&app, &channel, export));
@@ -283,6 +288,9 @@ impl Worker {
             }
             ReadRequest::Export { app, channel, reply } => {
                 let _ = reply.send(self.engine.export_stream(&app, &channel));
+            }
+            ReadRequest::StreamMeta { app, channel, reply } => {
+                let _ = reply.send(self.engine.stream_meta(&app, &channel));
             }
         }
     }

@@ -14,7 +14,7 @@ fn cfg(fsync: Fsync) -> StoreConfig {
 fn appends_submitted_together_share_few_batches_and_stay_gapless() {
     let dir = TempDir::new("group");
     let store = Store::open(dir.path(), 0, &cfg(Fsync::Os)).unwrap();
-    let stream = block_on(store.new_stream("app", "ch")).unwrap().stream_id;
+    let stream = block_on(store.reset_stream("app", "ch", &uuid::Uuid::new_v4().to_string())).unwrap().meta.stream_id;
     const N: u64 = 2000;
     let tickets = std::thread::scope(|s| {
         s.spawn(|| (1..=N).map(|i| store.append("app", "ch", &stream, i, record(i, 1000 + i))).collect::<Vec<_>>())

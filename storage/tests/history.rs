@@ -13,7 +13,7 @@ fn no_age_limit() -> StoreConfig {
 /// 30 messages, serial s published at 1000 + 10 s.
 fn filled(dir: &TempDir) -> (Store, String) {
     let store = Store::open(dir.path(), 0, &no_age_limit()).unwrap();
-    let stream = block_on(store.new_stream("app", "ch")).unwrap().stream_id;
+    let stream = block_on(store.reset_stream("app", "ch", &uuid::Uuid::new_v4().to_string())).unwrap().meta.stream_id;
     append_range(&store, "app", "ch", &stream, 1, 30, |s| 1000 + 10 * s);
     (store, stream)
 }
@@ -148,7 +148,7 @@ fn cursors_round_trip_and_reject_misuse() {
     let below = CursorCheck { oldest_retained_serial: 27, ..check };
     assert_eq!(msg(codec.decode(&encoded, &below)), "cursor points before retained history");
 
-    let fresh = block_on(store.new_stream("app", "ch")).unwrap();
+    let fresh = block_on(store.reset_stream("app", "ch", &uuid::Uuid::new_v4().to_string())).unwrap().meta;
     let moved = CursorCheck { stream_id: &fresh.stream_id, ..check };
     assert_eq!(msg(codec.decode(&encoded, &moved)), "Expired history cursor: channel stream changed");
 

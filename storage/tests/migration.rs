@@ -40,7 +40,8 @@ fn shard_count_changes_keep_history_and_serials() {
     let mut streams = Vec::new();
     for channel in CHANNELS {
         let store = &stores[own("app", channel)];
-        let stream = block_on(store.new_stream("app", channel)).unwrap().stream_id;
+        let stream =
+            block_on(store.reset_stream("app", channel, &uuid::Uuid::new_v4().to_string())).unwrap().meta.stream_id;
         append_range(store, "app", channel, &stream, 1, 5, |s| s);
         streams.push(stream);
     }

@@ -4,6 +4,7 @@
 
 use super::super::request::Request;
 use super::super::response::{ApiError, Response};
+use super::json_body;
 use crate::config::{App, AppIdx, Idempotency};
 use crate::protocol::outbound::{self, push_json_str};
 use crate::publish::publish;
@@ -105,15 +106,6 @@ async fn claim(
         Taken::Stored(stored) => Ok(Claimed::Repeat(Response::json(200, stored.as_bytes()))),
         Taken::InProgress => Err(ApiError::backpressure()),
     }
-}
-
-/// A JSON request body: `Content-Type: application/json` (415), well-formed JSON (400).
-fn json_body(req: &Request) -> Result<sonic_rs::Value, ApiError> {
-    let ct = req.header("content-type").unwrap_or("");
-    if !ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json") {
-        return Err(ApiError::unsupported_media_type());
-    }
-    sonic_rs::from_slice(&req.body).map_err(|e| ApiError::invalid_input(format!("Invalid JSON body: {e}")))
 }
 
 #[derive(Deserialize)]

@@ -1,9 +1,12 @@
 //! `GET /apps/{id}/channels/{name}/history` (`docs/protocol/v2.md#http-history`), read
-//! straight from the store of the channel's owner.
+//! straight from the store of the channel's owner, and the operator's controls
+//! (`docs/protocol/v2.md#history-operator-endpoints`), which go through the owner.
 
 use super::super::response::{ApiError, Response};
 use crate::config::AppIdx;
 use crate::protocol::history::{page_json, HistoryParams};
+use crate::protocol::operator::{self, StreamDescription};
+use crate::shard::channel::operator::{HistoryPurge, HistoryReset, HistoryState};
 use crate::shard::Shard;
 use std::rc::Rc;
 use storage::{Direction, HistoryQuery, StorageError};
@@ -37,4 +40,50 @@ pub async fn history(
         other => ApiError::storage(other.to_string()),
     })?;
     Ok(Response::json(200, page_json(&page, direction, limit, &params.bounds, None)))
+}
+
+/// The owner that holds `channel`'s history, once the request may use it.
+fn operator_target(shard: &Shard, app: AppIdx, channel: &str) -> Result<usize, ApiError> {
+    if shard.store().is_none() {
+        return Err(ApiError::feature_disabled("Durable history is not enabled on this server"));
+    }
+    shard.ctx.apps.get(app).validate_channel(channel).map_err(|e| ApiError::invalid_input(e.to_string()))?;
+    Ok(shard.channel_owner(app, channel))
+}
+
+/// `GET …/history/state`.
+pub async fn state(shard: &Rc<Shard>, app: AppIdx, channel: &str) -> Result<Response, ApiError> {
+    let owner = operator_target(shard, app, channel)?;
+    let view = shard.invoke_on(owner, HistoryState { app, channel: channel.into() }).await?;
+    let view = view.map_err(|e| ApiError::storage(e.to_string()))?;
+    let stream = StreamDescription::new(&view.stream_id, view.next_serial, view.stored.as_ref());
+    Ok(Response::json(200, operator::state_json(channel, &stream)))
+}
+
+/// `POST …/history/reset` (`purge: None`: a new stream id, the old stream's history purged) and
+/// `POST …/history/purge` (retained rows removed by mode; stream id and serials kept).
+pub async fn change(
+    shard: &Rc<Shard>,
+    app: AppIdx,
+    channel: &str,
+    body: &sonic_rs::Value,
+    purge: bool,
+) -> Result<Response, ApiError> {
+    let owner = operator_target(shard, app, channel)?;
+    let operation = if purge { "purge" } else { "reset" };
+    let confirmed = operator::confirmation(body, channel, operation).map_err(ApiError::invalid_input)?;
+    let mode = purge.then(|| operator::purge_mode(body)).transpose().map_err(ApiError::invalid_input)?;
+    let storage = |e: StorageError| ApiError::storage(e.to_string());
+    let purged = match mode {
+        Some(mode) => shard
+            .invoke_on(owner, HistoryPurge { app, channel: channel.into(), mode })
+            .await?
+            .map_err(storage)?
+            .ok_or_else(|| ApiError::not_found(format!("Channel {channel} has no history to purge")))?,
+        None => shard.invoke_on(owner, HistoryReset { app, channel: channel.into() }).await?.map_err(storage)?,
+    };
+    let app_id = shard.ctx.apps.get(app).id.as_str();
+    log::warn!(app = app_id, channel = channel, operation = operation, reason = confirmed.reason.as_str(); "history changed by the operator");
+    let stream = StreamDescription::new(&purged.meta.stream_id, purged.meta.next_serial, Some(&purged.meta));
+    Ok(Response::json(200, operator::done_json(channel, &confirmed, mode, &purged, &stream)))
 }

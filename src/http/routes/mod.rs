@@ -55,6 +55,9 @@ async fn route(hub: &Rc<Hub>, req: Request) -> Response {
                 ("GET", ["channels", name]) => Route::Channel(path_decode(name)),
                 ("GET", ["channels", name, "users"]) => Route::Users(path_decode(name)),
                 ("GET", ["channels", name, "history"]) => Route::History(path_decode(name)),
+                ("GET", ["channels", name, "history", "state"]) => Route::HistoryState(path_decode(name)),
+                ("POST", ["channels", name, "history", "reset"]) => Route::HistoryReset(path_decode(name)),
+                ("POST", ["channels", name, "history", "purge"]) => Route::HistoryPurge(path_decode(name)),
                 ("POST", ["users", user, "terminate_connections"]) => {
                     Route::CloseUser(path_decode(user), ProtocolError::TerminatedByApp)
                 }
@@ -74,6 +77,15 @@ async fn route(hub: &Rc<Hub>, req: Request) -> Response {
     result.unwrap_or_else(Response::from)
 }
 
+/// A JSON request body: `Content-Type: application/json` (415), well-formed JSON (400).
+fn json_body(req: &Request) -> Result<sonic_rs::Value, ApiError> {
+    let ct = req.header("content-type").unwrap_or("");
+    if !ct.split(';').next().unwrap_or("").trim().eq_ignore_ascii_case("application/json") {
+        return Err(ApiError::unsupported_media_type());
+    }
+    sonic_rs::from_slice(&req.body).map_err(|e| ApiError::invalid_input(format!("Invalid JSON body: {e}")))
+}
+
 enum Route {
     Events,
     BatchEvents,
@@ -81,6 +93,9 @@ enum Route {
     Channel(String),
     Users(String),
     History(String),
+    HistoryState(String),
+    HistoryReset(String),
+    HistoryPurge(String),
     CloseUser(String, ProtocolError),
 }
 
@@ -107,6 +122,9 @@ async fn api(hub: &Rc<Hub>, req: &Request, app_id: &str, route: Route) -> Result
         Route::Channel(name) => channels::channel(shard, app, &name, param("info")).await,
         Route::Users(name) => channels::users(shard, app, &name).await,
         Route::History(name) => history::history(shard, app, &name, &query).await,
+        Route::HistoryState(name) => history::state(shard, app, &name).await,
+        Route::HistoryReset(name) => history::change(shard, app, &name, &json_body(req)?, false).await,
+        Route::HistoryPurge(name) => history::change(shard, app, &name, &json_body(req)?, true).await,
         Route::CloseUser(user, err) => users::close_user(shard, app, user, err),
     }
 }

@@ -27,6 +27,9 @@ use storage::StorageError;
 pub(crate) struct Commit {
     pub app: AppIdx,
     pub channel: Arc<str>,
+    /// The stream the message took its place in: an operator's reset may have replaced it by
+    /// the time the message is released.
+    pub stream_id: Arc<str>,
     /// `None` for messages that are not stored (ephemeral): they wait only for those ahead.
     pub append: Option<Append>,
     pub message: Broadcast,

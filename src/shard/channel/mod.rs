@@ -10,6 +10,7 @@
 //! | [`info::ChannelInfo`], [`info::ListChannels`] | `info.rs` | occupancy for the HTTP API |
 //! | [`presence::PresenceUsers`] | `presence.rs` | a presence channel's users |
 //! | [`replay::Replay`] | `replay.rs` | what follows a recovery position |
+//! | [`operator::HistoryState`], `HistoryReset`, `HistoryPurge` | `operator.rs` | the operator's history controls |
 //!
 //! `commit.rs` orders stored messages between their append and their delivery; `webhooks.rs`
 //! decides the count-derived webhook events, which only the owner can.
@@ -17,6 +18,7 @@
 pub mod broadcast;
 pub mod commit;
 pub mod info;
+pub mod operator;
 pub mod presence;
 pub mod publish;
 pub mod replay;

@@ -82,7 +82,8 @@ impl Shard {
                 _ => None,
             };
             let kept = serial.map(|serial| Kept { serial, at: now, message_id: message_id.as_str().into(), frame: v2 });
-            Commit { app, channel, append, message, kept, exclude, origin, reply }
+            let stream_id = stream.id.clone();
+            Commit { app, channel, stream_id, append, message, kept, exclude, origin, reply }
         };
         if commit.append.is_none() && self.pipeline.is_idle() {
             self.release(commit, Ok(()));
@@ -95,18 +96,21 @@ impl Shard {
     /// head, joins the replay buffer, updates a cache channel and fans out. A failed append
     /// is not delivered and gives its serial back.
     pub(super) fn release(&self, c: Commit, written: Result<(), storage::StorageError>) {
-        let Commit { app, channel, append, message, kept, exclude, origin, reply } = c;
+        let Commit { app, channel, stream_id, append, message, kept, exclude, origin, reply } = c;
         let mut channels = self.channels.borrow_mut();
         let ch = channels.entry(app, &channel);
+        // A message of a stream an operator has since reset is still delivered (it was
+        // accepted), but it is no part of the new stream's serials or buffer.
+        let same_stream = ch.stream.id == stream_id;
         if let Err(e) = written {
-            if let Some(a) = &append {
+            if let Some(a) = append.as_ref().filter(|_| same_stream) {
                 ch.stream.take_back(a.serial, a.epoch);
             }
             log::error!("shard {}: publish to {channel} failed: {e}", self.id);
             reply.send(Err(OpFailure::Storage(failure_text(&e))));
             return;
         }
-        if let Some(kept) = kept {
+        if let Some(kept) = kept.filter(|_| same_stream) {
             ch.stream.remember(kept, self.ctx.config.replay_window);
         }
         if channel::channel_type(&channel).cache && origin == Origin::Http {

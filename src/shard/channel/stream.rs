@@ -96,6 +96,11 @@ impl Stream {
         }
     }
 
+    /// The serial the next message will take (after those still being appended).
+    pub fn next_serial_to_assign(&self) -> u64 {
+        self.assigned + 1
+    }
+
     /// The oldest serial still buffered.
     pub fn oldest_buffered(&self) -> Option<u64> {
         self.replay.front().map(|k| k.serial)
@@ -118,6 +123,13 @@ impl Stream {
             }
             _ => Err(ReplayGap::NotBuffered),
         }
+    }
+
+    /// Drops buffered messages an operator purged from history (`keep` says which stay), so a
+    /// recovery cannot bring them back from memory.
+    pub fn forget(&mut self, keep: impl Fn(&Kept) -> bool) {
+        self.replay.retain(|k| keep(k));
+        self.replay_bytes = self.replay.iter().map(|k| k.frame.len()).sum();
     }
 
     /// Nothing to remember: never published and nothing in flight.

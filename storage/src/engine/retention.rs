@@ -7,7 +7,7 @@ use crate::{HistoryRecord, StorageError, StreamMeta};
 impl Engine {
     /// Removes the oldest rows of a stream while `evict(published_at, meta)` holds, keeping the
     /// meta's floor and counters in step. Returns whether anything was removed.
-    fn evict_oldest(
+    pub(super) fn evict_oldest(
         &self,
         batch: &mut Batch,
         ckey: &[u8],

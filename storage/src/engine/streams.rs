@@ -2,7 +2,7 @@ use fjall::{Batch, PersistMode, Slice};
 
 use super::Engine;
 use crate::keys::{channel_key, history_key};
-use crate::{StorageError, StreamMeta};
+use crate::{Purge, Purged, StorageError, StreamMeta};
 
 /// A stream's meta and raw history rows, moved between shard stores when the shard count
 /// changes. The key layout is the same in every store, so rows move byte for byte.
@@ -12,16 +12,54 @@ pub(crate) struct StreamExport {
 }
 
 impl Engine {
-    /// Replaces the channel's stream by a fresh one, purging the old stream's rows.
-    pub(crate) fn new_stream(&mut self, app: &str, channel: &str) -> Result<StreamMeta, StorageError> {
+    /// Replaces the channel's stream by a fresh one named `stream_id` (serials from 1),
+    /// purging the old stream's rows.
+    pub(crate) fn reset_stream(&mut self, app: &str, channel: &str, stream_id: &str) -> Result<Purged, StorageError> {
         let ckey = channel_key(app, channel)?;
+        let previous = self.metas.get(&ckey).cloned();
         let mut batch = self.keyspace.batch();
         self.stage_purge(&mut batch, &ckey)?;
-        let meta = StreamMeta::fresh(uuid::Uuid::new_v4().to_string());
+        let meta = StreamMeta::fresh(stream_id.to_string());
         batch.insert(&self.streams, ckey.clone(), meta.encode());
         self.commit_synced(batch, "commit new stream")?;
         self.metas.insert(ckey, meta.clone());
-        Ok(meta)
+        let (messages, bytes) = previous.as_ref().map_or((0, 0), |m| (m.retained_messages, m.retained_bytes));
+        Ok(Purged { messages, bytes, previous_stream_id: previous.map(|m| m.stream_id), meta })
+    }
+
+    /// Removes retained rows of the channel's stream by `mode`; the stream id and the next
+    /// serial stay. `None` when the channel has no stream.
+    pub(crate) fn purge_stream(
+        &mut self,
+        app: &str,
+        channel: &str,
+        mode: Purge,
+    ) -> Result<Option<Purged>, StorageError> {
+        let ckey = channel_key(app, channel)?;
+        let Some(before) = self.metas.get(&ckey).cloned() else { return Ok(None) };
+        let mut meta = before.clone();
+        let mut batch = self.keyspace.batch();
+        let removed = self.evict_oldest(&mut batch, &ckey, &mut meta, |published_at, m| match mode {
+            Purge::All => true,
+            Purge::BeforeSerial(serial) => m.oldest_serial < serial,
+            Purge::BeforeTime(ms) => published_at < ms,
+        })?;
+        if removed {
+            batch.insert(&self.streams, ckey.clone(), meta.encode());
+            self.commit_synced(batch, "commit purge")?;
+            self.metas.insert(ckey, meta.clone());
+        }
+        Ok(Some(Purged {
+            messages: before.retained_messages - meta.retained_messages,
+            bytes: before.retained_bytes - meta.retained_bytes,
+            previous_stream_id: Some(before.stream_id),
+            meta,
+        }))
+    }
+
+    /// The channel's stream as stored, if it has one.
+    pub(crate) fn stream_meta(&self, app: &str, channel: &str) -> Result<Option<StreamMeta>, StorageError> {
+        Ok(self.metas.get(&channel_key(app, channel)?).cloned())
     }
 
     fn stage_purge(&self, batch: &mut Batch, ckey: &[u8]) -> Result<(), StorageError> {

@@ -412,3 +412,100 @@ fn rewind_reports_retention_truncation() {
         json!({"historical_count": 2, "live_count": 0, "complete": false, "truncated_by_retention": true, "truncated_by_limit": false})
     );
 }
+
+fn operator(s: &Server, channel: &str, operation: &str, body: Value) -> Response {
+    s.api("POST", &s.app.path(&format!("/channels/{channel}/history/{operation}")), &[], Some(&body))
+}
+
+// `docs/protocol/v2.md#history-operator-endpoints`: state, purge by mode, reset to a new stream
+// (clients holding old positions get stream_reset), the confirmation rules, and all of it
+// after a kill -9.
+#[test]
+fn operator_state_purge_and_reset() {
+    let mut s = Server::start(None);
+    publish_n(&s, "orders", 1..=5);
+    let state = s.get("/channels/orders/history/state", &[]).json();
+    let stream = state["stream"]["stream_id"].as_str().unwrap().to_owned();
+    assert_eq!(state["channel"], "orders");
+    assert_eq!(state["stream"]["next_serial"], 6, "{state}");
+    let retained = &state["stream"]["retained"];
+    assert_eq!(
+        (retained["retained_messages"].as_u64(), retained["oldest_available_serial"].as_u64()),
+        (Some(5), Some(1))
+    );
+    assert_eq!(retained["newest_available_serial"], 5);
+    assert_eq!(state["stream"]["state"]["durable_state"], "healthy");
+
+    let confirm =
+        |operation: &str| json!({"confirm_channel": "orders", "confirm_operation": operation, "reason": "test"});
+    let mut body = confirm("purge");
+    body["mode"] = json!("before_serial");
+    body["before_serial"] = json!(3);
+    let r = operator(&s, "orders", "purge", body).json();
+    assert_eq!(
+        (r["ok"].as_bool(), r["operation"].as_str(), r["mode"].as_str()),
+        (Some(true), Some("purge"), Some("before_serial"))
+    );
+    assert_eq!((r["purged_messages"].as_u64(), r["before_serial"].as_u64()), (Some(2), Some(3)), "{r}");
+    assert_eq!(r["stream"]["stream_id"], stream.as_str());
+    assert_eq!(serials(&history(&s, "orders", &[("direction", "oldest_first")]).json()), vec![3, 4, 5]);
+
+    for bad in [
+        json!({"confirm_channel": "other", "confirm_operation": "purge", "reason": "x", "mode": "all"}),
+        json!({"confirm_channel": "orders", "confirm_operation": "reset", "reason": "x", "mode": "all"}),
+        json!({"confirm_channel": "orders", "confirm_operation": "purge", "reason": "", "mode": "all"}),
+        json!({"confirm_channel": "orders", "confirm_operation": "purge", "reason": "x", "mode": "all", "before_serial": 2}),
+        json!({"confirm_channel": "orders", "confirm_operation": "purge", "reason": "x", "mode": "before_time_ms"}),
+    ] {
+        operator(&s, "orders", "purge", bad).assert_error(400, "invalid_input");
+    }
+    operator(&s, "orders", "reset", confirm("purge")).assert_error(400, "invalid_input");
+
+    // A subscriber at serial 5 of the old stream, then the reset.
+    let mut c = v2_connected(&s);
+    assert_eq!(v2_subscribe(&mut c, "orders")["serial"], 5);
+    let r = operator(&s, "orders", "reset", confirm("reset")).json();
+    let new_stream = r["new_stream_id"].as_str().unwrap().to_owned();
+    assert_ne!(new_stream, stream);
+    assert_eq!(
+        (r["previous_stream_id"].as_str(), r["purged_messages"].as_u64()),
+        (Some(stream.as_str()), Some(3)),
+        "{r}"
+    );
+    assert_eq!((r["stream"]["next_serial"].as_u64(), r["reason"].as_str()), (Some(1), Some("test")), "{r}");
+    assert!(serials(&history(&s, "orders", &[]).json()).is_empty());
+    s.publish_ok(json!({"name": "e", "channel": "orders", "data": "after"}));
+    let f = c.expect_channel_event("e", "orders");
+    assert_eq!((f["serial"].as_u64(), f["stream_id"].as_str()), (Some(1), Some(new_stream.as_str())), "{f}");
+    resume(&mut c, json!({"orders": {"stream_id": stream, "serial": 5}}));
+    let failed = data_json(&c.expect_event("sockudo:resume_failed"));
+    assert_eq!(
+        (failed["code"].as_str(), failed["reason"].as_str()),
+        (Some("stream_reset"), Some("stream_id_mismatch"))
+    );
+
+    s.kill9();
+    s.restart(None);
+    let state = s.get("/channels/orders/history/state", &[]).json();
+    assert_eq!(state["stream"]["stream_id"], new_stream.as_str());
+    assert_eq!(state["stream"]["next_serial"], 2, "{state}");
+    assert_eq!(serials(&history(&s, "orders", &[]).json()), vec![1]);
+    let mut all = confirm("purge");
+    all["mode"] = json!("all");
+    assert_eq!(operator(&s, "orders", "purge", all).json()["purged_messages"], 1);
+    operator(&s, "never-published", "purge", {
+        let mut b = confirm("purge");
+        b["confirm_channel"] = json!("never-published");
+        b["mode"] = json!("all");
+        b
+    })
+    .assert_error(404, "not_found");
+}
+
+#[test]
+fn operator_endpoints_need_history() {
+    let s = Server::start(Some(&config("[history]\nenabled = false", &[AppConfig::dev()])));
+    s.get("/channels/orders/history/state", &[]).assert_error(422, "feature_disabled");
+    let body = json!({"confirm_channel": "orders", "confirm_operation": "reset", "reason": "x"});
+    operator(&s, "orders", "reset", body).assert_error(422, "feature_disabled");
+}
