@@ -35,6 +35,7 @@ pub(super) struct FileConfig {
     pub(super) history: HistoryFile,
     pub(super) rate_limiter: RateLimiterFile,
     pub(super) mesh: MeshFile,
+    pub(super) presence: PresenceFile,
     pub(super) log_format: Option<String>,
     pub(super) webhooks: WebhooksFile,
     /// Shorthand for `app_manager.array.apps`.
@@ -121,6 +122,14 @@ pub(super) struct RateLimitFile {
     pub(super) window_seconds: Option<u64>,
     #[serde(deserialize_with = "num_or_str")]
     pub(super) trust_hops: Option<usize>,
+}
+
+/// `[presence]`: presence updates (`docs/protocol/v2.md#presence-update`).
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub(super) struct PresenceFile {
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) update_rate_limit_per_member_per_second: Option<u32>,
 }
 
 /// `[mesh]`: the rings between shards (tuning.md).

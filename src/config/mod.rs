@@ -12,7 +12,7 @@ mod webhooks;
 
 pub use apps::{App, AppConfig, AppIdempotency, AppIdx, Limits, NamespaceConfig, Registry};
 pub use flags::{Flags, USAGE};
-pub use sections::{History, Idempotency, Mesh, RateLimit, RateLimiter, ReplayWindow};
+pub use sections::{History, Idempotency, Mesh, Presence, RateLimit, RateLimiter, ReplayWindow};
 pub use value::{env, env_bool, num_or_str, ConfigError};
 pub use webhooks::{
     wants, EventKind, Filter, FilterConfig, Retry, RetryConfig, Settings, Webhook, WebhookConfig, WebhooksFile,
@@ -62,6 +62,7 @@ pub struct Config {
     pub webhooks: Settings,
     /// How shards reach each other: request deadline and backlog bound.
     pub mesh: Mesh,
+    pub presence: Presence,
     /// Test-only hooks (`--test-hooks`): the `/test/echo` WebSocket route (Autobahn), stalling a
     /// shard, injected panics. Never on in production.
     pub test_hooks: bool,
@@ -199,6 +200,7 @@ impl Config {
             },
             webhooks: Settings::load(file.webhooks)?,
             mesh: sections::mesh(file.mesh)?,
+            presence: sections::presence(file.presence)?,
             test_hooks: flags.test_hooks,
             apps,
         };

@@ -1,7 +1,7 @@
 //! The resolved settings of the config's sections that are more than a value or two: rate
 //! limits, history and storage, idempotency, the recovery buffer and the shard mesh.
 
-use super::file::{HistoryFile, MeshFile, RateLimitFile, StorageFile};
+use super::file::{HistoryFile, MeshFile, PresenceFile, RateLimitFile, StorageFile};
 use super::value::{env, env_bool, positive, ConfigError};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -76,6 +76,21 @@ pub struct ReplayWindow {
     pub age: Duration,
     pub count: usize,
     pub bytes: usize,
+}
+
+/// Presence updates (`[presence]`).
+#[derive(Clone, Copy, Debug)]
+pub struct Presence {
+    /// `sockudo:presence_update`s one member may send per second on one channel.
+    pub update_rate_per_member: u32,
+}
+
+pub(super) fn presence(f: PresenceFile) -> Result<Presence, ConfigError> {
+    let rate = positive(
+        "presence.update_rate_limit_per_member_per_second",
+        env("PRESENCE_UPDATE_RATE_LIMIT_PER_MEMBER_PER_SECOND")?.or(f.update_rate_limit_per_member_per_second),
+    )?;
+    Ok(Presence { update_rate_per_member: rate.unwrap_or(10) })
 }
 
 /// How shards reach each other (`[mesh]`, tuning.md).

@@ -15,17 +15,20 @@ pub enum EventKind {
     ChannelVacated,
     MemberAdded,
     MemberRemoved,
+    /// A presence member replaced its `user_info` (`sockudo:presence_update`, V2).
+    MemberUpdated,
     ClientEvent,
     CacheMiss,
     SubscriptionCount,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 7] = [
+    pub const ALL: [EventKind; 8] = [
         EventKind::ChannelOccupied,
         EventKind::ChannelVacated,
         EventKind::MemberAdded,
         EventKind::MemberRemoved,
+        EventKind::MemberUpdated,
         EventKind::ClientEvent,
         EventKind::CacheMiss,
         EventKind::SubscriptionCount,
@@ -38,6 +41,7 @@ impl EventKind {
             EventKind::ChannelVacated => "channel_vacated",
             EventKind::MemberAdded => "member_added",
             EventKind::MemberRemoved => "member_removed",
+            EventKind::MemberUpdated => "member_updated",
             EventKind::ClientEvent => "client_event",
             EventKind::CacheMiss => "cache_miss",
             EventKind::SubscriptionCount => "subscription_count",
@@ -56,8 +60,7 @@ impl EventKind {
 /// Event types of the reference's V2 part (`docs/protocol/http-api.md#webhook-events`):
 /// accepted in a config so that a Sockudo file loads, never sent by this server.
 fn is_v2_event_type(name: &str) -> bool {
-    matches!(name, "member_updated" | "message_version_created")
-        || ["annotation_", "ai_", "push_"].iter().any(|p| name.starts_with(p))
+    name == "message_version_created" || ["annotation_", "ai_", "push_"].iter().any(|p| name.starts_with(p))
 }
 
 // ---- per-app configuration -------------------------------------------------------------------

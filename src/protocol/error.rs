@@ -37,6 +37,10 @@ pub enum ProtocolError {
     ChannelNameInvalid(String),
     /// A history feature (rewind, `channel_history`) that cannot be used here.
     History(String),
+    /// A `sockudo:presence_update` that cannot be applied (the reference's AI code 104009,
+    /// which it too reports as 4000 on a WebSocket).
+    PresenceUpdate(String),
+    PresenceUpdateRateLimited,
     ClientEvent(String),
     /// A history request this socket may not make now.
     HistoryRequest(String),
@@ -69,6 +73,9 @@ impl ProtocolError {
     pub fn history(why: impl fmt::Display) -> Self {
         Self::History(why.to_string())
     }
+    pub fn presence_update(why: impl fmt::Display) -> Self {
+        Self::PresenceUpdate(why.to_string())
+    }
     pub fn history_request(why: impl fmt::Display) -> Self {
         Self::HistoryRequest(why.to_string())
     }
@@ -77,7 +84,7 @@ impl ProtocolError {
     pub fn code(&self) -> u16 {
         use ProtocolError::*;
         match self {
-            InvalidFormat(_) | InvalidEventName(_) => 4000,
+            InvalidFormat(_) | InvalidEventName(_) | PresenceUpdate(_) => 4000,
             AppNotFound => 4001,
             AppDisabled => 4003,
             AppOverQuota => 4004,
@@ -86,7 +93,11 @@ impl ProtocolError {
             ForceReconnect | ServerShutdown => 4200,
             PongTimeout => 4201,
             Channel(_) | ChannelNameInvalid(_) | History(_) => 4300,
-            ClientEvent(_) | HistoryRequest(_) | RecoveryDisabled | ClientEventRateLimited { .. } => 4301,
+            ClientEvent(_)
+            | HistoryRequest(_)
+            | RecoveryDisabled
+            | ClientEventRateLimited { .. }
+            | PresenceUpdateRateLimited => 4301,
             NoRecoveryPositions => 4302,
         }
     }
@@ -119,7 +130,9 @@ impl ProtocolError {
             | ClientEvent(_)
             | HistoryRequest(_)
             | RecoveryDisabled
-            | NoRecoveryPositions => false,
+            | NoRecoveryPositions
+            | PresenceUpdate(_)
+            | PresenceUpdateRateLimited => false,
         }
     }
 }
@@ -149,6 +162,8 @@ impl fmt::Display for ProtocolError {
             Channel(why) => write!(f, "Channel error: {why}"),
             ChannelNameInvalid(why) => write!(f, "Channel name invalid: {why}"),
             History(why) => write!(f, "History error: {why}"),
+            PresenceUpdate(why) => write!(f, "Invalid presence update: {why}"),
+            PresenceUpdateRateLimited => f.write_str("Presence update rejected due to rate limit"),
             ClientEvent(why) => write!(f, "Client event error: {why}"),
             HistoryRequest(why) => write!(f, "History request error: {why}"),
             RecoveryDisabled => f.write_str("Connection recovery is not enabled"),

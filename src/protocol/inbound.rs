@@ -28,6 +28,7 @@ pub enum Command<'a> {
     Signin,
     Resume,
     ChannelHistory,
+    PresenceUpdate,
     ClientEvent(&'a str),
     /// Any other name: ignored without an error.
     Other,
@@ -61,6 +62,7 @@ impl<'a> ClientFrame<'a> {
             Some("signin") => Command::Signin,
             Some("resume") => Command::Resume,
             Some("channel_history") => Command::ChannelHistory,
+            Some("presence_update") => Command::PresenceUpdate,
             _ => Command::Other,
         }
     }
@@ -315,6 +317,45 @@ impl Resume {
     }
 }
 
+/// `sockudo:presence_update` (`docs/protocol/v2.md#presence-update`): a presence member's new
+/// `user_info`. The channel is `data.channel` or the frame's `channel`; the info is `data.data`
+/// (as documented) or `data.user_info` (as sockudo-python sends it), an object or a string
+/// holding JSON.
+#[derive(Debug, PartialEq, Eq)]
+pub struct PresenceUpdate {
+    pub channel: String,
+    /// The new `user_info` as JSON text.
+    pub user_info: String,
+}
+
+impl PresenceUpdate {
+    pub fn parse(frame: &ClientFrame<'_>) -> Result<PresenceUpdate, ProtocolError> {
+        let data: sonic_rs::Value = data_object(frame.data.as_ref())
+            .map_err(|_| ProtocolError::presence_update("data must be an object with the new data"))?;
+        let channel = data
+            .get("channel")
+            .and_then(|c| c.as_str())
+            .or(frame.channel.as_deref())
+            .ok_or_else(|| ProtocolError::presence_update("missing channel"))?
+            .to_owned();
+        let info = data
+            .get("data")
+            .or_else(|| data.get("user_info"))
+            .filter(|v| !v.is_null())
+            .ok_or_else(|| ProtocolError::presence_update("missing data"))?;
+        let user_info = match info.as_str() {
+            // A string that holds JSON is that JSON (the reference's only accepted form);
+            // any other string is just a string.
+            Some(text) => match sonic_rs::from_str::<sonic_rs::Value>(text) {
+                Ok(v) => v.to_string(),
+                Err(_) => info.to_string(),
+            },
+            None => info.to_string(),
+        };
+        Ok(PresenceUpdate { channel, user_info })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -354,6 +395,25 @@ mod tests {
         assert_eq!(unsubscribe_channel(&f).unwrap(), "orders");
         let f = ClientFrame::parse(br#"{"event":"pusher:unsubscribe","data":{"channel":"x"}}"#).unwrap();
         assert_eq!(unsubscribe_channel(&f).unwrap(), "x");
+    }
+
+    #[test]
+    fn presence_update_shapes() {
+        let parse = |json: &str| PresenceUpdate::parse(&ClientFrame::parse(json.as_bytes()).unwrap());
+        let want = PresenceUpdate { channel: "presence-a".into(), user_info: r#"{"status":"thinking"}"#.into() };
+        let documented =
+            r#"{"event":"sockudo:presence_update","data":{"channel":"presence-a","data":{"status":"thinking"}}}"#;
+        assert_eq!(parse(documented).unwrap(), want);
+        let sdk =
+            r#"{"event":"sockudo:presence_update","data":{"user_info":{"status":"thinking"}},"channel":"presence-a"}"#;
+        assert_eq!(parse(sdk).unwrap(), want);
+        let stringly =
+            r#"{"event":"sockudo:presence_update","data":{"channel":"presence-a","data":"{\"status\":\"thinking\"}"}}"#;
+        assert_eq!(parse(stringly).unwrap(), want);
+        let plain = r#"{"event":"sockudo:presence_update","data":{"channel":"presence-a","data":"away"}}"#;
+        assert_eq!(parse(plain).unwrap().user_info, r#""away""#);
+        assert_eq!(parse(r#"{"event":"sockudo:presence_update","data":{"data":{}}}"#).unwrap_err().code(), 4000);
+        assert_eq!(parse(r#"{"event":"sockudo:presence_update","data":{"channel":"c"}}"#).unwrap_err().code(), 4000);
     }
 
     #[test]

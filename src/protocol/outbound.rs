@@ -267,6 +267,18 @@ pub fn member_removed(d: Dialect, channel: &str, user_id: &str) -> Vec<u8> {
     event(&system(d, true, "member_removed"), Some(channel), Data::Str(&data), None)
 }
 
+/// `sockudo_internal:presence_update` (`docs/protocol/v2.md#presence-update`): data-string
+/// `{"user_id":…,"user_info":…}`; `info` is JSON text.
+pub fn presence_update(channel: &str, user_id: &str, info: &str) -> Vec<u8> {
+    let mut data = b"{\"user_id\":".to_vec();
+    push_json_str(&mut data, user_id);
+    data.extend_from_slice(b",\"user_info\":");
+    data.extend_from_slice(info.as_bytes());
+    data.push(b'}');
+    let data = String::from_utf8(data).expect("UTF-8");
+    event(&system(Dialect::V2, true, "presence_update"), Some(channel), Data::Str(&data), None)
+}
+
 /// `sockudo:resume_failed` for one channel; `failure` serialises to its data-string.
 pub fn resume_failed(channel: &str, failure: &impl serde::Serialize) -> Vec<u8> {
     let data = sonic_rs::to_string(failure).expect("plain struct");

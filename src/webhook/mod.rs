@@ -37,6 +37,10 @@ pub enum WebhookEvent {
         channel: Arc<str>,
         user_id: Arc<str>,
     },
+    MemberUpdated {
+        channel: Arc<str>,
+        user_id: Arc<str>,
+    },
     /// `data` is the JSON text the client sent (a string literal or any JSON value).
     ClientEvent {
         channel: Arc<str>,
@@ -61,6 +65,7 @@ impl WebhookEvent {
             WebhookEvent::ChannelVacated { .. } => EventKind::ChannelVacated,
             WebhookEvent::MemberAdded { .. } => EventKind::MemberAdded,
             WebhookEvent::MemberRemoved { .. } => EventKind::MemberRemoved,
+            WebhookEvent::MemberUpdated { .. } => EventKind::MemberUpdated,
             WebhookEvent::ClientEvent { .. } => EventKind::ClientEvent,
             WebhookEvent::CacheMiss { .. } => EventKind::CacheMiss,
             WebhookEvent::SubscriptionCount { .. } => EventKind::SubscriptionCount,
@@ -73,6 +78,7 @@ impl WebhookEvent {
             | WebhookEvent::ChannelVacated { channel }
             | WebhookEvent::MemberAdded { channel, .. }
             | WebhookEvent::MemberRemoved { channel, .. }
+            | WebhookEvent::MemberUpdated { channel, .. }
             | WebhookEvent::ClientEvent { channel, .. }
             | WebhookEvent::CacheMiss { channel }
             | WebhookEvent::SubscriptionCount { channel, .. } => channel,
@@ -82,7 +88,9 @@ impl WebhookEvent {
     /// Roughly what the event holds in memory while queued (for the queue's byte bound).
     pub fn size(&self) -> usize {
         let extra = match self {
-            WebhookEvent::MemberAdded { user_id, .. } | WebhookEvent::MemberRemoved { user_id, .. } => user_id.len(),
+            WebhookEvent::MemberAdded { user_id, .. }
+            | WebhookEvent::MemberRemoved { user_id, .. }
+            | WebhookEvent::MemberUpdated { user_id, .. } => user_id.len(),
             WebhookEvent::ClientEvent { event, data, socket_id, user_id, .. } => {
                 event.len() + data.len() + socket_id.len() + user_id.as_ref().map_or(0, |u| u.len())
             }
@@ -99,7 +107,9 @@ impl WebhookEvent {
         out.extend_from_slice(b",\"channel\":");
         push_json_str(out, self.channel());
         match self {
-            WebhookEvent::MemberAdded { user_id, .. } | WebhookEvent::MemberRemoved { user_id, .. } => {
+            WebhookEvent::MemberAdded { user_id, .. }
+            | WebhookEvent::MemberRemoved { user_id, .. }
+            | WebhookEvent::MemberUpdated { user_id, .. } => {
                 out.extend_from_slice(b",\"user_id\":");
                 push_json_str(out, user_id);
             }

@@ -17,7 +17,8 @@ single decode entry point and the envelope is asserted on those frames; app-visi
 asserted through the public `channel.bind` callbacks.
 
 Covers `docs/protocol/v2.md` (negotiation, envelope, recovery, rewind, durable history) and
-idempotent publishing (`docs/protocol/http-api.md#idempotency`). History
+idempotent publishing (`docs/protocol/http-api.md#idempotency`), presence updates
+(`docs/protocol/v2.md#presence-update`). History
 (`docs/protocol/v2.md#durable-history`) and rewind (`docs/protocol/v2.md#rewind`) tests fail
 until the server implements them: they are written to the protocol documents and are
 deliberately neither skipped nor xfailed.
@@ -36,10 +37,13 @@ from sockudo_http_python import (
     ChannelParams,
     Config,
     HistoryParams,
+    PresenceUser,
     Sockudo,
     TriggerOptions,
 )
 from sockudo_python import (
+    ChannelAuthorizationData,
+    ChannelAuthorizationOptions,
     ConnectionState,
     SockudoClient,
     SockudoOptions,
@@ -596,3 +600,46 @@ def test_ws_channel_history_until_attach(server, http):
             assert key in data, f"missing {key}: {data}"
     finally:
         c.close()
+
+
+# ------------------------------------------------------------------ presence update
+
+
+def signed_as(server, user_id: str, info: dict) -> ChannelAuthorizationOptions:
+    """Channel authorization by sockudo-http-python's signer, as an app's auth endpoint would."""
+    signer = Sockudo(http_config(server))
+
+    async def handler(request):
+        auth = json.loads(signer.authenticate(request.socket_id, request.channel_name,
+                                              PresenceUser(user_id=user_id, user_info=info)))
+        return ChannelAuthorizationData(auth=auth["auth"], channel_data=auth["channel_data"])
+
+    return ChannelAuthorizationOptions(custom_handler=handler)
+
+
+def test_presence_update_via_sdk(server):
+    """`PresenceChannel.update()` (`docs/protocol/v2.md#presence-update`): the SDK's own frame is
+    accepted, and both members' SDKs apply the `sockudo_internal:presence_update` they decode to
+    their member lists."""
+    ch = uniq("presence-py-upd")
+
+    async def main():
+        ann = v2_client(server.port, channel_authorization=signed_as(server, "ann", {"status": "idle"}))
+        bob = v2_client(server.port, channel_authorization=signed_as(server, "bob", {"status": "idle"}))
+        async with connected(ann), connected(bob):
+            ann_ch = ann.subscribe(ch)
+            await subscribed(ann, ann_ch)
+            bob_ch = bob.subscribe(ch)
+            await subscribed(bob, bob_ch)
+            await until(lambda: ann_ch.members.count == 2, "bob in ann's member list", ann.describe)
+            seen_by_bob = collect(bob_ch, "sockudo:presence_update")
+
+            assert await ann_ch.update({"status": "thinking"}) is not False
+            await until(lambda: seen_by_bob, "presence_update at bob", bob.describe)
+            assert (seen_by_bob[0].id, seen_by_bob[0].info) == ("ann", {"status": "thinking"})
+            assert bob_ch.members.member("ann").info == {"status": "thinking"}
+            await until(lambda: ann_ch.members.member("ann").info == {"status": "thinking"},
+                        "the sender's own update", ann.describe)
+            assert ann.errors == [] and bob.errors == []
+
+    asyncio.run(main())

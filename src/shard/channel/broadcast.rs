@@ -27,6 +27,14 @@ impl Broadcast {
         Broadcast { payloads: Encoding::ALL.map(|e| Some(encode(e))), serial, published_at }
     }
 
+    /// A message that only sockets of `encoding` receive (a V2-only event); it takes no place in
+    /// the stream.
+    pub fn only(encoding: Encoding, published_at: Instant, payload: Payload) -> Broadcast {
+        let mut payloads: [Option<Payload>; Encoding::COUNT] = Default::default();
+        payloads[encoding.index()] = Some(payload);
+        Broadcast { payloads, serial: None, published_at }
+    }
+
     /// The payload for sockets of `encoding`.
     pub fn payload(&self, encoding: Encoding) -> Option<&Payload> {
         self.payloads[encoding.index()].as_ref()

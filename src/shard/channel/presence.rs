@@ -4,19 +4,23 @@
 use super::broadcast::Broadcast;
 use crate::config::AppIdx;
 use crate::protocol::outbound::{self, Encoding};
+use crate::protocol::ProtocolError;
 use crate::shard::route::{Request, Responder};
 use crate::shard::Shard;
 use ahash::RandomState;
 use indexmap::IndexMap;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 struct MemberEntry {
-    /// `user_info` JSON as given by the member's first socket.
+    /// `user_info` JSON as given by the member's first socket, or by its latest presence
+    /// update.
     info: String,
     /// Sockets of this user in the channel, across all shards.
     sockets: u32,
+    /// The member's presence-update rate window: start and count.
+    updates: (Instant, u32),
 }
 
 /// Members in join order.
@@ -44,7 +48,8 @@ impl Members {
                 false
             }
             None => {
-                self.0.insert(user.into(), MemberEntry { info: info.to_owned(), sockets: 1 });
+                let entry = MemberEntry { info: info.to_owned(), sockets: 1, updates: (Instant::now(), 0) };
+                self.0.insert(user.into(), entry);
                 true
             }
         }
@@ -70,6 +75,11 @@ impl Members {
     pub fn snapshot(&self) -> String {
         outbound::presence_snapshot(self.0.iter().map(|(id, e)| (&**id, e.info.as_str())))
     }
+}
+
+/// A V2 presence update in the only encoding that has one: V1 sockets never see it.
+fn presence_update_event(channel: &str, user_id: &str, info: &str) -> Broadcast {
+    Broadcast::only(Encoding::V2Json, Instant::now(), Arc::new(outbound::presence_update(channel, user_id, info)))
 }
 
 /// A presence member event in every encoding; member events take no place in the stream.
@@ -102,5 +112,49 @@ impl Request for PresenceUsers {
             .map(|ch| ch.members.0.keys().map(|k| k.to_string()).collect())
             .unwrap_or_default();
         reply.send(users);
+    }
+}
+
+/// To the owner: a member of a presence channel replaces its `user_info`
+/// (`docs/protocol/v2.md#presence-update`). Every V2 subscriber (the sender too) is told, and
+/// members who join later get the new info in their snapshot.
+pub struct PresenceUpdate {
+    pub app: AppIdx,
+    pub channel: Arc<str>,
+    pub user_id: Arc<str>,
+    /// The new `user_info` as JSON text.
+    pub info: String,
+}
+
+impl Request for PresenceUpdate {
+    type Reply = Result<(), ProtocolError>;
+
+    fn handle(self, shard: &Rc<Shard>, reply: Responder<Self>) {
+        let PresenceUpdate { app, channel, user_id, info } = self;
+        let limit = shard.ctx.config.presence.update_rate_per_member;
+        let mut channels = shard.channels.borrow_mut();
+        let Some(ch) = channels.get_mut(app, &channel) else {
+            reply.send(Err(ProtocolError::presence_update(format!("not a member of {channel}"))));
+            return;
+        };
+        let Some(member) = ch.members.0.get_mut(&*user_id) else {
+            reply.send(Err(ProtocolError::presence_update(format!("not a member of {channel}"))));
+            return;
+        };
+        let now = Instant::now();
+        if now.duration_since(member.updates.0) >= Duration::from_secs(1) {
+            member.updates = (now, 0);
+        }
+        member.updates.1 += 1;
+        if member.updates.1 > limit {
+            reply.send(Err(ProtocolError::PresenceUpdateRateLimited));
+            return;
+        }
+        member.info = info;
+        let event = presence_update_event(&channel, &user_id, &member.info);
+        shard.fan_out(ch, app, &channel, &event, None);
+        drop(channels);
+        shard.webhook_member_updated(app, &channel, &user_id);
+        reply.send(Ok(()));
     }
 }

@@ -125,6 +125,14 @@ impl Shard {
         }
     }
 
+    /// Owner: a presence member replaced its `user_info`.
+    pub(super) fn webhook_member_updated(&self, app: AppIdx, channel: &Arc<str>, user: &Arc<str>) {
+        let Some((sender, hooks)) = self.hooks(app) else { return };
+        if wants(hooks, EventKind::MemberUpdated, channel) {
+            sender.push(app, WebhookEvent::MemberUpdated { channel: channel.clone(), user_id: user.clone() });
+        }
+    }
+
     /// Sends `event` after [`RECHECK_DELAY`] unless `key` is called off meanwhile. A timer on
     /// this (the owner) shard: it only reads this shard's state.
     fn webhook_after_recheck(&self, app: AppIdx, key: Key, event: WebhookEvent) {

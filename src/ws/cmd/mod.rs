@@ -3,6 +3,7 @@
 
 mod client_event;
 mod history;
+mod presence_update;
 mod resume;
 mod rewind;
 mod signin;

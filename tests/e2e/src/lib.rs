@@ -731,6 +731,16 @@ pub fn v2_subscribe(c: &mut Client, channel: &str) -> Value {
     f
 }
 
+/// Subscribes a V2 socket to a presence channel with a correct signature; returns the
+/// subscription_succeeded data (`presence` and `attach_serial`).
+pub fn v2_subscribe_presence(c: &mut Client, channel: &str, channel_data: &Value) -> Value {
+    let cd = channel_data.to_string();
+    let auth = presence_auth(&c.app, &c.socket_id, channel, &cd);
+    c.send_json(&json!({"event": "sockudo:subscribe", "data": {"channel": channel, "auth": auth, "channel_data": cd}}));
+    let f = c.expect_channel_event("sockudo_internal:subscription_succeeded", channel);
+    data_json(&f)
+}
+
 /// Sends `sockudo:resume` with these `channel_positions`.
 pub fn resume(c: &mut Client, positions: Value) {
     c.send_json(&json!({"event": "sockudo:resume", "data": {"channel_positions": positions}}));

@@ -1,6 +1,7 @@
 //! Presence channels: `docs/protocol/pusher.md#presence-channels`,
 //! `docs/protocol/pusher.md#member-events`, `docs/protocol/pusher.md#validation-order`,
-//! `docs/protocol/pusher.md#presence-limits` and `docs/protocol/pusher.md#unsubscribing`.
+//! `docs/protocol/pusher.md#presence-limits`, `docs/protocol/pusher.md#unsubscribing` and
+//! `docs/protocol/v2.md#presence-update`.
 
 use e2e::*;
 use serde_json::{json, Value};
@@ -233,4 +234,113 @@ fn presence_resubscribe_replies_with_snapshot() {
     assert_eq!(sorted_ids(&snap), ["1", "2"]);
     // Nobody sees the re-subscribe as a new member.
     b.expect_no_frame(QUIET);
+}
+
+/// `sockudo:presence_update` in the documented shape.
+fn update(c: &mut Client, data: Value) {
+    c.send_json(&json!({"event": "sockudo:presence_update", "data": {"channel": ROOM, "data": data}}));
+}
+
+fn expect_update(c: &mut Client, user_id: &str, info: Value) {
+    let f = c.expect_channel_event("sockudo_internal:presence_update", ROOM);
+    assert_eq!(data_json(&f), json!({"user_id": user_id, "user_info": info}), "{f}");
+}
+
+// `docs/protocol/v2.md#presence-update`: every V2 subscriber (the sender too) is told, V1 sockets
+// are not; later snapshots carry the new info; both the documented and sockudo-python's shape.
+#[test]
+fn presence_update_reaches_v2_subscribers() {
+    let s = Server::start(None);
+    let mut a = v2_connected(&s);
+    v2_subscribe_presence(&mut a, ROOM, &member("a"));
+    let mut b = v2_connected(&s);
+    v2_subscribe_presence(&mut b, ROOM, &member("b"));
+    a.expect_channel_event("sockudo_internal:member_added", ROOM);
+    let mut v1 = s.connect();
+    v1.subscribe_presence(ROOM, &member("c"));
+    a.expect_channel_event("sockudo_internal:member_added", ROOM);
+    b.expect_channel_event("sockudo_internal:member_added", ROOM);
+
+    update(&mut a, json!({"status": "thinking"}));
+    expect_update(&mut a, "a", json!({"status": "thinking"}));
+    expect_update(&mut b, "a", json!({"status": "thinking"}));
+    // sockudo-python's PresenceChannel.update(): user_info, channel beside data.
+    b.send_json(&json!({"event": "sockudo:presence_update", "data": {"user_info": {"away": true}}, "channel": ROOM}));
+    expect_update(&mut a, "b", json!({"away": true}));
+    expect_update(&mut b, "b", json!({"away": true}));
+    // A JSON string is its JSON.
+    update(&mut a, json!("{\"status\":\"typing\"}"));
+    expect_update(&mut b, "a", json!({"status": "typing"}));
+    expect_update(&mut a, "a", json!({"status": "typing"}));
+    v1.expect_no_frame(QUIET);
+
+    let mut late = s.connect();
+    let snap = late.subscribe_presence(ROOM, &member("d"));
+    assert_eq!(snap["count"], 4);
+    assert_eq!(snap["hash"]["a"], json!({"status": "typing"}));
+    assert_eq!(snap["hash"]["b"], json!({"away": true}));
+    assert_eq!(snap["hash"]["c"], json!({"name": "user c"}));
+    // Leaving and joining again starts from the info in the new channel_data.
+    a.unsubscribe(ROOM);
+    expect_removed(&mut late, "a");
+    let mut again = v2_connected(&s);
+    let data = v2_subscribe_presence(&mut again, ROOM, &member("a"));
+    assert_eq!(data["presence"]["hash"]["a"], json!({"name": "user a"}));
+}
+
+// `docs/protocol/v2.md#presence-update`: what is refused, with 4000; the socket stays usable.
+#[test]
+fn presence_update_errors() {
+    let s = Server::start(None);
+    let mut a = v2_connected(&s);
+    v2_subscribe_presence(&mut a, ROOM, &member("a"));
+    let mut b = v2_connected(&s);
+    v2_subscribe(&mut b, "public");
+
+    // Over 1024 bytes serialised.
+    update(&mut a, json!({"bio": "x".repeat(1100)}));
+    assert!(a.expect_v2_error(4000).contains("1024"));
+    // No data, no channel.
+    a.send_json(&json!({"event": "sockudo:presence_update", "data": {"channel": ROOM}}));
+    assert!(a.expect_v2_error(4000).contains("missing data"));
+    a.send_json(&json!({"event": "sockudo:presence_update", "data": {"data": {}}}));
+    assert!(a.expect_v2_error(4000).contains("missing channel"));
+    // Not a member: not subscribed at all, or subscribed to a channel without members.
+    update(&mut b, json!({}));
+    assert!(b.expect_v2_error(4000).contains("not a member"));
+    b.send_json(&json!({"event": "sockudo:presence_update", "data": {"channel": "public", "data": {}}}));
+    assert!(b.expect_v2_error(4000).contains("not a member"));
+    // V1 has no presence update.
+    let mut v1 = s.connect();
+    v1.subscribe_presence(ROOM, &member("c"));
+    v1.send_json(&json!({"event": "sockudo:presence_update", "data": {"channel": ROOM, "data": {}}}));
+    assert!(v1.expect_error(4000).contains("protocol=2"));
+
+    // Nothing was applied, and the sockets still work.
+    a.expect_channel_event("sockudo_internal:member_added", ROOM);
+    a.expect_no_frame(QUIET);
+    update(&mut a, json!({"ok": 1}));
+    expect_update(&mut a, "a", json!({"ok": 1}));
+    s.publish_ok(json!({"name": "e", "channel": "public", "data": "still here"}));
+    b.expect_channel_event("e", "public");
+}
+
+// `docs/protocol/v2.md#presence-update`: each member may send
+// `presence.update_rate_limit_per_member_per_second` updates per second per channel; more are
+// refused with 4301 and not applied.
+#[test]
+fn presence_update_rate_limit() {
+    let s =
+        Server::start(Some(&config("[presence]\nupdate_rate_limit_per_member_per_second = 2\n", &[AppConfig::dev()])));
+    let mut a = v2_connected(&s);
+    v2_subscribe_presence(&mut a, ROOM, &member("a"));
+    // Three updates in one burst: the window is a second, far longer than the burst.
+    for n in 1..=3 {
+        update(&mut a, json!({"n": n}));
+    }
+    expect_update(&mut a, "a", json!({"n": 1}));
+    expect_update(&mut a, "a", json!({"n": 2}));
+    assert!(a.expect_v2_error(4301).contains("rate limit"));
+    let mut late = s.connect();
+    assert_eq!(late.subscribe_presence(ROOM, &member("b"))["hash"]["a"], json!({"n": 2}));
 }

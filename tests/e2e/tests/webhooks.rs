@@ -359,6 +359,24 @@ fn client_event_webhook() {
     assert_eq!(r.settled("/c").len(), 3);
 }
 
+// `docs/protocol/http-api.md#webhook-events`: member_updated when a V2 member replaces its
+// user_info (`docs/protocol/v2.md#presence-update`), not for a refused update.
+#[test]
+fn member_updated_webhook() {
+    let r = Receiver::start();
+    let s = start("", &[hook(&r.url("/u"), &["member_updated"], "")]);
+    let room = "presence-room";
+    let mut c = v2_connected(&s);
+    v2_subscribe_presence(&mut c, room, &json!({"user_id": "ann"}));
+    c.send_json(&json!({"event": "sockudo:presence_update", "data": {"channel": room, "data": {"away": true}}}));
+    c.expect_channel_event("sockudo_internal:presence_update", room);
+    c.send_json(&json!({"event": "sockudo:presence_update", "data": {"channel": room, "data": "x".repeat(2000)}}));
+    c.expect_v2_error(4000);
+    let (_, e) = r.wait_event("/u", |e| e["name"] == "member_updated");
+    assert_eq!(e, json!({"name": "member_updated", "channel": room, "user_id": "ann"}));
+    assert_eq!(r.settled("/u").len(), 1);
+}
+
 // `docs/protocol/http-api.md#webhook-events`: cache_miss when a cache channel has nothing cached,
 // not once it has.
 #[test]
