@@ -58,8 +58,13 @@ fn publish_validation() {
     s.publish(json!({"channel": "orders", "data": "1"})).assert_error(400, "invalid_input");
     s.publish(json!({"name": "e", "channel": "bad$chan", "data": "1"})).assert_error(400, "invalid_input");
     s.publish(json!({"name": "e", "channel": "a".repeat(201), "data": "1"})).assert_error(400, "invalid_input");
-    s.publish(json!({"name": "e", "channel": "chat:x", "data": "1"})).assert_error(400, "invalid_input");
     s.publish_ok(json!({"name": "e", "channel": "a".repeat(200), "data": "1"}));
+    s.publish_ok(json!({"name": "e", "channel": "chat:x", "data": "1"})); // the dev app: any namespace
+    drop(s);
+
+    // A configured app publishes only to the namespaces it declares.
+    let s = Server::start(Some(&config("", &[AppConfig::dev()])));
+    s.publish(json!({"name": "e", "channel": "chat:x", "data": "1"})).assert_error(400, "invalid_input");
 }
 
 // `docs/protocol/http-api.md#requests-and-responses`: malformed JSON -> 400; wrong field types ->
