@@ -8,7 +8,7 @@
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use sockudo::auth;
 use sockudo::protocol::inbound::{ClientFrame, Subscribe};
-use sockudo::protocol::outbound::{self, Data, Dialect};
+use sockudo::protocol::outbound::{self, Data, Dialect, Encoding};
 use sockudo::shard::channel::broadcast::Broadcast;
 use sockudo::socket_id::SocketId;
 use sockudo::ws::codec::{self, Decoder, Opcode};
@@ -172,13 +172,14 @@ fn fanout(c: &mut Criterion) {
         let channel: Arc<str> = "ticker-1".into();
         let now = Instant::now();
         for (i, conn) in conns.into_iter().enumerate() {
-            let key = hub.sockets.insert(Socket::new(SocketId(i as u64, 1), 0, Dialect::V1, conn, now));
+            let key =
+                hub.sockets.insert(Socket::new(SocketId(i as u64, 1), 0, Dialect::V1, Encoding::V1Json, conn, now));
             hub.add_subscriber(0, &channel, key);
         }
         let bound = QueueBound { frames: 1000, bytes: 8 << 20 };
         let payload = Arc::new(payload_200());
         // The frame is encoded inside `queue_on_channel`, once per call, as on a real delivery.
-        let message = Broadcast::new(None, now, |_| payload.clone());
+        let message = Broadcast::new(None, now, Some(payload.clone()), payload.clone());
         let mut g = c.benchmark_group("fanout");
         g.throughput(Throughput::Elements(SUBSCRIBERS as u64));
         g.bench_function("queue_1000_subscribers", |b| {

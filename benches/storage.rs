@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use criterion::{criterion_group, BatchSize, Criterion, Throughput};
 use futures_lite::future::block_on;
-use storage::{Direction, Fsync, HistoryQuery, HistoryRecord, Store, StoreConfig};
+use storage::{Direction, Fsync, HistoryQuery, HistoryRecord, HistoryView, RecordKind, Store, StoreConfig};
 
 const ROUND: u64 = 64;
 
@@ -35,6 +35,7 @@ fn record(serial: u64) -> HistoryRecord {
         message_id: format!("{serial:036}"),
         event_name: "order.updated".into(),
         payload: vec![b'x'; 200],
+        kind: RecordKind::Plain,
     }
 }
 
@@ -108,6 +109,7 @@ fn page_query() -> HistoryQuery {
         direction: Direction::NewestFirst,
         bounds: Default::default(),
         cursor: None,
+        view: HistoryView::Latest,
     }
 }
 

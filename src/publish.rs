@@ -6,7 +6,7 @@ use crate::config::AppIdx;
 use crate::protocol::channel;
 use crate::protocol::outbound::{self, Data};
 use crate::shard::channel::broadcast::{ChannelEvent, EventData};
-use crate::shard::channel::{ChannelOp, Occupancy, OpFailure, Operation, Origin};
+use crate::shard::channel::{ChannelOp, Done, OpFailure, Operation, Origin, Rejection};
 use crate::shard::route::{CrossingError, ToUsers, UserAction};
 use crate::shard::Shard;
 use crate::socket_id::SocketId;
@@ -20,6 +20,8 @@ pub enum PublishError {
     Storage(String),
     /// A shard did not answer, or was too far behind to take more work.
     Unavailable(CrossingError),
+    /// The owner refused the operation as it stands (mutations).
+    Rejected(Rejection),
 }
 
 impl From<OpFailure> for PublishError {
@@ -27,19 +29,21 @@ impl From<OpFailure> for PublishError {
         match f {
             OpFailure::Storage(why) => PublishError::Storage(why),
             OpFailure::Overloaded(e) => PublishError::Unavailable(e),
+            OpFailure::Rejected(r) => PublishError::Rejected(r),
         }
     }
 }
 
-/// Publishes `event` to every channel of `channels`, each through its owner, and returns the
-/// occupancy each owner reported (user channels report none).
+/// Publishes `event` to every channel of `channels`, each through its owner, and returns what
+/// each owner reported (occupancy, and the version a versioned create made; user channels
+/// report nothing).
 pub async fn publish(
     shard: &Rc<Shard>,
     app: AppIdx,
     channels: &[String],
     event: Arc<ChannelEvent>,
     exclude: Option<SocketId>,
-) -> Result<Vec<(String, Occupancy)>, PublishError> {
+) -> Result<Vec<(String, Done)>, PublishError> {
     let mut waits = Vec::new();
     for name in channels {
         if let Some(user) = channel::user_channel_target(name) {

@@ -36,6 +36,7 @@ pub(super) struct FileConfig {
     pub(super) rate_limiter: RateLimiterFile,
     pub(super) mesh: MeshFile,
     pub(super) presence: PresenceFile,
+    pub(super) versioned_messages: VersionedFile,
     pub(super) log_format: Option<String>,
     pub(super) webhooks: WebhooksFile,
     /// Shorthand for `app_manager.array.apps`.
@@ -122,6 +123,19 @@ pub(super) struct RateLimitFile {
     pub(super) window_seconds: Option<u64>,
     #[serde(deserialize_with = "num_or_str")]
     pub(super) trust_hops: Option<usize>,
+}
+
+/// `[versioned_messages]`: mutable messages (`docs/protocol/v2.md#mutable-messages`).
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub(super) struct VersionedFile {
+    pub(super) enabled: Option<bool>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) max_page_size: Option<usize>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) retention_window_seconds: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) cache_mb: Option<usize>,
 }
 
 /// `[presence]`: presence updates (`docs/protocol/v2.md#presence-update`).

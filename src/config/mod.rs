@@ -12,7 +12,7 @@ mod webhooks;
 
 pub use apps::{App, AppConfig, AppIdempotency, AppIdx, Limits, NamespaceConfig, Registry};
 pub use flags::{Flags, USAGE};
-pub use sections::{History, Idempotency, Mesh, Presence, RateLimit, RateLimiter, ReplayWindow};
+pub use sections::{History, Idempotency, Mesh, Presence, RateLimit, RateLimiter, ReplayWindow, Versioned};
 pub use value::{env, env_bool, num_or_str, ConfigError};
 pub use webhooks::{
     wants, EventKind, Filter, FilterConfig, Retry, RetryConfig, Settings, Webhook, WebhookConfig, WebhooksFile,
@@ -63,6 +63,7 @@ pub struct Config {
     /// How shards reach each other: request deadline and backlog bound.
     pub mesh: Mesh,
     pub presence: Presence,
+    pub versioned: Versioned,
     /// Test-only hooks (`--test-hooks`): the `/test/echo` WebSocket route (Autobahn), stalling a
     /// shard, injected panics. Never on in production.
     pub test_hooks: bool,
@@ -108,6 +109,7 @@ impl Config {
             builtin_dev_app = true;
         }
         apps::check_unique(&apps)?;
+        let history = sections::history(flags.data_dir, file.storage, file.history)?;
         let config = Config {
             host: flags.host.or(std::env::var("HOST").ok()).or(file.host).unwrap_or_else(|| "0.0.0.0".into()),
             port: flags.port.or(env("PORT")?).or(file.port).unwrap_or(6001),
@@ -174,7 +176,8 @@ impl Config {
                 )?
                 .unwrap_or(8 << 20),
             },
-            history: sections::history(flags.data_dir, file.storage, file.history)?,
+            versioned: sections::versioned(file.versioned_messages, &history)?,
+            history,
             log_format: match env::<String>("LOG_FORMAT")?.or(file.log_format) {
                 None => crate::logging::Format::Text,
                 Some(v) => crate::logging::Format::parse(&v).ok_or_else(|| {

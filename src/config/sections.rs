@@ -1,7 +1,7 @@
 //! The resolved settings of the config's sections that are more than a value or two: rate
 //! limits, history and storage, idempotency, the recovery buffer and the shard mesh.
 
-use super::file::{HistoryFile, MeshFile, PresenceFile, RateLimitFile, StorageFile};
+use super::file::{HistoryFile, MeshFile, PresenceFile, RateLimitFile, StorageFile, VersionedFile};
 use super::value::{env, env_bool, positive, ConfigError};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -76,6 +76,36 @@ pub struct ReplayWindow {
     pub age: Duration,
     pub count: usize,
     pub bytes: usize,
+}
+
+/// Mutable messages (`[versioned_messages]`, `docs/protocol/v2.md#mutable-messages`). They
+/// live in the store, so they are on only where durable history is.
+#[derive(Clone, Copy, Debug)]
+pub struct Versioned {
+    pub enabled: bool,
+    /// Largest page of `GET …/messages/{serial}/versions`.
+    pub max_page_size: usize,
+    /// Memory each shard may spend on the state of messages being mutated (tuning.md).
+    pub cache_bytes: usize,
+}
+
+pub(super) fn versioned(f: VersionedFile, history: &History) -> Result<Versioned, ConfigError> {
+    let enabled = env_bool("VERSIONED_MESSAGES_ENABLED")?.or(f.enabled).unwrap_or(true);
+    let max_page_size =
+        positive("versioned_messages.max_page_size", env("VERSIONED_MESSAGES_MAX_PAGE_SIZE")?.or(f.max_page_size))?
+            .unwrap_or(100);
+    let cache_mb = positive("versioned_messages.cache_mb", env("VERSIONED_MESSAGES_CACHE_MB")?.or(f.cache_mb))?;
+    let retention = env::<u64>("VERSIONED_MESSAGES_RETENTION_WINDOW_SECONDS")?.or(f.retention_window_seconds);
+    if retention.is_some() {
+        log::info!(
+            "versioned_messages.retention_window_seconds is not used: a message's versions are kept as long as its \
+             history row (history.retention_window_seconds, history.max_messages_per_channel)"
+        );
+    }
+    if enabled && !history.enabled {
+        log::info!("versioned messages are off: they need durable history (history.enabled)");
+    }
+    Ok(Versioned { enabled: enabled && history.enabled, max_page_size, cache_bytes: cache_mb.unwrap_or(64) << 20 })
 }
 
 /// Presence updates (`[presence]`).

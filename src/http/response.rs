@@ -158,6 +158,7 @@ impl From<PublishError> for ApiError {
         match e {
             PublishError::Storage(why) => ApiError::storage(why),
             PublishError::Unavailable(e) => ApiError::unavailable(e),
+            PublishError::Rejected(r) => ApiError::new(r.status, r.code, r.message),
         }
     }
 }

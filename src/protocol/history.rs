@@ -3,6 +3,7 @@
 //! `sockudo:channel_history` request and of a subscribe's `rewind`, and the one page shape both
 //! history routes answer with.
 
+use super::versioned;
 use serde::Serialize;
 use sonic_rs::JsonValueTrait;
 use storage::{Bounds, Direction, HistoryPage};
@@ -198,8 +199,10 @@ pub struct AttachBounds {
 }
 
 /// The history page as both routes send it (`docs/protocol/v2.md#history-page`): items newest
-/// or oldest first with the V2 message as it was delivered.
+/// or oldest first with the V2 message as it was delivered, or a mutable message as it
+/// stands now.
 pub fn page_json(
+    channel: &str,
     page: &HistoryPage,
     direction: Direction,
     limit: usize,
@@ -213,20 +216,20 @@ pub fn page_json(
         if n > 0 {
             out.push(',');
         }
+        let (message, operation_kind) = versioned::shown(item, channel, stream_id.unwrap_or_default());
         let head = sonic_rs::to_string(&ItemHead {
             stream_id: stream_id.unwrap_or_default(),
             serial: item.serial,
             published_at_ms: item.published_at_ms,
             message_id: &item.message_id,
             event_name: &item.event_name,
-            operation_kind: "append",
-            payload_size_bytes: item.payload_size_bytes,
+            operation_kind,
+            payload_size_bytes: message.len() as u64,
         })
         .expect("plain struct");
-        // The stored payload is the V2 frame's JSON text exactly as it was delivered.
         out.push_str(&head[..head.len() - 1]);
         out.push_str(",\"message\":");
-        out.push_str(std::str::from_utf8(&item.payload).unwrap_or("null"));
+        out.push_str(std::str::from_utf8(&message).unwrap_or("null"));
         out.push('}');
     }
     out.push(']');

@@ -8,5 +8,6 @@ pub mod inbound;
 pub mod operator;
 pub mod outbound;
 pub mod recovery;
+pub mod versioned;
 
 pub use error::ProtocolError;

@@ -39,18 +39,23 @@ impl Dialect {
 pub enum Encoding {
     /// Pusher JSON: no V2 fields.
     V1Json,
-    /// The V2 JSON envelope (message id, stream id, serial, extras).
+    /// The V2 JSON envelope (message id, stream id, serial, extras); a mutable message's
+    /// append carries its fragment (`append_mode=delta`, the default).
     V2Json,
+    /// The same for a socket in `append_mode=full`: an append carries the whole text so far
+    /// (`docs/protocol/v2.md#append-mode`). Every other message is the `V2Json` payload itself.
+    V2JsonFull,
 }
 
 impl Encoding {
-    pub const COUNT: usize = 2;
-    pub const ALL: [Encoding; Encoding::COUNT] = [Encoding::V1Json, Encoding::V2Json];
+    pub const COUNT: usize = 3;
+    pub const ALL: [Encoding; Encoding::COUNT] = [Encoding::V1Json, Encoding::V2Json, Encoding::V2JsonFull];
 
-    /// What a socket of `dialect` receives.
-    pub fn of(dialect: Dialect) -> Encoding {
+    /// What a socket of `dialect` receives; `full_appends`: it asked for `append_mode=full`.
+    pub fn of(dialect: Dialect, full_appends: bool) -> Encoding {
         match dialect {
             Dialect::V1 => Encoding::V1Json,
+            Dialect::V2 if full_appends => Encoding::V2JsonFull,
             Dialect::V2 => Encoding::V2Json,
         }
     }

@@ -35,6 +35,8 @@ pub struct Shard {
     calls: RefCell<route::Calls>,
     channels: RefCell<channel::Channels>,
     pipeline: channel::commit::Pipeline,
+    /// Mutable messages being mutated, for the channels this shard owns.
+    messages: RefCell<channel::message_cache::MessageCache>,
     watch: RefCell<watch::Watch>,
     idempotency: RefCell<idempotency::Table>,
     rate_windows: RefCell<limits::Windows>,
@@ -45,6 +47,7 @@ pub struct Shard {
 impl Shard {
     pub fn new(ctx: Arc<Context>, mesh: Mesh<Msg>) -> Rc<Shard> {
         let apps = ctx.apps.len();
+        let message_cache_bytes = ctx.config.versioned.cache_bytes;
         Rc::new(Shard {
             id: mesh.id(),
             shards: mesh.shards(),
@@ -53,6 +56,7 @@ impl Shard {
             calls: RefCell::default(),
             channels: RefCell::new(channel::Channels::new(apps)),
             pipeline: channel::commit::Pipeline::default(),
+            messages: RefCell::new(channel::message_cache::MessageCache::new(message_cache_bytes)),
             watch: RefCell::new(watch::Watch::new(apps)),
             idempotency: RefCell::default(),
             rate_windows: RefCell::default(),

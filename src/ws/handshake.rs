@@ -1,7 +1,7 @@
 //! The RFC 6455 opening handshake, checked against a parsed HTTP request, and what the
 //! upgrade query negotiates (protocol version and V2 options).
 
-use crate::protocol::outbound::Dialect;
+use crate::protocol::outbound::{Dialect, Encoding};
 use base64::Engine;
 use tungstenite::handshake::derive_accept_key;
 
@@ -53,6 +53,8 @@ pub fn accept(req: &impl UpgradeRequest) -> Result<Vec<u8>, Refusal> {
 /// are ignored.
 pub struct Negotiated {
     pub dialect: Dialect,
+    /// The form channel messages reach the socket in (its dialect and `append_mode`).
+    pub encoding: Encoding,
     /// A V2 client's own client events come back to it (`echo_messages`, default true).
     pub echo: bool,
 }
@@ -67,7 +69,7 @@ impl Negotiated {
             _ => Dialect::V1,
         };
         if dialect == Dialect::V1 {
-            return Ok(Negotiated { dialect, echo: false });
+            return Ok(Negotiated { dialect, encoding: Encoding::V1Json, echo: false });
         }
         match param("format").map(str::to_ascii_lowercase).as_deref() {
             None | Some("" | "json") => {}
@@ -76,9 +78,11 @@ impl Negotiated {
             }
             Some(f) => return Err(format!("Invalid format query parameter: {f}")),
         }
-        if !matches!(param("append_mode"), None | Some("" | "delta" | "full")) {
-            return Err("Invalid append_mode query parameter: use delta or full".into());
-        }
+        let full_appends = match param("append_mode") {
+            None | Some("" | "delta") => false,
+            Some("full") => true,
+            Some(_) => return Err("Invalid append_mode query parameter: use delta or full".into()),
+        };
         if let Some(w) = param("append_rollup_window") {
             if !matches!(w.parse::<u32>(), Ok(0 | 20 | 40 | 100 | 500)) {
                 return Err("Invalid append_rollup_window: one of 0, 20, 40, 100, 500".into());
@@ -89,7 +93,7 @@ impl Negotiated {
             Some("false" | "0") => false,
             Some(_) => return Err("Invalid echo_messages query parameter: use true or false".into()),
         };
-        Ok(Negotiated { dialect, echo })
+        Ok(Negotiated { dialect, encoding: Encoding::of(dialect, full_appends), echo })
     }
 }
 

@@ -9,7 +9,7 @@ use super::index::{Index, Socket, SocketKey};
 use super::writer::{text_frame, Frame, Pushed, QueueBound, Writer};
 use crate::config::AppIdx;
 use crate::metrics::{AppCounters, ChannelLabel, CloseReason};
-use crate::protocol::outbound::{self, Dialect};
+use crate::protocol::outbound::{self, Dialect, Encoding};
 use crate::protocol::ProtocolError;
 use crate::shard::channel::broadcast::Deliver;
 use crate::shard::channel::subscribe::Unsubscribe;
@@ -68,10 +68,12 @@ impl Hub {
         conn: Rc<Conn>,
         app: AppIdx,
         dialect: Dialect,
+        encoding: Encoding,
         handshake: Vec<u8>,
     ) -> (SocketKey, SocketId) {
-        let id = SocketId::random();
-        let key = self.index.borrow_mut().sockets.insert(Socket::new(id, app, dialect, conn, Instant::now()));
+        let id = SocketId::on_shard(self.shard.id, self.shard.shards);
+        let socket = Socket::new(id, app, dialect, encoding, conn, Instant::now());
+        let key = self.index.borrow_mut().sockets.insert(socket);
         self.counters(Some(app)).new_connections.inc();
         log::debug!(socket_id = id.to_string().as_str(), app = self.shard.ctx.apps.get(app).id.as_str(), shard = self.shard.id, protocol = dialect.number(); "connection opened");
         // The 101 response is HTTP, not a WebSocket message: queued without counting.

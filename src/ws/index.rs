@@ -76,12 +76,19 @@ impl Subscription {
 }
 
 impl Socket {
-    pub fn new(id: SocketId, app: AppIdx, dialect: Dialect, conn: Rc<Conn>, now: Instant) -> Socket {
+    pub fn new(
+        id: SocketId,
+        app: AppIdx,
+        dialect: Dialect,
+        encoding: Encoding,
+        conn: Rc<Conn>,
+        now: Instant,
+    ) -> Socket {
         Socket {
             id,
             app,
             dialect,
-            encoding: Encoding::of(dialect),
+            encoding,
             conn,
             out: Outbox::new(),
             user_id: None,
@@ -148,7 +155,13 @@ impl Index {
         let (mut queued, mut bytes) = (0, 0);
         let mut frames: [Option<Frame>; Encoding::COUNT] = Default::default();
         for (e, payload) in message.payloads() {
-            frames[e.index()] = Some(text_frame(payload));
+            // Encodings that share a payload (V2 in both append modes, but for appends) share
+            // the frame too.
+            let shared = message.payloads().take_while(|(o, _)| *o != e).find(|(_, p)| Arc::ptr_eq(p, payload));
+            frames[e.index()] = match shared {
+                Some((o, _)) => frames[o.index()].clone(),
+                None => Some(text_frame(payload)),
+            };
         }
         let Index { sockets, channels, .. } = self;
         let Some(local) = channels[app as usize].get(channel) else { return (full, queued, bytes) };

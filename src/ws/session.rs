@@ -86,7 +86,7 @@ pub fn run(
     pending: Vec<u8>,
 ) -> impl Future<Output = ()> {
     let dialect = options.dialect;
-    let (key, id) = hub.add_socket(conn.clone(), app, dialect, handshake);
+    let (key, id) = hub.add_socket(conn.clone(), app, dialect, options.encoding, handshake);
     let session = Session { hub, key, id, app, dialect, echo: options.echo, resumed: RefCell::new(None) };
     let after_panic = AfterPanic { hub: session.hub.clone(), conn: conn.clone(), key, id, app };
     SessionTask {

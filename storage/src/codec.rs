@@ -1,6 +1,8 @@
 //! Minimal binary reader/writer for the stored values, so a truncated or foreign value is
 //! reported instead of misread.
 
+use std::ops::RangeInclusive;
+
 /// Decodes a value written as `version` byte + fields; `None` if the version differs, a field
 /// is short, or bytes are left over.
 pub(crate) fn decode_versioned<'a, T>(
@@ -8,21 +10,32 @@ pub(crate) fn decode_versioned<'a, T>(
     version: u8,
     fields: impl FnOnce(&mut Reader<'a>) -> Option<T>,
 ) -> Option<T> {
-    peek_versioned(buf, version, |r| {
-        let value = fields(r)?;
+    decode_versions(buf, version..=version, |_, r| fields(r))
+}
+
+/// Like `decode_versioned` for a value still readable in older versions: `fields` is told
+/// which version it reads.
+pub(crate) fn decode_versions<'a, T>(
+    buf: &'a [u8],
+    versions: RangeInclusive<u8>,
+    fields: impl FnOnce(u8, &mut Reader<'a>) -> Option<T>,
+) -> Option<T> {
+    peek_versions(buf, versions, |version, r| {
+        let value = fields(version, r)?;
         r.finished().then_some(value)
     })
 }
 
-/// Like `decode_versioned` but reads only a prefix of the fields.
-pub(crate) fn peek_versioned<'a, T>(
+/// Like `decode_versions` but reads only a prefix of the fields.
+pub(crate) fn peek_versions<'a, T>(
     buf: &'a [u8],
-    version: u8,
-    fields: impl FnOnce(&mut Reader<'a>) -> Option<T>,
+    versions: RangeInclusive<u8>,
+    fields: impl FnOnce(u8, &mut Reader<'a>) -> Option<T>,
 ) -> Option<T> {
     let mut r = Reader { buf };
-    (r.u8()? == version).then_some(())?;
-    fields(&mut r)
+    let version = r.u8()?;
+    versions.contains(&version).then_some(())?;
+    fields(version, &mut r)
 }
 
 pub(crate) struct Reader<'a> {
@@ -57,6 +70,19 @@ impl<'a> Reader<'a> {
         self.bytes(len)
     }
 
+    pub(crate) fn long_str(&mut self) -> Option<String> {
+        String::from_utf8(self.long_bytes()?.to_vec()).ok()
+    }
+
+    /// A value written by `put_optional`.
+    pub(crate) fn optional<T>(&mut self, read: impl FnOnce(&mut Self) -> Option<T>) -> Option<Option<T>> {
+        match self.u8()? {
+            0 => Some(None),
+            1 => read(self).map(Some),
+            _ => None,
+        }
+    }
+
     fn finished(&self) -> bool {
         self.buf.is_empty()
     }
@@ -76,4 +102,20 @@ pub(crate) fn put_short_str(out: &mut Vec<u8>, s: &str) {
 pub(crate) fn put_long_bytes(out: &mut Vec<u8>, b: &[u8]) {
     out.extend_from_slice(&(b.len() as u32).to_be_bytes());
     out.extend_from_slice(b);
+}
+
+/// A presence byte, then the value when there is one.
+pub(crate) fn put_optional<T>(out: &mut Vec<u8>, value: Option<T>, put: impl FnOnce(&mut Vec<u8>, T)) {
+    match value {
+        None => out.push(0),
+        Some(v) => {
+            out.push(1);
+            put(out, v);
+        }
+    }
+}
+
+/// Strings without a protocol bound (data, extras, metadata) are stored whole.
+pub(crate) fn put_long_str(out: &mut Vec<u8>, s: &str) {
+    put_long_bytes(out, s.as_bytes());
 }

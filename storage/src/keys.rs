@@ -1,7 +1,9 @@
 //! Key layout. Length-prefixed components keep `(app, channel)` prefixes unambiguous, and the
-//! big-endian serial suffix makes a channel's history one contiguous, ordered range.
+//! big-endian serial suffix makes a channel's history one contiguous, ordered range. A mutable
+//! message's versions and receipts sit under `channel_key + its history serial`, so one
+//! message, and the messages created in a serial range, are contiguous ranges too.
 
-use crate::StorageError;
+use crate::{StorageError, VersionAction};
 
 fn push_component(out: &mut Vec<u8>, part: &str, what: &str) -> Result<(), StorageError> {
     let len =
@@ -34,6 +36,32 @@ pub(crate) fn history_key(channel_key: &[u8], serial: u64) -> Vec<u8> {
 pub(crate) fn serial_of_history_key(key: &[u8]) -> Option<u64> {
     let tail = key.len().checked_sub(8).map(|at| &key[at..])?;
     Some(u64::from_be_bytes(tail.try_into().ok()?))
+}
+
+/// The prefix of every version and receipt key of the message created at serial `message`;
+/// for a serial range `message_prefix(a)..message_prefix(b)` covers the messages created in
+/// `a..b`.
+pub(crate) fn message_prefix(channel_key: &[u8], message: u64) -> Vec<u8> {
+    history_key(channel_key, message)
+}
+
+pub(crate) fn version_key(channel_key: &[u8], message: u64, delivery_serial: u64) -> Vec<u8> {
+    let mut key = message_prefix(channel_key, message);
+    key.extend_from_slice(&delivery_serial.to_be_bytes());
+    key
+}
+
+pub(crate) fn receipt_key(channel_key: &[u8], message: u64, action: VersionAction, op_id: &str) -> Vec<u8> {
+    let mut key = message_prefix(channel_key, message);
+    key.push(action.code());
+    key.extend_from_slice(op_id.as_bytes());
+    key
+}
+
+/// Splits a receipt key, given the length of its message prefix, into `(action, op_id)`.
+pub(crate) fn parse_receipt_key(key: &[u8], prefix_len: usize) -> Option<(VersionAction, String)> {
+    let (&action, op_id) = key.get(prefix_len..)?.split_first()?;
+    Some((VersionAction::from_code(action)?, String::from_utf8(op_id.to_vec()).ok()?))
 }
 
 pub(crate) fn idempotency_key(app: &str, space: u8, key: &[u8]) -> Result<Vec<u8>, StorageError> {
@@ -69,5 +97,17 @@ mod tests {
         let h = history_key(&a, 42);
         assert_eq!(serial_of_history_key(&h), Some(42));
         assert!(history_key(&a, 2) < history_key(&a, 256));
+    }
+
+    #[test]
+    fn message_keys_order_by_message_then_delivery() {
+        let c = channel_key("app", "ch").unwrap();
+        let below = message_prefix(&c, 5)..message_prefix(&c, 7);
+        assert!(below.contains(&version_key(&c, 5, 5)) && below.contains(&version_key(&c, 6, u64::MAX)));
+        assert!(!below.contains(&version_key(&c, 7, 7)) && !below.contains(&version_key(&c, 4, 9)));
+        assert!(version_key(&c, 5, 9) < version_key(&c, 5, 256));
+        let r = receipt_key(&c, 5, VersionAction::Append, "op-1");
+        assert!(below.contains(&r));
+        assert_eq!(parse_receipt_key(&r, c.len() + 8), Some((VersionAction::Append, "op-1".into())));
     }
 }

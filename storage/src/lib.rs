@@ -1,6 +1,7 @@
 //! Per-shard embedded store (fjall) for durable channel history, stream metadata and
 //! idempotency records. Each shard's store runs on its own thread; callers only enqueue
-//! requests and await [`Reply`] futures, so executor threads never block on disk.
+//! requests and await [`Reply`] futures, so executor threads never block on disk. Mutable
+//! messages keep their versions beside their history rows, for as long as their create row.
 
 mod codec;
 mod config;
@@ -14,15 +15,19 @@ mod record;
 mod reply;
 mod store;
 mod stream;
+mod version;
 mod worker;
 
 pub use config::{Fsync, Retention, StoreConfig};
 pub use cursor::{Cursor, CursorCheck, CursorCodec, CursorError};
 pub use error::StorageError;
 pub use migrate::open_all;
-pub use query::{Bounds, Continuity, Direction, HistoryItem, HistoryPage, HistoryQuery};
-pub use record::HistoryRecord;
+pub use query::{Bounds, Continuity, Direction, HistoryItem, HistoryPage, HistoryQuery, HistoryView};
+pub use record::{HistoryRecord, RecordKind};
 pub use reply::{AppendTicket, Reply};
 pub use store::{shard_dir, Store};
 pub use stream::{Purge, Purged, StreamMeta};
+pub use version::{
+    MessageState, Receipt, VersionAction, VersionData, VersionRecord, VersionWrite, VersionsPage, VersionsQuery,
+};
 pub use worker::StoreStats;

@@ -1,6 +1,6 @@
 use serde::{Deserialize, Serialize};
 
-use crate::StreamMeta;
+use crate::{MessageState, RecordKind, StreamMeta};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -30,6 +30,18 @@ pub struct HistoryQuery {
     /// strictly after its serial (oldest first) or strictly before it (newest first). The store
     /// checks it against the request and the channel's current stream.
     pub cursor: Option<String>,
+    pub view: HistoryView,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum HistoryView {
+    /// Every row, as stored (connection recovery replays exactly what was delivered).
+    Raw,
+    /// What a history reader sees (HTTP/WebSocket history, rewind): mutation rows are left out,
+    /// and each versioned create comes with the message's current state. `limit`, `has_more`
+    /// and the cursor count only the rows returned.
+    #[default]
+    Latest,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -40,6 +52,10 @@ pub struct HistoryItem {
     pub event_name: String,
     pub payload: Vec<u8>,
     pub payload_size_bytes: u64,
+    pub kind: RecordKind,
+    /// Latest view only: the current state of the message a versioned create row made, while
+    /// its versions are retained (without receipts).
+    pub message: Option<MessageState>,
 }
 
 /// What is still retained of the stream (`continuity` in `docs/protocol/v2.md#history-page`).

@@ -8,8 +8,11 @@ use crate::cursor::{CursorCodec, SECRET_LEN};
 use crate::engine::{Engine, StreamExport};
 use crate::keys::idempotency_key;
 use crate::reply::{AppendTicket, Reply};
-use crate::worker::{ControlRequest, ReadRequest, Request, StoreStats, Worker, WriteRequest};
-use crate::{HistoryPage, HistoryQuery, HistoryRecord, Purge, Purged, StorageError, StoreConfig, StreamMeta};
+use crate::worker::{AppendRow, ControlRequest, ReadRequest, Request, StoreStats, Worker, WriteRequest};
+use crate::{
+    HistoryPage, HistoryQuery, HistoryRecord, MessageState, Purge, Purged, StorageError, StoreConfig, StreamMeta,
+    VersionWrite, VersionsPage, VersionsQuery,
+};
 
 /// One shard's store. Every method only enqueues a request for the store's own thread and
 /// returns a [`Reply`]; nothing here blocks except `open` and `close`.
@@ -107,17 +110,45 @@ impl Store {
         serial: u64,
         record: HistoryRecord,
     ) -> AppendTicket {
+        self.append_with(app, channel, stream_id, serial, record, None)
+    }
+
+    /// Like `append`, plus the version row (and receipt) in the same batch: all or nothing.
+    /// A create's version goes on a `VersionedCreate` row at the message's serial; a mutation's
+    /// on a `Mutation` row naming a message still retained (`InvalidInput` otherwise, nothing
+    /// written). The version and receipt are stored under `serial`.
+    pub fn append_version(
+        &self,
+        app: &str,
+        channel: &str,
+        stream_id: &str,
+        serial: u64,
+        record: HistoryRecord,
+        version: VersionWrite,
+    ) -> AppendTicket {
+        self.append_with(app, channel, stream_id, serial, record, Some(version))
+    }
+
+    fn append_with(
+        &self,
+        app: &str,
+        channel: &str,
+        stream_id: &str,
+        serial: u64,
+        record: HistoryRecord,
+        version: Option<VersionWrite>,
+    ) -> AppendTicket {
         let (written_tx, written) = Reply::pair(self.label.clone());
         let (durable_tx, durable) = Reply::pair(self.label.clone());
-        let req = Request::Write(WriteRequest::Append {
+        let row = AppendRow {
             app: app.to_string(),
             channel: channel.to_string(),
             stream_id: stream_id.to_string(),
             serial,
             record,
-            written: written_tx,
-            durable: durable_tx,
-        });
+            version,
+        };
+        let req = Request::Write(WriteRequest::Append { row: Box::new(row), written: written_tx, durable: durable_tx });
         match self.enqueue(req) {
             Ok(()) => AppendTicket { written, durable },
             Err(e) => AppendTicket {
@@ -150,6 +181,25 @@ impl Store {
 
     pub fn read_history(&self, query: HistoryQuery) -> Reply<HistoryPage> {
         self.submit(|reply| Request::Read(ReadRequest::History { query, reply }))
+    }
+
+    /// The message created at history serial `message`, if its versions are retained; with
+    /// every receipt when `receipts`.
+    pub fn message(&self, app: &str, channel: &str, message: u64, receipts: bool) -> Reply<Option<MessageState>> {
+        let (app, channel) = (app.to_string(), channel.to_string());
+        self.submit(|reply| Request::Read(ReadRequest::Message { app, channel, message, receipts, reply }))
+    }
+
+    /// A page of the message's versions. `None` when the message is unknown.
+    pub fn versions(
+        &self,
+        app: &str,
+        channel: &str,
+        message: u64,
+        query: VersionsQuery,
+    ) -> Reply<Option<VersionsPage>> {
+        let (app, channel) = (app.to_string(), channel.to_string());
+        self.submit(|reply| Request::Read(ReadRequest::Versions { app, channel, message, query, reply }))
     }
 
     /// Stores a response body under `(app, space, key)` until `expires_at_ms` (unix ms).

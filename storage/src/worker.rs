@@ -10,7 +10,10 @@ use fjall::PersistMode;
 use crate::cursor::CursorCodec;
 use crate::engine::{Engine, StreamExport, WriteRound};
 use crate::reply::Responder;
-use crate::{Fsync, HistoryPage, HistoryQuery, HistoryRecord, Purge, Purged, StorageError, StoreConfig, StreamMeta};
+use crate::{
+    Fsync, HistoryPage, HistoryQuery, HistoryRecord, MessageState, Purge, Purged, StorageError, StoreConfig,
+    StreamMeta, VersionWrite, VersionsPage, VersionsQuery,
+};
 
 pub(crate) enum Request {
     Write(WriteRequest),
@@ -18,14 +21,22 @@ pub(crate) enum Request {
     Control(ControlRequest),
 }
 
+/// A history row to append at `serial` of `stream_id`.
+pub(crate) struct AppendRow {
+    pub(crate) app: String,
+    pub(crate) channel: String,
+    pub(crate) stream_id: String,
+    pub(crate) serial: u64,
+    pub(crate) record: HistoryRecord,
+    /// A mutable message's version, written with the row or not at all.
+    pub(crate) version: Option<VersionWrite>,
+}
+
 /// Writes that join the round's single batch.
 pub(crate) enum WriteRequest {
     Append {
-        app: String,
-        channel: String,
-        stream_id: String,
-        serial: u64,
-        record: HistoryRecord,
+        /// Boxed: a row with its version is far larger than the other requests.
+        row: Box<AppendRow>,
         written: Responder<()>,
         durable: Responder<()>,
     },
@@ -43,11 +54,43 @@ pub(crate) enum WriteRequest {
 
 /// Reads, answered after the round's batch so they see it.
 pub(crate) enum ReadRequest {
-    IdempotencyGet { app: String, space: u8, key: Vec<u8>, reply: Responder<Option<Vec<u8>>> },
-    History { query: HistoryQuery, reply: Responder<HistoryPage> },
-    LoadStreams { reply: Responder<Vec<(String, String, StreamMeta)>> },
-    Export { app: String, channel: String, reply: Responder<Option<StreamExport>> },
-    StreamMeta { app: String, channel: String, reply: Responder<Option<StreamMeta>> },
+    IdempotencyGet {
+        app: String,
+        space: u8,
+        key: Vec<u8>,
+        reply: Responder<Option<Vec<u8>>>,
+    },
+    History {
+        query: HistoryQuery,
+        reply: Responder<HistoryPage>,
+    },
+    LoadStreams {
+        reply: Responder<Vec<(String, String, StreamMeta)>>,
+    },
+    Export {
+        app: String,
+        channel: String,
+        reply: Responder<Option<StreamExport>>,
+    },
+    StreamMeta {
+        app: String,
+        channel: String,
+        reply: Responder<Option<StreamMeta>>,
+    },
+    Message {
+        app: String,
+        channel: String,
+        message: u64,
+        receipts: bool,
+        reply: Responder<Option<MessageState>>,
+    },
+    Versions {
+        app: String,
+        channel: String,
+        message: u64,
+        query: VersionsQuery,
+        reply: Responder<Option<VersionsPage>>,
+    },
 }
 
 /// Whole-stream changes, applied in arrival order between batches.
@@ -143,8 +186,8 @@ impl Worker {
         let mut reads = Vec::new();
         for req in requests.drain(..) {
             match req {
-                Request::Write(WriteRequest::Append { app, channel, stream_id, serial, record, written, durable }) => {
-                    match self.engine.stage_append(&mut batch, &app, &channel, &stream_id, serial, record) {
+                Request::Write(WriteRequest::Append { row, written, durable }) => {
+                    match self.engine.stage_append(&mut batch, *row) {
                         Ok(()) => waiters.push(Waiter { written, durable: Some(durable) }),
                         Err(e) => {
                             let _ = written.send(Err(e.clone()));
@@ -291,6 +334,12 @@ impl Worker {
             }
             ReadRequest::StreamMeta { app, channel, reply } => {
                 let _ = reply.send(self.engine.stream_meta(&app, &channel));
+            }
+            ReadRequest::Message { app, channel, message, receipts, reply } => {
+                let _ = reply.send(self.engine.message(&app, &channel, message, receipts));
+            }
+            ReadRequest::Versions { app, channel, message, query, reply } => {
+                let _ = reply.send(self.engine.versions(&app, &channel, message, query));
             }
         }
     }

@@ -9,7 +9,7 @@ use crate::config::{App, AppIdx, Idempotency};
 use crate::protocol::outbound::{self, push_json_str};
 use crate::publish::publish;
 use crate::shard::channel::broadcast::{ChannelEvent, EventData};
-use crate::shard::channel::Occupancy;
+use crate::shard::channel::Done;
 use crate::shard::idempotency::{self, Space, Taken};
 use crate::shard::Shard;
 use crate::socket_id::SocketId;
@@ -40,7 +40,7 @@ pub async fn events(shard: &Rc<Shard>, app_idx: AppIdx, req: &Request) -> Result
 }
 
 /// The body of a successful single publish.
-fn publish_response(info: Option<Info>, published: &[(String, Occupancy)]) -> Vec<u8> {
+fn publish_response(info: Option<Info>, published: &[(String, Done)]) -> Vec<u8> {
     let Some(info) = info else { return b"{\"ok\":true}".to_vec() };
     let mut body = b"{\"channels\":{".to_vec();
     for (i, (name, occ)) in published.iter().enumerate() {
@@ -237,9 +237,14 @@ impl EventRequest {
 }
 
 impl Info {
-    /// One channel's entry in a publish response: acknowledgement id plus what was asked.
-    fn describe(&self, occ: &Occupancy) -> String {
+    /// One channel's entry in a publish response: acknowledgement id plus what was asked,
+    /// and the serials of a versioned create.
+    fn describe(&self, done: &Done) -> String {
+        let occ = &done.occupancy;
         let mut s = format!("{{\"acknowledgement_id\":\"{}\"", outbound::uuid_v4());
+        if let Some(version) = &done.version {
+            s.push_str(&version.publish_fields());
+        }
         if self.subscription_count {
             s.push_str(&format!(",\"subscription_count\":{}", occ.subscription_count));
         }

@@ -9,7 +9,7 @@ use crate::protocol::operator::{self, StreamDescription};
 use crate::shard::channel::operator::{HistoryPurge, HistoryReset, HistoryState};
 use crate::shard::Shard;
 use std::rc::Rc;
-use storage::{Direction, HistoryQuery, StorageError};
+use storage::{Direction, HistoryQuery, HistoryView, StorageError};
 
 pub async fn history(
     shard: &Rc<Shard>,
@@ -33,13 +33,14 @@ pub async fn history(
         direction,
         bounds: params.bounds,
         cursor: params.cursor,
+        view: HistoryView::Latest,
     };
     // Crosses to the owner shard's store thread; no executor is involved in the read.
     let page = store.read_history(q).await.map_err(|e| match e {
         StorageError::Cursor(c) => ApiError::invalid_input(c.to_string()),
         other => ApiError::storage(other.to_string()),
     })?;
-    Ok(Response::json(200, page_json(&page, direction, limit, &params.bounds, None)))
+    Ok(Response::json(200, page_json(channel, &page, direction, limit, &params.bounds, None)))
 }
 
 /// The owner that holds `channel`'s history, once the request may use it.

@@ -7,6 +7,7 @@ mod channels;
 mod events;
 mod health;
 mod history;
+mod messages;
 mod test_hooks;
 mod users;
 
@@ -20,6 +21,7 @@ use crate::shard::limits::{self, RateKey};
 use crate::ws::hub::Hub;
 use std::panic::AssertUnwindSafe;
 use std::rc::Rc;
+use storage::VersionAction;
 
 /// Answers one request; also names the app it concerned (for the metrics).
 pub async fn handle(hub: &Rc<Hub>, req: Request) -> (Option<AppIdx>, Response) {
@@ -58,6 +60,20 @@ async fn route(hub: &Rc<Hub>, req: Request) -> Response {
                 ("GET", ["channels", name, "history", "state"]) => Route::HistoryState(path_decode(name)),
                 ("POST", ["channels", name, "history", "reset"]) => Route::HistoryReset(path_decode(name)),
                 ("POST", ["channels", name, "history", "purge"]) => Route::HistoryPurge(path_decode(name)),
+                ("POST", ["channels", name, "messages", serial, action @ ("update" | "delete" | "append")]) => {
+                    let action = match *action {
+                        "update" => VersionAction::Update,
+                        "delete" => VersionAction::Delete,
+                        _ => VersionAction::Append,
+                    };
+                    Route::Mutate(path_decode(name), path_decode(serial), action)
+                }
+                ("GET", ["channels", name, "messages", serial]) => {
+                    Route::Message(path_decode(name), path_decode(serial))
+                }
+                ("GET", ["channels", name, "messages", serial, "versions"]) => {
+                    Route::Versions(path_decode(name), path_decode(serial))
+                }
                 ("POST", ["users", user, "terminate_connections"]) => {
                     Route::CloseUser(path_decode(user), ProtocolError::TerminatedByApp)
                 }
@@ -96,6 +112,10 @@ enum Route {
     HistoryState(String),
     HistoryReset(String),
     HistoryPurge(String),
+    /// Channel, message serial, action.
+    Mutate(String, String, VersionAction),
+    Message(String, String),
+    Versions(String, String),
     CloseUser(String, ProtocolError),
 }
 
@@ -125,6 +145,11 @@ async fn api(hub: &Rc<Hub>, req: &Request, app_id: &str, route: Route) -> Result
         Route::HistoryState(name) => history::state(shard, app, &name).await,
         Route::HistoryReset(name) => history::change(shard, app, &name, &json_body(req)?, false).await,
         Route::HistoryPurge(name) => history::change(shard, app, &name, &json_body(req)?, true).await,
+        Route::Mutate(name, serial, action) => messages::mutate(shard, app, &name, &serial, action, req).await,
+        Route::Message(name, serial) => messages::latest(shard, app, &name, &serial).await,
+        Route::Versions(name, serial) => {
+            messages::versions(shard, app, &name, &serial, |k| param(k).map(str::to_owned)).await
+        }
         Route::CloseUser(user, err) => users::close_user(shard, app, user, err),
     }
 }

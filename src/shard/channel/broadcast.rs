@@ -22,17 +22,16 @@ pub struct Broadcast {
 }
 
 impl Broadcast {
-    /// A message with one payload per encoding, made by `encode`.
-    pub fn new(serial: Option<u64>, published_at: Instant, mut encode: impl FnMut(Encoding) -> Payload) -> Broadcast {
-        Broadcast { payloads: Encoding::ALL.map(|e| Some(encode(e))), serial, published_at }
+    /// A message with its Pusher form `v1` (`None`: V1 sockets do not receive it) and its V2
+    /// form `v2`, which V2 sockets in either append mode get.
+    pub fn new(serial: Option<u64>, published_at: Instant, v1: Option<Payload>, v2: Payload) -> Broadcast {
+        Broadcast { payloads: [v1, Some(v2.clone()), Some(v2)], serial, published_at }
     }
 
-    /// A message that only sockets of `encoding` receive (a V2-only event); it takes no place in
-    /// the stream.
-    pub fn only(encoding: Encoding, published_at: Instant, payload: Payload) -> Broadcast {
-        let mut payloads: [Option<Payload>; Encoding::COUNT] = Default::default();
-        payloads[encoding.index()] = Some(payload);
-        Broadcast { payloads, serial: None, published_at }
+    /// An append's form for sockets in `append_mode=full`: the whole text so far.
+    pub fn with_full_append(mut self, full: Payload) -> Broadcast {
+        self.payloads[Encoding::V2JsonFull.index()] = Some(full);
+        self
     }
 
     /// The payload for sockets of `encoding`.

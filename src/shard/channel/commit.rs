@@ -9,9 +9,11 @@
 //! per-channel structure.
 
 use super::broadcast::Broadcast;
+use super::message_cache::MessageKey;
 use super::stream::Kept;
-use super::{ChannelOp, Occupancy, OpFailure, Origin};
+use super::{ChannelOp, Done, OpFailure, Origin};
 use crate::config::AppIdx;
+use crate::protocol::versioned::Ack;
 use crate::shard::route::Responder;
 use crate::shard::Shard;
 use crate::socket_id::SocketId;
@@ -34,9 +36,20 @@ pub(crate) struct Commit {
     pub append: Option<Append>,
     pub message: Broadcast,
     pub kept: Option<Kept>,
+    /// A versioned create or a mutation: the version it makes.
+    pub version: Option<VersionCommit>,
     pub exclude: Option<SocketId>,
     pub origin: Origin,
     pub reply: Responder<ChannelOp>,
+}
+
+/// The version a commit makes, answered once it is delivered.
+pub(crate) struct VersionCommit {
+    pub ack: Ack,
+    /// A mutation's message, whose held state is dropped if the append fails.
+    pub message: Option<MessageKey>,
+    /// A mutation's op_id, whose receipt counts once the append is written.
+    pub op_id: Option<String>,
 }
 
 pub(crate) struct Append {
@@ -47,10 +60,10 @@ pub(crate) struct Append {
 }
 
 /// A publish delivered and waiting for its append's fsync (`always`) before it is answered.
-struct Ack {
+struct Durable {
     durable: Option<storage::Reply<()>>,
     reply: Responder<ChannelOp>,
-    occupancy: Occupancy,
+    done: Done,
 }
 
 /// A FIFO of entries each waiting for one store completion, served by one task: the store
@@ -97,7 +110,7 @@ impl<T> Fifo<T> {
 #[derive(Default)]
 pub(crate) struct Pipeline {
     commits: Fifo<Commit>,
-    acks: Fifo<Ack>,
+    acks: Fifo<Durable>,
 }
 
 impl Pipeline {
@@ -115,8 +128,8 @@ impl Pipeline {
         self.commits.push(c);
     }
 
-    pub fn push_ack(&self, durable: storage::Reply<()>, reply: Responder<ChannelOp>, occupancy: Occupancy) {
-        self.acks.push(Ack { durable: Some(durable), reply, occupancy });
+    pub fn push_ack(&self, durable: storage::Reply<()>, reply: Responder<ChannelOp>, done: Done) {
+        self.acks.push(Durable { durable: Some(durable), reply, done });
     }
 }
 
@@ -135,7 +148,7 @@ impl Shard {
         loop {
             let (ack, outcome) = self.pipeline.acks.next(|a| a.durable.take()).await;
             match outcome {
-                Ok(()) => ack.reply.send(Ok(ack.occupancy)),
+                Ok(()) => ack.reply.send(Ok(ack.done)),
                 Err(e) => {
                     log::error!("shard {}: a delivered message did not reach its fsync: {e}", self.id);
                     ack.reply.send(Err(OpFailure::Storage(format!("message delivered but not synced to disk: {e}"))));

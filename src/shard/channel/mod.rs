@@ -5,19 +5,22 @@
 //!
 //! | request | file | what it does |
 //! |---|---|---|
-//! | [`ChannelOp`] | `publish.rs` | an [`Operation`] on the stream: serial, store, fan-out |
+//! | [`ChannelOp`] | `publish.rs`, `mutate.rs` | an [`Operation`] on the stream: serial, store, fan-out |
 //! | [`subscribe::Subscribe`], [`subscribe::Unsubscribe`] | `subscribe.rs` | counts, presence members |
 //! | [`info::ChannelInfo`], [`info::ListChannels`] | `info.rs` | occupancy for the HTTP API |
 //! | [`presence::PresenceUsers`] | `presence.rs` | a presence channel's users |
 //! | [`replay::Replay`] | `replay.rs` | what follows a recovery position |
 //! | [`operator::HistoryState`], `HistoryReset`, `HistoryPurge` | `operator.rs` | the operator's history controls |
 //!
-//! `commit.rs` orders stored messages between their append and their delivery; `webhooks.rs`
-//! decides the count-derived webhook events, which only the owner can.
+//! `commit.rs` orders stored messages between their append and their delivery;
+//! `message_cache.rs` holds the mutable messages being mutated; `webhooks.rs` decides the
+//! count-derived webhook events, which only the owner can.
 
 pub mod broadcast;
 pub mod commit;
 pub mod info;
+pub mod message_cache;
+pub mod mutate;
 pub mod operator;
 pub mod presence;
 pub mod publish;
@@ -30,6 +33,7 @@ use super::route::{Request, Responder};
 use super::Shard;
 use crate::config::AppIdx;
 use crate::protocol::channel::{self, Kind};
+use crate::protocol::versioned::Ack;
 use crate::socket_id::SocketId;
 use ahash::AHashMap;
 use broadcast::{Broadcast, ChannelEvent};
@@ -124,10 +128,11 @@ fn is_presence(name: &str) -> bool {
 }
 
 /// What can be done to a channel's stream. Each operation gets its place in the stream from
-/// the owner and goes through the commit pipeline; mutable-message operations (update,
-/// delete, append) and annotations are further variants, each handled in its own file here.
+/// the owner and goes through the commit pipeline; annotations will be a further variant.
 pub enum Operation {
     Publish(Arc<ChannelEvent>),
+    /// An update, delete or append of a mutable message (`mutate.rs`).
+    Mutate(Box<mutate::Mutate>),
 }
 
 /// Who asked for an operation.
@@ -150,6 +155,14 @@ pub struct ChannelOp {
     pub origin: Origin,
 }
 
+/// An operation carried out.
+#[derive(Clone, Debug)]
+pub struct Done {
+    pub occupancy: Occupancy,
+    /// The version it made (a versioned create or a mutation), or found (an op_id retry).
+    pub version: Option<Ack>,
+}
+
 /// Why an operation was not carried out; nothing was delivered.
 #[derive(Clone, Debug)]
 pub enum OpFailure {
@@ -157,10 +170,30 @@ pub enum OpFailure {
     Storage(String),
     /// A shard with subscribers is too far behind to take the delivery.
     Overloaded(super::route::CrossingError),
+    /// The operation does not apply to the channel as it stands (an unknown message, a
+    /// conflicting op_id): the HTTP status and error code it answers with.
+    Rejected(Rejection),
+}
+
+#[derive(Clone, Debug)]
+pub struct Rejection {
+    pub status: u16,
+    pub code: &'static str,
+    pub message: String,
+}
+
+impl Rejection {
+    pub fn not_found(message: String) -> Rejection {
+        Rejection { status: 404, code: "not_found", message }
+    }
+
+    pub fn invalid(message: String) -> Rejection {
+        Rejection { status: 400, code: "invalid_input", message }
+    }
 }
 
 impl Request for ChannelOp {
-    type Reply = Result<Occupancy, OpFailure>;
+    type Reply = Result<Done, OpFailure>;
 
     fn handle(self, shard: &Rc<Shard>, reply: Responder<Self>) {
         match &self.op {
@@ -168,6 +201,7 @@ impl Request for ChannelOp {
                 let event = event.clone();
                 shard.publish(self, &event, reply)
             }
+            Operation::Mutate(_) => shard.mutate(self, reply),
         }
     }
 }

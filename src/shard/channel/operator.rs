@@ -62,6 +62,7 @@ impl Request for HistoryReset {
         };
         let new_id: Arc<str> = outbound::uuid_v4().into();
         shard.channels.borrow_mut().entry(self.app, &self.channel).stream = Stream::resume(new_id.clone(), 0);
+        shard.messages.borrow_mut().forget_channel(self.app, &self.channel);
         let reset = store.reset_stream(&shard.ctx.apps.get(self.app).id, &self.channel, &new_id);
         crate::shard::spawn(shard, "history reset", async move { reply.send(reset.await) });
     }
@@ -90,6 +91,7 @@ impl Request for HistoryPurge {
                 Purge::BeforeTime(ms) => now_ms.saturating_sub(now.duration_since(k.at).as_millis() as u64) >= ms,
             });
         }
+        shard.messages.borrow_mut().forget_channel(self.app, &self.channel);
         let purge = store.purge_stream(&shard.ctx.apps.get(self.app).id, &self.channel, self.mode);
         crate::shard::spawn(shard, "history purge", async move { reply.send(purge.await) });
     }

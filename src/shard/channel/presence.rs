@@ -3,7 +3,7 @@
 
 use super::broadcast::Broadcast;
 use crate::config::AppIdx;
-use crate::protocol::outbound::{self, Encoding};
+use crate::protocol::outbound::{self, Dialect};
 use crate::protocol::ProtocolError;
 use crate::shard::route::{Request, Responder};
 use crate::shard::Shard;
@@ -77,23 +77,20 @@ impl Members {
     }
 }
 
-/// A V2 presence update in the only encoding that has one: V1 sockets never see it.
+/// A presence update: V2 only, V1 sockets never see it.
 fn presence_update_event(channel: &str, user_id: &str, info: &str) -> Broadcast {
-    Broadcast::only(Encoding::V2Json, Instant::now(), Arc::new(outbound::presence_update(channel, user_id, info)))
+    Broadcast::new(None, Instant::now(), None, Arc::new(outbound::presence_update(channel, user_id, info)))
 }
 
-/// A presence member event in every encoding; member events take no place in the stream.
+/// A presence member event in each dialect; member events take no place in the stream.
 pub(super) fn member_event(channel: &str, user_id: &str, added: Option<&str>) -> Broadcast {
-    Broadcast::new(None, Instant::now(), |e| {
-        let d = match e {
-            Encoding::V1Json => outbound::Dialect::V1,
-            Encoding::V2Json => outbound::Dialect::V2,
-        };
+    let make = |d| {
         Arc::new(match added {
             Some(info) => outbound::member_added(d, channel, user_id, info),
             None => outbound::member_removed(d, channel, user_id),
         })
-    })
+    };
+    Broadcast::new(None, Instant::now(), Some(make(Dialect::V1)), make(Dialect::V2))
 }
 
 /// To the owner: the distinct users of a presence channel.

@@ -3,11 +3,11 @@
 //! is delivered by `release` once the append is written (see `commit`).
 
 use super::broadcast::{Broadcast, ChannelEvent, Deliver, EventData};
-use super::commit::{Append, Commit};
+use super::commit::{Append, Commit, VersionCommit};
 use super::stream::Kept;
-use super::{is_presence, ChannelOp, ChannelState, Occupancy, OpFailure, Origin};
-use crate::protocol::channel;
-use crate::protocol::outbound::{self, Data, Encoding, Position};
+use super::{is_presence, ChannelOp, ChannelState, Done, Occupancy, OpFailure, Origin, Rejection};
+use crate::protocol::outbound::{self, Data, Position};
+use crate::protocol::{channel, versioned};
 use crate::shard::route::{CrossingError, Msg, Responder};
 use crate::shard::Shard;
 use crate::socket_id::SocketId;
@@ -15,6 +15,7 @@ use crate::time::unix_ms;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
+use storage::{VersionAction, VersionData, VersionRecord, VersionWrite};
 
 /// How long a cache channel keeps its last event (`docs/protocol/pusher.md#cache-channels`).
 const CACHE_TTL: Duration = Duration::from_secs(3600);
@@ -51,27 +52,41 @@ impl Shard {
                 EventData::Raw(r) => Data::Raw(r),
             };
             let user_id = event.user_id.as_deref();
+            let now_ms = unix_ms();
+            // With versioned messages every stored HTTP publish is a mutable message's create:
+            // its frame carries the reserved headers and its ack the serials that name it.
+            let versioned = origin == Origin::Http && self.ctx.config.versioned.enabled;
+            let create = match (self.store(), place) {
+                (Some(_), Some((serial, _))) if versioned => Some(versioned::Ack::create(serial, &stream.id)),
+                _ => None,
+            };
+            let extras = match &create {
+                Some(ack) => Some(versioned::extras_with_headers(event.extras.as_deref(), &ack.headers(now_ms))),
+                None => event.extras.clone(),
+            };
             let pos = Position { message_id: &message_id, stream_id: &stream.id, serial };
-            let message = Broadcast::new(serial, now, |e| {
-                Arc::new(match e {
-                    Encoding::V1Json => outbound::event(&event.name, Some(&channel), data, user_id),
-                    Encoding::V2Json => {
-                        outbound::v2_event(&event.name, &channel, data, user_id, pos, event.extras.as_deref())
-                    }
-                })
-            });
-            let v2 = message.payload(Encoding::V2Json).expect("every broadcast has a V2 form").clone();
+            let v1 = Arc::new(outbound::event(&event.name, Some(&channel), data, user_id));
+            let v2 = Arc::new(outbound::v2_event(&event.name, &channel, data, user_id, pos, extras.as_deref()));
+            let message = Broadcast::new(serial, now, Some(v1), v2.clone());
             let append = match (self.store(), place) {
                 (Some(store), Some((serial, epoch))) => {
-                    let record = storage::HistoryRecord {
-                        published_at_ms: unix_ms(),
+                    let mut record = storage::HistoryRecord {
+                        published_at_ms: now_ms,
                         message_id: message_id.clone(),
                         event_name: event.name.clone(),
                         payload: v2.to_vec(),
+                        kind: storage::RecordKind::Plain,
                     };
                     let app_id = &self.ctx.apps.get(app).id;
                     // Crosses to this shard's store thread; the answer comes back as a wake.
-                    let ticket = store.append(app_id, &channel, &stream.id, serial, record);
+                    let ticket = match create {
+                        Some(_) => {
+                            record.kind = storage::RecordKind::VersionedCreate;
+                            let write = create_version(event, &message_id, serial, now_ms);
+                            store.append_version(app_id, &channel, &stream.id, serial, record, write)
+                        }
+                        None => store.append(app_id, &channel, &stream.id, serial, record),
+                    };
                     // Only `always` holds the answer for the fsync; with `interval` and `os` the
                     // publish is acknowledged once written, and the documented loss bound on a
                     // power cut is what was not synced yet (tuning.md).
@@ -81,9 +96,10 @@ impl Shard {
                 }
                 _ => None,
             };
-            let kept = serial.map(|serial| Kept { serial, at: now, message_id: message_id.as_str().into(), frame: v2 });
+            let kept = serial.map(|serial| Kept::new(serial, now, message_id.as_str().into(), v2));
+            let version = create.map(|ack| VersionCommit { ack, message: None, op_id: None });
             let stream_id = stream.id.clone();
-            Commit { app, channel, stream_id, append, message, kept, exclude, origin, reply }
+            Commit { app, channel, stream_id, append, message, kept, version, exclude, origin, reply }
         };
         if commit.append.is_none() && self.pipeline.is_idle() {
             self.release(commit, Ok(()));
@@ -96,7 +112,7 @@ impl Shard {
     /// head, joins the replay buffer, updates a cache channel and fans out. A failed append
     /// is not delivered and gives its serial back.
     pub(super) fn release(&self, c: Commit, written: Result<(), storage::StorageError>) {
-        let Commit { app, channel, stream_id, append, message, kept, exclude, origin, reply } = c;
+        let Commit { app, channel, stream_id, append, message, kept, version, exclude, origin, reply } = c;
         let mut channels = self.channels.borrow_mut();
         let ch = channels.entry(app, &channel);
         // A message of a stream an operator has since reset is still delivered (it was
@@ -106,8 +122,23 @@ impl Shard {
             if let Some(a) = append.as_ref().filter(|_| same_stream) {
                 ch.stream.take_back(a.serial, a.epoch);
             }
+            drop(channels);
             log::error!("shard {}: publish to {channel} failed: {e}", self.id);
-            reply.send(Err(OpFailure::Storage(failure_text(&e))));
+            let failure = match version.and_then(|v| v.message) {
+                Some(key) => {
+                    // The held state counted this mutation in: read it again next time.
+                    self.messages.borrow_mut().forget(&key);
+                    match e {
+                        // The store refuses a mutation of a message no longer retained.
+                        storage::StorageError::InvalidInput(_) => OpFailure::Rejected(Rejection::not_found(
+                            "the message is no longer retained in history".into(),
+                        )),
+                        e => OpFailure::Storage(failure_text(&e)),
+                    }
+                }
+                None => OpFailure::Storage(failure_text(&e)),
+            };
+            reply.send(Err(failure));
             return;
         }
         if let Some(kept) = kept.filter(|_| same_stream) {
@@ -119,9 +150,16 @@ impl Shard {
         self.fan_out(ch, app, &channel, &message, exclude);
         let occupancy = ch.occupancy(is_presence(&channel));
         drop(channels);
+        let version = version.map(|v| {
+            if let (Some(key), Some(op_id)) = (&v.message, &v.op_id) {
+                self.messages.borrow_mut().committed(key, v.ack.action, op_id);
+            }
+            v.ack
+        });
+        let done = Done { occupancy, version };
         match append.and_then(|a| a.durable) {
-            Some(durable) if reply.is_wanted() => self.pipeline.push_ack(durable, reply, occupancy),
-            _ => reply.send(Ok(occupancy)),
+            Some(durable) if reply.is_wanted() => self.pipeline.push_ack(durable, reply, done),
+            _ => reply.send(Ok(done)),
         }
     }
 
@@ -140,6 +178,28 @@ impl Shard {
             self.mesh.send(shard, Msg::Deliver(deliver));
         }
     }
+}
+
+/// The create's version: the message as published.
+fn create_version(event: &ChannelEvent, message_id: &str, serial: u64, now_ms: u64) -> VersionWrite {
+    let data = match &event.data {
+        EventData::Str(s) => VersionData::Text(s.clone()),
+        EventData::Raw(r) => VersionData::Json(r.clone()),
+    };
+    let record = VersionRecord {
+        action: VersionAction::Create,
+        delivery_serial: serial,
+        timestamp_ms: now_ms,
+        message_id: message_id.to_owned(),
+        name: Some(event.name.clone()),
+        data,
+        extras: event.extras.clone(),
+        user_id: event.user_id.as_deref().map(str::to_owned),
+        client_id: None,
+        description: None,
+        metadata: None,
+    };
+    VersionWrite { message: serial, record, receipt: None }
 }
 
 /// What a storage failure tells the publisher.

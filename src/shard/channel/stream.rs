@@ -8,6 +8,7 @@
 use super::broadcast::Payload;
 use crate::config::ReplayWindow;
 use crate::protocol::outbound;
+use ahash::AHashMap;
 use std::collections::VecDeque;
 use std::sync::Arc;
 use std::time::Instant;
@@ -26,6 +27,8 @@ pub struct Stream {
     replay: VecDeque<Kept>,
     /// Frame bytes held in `replay`.
     replay_bytes: usize,
+    /// Message serial -> serial of its buffered append that holds the `full` frame.
+    full_appends: AHashMap<u64, u64>,
 }
 
 /// A message in the replay buffer.
@@ -36,6 +39,22 @@ pub struct Kept {
     pub message_id: Arc<str>,
     /// The V2 frame as it was delivered.
     pub frame: Payload,
+    /// An append to the mutable message created at this serial.
+    pub append_to: Option<u64>,
+    /// For the newest buffered append of its message only: the frame sockets in
+    /// `append_mode=full` got (the whole text). A full-mode replay sends that one and skips
+    /// the message's older appends, whose text it already includes.
+    pub full: Option<Payload>,
+}
+
+impl Kept {
+    pub fn new(serial: u64, at: Instant, message_id: Arc<str>, frame: Payload) -> Kept {
+        Kept { serial, at, message_id, frame, append_to: None, full: None }
+    }
+
+    fn bytes(&self) -> usize {
+        self.frame.len() + self.full.as_ref().map_or(0, |f| f.len())
+    }
 }
 
 /// Why a position cannot be replayed from memory (codes and reasons of
@@ -61,7 +80,15 @@ impl Stream {
 
     /// A stream as durable history left it: its id and the newest stored serial.
     pub fn resume(id: Arc<str>, head: u64) -> Stream {
-        Stream { id, head, assigned: head, epoch: 0, replay: VecDeque::new(), replay_bytes: 0 }
+        Stream {
+            id,
+            head,
+            assigned: head,
+            epoch: 0,
+            replay: VecDeque::new(),
+            replay_bytes: 0,
+            full_appends: AHashMap::default(),
+        }
     }
 
     /// Reserves the next serial, with the epoch to hand back to `take_back` if it fails.
@@ -83,7 +110,12 @@ impl Stream {
     pub fn remember(&mut self, kept: Kept, window: ReplayWindow) {
         let now = kept.at;
         self.head = kept.serial;
-        self.replay_bytes += kept.frame.len();
+        if let (Some(message), Some(_)) = (kept.append_to, &kept.full) {
+            if let Some(older) = self.full_appends.insert(message, kept.serial) {
+                self.drop_full(older);
+            }
+        }
+        self.replay_bytes += kept.bytes();
         self.replay.push_back(kept);
         while self.replay.len() > 1
             && (self.replay_bytes > window.bytes
@@ -91,8 +123,20 @@ impl Stream {
                     && self.replay.front().is_some_and(|k| now.duration_since(k.at) > window.age))
         {
             if let Some(old) = self.replay.pop_front() {
-                self.replay_bytes -= old.frame.len();
+                self.replay_bytes -= old.bytes();
+                if let (Some(message), Some(_)) = (old.append_to, &old.full) {
+                    self.full_appends.remove(&message);
+                }
             }
+        }
+    }
+
+    /// The buffered append at `serial` is no longer its message's newest: its full frame goes.
+    fn drop_full(&mut self, serial: u64) {
+        let Some(front) = self.replay.front().map(|k| k.serial) else { return };
+        let Some(k) = serial.checked_sub(front).and_then(|i| self.replay.get_mut(i as usize)) else { return };
+        if let Some(full) = k.full.take() {
+            self.replay_bytes -= full.len();
         }
     }
 
@@ -129,7 +173,8 @@ impl Stream {
     /// recovery cannot bring them back from memory.
     pub fn forget(&mut self, keep: impl Fn(&Kept) -> bool) {
         self.replay.retain(|k| keep(k));
-        self.replay_bytes = self.replay.iter().map(|k| k.frame.len()).sum();
+        self.replay_bytes = self.replay.iter().map(Kept::bytes).sum();
+        self.full_appends.retain(|_, serial| self.replay.iter().any(|k| k.serial == *serial));
     }
 
     /// Nothing to remember: never published and nothing in flight.
@@ -148,11 +193,8 @@ mod tests {
         let window = ReplayWindow { age: Duration::from_secs(120), count: 3, bytes: 1 << 20 };
         let mut s = Stream::new();
         let t0 = Instant::now();
-        let kept = |serial: u64, at: Instant| Kept {
-            serial,
-            at,
-            message_id: format!("id-{serial}").into(),
-            frame: Arc::new(format!("m{serial}").into_bytes()),
+        let kept = |serial: u64, at: Instant| {
+            Kept::new(serial, at, format!("id-{serial}").into(), Arc::new(format!("m{serial}").into_bytes()))
         };
         for _ in 0..5 {
             let (n, _) = s.next_serial();
@@ -176,6 +218,32 @@ mod tests {
         s.remember(kept(n, later), tight);
         assert_eq!(s.oldest_buffered(), Some(6));
         assert_eq!(s.replay_after(Some("bogus"), 3), Err(ReplayGap::StreamMismatch));
+    }
+
+    #[test]
+    fn only_the_newest_append_of_a_message_keeps_its_full_frame() {
+        let window = ReplayWindow { age: Duration::from_secs(120), count: 100, bytes: 1 << 20 };
+        let mut s = Stream::new();
+        let t0 = Instant::now();
+        let frame = |text: &str| Arc::new(text.as_bytes().to_vec());
+        let append = |serial: u64, message: u64, full: &str| Kept {
+            append_to: Some(message),
+            full: Some(frame(full)),
+            ..Kept::new(serial, t0, format!("id-{serial}").into(), frame("f"))
+        };
+        for (serial, k) in
+            [(1, append(1, 7, "a")), (2, append(2, 7, "ab")), (3, append(3, 8, "x")), (4, append(4, 7, "abc"))]
+        {
+            assert_eq!(s.next_serial().0, serial);
+            s.remember(k, window);
+        }
+        let fulls: Vec<Option<&[u8]>> = s.replay.iter().map(|k| k.full.as_deref().map(Vec::as_slice)).collect();
+        assert_eq!(fulls, [None, None, Some(&b"x"[..]), Some(&b"abc"[..])]);
+        assert_eq!(s.replay_bytes, 4 + 1 + 3);
+        // Leaving the buffer, the newest append takes its message's entry with it.
+        s.forget(|k| k.serial > 3);
+        assert_eq!(s.full_appends.len(), 1);
+        assert_eq!(s.replay_bytes, 1 + 3);
     }
 
     #[test]

@@ -6,7 +6,7 @@ use crate::protocol::inbound::{self, ClientFrame};
 use crate::protocol::outbound::{self, Dialect};
 use crate::protocol::ProtocolError;
 use crate::ws::session::Session;
-use storage::{Direction, HistoryQuery, StorageError};
+use storage::{Direction, HistoryQuery, HistoryView, StorageError};
 
 impl Session {
     /// A session handles one frame at a time, so a socket never has more than one history
@@ -39,6 +39,7 @@ impl Session {
             direction,
             bounds,
             cursor: p.cursor,
+            view: HistoryView::Latest,
         };
         // Crosses to the owner's store thread.
         let page = store.read_history(query).await.map_err(|e| match e {
@@ -46,7 +47,7 @@ impl Session {
             other => ProtocolError::history(format!("history unavailable: {other}")),
         })?;
         let attach_bounds = AttachBounds { until_attach: p.until_attach, attach_serial: Some(attach) };
-        let body = page_json(&page, direction, limit, &bounds, Some(attach_bounds));
+        let body = page_json(&channel, &page, direction, limit, &bounds, Some(attach_bounds));
         self.send(&outbound::channel_history(&channel, &body));
         Ok(())
     }

@@ -3,8 +3,9 @@
 //! points to durable history, read here from the owner's store (the cold tier).
 
 use crate::protocol::inbound::{self, ClientFrame, ResumePosition};
-use crate::protocol::outbound;
+use crate::protocol::outbound::{self, Encoding};
 use crate::protocol::recovery::{ResumeFailure, ResumeReason};
+use crate::protocol::versioned;
 use crate::protocol::ProtocolError;
 use crate::shard::channel::replay::{Recovery, Replay};
 use crate::shard::Shard;
@@ -14,7 +15,7 @@ use crate::ws::session::Session;
 use crate::ws::writer::text_frame;
 use std::rc::Rc;
 use std::sync::Arc;
-use storage::{Bounds, Direction, HistoryQuery};
+use storage::{Bounds, Direction, HistoryQuery, HistoryView, RecordKind, VersionAction};
 
 impl Session {
     /// A channel subscribed in this same read still
@@ -86,12 +87,20 @@ impl Session {
         let on_answer = move |_: &Rc<Shard>, recovery: Recovery| match recovery {
             Recovery::Hot { stream_id, messages } => {
                 let cap = replay_cap(&hub, key, &ch);
+                let full = hub.index.borrow().sockets.get(key).is_some_and(|s| s.encoding == Encoding::V2JsonFull);
                 let mut sent = 0;
                 let mut last = None;
                 for m in messages.iter().filter(|m| m.serial <= cap) {
-                    hub.send_frame(key, text_frame(&m.frame));
-                    sent += 1;
                     last = Some((m.serial, m.message_id.to_string()));
+                    // In `append_mode=full` only a message's newest append is replayed: its
+                    // text includes every older one.
+                    let frame = match (full, m.append_to, &m.full) {
+                        (true, Some(_), Some(full)) => full,
+                        (true, Some(_), None) => continue,
+                        _ => &m.frame,
+                    };
+                    hub.send_frame(key, text_frame(frame));
+                    sent += 1;
                 }
                 mark_replayed(&hub, key, &ch, last.as_ref().map(|l| l.0));
                 Step::Done(Ok(ChannelRecovered { channel: ch, source: "hot", replayed: sent, stream_id, last }))
@@ -174,6 +183,7 @@ impl Session {
             direction: Direction::OldestFirst,
             bounds: Bounds { start_serial: Some(after + 1), end_serial: Some(head), ..Bounds::default() },
             cursor: None,
+            view: HistoryView::Raw,
         };
         // Crosses to the owner's store thread; this channel's gate holds live frames meanwhile.
         let page = match store.read_history(query).await {
@@ -197,15 +207,60 @@ impl Session {
         if page.items.last().map(|i| i.serial) != Some(head) {
             return Err(fail(ResumeReason::DurableHistoryEndedBeforeStreamHead, oldest));
         }
+        let full = self.with_socket(|s| s.encoding == Encoding::V2JsonFull).unwrap_or(false);
+        let newest_appends = if full { self.newest_appends(store, &channel, &page.items).await } else { Vec::new() };
         let mut replayed = 0;
-        for item in page.items.iter().filter(|i| Some(i.message_id.as_str()) != last_message_id) {
-            self.hub.send_frame(self.key, text_frame(&item.payload));
+        for (i, item) in page.items.iter().enumerate().filter(|(_, i)| Some(i.message_id.as_str()) != last_message_id) {
+            let frame = match newest_appends.iter().find(|(at, _)| *at == i) {
+                Some((_, whole)) => whole,
+                // In `append_mode=full` only a message's newest append is replayed, with the
+                // whole text; older ones are included in it.
+                None if full && is_append(item) => continue,
+                None => &item.payload,
+            };
+            self.hub.send_frame(self.key, text_frame(frame));
             replayed += 1;
         }
         mark_replayed(&self.hub, self.key, &channel, Some(head));
         let last = page.items.last().map(|i| (i.serial, i.message_id.clone()));
         Ok(done(replayed, last))
     }
+}
+
+impl Session {
+    /// For `append_mode=full`: the position in `items` of each message's newest append, with
+    /// that append's frame carrying the message's whole text as the store holds it now. A
+    /// message the store no longer holds keeps its fragment.
+    async fn newest_appends(
+        &self,
+        store: &storage::Store,
+        channel: &str,
+        items: &[storage::HistoryItem],
+    ) -> Vec<(usize, Vec<u8>)> {
+        let mut newest: Vec<(u64, usize)> = Vec::new();
+        for (i, item) in items.iter().enumerate().filter(|(_, i)| is_append(i)) {
+            let RecordKind::Mutation { message } = item.kind else { continue };
+            match newest.iter_mut().find(|(m, _)| *m == message) {
+                Some(slot) => slot.1 = i,
+                None => newest.push((message, i)),
+            }
+        }
+        let app_id = &self.app().id;
+        let mut out = Vec::with_capacity(newest.len());
+        for (message, i) in newest {
+            // Crosses to the owner's store thread; the channel's gate holds live frames.
+            let whole = match store.message(app_id, channel, message, false).await {
+                Ok(Some(state)) => versioned::with_data(&items[i].payload, &state.data),
+                _ => items[i].payload.clone(),
+            };
+            out.push((i, whole));
+        }
+        out
+    }
+}
+
+fn is_append(item: &storage::HistoryItem) -> bool {
+    matches!(item.kind, RecordKind::Mutation { .. }) && item.event_name == versioned::event_name(VersionAction::Append)
 }
 
 /// Where one channel's resume stands once its owner answered.

@@ -2,13 +2,13 @@
 //! first, then the live frames the continuity gate held meanwhile, then `rewind_complete`.
 
 use crate::protocol::history::Rewind;
-use crate::protocol::outbound;
 use crate::protocol::ProtocolError;
+use crate::protocol::{outbound, versioned};
 use crate::time::unix_ms;
 use crate::ws::session::Session;
 use crate::ws::writer::text_frame;
 use std::sync::Arc;
-use storage::{Bounds, Direction, HistoryQuery};
+use storage::{Bounds, Direction, HistoryQuery, HistoryView};
 
 impl Session {
     pub(in crate::ws) async fn rewind(
@@ -37,6 +37,7 @@ impl Session {
             direction,
             bounds,
             cursor: None,
+            view: HistoryView::Latest,
         };
         // Crosses to the owner's store thread; the gate holds live frames meanwhile.
         let page = if attach == 0 { None } else { Some(store.read_history(query).await) };
@@ -51,8 +52,10 @@ impl Session {
         if direction == Direction::NewestFirst {
             items.reverse();
         }
+        let stream_id = page.as_ref().and_then(|p| p.continuity.as_ref()).map_or("", |c| c.stream_id.as_str());
         for item in &items {
-            self.hub.send_frame(self.key, text_frame(&item.payload));
+            let (frame, _) = versioned::shown(item, channel, stream_id);
+            self.hub.send_frame(self.key, text_frame(&frame));
         }
         self.with_socket(|s| {
             if let Some(sub) = s.channels.get_mut(channel) {

@@ -82,8 +82,8 @@ impl Session {
                 hub.send_json(key, &outbound::subscription_succeeded(dialect, &ch, &s.data, (&s.stream_id, s.head)));
                 match s.cache {
                     Some(Some(event)) => {
-                        let encoding = crate::protocol::outbound::Encoding::of(dialect);
-                        if let Some(p) = event.payload(encoding) {
+                        let encoding = hub.index.borrow().sockets.get(key).map(|s| s.encoding);
+                        if let Some(p) = encoding.and_then(|e| event.payload(e)) {
                             hub.send_frame(key, text_frame(p));
                         }
                     }

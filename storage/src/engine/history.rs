@@ -1,7 +1,9 @@
 use super::Engine;
 use crate::cursor::{CursorCheck, CursorCodec, CursorError};
 use crate::keys::{channel_key, history_key, serial_of_history_key};
-use crate::{Continuity, Direction, HistoryItem, HistoryPage, HistoryQuery, HistoryRecord, StorageError};
+use crate::{
+    Continuity, Direction, HistoryItem, HistoryPage, HistoryQuery, HistoryRecord, HistoryView, RecordKind, StorageError,
+};
 
 impl Engine {
     pub(crate) fn read_history(&self, q: &HistoryQuery, cursors: &CursorCodec) -> Result<HistoryPage, StorageError> {
@@ -49,6 +51,8 @@ impl Engine {
         let end_time = q.bounds.end_time_ms.unwrap_or(u64::MAX);
         let mut items = Vec::with_capacity(q.limit.min(1024));
         let mut has_more = false;
+        // The Latest view leaves mutation rows out before counting against the limit.
+        let latest = q.view == HistoryView::Latest;
         for row in rows {
             let (k, v) = row.map_err(self.err("read history"))?;
             let corrupt = || StorageError::corrupt(&self.path, "undecodable history row");
@@ -64,12 +68,19 @@ impl Engine {
             if before {
                 continue;
             }
+            if latest && matches!(HistoryRecord::kind_of(&v).ok_or_else(corrupt)?, RecordKind::Mutation { .. }) {
+                continue;
+            }
             if items.len() == q.limit {
                 has_more = true;
                 break;
             }
             let serial = serial_of_history_key(&k).ok_or_else(corrupt)?;
             let rec = HistoryRecord::decode(&v).ok_or_else(corrupt)?;
+            let message = match rec.kind {
+                RecordKind::VersionedCreate if latest => self.message_state(&ckey, serial, false)?,
+                _ => None,
+            };
             items.push(HistoryItem {
                 serial,
                 published_at_ms: rec.published_at_ms,
@@ -77,6 +88,8 @@ impl Engine {
                 event_name: rec.event_name,
                 payload_size_bytes: rec.payload.len() as u64,
                 payload: rec.payload,
+                kind: rec.kind,
+                message,
             });
         }
         let next_cursor = match items.last() {

@@ -8,11 +8,13 @@ use fjall::{Batch, Keyspace, PartitionCreateOptions, PartitionHandle, PersistMod
 
 use crate::cursor::SECRET_LEN;
 use crate::keys::{channel_key, history_key, idempotency_key, parse_channel_key};
-use crate::{HistoryRecord, StorageError, StoreConfig, StreamMeta};
+use crate::worker::AppendRow;
+use crate::{RecordKind, StorageError, StoreConfig, StreamMeta};
 
 mod history;
 mod retention;
 mod streams;
+mod versions;
 
 pub(crate) use streams::StreamExport;
 
@@ -40,6 +42,10 @@ pub(crate) struct Engine {
     history: PartitionHandle,
     streams: PartitionHandle,
     idempotency: PartitionHandle,
+    /// Versions of mutable messages, `channel + message serial + delivery serial`.
+    versions: PartitionHandle,
+    /// op_id receipts of mutations, `channel + message serial + action + op_id`.
+    receipts: PartitionHandle,
     /// Every stream's meta, keyed by channel key: serial checks on append need no read.
     metas: HashMap<Vec<u8>, StreamMeta>,
     secret: [u8; SECRET_LEN],
@@ -76,6 +82,9 @@ impl Engine {
         let history = open("history")?;
         let streams = open("streams")?;
         let idempotency = open("idempotency")?;
+        // Added after format 1 shipped; opening creates them empty, so the format stays 1.
+        let versions = open("versions")?;
+        let receipts = open("receipts")?;
 
         let mut batch = keyspace.batch();
         match meta.get(FORMAT_KEY).map_err(err("read format version"))? {
@@ -121,6 +130,8 @@ impl Engine {
             history,
             streams,
             idempotency,
+            versions,
+            receipts,
             metas,
             secret,
         })
@@ -146,15 +157,9 @@ impl Engine {
         WriteRound { batch: self.keyspace.batch(), metas: HashMap::new() }
     }
 
-    pub(crate) fn stage_append(
-        &self,
-        round: &mut WriteRound,
-        app: &str,
-        channel: &str,
-        stream_id: &str,
-        serial: u64,
-        mut record: HistoryRecord,
-    ) -> Result<(), StorageError> {
+    pub(crate) fn stage_append(&self, round: &mut WriteRound, row: AppendRow) -> Result<(), StorageError> {
+        let AppendRow { app, channel, stream_id, serial, mut record, version } = row;
+        let (app, channel, stream_id) = (app.as_str(), channel.as_str(), stream_id.as_str());
         let ckey = channel_key(app, channel)?;
         let current = round.metas.get(&ckey).or_else(|| self.metas.get(&ckey));
         let mut meta = match current {
@@ -177,15 +182,24 @@ impl Engine {
                 got: serial,
             });
         }
+        if let Some(write) = &version {
+            versions::check_version_write(&meta, serial, record.kind, write)?;
+        }
         record.published_at_ms = record.published_at_ms.max(meta.newest_published_at_ms);
         if !meta.has_retained() {
             meta.oldest_published_at_ms = record.published_at_ms;
         }
         meta.next_serial += 1;
-        meta.retained_messages += 1;
+        // A mutable message's later versions are part of it, not messages of their own.
+        if !matches!(record.kind, RecordKind::Mutation { .. }) {
+            meta.retained_messages += 1;
+        }
         meta.retained_bytes += record.payload.len() as u64;
         meta.newest_published_at_ms = record.published_at_ms;
         round.batch.insert(&self.history, history_key(&ckey, serial), record.encode());
+        if let Some(write) = version {
+            self.stage_version(&mut round.batch, &ckey, serial, write);
+        }
         round.metas.insert(ckey, meta);
         Ok(())
     }

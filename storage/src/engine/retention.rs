@@ -2,11 +2,16 @@ use fjall::Batch;
 
 use super::Engine;
 use crate::keys::{history_key, parse_channel_key, serial_of_history_key};
-use crate::{HistoryRecord, StorageError, StreamMeta};
+use crate::{HistoryRecord, RecordKind, StorageError, StreamMeta};
 
 impl Engine {
     /// Removes the oldest rows of a stream while `evict(published_at, meta)` holds, keeping the
-    /// meta's floor and counters in step. Returns whether anything was removed.
+    /// meta's floor and counters in step, and the versions of the messages those rows created.
+    /// Returns whether anything was removed.
+    ///
+    /// A mutable message's update, delete and append rows belong to the message: they do not
+    /// count as messages, and one found at the floor is removed whatever `evict` says, since
+    /// its create (older) is gone already.
     pub(super) fn evict_oldest(
         &self,
         batch: &mut Batch,
@@ -14,24 +19,32 @@ impl Engine {
         meta: &mut StreamMeta,
         evict: impl Fn(u64, &StreamMeta) -> bool,
     ) -> Result<bool, StorageError> {
-        let mut removed = false;
+        let floor = meta.oldest_serial;
         let range = history_key(ckey, meta.oldest_serial)..=history_key(ckey, meta.newest_serial());
+        let mut oldest_kept_at = 0;
         for row in self.history.range(range) {
             let (k, v) = row.map_err(self.err("retention scan"))?;
             let corrupt = || StorageError::corrupt(&self.path, "undecodable history row");
             let t = HistoryRecord::published_at_of(&v).ok_or_else(corrupt)?;
-            if !evict(t, meta) {
-                meta.oldest_published_at_ms = t;
-                return Ok(removed);
+            let mutation = matches!(HistoryRecord::kind_of(&v).ok_or_else(corrupt)?, RecordKind::Mutation { .. });
+            if !mutation && !evict(t, meta) {
+                oldest_kept_at = t;
+                break;
             }
             let serial = serial_of_history_key(&k).ok_or_else(corrupt)?;
             meta.retained_bytes -= HistoryRecord::payload_len_of(&v).ok_or_else(corrupt)?;
-            meta.retained_messages -= 1;
+            if !mutation {
+                meta.retained_messages -= 1;
+            }
             meta.oldest_serial = serial + 1;
             batch.remove(&self.history, k);
-            removed = true;
         }
-        meta.oldest_published_at_ms = 0;
+        meta.oldest_published_at_ms = oldest_kept_at;
+        let removed = meta.oldest_serial > floor;
+        if removed {
+            // Versions below the old floor went with their rows, so only the new gap is scanned.
+            self.stage_forget_messages(batch, ckey, floor..meta.oldest_serial)?;
+        }
         Ok(removed)
     }
 

@@ -4,11 +4,14 @@ use super::Engine;
 use crate::keys::{channel_key, history_key};
 use crate::{Purge, Purged, StorageError, StreamMeta};
 
-/// A stream's meta and raw history rows, moved between shard stores when the shard count
-/// changes. The key layout is the same in every store, so rows move byte for byte.
+/// A stream's meta and raw history, version and receipt rows, moved between shard stores when
+/// the shard count changes. The key layout is the same in every store, so rows move byte for
+/// byte.
 pub(crate) struct StreamExport {
     pub(crate) meta: StreamMeta,
     pub(crate) rows: Vec<(Slice, Slice)>,
+    pub(crate) versions: Vec<(Slice, Slice)>,
+    pub(crate) receipts: Vec<(Slice, Slice)>,
 }
 
 impl Engine {
@@ -67,7 +70,7 @@ impl Engine {
             let (k, _) = row.map_err(self.err("purge scan"))?;
             batch.remove(&self.history, k);
         }
-        Ok(())
+        self.stage_forget_all_messages(batch, ckey)
     }
 
     /// Stream moves are rare and must not be lost: commit and fsync before answering.
@@ -81,12 +84,19 @@ impl Engine {
         let Some(meta) = self.metas.get(&ckey) else {
             return Ok(None);
         };
-        let rows = self
-            .history
-            .range(history_key(&ckey, 0)..=history_key(&ckey, u64::MAX))
-            .collect::<Result<Vec<_>, _>>()
-            .map_err(self.err("export stream"))?;
-        Ok(Some(StreamExport { meta: meta.clone(), rows }))
+        Ok(Some(StreamExport {
+            meta: meta.clone(),
+            rows: self.export_rows(self.history.range(history_key(&ckey, 0)..=history_key(&ckey, u64::MAX)))?,
+            versions: self.export_rows(self.versions.prefix(&ckey))?,
+            receipts: self.export_rows(self.receipts.prefix(&ckey))?,
+        }))
+    }
+
+    fn export_rows(
+        &self,
+        rows: impl Iterator<Item = fjall::Result<fjall::KvPair>>,
+    ) -> Result<Vec<(Slice, Slice)>, StorageError> {
+        rows.collect::<Result<Vec<_>, _>>().map_err(self.err("export stream"))
     }
 
     pub(crate) fn import_stream(&mut self, app: &str, channel: &str, export: StreamExport) -> Result<(), StorageError> {
@@ -94,12 +104,15 @@ impl Engine {
         // No purge first: a remove and an insert of one key in one batch share a seqno, and a
         // leftover copy here can only be this same stream from an interrupted earlier move.
         let mut batch = self.keyspace.batch();
-        for (k, v) in export.rows {
-            batch.insert(&self.history, k, v);
+        let StreamExport { meta, rows, versions, receipts } = export;
+        for (partition, rows) in [(&self.history, rows), (&self.versions, versions), (&self.receipts, receipts)] {
+            for (k, v) in rows {
+                batch.insert(partition, k, v);
+            }
         }
-        batch.insert(&self.streams, ckey.clone(), export.meta.encode());
+        batch.insert(&self.streams, ckey.clone(), meta.encode());
         self.commit_synced(batch, "commit imported stream")?;
-        self.metas.insert(ckey, export.meta);
+        self.metas.insert(ckey, meta);
         Ok(())
     }
 

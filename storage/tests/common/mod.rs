@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_executor::block_on;
-use storage::{AppendTicket, Direction, HistoryPage, HistoryQuery, HistoryRecord, Store};
+use storage::{AppendTicket, Direction, HistoryPage, HistoryQuery, HistoryRecord, HistoryView, RecordKind, Store};
 
 /// A fresh directory removed on drop, so every test has its own data dir.
 pub struct TempDir(PathBuf);
@@ -41,6 +41,7 @@ pub fn record(serial: u64, published_at_ms: u64) -> HistoryRecord {
         message_id: format!("m-{serial}"),
         event_name: "ev".into(),
         payload: format!(r#"{{"event":"ev","data":"{serial}"}}"#).into_bytes(),
+        kind: RecordKind::Plain,
     }
 }
 
@@ -69,6 +70,7 @@ pub fn query(app: &str, channel: &str, direction: Direction, limit: usize) -> Hi
         direction,
         bounds: Default::default(),
         cursor: None,
+        view: HistoryView::default(),
     }
 }
 

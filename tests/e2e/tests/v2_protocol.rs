@@ -182,8 +182,16 @@ fn v2_envelope_and_v1_stripping() {
     c1.subscribe("orders");
     s.publish_ok(json!({"name": "e", "channel": "orders", "data": {"x": 1}, "tags": {"r": "eu"},
         "extras": {"headers": {"h": "v"}}, "idempotency_key": "k-env"}));
-    let f = c2.recv_json(T);
+    let mut f = c2.recv_json(T);
     assert!(f["message_id"].is_string(), "{f}");
+    // A versioned create (on by default): the reserved headers join the publisher's
+    // (`docs/protocol/v2.md#mutation-frames`).
+    let headers = f["extras"]["headers"].as_object_mut().unwrap();
+    assert_eq!(headers.remove("sockudo_action"), Some(json!("message.create")));
+    for reserved in ["sockudo_message_serial", "sockudo_version_serial", "sockudo_version_timestamp_ms"] {
+        assert!(headers.remove(reserved).is_some(), "{reserved}");
+    }
+    assert_eq!(headers.remove("sockudo_history_serial"), Some(json!(1)));
     let mut expected = json!({"event": "e", "channel": "orders", "data": "{\"x\":1}", "stream_id": stream,
         "serial": 1, "extras": {"headers": {"h": "v"}}});
     expected["message_id"] = f["message_id"].clone();

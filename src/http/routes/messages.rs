@@ -1,0 +1,141 @@
+//! Mutable messages over HTTP (`docs/protocol/v2.md#mutable-messages`): update, delete and
+//! append go through the channel's owner, which alone orders them; the latest version and the
+//! versions page are read straight from the owner's store.
+
+use super::super::request::Request;
+use super::super::response::{ApiError, Response};
+use super::json_body;
+use crate::config::AppIdx;
+use crate::protocol::versioned::{self, Mutation};
+use crate::publish::PublishError;
+use crate::shard::channel::mutate::Mutate;
+use crate::shard::channel::{ChannelOp, Operation, Origin};
+use crate::shard::Shard;
+use std::rc::Rc;
+use storage::{Direction, MessageState, Store, VersionAction, VersionsQuery};
+
+/// The message a request names, once the request may use it.
+struct Target<'a> {
+    store: &'a Store,
+    app_id: &'a str,
+    message: u64,
+    stream_id: String,
+}
+
+fn target<'a>(shard: &'a Shard, app: AppIdx, channel: &str, serial: &str) -> Result<Target<'a>, ApiError> {
+    if !shard.ctx.config.versioned.enabled {
+        return Err(ApiError::feature_disabled(
+            "Versioned messages are not enabled on this server (versioned_messages.enabled and durable history)",
+        ));
+    }
+    let a = shard.ctx.apps.get(app);
+    a.validate_channel(channel).map_err(|e| ApiError::invalid_input(e.to_string()))?;
+    let store = shard.owner_store(app, channel).expect("versioned messages need durable history");
+    let (message, stream_id) = versioned::parse_serial(serial).ok_or_else(unknown)?;
+    Ok(Target { store, app_id: &a.id, message, stream_id: stream_id.to_owned() })
+}
+
+fn unknown() -> ApiError {
+    ApiError::not_found("No mutable message with this message_serial in the channel's history")
+}
+
+/// `POST …/messages/{message_serial}/update|delete|append`.
+pub async fn mutate(
+    shard: &Rc<Shard>,
+    app: AppIdx,
+    channel: &str,
+    serial: &str,
+    action: VersionAction,
+    req: &Request,
+) -> Result<Response, ApiError> {
+    let t = target(shard, app, channel, serial)?;
+    let mutation = Mutation::parse(action, &json_body(req)?).map_err(ApiError::invalid_input)?;
+    let limit = shard.ctx.apps.get(app).limits.max_event_payload_bytes;
+    if let Some(data) = mutation.data.as_deref().filter(|d| d.len() > limit) {
+        return Err(ApiError::payload_too_large(format!(
+            "Mutation data size ({} bytes) exceeds limit ({}KB)",
+            data.len(),
+            limit / 1024
+        )));
+    }
+    if mutation.socket_id.is_some() {
+        // Binding a mutation to a socket needs the sign-in capabilities (message_*_own/_any),
+        // which this server does not read yet: refuse rather than treat it as privileged.
+        return Err(ApiError::invalid_input(
+            "socket_id actor binding is not supported yet; send the mutation without socket_id and name the actor with client_id",
+        ));
+    }
+    let actor = mutation.client_id.clone();
+    let op = Operation::Mutate(Box::new(Mutate { message: t.message, stream_id: t.stream_id, mutation, actor }));
+    let op = ChannelOp { app, channel: channel.into(), op, exclude: None, origin: Origin::Http };
+    let owner = shard.channel_owner(app, channel);
+    let done = shard.invoke_on(owner, op).await?.map_err(|f| ApiError::from(PublishError::from(f)))?;
+    let ack = done.version.expect("a mutation answers with its version");
+    Ok(Response::json(200, ack.json(channel)))
+}
+
+/// The message, if it exists in the channel's current stream.
+async fn read_message(t: &Target<'_>, channel: &str) -> Result<MessageState, ApiError> {
+    let storage = |e: storage::StorageError| ApiError::storage(e.to_string());
+    // Crosses to the owner's store thread, twice at once: a serial of a stream an operator
+    // has since reset names no message, even if the new stream reused the number.
+    let (meta, state) = (t.store.stream_meta(t.app_id, channel), t.store.message(t.app_id, channel, t.message, false));
+    let (meta, state) = (meta.await.map_err(storage)?, state.await.map_err(storage)?);
+    match (meta, state) {
+        (Some(meta), Some(state)) if meta.stream_id == t.stream_id => Ok(state),
+        _ => Err(unknown()),
+    }
+}
+
+/// `GET …/messages/{message_serial}`: the message as it stands now.
+pub async fn latest(shard: &Rc<Shard>, app: AppIdx, channel: &str, serial: &str) -> Result<Response, ApiError> {
+    let t = target(shard, app, channel, serial)?;
+    let state = read_message(&t, channel).await?;
+    Ok(Response::json(200, versioned::latest_json(channel, &t.stream_id, &state)))
+}
+
+/// `GET …/messages/{message_serial}/versions?limit&direction&cursor`.
+pub async fn versions(
+    shard: &Rc<Shard>,
+    app: AppIdx,
+    channel: &str,
+    serial: &str,
+    param: impl Fn(&str) -> Option<String>,
+) -> Result<Response, ApiError> {
+    let t = target(shard, app, channel, serial)?;
+    let max = shard.ctx.config.versioned.max_page_size;
+    let limit = match param("limit") {
+        None => max,
+        Some(l) => match l.parse::<usize>() {
+            Ok(0) | Err(_) => return Err(ApiError::invalid_input("limit must be a positive integer")),
+            Ok(n) => n.min(max),
+        },
+    };
+    let (direction, direction_name) = match param("direction").as_deref() {
+        None | Some("newest_first") => (Direction::NewestFirst, "newest_first"),
+        Some("oldest_first") => (Direction::OldestFirst, "oldest_first"),
+        Some(other) => {
+            return Err(ApiError::invalid_input(format!(
+                "direction must be newest_first or oldest_first, not {other:?}"
+            )))
+        }
+    };
+    let after = match param("cursor") {
+        None => None,
+        Some(c) => match versioned::parse_serial(&c) {
+            Some((serial, stream)) if stream == t.stream_id => Some(serial),
+            _ => return Err(ApiError::invalid_input("cursor is not a version_serial of this message")),
+        },
+    };
+    let state = read_message(&t, channel).await?;
+    // Crosses to the owner's store thread.
+    let page = t
+        .store
+        .versions(t.app_id, channel, t.message, VersionsQuery { limit, direction, after })
+        .await
+        .map_err(|e| ApiError::storage(e.to_string()))?
+        .ok_or_else(unknown)?;
+    let items: Vec<String> =
+        page.items.iter().map(|v| versioned::version_item(channel, &t.stream_id, &state, v)).collect();
+    Ok(Response::json(200, versioned::versions_json(channel, direction_name, limit, page.has_more, &items)))
+}

@@ -1,0 +1,581 @@
+//! Mutable messages on the wire (`docs/protocol/v2.md#mutable-messages`): the serial strings, the
+//! reserved `sockudo_*` headers, the frames of versions, the mutation requests of the HTTP API
+//! and the JSON it answers with.
+
+use super::outbound::{push_json_str, Data, Position};
+use sha2::{Digest, Sha256};
+use sonic_rs::{JsonContainerTrait, JsonType, JsonValueMutTrait, JsonValueTrait};
+use std::borrow::Cow;
+use storage::{HistoryItem, MessageState, VersionAction, VersionData, VersionRecord};
+
+/// `message_serial` and `version_serial`: the stream serial, zero-padded so that the strings
+/// sort as the serials do, and the stream id, so that a serial from before an operator's reset
+/// names no message rather than another one.
+pub fn serial_string(serial: u64, stream_id: &str) -> String {
+    format!("{serial:020}:{stream_id}")
+}
+
+/// The stream serial and stream id of a `message_serial` or `version_serial`.
+pub fn parse_serial(s: &str) -> Option<(u64, &str)> {
+    let (n, stream) = s.split_once(':')?;
+    if n.len() != 20 || !n.bytes().all(|b| b.is_ascii_digit()) || stream.is_empty() {
+        return None;
+    }
+    Some((n.parse().ok()?, stream))
+}
+
+/// The short action name of responses and items (`"update"`).
+pub fn action_name(a: VersionAction) -> &'static str {
+    match a {
+        VersionAction::Create => "create",
+        VersionAction::Update => "update",
+        VersionAction::Delete => "delete",
+        VersionAction::Append => "append",
+    }
+}
+
+/// The dotted form of headers (`"message.update"`).
+pub fn dotted(a: VersionAction) -> &'static str {
+    match a {
+        VersionAction::Create => "message.create",
+        VersionAction::Update => "message.update",
+        VersionAction::Delete => "message.delete",
+        VersionAction::Append => "message.append",
+    }
+}
+
+/// The event name of a version's frame (`"sockudo:message.update"`).
+pub fn event_name(a: VersionAction) -> &'static str {
+    match a {
+        VersionAction::Create => "sockudo:message.create",
+        VersionAction::Update => "sockudo:message.update",
+        VersionAction::Delete => "sockudo:message.delete",
+        VersionAction::Append => "sockudo:message.append",
+    }
+}
+
+/// What the reserved headers of a version's frame say.
+pub struct Headers<'a> {
+    pub action: VersionAction,
+    pub message_serial: &'a str,
+    pub version_serial: &'a str,
+    pub timestamp_ms: u64,
+    pub history_serial: u64,
+}
+
+/// `extras` with the reserved headers set. Headers the publisher gave under `sockudo_` are
+/// replaced: the prefix is the server's.
+pub fn extras_with_headers(extras: Option<&str>, h: &Headers<'_>) -> String {
+    let mut reserved = Vec::with_capacity(160 + h.message_serial.len() + h.version_serial.len());
+    reserved.extend_from_slice(b"\"sockudo_action\":");
+    push_json_str(&mut reserved, dotted(h.action));
+    reserved.extend_from_slice(b",\"sockudo_message_serial\":");
+    push_json_str(&mut reserved, h.message_serial);
+    reserved.extend_from_slice(b",\"sockudo_version_serial\":");
+    push_json_str(&mut reserved, h.version_serial);
+    reserved.extend_from_slice(
+        format!(",\"sockudo_version_timestamp_ms\":{},\"sockudo_history_serial\":{}", h.timestamp_ms, h.history_serial)
+            .as_bytes(),
+    );
+    let reserved = String::from_utf8(reserved).expect("UTF-8");
+    let parsed = extras.and_then(|x| sonic_rs::from_str::<sonic_rs::Value>(x).ok()).filter(|v| v.is_object());
+    let Some(mut extras) = parsed else { return format!("{{\"headers\":{{{reserved}}}}}") };
+    let theirs = extras.get("headers").filter(|h| h.is_object()).map(|h| {
+        let kept: Vec<String> = h
+            .as_object()
+            .into_iter()
+            .flat_map(|o| o.iter())
+            .filter(|(k, _)| !k.starts_with("sockudo_"))
+            .map(|(k, v)| {
+                let mut pair = Vec::new();
+                push_json_str(&mut pair, k);
+                pair.push(b':');
+                pair.extend_from_slice(v.to_string().as_bytes());
+                String::from_utf8(pair).expect("UTF-8")
+            })
+            .collect();
+        kept.join(",")
+    });
+    let headers = match theirs.as_deref() {
+        Some("") | None => format!("{{{reserved}}}"),
+        Some(kept) => format!("{{{kept},{reserved}}}"),
+    };
+    let headers: sonic_rs::Value = sonic_rs::from_str(&headers).expect("headers built as JSON");
+    if let Some(obj) = extras.as_object_mut() {
+        obj.insert("headers", headers);
+    }
+    extras.to_string()
+}
+
+/// A version's data as a frame carries it.
+pub fn data_of(d: &VersionData) -> Data<'_> {
+    match d {
+        VersionData::Absent => Data::Raw("null"),
+        VersionData::Text(t) => Data::Str(t),
+        VersionData::Json(j) => Data::Raw(j),
+    }
+}
+
+/// A stored frame with its `data` replaced (an append's fragment by the message's whole text).
+pub fn with_data(frame: &[u8], data: &VersionData) -> Vec<u8> {
+    let Ok(mut v) = sonic_rs::from_slice::<sonic_rs::Value>(frame) else { return frame.to_vec() };
+    let data: sonic_rs::Value = match data {
+        VersionData::Absent => sonic_rs::Value::default(),
+        VersionData::Text(t) => sonic_rs::Value::from(t.as_str()),
+        VersionData::Json(j) => sonic_rs::from_str(j).unwrap_or_default(),
+    };
+    if let Some(obj) = v.as_object_mut() {
+        obj.insert("data", data);
+    }
+    v.to_string().into_bytes()
+}
+
+/// The frame of a mutation, and of a message as history shows it: `event` is
+/// `sockudo:message.<action>`, `name` the message's own event name.
+pub struct VersionFrame<'a> {
+    pub action: VersionAction,
+    pub channel: &'a str,
+    pub data: Data<'a>,
+    pub name: &'a str,
+    pub user_id: Option<&'a str>,
+    pub pos: Position<'a>,
+    /// With the reserved headers already in.
+    pub extras: &'a str,
+}
+
+impl VersionFrame<'_> {
+    /// `{"event","channel","data","name","user_id","message_id","stream_id","serial","extras"}`.
+    pub fn encode(&self) -> Vec<u8> {
+        let extra = match self.data {
+            Data::Str(s) | Data::Raw(s) => s.len(),
+        };
+        let mut out = Vec::with_capacity(160 + self.channel.len() + self.name.len() + self.extras.len() + extra);
+        out.extend_from_slice(b"{\"event\":");
+        push_json_str(&mut out, event_name(self.action));
+        out.extend_from_slice(b",\"channel\":");
+        push_json_str(&mut out, self.channel);
+        out.extend_from_slice(b",\"data\":");
+        match self.data {
+            Data::Str(s) => push_json_str(&mut out, s),
+            Data::Raw(r) => out.extend_from_slice(r.as_bytes()),
+        }
+        if !self.name.is_empty() {
+            out.extend_from_slice(b",\"name\":");
+            push_json_str(&mut out, self.name);
+        }
+        if let Some(u) = self.user_id {
+            out.extend_from_slice(b",\"user_id\":");
+            push_json_str(&mut out, u);
+        }
+        out.extend_from_slice(b",\"message_id\":");
+        push_json_str(&mut out, self.pos.message_id);
+        if let Some(serial) = self.pos.serial {
+            out.extend_from_slice(b",\"stream_id\":");
+            push_json_str(&mut out, self.pos.stream_id);
+            out.extend_from_slice(format!(",\"serial\":{serial}").as_bytes());
+        }
+        out.extend_from_slice(b",\"extras\":");
+        out.extend_from_slice(self.extras.as_bytes());
+        out.push(b'}');
+        out
+    }
+}
+
+/// A message as it stands now, in the frame shape history and rewind deliver
+/// (`docs/protocol/v2.md#history-substitution`): the aggregate data under its newest version's
+/// action, serial and headers.
+pub fn latest_frame(channel: &str, stream_id: &str, m: &MessageState) -> Vec<u8> {
+    let message_serial = serial_string(m.history_serial, stream_id);
+    let version_serial = serial_string(m.latest.delivery_serial, stream_id);
+    let headers = Headers {
+        action: m.latest.action,
+        message_serial: &message_serial,
+        version_serial: &version_serial,
+        timestamp_ms: m.latest.timestamp_ms,
+        history_serial: m.history_serial,
+    };
+    let extras = extras_with_headers(m.extras.as_deref(), &headers);
+    VersionFrame {
+        action: m.latest.action,
+        channel,
+        data: data_of(&m.data),
+        name: &m.name,
+        user_id: m.user_id.as_deref(),
+        pos: Position { message_id: &m.latest.message_id, stream_id, serial: Some(m.latest.delivery_serial) },
+        extras: &extras,
+    }
+    .encode()
+}
+
+/// A history row as readers see it (`docs/protocol/v2.md#history-substitution`): a mutable
+/// message changed since its create shows as it stands now; any other row as delivered.
+/// Also names the row's operation kind.
+pub fn shown<'a>(item: &'a HistoryItem, channel: &str, stream_id: &str) -> (Cow<'a, [u8]>, &'static str) {
+    match item.message.as_ref().filter(|m| m.versions > 1) {
+        Some(m) => (Cow::Owned(latest_frame(channel, stream_id, m)), dotted(m.latest.action)),
+        None => (Cow::Borrowed(&item.payload), "append"),
+    }
+}
+
+/// `GET …/messages/{serial}` (`docs/protocol/v2.md#reading-messages`): `{"channel","item"}`.
+pub fn latest_json(channel: &str, stream_id: &str, m: &MessageState) -> String {
+    let frame = latest_frame(channel, stream_id, m);
+    let item = item_json(frame, m.history_serial, stream_id, &m.latest);
+    let mut out = String::with_capacity(item.len() + channel.len() + 24);
+    out.push_str("{\"channel\":");
+    out.push_str(&json_str(channel));
+    out.push_str(",\"item\":");
+    out.push_str(&item);
+    out.push('}');
+    out
+}
+
+/// One entry of `GET …/versions`: the version as stored (an append carries its fragment; a
+/// snapshot the whole message) in the frame shape, plus the item fields.
+pub fn version_item(channel: &str, stream_id: &str, message: &MessageState, v: &VersionRecord) -> String {
+    let message_serial = serial_string(message.history_serial, stream_id);
+    let version_serial = serial_string(v.delivery_serial, stream_id);
+    let headers = Headers {
+        action: v.action,
+        message_serial: &message_serial,
+        version_serial: &version_serial,
+        timestamp_ms: v.timestamp_ms,
+        history_serial: message.history_serial,
+    };
+    let extras = extras_with_headers(v.extras.as_deref(), &headers);
+    let frame = VersionFrame {
+        action: v.action,
+        channel,
+        data: data_of(&v.data),
+        name: v.name.as_deref().unwrap_or(&message.name),
+        user_id: v.user_id.as_deref(),
+        pos: Position { message_id: &v.message_id, stream_id, serial: Some(v.delivery_serial) },
+        extras: &extras,
+    }
+    .encode();
+    item_json(frame, message.history_serial, stream_id, v)
+}
+
+/// A frame with `action`, `message_serial`, `history_serial`, `delivery_serial` and `version`
+/// added.
+fn item_json(frame: Vec<u8>, history_serial: u64, stream_id: &str, v: &VersionRecord) -> String {
+    let mut out = String::from_utf8(frame).expect("frames are UTF-8");
+    out.pop();
+    out.push_str(",\"action\":");
+    out.push_str(&json_str(action_name(v.action)));
+    out.push_str(",\"message_serial\":");
+    out.push_str(&json_str(&serial_string(history_serial, stream_id)));
+    out.push_str(&format!(",\"history_serial\":{history_serial},\"delivery_serial\":{}", v.delivery_serial));
+    out.push_str(",\"version\":{\"serial\":");
+    out.push_str(&json_str(&serial_string(v.delivery_serial, stream_id)));
+    if let Some(c) = &v.client_id {
+        out.push_str(",\"client_id\":");
+        out.push_str(&json_str(c));
+    }
+    out.push_str(&format!(",\"timestamp_ms\":{}", v.timestamp_ms));
+    if let Some(d) = &v.description {
+        out.push_str(",\"description\":");
+        out.push_str(&json_str(d));
+    }
+    if let Some(m) = &v.metadata {
+        out.push_str(",\"metadata\":");
+        out.push_str(m);
+    }
+    out.push_str("}}");
+    out
+}
+
+/// `GET …/versions`: `next_cursor` is always present, `null` on the last page.
+pub fn versions_json(channel: &str, direction: &str, limit: usize, has_more: bool, items: &[String]) -> String {
+    let next = match items.last() {
+        Some(last) if has_more => sonic_rs::get_from_str(last, ["version", "serial"])
+            .map(|v| v.as_raw_str().to_owned())
+            .unwrap_or_else(|_| "null".into()),
+        _ => "null".into(),
+    };
+    format!(
+        "{{\"channel\":{},\"direction\":\"{direction}\",\"limit\":{limit},\"has_more\":{has_more},\"next_cursor\":{next},\"items\":[{}]}}",
+        json_str(channel),
+        items.join(",")
+    )
+}
+
+fn json_str(s: &str) -> String {
+    let mut out = Vec::with_capacity(s.len() + 2);
+    push_json_str(&mut out, s);
+    String::from_utf8(out).expect("UTF-8")
+}
+
+/// The answer to a mutation (`docs/protocol/v2.md#mutation-endpoints`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Ack {
+    pub action: VersionAction,
+    pub message_serial: String,
+    pub version_serial: String,
+    pub history_serial: u64,
+    pub delivery_serial: u64,
+    /// An `op_id` retry of a mutation already applied: nothing was sent again.
+    pub duplicate: bool,
+}
+
+impl Ack {
+    /// A create: its message serial is its version serial, and both are its delivery serial.
+    pub fn create(serial: u64, stream_id: &str) -> Ack {
+        let message_serial = serial_string(serial, stream_id);
+        Ack {
+            action: VersionAction::Create,
+            version_serial: message_serial.clone(),
+            message_serial,
+            history_serial: serial,
+            delivery_serial: serial,
+            duplicate: false,
+        }
+    }
+
+    /// The reserved headers of this version's frame.
+    pub fn headers(&self, timestamp_ms: u64) -> Headers<'_> {
+        Headers {
+            action: self.action,
+            message_serial: &self.message_serial,
+            version_serial: &self.version_serial,
+            timestamp_ms,
+            history_serial: self.history_serial,
+        }
+    }
+
+    pub fn json(&self, channel: &str) -> String {
+        format!(
+            "{{\"channel\":{},\"message_serial\":{},\"action\":\"{}\",\"accepted\":true,\"version_serial\":{},\"history_serial\":{},\"delivery_serial\":{},\"status\":\"{}\"}}",
+            json_str(channel),
+            json_str(&self.message_serial),
+            action_name(self.action),
+            json_str(&self.version_serial),
+            self.history_serial,
+            self.delivery_serial,
+            if self.duplicate { "duplicate" } else { "applied" }
+        )
+    }
+
+    /// The serial fields a versioned create adds to its publish acknowledgement.
+    pub fn publish_fields(&self) -> String {
+        format!(
+            ",\"message_serial\":{},\"history_serial\":{},\"delivery_serial\":{},\"version_serial\":{}",
+            json_str(&self.message_serial),
+            self.history_serial,
+            self.delivery_serial,
+            json_str(&self.version_serial)
+        )
+    }
+}
+
+/// Fields a mutation may clear.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub struct Clear {
+    pub name: bool,
+    pub data: bool,
+    pub extras: bool,
+}
+
+/// A mutation as the HTTP API received it (`docs/protocol/v2.md#mutation-endpoints`), checked
+/// for shape; the owner checks it against the message.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Mutation {
+    pub action: VersionAction,
+    pub name: Option<String>,
+    /// New data (update, delete) or the fragment (append). As with publishes, data is a string:
+    /// any other JSON value is sent as its JSON text.
+    pub data: Option<String>,
+    /// A JSON object's text.
+    pub extras: Option<String>,
+    pub clear: Clear,
+    pub description: Option<String>,
+    /// A JSON object's text.
+    pub metadata: Option<String>,
+    pub op_id: Option<String>,
+    pub client_id: Option<String>,
+    pub socket_id: Option<String>,
+}
+
+const MAX_OP_ID: usize = 64;
+const MAX_CLIENT_ID: usize = 128;
+
+impl Mutation {
+    pub fn parse(action: VersionAction, body: &sonic_rs::Value) -> Result<Mutation, String> {
+        if !body.is_object() {
+            return Err("the body must be a JSON object".into());
+        }
+        let text = |key: &str| -> Result<Option<String>, String> {
+            match body.get(key) {
+                None => Ok(None),
+                Some(v) if v.is_null() => Ok(None),
+                Some(v) => v.as_str().map(|s| Some(s.to_owned())).ok_or_else(|| format!("{key} must be a string")),
+            }
+        };
+        let object = |key: &str| -> Result<Option<String>, String> {
+            match body.get(key) {
+                None => Ok(None),
+                Some(v) if v.is_null() => Ok(None),
+                Some(v) if v.is_object() => Ok(Some(v.to_string())),
+                Some(_) => Err(format!("{key} must be a JSON object")),
+            }
+        };
+        let data = match body.get("data") {
+            None => None,
+            Some(v) if v.is_null() => None,
+            Some(v) if v.get_type() == JsonType::String => Some(v.as_str().unwrap_or_default().to_owned()),
+            Some(_) if action == VersionAction::Append => return Err("append data must be a string".into()),
+            Some(v) => Some(v.to_string()),
+        };
+        let mut clear = Clear::default();
+        match body.get("clear_fields") {
+            None => {}
+            Some(v) if v.is_null() => {}
+            Some(_) if action == VersionAction::Append => return Err("an append cannot clear fields".into()),
+            Some(v) => {
+                let list = v.as_array().ok_or("clear_fields must be an array")?;
+                for f in list.iter() {
+                    let slot = match f.as_str() {
+                        Some("name") => &mut clear.name,
+                        Some("data") => &mut clear.data,
+                        Some("extras") => &mut clear.extras,
+                        _ => return Err(format!("clear_fields may hold \"name\", \"data\" and \"extras\", not {f}")),
+                    };
+                    if *slot {
+                        return Err(format!("clear_fields lists {f} twice"));
+                    }
+                    *slot = true;
+                }
+            }
+        }
+        let m = Mutation {
+            action,
+            name: text("name")?,
+            data,
+            extras: object("extras")?,
+            clear,
+            description: text("description")?,
+            metadata: object("metadata")?,
+            op_id: text("op_id")?,
+            client_id: text("client_id")?,
+            socket_id: text("socket_id")?,
+        };
+        m.check()?;
+        Ok(m)
+    }
+
+    fn check(&self) -> Result<(), String> {
+        for (cleared, given, field) in [
+            (self.clear.name, self.name.is_some(), "name"),
+            (self.clear.data, self.data.is_some(), "data"),
+            (self.clear.extras, self.extras.is_some(), "extras"),
+        ] {
+            if cleared && given {
+                return Err(format!("{field} is both given and in clear_fields"));
+            }
+        }
+        match self.action {
+            VersionAction::Update
+                if self.name.is_none()
+                    && self.data.is_none()
+                    && self.extras.is_none()
+                    && self.clear == Clear::default() =>
+            {
+                return Err("an update needs name, data, extras or clear_fields".into())
+            }
+            VersionAction::Append if self.name.is_some() => return Err("an append cannot change the name".into()),
+            VersionAction::Append if self.data.is_none() => return Err("append data is required".into()),
+            VersionAction::Append if self.data.as_deref() == Some("") => {
+                return Err("append data must not be empty".into())
+            }
+            VersionAction::Delete if self.name.is_some() => return Err("a delete cannot change the name".into()),
+            _ => {}
+        }
+        if self.op_id.as_deref().is_some_and(|o| o.is_empty() || o.len() > MAX_OP_ID) {
+            return Err(format!("op_id must be 1 to {MAX_OP_ID} bytes"));
+        }
+        if self.client_id.as_deref().is_some_and(|c| c.is_empty() || c.len() > MAX_CLIENT_ID) {
+            return Err(format!("client_id must be 1 to {MAX_CLIENT_ID} bytes"));
+        }
+        Ok(())
+    }
+
+    /// A digest of everything the mutation does, so that an `op_id` retry can be told from a
+    /// different operation under the same `op_id` (`docs/protocol/v2.md#op_id-idempotency`).
+    pub fn digest(&self) -> [u8; 32] {
+        let mut h = Sha256::new();
+        h.update([self.action as u8, self.clear.name as u8, self.clear.data as u8, self.clear.extras as u8]);
+        for field in [&self.name, &self.data, &self.extras, &self.description, &self.metadata, &self.client_id] {
+            match field {
+                Some(s) => {
+                    h.update([1]);
+                    h.update((s.len() as u64).to_be_bytes());
+                    h.update(s.as_bytes());
+                }
+                None => h.update([0]),
+            }
+        }
+        h.finalize().into()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(action: VersionAction, json: &str) -> Result<Mutation, String> {
+        Mutation::parse(action, &sonic_rs::from_str(json).unwrap())
+    }
+
+    #[test]
+    fn serials_round_trip_and_sort() {
+        let s = serial_string(42, "abc-def");
+        assert_eq!(parse_serial(&s), Some((42, "abc-def")));
+        assert!(serial_string(9, "x") < serial_string(10, "x"));
+        for bad in ["", "42:abc", "0000000000000000004a:x", "00000000000000000042:", "00000000000000000042"] {
+            assert_eq!(parse_serial(bad), None, "{bad}");
+        }
+    }
+
+    #[test]
+    fn headers_merge_into_extras() {
+        let h = Headers {
+            action: VersionAction::Append,
+            message_serial: "m",
+            version_serial: "v",
+            timestamp_ms: 7,
+            history_serial: 3,
+        };
+        let bare: sonic_rs::Value = sonic_rs::from_str(&extras_with_headers(None, &h)).unwrap();
+        assert_eq!(bare["headers"]["sockudo_action"].as_str(), Some("message.append"));
+        assert_eq!(bare["headers"]["sockudo_history_serial"].as_u64(), Some(3));
+        let given = r#"{"ai":{"transport":{"status":"streaming"}},"headers":{"a":"1","sockudo_action":"forged"}}"#;
+        let merged: sonic_rs::Value = sonic_rs::from_str(&extras_with_headers(Some(given), &h)).unwrap();
+        assert_eq!(merged["headers"]["a"].as_str(), Some("1"));
+        assert_eq!(merged["headers"]["sockudo_action"].as_str(), Some("message.append"));
+        assert_eq!(merged["headers"]["sockudo_version_timestamp_ms"].as_u64(), Some(7));
+        assert_eq!(merged["ai"]["transport"]["status"].as_str(), Some("streaming"));
+    }
+
+    #[test]
+    fn mutation_rules() {
+        use VersionAction::*;
+        let m = parse(Update, r#"{"data":{"a":1},"clear_fields":["extras"],"op_id":"o1"}"#).unwrap();
+        assert_eq!(m.data.as_deref(), Some(r#"{"a":1}"#));
+        assert!(m.clear.extras);
+        assert!(parse(Update, "{}").unwrap_err().contains("needs"));
+        assert!(parse(Update, r#"{"data":"x","clear_fields":["data"]}"#).unwrap_err().contains("both"));
+        assert!(parse(Update, r#"{"clear_fields":["data","data"]}"#).unwrap_err().contains("twice"));
+        assert!(parse(Update, r#"{"clear_fields":["tags"]}"#).is_err());
+        assert!(parse(Append, r#"{"data":1}"#).unwrap_err().contains("string"));
+        assert!(parse(Append, r#"{"data":""}"#).is_err());
+        assert!(parse(Append, r#"{}"#).is_err());
+        assert!(parse(Append, r#"{"data":"x","op_id":""}"#).is_err());
+        assert!(parse(Append, &format!(r#"{{"data":"x","op_id":"{}"}}"#, "o".repeat(65))).is_err());
+        assert!(parse(Delete, "{}").is_ok());
+        assert!(parse(Update, r#"{"extras":[1]}"#).is_err());
+        let a = parse(Append, r#"{"data":"x","op_id":"1"}"#).unwrap();
+        let b = parse(Append, r#"{"data":"y","op_id":"1"}"#).unwrap();
+        assert_ne!(a.digest(), b.digest());
+        assert_eq!(a.digest(), parse(Append, r#"{"op_id":"1","data":"x"}"#).unwrap().digest());
+    }
+}

@@ -1,0 +1,350 @@
+//! Update, delete and append of a mutable message on the channel's owner
+//! (`docs/protocol/v2.md#mutable-messages`). The owner checks the mutation against the
+//! message as it stands (held in `message_cache.rs`, read from the store on first use), gives
+//! it the next serial, stores its history row and version in one batch, and delivers a
+//! `sockudo:message.<action>` frame to every V2 subscriber through the commit pipeline, like
+//! any publish. Mutations of one message are applied one at a time in serial order, each
+//! against the state its predecessor left.
+
+use super::broadcast::Broadcast;
+use super::commit::{Append, Commit, VersionCommit};
+use super::message_cache::{Entry, HeldReceipt, Lookup, MessageKey};
+use super::stream::Kept;
+use super::{is_presence, ChannelOp, Done, OpFailure, Operation, Rejection};
+use crate::protocol::outbound::{self, Data, Position};
+use crate::protocol::versioned::{self, Ack, Mutation, VersionFrame};
+use crate::shard::route::Responder;
+use crate::shard::Shard;
+use crate::time::unix_ms;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+use storage::{MessageState, Receipt, VersionAction, VersionData, VersionRecord, VersionWrite};
+
+/// The largest text a message may grow to by appends.
+pub const MAX_AGGREGATE_BYTES: usize = 1 << 20;
+
+/// A mutation of the message created at `message` in stream `stream_id`.
+pub struct Mutate {
+    pub message: u64,
+    pub stream_id: String,
+    pub mutation: Mutation,
+    /// The client the version is recorded as made by (`client_id`), if any.
+    pub actor: Option<String>,
+}
+
+/// A mutation waiting for its message to be read from the store.
+pub struct PendingMutation {
+    op: ChannelOp,
+    reply: Responder<ChannelOp>,
+}
+
+impl Shard {
+    pub(super) fn mutate(self: &Rc<Self>, op: ChannelOp, reply: Responder<ChannelOp>) {
+        let Operation::Mutate(m) = &op.op else { unreachable!("mutate is only called with a Mutate operation") };
+        let (app, channel, message) = (op.app, op.channel.clone(), m.message);
+        {
+            let mut channels = self.channels.borrow_mut();
+            let stream = &channels.entry(app, &channel).stream;
+            // Only serials this stream handed out name messages; the store knows which of
+            // those are mutable and still retained.
+            if *stream.id != *m.stream_id || message >= stream.next_serial_to_assign() {
+                drop(channels);
+                reply.send(Err(OpFailure::Rejected(unknown_message())));
+                return;
+            }
+        }
+        let Some(store) = self.store() else {
+            reply.send(Err(OpFailure::Rejected(Rejection::invalid("durable history is not enabled".into()))));
+            return;
+        };
+        let key: MessageKey = (app, channel.clone(), message);
+        let pending = PendingMutation { op, reply };
+        let mut cache = self.messages.borrow_mut();
+        match cache.lookup(&key, pending) {
+            (Lookup::Ready(entry), Some(p)) => {
+                let applied = self.apply(entry, p);
+                cache.resized(&key);
+                drop(cache);
+                if let Some(commit) = applied {
+                    self.pipeline.push(commit);
+                }
+            }
+            (Lookup::Ready(_), None) => unreachable!("a ready entry hands the mutation back"),
+            (Lookup::Queued, _) => {}
+            (Lookup::Load, _) => {
+                drop(cache);
+                // Crosses to this shard's store thread; the mutations of this message wait in
+                // the cache slot meanwhile, in arrival order.
+                let read = store.message(&self.ctx.apps.get(app).id, &channel, message, true);
+                let shard = self.clone();
+                crate::shard::spawn(self, "message load", async move {
+                    let state = read.await;
+                    shard.loaded(key, state);
+                });
+            }
+        }
+    }
+
+    /// The store answered for a message: the mutations that waited for it run now, in order.
+    fn loaded(&self, key: MessageKey, state: Result<Option<MessageState>, storage::StorageError>) {
+        let failure = match &state {
+            Ok(None) => Some(OpFailure::Rejected(unknown_message())),
+            Err(e) => Some(OpFailure::Storage(format!("the message could not be read: {e}"))),
+            Ok(Some(_)) => None,
+        };
+        let waiting = self.messages.borrow_mut().loaded(&key, state.ok().flatten());
+        if let Some(failure) = failure {
+            for p in waiting {
+                p.reply.send(Err(failure.clone()));
+            }
+            return;
+        }
+        for p in waiting {
+            let mut cache = self.messages.borrow_mut();
+            let (lookup, p) = cache.lookup(&key, p);
+            let (Lookup::Ready(entry), Some(p)) = (lookup, p) else { unreachable!("a message just loaded is ready") };
+            let applied = self.apply(entry, p);
+            cache.resized(&key);
+            drop(cache);
+            if let Some(commit) = applied {
+                self.pipeline.push(commit);
+            }
+        }
+    }
+
+    /// Checks a mutation against the message and, if it applies, advances the held state and
+    /// returns its commit; otherwise answers it.
+    fn apply(&self, entry: &mut Entry, p: PendingMutation) -> Option<Commit> {
+        let PendingMutation { op, reply } = p;
+        let ChannelOp { app, channel, op: Operation::Mutate(m), exclude, origin } = op else {
+            unreachable!("only mutations wait for messages")
+        };
+        let stream_id: Arc<str> = m.stream_id.as_str().into();
+        let message_serial = versioned::serial_string(m.message, &stream_id);
+        let digest = m.mutation.digest();
+        let action = m.mutation.action;
+        if let Some(op_id) = m.mutation.op_id.as_deref() {
+            if let Some(r) = entry.receipt(action, op_id) {
+                reply.send(match (r.digest == digest, r.committed) {
+                    (false, _) => Err(OpFailure::Rejected(Rejection::invalid(format!(
+                        "op_id {op_id:?} was already used for a different {} of this message",
+                        versioned::action_name(action)
+                    )))),
+                    // The first request is still being stored: its outcome is not known yet.
+                    (true, false) => Err(OpFailure::Rejected(Rejection {
+                        status: 503,
+                        code: "backpressure",
+                        message: format!("a mutation with op_id {op_id:?} is still being stored; retry"),
+                    })),
+                    (true, true) => Ok(self.duplicate(app, &channel, &message_serial, &stream_id, entry, r)),
+                });
+                return None;
+            }
+        }
+        let next = match next_state(&entry.state, &m.mutation) {
+            Ok(next) => next,
+            Err(rejection) => {
+                reply.send(Err(OpFailure::Rejected(rejection)));
+                return None;
+            }
+        };
+        let Some(store) = self.store() else { unreachable!("mutations are checked for a store first") };
+        let now = Instant::now();
+        let now_ms = unix_ms();
+        let mut channels = self.channels.borrow_mut();
+        let stream = &mut channels.entry(app, &channel).stream;
+        let (serial, epoch) = stream.next_serial();
+        let message_id = outbound::uuid_v4();
+        let ack = Ack {
+            action,
+            version_serial: versioned::serial_string(serial, &stream_id),
+            message_serial,
+            history_serial: m.message,
+            delivery_serial: serial,
+            duplicate: false,
+        };
+        let headers = ack.headers(now_ms);
+        let pos = Position { message_id: &message_id, stream_id: &stream_id, serial: Some(serial) };
+        let frame = |data: Data<'_>| {
+            let extras = versioned::extras_with_headers(next.extras.as_deref(), &headers);
+            Arc::new(
+                VersionFrame {
+                    action,
+                    channel: &channel,
+                    data,
+                    name: &next.name,
+                    user_id: m.actor.as_deref(),
+                    pos,
+                    extras: &extras,
+                }
+                .encode(),
+            )
+        };
+        let fragment = m.mutation.data.as_deref();
+        // Sockets in `append_mode=delta` get an append's fragment, those in `full` the whole
+        // text; updates and deletes carry the whole message for both.
+        let (v2, full) = match action {
+            VersionAction::Append => {
+                (frame(Data::Str(fragment.unwrap_or_default())), Some(frame(versioned::data_of(&next.data))))
+            }
+            _ => (frame(versioned::data_of(&next.data)), None),
+        };
+        let record = VersionRecord {
+            action,
+            delivery_serial: serial,
+            timestamp_ms: now_ms,
+            message_id: message_id.clone(),
+            name: (action != VersionAction::Append).then(|| next.name.clone()),
+            data: match action {
+                VersionAction::Append => VersionData::Text(fragment.unwrap_or_default().to_owned()),
+                _ => next.data.clone(),
+            },
+            extras: match action {
+                VersionAction::Append => m.mutation.extras.clone(),
+                _ => next.extras.clone(),
+            },
+            user_id: m.actor.clone(),
+            client_id: m.actor.clone(),
+            description: m.mutation.description.clone(),
+            metadata: m.mutation.metadata.clone(),
+        };
+        let receipt = m.mutation.op_id.as_ref().map(|op_id| Receipt {
+            action,
+            op_id: op_id.clone(),
+            digest,
+            delivery_serial: serial,
+        });
+        let history = storage::HistoryRecord {
+            published_at_ms: now_ms,
+            message_id: message_id.clone(),
+            event_name: versioned::event_name(action).to_owned(),
+            payload: v2.to_vec(),
+            kind: storage::RecordKind::Mutation { message: m.message },
+        };
+        let write = VersionWrite { message: m.message, record: record.clone(), receipt };
+        // Crosses to this shard's store thread: the row, the version and the receipt in one batch.
+        let ticket = store.append_version(&self.ctx.apps.get(app).id, &channel, &stream_id, serial, history, write);
+        let durable = (self.ctx.config.history.store.fsync == storage::Fsync::Always).then_some(ticket.durable);
+        let mut kept = Kept::new(serial, now, message_id.as_str().into(), v2.clone());
+        if action == VersionAction::Append {
+            kept.append_to = Some(m.message);
+            kept.full.clone_from(&full);
+        }
+        let mut broadcast = Broadcast::new(Some(serial), now, None, v2);
+        if let Some(full) = full {
+            broadcast = broadcast.with_full_append(full);
+        }
+        drop(channels);
+        entry.state = next;
+        entry.state.latest = record;
+        entry.state.versions += 1;
+        if action == VersionAction::Append {
+            entry.state.appends += 1;
+        }
+        if let Some(op_id) = &m.mutation.op_id {
+            entry.receipts.push(HeldReceipt {
+                action,
+                op_id: op_id.clone(),
+                digest,
+                delivery_serial: serial,
+                committed: false,
+            });
+        }
+        Some(Commit {
+            app,
+            channel: channel.clone(),
+            stream_id,
+            append: Some(Append { serial, epoch, written: Some(ticket.written), durable }),
+            message: broadcast,
+            kept: Some(kept),
+            version: Some(VersionCommit {
+                ack,
+                message: Some((app, channel, m.message)),
+                op_id: m.mutation.op_id.clone(),
+            }),
+            exclude,
+            origin,
+            reply,
+        })
+    }
+
+    /// The answer to an op_id retry of a mutation already applied: its serials, nothing sent.
+    fn duplicate(
+        &self,
+        app: crate::config::AppIdx,
+        channel: &Arc<str>,
+        message_serial: &str,
+        stream_id: &str,
+        entry: &Entry,
+        r: &HeldReceipt,
+    ) -> Done {
+        let occupancy = {
+            let mut channels = self.channels.borrow_mut();
+            channels.entry(app, channel).occupancy(is_presence(channel))
+        };
+        let ack = Ack {
+            action: r.action,
+            message_serial: message_serial.to_owned(),
+            version_serial: versioned::serial_string(r.delivery_serial, stream_id),
+            history_serial: entry.state.history_serial,
+            delivery_serial: r.delivery_serial,
+            duplicate: true,
+        };
+        Done { occupancy, version: Some(ack) }
+    }
+}
+
+fn unknown_message() -> Rejection {
+    Rejection::not_found("no mutable message with this message_serial in the channel's history".into())
+}
+
+/// The message after `m`: update and delete are shallow mixins of name, data and extras (each
+/// kept, cleared or replaced); append concatenates onto text and may replace the extras.
+fn next_state(now: &MessageState, m: &Mutation) -> Result<MessageState, Rejection> {
+    let mut next = MessageState { receipts: Vec::new(), ..now.clone() };
+    match m.action {
+        VersionAction::Append => {
+            let base = match &now.data {
+                VersionData::Absent => "",
+                VersionData::Text(t) => t,
+                VersionData::Json(_) => {
+                    return Err(Rejection::invalid("cannot append to a message whose data is not a string".into()))
+                }
+            };
+            let fragment = m.data.as_deref().unwrap_or_default();
+            if base.len() + fragment.len() > MAX_AGGREGATE_BYTES {
+                return Err(Rejection {
+                    status: 413,
+                    code: "payload_too_large",
+                    message: format!(
+                        "the message would grow to {} bytes; appends may make it at most {MAX_AGGREGATE_BYTES}",
+                        base.len() + fragment.len()
+                    ),
+                });
+            }
+            next.data = VersionData::Text(format!("{base}{fragment}"));
+            if m.extras.is_some() {
+                next.extras.clone_from(&m.extras);
+            }
+        }
+        _ => {
+            if m.clear.name {
+                next.name = String::new();
+            } else if let Some(name) = &m.name {
+                next.name.clone_from(name);
+            }
+            if m.clear.data {
+                next.data = VersionData::Absent;
+            } else if let Some(data) = &m.data {
+                next.data = VersionData::Text(data.clone());
+            }
+            if m.clear.extras {
+                next.extras = None;
+            } else if m.extras.is_some() {
+                next.extras.clone_from(&m.extras);
+            }
+        }
+    }
+    Ok(next)
+}
