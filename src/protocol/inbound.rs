@@ -1,6 +1,7 @@
 //! Client-to-server frames: decoding and the shapes of each event's `data`
 //! (`docs/protocol/pusher.md#inbound-processing-order`).
 
+use super::capabilities::Capabilities;
 use super::error::ProtocolError;
 use serde::Deserialize;
 use sonic_rs::{JsonType, JsonValueTrait, LazyValue};
@@ -219,6 +220,8 @@ impl Signin {
 pub struct UserData {
     pub id: String,
     pub watchlist: Option<Vec<String>>,
+    /// `docs/protocol/v2.md#actor-binding`
+    pub capabilities: Option<Capabilities>,
 }
 
 pub fn user_data(user_data: &str) -> Result<UserData, ProtocolError> {
@@ -226,6 +229,7 @@ pub fn user_data(user_data: &str) -> Result<UserData, ProtocolError> {
     struct Raw {
         id: Option<sonic_rs::Value>,
         watchlist: Option<Vec<String>>,
+        capabilities: Option<sonic_rs::Value>,
     }
     let raw: Raw =
         sonic_rs::from_str(user_data).map_err(|e| ProtocolError::auth(format!("Invalid user_data JSON: {e}")))?;
@@ -235,7 +239,14 @@ pub fn user_data(user_data: &str) -> Result<UserData, ProtocolError> {
         }
         _ => return Err(ProtocolError::auth("Missing 'id' field in user_data")),
     };
-    Ok(UserData { id, watchlist: raw.watchlist })
+    let capabilities = match raw.capabilities.filter(|c| !c.is_null()) {
+        Some(c) => Some(
+            Capabilities::parse(&c)
+                .map_err(|e| ProtocolError::auth(format!("Invalid capabilities in user_data: {e}")))?,
+        ),
+        None => None,
+    };
+    Ok(UserData { id, watchlist: raw.watchlist, capabilities })
 }
 
 /// One channel's recovery position in `sockudo:resume` (`docs/protocol/v2.md#resume-request`).

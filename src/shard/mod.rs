@@ -6,6 +6,7 @@
 
 pub mod channel;
 pub mod idempotency;
+pub mod identity;
 pub mod limits;
 pub mod route;
 pub mod watch;
@@ -35,6 +36,8 @@ pub struct Shard {
     calls: RefCell<route::Calls>,
     channels: RefCell<channel::Channels>,
     pipeline: channel::commit::Pipeline,
+    /// Signed-in identities of this shard's V2 sockets (`identity.rs`).
+    pub identities: RefCell<identity::Identities>,
     /// Mutable messages being mutated, for the channels this shard owns.
     messages: RefCell<channel::message_cache::MessageCache>,
     watch: RefCell<watch::Watch>,
@@ -56,6 +59,7 @@ impl Shard {
             calls: RefCell::default(),
             channels: RefCell::new(channel::Channels::new(apps)),
             pipeline: channel::commit::Pipeline::default(),
+            identities: RefCell::default(),
             messages: RefCell::new(channel::message_cache::MessageCache::new(message_cache_bytes)),
             watch: RefCell::new(watch::Watch::new(apps)),
             idempotency: RefCell::default(),

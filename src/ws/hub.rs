@@ -111,6 +111,9 @@ impl Hub {
         let channels = std::mem::take(&mut s.channels);
         let user = if s.signed_in || s.user_id.is_some() { s.user_id.take() } else { None };
         let signed_in = std::mem::replace(&mut s.signed_in, false);
+        if signed_in {
+            self.shard.identities.borrow_mut().remove(&s.id);
+        }
         let watchlist = s.watchlist.take();
         for (channel, sub) in channels {
             self.count_unsubscribe(app, &channel, index.remove_subscriber(app, &channel, key));

@@ -16,7 +16,8 @@ The SDK never hands `message_id`/`stream_id`/`serial` to application callbacks (
 single decode entry point and the envelope is asserted on those frames; app-visible delivery is
 asserted through the public `channel.bind` callbacks.
 
-Covers `docs/protocol/v2.md` (negotiation, envelope, recovery, rewind, durable history) and
+Covers `docs/protocol/v2.md` (negotiation, envelope, recovery, rewind, durable history, mutable
+messages through `sockudo-http-python`'s message methods and `sockudo-python`'s `append_mode`) and
 idempotent publishing (`docs/protocol/http-api.md#idempotency`), presence updates
 (`docs/protocol/v2.md#presence-update`). History
 (`docs/protocol/v2.md#durable-history`) and rewind (`docs/protocol/v2.md#rewind`) tests fail
@@ -37,11 +38,14 @@ from sockudo_http_python import (
     ChannelParams,
     Config,
     HistoryParams,
+    MessageMutation,
+    MessageVersionsParams,
     PresenceUser,
     Sockudo,
     TriggerOptions,
 )
 from sockudo_python import (
+    AppendMode,
     ChannelAuthorizationData,
     ChannelAuthorizationOptions,
     ConnectionState,
@@ -641,5 +645,64 @@ def test_presence_update_via_sdk(server):
             await until(lambda: ann_ch.members.member("ann").info == {"status": "thinking"},
                         "the sender's own update", ann.describe)
             assert ann.errors == [] and bob.errors == []
+
+    asyncio.run(main())
+
+
+# ------------------------------------------------------------------ mutable messages
+
+
+def test_mutable_messages_via_sdks(server, http):
+    """Mutable messages (`docs/protocol/v2.md#mutable-messages`) with the SDKs' own calls: the
+    server SDK's publish with `info`, `append_message`, `update_message`, `delete_message`,
+    `get_message`, `get_message_versions` (it quotes the `:` of the serial in the path); two
+    sockudo-python clients, one per `append_mode`, see the appends as fragment and whole text."""
+    ch = uniq("py-v2-mutable")
+
+    async def main():
+        delta = v2_client(server.port)
+        full = v2_client(server.port, append_mode=AppendMode.FULL)
+        d_ch, f_ch = delta.subscribe(ch), full.subscribe(ch)
+        async with connected(delta), connected(full):
+            await subscribed(delta, d_ch)
+            await subscribed(full, f_ch)
+            sent = [m for m in full.sent if m["event"] == "sockudo:subscribe"]
+            assert sent, full.describe()
+            ack = ok_json(http.trigger(ch, "answer", "Hel", TriggerOptions(info="subscription_count")), "publish")
+            entry = ack["channels"][ch]
+            serial = entry["message_serial"]
+            assert entry["subscription_count"] == 2 and entry["history_serial"] == 1, ack
+            for part in ("lo", ", world"):
+                r = ok_json(http.append_message(ch, serial, part), "append")
+                assert r["status"] == "applied" and r["message_serial"] == serial, r
+            await until(lambda: len(app_frames(full, ch, "sockudo:message.append")) == 2, "two appends",
+                        full.describe)
+            await until(lambda: len(app_frames(delta, ch, "sockudo:message.append")) == 2, "two appends",
+                        delta.describe)
+            assert [f["data"] for f in app_frames(delta, ch, "sockudo:message.append")] == ["lo", ", world"]
+            assert [f["data"] for f in app_frames(full, ch, "sockudo:message.append")] == ["Hello", "Hello, world"]
+            up = ok_json(http.update_message(ch, serial, MessageMutation(
+                name="final", extras={"headers": {"k": "v"}}, description="done", client_id="editor")), "update")
+            assert (up["action"], up["delivery_serial"]) == ("update", 4), up
+            await until(lambda: app_frames(delta, ch, "sockudo:message.update"), "update frame", delta.describe)
+            f = app_frames(delta, ch, "sockudo:message.update")[0]
+            assert (f["data"], f["name"], f["user_id"]) == ("Hello, world", "final", "editor"), f
+            assert f["extras"]["headers"]["k"] == "v"
+            assert f["extras"]["headers"]["sockudo_version_serial"] == up["version_serial"]
+
+        latest = ok_json(http.get_message(ch, serial), "get latest")["item"]
+        assert (latest["event"], latest["data"], latest["name"]) == ("sockudo:message.update", "Hello, world", "final")
+        assert latest["version"]["description"] == "done" and latest["version"]["client_id"] == "editor"
+        page = ok_json(http.get_message_versions(ch, serial, MessageVersionsParams(limit=2, direction="oldest_first")),
+                       "versions")
+        assert [i["action"] for i in page["items"]] == ["create", "append"] and page["has_more"], page
+        rest = ok_json(http.get_message_versions(ch, serial, MessageVersionsParams(
+            limit=2, direction="oldest_first", cursor=page["next_cursor"])), "versions page 2")
+        assert [i["data"] for i in rest["items"]] == [", world", "Hello, world"] and rest["next_cursor"] is None, rest
+        gone = ok_json(http.delete_message(ch, serial, MessageMutation(clear_fields=["data"])), "delete")
+        assert gone["action"] == "delete"
+        assert ok_json(http.get_message(ch, serial), "get deleted")["item"]["data"] is None
+        missing = http.get_message(ch, "00000000000000000099:none")
+        assert missing.status_code == 404, missing.message
 
     asyncio.run(main())

@@ -11,6 +11,7 @@ use crate::publish::publish;
 use crate::shard::channel::broadcast::{ChannelEvent, EventData};
 use crate::shard::channel::Done;
 use crate::shard::idempotency::{self, Space, Taken};
+use crate::shard::identity::SocketIdentity;
 use crate::shard::Shard;
 use crate::socket_id::SocketId;
 use serde::Deserialize;
@@ -31,12 +32,22 @@ pub async fn events(shard: &Rc<Shard>, app_idx: AppIdx, req: &Request) -> Result
         Claimed::Repeat(stored) => return Ok(stored),
     };
     let event = EventRequest::parse(app, &body)?;
-    let published = publish(shard, app_idx, &event.channels, event.to_channel_event(), event.exclude).await?;
+    let creator = creator(shard, event.exclude).await?;
+    let published = publish(shard, app_idx, &event.channels, event.to_channel_event(creator), event.exclude).await?;
     let response = Response::json(200, publish_response(event.info, &published));
     if let Some(h) = held {
         h.keep(&response.body).await;
     }
     Ok(response)
+}
+
+/// The signed-in user of the publish's `socket_id`, which a versioned create records as its
+/// creator (`docs/protocol/v2.md#actor-binding`); asked only when creates are versioned.
+async fn creator(shard: &Rc<Shard>, socket: Option<SocketId>) -> Result<Option<Arc<str>>, ApiError> {
+    let Some(id) = socket.filter(|_| shard.ctx.config.versioned.enabled) else { return Ok(None) };
+    // Crosses to the shard that holds the socket.
+    let identity = shard.invoke_on(id.shard(shard.shards), SocketIdentity { socket_id: id }).await?;
+    Ok(identity.map(|i| i.user_id))
 }
 
 /// The body of a successful single publish.
@@ -158,11 +169,12 @@ impl Info {
 
 impl EventRequest {
     /// The event as its owners publish it.
-    fn to_channel_event(&self) -> Arc<ChannelEvent> {
+    fn to_channel_event(&self, creator: Option<Arc<str>>) -> Arc<ChannelEvent> {
         Arc::new(ChannelEvent {
             name: self.name.clone(),
             data: EventData::Str(self.data.clone()),
             user_id: None,
+            creator,
             message_id: self.message_id.clone(),
             extras: self.extras.clone(),
             ephemeral: self.ephemeral,
@@ -294,7 +306,8 @@ pub async fn batch(shard: &Rc<Shard>, app_idx: AppIdx, req: &Request) -> Result<
             },
             None => None,
         };
-        let published = publish(shard, app_idx, &ev.channels, ev.to_channel_event(), ev.exclude).await?;
+        let creator = creator(shard, ev.exclude).await?;
+        let published = publish(shard, app_idx, &ev.channels, ev.to_channel_event(creator), ev.exclude).await?;
         if let Some(h) = item {
             h.keep(&publish_response(ev.info, &published)).await;
         }

@@ -6,11 +6,14 @@ use super::super::request::Request;
 use super::super::response::{ApiError, Response};
 use super::json_body;
 use crate::config::AppIdx;
+use crate::protocol::capabilities::Op;
 use crate::protocol::versioned::{self, Mutation};
 use crate::publish::PublishError;
 use crate::shard::channel::mutate::Mutate;
 use crate::shard::channel::{ChannelOp, Operation, Origin};
+use crate::shard::identity::SocketIdentity;
 use crate::shard::Shard;
+use crate::socket_id::SocketId;
 use std::rc::Rc;
 use storage::{Direction, MessageState, Store, VersionAction, VersionsQuery};
 
@@ -58,20 +61,57 @@ pub async fn mutate(
             limit / 1024
         )));
     }
-    if mutation.socket_id.is_some() {
-        // Binding a mutation to a socket needs the sign-in capabilities (message_*_own/_any),
-        // which this server does not read yet: refuse rather than treat it as privileged.
-        return Err(ApiError::invalid_input(
-            "socket_id actor binding is not supported yet; send the mutation without socket_id and name the actor with client_id",
-        ));
-    }
-    let actor = mutation.client_id.clone();
-    let op = Operation::Mutate(Box::new(Mutate { message: t.message, stream_id: t.stream_id, mutation, actor }));
+    let (actor, own_only) = match mutation.socket_id.as_deref() {
+        None => (mutation.client_id.clone(), false),
+        Some(socket_id) => bound_actor(shard, socket_id, &mutation, channel).await?,
+    };
+    let mutate = Mutate { message: t.message, stream_id: t.stream_id, mutation, actor, own_only };
+    let op = Operation::Mutate(Box::new(mutate));
     let op = ChannelOp { app, channel: channel.into(), op, exclude: None, origin: Origin::Http };
     let owner = shard.channel_owner(app, channel);
     let done = shard.invoke_on(owner, op).await?.map_err(|f| ApiError::from(PublishError::from(f)))?;
     let ack = done.version.expect("a mutation answers with its version");
     Ok(Response::json(200, ack.json(channel)))
+}
+
+/// A mutation bound to a socket (`docs/protocol/v2.md#actor-binding`): the socket must be a
+/// signed-in V2 connection here, `client_id` (if given) its user, and its sign-in
+/// capabilities must grant `message_<action>_any` (any message) or `_own` (the messages its
+/// user created) on the channel. Returns the actor and whether only its own messages qualify.
+async fn bound_actor(
+    shard: &Rc<Shard>,
+    socket_id: &str,
+    mutation: &Mutation,
+    channel: &str,
+) -> Result<(Option<String>, bool), ApiError> {
+    let id = SocketId::parse(socket_id).ok_or_else(|| ApiError::invalid_input("socket_id is not a socket id"))?;
+    // Crosses to the shard that holds the socket.
+    let identity = shard.invoke_on(id.shard(shard.shards), SocketIdentity { socket_id: id }).await?;
+    let Some(identity) = identity else {
+        return Err(ApiError::auth_failed(format!(
+            "socket {socket_id} is not a signed-in Protocol V2 connection on this server"
+        )));
+    };
+    if mutation.client_id.as_deref().is_some_and(|c| c != &*identity.user_id) {
+        return Err(ApiError::auth_failed("client_id is not the user the socket is signed in as"));
+    }
+    let (any, own) = match mutation.action {
+        VersionAction::Update => (Op::MessageUpdateAny, Op::MessageUpdateOwn),
+        VersionAction::Delete => (Op::MessageDeleteAny, Op::MessageDeleteOwn),
+        _ => (Op::MessageAppendAny, Op::MessageAppendOwn),
+    };
+    let caps = identity.capabilities.as_deref();
+    let user = Some(identity.user_id.to_string());
+    if caps.is_some_and(|c| c.allows(any, channel)) {
+        Ok((user, false))
+    } else if caps.is_some_and(|c| c.allows(own, channel)) {
+        Ok((user, true))
+    } else {
+        Err(ApiError::auth_failed(format!(
+            "the socket's sign-in grants neither message_{0}_any nor message_{0}_own on {channel}",
+            versioned::action_name(mutation.action)
+        )))
+    }
 }
 
 /// The message, if it exists in the channel's current stream.

@@ -60,6 +60,9 @@ pub struct ChannelEvent {
     /// JSON text of `data`: a string literal's contents (`Str`) or raw JSON (`Raw`).
     pub data: EventData,
     pub user_id: Option<Arc<str>>,
+    /// Who published it: the signed-in user of the HTTP publish's `socket_id`, if any. A
+    /// versioned create records it as the message's creator (`message_*_own` grants).
+    pub creator: Option<Arc<str>>,
     /// Publisher-supplied `message_id` (V2), else the owner makes one.
     pub message_id: Option<String>,
     /// `extras` as raw JSON, forwarded to V2 sockets only.

@@ -31,6 +31,9 @@ pub struct Mutate {
     pub mutation: Mutation,
     /// The client the version is recorded as made by (`client_id`), if any.
     pub actor: Option<String>,
+    /// Bound to a socket whose grant covers only its own messages: the actor must be the
+    /// message's creator.
+    pub own_only: bool,
 }
 
 /// A mutation waiting for its message to be read from the store.
@@ -124,6 +127,18 @@ impl Shard {
         let message_serial = versioned::serial_string(m.message, &stream_id);
         let digest = m.mutation.digest();
         let action = m.mutation.action;
+        if m.own_only && (m.actor.is_none() || entry.state.creator_client_id != m.actor) {
+            reply.send(Err(OpFailure::Rejected(Rejection {
+                status: 401,
+                code: "auth_failed",
+                message: format!(
+                    "the socket may {} only its own messages, and this one was not created by {:?}",
+                    versioned::action_name(action),
+                    m.actor.as_deref().unwrap_or_default()
+                ),
+            })));
+            return None;
+        }
         if let Some(op_id) = m.mutation.op_id.as_deref() {
             if let Some(r) = entry.receipt(action, op_id) {
                 reply.send(match (r.digest == digest, r.committed) {

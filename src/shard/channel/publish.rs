@@ -195,7 +195,7 @@ fn create_version(event: &ChannelEvent, message_id: &str, serial: u64, now_ms: u
         data,
         extras: event.extras.clone(),
         user_id: event.user_id.as_deref().map(str::to_owned),
-        client_id: None,
+        client_id: event.creator.as_deref().map(str::to_owned),
         description: None,
         metadata: None,
     };

@@ -85,6 +85,7 @@ impl Session {
             name: name.to_owned(),
             data: EventData::Raw(data.to_owned()),
             user_id: member,
+            creator: None,
             message_id: None,
             extras: None,
             ephemeral: false,

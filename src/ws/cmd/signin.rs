@@ -3,8 +3,9 @@
 
 use crate::auth;
 use crate::protocol::inbound::{self, ClientFrame, Signin};
-use crate::protocol::outbound;
+use crate::protocol::outbound::{self, Dialect};
 use crate::protocol::ProtocolError;
+use crate::shard::identity::Identity;
 use crate::shard::route;
 use crate::shard::watch::{self, Signin as WatchSignin};
 use crate::ws::session::Session;
@@ -35,6 +36,12 @@ impl Session {
             index.set_user(self.key, user_id.clone());
             previous
         };
+        // Another shard may ask who this socket is (a mutation bound to its socket_id).
+        if self.dialect == Dialect::V2 {
+            let capabilities = user.capabilities.map(Arc::new);
+            let identity = Identity { user_id: user_id.clone(), capabilities };
+            self.shard().identities.borrow_mut().insert(self.id, identity);
+        }
         let mut failure = None;
         if watching {
             if let Some((old, old_list)) = previous {

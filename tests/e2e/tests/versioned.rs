@@ -211,7 +211,8 @@ fn op_id_retries_are_duplicates() {
     assert_eq!(latest(&s, CH, &ms).json()["item"]["data"], "z");
 }
 
-// Every error of `docs/protocol/v2.md#mutation-errors`.
+// Every error of `docs/protocol/v2.md#mutation-errors` (the 401s of a socket binding are in
+// `socket_bound_mutations_follow_sign_in_capabilities`).
 #[test]
 fn mutation_errors() {
     let config = config("", &[AppConfig::dev().set("max_event_payload_in_kb", "600")]);
@@ -258,8 +259,6 @@ fn mutation_errors() {
     mutate_ok(&s, CH, &ms, "append", json!({"data": chunk}));
     let e = mutate(&s, CH, &ms, "append", json!({"data": chunk})).assert_error(413, "payload_too_large");
     assert!(e["error"].as_str().unwrap().contains("1048576"), "{e}");
-    // Binding to a socket is refused until sign-in capabilities are read (not privileged).
-    mutate(&s, CH, &ms, "update", json!({"data": "x", "socket_id": "1.2"})).assert_error(400, "invalid_input");
     drop(s);
 
     let s = Server::start_with_env(None, &[("VERSIONED_MESSAGES_ENABLED", "false")]);
@@ -525,4 +524,67 @@ fn acknowledged_mutations_survive_kill9() {
         (again["status"].as_str(), again["version_serial"].as_str()),
         (Some("duplicate"), Some(version.as_str()))
     );
+}
+
+/// A V2 socket signed in as `user` with these sign-in `capabilities`.
+fn signed_in_v2(s: &Server, user: &str, capabilities: Value) -> Client {
+    let mut c = v2_connected(s);
+    let ud = json!({"id": user, "capabilities": capabilities}).to_string();
+    let auth = signin_auth(&c.app, &c.socket_id, &ud);
+    c.send_json(&json!({"event": "sockudo:signin", "data": {"user_data": ud, "auth": auth}}));
+    c.expect_event("sockudo:signin_success");
+    c
+}
+
+// `docs/protocol/v2.md#actor-binding`: a mutation bound to a socket is made as its signed-in
+// user, within the grants of its sign-in capabilities; every failed check is 401.
+#[test]
+fn socket_bound_mutations_follow_sign_in_capabilities() {
+    let s = Server::start(None);
+    let own = signed_in_v2(&s, "alice", json!({"message_append_own": [CH], "message-update-any": ["ch*"]}));
+    let other = signed_in_v2(&s, "bob", json!({"message_append_own": [CH]}));
+    let bare = signed_in_v2(&s, "carol", json!({"subscribe": ["*"]}));
+    // Alice's publish names her socket: she is the message's creator.
+    let ack = s.publish_ok(json!({"name": "m", "channel": CH, "data": "a", "info": "", "socket_id": own.socket_id}));
+    let mine = ack["channels"][CH]["message_serial"].as_str().unwrap().to_owned();
+    let (theirs, _) = create(&s, CH, "m", "b");
+
+    let r = mutate_ok(&s, CH, &mine, "append", json!({"data": "+", "socket_id": own.socket_id}));
+    let v = versions(&s, CH, &mine, &[("limit", "1")]).json();
+    assert_eq!(
+        (v["items"][0]["version"]["client_id"].as_str(), v["items"][0]["user_id"].as_str()),
+        (Some("alice"), Some("alice"))
+    );
+    assert_eq!(r["status"], "applied");
+    let e = mutate(&s, CH, &theirs, "append", json!({"data": "+", "socket_id": own.socket_id}))
+        .assert_error(401, "auth_failed");
+    assert!(e["error"].as_str().unwrap().contains("own"), "{e}");
+    mutate(&s, CH, &mine, "append", json!({"data": "+", "socket_id": other.socket_id}))
+        .assert_error(401, "auth_failed");
+    // `_any` reaches every message on the channels its patterns match.
+    mutate_ok(&s, CH, &theirs, "update", json!({"data": "B", "socket_id": own.socket_id}));
+    mutate(&s, "other", &theirs, "update", json!({"data": "B", "socket_id": own.socket_id}))
+        .assert_error(401, "auth_failed");
+    // No message grant, a client_id that is not the socket's user, a socket not here or not
+    // signed in, a malformed socket id.
+    mutate(&s, CH, &mine, "append", json!({"data": "+", "socket_id": bare.socket_id})).assert_error(401, "auth_failed");
+    let e = mutate(&s, CH, &mine, "append", json!({"data": "+", "socket_id": own.socket_id, "client_id": "mallory"}))
+        .assert_error(401, "auth_failed");
+    assert!(e["error"].as_str().unwrap().contains("client_id"), "{e}");
+    let anonymous = v2_connected(&s);
+    mutate(&s, CH, &mine, "append", json!({"data": "+", "socket_id": anonymous.socket_id}))
+        .assert_error(401, "auth_failed");
+    mutate(&s, CH, &mine, "append", json!({"data": "+", "socket_id": "123.456"})).assert_error(401, "auth_failed");
+    mutate(&s, CH, &mine, "append", json!({"data": "+", "socket_id": "nope"})).assert_error(400, "invalid_input");
+    // Once the socket is gone its binding is too.
+    let gone = own.socket_id.clone();
+    own.close();
+    std::thread::sleep(Duration::from_millis(200));
+    mutate(&s, CH, &mine, "append", json!({"data": "+", "socket_id": gone})).assert_error(401, "auth_failed");
+    // A sign-in with capabilities the server cannot read is refused.
+    let mut c = v2_connected(&s);
+    let ud = json!({"id": "dave", "capabilities": {"fly": ["*"]}}).to_string();
+    let auth = signin_auth(&c.app, &c.socket_id, &ud);
+    c.send_json(&json!({"event": "sockudo:signin", "data": {"user_data": ud, "auth": auth}}));
+    assert!(c.expect_v2_error(4009).contains("fly"));
 }
