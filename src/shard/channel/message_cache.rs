@@ -10,13 +10,16 @@
 
 use super::mutate::PendingMutation;
 use crate::config::AppIdx;
+use crate::protocol::outbound::push_json_str;
+use crate::protocol::versioned::Mutation;
 use ahash::AHashMap;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use storage::{MessageState, VersionAction};
+use storage::{MessageState, VersionAction, VersionData};
 
-/// A message: its app, channel and history serial.
-pub type MessageKey = (AppIdx, Arc<str>, u64);
+/// A message: its app, channel, stream and history serial (after an operator's reset the new
+/// stream reuses the serials).
+pub type MessageKey = (AppIdx, Arc<str>, Arc<str>, u64);
 
 /// An op_id receipt as the owner holds it.
 pub struct HeldReceipt {
@@ -31,11 +34,65 @@ pub struct HeldReceipt {
 pub struct Entry {
     pub state: MessageState,
     pub receipts: Vec<HeldReceipt>,
+    /// The text as a JSON string literal, kept in step with `state.data` so that a full
+    /// append frame copies it instead of encoding the whole text on every append.
+    quoted: String,
     tick: u64,
     bytes: usize,
 }
 
 impl Entry {
+    fn new(state: MessageState, receipts: Vec<HeldReceipt>, tick: u64) -> Entry {
+        let quoted = quote(&state.data);
+        Entry { state, receipts, quoted, tick, bytes: 0 }
+    }
+
+    /// The text as a JSON string literal (`""` while there is no text).
+    pub fn quoted(&self) -> &str {
+        &self.quoted
+    }
+
+    /// Applies a mutation already checked against the state (`mutate.rs`): update and delete
+    /// are shallow mixins of name, data and extras (each kept, cleared or replaced); an append
+    /// extends the text in place and may replace the extras. The newest version, counters
+    /// and receipts are the caller's.
+    pub fn change(&mut self, m: &Mutation) {
+        let s = &mut self.state;
+        s.versions += 1;
+        if m.action == VersionAction::Append {
+            s.appends += 1;
+            let fragment = m.data.as_deref().unwrap_or_default();
+            match &mut s.data {
+                VersionData::Text(t) => t.push_str(fragment),
+                d => *d = VersionData::Text(fragment.to_owned()),
+            }
+            if m.extras.is_some() {
+                s.extras.clone_from(&m.extras);
+            }
+            let mut escaped = Vec::with_capacity(fragment.len() + 2);
+            push_json_str(&mut escaped, fragment);
+            self.quoted.pop();
+            self.quoted.push_str(std::str::from_utf8(&escaped[1..]).expect("escaped UTF-8 stays UTF-8"));
+            return;
+        }
+        if m.clear.name {
+            s.name = String::new();
+        } else if let Some(name) = &m.name {
+            s.name.clone_from(name);
+        }
+        if m.clear.data {
+            s.data = VersionData::Absent;
+        } else if let Some(data) = &m.data {
+            s.data = VersionData::Text(data.clone());
+        }
+        if m.clear.extras {
+            s.extras = None;
+        } else if m.extras.is_some() {
+            s.extras.clone_from(&m.extras);
+        }
+        self.quoted = quote(&s.data);
+    }
+
     pub fn receipt(&self, action: VersionAction, op_id: &str) -> Option<&HeldReceipt> {
         self.receipts.iter().find(|r| r.action == action && r.op_id == op_id)
     }
@@ -115,7 +172,7 @@ impl MessageCache {
                 })
                 .collect();
             self.next_tick += 1;
-            let entry = Box::new(Entry { state, receipts, tick: self.next_tick, bytes: 0 });
+            let entry = Box::new(Entry::new(state, receipts, self.next_tick));
             self.by_use.insert(entry.tick, key.clone());
             self.slots.insert(key.clone(), Slot::Ready(entry));
             self.resized(key);
@@ -166,13 +223,23 @@ impl MessageCache {
         let keys: Vec<MessageKey> = self
             .slots
             .iter()
-            .filter(|((a, c, _), slot)| *a == app && &**c == channel && matches!(slot, Slot::Ready(_)))
+            .filter(|((a, c, _, _), slot)| *a == app && &**c == channel && matches!(slot, Slot::Ready(_)))
             .map(|(k, _)| k.clone())
             .collect();
         for k in keys {
             self.forget(&k);
         }
     }
+}
+
+/// Text data as a JSON string literal; `""` for anything an append would replace.
+fn quote(data: &VersionData) -> String {
+    let mut out = Vec::new();
+    match data {
+        VersionData::Text(t) => push_json_str(&mut out, t),
+        VersionData::Absent | VersionData::Json(_) => out.extend_from_slice(b"\"\""),
+    }
+    String::from_utf8(out).expect("escaped UTF-8 stays UTF-8")
 }
 
 fn entry_bytes(e: &Entry) -> usize {
@@ -182,5 +249,67 @@ fn entry_bytes(e: &Entry) -> usize {
         storage::VersionData::Text(t) | storage::VersionData::Json(t) => t.len(),
     };
     let fixed = 256 + s.name.len() + s.extras.as_ref().map_or(0, String::len);
-    fixed + data + e.receipts.iter().map(|r| 80 + r.op_id.len()).sum::<usize>()
+    fixed + data + e.quoted.len() + e.receipts.iter().map(|r| 80 + r.op_id.len()).sum::<usize>()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use storage::VersionRecord;
+
+    fn state(data: VersionData) -> MessageState {
+        let latest = VersionRecord {
+            action: VersionAction::Create,
+            delivery_serial: 1,
+            timestamp_ms: 1,
+            message_id: "m".into(),
+            name: Some("e".into()),
+            data: data.clone(),
+            extras: None,
+            user_id: None,
+            client_id: None,
+            description: None,
+            metadata: None,
+        };
+        MessageState {
+            history_serial: 1,
+            name: "e".into(),
+            data,
+            extras: None,
+            user_id: None,
+            creator_client_id: None,
+            latest,
+            appends: 0,
+            versions: 1,
+            receipts: Vec::new(),
+        }
+    }
+
+    fn mutation(action: VersionAction, json: &str) -> Mutation {
+        Mutation::parse(action, &sonic_rs::from_str(json).unwrap()).unwrap()
+    }
+
+    /// The quoted text must always be the JSON encoding of the text, whatever the mix of
+    /// appends (escaped piecewise) and replacements.
+    #[test]
+    fn quoted_text_follows_every_change() {
+        let mut e = Entry::new(state(VersionData::Text("a\"b".into())), Vec::new(), 0);
+        let expect = |e: &Entry| match &e.state.data {
+            VersionData::Text(t) => sonic_rs::to_string(t).unwrap(),
+            _ => "\"\"".to_owned(),
+        };
+        for (action, body) in [
+            (VersionAction::Append, r#"{"data":"\n\u0001é"}"#),
+            (VersionAction::Append, r#"{"data":"\\","extras":{"k":1}}"#),
+            (VersionAction::Update, r#"{"clear_fields":["data"],"name":"n"}"#),
+            (VersionAction::Append, r#"{"data":"x"}"#),
+            (VersionAction::Delete, r#"{"data":"gone"}"#),
+        ] {
+            e.change(&mutation(action, body));
+            assert_eq!(e.quoted(), expect(&e), "{body}");
+        }
+        assert_eq!((e.state.versions, e.state.appends, e.state.name.as_str()), (6, 3, "n"));
+        assert_eq!(e.state.data, VersionData::Text("gone".into()));
+        assert_eq!(e.state.extras.as_deref(), Some(r#"{"k":1}"#));
+    }
 }

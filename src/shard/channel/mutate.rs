@@ -61,7 +61,7 @@ impl Shard {
             reply.send(Err(OpFailure::Rejected(Rejection::invalid("durable history is not enabled".into()))));
             return;
         };
-        let key: MessageKey = (app, channel.clone(), message);
+        let key: MessageKey = (app, channel.clone(), m.stream_id.as_str().into(), message);
         let pending = PendingMutation { op, reply };
         let mut cache = self.messages.borrow_mut();
         match cache.lookup(&key, pending) {
@@ -157,19 +157,23 @@ impl Shard {
                 return None;
             }
         }
-        let next = match next_state(&entry.state, &m.mutation) {
-            Ok(next) => next,
-            Err(rejection) => {
-                reply.send(Err(OpFailure::Rejected(rejection)));
-                return None;
-            }
-        };
+        if let Err(rejection) = check(&entry.state, &m.mutation) {
+            reply.send(Err(OpFailure::Rejected(rejection)));
+            return None;
+        }
         let Some(store) = self.store() else { unreachable!("mutations are checked for a store first") };
         let now = Instant::now();
         let now_ms = unix_ms();
         let mut channels = self.channels.borrow_mut();
         let stream = &mut channels.entry(app, &channel).stream;
+        if *stream.id != *stream_id {
+            // An operator reset the stream while the message was being read: it is gone.
+            drop(channels);
+            reply.send(Err(OpFailure::Rejected(unknown_message())));
+            return None;
+        }
         let (serial, epoch) = stream.next_serial();
+        drop(channels);
         let message_id = outbound::uuid_v4();
         let ack = Ack {
             action,
@@ -179,45 +183,37 @@ impl Shard {
             delivery_serial: serial,
             duplicate: false,
         };
+        entry.change(&m.mutation);
+        let state = &entry.state;
         let headers = ack.headers(now_ms);
+        let extras = versioned::extras_with_headers(state.extras.as_deref(), &headers);
         let pos = Position { message_id: &message_id, stream_id: &stream_id, serial: Some(serial) };
         let frame = |data: Data<'_>| {
-            let extras = versioned::extras_with_headers(next.extras.as_deref(), &headers);
-            Arc::new(
-                VersionFrame {
-                    action,
-                    channel: &channel,
-                    data,
-                    name: &next.name,
-                    user_id: m.actor.as_deref(),
-                    pos,
-                    extras: &extras,
-                }
-                .encode(),
-            )
+            let name = &state.name;
+            let user_id = m.actor.as_deref();
+            Arc::new(VersionFrame { action, channel: &channel, data, name, user_id, pos, extras: &extras }.encode())
         };
-        let fragment = m.mutation.data.as_deref();
+        let fragment = m.mutation.data.as_deref().unwrap_or_default();
         // Sockets in `append_mode=delta` get an append's fragment, those in `full` the whole
-        // text; updates and deletes carry the whole message for both.
+        // text (kept JSON-quoted by the cache, so this is a copy, not an encoding, of it);
+        // updates and deletes carry the whole message for both.
         let (v2, full) = match action {
-            VersionAction::Append => {
-                (frame(Data::Str(fragment.unwrap_or_default())), Some(frame(versioned::data_of(&next.data))))
-            }
-            _ => (frame(versioned::data_of(&next.data)), None),
+            VersionAction::Append => (frame(Data::Str(fragment)), Some(frame(Data::Raw(entry.quoted())))),
+            _ => (frame(versioned::data_of(&state.data)), None),
         };
         let record = VersionRecord {
             action,
             delivery_serial: serial,
             timestamp_ms: now_ms,
             message_id: message_id.clone(),
-            name: (action != VersionAction::Append).then(|| next.name.clone()),
+            name: (action != VersionAction::Append).then(|| state.name.clone()),
             data: match action {
-                VersionAction::Append => VersionData::Text(fragment.unwrap_or_default().to_owned()),
-                _ => next.data.clone(),
+                VersionAction::Append => VersionData::Text(fragment.to_owned()),
+                _ => state.data.clone(),
             },
             extras: match action {
                 VersionAction::Append => m.mutation.extras.clone(),
-                _ => next.extras.clone(),
+                _ => state.extras.clone(),
             },
             user_id: m.actor.clone(),
             client_id: m.actor.clone(),
@@ -250,13 +246,7 @@ impl Shard {
         if let Some(full) = full {
             broadcast = broadcast.with_full_append(full);
         }
-        drop(channels);
-        entry.state = next;
         entry.state.latest = record;
-        entry.state.versions += 1;
-        if action == VersionAction::Append {
-            entry.state.appends += 1;
-        }
         if let Some(op_id) = &m.mutation.op_id {
             entry.receipts.push(HeldReceipt {
                 action,
@@ -269,13 +259,13 @@ impl Shard {
         Some(Commit {
             app,
             channel: channel.clone(),
-            stream_id,
+            stream_id: stream_id.clone(),
             append: Some(Append { serial, epoch, written: Some(ticket.written), durable }),
             message: broadcast,
             kept: Some(kept),
             version: Some(VersionCommit {
                 ack,
-                message: Some((app, channel, m.message)),
+                message: Some((app, channel, stream_id.clone(), m.message)),
                 op_id: m.mutation.op_id.clone(),
             }),
             exclude,
@@ -314,52 +304,28 @@ fn unknown_message() -> Rejection {
     Rejection::not_found("no mutable message with this message_serial in the channel's history".into())
 }
 
-/// The message after `m`: update and delete are shallow mixins of name, data and extras (each
-/// kept, cleared or replaced); append concatenates onto text and may replace the extras.
-fn next_state(now: &MessageState, m: &Mutation) -> Result<MessageState, Rejection> {
-    let mut next = MessageState { receipts: Vec::new(), ..now.clone() };
-    match m.action {
-        VersionAction::Append => {
-            let base = match &now.data {
-                VersionData::Absent => "",
-                VersionData::Text(t) => t,
-                VersionData::Json(_) => {
-                    return Err(Rejection::invalid("cannot append to a message whose data is not a string".into()))
-                }
-            };
-            let fragment = m.data.as_deref().unwrap_or_default();
-            if base.len() + fragment.len() > MAX_AGGREGATE_BYTES {
-                return Err(Rejection {
-                    status: 413,
-                    code: "payload_too_large",
-                    message: format!(
-                        "the message would grow to {} bytes; appends may make it at most {MAX_AGGREGATE_BYTES}",
-                        base.len() + fragment.len()
-                    ),
-                });
-            }
-            next.data = VersionData::Text(format!("{base}{fragment}"));
-            if m.extras.is_some() {
-                next.extras.clone_from(&m.extras);
-            }
-        }
-        _ => {
-            if m.clear.name {
-                next.name = String::new();
-            } else if let Some(name) = &m.name {
-                next.name.clone_from(name);
-            }
-            if m.clear.data {
-                next.data = VersionData::Absent;
-            } else if let Some(data) = &m.data {
-                next.data = VersionData::Text(data.clone());
-            }
-            if m.clear.extras {
-                next.extras = None;
-            } else if m.extras.is_some() {
-                next.extras.clone_from(&m.extras);
-            }
-        }
+/// Whether `m` applies to the message as it stands: an append needs text (or no data) to
+/// extend, and may not make it larger than `MAX_AGGREGATE_BYTES`.
+fn check(now: &MessageState, m: &Mutation) -> Result<(), Rejection> {
+    if m.action != VersionAction::Append {
+        return Ok(());
     }
-    Ok(next)
+    let base = match &now.data {
+        VersionData::Absent => 0,
+        VersionData::Text(t) => t.len(),
+        VersionData::Json(_) => {
+            return Err(Rejection::invalid("cannot append to a message whose data is not a string".into()))
+        }
+    };
+    let grown = base + m.data.as_deref().map_or(0, str::len);
+    if grown > MAX_AGGREGATE_BYTES {
+        return Err(Rejection {
+            status: 413,
+            code: "payload_too_large",
+            message: format!(
+                "the message would grow to {grown} bytes; appends may make it at most {MAX_AGGREGATE_BYTES}"
+            ),
+        });
+    }
+    Ok(())
 }

@@ -588,3 +588,22 @@ fn socket_bound_mutations_follow_sign_in_capabilities() {
     c.send_json(&json!({"event": "sockudo:signin", "data": {"user_data": ud, "auth": auth}}));
     assert!(c.expect_v2_error(4009).contains("fly"));
 }
+
+// `docs/protocol/v2.md#identities`: after an operator's reset the old serials name nothing,
+// and the new stream's messages, which reuse the numbers, start from their own create.
+#[test]
+fn a_reset_stream_starts_new_messages() {
+    let s = Server::start(None);
+    let (old, _) = create(&s, CH, "m", "old");
+    mutate_ok(&s, CH, &old, "append", json!({"data": "!"}));
+    let body = json!({"confirm_channel": CH, "confirm_operation": "reset", "reason": "test"});
+    let r = s.api("POST", &s.app.path(&format!("/channels/{CH}/history/reset")), &[], Some(&body));
+    assert_eq!(r.status, 200, "{}", r.text());
+    mutate(&s, CH, &old, "append", json!({"data": "?"})).assert_error(404, "not_found");
+    latest(&s, CH, &old).assert_error(404, "not_found");
+    let (new, entry) = create(&s, CH, "m", "new");
+    assert_eq!(entry["history_serial"], 1);
+    assert_ne!(new, old);
+    assert_eq!(mutate_ok(&s, CH, &new, "append", json!({"data": "+"}))["delivery_serial"], 2);
+    assert_eq!(latest(&s, CH, &new).json()["item"]["data"], "new+");
+}
