@@ -10,6 +10,8 @@
 #   HISTORY_ENABLED=false benches/loadtest.sh fanout-100   # server settings pass through the env
 # fanout-100-v2 and light-v2 are the same loads with Protocol V2 subscribers (serials, stream
 # ids, the V2 envelope); with history on (the default) every message is also stored.
+# appends-1 and appends-100 stream mutable-message appends (4-byte tokens) from 4 HTTP writers
+# to 100 V2 subscribers, into 1 message (all writers on it) or 100 (25 per writer).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-1}
@@ -30,6 +32,8 @@ declare -A ARGS=(
     [connect]="connect --sockets 10000 --hold 5"
     [churn]="churn --rate 2000 --duration 10"
     [presence]="presence --sockets 1000 --channels 10"
+    [appends-1]="appends --subscribers 100 --messages 1 --writers 4 --duration 10"
+    [appends-100]="appends --subscribers 100 --messages 100 --writers 4 --duration 10"
 )
 ORDER=(big-fanout fanout-100 light connect churn presence)
 [ $# -gt 0 ] && ORDER=("$@")
@@ -37,7 +41,7 @@ ORDER=(big-fanout fanout-100 light connect churn presence)
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
 for name in "${ORDER[@]}"; do
-    [ -n "${ARGS[$name]:-}" ] || { echo "unknown scenario $name (one of: ${ORDER[*]})"; exit 2; }
+    [ -n "${ARGS[$name]:-}" ] || { echo "unknown scenario $name (one of: ${!ARGS[*]})"; exit 2; }
     for run in $(seq 1 "$RUNS"); do
         port=$(free_port)
         rm -rf "$OUT/$name-$run.data"
@@ -83,6 +87,12 @@ for name in names:
     elif recs[0]["scenario"] == "churn":
         print(f"{name:11} {m('server_cpu_us_per_cycle'):.1f} us server CPU per cycle, "
               f"{m('cycles_ok'):.0f} cycles ok, {m('cycles_failed'):.0f} failed, passed={ok}")
+    elif recs[0]["scenario"] == "appends":
+        print(f"{name:11} {m('appends_per_s_median'):.0f} appends/s accepted (median), "
+              f"append->receipt p50 {lat('p50_us')/1000:.2f} ms p99 {lat('p99_us')/1000:.2f} ms, "
+              f"server {m('server_cpu_us_per_append'):.1f} us/append {m('server_cpu_us_per_delivery'):.2f} us/frame, "
+              f"{m('wire_bytes_per_token_per_subscriber'):.1f} B/token/subscriber, "
+              f"delivered {m('deliveries_received'):.0f}/{m('deliveries_expected'):.0f}, passed={ok}")
     else:
         print(f"{name:11} passed={ok}; see {out}/{name}-*.json")
 EOF

@@ -15,6 +15,7 @@ scenarios:
   churn           connect → subscribe → unsubscribe → close cycles at R/s for D s
   presence        M members join C presence channels, then some leave; view convergence time
   recovery-storm  V2 sockets dropped in storms and resumed; lost / duplicated messages
+  appends         V2 subscribers on one channel, W HTTP writers appending to M mutable messages
 
 common options:
   --host H (127.0.0.1)  --port P (6001)  --app-id ID (app-id)  --key K (app-key)
@@ -38,9 +39,13 @@ recovery-storm: --sockets N (1000) --channels C (10) --channels-per-socket K (1)
            --duration S (10) --storm-every S (2) --disconnect-fraction F (0.2) --payload BYTES (100)
            --drain S (10) --publish-conns N (4) --pipeline N (32) --setup-timeout S (120)
            (always Protocol V2; the server needs connection recovery)
+appends:   --subscribers N (100) --messages M (1) --writers W (4) --duration S (10)
+           --fragment BYTES (4) --append-mode delta|full (delta) --drain S (5) --setup-timeout S (120)
+           (always Protocol V2; the server needs versioned messages and history)
 
 exit status: 0 pass, 1 the run failed its checks (incomplete deliveries, failed sockets, lost or
-duplicated messages, failed resumes, …),
+duplicated messages, failed resumes, appends missing, duplicated, out of order or reduced to
+another text than GET latest's, …),
 2 usage or setup error.
 ";
 

@@ -46,6 +46,7 @@ fn main() -> ExitCode {
         "churn" => scenarios::churn::run(&args, &common),
         "presence" => scenarios::presence::run(&args, &common),
         "recovery-storm" => scenarios::recovery::run(&args, &common),
+        "appends" => scenarios::appends::run(&args, &common),
         other => Err(format!("unknown scenario {other:?}\n\n{}", cli::USAGE)),
     };
     let report = match outcome {

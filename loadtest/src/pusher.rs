@@ -114,9 +114,31 @@ pub fn socket_id(text: &[u8]) -> Option<&[u8]> {
 
 /// The top-level `"channel"` value.
 pub fn channel(text: &[u8]) -> Option<&[u8]> {
-    const KEY: &[u8] = b"\"channel\":";
-    let at = find(text, KEY)?;
-    string_value(&text[at + KEY.len()..])
+    string_after(text, b"\"channel\":")
+}
+
+/// The JSON string after the first `key` (e.g. `"data":`), without its quotes (a byte scan: the
+/// string must contain no escaped quote).
+pub fn string_after<'a>(text: &'a [u8], key: &[u8]) -> Option<&'a [u8]> {
+    string_value(&text[find(text, key)? + key.len()..])
+}
+
+/// The unsigned number after the first `key`.
+pub fn number_after(text: &[u8], key: &[u8]) -> Option<u64> {
+    number_value(&text[find(text, key)? + key.len()..])
+}
+
+/// The unsigned number at the start of `rest` (after optional spaces or an opening quote).
+#[inline]
+fn number_value(rest: &[u8]) -> Option<u64> {
+    let digits = rest.iter().skip_while(|&&b| b == b' ' || b == b'"').take_while(|b| b.is_ascii_digit());
+    let mut v: u64 = 0;
+    let mut n = 0;
+    for &d in digits {
+        v = v.checked_mul(10)?.checked_add((d - b'0') as u64)?;
+        n += 1;
+    }
+    (n > 0).then_some(v)
 }
 
 /// A V2 frame's position: the `"stream_id"` string and the `"serial"` number (a byte scan; in
@@ -128,15 +150,7 @@ pub fn v2_position(text: &[u8]) -> Option<(&[u8], u64)> {
     let at = find(text, SID)? + SID.len();
     let sid = string_value(&text[at..])?;
     let rest = &text[at + sid.len()..];
-    let at = find(rest, SERIAL)? + SERIAL.len();
-    let digits = rest[at..].iter().skip_while(|&&b| b == b' ' || b == b'"').take_while(|b| b.is_ascii_digit());
-    let mut v: u64 = 0;
-    let mut n = 0;
-    for &d in digits {
-        v = v.checked_mul(10)?.checked_add((d - b'0') as u64)?;
-        n += 1;
-    }
-    (n > 0).then_some((sid, v))
+    Some((sid, number_after(rest, SERIAL)?))
 }
 
 /// `{"event":"sockudo:resume","data":{"channel_positions":{"c":{"stream_id":"S","serial":K},…}}}`.

@@ -59,6 +59,11 @@ counters!(
     // recovery-storm gauges: sockets between a drop and resume_success, tracks behind the head
     unsettled,
     behind,
+    // appends: WebSocket payload bytes of the append frames received, append frames that name
+    // no known message or carry no known fragment, create frames received
+    append_bytes,
+    unknown_frames,
+    creates_received,
 );
 
 /// Single-writer increment: cheaper than fetch_add, exact because only the owner writes.

@@ -147,6 +147,32 @@ fn scenarios_against_the_server() {
     let (code, out) = loadtest(&server, &["recovery-storm", "--smoke", "--protocol", "1"]);
     assert_eq!(code, 2, "{out}");
 
+    // Mutable-message appends: every accepted append reaches every subscriber once, in serial
+    // order, and each subscriber's reduction is GET latest's text.
+    let json = dir.join("appends.json");
+    let (code, out) = loadtest(&server, &["appends", "--smoke", "--json", json.to_str().unwrap()]);
+    assert_eq!(code, 0, "{out}");
+    let record: serde_json::Value = serde_json::from_slice(&std::fs::read(&json).unwrap()).unwrap();
+    let m = &record["metrics"];
+    assert_eq!(record["passed"], true, "{out}");
+    assert!(m["appends_accepted"].as_u64().unwrap() > 0, "{out}");
+    assert_eq!(m["deliveries_received"], m["deliveries_expected"], "{out}");
+    assert_eq!(m["missing"], 0, "{out}");
+    assert_eq!(m["duplicated"], 0, "{out}");
+    assert_eq!(m["reordered"], 0, "{out}");
+    assert_eq!(m["reductions_mismatched"], 0, "{out}");
+    assert_eq!(m["stored_texts_mismatched"], 0, "{out}");
+    assert!(m["wire_bytes_per_token_per_subscriber"].as_f64().is_some_and(|b| b > 4.0), "{out}");
+    assert!(m["server_cpu_us_per_append"].as_f64().is_some(), "{out}");
+    assert!(record["latency"]["append → receipt"]["p99_us"].as_f64().is_some_and(|v| v > 0.0));
+    // Whole texts (append_mode=full), several writers on one message.
+    let (code, out) =
+        loadtest(&server, &["appends", "--smoke", "--append-mode", "full", "--messages", "1", "--writers", "3"]);
+    assert_eq!(code, 0, "{out}");
+    // V2 only.
+    let (code, out) = loadtest(&server, &["appends", "--smoke", "--protocol", "1"]);
+    assert_eq!(code, 2, "{out}");
+
     let _ = std::fs::remove_dir_all(&dir);
 }
 
@@ -163,7 +189,13 @@ fn unreachable_server_fails() {
 
 #[test]
 fn usage_errors_exit_2() {
-    for args in [&["fanout", "--no-such-flag", "1"][..], &["nonsense"], &["fanout", "--batch", "11"]] {
+    for args in [
+        &["fanout", "--no-such-flag", "1"][..],
+        &["nonsense"],
+        &["fanout", "--batch", "11"],
+        &["appends", "--fragment", "3"],
+        &["appends", "--append-mode", "whole"],
+    ] {
         let out = Command::new(env!("CARGO_BIN_EXE_loadtest")).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");
     }

@@ -290,8 +290,5 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
     if t.cycles_started < requested {
         report.warn(format!("only {} of {} cycles were started", t.cycles_started, requested));
     }
-    if monitor.server_gone {
-        report.fail("the server process went away");
-    }
-    Ok(report)
+    conclude(report, &monitor)
 }

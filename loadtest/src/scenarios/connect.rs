@@ -289,8 +289,5 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
     if t.closed_unexpectedly > 0 {
         report.fail(format!("{} sockets were closed during the hold", t.closed_unexpectedly));
     }
-    if monitor.server_gone {
-        report.fail("the server process went away");
-    }
-    Ok(report)
+    conclude(report, &monitor)
 }

@@ -14,7 +14,7 @@ use crate::engine::{ConnId, FOREIGN_TOKEN_BASE};
 use crate::http::{Outcome as HttpOutcome, PublishConfig, Publisher};
 use crate::pusher::{self, Kind};
 use crate::signing::{self, Signer};
-use crate::stats::{inc, phase, set, Counters};
+use crate::stats::{inc, phase, set};
 
 /// The options of a publishing run (fanout, recovery-storm): sockets over channels, the
 /// publisher's rate and window, and the drain.
@@ -89,16 +89,6 @@ impl Opts {
     fn total_events(&self) -> u64 {
         (self.rate * self.duration_s).round() as u64
     }
-}
-
-/// Per-socket progress.
-#[derive(Clone, Copy, PartialEq, Eq)]
-enum Sock {
-    New,
-    Connecting,
-    Open,
-    Subscribed,
-    Gone,
 }
 
 /// The paced HTTP publisher (shared with `recovery-storm`): `total` events at `rate`/s over
@@ -225,19 +215,14 @@ impl Pub {
 
     /// HTTP statuses seen and connection re-opens.
     pub(super) fn finish(&self) -> (Vec<(u16, u64)>, u64) {
-        (self.publisher.statuses.clone(), self.publisher.reconnects)
+        let stats = self.publisher.stats();
+        (stats.statuses.clone(), stats.reconnects)
     }
 }
 
 struct Worker {
-    t: usize,
-    threads: usize,
-    /// Connects in progress at once on this thread.
-    concurrency: usize,
+    socks: Sockets,
     channels: Arc<Vec<String>>,
-    shared: Arc<Shared>,
-    socks: Vec<Sock>,
-    next_open: usize,
     tally: Tally,
     buf: Vec<u8>,
     /// (signer, key) for private channels.
@@ -251,22 +236,9 @@ pub struct WorkerResult {
     reconnects: u64,
 }
 
-impl Worker {
-    fn counters(&self) -> &Counters {
-        &self.shared.workers[self.t]
-    }
-    /// Global socket index of local socket `l`.
-    fn global(&self, l: usize) -> usize {
-        self.t + l * self.threads
-    }
-    fn local(&self, tag: u32) -> usize {
-        tag as usize / self.threads
-    }
-}
-
 impl Driver for Worker {
     fn tick(&mut self, io: &mut Engine, now: u64) -> Option<u64> {
-        let ph = self.shared.phase();
+        let ph = self.socks.shared.phase();
         if ph == phase::DONE {
             return None;
         }
@@ -275,14 +247,7 @@ impl Driver for Worker {
         }
         let mut next = now + 20 * crate::clock::MS;
         if ph == phase::SETUP {
-            let concurrency = self.concurrency;
-            while self.next_open < self.socks.len() && io.pending() < concurrency {
-                let l = self.next_open;
-                self.next_open += 1;
-                self.socks[l] = Sock::Connecting;
-                inc(&self.counters().connect_started);
-                io.open(self.global(l) as u32);
-            }
+            self.socks.open_more(io);
         } else if ph == phase::RUN {
             if let Some(p) = self.publisher.as_mut() {
                 next = next.min(p.publish(now));
@@ -292,9 +257,7 @@ impl Driver for Worker {
     }
 
     fn on_established(&mut self, io: &mut Engine, id: ConnId, tag: u32) {
-        let l = self.local(tag);
-        self.socks[l] = Sock::Open;
-        inc(&self.counters().connected);
+        self.socks.established(tag);
         let ch = &self.channels[tag as usize % self.channels.len()];
         let auth = self.signer.as_ref().map(|(s, key)| signing::private_auth(s, key, io.socket_id(id), ch));
         self.buf.clear();
@@ -307,39 +270,23 @@ impl Driver for Worker {
             Kind::Channel => {
                 if let Some(sent) = pusher::scan_timestamp(text) {
                     record(&mut self.tally.hist, crate::clock::now_ns().saturating_sub(sent));
-                    inc(&self.shared.workers[self.t].delivered);
+                    inc(&self.socks.counters().delivered);
                 }
             }
             Kind::SubscriptionSucceeded => {
-                let l = self.local(tag);
-                if self.socks[l] == Sock::Open {
-                    self.socks[l] = Sock::Subscribed;
-                    inc(&self.counters().subscribed);
-                    self.shared.subs_per_channel[tag as usize % self.channels.len()]
+                let first = self.socks.subscribed(tag);
+                if first {
+                    self.socks.shared.subs_per_channel[tag as usize % self.channels.len()]
                         .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                 }
             }
-            Kind::Error | Kind::SubscriptionError => {
-                inc(&self.counters().server_errors);
-                let l = self.local(tag);
-                if self.socks[l] == Sock::Open {
-                    self.socks[l] = Sock::Gone;
-                    inc(&self.counters().subscribe_failed);
-                }
-            }
+            Kind::Error | Kind::SubscriptionError => self.socks.error(tag),
             _ => {}
         }
     }
 
     fn on_closed(&mut self, _io: &mut Engine, tag: u32, cause: Cause) {
-        let l = self.local(tag);
-        let was = std::mem::replace(&mut self.socks[l], Sock::Gone);
-        self.tally.causes.add(cause);
-        match was {
-            Sock::Connecting => inc(&self.counters().connect_failed),
-            Sock::Open | Sock::Subscribed => inc(&self.counters().closed_unexpectedly),
-            _ => {}
-        }
+        self.socks.closed(tag, cause, &mut self.tally.causes);
     }
 
     fn on_foreign(&mut self, io: &mut Engine, ev: &Event) {
@@ -373,43 +320,20 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
     let handles = {
         let (opts, channels, shared) = (opts.clone(), channels.clone(), shared.clone());
         let (secret, key) = (common.secret.clone(), common.key.clone());
-        spawn_workers(threads, &target, move |t, registry: &Registry| {
-            let n_local = (opts.sockets + threads - 1 - t) / threads;
-            Worker {
-                t,
-                threads,
-                concurrency,
-                channels: channels.clone(),
-                shared: shared.clone(),
-                socks: vec![Sock::New; n_local],
-                next_open: 0,
-                tally: Tally::default(),
-                buf: Vec::with_capacity(256),
-                signer: opts.x.private.then(|| (Signer::new(&secret), key.clone())),
-                publisher: (t == 0).then(|| {
-                    let pacing = (opts.rate, opts.duration_s);
-                    Pub::new(registry, pub_cfg(), pacing, (shared.clone(), t), channels.clone())
-                }),
-            }
+        spawn_workers(threads, &target, move |t, registry: &Registry| Worker {
+            socks: Sockets::new(t, threads, concurrency, shared.clone(), opts.sockets),
+            channels: channels.clone(),
+            tally: Tally::default(),
+            buf: Vec::with_capacity(256),
+            signer: opts.x.private.then(|| (Signer::new(&secret), key.clone())),
+            publisher: (t == 0).then(|| {
+                let pacing = (opts.rate, opts.duration_s);
+                Pub::new(registry, pub_cfg(), pacing, (shared.clone(), t), channels.clone())
+            }),
         })
     };
 
-    let progress = |p: &Sample, s: &Sample| {
-        let t = &s.totals;
-        let name = ["setup", "run", "drain", "done"][s.phase.min(3) as usize];
-        format!(
-            "{name:5} sockets {}/{} subscribed {} | events sent {} acc {} rej {} ({:.0}/s) | delivered {} ({:.0}/s)",
-            t.connected,
-            opts.sockets,
-            t.subscribed,
-            t.publish_requests,
-            t.events_accepted,
-            t.events_rejected + t.events_unanswered,
-            rate(p, s, |t| t.events_accepted),
-            t.delivered,
-            rate(p, s, |t| t.delivered),
-        )
-    };
+    let progress = |p: &Sample, s: &Sample| publish_progress(p, s, opts.sockets, ("sockets", "events", "delivered"));
 
     // Setup: connect + subscribe everything.
     let plan = (opts.sockets, opts.setup_timeout_s, opts.duration_s, opts.drain_s);
@@ -426,13 +350,8 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
     let mut report = Report::new("fanout", target_name(common), args.given());
     let run_s = (s2.t - s1.t).max(1e-9);
     let requested = opts.total_events();
-    report.line(
-        "sockets",
-        format!(
-            "{} requested, {} connected, {} connect failures, {} subscribed on {} channels ({} subscribe failures) in {:.2} s",
-            opts.sockets, t.connected, t.connect_failed, t.subscribed, opts.channels, t.subscribe_failed, setup_s
-        ),
-    );
+    let to = format!("on {} channels", opts.channels);
+    report.line("sockets", sockets_summary(&t, &opts.sockets.to_string(), &to, setup_s));
     report.line(
         "publishing",
         format!(
@@ -452,17 +371,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
         ),
     );
     report.line("HTTP statuses", describe_statuses(&statuses));
-    let pct = if expected > 0 { t.delivered as f64 * 100.0 / expected as f64 } else { 0.0 };
-    report.line(
-        "deliveries",
-        format!(
-            "expected {}, received {} ({:.3}%), missing {}",
-            thousands(expected),
-            thousands(t.delivered),
-            pct,
-            thousands(expected.saturating_sub(t.delivered))
-        ),
-    );
+    report.line("deliveries", deliveries(expected, t.delivered, expected.saturating_sub(t.delivered)));
     let peak = series(&monitor.samples, |t| t.delivered).iter().map(|p| p.1).fold(0.0, f64::max);
     report.line(
         "throughput",
@@ -475,12 +384,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
     );
     report.metric("sockets", opts.sockets as u64);
     report.metric("channels", opts.channels as u64);
-    report.metric("connected", t.connected);
-    report.metric("connect_failed", t.connect_failed);
-    report.metric("subscribed", t.subscribed);
-    report.metric("subscribe_failed", t.subscribe_failed);
-    report.metric("closed_unexpectedly", t.closed_unexpectedly);
-    report.metric("setup_s", setup_s);
+    socket_metrics(&mut report, &t, setup_s);
     report.metric("requested_events", requested);
     report.metric("requested_rate", opts.rate);
     report.metric("publish_requests", t.publish_requests);
@@ -492,65 +396,27 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
     report.metric("deliveries_received", t.delivered);
     report.metric("publisher_reconnects", results.iter().map(|r| r.reconnects).sum::<u64>());
     // "X µs per delivered frame (user Y, kernel Z)"
-    let per_frame = |cpu: u64, sys: u64| {
-        if t.delivered == 0 {
-            "no frames delivered".to_string()
-        } else {
-            let n = t.delivered as f64;
-            format!(
-                "{:.3} µs per delivered frame (user {:.3}, kernel {:.3})",
-                cpu as f64 / n,
-                (cpu - sys) as f64 / n,
-                sys as f64 / n
-            )
-        }
-    };
-    if let (Some(cpu), Some(a), Some(b)) = (server_cpu_us(&s1, &s2), s1.server, s2.server) {
-        let sys = b.sys_us.saturating_sub(a.sys_us).min(cpu);
-        report.line(
-            "server",
-            format!(
-                "CPU {:.3} s during run+drain ({:.0}% of a core), {}; RSS {:.1} → {:.1} MiB",
-                cpu as f64 / 1e6,
-                cpu as f64 / 1e4 / run_s,
-                per_frame(cpu, sys),
-                a.rss_kb as f64 / 1024.0,
-                b.rss_kb as f64 / 1024.0
-            ),
-        );
-        report.metric("server_cpu_us", cpu);
-        report.metric("server_cpu_us_per_delivery", cpu as f64 / t.delivered.max(1) as f64);
+    let per_frame =
+        |u: &Usage| u.per(t.delivered, "delivered frame", 3).unwrap_or_else(|| "no frames delivered".into());
+    if let Some(u) = Usage::server(&s1, &s2) {
+        server_line(&mut report, &u, run_s, "", &format!(", {}", per_frame(&u)));
+        report.metric("server_cpu_us", u.cpu_us);
+        report.metric("server_cpu_us_per_delivery", u.cpu_us as f64 / t.delivered.max(1) as f64);
         report.metric("server_rss_kb_start", s0.server.map_or(0, |s| s.rss_kb));
-        report.metric("server_rss_kb_end", b.rss_kb);
+        report.metric("server_rss_kb_end", u.rss_end_kb);
     }
-    let my_cpu = s2.me.cpu_us.saturating_sub(s1.me.cpu_us);
-    let my_sys = s2.me.sys_us.saturating_sub(s1.me.sys_us).min(my_cpu);
-    report.line(
-        "loadtest",
-        format!(
-            "CPU {:.3} s during run+drain, {} ({} worker thread(s))",
-            my_cpu as f64 / 1e6,
-            per_frame(my_cpu, my_sys),
-            threads
-        ),
-    );
-    report.metric("loadtest_cpu_us_per_delivery", my_cpu as f64 / t.delivered.max(1) as f64);
-    report.metric("loadtest_user_us_per_delivery", (my_cpu - my_sys) as f64 / t.delivered.max(1) as f64);
+    let me = Usage::own(&s1, &s2);
+    loadtest_line(&mut report, &me, &per_frame(&me), threads);
+    report.metric("loadtest_cpu_us_per_delivery", me.cpu_us as f64 / t.delivered.max(1) as f64);
+    report.metric("loadtest_user_us_per_delivery", (me.cpu_us - me.sys_us) as f64 / t.delivered.max(1) as f64);
     report.line("connections ended", causes.describe());
     report.latency("publish → receipt", hist);
     report.chart("Throughput", "per second", vec![("deliveries/s".into(), series(&monitor.samples, |t| t.delivered))]);
-    report.chart(
-        "Publishing",
-        "events per second",
-        vec![
-            ("accepted/s".into(), series(&monitor.samples, |t| t.events_accepted)),
-            ("rejected/s".into(), series(&monitor.samples, |t| t.events_rejected + t.events_unanswered)),
-        ],
-    );
+    report.chart("Publishing", "events per second", acceptance_series(&monitor.samples));
     add_server_charts(&mut report, &monitor.samples);
 
     // ---- verdict ----
-    fail_sockets_and_publishing(&mut report, &t, opts.sockets, aborted);
+    fail_sockets_and_publishing(&mut report, &t, opts.sockets, aborted, ("publish", "published"));
     if t.delivered < expected {
         report.fail(format!("incomplete deliveries: {} of {} after a {} s drain", t.delivered, expected, opts.drain_s));
     }
@@ -575,8 +441,5 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
             "only {sent} of {requested} requested events were sent: the server answered too slowly for --publish-conns × --pipeline"
         ));
     }
-    if monitor.server_gone {
-        report.fail("the server process went away");
-    }
-    Ok(report)
+    conclude(report, &monitor)
 }

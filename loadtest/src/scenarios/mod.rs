@@ -1,6 +1,7 @@
 //! The scenarios, and what they share: building the target, spawning worker threads (one mio
 //! loop each) and the coordinator's once-a-second sampling / progress line.
 
+pub mod appends;
 pub mod churn;
 pub mod connect;
 pub mod fanout;
@@ -20,7 +21,7 @@ use crate::clock::{now_ns, SEC};
 use crate::engine::{self, Cause, Driver, Engine, Target};
 use crate::procstat::{self, ProcSample};
 use crate::report::Report;
-use crate::stats::{phase, Shared, Totals};
+use crate::stats::{inc, phase, Counters, Shared, Totals};
 
 /// A scenario's outcome: the report; `report.failures` decides the exit status.
 pub type Outcome = Result<Report, String>;
@@ -308,6 +309,100 @@ impl Causes {
     }
 }
 
+/// Where a socket that connects once and subscribes is (fanout, appends).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Sock {
+    New,
+    Connecting,
+    Open,
+    Subscribed,
+    Gone,
+}
+
+/// One worker's share of the sockets of a run in which each socket connects once and
+/// subscribes (fanout, appends): global socket `t + l × threads` is local socket `l` and is
+/// tagged with its global index. Opens them during SETUP, at most `concurrency` connects
+/// pending, and keeps their state and counters as the engine reports on them.
+pub struct Sockets {
+    t: usize,
+    threads: usize,
+    concurrency: usize,
+    pub shared: Arc<Shared>,
+    /// By local index.
+    pub state: Vec<Sock>,
+    next_open: usize,
+}
+
+impl Sockets {
+    /// Worker `t`'s share of `total` sockets.
+    pub fn new(t: usize, threads: usize, concurrency: usize, shared: Arc<Shared>, total: usize) -> Sockets {
+        let n_local = (total + threads - 1 - t) / threads;
+        Sockets { t, threads, concurrency, shared, state: vec![Sock::New; n_local], next_open: 0 }
+    }
+
+    /// This worker's counters.
+    pub fn counters(&self) -> &Counters {
+        &self.shared.workers[self.t]
+    }
+
+    /// The local index of the socket tagged `tag`.
+    pub fn local(&self, tag: u32) -> usize {
+        tag as usize / self.threads
+    }
+
+    /// Opens the next sockets while fewer than `concurrency` connects are pending.
+    pub fn open_more(&mut self, io: &mut Engine) {
+        while self.next_open < self.state.len() && io.pending() < self.concurrency {
+            let l = self.next_open;
+            self.next_open += 1;
+            self.state[l] = Sock::Connecting;
+            inc(&self.counters().connect_started);
+            io.open((self.t + l * self.threads) as u32);
+        }
+    }
+
+    /// `connection_established`: the socket is open (and subscribes next).
+    pub fn established(&mut self, tag: u32) {
+        let l = self.local(tag);
+        self.state[l] = Sock::Open;
+        inc(&self.counters().connected);
+    }
+
+    /// `subscription_succeeded`: true if it subscribed the socket (counted), false if it came
+    /// for a socket that is not waiting for it.
+    pub fn subscribed(&mut self, tag: u32) -> bool {
+        let l = self.local(tag);
+        if self.state[l] != Sock::Open {
+            return false;
+        }
+        self.state[l] = Sock::Subscribed;
+        inc(&self.counters().subscribed);
+        true
+    }
+
+    /// An error or `subscription_error`: counted; a socket waiting to subscribe has failed.
+    pub fn error(&mut self, tag: u32) {
+        inc(&self.counters().server_errors);
+        let l = self.local(tag);
+        if self.state[l] == Sock::Open {
+            self.state[l] = Sock::Gone;
+            inc(&self.counters().subscribe_failed);
+        }
+    }
+
+    /// The connection ended (`causes` counts why): a failed connect, or a socket lost.
+    pub fn closed(&mut self, tag: u32, cause: Cause, causes: &mut Causes) {
+        let l = self.local(tag);
+        let was = std::mem::replace(&mut self.state[l], Sock::Gone);
+        causes.add(cause);
+        match was {
+            Sock::Connecting => inc(&self.counters().connect_failed),
+            Sock::Open | Sock::Subscribed => inc(&self.counters().closed_unexpectedly),
+            _ => {}
+        }
+    }
+}
+
 /// Server CPU µs between two samples (None without --server-pid).
 pub fn server_cpu_us(a: &Sample, b: &Sample) -> Option<u64> {
     Some(b.server?.cpu_us.saturating_sub(a.server?.cpu_us))
@@ -326,10 +421,13 @@ pub fn thousands(n: u64) -> String {
     out
 }
 
-/// The coordinator's part of a publishing run (fanout, recovery-storm): waits until every
-/// socket subscribed or failed (or `setup_timeout_s`), then — if any subscribed — runs the RUN
-/// phase for `duration_s` and the DRAIN phase until `complete(totals)` or `drain_s`.
-/// Returns (setup seconds, the sample at the end of setup, drain seconds; None if aborted).
+fn secs(s: f64) -> u64 {
+    (s * SEC as f64) as u64
+}
+
+/// The coordinator's part of a publishing run (fanout, recovery-storm): [`settle`], then — if
+/// any socket subscribed — [`run_and_drain`]. Returns (setup seconds, the sample at the end of
+/// setup, drain seconds; None if aborted).
 pub fn publish_run(
     monitor: &mut Monitor,
     shared: &Shared,
@@ -337,45 +435,125 @@ pub fn publish_run(
     progress: impl Fn(&Sample, &Sample) -> String,
     complete: impl Fn(&Totals) -> bool,
 ) -> (f64, Sample, Option<f64>) {
-    let secs = |s: f64| (s * SEC as f64) as u64;
+    let setup_s = settle(monitor, shared, (sockets, setup_timeout_s), &progress);
+    let s1 = monitor.sample(shared);
+    if s1.totals.subscribed == 0 {
+        return (setup_s, s1, None);
+    }
+    let drained = run_and_drain(monitor, shared, (duration_s, drain_s), &progress, complete);
+    (setup_s, s1, Some(drained))
+}
+
+/// The SETUP phase of a run whose sockets subscribe: waits until every one of `sockets`
+/// subscribed or failed, or `setup_timeout_s`. Returns the seconds since the run started.
+pub fn settle<P: Fn(&Sample, &Sample) -> String>(
+    monitor: &mut Monitor,
+    shared: &Shared,
+    (sockets, setup_timeout_s): (usize, f64),
+    progress: &P,
+) -> f64 {
     let setup_deadline = now_ns() + secs(setup_timeout_s);
     loop {
         nap();
-        monitor.tick(shared, &progress);
+        monitor.tick(shared, progress);
         let t = shared.totals();
         let settled = t.subscribed + t.subscribe_failed + t.connect_failed + t.closed_unexpectedly;
         if settled >= sockets as u64 || now_ns() > setup_deadline {
             break;
         }
     }
-    let setup_s = monitor.elapsed_s();
-    let s1 = monitor.sample(shared);
-    if s1.totals.subscribed == 0 {
-        return (setup_s, s1, None);
-    }
+    monitor.elapsed_s()
+}
+
+/// The RUN phase for `duration_s`, then the DRAIN phase until `complete(totals)` or `drain_s`.
+/// Returns the drain seconds.
+pub fn run_and_drain<P: Fn(&Sample, &Sample) -> String>(
+    monitor: &mut Monitor,
+    shared: &Shared,
+    (duration_s, drain_s): (f64, f64),
+    progress: &P,
+    complete: impl Fn(&Totals) -> bool,
+) -> f64 {
     shared.set_phase(phase::RUN, now_ns());
     while (now_ns() - shared.phase_started()) < secs(duration_s) {
         nap();
-        monitor.tick(shared, &progress);
+        monitor.tick(shared, progress);
     }
     let drain_started = now_ns();
     shared.set_phase(phase::DRAIN, drain_started);
     loop {
         nap();
-        monitor.tick(shared, &progress);
+        monitor.tick(shared, progress);
         if complete(&shared.totals()) || now_ns() - drain_started > secs(drain_s) {
             break;
         }
     }
-    let drained = (now_ns() - drain_started) as f64 / SEC as f64;
-    (setup_s, s1, Some(drained))
+    (now_ns() - drain_started) as f64 / SEC as f64
+}
+
+/// `setup`, `run`, `drain` or `done`.
+pub fn phase_name(phase: u32) -> &'static str {
+    ["setup", "run", "drain", "done"][phase.min(3) as usize]
+}
+
+/// The progress line of a run that publishes to subscribed sockets (fanout, appends), in its
+/// words for the sockets, the requests and the deliveries.
+pub fn publish_progress(p: &Sample, s: &Sample, sockets: usize, (socks, sent, got): (&str, &str, &str)) -> String {
+    let t = &s.totals;
+    format!(
+        "{:5} {socks} {}/{} subscribed {} | {sent} sent {} acc {} rej {} ({:.0}/s) | {got} {} ({:.0}/s)",
+        phase_name(s.phase),
+        t.connected,
+        sockets,
+        t.subscribed,
+        t.publish_requests,
+        t.events_accepted,
+        t.events_rejected + t.events_unanswered,
+        rate(p, s, |t| t.events_accepted),
+        t.delivered,
+        rate(p, s, |t| t.delivered),
+    )
+}
+
+/// The per-second accepted and rejected (or unanswered) requests' events, for a chart.
+pub fn acceptance_series(samples: &[Sample]) -> Vec<(String, Points)> {
+    vec![
+        ("accepted/s".into(), series(samples, |t| t.events_accepted)),
+        ("rejected/s".into(), series(samples, |t| t.events_rejected + t.events_unanswered)),
+    ]
+}
+
+/// The "sockets" line of a run whose sockets subscribe: `{requested} requested, C connected,
+/// F connect failures, S subscribed {to} (E subscribe failures) in T s`.
+pub fn sockets_summary(t: &Totals, requested: &str, to: &str, setup_s: f64) -> String {
+    format!(
+        "{requested} requested, {} connected, {} connect failures, {} subscribed {to} ({} subscribe failures) in {setup_s:.2} s",
+        t.connected, t.connect_failed, t.subscribed, t.subscribe_failed
+    )
+}
+
+/// The metrics every run whose sockets subscribe reports about them.
+pub fn socket_metrics(report: &mut Report, t: &Totals, setup_s: f64) {
+    report.metric("connected", t.connected);
+    report.metric("connect_failed", t.connect_failed);
+    report.metric("subscribed", t.subscribed);
+    report.metric("subscribe_failed", t.subscribe_failed);
+    report.metric("closed_unexpectedly", t.closed_unexpectedly);
+    report.metric("setup_s", setup_s);
 }
 
 /// The verdicts every publishing run shares: sockets that failed to connect, subscribe or stay
-/// open, nothing published or accepted.
-pub fn fail_sockets_and_publishing(report: &mut Report, t: &Totals, sockets: usize, aborted: bool) {
+/// open, nothing published or accepted. `(request, done)` name what is sent, e.g.
+/// `("publish", "published")`.
+pub fn fail_sockets_and_publishing(
+    report: &mut Report,
+    t: &Totals,
+    sockets: usize,
+    aborted: bool,
+    (request, done): (&str, &str),
+) {
     if aborted {
-        report.fail("no socket subscribed: nothing was published");
+        report.fail(format!("no socket subscribed: nothing was {done}"));
     }
     if t.connect_failed > 0 {
         report.fail(format!("{} sockets failed to connect (or reconnect)", t.connect_failed));
@@ -387,8 +565,90 @@ pub fn fail_sockets_and_publishing(report: &mut Report, t: &Totals, sockets: usi
         report.fail(format!("{} sockets closed during the run", t.closed_unexpectedly));
     }
     if !aborted && t.events_accepted == 0 {
-        report.fail("no publish was accepted");
+        report.fail(format!("no {request} was accepted"));
     }
+}
+
+/// The last verdict of every run (the server process went away), and the outcome.
+pub fn conclude(mut report: Report, monitor: &Monitor) -> Outcome {
+    if monitor.server_gone {
+        report.fail("the server process went away");
+    }
+    Ok(report)
+}
+
+/// CPU time (µs, and the kernel's part of it) and RSS (KiB, at either end) of a process between
+/// two samples.
+#[derive(Clone, Copy, Debug)]
+pub struct Usage {
+    pub cpu_us: u64,
+    pub sys_us: u64,
+    pub rss_start_kb: u64,
+    pub rss_end_kb: u64,
+}
+
+impl Usage {
+    pub fn between(a: &ProcSample, b: &ProcSample) -> Usage {
+        let cpu_us = b.cpu_us.saturating_sub(a.cpu_us);
+        let sys_us = b.sys_us.saturating_sub(a.sys_us).min(cpu_us);
+        Usage { cpu_us, sys_us, rss_start_kb: a.rss_kb, rss_end_kb: b.rss_kb }
+    }
+
+    /// The server's (None without --server-pid).
+    pub fn server(a: &Sample, b: &Sample) -> Option<Usage> {
+        Some(Usage::between(&a.server?, &b.server?))
+    }
+
+    /// The harness's own.
+    pub fn own(a: &Sample, b: &Sample) -> Usage {
+        Usage::between(&a.me, &b.me)
+    }
+
+    /// `X µs per {what} (user Y, kernel Z)` over `n` of them, `digits` decimals; None if `n` is 0.
+    pub fn per(&self, n: u64, what: &str, digits: usize) -> Option<String> {
+        let n = (n > 0).then_some(n as f64)?;
+        let (cpu, sys) = (self.cpu_us as f64, self.sys_us as f64);
+        Some(format!(
+            "{:.digits$} µs per {what} (user {:.digits$}, kernel {:.digits$})",
+            cpu / n,
+            (cpu - sys) / n,
+            sys / n
+        ))
+    }
+}
+
+/// The report's "server" line over run+drain (`run_s` seconds):
+/// `CPU X s during run+drain (Y% of a core{note}){detail}; RSS A → B MiB`.
+pub fn server_line(report: &mut Report, u: &Usage, run_s: f64, note: &str, detail: &str) {
+    report.line(
+        "server",
+        format!(
+            "CPU {:.3} s during run+drain ({:.0}% of a core{note}){detail}; RSS {:.1} → {:.1} MiB",
+            u.cpu_us as f64 / 1e6,
+            u.cpu_us as f64 / 1e4 / run_s,
+            u.rss_start_kb as f64 / 1024.0,
+            u.rss_end_kb as f64 / 1024.0
+        ),
+    );
+}
+
+/// The report's "loadtest" line over run+drain: `CPU X s during run+drain, {per} (N worker thread(s))`.
+pub fn loadtest_line(report: &mut Report, u: &Usage, per: &str, threads: usize) {
+    report.line(
+        "loadtest",
+        format!("CPU {:.3} s during run+drain, {per} ({threads} worker thread(s))", u.cpu_us as f64 / 1e6),
+    );
+}
+
+/// `expected E, received R (P%), missing M`, the counts with thousands separators.
+pub fn deliveries(expected: u64, received: u64, missing: u64) -> String {
+    let pct = if expected > 0 { received as f64 * 100.0 / expected as f64 } else { 0.0 };
+    format!(
+        "expected {}, received {} ({pct:.3}%), missing {}",
+        thousands(expected),
+        thousands(received),
+        thousands(missing)
+    )
 }
 
 /// `200: 5, 503: 1`, or `none`.

@@ -547,10 +547,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
     if t.closed_unexpectedly > 0 {
         report.fail(format!("{} members were disconnected", t.closed_unexpectedly));
     }
-    if monitor.server_gone {
-        report.fail("the server process went away");
-    }
-    Ok(report)
+    conclude(report, &monitor)
 }
 
 #[cfg(test)]

@@ -538,9 +538,9 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
 
     let progress = |p: &Sample, s: &Sample| {
         let t = &s.totals;
-        let name = ["setup", "run", "drain", "done"][s.phase.min(3) as usize];
         format!(
-            "{name:5} sockets {}/{} subscribed {} | events acc {} ({:.0}/s) | reconnects {} resumed {} unsettled {} | recovered {} failed {} replayed {} dup {}",
+            "{:5} sockets {}/{} subscribed {} | events acc {} ({:.0}/s) | reconnects {} resumed {} unsettled {} | recovered {} failed {} replayed {} dup {}",
+            phase_name(s.phase),
             t.connected,
             opts.sockets,
             t.subscribed,
@@ -589,13 +589,8 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
     let run_s = (s2.t - s1.t).max(1e-9);
     // Storms at k × S for k ≥ 1 while k × S < D.
     let storms = ((opts.duration_s / opts.x.storm_every_s).ceil() as u64).saturating_sub(1);
-    report.line(
-        "sockets",
-        format!(
-            "{} requested, {} connected, {} connect failures, {} subscribed to {} channel(s) each of {} ({} subscribe failures) in {:.2} s",
-            opts.sockets, t.connected, t.connect_failed, t.subscribed, opts.x.per_socket, opts.channels, t.subscribe_failed, setup_s
-        ),
-    );
+    let to = format!("to {} channel(s) each of {}", opts.x.per_socket, opts.channels);
+    report.line("sockets", sockets_summary(&t, &opts.sockets.to_string(), &to, setup_s));
     report.line(
         "publishing",
         format!(
@@ -645,12 +640,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
     report.metric("sockets", opts.sockets as u64);
     report.metric("channels", opts.channels as u64);
     report.metric("channels_per_socket", opts.x.per_socket as u64);
-    report.metric("connected", t.connected);
-    report.metric("connect_failed", t.connect_failed);
-    report.metric("subscribed", t.subscribed);
-    report.metric("subscribe_failed", t.subscribe_failed);
-    report.metric("closed_unexpectedly", t.closed_unexpectedly);
-    report.metric("setup_s", setup_s);
+    socket_metrics(&mut report, &t, setup_s);
     report.metric("events_accepted", t.events_accepted);
     report.metric("events_rejected", t.events_rejected);
     report.metric("events_unanswered", t.events_unanswered);
@@ -678,32 +668,15 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
             format!("{:.1} µs per recovered channel", cpu as f64 / t.channels_recovered as f64)
         }
     };
-    if let (Some(cpu), Some(a), Some(b)) = (server_cpu_us(&s1, &s2), s1.server, s2.server) {
-        report.line(
-            "server",
-            format!(
-                "CPU {:.3} s during run+drain ({:.0}% of a core, publishing and fan-out included), {}; RSS {:.1} → {:.1} MiB",
-                cpu as f64 / 1e6,
-                cpu as f64 / 1e4 / run_s,
-                per_channel(cpu),
-                a.rss_kb as f64 / 1024.0,
-                b.rss_kb as f64 / 1024.0
-            ),
-        );
+    if let Some(u) = Usage::server(&s1, &s2) {
+        let (note, cpu) = (", publishing and fan-out included", u.cpu_us);
+        server_line(&mut report, &u, run_s, note, &format!(", {}", per_channel(cpu)));
         report.metric("server_cpu_us", cpu);
         report.metric("server_cpu_us_per_recovered_channel", cpu as f64 / t.channels_recovered.max(1) as f64);
-        report.metric("server_rss_kb_end", b.rss_kb);
+        report.metric("server_rss_kb_end", u.rss_end_kb);
     }
-    let my_cpu = s2.me.cpu_us.saturating_sub(s1.me.cpu_us);
-    report.line(
-        "loadtest",
-        format!(
-            "CPU {:.3} s during run+drain, {} ({} worker thread(s))",
-            my_cpu as f64 / 1e6,
-            per_channel(my_cpu),
-            threads
-        ),
-    );
+    let me = Usage::own(&s1, &s2);
+    loadtest_line(&mut report, &me, &per_channel(me.cpu_us), threads);
     report.line("connections ended", causes.describe());
     report.latency("reconnect → resume_success", hist);
     report.chart(
@@ -723,7 +696,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
     add_server_charts(&mut report, &monitor.samples);
 
     // ---- verdict ----
-    fail_sockets_and_publishing(&mut report, &t, opts.sockets, aborted);
+    fail_sockets_and_publishing(&mut report, &t, opts.sockets, aborted, ("publish", "published"));
     if lost > 0 {
         report.fail(format!("{lost} messages lost in {tracks_short} socket-channel(s)"));
     }
@@ -748,10 +721,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
     if t.events_rejected + t.events_unanswered > 0 {
         report.warn(format!("{} events rejected or unanswered", t.events_rejected + t.events_unanswered));
     }
-    if monitor.server_gone {
-        report.fail("the server process went away");
-    }
-    Ok(report)
+    conclude(report, &monitor)
 }
 
 #[cfg(test)]
