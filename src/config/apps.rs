@@ -42,6 +42,8 @@ pub struct AppConfig {
     pub max_event_batch_size: Option<u64>,
     pub enable_user_authentication: Option<bool>,
     pub enable_watchlist_events: Option<bool>,
+    /// Annotations on the app's channels, where a namespace does not say otherwise.
+    pub annotations_enabled: Option<bool>,
     pub allowed_origins: Option<Vec<String>>,
     pub channel_namespaces: Option<Vec<NamespaceConfig>>,
     pub idempotency: AppIdempotency,
@@ -96,6 +98,7 @@ pub struct PolicyFeatures {
     pub enable_client_messages: Option<bool>,
     pub enable_user_authentication: Option<bool>,
     pub enable_watchlist_events: Option<bool>,
+    pub annotations_enabled: Option<bool>,
 }
 
 #[derive(Deserialize, Default, Debug, Clone)]
@@ -111,7 +114,10 @@ impl ConfigError {
     fn under_policy(self) -> ConfigError {
         let group = match self.key.split(['.', '[']).next().unwrap_or_default() {
             "id" | "key" | "secret" | "enabled" => None,
-            "enable_client_messages" | "enable_user_authentication" | "enable_watchlist_events" => Some("features"),
+            "enable_client_messages"
+            | "enable_user_authentication"
+            | "enable_watchlist_events"
+            | "annotations_enabled" => Some("features"),
             "allowed_origins" | "channel_namespaces" => Some("channels"),
             "webhooks" | "idempotency" => Some(""),
             _ => Some("limits"),
@@ -154,6 +160,7 @@ impl AppConfig {
             enable_client_messages: p.features.enable_client_messages,
             enable_user_authentication: p.features.enable_user_authentication,
             enable_watchlist_events: p.features.enable_watchlist_events,
+            annotations_enabled: p.features.annotations_enabled,
             allowed_origins: p.channels.allowed_origins,
             channel_namespaces: p.channels.channel_namespaces,
             idempotency: p.idempotency,
@@ -188,6 +195,7 @@ impl AppConfig {
             ("max_event_batch_size", self.max_event_batch_size.is_some()),
             ("enable_user_authentication", self.enable_user_authentication.is_some()),
             ("enable_watchlist_events", self.enable_watchlist_events.is_some()),
+            ("annotations_enabled", self.annotations_enabled.is_some()),
             ("allowed_origins", self.allowed_origins.is_some()),
             ("channel_namespaces", self.channel_namespaces.is_some()),
             ("idempotency", self.idempotency.enabled.is_some() || self.idempotency.ttl_seconds.is_some()),
@@ -210,6 +218,8 @@ pub struct AppIdempotency {
 #[serde(default)]
 pub struct NamespaceConfig {
     pub name: String,
+    /// Annotations on this namespace's channels (`docs/protocol/v2.md#annotations`).
+    pub annotations_enabled: Option<bool>,
 }
 
 /// Limits of one app; 0 never means "unlimited" here: every limit has a number
@@ -247,6 +257,10 @@ pub struct App {
     /// The channel namespaces the app declares; `None` (the built-in development app only):
     /// any namespace, so that examples like `chat:room-1` work without configuration.
     pub namespaces: Option<Vec<String>>,
+    /// Annotations on the app's channels (`annotations_enabled`), unless the channel's
+    /// namespace says otherwise in `namespace_annotations`.
+    pub annotations: bool,
+    pub namespace_annotations: Vec<(String, bool)>,
     pub idempotency: AppIdempotency,
     pub webhooks: Vec<Webhook>,
     /// The stable hash of `id`: every owner key of the app continues from it, so the shard that
@@ -264,6 +278,7 @@ impl App {
             enabled: Some(true),
             max_client_events_per_second: Some(1000),
             enable_watchlist_events: Some(true),
+            annotations_enabled: Some(true),
             ..AppConfig::default()
         };
         let app = App::from_config(c).expect("the development app is valid");
@@ -274,6 +289,14 @@ impl App {
     /// namespaces.
     pub fn validate_channel(&self, name: &str) -> Result<(), crate::protocol::ProtocolError> {
         crate::protocol::channel::validate(name, self.limits.max_channel_name_length, self.namespaces.as_deref())
+    }
+
+    /// Whether the channel takes annotations: its namespace's `annotations_enabled` if that is
+    /// set, else the app's.
+    pub fn annotations_allowed(&self, channel: &str) -> bool {
+        let ns = crate::protocol::channel::namespace(channel);
+        let by_namespace = self.namespace_annotations.iter().find(|(n, _)| Some(n.as_str()) == ns);
+        by_namespace.map_or(self.annotations, |(_, on)| *on)
     }
 
     /// Resolves a configured app, applying the defaults of `docs/protocol/pusher.md#app-fields` to
@@ -293,7 +316,10 @@ impl App {
         for o in &origins {
             check_origin_pattern(o).map_err(|p| ConfigError::new("allowed_origins", format!("\"{o}\": {p}")))?;
         }
-        let namespaces: Vec<String> = c.channel_namespaces.unwrap_or_default().into_iter().map(|n| n.name).collect();
+        let declared = c.channel_namespaces.unwrap_or_default();
+        let namespace_annotations =
+            declared.iter().filter_map(|n| n.annotations_enabled.map(|on| (n.name.clone(), on))).collect();
+        let namespaces: Vec<String> = declared.into_iter().map(|n| n.name).collect();
         if namespaces.iter().any(|n| n.is_empty() || n.contains(':')) {
             return Err(ConfigError::new("channel_namespaces", "each namespace needs a `name` without ':'"));
         }
@@ -338,6 +364,8 @@ impl App {
             limits,
             allowed_origins: origins.into_iter().map(|o| o.to_ascii_lowercase()).collect(),
             namespaces: Some(namespaces),
+            annotations: c.annotations_enabled.unwrap_or(false),
+            namespace_annotations,
             idempotency: c.idempotency,
             webhooks,
         })
@@ -477,6 +505,7 @@ pub(super) fn apply_env_app(apps: &mut Vec<App>) -> Result<(), ConfigError> {
         env_bool("SOCKUDO_DEFAULT_APP_ENABLE_CLIENT_MESSAGES")?.or(env_bool("SOCKUDO_ENABLE_CLIENT_MESSAGES")?);
     c.enable_user_authentication = env_bool("SOCKUDO_DEFAULT_APP_ENABLE_USER_AUTHENTICATION")?;
     c.enable_watchlist_events = env_bool("SOCKUDO_DEFAULT_APP_ENABLE_WATCHLIST_EVENTS")?;
+    c.annotations_enabled = env_bool("SOCKUDO_DEFAULT_APP_ANNOTATIONS_ENABLED")?;
     if let Some(o) = var("ALLOWED_ORIGINS") {
         c.allowed_origins = Some(o.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
     }
@@ -518,6 +547,30 @@ mod tests {
         assert!(p.origin_allowed(Some("http://localhost:3000")));
         assert!(p.origin_allowed(Some("https://example.org")));
         assert!(app_with_origins(&[]).origin_allowed(None));
+    }
+
+    #[test]
+    fn annotations_by_app_and_namespace() {
+        let ns = |name: &str, on: Option<bool>| NamespaceConfig { name: name.into(), annotations_enabled: on };
+        let app = |on: Option<bool>| {
+            App::from_config(AppConfig {
+                id: "a".into(),
+                key: "k".into(),
+                secret: "s".into(),
+                annotations_enabled: on,
+                channel_namespaces: Some(vec![ns("chat", Some(true)), ns("news", Some(false)), ns("misc", None)]),
+                ..AppConfig::default()
+            })
+            .unwrap()
+        };
+        let off = app(None);
+        assert!(off.annotations_allowed("chat:1") && off.annotations_allowed("private-chat:1"));
+        assert!(
+            !off.annotations_allowed("news:1") && !off.annotations_allowed("misc:1") && !off.annotations_allowed("x")
+        );
+        let on = app(Some(true));
+        assert!(on.annotations_allowed("x") && on.annotations_allowed("misc:1") && !on.annotations_allowed("news:1"));
+        assert!(App::development().annotations_allowed("anything:at-all"));
     }
 
     #[test]

@@ -37,6 +37,7 @@ pub(super) struct FileConfig {
     pub(super) mesh: MeshFile,
     pub(super) presence: PresenceFile,
     pub(super) versioned_messages: VersionedFile,
+    pub(super) annotations: AnnotationsFile,
     pub(super) log_format: Option<String>,
     pub(super) webhooks: WebhooksFile,
     /// Shorthand for `app_manager.array.apps`.
@@ -123,6 +124,13 @@ pub(super) struct RateLimitFile {
     pub(super) window_seconds: Option<u64>,
     #[serde(deserialize_with = "num_or_str")]
     pub(super) trust_hops: Option<usize>,
+}
+
+/// `[annotations]`: annotations of mutable messages (`docs/protocol/v2.md#annotations`).
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub(super) struct AnnotationsFile {
+    pub(super) enabled: Option<bool>,
 }
 
 /// `[versioned_messages]`: mutable messages (`docs/protocol/v2.md#mutable-messages`).

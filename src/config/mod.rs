@@ -176,7 +176,7 @@ impl Config {
                 )?
                 .unwrap_or(8 << 20),
             },
-            versioned: sections::versioned(file.versioned_messages, &history)?,
+            versioned: sections::versioned(file.versioned_messages, file.annotations, &history)?,
             history,
             log_format: match env::<String>("LOG_FORMAT")?.or(file.log_format) {
                 None => crate::logging::Format::Text,

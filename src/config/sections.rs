@@ -1,7 +1,7 @@
 //! The resolved settings of the config's sections that are more than a value or two: rate
 //! limits, history and storage, idempotency, the recovery buffer and the shard mesh.
 
-use super::file::{HistoryFile, MeshFile, PresenceFile, RateLimitFile, StorageFile, VersionedFile};
+use super::file::{AnnotationsFile, HistoryFile, MeshFile, PresenceFile, RateLimitFile, StorageFile, VersionedFile};
 use super::value::{env, env_bool, positive, ConfigError};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -87,9 +87,11 @@ pub struct Versioned {
     pub max_page_size: usize,
     /// Memory each shard may spend on the state of messages being mutated (tuning.md).
     pub cache_bytes: usize,
+    /// `[annotations] enabled`: annotations of mutable messages, where the app allows them.
+    pub annotations: bool,
 }
 
-pub(super) fn versioned(f: VersionedFile, history: &History) -> Result<Versioned, ConfigError> {
+pub(super) fn versioned(f: VersionedFile, a: AnnotationsFile, history: &History) -> Result<Versioned, ConfigError> {
     let enabled = env_bool("VERSIONED_MESSAGES_ENABLED")?.or(f.enabled).unwrap_or(true);
     let max_page_size =
         positive("versioned_messages.max_page_size", env("VERSIONED_MESSAGES_MAX_PAGE_SIZE")?.or(f.max_page_size))?
@@ -105,7 +107,17 @@ pub(super) fn versioned(f: VersionedFile, history: &History) -> Result<Versioned
     if enabled && !history.enabled {
         log::info!("versioned messages are off: they need durable history (history.enabled)");
     }
-    Ok(Versioned { enabled: enabled && history.enabled, max_page_size, cache_bytes: cache_mb.unwrap_or(64) << 20 })
+    let enabled = enabled && history.enabled;
+    let annotations = env_bool("ANNOTATIONS_ENABLED")?.or(a.enabled).unwrap_or(true);
+    if annotations && !enabled {
+        log::info!("annotations are off: they annotate versioned messages (versioned_messages.enabled)");
+    }
+    Ok(Versioned {
+        enabled,
+        max_page_size,
+        cache_bytes: cache_mb.unwrap_or(64) << 20,
+        annotations: annotations && enabled,
+    })
 }
 
 /// Presence updates (`[presence]`).

@@ -94,6 +94,10 @@ impl ApiError {
     pub fn auth_failed(m: impl Into<String>) -> ApiError {
         Self::new(401, "auth_failed", m)
     }
+    /// The app, channel or socket may not do this.
+    pub fn forbidden(m: impl Into<String>) -> ApiError {
+        Self::new(403, "forbidden", m)
+    }
     pub fn app_not_found() -> ApiError {
         Self::new(404, "app_not_found", "Application key not found or invalid: Invalid app key")
     }

@@ -85,8 +85,13 @@ fn allowed_char(c: u8) -> bool {
     c.is_ascii_alphanumeric() || b"-_=@,;.:#".contains(&c)
 }
 
+/// The channel's namespace: the text before the first `:` after the type prefix.
+pub fn namespace(name: &str) -> Option<&str> {
+    classify(name).1.split_once(':').map(|(ns, _)| ns)
+}
+
 /// Checks a channel name against the naming rules: length first, then characters, then the
-/// namespace (text before the first `:` after the type prefix) against the app's namespaces
+/// namespace ([`namespace`]) against the app's namespaces
 /// (`None`: any namespace). `max_len` is the app's limit. V2-only forms (`[meta]`, wildcards)
 /// are rejected on V1.
 pub fn validate(name: &str, max_len: usize, namespaces: Option<&[String]>) -> Result<(), ProtocolError> {
@@ -113,8 +118,7 @@ pub fn validate(name: &str, max_len: usize, namespaces: Option<&[String]>) -> Re
     if user_channel_target(name).is_some() {
         return Ok(());
     }
-    let (_, logical) = classify(name);
-    if let (Some((ns, _)), Some(declared)) = (logical.split_once(':'), namespaces) {
+    if let (Some(ns), Some(declared)) = (namespace(name), namespaces) {
         if !declared.iter().any(|n| n == ns) {
             return Err(ProtocolError::channel(format!("Unknown channel namespace '{ns}'")));
         }

@@ -116,6 +116,7 @@ struct RawSubscribe {
     auth: Option<String>,
     channel_data: Option<StrOrJson>,
     rewind: Option<sonic_rs::Value>,
+    modes: Option<sonic_rs::Value>,
 }
 
 /// `pusher:subscribe` data.
@@ -125,6 +126,9 @@ pub struct Subscribe {
     pub auth: Option<String>,
     pub channel_data: Option<String>,
     pub rewind: Option<super::history::Rewind>,
+    /// `modes` holds `ANNOTATION_SUBSCRIBE`: raw annotation events too
+    /// (`docs/protocol/v2.md#annotations`).
+    pub annotations: bool,
 }
 
 impl Subscribe {
@@ -135,7 +139,17 @@ impl Subscribe {
             Some(v) => Some(super::history::Rewind::parse(&v).map_err(ProtocolError::invalid_format)?),
             None => None,
         };
-        Ok(Subscribe { channel, auth: raw.auth, channel_data: raw.channel_data.map(StrOrJson::into_string), rewind })
+        let annotations = match raw.modes.filter(|v| !v.is_null()) {
+            Some(m) => super::annotations::wants_annotations(&m).map_err(ProtocolError::invalid_format)?,
+            None => false,
+        };
+        Ok(Subscribe {
+            channel,
+            auth: raw.auth,
+            channel_data: raw.channel_data.map(StrOrJson::into_string),
+            rewind,
+            annotations,
+        })
     }
 }
 

@@ -111,6 +111,8 @@ impl Socket {
 #[derive(Default)]
 pub struct LocalChannel {
     pub sockets: IndexSet<SocketKey, RandomState>,
+    /// Those subscribed in `ANNOTATION_SUBSCRIBE` mode, who also get raw annotation events.
+    pub annotation_sockets: IndexSet<SocketKey, RandomState>,
 }
 
 #[derive(Default)]
@@ -165,7 +167,8 @@ impl Index {
         }
         let Index { sockets, channels, .. } = self;
         let Some(local) = channels[app as usize].get(channel) else { return (full, queued, bytes) };
-        for &key in &local.sockets {
+        let audience = if message.annotations_only { &local.annotation_sockets } else { &local.sockets };
+        for &key in audience {
             let s = &mut sockets[key];
             if Some(s.id) == exclude || s.closing {
                 continue;
@@ -231,11 +234,19 @@ impl Index {
         local.sockets.len() == 1
     }
 
+    /// Marks a subscriber of the channel as in `ANNOTATION_SUBSCRIBE` mode.
+    pub fn add_annotation_subscriber(&mut self, app: AppIdx, channel: &str, key: SocketKey) {
+        if let Some(local) = self.channels[app as usize].get_mut(channel) {
+            local.annotation_sockets.insert(key);
+        }
+    }
+
     /// Removes `key` from the channel's local subscribers; true if that emptied the channel
     /// here.
     pub fn remove_subscriber(&mut self, app: AppIdx, channel: &str, key: SocketKey) -> bool {
         let map = &mut self.channels[app as usize];
         let Some(local) = map.get_mut(channel) else { return false };
+        local.annotation_sockets.swap_remove(&key);
         let removed = local.sockets.swap_remove(&key);
         if local.sockets.is_empty() {
             map.remove(channel);

@@ -1,7 +1,9 @@
 //! Key layout. Length-prefixed components keep `(app, channel)` prefixes unambiguous, and the
 //! big-endian serial suffix makes a channel's history one contiguous, ordered range. A mutable
 //! message's versions and receipts sit under `channel_key + its history serial`, so one
-//! message, and the messages created in a serial range, are contiguous ranges too.
+//! message, and the messages created in a serial range, are contiguous ranges too. Its
+//! annotation events (by annotation serial) and its summaries (by annotation type) sit under
+//! the same prefix in partitions of their own, so those ranges take them in as well.
 
 use crate::{StorageError, VersionAction};
 
@@ -38,7 +40,7 @@ pub(crate) fn serial_of_history_key(key: &[u8]) -> Option<u64> {
     Some(u64::from_be_bytes(tail.try_into().ok()?))
 }
 
-/// The prefix of every version and receipt key of the message created at serial `message`;
+/// The prefix of every version, receipt, annotation and summary key of the message created at serial `message`;
 /// for a serial range `message_prefix(a)..message_prefix(b)` covers the messages created in
 /// `a..b`.
 pub(crate) fn message_prefix(channel_key: &[u8], message: u64) -> Vec<u8> {
@@ -56,6 +58,27 @@ pub(crate) fn receipt_key(channel_key: &[u8], message: u64, action: VersionActio
     key.push(action.code());
     key.extend_from_slice(op_id.as_bytes());
     key
+}
+
+/// Laid out like a version key (in a partition of its own): a message's annotation events in
+/// serial order.
+pub(crate) fn annotation_key(channel_key: &[u8], message: u64, serial: u64) -> Vec<u8> {
+    version_key(channel_key, message, serial)
+}
+
+/// Types follow the message prefix unframed: a channel's summaries order by message, then
+/// type.
+pub(crate) fn summary_key(channel_key: &[u8], message: u64, annotation_type: &str) -> Vec<u8> {
+    let mut key = message_prefix(channel_key, message);
+    key.extend_from_slice(annotation_type.as_bytes());
+    key
+}
+
+/// Splits a summary key, given the length of its channel key, into `(message, type)`.
+pub(crate) fn parse_summary_key(key: &[u8], channel_key_len: usize) -> Option<(u64, String)> {
+    let rest = key.get(channel_key_len..)?;
+    let (message, annotation_type) = (rest.get(..8)?, rest.get(8..)?);
+    Some((u64::from_be_bytes(message.try_into().ok()?), String::from_utf8(annotation_type.to_vec()).ok()?))
 }
 
 /// Splits a receipt key, given the length of its message prefix, into `(action, op_id)`.
@@ -109,5 +132,11 @@ mod tests {
         let r = receipt_key(&c, 5, VersionAction::Append, "op-1");
         assert!(below.contains(&r));
         assert_eq!(parse_receipt_key(&r, c.len() + 8), Some((VersionAction::Append, "op-1".into())));
+        assert!(below.contains(&annotation_key(&c, 6, u64::MAX)) && !below.contains(&annotation_key(&c, 7, 1)));
+        assert!(annotation_key(&c, 5, 9) < annotation_key(&c, 5, 256));
+        let s = summary_key(&c, 6, "reaction:distinct.v1");
+        assert!(below.contains(&s) && !below.contains(&summary_key(&c, 7, "")));
+        assert!(summary_key(&c, 5, "zz") < summary_key(&c, 6, "a"));
+        assert_eq!(parse_summary_key(&s, c.len()), Some((6, "reaction:distinct.v1".into())));
     }
 }

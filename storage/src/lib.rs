@@ -1,8 +1,10 @@
 //! Per-shard embedded store (fjall) for durable channel history, stream metadata and
 //! idempotency records. Each shard's store runs on its own thread; callers only enqueue
 //! requests and await [`Reply`] futures, so executor threads never block on disk. Mutable
-//! messages keep their versions beside their history rows, for as long as their create row.
+//! messages keep their versions and annotations beside their history rows, for as long as
+//! their create row.
 
+mod annotation;
 mod codec;
 mod config;
 mod cursor;
@@ -18,6 +20,9 @@ mod stream;
 mod version;
 mod worker;
 
+pub use annotation::{
+    AnnotationAction, AnnotationRecord, AnnotationWrite, AnnotationsPage, AnnotationsQuery, StoredSummary,
+};
 pub use config::{Fsync, Retention, StoreConfig};
 pub use cursor::{Cursor, CursorCheck, CursorCodec, CursorError};
 pub use error::StorageError;

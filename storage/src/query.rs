@@ -54,7 +54,7 @@ pub struct HistoryItem {
     pub payload_size_bytes: u64,
     pub kind: RecordKind,
     /// Latest view only: the current state of the message a versioned create row made, while
-    /// its versions are retained (without receipts).
+    /// its versions are retained (without receipts or annotations).
     pub message: Option<MessageState>,
 }
 

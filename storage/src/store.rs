@@ -7,11 +7,11 @@ use crossbeam_channel::{Sender, TrySendError};
 use crate::cursor::{CursorCodec, SECRET_LEN};
 use crate::engine::{Engine, StreamExport};
 use crate::keys::idempotency_key;
-use crate::reply::{AppendTicket, Reply};
+use crate::reply::{AppendTicket, Reply, Responder};
 use crate::worker::{AppendRow, ControlRequest, ReadRequest, Request, StoreStats, Worker, WriteRequest};
 use crate::{
-    HistoryPage, HistoryQuery, HistoryRecord, MessageState, Purge, Purged, StorageError, StoreConfig, StreamMeta,
-    VersionWrite, VersionsPage, VersionsQuery,
+    AnnotationWrite, AnnotationsPage, AnnotationsQuery, HistoryPage, HistoryQuery, HistoryRecord, MessageState, Purge,
+    Purged, StorageError, StoreConfig, StoredSummary, StreamMeta, VersionWrite, VersionsPage, VersionsQuery,
 };
 
 /// One shard's store. Every method only enqueues a request for the store's own thread and
@@ -79,7 +79,7 @@ impl Store {
         self.cursors.secret()
     }
 
-    fn submit<T>(&self, make: impl FnOnce(crate::reply::Responder<T>) -> Request) -> Reply<T> {
+    fn submit<T>(&self, make: impl FnOnce(Responder<T>) -> Request) -> Reply<T> {
         let (tx, reply) = Reply::pair(self.label.clone());
         self.enqueue(make(tx)).map_or_else(|e| Reply::ready(self.label.clone(), Err(e)), |()| reply)
     }
@@ -138,8 +138,6 @@ impl Store {
         record: HistoryRecord,
         version: Option<VersionWrite>,
     ) -> AppendTicket {
-        let (written_tx, written) = Reply::pair(self.label.clone());
-        let (durable_tx, durable) = Reply::pair(self.label.clone());
         let row = AppendRow {
             app: app.to_string(),
             channel: channel.to_string(),
@@ -148,8 +146,24 @@ impl Store {
             record,
             version,
         };
-        let req = Request::Write(WriteRequest::Append { row: Box::new(row), written: written_tx, durable: durable_tx });
-        match self.enqueue(req) {
+        self.submit_ticket(|written, durable| WriteRequest::Append { row: Box::new(row), written, durable })
+    }
+
+    /// Stores an annotation event of the message created at history serial `write.message`
+    /// and sets that message's summary of the event's type to `write.summary` (removes it when
+    /// empty), in one batch with the round's appends: `written` and `durable` mean what they
+    /// mean for `append`. Refused with `InvalidInput`, nothing written, unless the message's
+    /// create version is stored and `write.record.serial` is one more than the message's
+    /// newest annotation serial (0 without any).
+    pub fn annotate(&self, app: &str, channel: &str, write: AnnotationWrite) -> AppendTicket {
+        let (app, channel, write) = (app.to_string(), channel.to_string(), Box::new(write));
+        self.submit_ticket(|written, durable| WriteRequest::Annotate { app, channel, write, written, durable })
+    }
+
+    fn submit_ticket(&self, make: impl FnOnce(Responder<()>, Responder<()>) -> WriteRequest) -> AppendTicket {
+        let (written_tx, written) = Reply::pair(self.label.clone());
+        let (durable_tx, durable) = Reply::pair(self.label.clone());
+        match self.enqueue(Request::Write(make(written_tx, durable_tx))) {
             Ok(()) => AppendTicket { written, durable },
             Err(e) => AppendTicket {
                 written: Reply::ready(self.label.clone(), Err(e.clone())),
@@ -184,7 +198,7 @@ impl Store {
     }
 
     /// The message created at history serial `message`, if its versions are retained; with
-    /// every receipt when `receipts`.
+    /// every receipt and annotation event when `receipts`.
     pub fn message(&self, app: &str, channel: &str, message: u64, receipts: bool) -> Reply<Option<MessageState>> {
         let (app, channel) = (app.to_string(), channel.to_string());
         self.submit(|reply| Request::Read(ReadRequest::Message { app, channel, message, receipts, reply }))
@@ -200,6 +214,25 @@ impl Store {
     ) -> Reply<Option<VersionsPage>> {
         let (app, channel) = (app.to_string(), channel.to_string());
         self.submit(|reply| Request::Read(ReadRequest::Versions { app, channel, message, query, reply }))
+    }
+
+    /// A page of the message's annotation events in serial order. `None` when the message is
+    /// unknown.
+    pub fn annotations(
+        &self,
+        app: &str,
+        channel: &str,
+        message: u64,
+        query: AnnotationsQuery,
+    ) -> Reply<Option<AnnotationsPage>> {
+        let (app, channel) = (app.to_string(), channel.to_string());
+        self.submit(|reply| Request::Read(ReadRequest::Annotations { app, channel, message, query, reply }))
+    }
+
+    /// Every stored summary of the channel, by message, then annotation type.
+    pub fn summaries(&self, app: &str, channel: &str) -> Reply<Vec<StoredSummary>> {
+        let (app, channel) = (app.to_string(), channel.to_string());
+        self.submit(|reply| Request::Read(ReadRequest::Summaries { app, channel, reply }))
     }
 
     /// Stores a response body under `(app, space, key)` until `expires_at_ms` (unix ms).

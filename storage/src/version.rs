@@ -1,9 +1,10 @@
 //! Mutable messages: the versions and op_id receipts stored beside a message's history rows,
-//! and the message's current state computed from them. The server validates and merges; the
-//! store only persists these and folds them on reads.
+//! and the message's current state computed from them (with its annotation events, when
+//! asked). The server validates and merges; the store only persists these and folds them on
+//! reads.
 
 use crate::codec::{decode_versioned, put_long_str, put_optional, put_short_str, Reader};
-use crate::Direction;
+use crate::{AnnotationRecord, Direction};
 
 const VERSION_RECORD_VERSION: u8 = 1;
 const RECEIPT_VERSION: u8 = 1;
@@ -202,6 +203,8 @@ pub struct MessageState {
     pub versions: u32,
     /// Every receipt of the message (only when asked for).
     pub receipts: Vec<Receipt>,
+    /// Every annotation event of the message, in serial order (only when asked for).
+    pub annotations: Vec<AnnotationRecord>,
 }
 
 impl MessageState {
@@ -220,6 +223,7 @@ impl MessageState {
             appends: 0,
             versions: 1,
             receipts: Vec::new(),
+            annotations: Vec::new(),
         };
         for version in versions {
             state.apply(version);

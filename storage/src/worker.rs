@@ -11,8 +11,8 @@ use crate::cursor::CursorCodec;
 use crate::engine::{Engine, StreamExport, WriteRound};
 use crate::reply::Responder;
 use crate::{
-    Fsync, HistoryPage, HistoryQuery, HistoryRecord, MessageState, Purge, Purged, StorageError, StoreConfig,
-    StreamMeta, VersionWrite, VersionsPage, VersionsQuery,
+    AnnotationWrite, AnnotationsPage, AnnotationsQuery, Fsync, HistoryPage, HistoryQuery, HistoryRecord, MessageState,
+    Purge, Purged, StorageError, StoreConfig, StoredSummary, StreamMeta, VersionWrite, VersionsPage, VersionsQuery,
 };
 
 pub(crate) enum Request {
@@ -37,6 +37,14 @@ pub(crate) enum WriteRequest {
     Append {
         /// Boxed: a row with its version is far larger than the other requests.
         row: Box<AppendRow>,
+        written: Responder<()>,
+        durable: Responder<()>,
+    },
+    /// Completes like an append: `durable` follows the fsync policy.
+    Annotate {
+        app: String,
+        channel: String,
+        write: Box<AnnotationWrite>,
         written: Responder<()>,
         durable: Responder<()>,
     },
@@ -91,6 +99,18 @@ pub(crate) enum ReadRequest {
         query: VersionsQuery,
         reply: Responder<Option<VersionsPage>>,
     },
+    Annotations {
+        app: String,
+        channel: String,
+        message: u64,
+        query: AnnotationsQuery,
+        reply: Responder<Option<AnnotationsPage>>,
+    },
+    Summaries {
+        app: String,
+        channel: String,
+        reply: Responder<Vec<StoredSummary>>,
+    },
 }
 
 /// Whole-stream changes, applied in arrival order between batches.
@@ -128,6 +148,24 @@ pub(crate) fn now_ms() -> u64 {
 struct Waiter {
     written: Responder<()>,
     durable: Option<Responder<()>>,
+}
+
+impl Waiter {
+    /// A ticket's write waits for the batch once staged; a refusal answers both completions.
+    fn push_staged(
+        waiters: &mut Vec<Waiter>,
+        staged: Result<(), StorageError>,
+        written: Responder<()>,
+        durable: Responder<()>,
+    ) {
+        match staged {
+            Ok(()) => waiters.push(Waiter { written, durable: Some(durable) }),
+            Err(e) => {
+                let _ = written.send(Err(e.clone()));
+                let _ = durable.send(Err(e));
+            }
+        }
+    }
 }
 
 pub(crate) struct Worker {
@@ -187,13 +225,12 @@ impl Worker {
         for req in requests.drain(..) {
             match req {
                 Request::Write(WriteRequest::Append { row, written, durable }) => {
-                    match self.engine.stage_append(&mut batch, *row) {
-                        Ok(()) => waiters.push(Waiter { written, durable: Some(durable) }),
-                        Err(e) => {
-                            let _ = written.send(Err(e.clone()));
-                            let _ = durable.send(Err(e));
-                        }
-                    }
+                    let staged = self.engine.stage_append(&mut batch, *row);
+                    Waiter::push_staged(&mut waiters, staged, written, durable);
+                }
+                Request::Write(WriteRequest::Annotate { app, channel, write, written, durable }) => {
+                    let staged = self.engine.stage_annotation(&mut batch, &app, &channel, *write);
+                    Waiter::push_staged(&mut waiters, staged, written, durable);
                 }
                 Request::Write(WriteRequest::IdempotencyPut { key, body, expires_at_ms, reply }) => {
                     self.engine.stage_idempotency_put(&mut batch, key, &body, expires_at_ms);
@@ -340,6 +377,12 @@ impl Worker {
             }
             ReadRequest::Versions { app, channel, message, query, reply } => {
                 let _ = reply.send(self.engine.versions(&app, &channel, message, query));
+            }
+            ReadRequest::Annotations { app, channel, message, query, reply } => {
+                let _ = reply.send(self.engine.annotations(&app, &channel, message, query));
+            }
+            ReadRequest::Summaries { app, channel, reply } => {
+                let _ = reply.send(self.engine.summaries(&app, &channel));
             }
         }
     }

@@ -2,17 +2,13 @@ mod common;
 
 use std::time::Duration;
 
-use common::{append_range, now_ms, query, read, serials, TempDir};
+use common::{append_range, no_age_limit, now_ms, query, read, serials, TempDir};
 use futures_executor::block_on;
 use storage::{Bounds, CursorCheck, CursorError, Direction, HistoryQuery, Retention, Store, StoreConfig};
 
-fn no_age_limit() -> StoreConfig {
-    StoreConfig { retention: Retention { max_age: None, max_messages: Some(10_000) }, ..StoreConfig::default() }
-}
-
 /// 30 messages, serial s published at 1000 + 10 s.
 fn filled(dir: &TempDir) -> (Store, String) {
-    let store = Store::open(dir.path(), 0, &no_age_limit()).unwrap();
+    let store = Store::open(dir.path(), 0, &no_age_limit(Some(10_000))).unwrap();
     let stream = block_on(store.reset_stream("app", "ch", &uuid::Uuid::new_v4().to_string())).unwrap().meta.stream_id;
     append_range(&store, "app", "ch", &stream, 1, 30, |s| 1000 + 10 * s);
     (store, stream)
@@ -66,7 +62,7 @@ fn pages_follow_direction_limit_and_bounds() {
 #[test]
 fn publish_time_never_decreases_along_serials() {
     let dir = TempDir::new("clamp");
-    let store = Store::open(dir.path(), 0, &no_age_limit()).unwrap();
+    let store = Store::open(dir.path(), 0, &no_age_limit(Some(10_000))).unwrap();
     append_range(&store, "app", "ch", "s", 1, 3, |s| [0, 500, 400, 600][s as usize]);
     let page = read(&store, query("app", "ch", Direction::OldestFirst, 10));
     let times: Vec<u64> = page.items.iter().map(|i| i.published_at_ms).collect();
@@ -153,14 +149,14 @@ fn cursors_round_trip_and_reject_misuse() {
     assert_eq!(msg(codec.decode(&encoded, &moved)), "Expired history cursor: channel stream changed");
 
     let other_dir = TempDir::new("cursor-other");
-    let other = Store::open(other_dir.path(), 0, &no_age_limit()).unwrap();
+    let other = Store::open(other_dir.path(), 0, &no_age_limit(Some(10_000))).unwrap();
     assert_eq!(msg(other.cursors().decode(&encoded, &check)), "Invalid history cursor: tampered");
 }
 
 #[test]
 fn count_retention_advances_the_floor() {
     let dir = TempDir::new("count");
-    let cfg = StoreConfig { retention: Retention { max_age: None, max_messages: Some(10) }, ..StoreConfig::default() };
+    let cfg = no_age_limit(Some(10));
     let store = Store::open(dir.path(), 0, &cfg).unwrap();
     append_range(&store, "app", "ch", "s", 1, 25, |s| 100 * s);
     let page = read(&store, query("app", "ch", Direction::OldestFirst, 100));

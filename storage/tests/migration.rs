@@ -1,16 +1,8 @@
 mod common;
 
-use common::{append_range, query, read, serials, TempDir};
+use common::{append_range, no_age_limit, owner, query, read, serials, TempDir};
 use futures_executor::block_on;
-use storage::{open_all, CursorCheck, Direction, Retention, Store, StoreConfig};
-
-fn cfg() -> StoreConfig {
-    StoreConfig { retention: Retention { max_age: None, max_messages: None }, ..StoreConfig::default() }
-}
-
-fn owner(shards: usize) -> impl Fn(&str, &str) -> usize {
-    move |app: &str, channel: &str| app.bytes().chain(channel.bytes()).map(usize::from).sum::<usize>() % shards
-}
+use storage::{open_all, CursorCheck, Direction, Store};
 
 const CHANNELS: [&str; 8] = ["a", "b", "c", "d", "e", "f", "g", "h"];
 
@@ -35,7 +27,7 @@ fn check_and_extend(stores: &[Store], streams: &[String], newest: u64, extra: u6
 #[test]
 fn shard_count_changes_keep_history_and_serials() {
     let dir = TempDir::new("migrate");
-    let stores = open_all(dir.path(), 2, owner(2), &cfg()).unwrap();
+    let stores = open_all(dir.path(), 2, owner(2), &no_age_limit(None)).unwrap();
     let own = owner(2);
     let mut streams = Vec::new();
     for channel in CHANNELS {
@@ -49,12 +41,12 @@ fn shard_count_changes_keep_history_and_serials() {
     let cursor = read(&stores[own("app", "a")], q.clone()).next_cursor.unwrap();
     drop(stores);
 
-    let stores = open_all(dir.path(), 1, owner(1), &cfg()).unwrap();
+    let stores = open_all(dir.path(), 1, owner(1), &no_age_limit(None)).unwrap();
     assert!(!storage::shard_dir(dir.path(), 1).exists(), "emptied shard dir removed");
     check_and_extend(&stores, &streams, 5, 2);
     drop(stores);
 
-    let stores = open_all(dir.path(), 3, owner(3), &cfg()).unwrap();
+    let stores = open_all(dir.path(), 3, owner(3), &no_age_limit(None)).unwrap();
     assert!(storage::shard_dir(dir.path(), 2).exists());
     check_and_extend(&stores, &streams, 7, 1);
 

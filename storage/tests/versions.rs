@@ -12,51 +12,18 @@
 
 mod common;
 
-use common::{query, record, TempDir};
+use common::messages::{
+    append_of, check_moves_between_shards, check_reopen, check_reset, follow_pages, is_invalid_input, open_store,
+    snapshot, text, Chan, APP,
+};
+use common::{query, record};
 use futures_executor::block_on;
 use storage::{
-    open_all, Bounds, Direction, HistoryItem, HistoryPage, HistoryQuery, HistoryRecord, HistoryView, MessageState,
-    Purge, Receipt, RecordKind, Retention, StorageError, Store, StoreConfig, StreamMeta, VersionAction, VersionData,
-    VersionRecord, VersionWrite, VersionsPage, VersionsQuery,
+    Bounds, Direction, HistoryItem, HistoryPage, HistoryQuery, HistoryView, MessageState, Purge, Receipt, RecordKind,
+    StorageError, StreamMeta, VersionAction, VersionData, VersionRecord, VersionWrite, VersionsPage, VersionsQuery,
 };
 use Direction::{NewestFirst, OldestFirst};
 use VersionAction::{Append, Create, Delete, Update};
-
-const APP: &str = "app";
-
-/// No age limit: rows are published at small fixed times that age retention would evict.
-fn cfg(max_messages: Option<u64>) -> StoreConfig {
-    StoreConfig { retention: Retention { max_age: None, max_messages }, ..StoreConfig::default() }
-}
-
-fn text(s: &str) -> VersionData {
-    VersionData::Text(s.into())
-}
-
-/// A create, update or delete: the message's whole state after it, made by `client`.
-fn snapshot(action: VersionAction, name: &str, data: VersionData, client: &str) -> VersionRecord {
-    VersionRecord {
-        action,
-        // The store keys a version by its append's serial and reports that on reads, whatever
-        // is written here; the helpers below leave it 0 to show that.
-        delivery_serial: 0,
-        timestamp_ms: 0,
-        message_id: String::new(),
-        name: Some(name.into()),
-        data,
-        extras: None,
-        user_id: Some(format!("u-{client}")),
-        client_id: Some(format!("c-{client}")),
-        description: None,
-        metadata: None,
-    }
-}
-
-/// An append: a text fragment ("" for none) and no name.
-fn append_of(fragment: &str, client: &str) -> VersionRecord {
-    let data = if fragment.is_empty() { VersionData::Absent } else { text(fragment) };
-    VersionRecord { name: None, ..snapshot(Append, "", data, client) }
-}
 
 /// The server's digest of an operation; any fixed function of the op_id will do here.
 fn digest(op_id: &str) -> [u8; 32] {
@@ -86,43 +53,13 @@ fn serials(items: &[HistoryItem]) -> Vec<u64> {
     items.iter().map(|i| i.serial).collect()
 }
 
-/// The payload bytes of the rows at `serials`, as `Chan::append` writes them: what
+/// The payload bytes of the rows at `serials`, as `Chan::append_ticket` writes them: what
 /// `retained_bytes` adds up, mutation rows included.
 fn payload_bytes(serials: impl IntoIterator<Item = u64>) -> u64 {
     serials.into_iter().map(|serial| record(serial, 0).payload.len() as u64).sum()
 }
 
-fn is_invalid_input(result: &Result<VersionRecord, StorageError>) -> bool {
-    matches!(result, Err(StorageError::InvalidInput(_)))
-}
-
-/// One channel of one store, with the calls these tests make on it.
-struct Chan<'a> {
-    store: &'a Store,
-    name: &'a str,
-    stream: &'a str,
-}
-
 impl Chan<'_> {
-    /// Appends a row of `kind` at `serial` (with `write`, if any) and waits until it is written.
-    /// A refusal must reach both completions alike.
-    fn append(&self, serial: u64, kind: RecordKind, write: Option<VersionWrite>) -> Result<(), StorageError> {
-        let row = HistoryRecord { kind, ..record(serial, 1000 + serial) };
-        let ticket = match write {
-            Some(write) => self.store.append_version(APP, self.name, self.stream, serial, row, write),
-            None => self.store.append(APP, self.name, self.stream, serial, row),
-        };
-        let written = block_on(ticket.written);
-        if let Err(e) = &written {
-            assert_eq!(block_on(ticket.durable).as_ref(), Err(e), "durable reports the same refusal");
-        }
-        written
-    }
-
-    fn plain(&self, serial: u64) {
-        self.append(serial, RecordKind::Plain, None).expect("plain append");
-    }
-
     /// Appends a version at `serial` on a row of `kind`, naming `message`; returns the version
     /// as `Store::versions` should report it.
     fn version_at(
@@ -157,10 +94,6 @@ impl Chan<'_> {
         self.version_at(serial, RecordKind::Mutation { message }, message, version, op_id)
     }
 
-    fn message(&self, message: u64, receipts: bool) -> Option<MessageState> {
-        block_on(self.store.message(APP, self.name, message, receipts)).expect("read message")
-    }
-
     fn versions(
         &self,
         message: u64,
@@ -180,17 +113,10 @@ impl Chan<'_> {
 
     /// Follows `after` from page to page; returns each page's delivery serials.
     fn version_pages(&self, message: u64, direction: Direction, limit: usize) -> Vec<Vec<u64>> {
-        let mut pages = Vec::new();
-        let mut after = None;
-        loop {
+        follow_pages(limit, |after| {
             let page = self.versions(message, direction, limit, after).expect("read versions").expect("known message");
-            assert!(page.items.len() <= limit);
-            pages.push(delivery_serials(&page));
-            if !page.has_more {
-                return pages;
-            }
-            after = page.items.last().map(|v| v.delivery_serial);
-        }
+            (delivery_serials(&page), page.has_more)
+        })
     }
 
     fn history(&self, view: HistoryView, direction: Direction, limit: usize, bounds: Bounds) -> HistoryPage {
@@ -282,9 +208,8 @@ fn write_fixture(ch: &Chan) -> Fixture {
 
 #[test]
 fn message_folds_versions_and_receipts() {
-    let dir = TempDir::new("versions-fold");
-    let store = Store::open(dir.path(), 0, &cfg(None)).unwrap();
-    let ch = Chan { store: &store, name: "ch", stream: "s-1" };
+    let (_dir, store) = open_store("versions-fold", None);
+    let ch = Chan::new(&store);
     let f = write_fixture(&ch);
 
     let a = ch.message(A, true).expect("A is retained");
@@ -321,9 +246,8 @@ fn message_folds_versions_and_receipts() {
 
 #[test]
 fn versions_page_both_ways_from_an_exclusive_cursor() {
-    let dir = TempDir::new("versions-pages");
-    let store = Store::open(dir.path(), 0, &cfg(None)).unwrap();
-    let ch = Chan { store: &store, name: "ch", stream: "s-1" };
+    let (_dir, store) = open_store("versions-pages", None);
+    let ch = Chan::new(&store);
     let f = write_fixture(&ch);
 
     // Versions come back exactly as written, each at its own delivery serial.
@@ -358,9 +282,8 @@ fn versions_page_both_ways_from_an_exclusive_cursor() {
 
 #[test]
 fn refused_version_writes_leave_nothing_behind() {
-    let dir = TempDir::new("versions-refused");
-    let store = Store::open(dir.path(), 0, &cfg(None)).unwrap();
-    let ch = Chan { store: &store, name: "ch", stream: "s-1" };
+    let (_dir, store) = open_store("versions-refused", None);
+    let ch = Chan::new(&store);
     write_fixture(&ch);
     let before = ch.seen();
     let next = LAST + 1;
@@ -404,9 +327,8 @@ fn refused_version_writes_leave_nothing_behind() {
 
 #[test]
 fn latest_view_leaves_out_mutations_and_attaches_the_state() {
-    let dir = TempDir::new("versions-latest");
-    let store = Store::open(dir.path(), 0, &cfg(None)).unwrap();
-    let ch = Chan { store: &store, name: "ch", stream: "s-1" };
+    let (_dir, store) = open_store("versions-latest", None);
+    let ch = Chan::new(&store);
     write_fixture(&ch);
     let latest = |direction, limit| ch.history_pages(HistoryView::Latest, direction, limit, Bounds::default());
 
@@ -446,9 +368,8 @@ fn latest_view_leaves_out_mutations_and_attaches_the_state() {
 
 #[test]
 fn raw_view_returns_every_row_as_stored() {
-    let dir = TempDir::new("versions-raw");
-    let store = Store::open(dir.path(), 0, &cfg(None)).unwrap();
-    let ch = Chan { store: &store, name: "ch", stream: "s-1" };
+    let (_dir, store) = open_store("versions-raw", None);
+    let ch = Chan::new(&store);
     write_fixture(&ch);
 
     let page = ch.history(HistoryView::Raw, OldestFirst, 100, Bounds::default());
@@ -471,9 +392,8 @@ fn raw_view_returns_every_row_as_stored() {
 #[test]
 fn count_retention_forgets_the_messages_it_evicts() {
     const LIMIT: u64 = 4;
-    let dir = TempDir::new("versions-retention");
-    let store = Store::open(dir.path(), 0, &cfg(Some(LIMIT))).unwrap();
-    let ch = Chan { store: &store, name: "ch", stream: "s-1" };
+    let (_dir, store) = open_store("versions-retention", Some(LIMIT));
+    let ch = Chan::new(&store);
     let create = |name| snapshot(Create, name, text(name), "alice");
     let all = |view| serials(&ch.history(view, OldestFirst, 100, Bounds::default()).items);
     // The stream's floor, message count and byte count.
@@ -530,9 +450,8 @@ fn count_retention_forgets_the_messages_it_evicts() {
 
 #[test]
 fn purge_forgets_the_messages_it_removes() {
-    let dir = TempDir::new("versions-purge");
-    let store = Store::open(dir.path(), 0, &cfg(None)).unwrap();
-    let ch = Chan { store: &store, name: "ch", stream: "s-1" };
+    let (_dir, store) = open_store("versions-purge", None);
+    let ch = Chan::new(&store);
     write_fixture(&ch);
     let purge = |mode| block_on(store.purge_stream(APP, "ch", mode)).unwrap().expect("stream exists");
     let all = |view| serials(&ch.history(view, OldestFirst, 100, Bounds::default()).items);
@@ -577,91 +496,58 @@ fn purge_forgets_the_messages_it_removes() {
 
 #[test]
 fn reset_forgets_every_message_of_the_old_stream() {
-    let dir = TempDir::new("versions-reset");
-    let store = Store::open(dir.path(), 0, &cfg(None)).unwrap();
-    let ch = Chan { store: &store, name: "ch", stream: "s-1" };
-    let other = Chan { name: "other", ..ch };
-    write_fixture(&ch);
-    write_fixture(&other);
-    let other_before = other.seen();
-
-    block_on(store.reset_stream(APP, "ch", "s-2")).unwrap();
-    let ch = Chan { stream: "s-2", ..ch };
-    for m in [A, B] {
-        assert_eq!((ch.message(m, true), ch.versions(m, OldestFirst, 10, None)), (None, Ok(None)));
-    }
-    // The new stream reuses serials 1.., so messages made at A's and B's old serials must start
-    // from nothing: no old version under them, and none of the old receipts.
-    ch.plain(1);
-    for serial in [A, 3, B] {
-        ch.create(serial, snapshot(Create, "new", text("new"), "dave"));
-    }
-    for serial in [A, B] {
-        let m = ch.message(serial, true).expect("made in the new stream");
-        assert_eq!((m.versions, m.appends, m.receipts.len(), &m.data), (1, 0, 0, &text("new")), "message {serial}");
-        assert_eq!(ch.version_pages(serial, OldestFirst, 10), vec![vec![serial]]);
-    }
-    assert_eq!(other.seen(), other_before, "a reset touches only its own channel");
+    check_reset(
+        "versions-reset",
+        write_fixture,
+        |ch| ch.seen(),
+        |ch| {
+            for m in [A, B] {
+                assert_eq!((ch.message(m, true), ch.versions(m, OldestFirst, 10, None)), (None, Ok(None)));
+            }
+            // The new stream reuses serials 1.., so messages made at A's and B's old serials must
+            // start from nothing: no old version under them, and none of the old receipts.
+            ch.plain(1);
+            for serial in [A, 3, B] {
+                ch.create(serial, snapshot(Create, "new", text("new"), "dave"));
+            }
+            for serial in [A, B] {
+                let m = ch.message(serial, true).expect("made in the new stream");
+                let counts = (m.versions, m.appends, m.receipts.len(), &m.data);
+                assert_eq!(counts, (1, 0, 0, &text("new")), "message {serial}");
+                assert_eq!(ch.version_pages(serial, OldestFirst, 10), vec![vec![serial]]);
+            }
+        },
+    );
 }
 
 #[test]
 fn versions_and_receipts_survive_a_reopen() {
-    let dir = TempDir::new("versions-reopen");
-    let store = Store::open(dir.path(), 0, &cfg(None)).unwrap();
-    let before = {
-        let ch = Chan { store: &store, name: "ch", stream: "s-1" };
-        let f = write_fixture(&ch);
-        let seen = ch.seen();
-        assert_eq!(seen.versions, [Some(f.a), Some(f.b)]);
-        seen
-    };
-    store.close().unwrap();
-
-    let store = Store::open(dir.path(), 0, &cfg(None)).unwrap();
-    let ch = Chan { store: &store, name: "ch", stream: "s-1" };
-    assert_eq!(ch.seen(), before);
-    // And A can still be mutated where it left off.
-    ch.mutate(LAST + 1, A, append_of("!", "alice"), Some("ap-3")).unwrap();
-    let a = ch.message(A, true).unwrap();
-    assert_eq!((a.data, a.versions, a.receipts.len()), (text("Hi there!"), 6, 4));
-}
-
-/// The owner function of `tests/migration.rs`: spreads these channels over the shards.
-fn owner(shards: usize) -> impl Fn(&str, &str) -> usize {
-    move |app: &str, channel: &str| app.bytes().chain(channel.bytes()).map(usize::from).sum::<usize>() % shards
+    check_reopen(
+        "versions-reopen",
+        write_fixture,
+        |ch| ch.seen(),
+        |ch, f, before| {
+            assert_eq!(before.versions, [Some(f.a), Some(f.b)]);
+            // And A can still be mutated where it left off.
+            ch.mutate(LAST + 1, A, append_of("!", "alice"), Some("ap-3")).unwrap();
+            let a = ch.message(A, true).unwrap();
+            assert_eq!((a.data, a.versions, a.receipts.len()), (text("Hi there!"), 6, 4));
+        },
+    );
 }
 
 #[test]
 fn versions_move_with_their_stream_between_shards() {
-    // With `owner`, 2 -> 1 shards moves b and d, and 1 -> 3 moves a, b and d: both runs move data.
-    const CHANNELS: [&str; 4] = ["a", "b", "c", "d"];
-    let dir = TempDir::new("versions-migrate");
-    let stores = open_all(dir.path(), 2, owner(2), &cfg(None)).unwrap();
-    let mut before = Vec::new();
-    for name in CHANNELS {
-        let ch = Chan { store: &stores[owner(2)(APP, name)], name, stream: "s-1" };
-        write_fixture(&ch);
-        before.push(ch.seen());
-    }
-    drop(stores);
-
-    for shards in [1, 3] {
-        let stores = open_all(dir.path(), shards, owner(shards), &cfg(None)).unwrap();
-        for (name, before) in CHANNELS.iter().zip(&before) {
-            let own = owner(shards)(APP, name);
-            let ch = Chan { store: &stores[own], name, stream: "s-1" };
-            assert_eq!(&ch.seen(), before, "channel {name} on {shards} shards");
-            // Nothing of the stream is left behind in the stores that no longer own it.
-            for (i, store) in stores.iter().enumerate().filter(|(i, _)| *i != own) {
-                let stale = Chan { store, name, stream: "s-1" };
-                assert_eq!((stale.meta(), stale.message(A, true)), (None, None), "{name} in shard {i}");
-            }
-        }
-        if shards == 3 {
+    let left = |ch: &Chan| (ch.meta(), ch.message(A, true));
+    check_moves_between_shards(
+        "versions-migrate",
+        write_fixture,
+        |ch| ch.seen(),
+        left,
+        |ch| {
             // A moved message is still a retained message to its new owner.
-            let ch = Chan { store: &stores[owner(3)(APP, "a")], name: "a", stream: "s-1" };
             ch.mutate(LAST + 1, A, append_of("!", "alice"), Some("ap-3")).unwrap();
             assert_eq!(ch.message(A, false).map(|m| m.data), Some(text("Hi there!")));
-        }
-    }
+        },
+    );
 }

@@ -34,6 +34,7 @@ from contextlib import asynccontextmanager
 
 import pytest
 from sockudo_http_python import (
+    AnnotationEventsParams,
     AsyncSockudo,
     ChannelParams,
     Config,
@@ -41,6 +42,7 @@ from sockudo_http_python import (
     MessageMutation,
     MessageVersionsParams,
     PresenceUser,
+    PublishAnnotationRequest,
     Sockudo,
     TriggerOptions,
 )
@@ -703,6 +705,53 @@ def test_mutable_messages_via_sdks(server, http):
         assert gone["action"] == "delete"
         assert ok_json(http.get_message(ch, serial), "get deleted")["item"]["data"] is None
         missing = http.get_message(ch, "00000000000000000099:none")
+        assert missing.status_code == 404, missing.message
+
+    asyncio.run(main())
+
+
+def test_annotations_via_sdks(server, http):
+    """Annotations (`docs/protocol/v2.md#annotations`) with sockudo-http-python's own calls:
+    `publish_annotation` (its camelCase body), `list_annotations` (paging by `from_serial`) and
+    `delete_annotation` (a signed DELETE with the serial quoted in the path); a sockudo-python
+    subscriber receives each new summary."""
+    ch = uniq("py-v2-annotations")
+    reactions = "reactions:distinct.v1"
+
+    async def main():
+        c = v2_client(server.port)
+        sub = c.subscribe(ch)
+        async with connected(c):
+            await subscribed(c, sub)
+            ack = ok_json(http.trigger(ch, "msg", "hi", TriggerOptions(info="subscription_count")), "publish")
+            serial = ack["channels"][ch]["message_serial"]
+            first = ok_json(http.publish_annotation(ch, serial, PublishAnnotationRequest(
+                type=reactions, name="up", client_id="u1", data={"emoji": "+1"})), "annotate")
+            assert first["annotationSerial"] == "%020d" % 1, first
+            ok_json(http.publish_annotation(ch, serial, {"type": reactions, "name": "up", "client_id": "u2"}),
+                    "annotate with the snake_case spelling")
+            summaries = lambda: app_frames(c, ch, "sockudo_internal:message")
+            await until(lambda: len(summaries()) == 2, "two summaries", c.describe)
+            last = summaries()[-1]["data"]
+            assert last["action"] == "message.summary" and last["serial"] == serial, last
+            assert last["annotations"]["summary"][reactions] == {
+                "up": {"total": 2, "clientIds": ["u1", "u2"], "clipped": False}}, last
+
+            page = ok_json(http.list_annotations(ch, serial, AnnotationEventsParams(limit=1)), "list")
+            assert page["hasMore"] and page["items"][0]["clientId"] == "u1", page
+            assert page["items"][0]["data"] == {"emoji": "+1"}, page
+            rest = ok_json(http.list_annotations(ch, serial, AnnotationEventsParams(
+                from_serial=page["nextCursor"], type=reactions)), "list page 2")
+            assert [i["clientId"] for i in rest["items"]] == ["u2"] and rest["nextCursor"] is None, rest
+
+            gone = ok_json(http.delete_annotation(ch, serial, first["annotationSerial"]), "delete")
+            assert gone["deletedAnnotationSerial"] == first["annotationSerial"], gone
+            await until(lambda: len(summaries()) == 3, "the summary after the delete", c.describe)
+            assert summaries()[-1]["data"]["annotations"]["summary"][reactions]["up"]["clientIds"] == ["u2"]
+            again = ok_json(http.delete_annotation(ch, serial, first["annotationSerial"]), "delete again")
+            assert again == gone, (again, gone)
+        missing = http.publish_annotation(ch, "00000000000000000099:none", {"type": reactions, "name": "up",
+                                                                           "clientId": "u1"})
         assert missing.status_code == 404, missing.message
 
     asyncio.run(main())

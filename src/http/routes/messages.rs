@@ -11,21 +11,21 @@ use crate::protocol::versioned::{self, Mutation};
 use crate::publish::PublishError;
 use crate::shard::channel::mutate::Mutate;
 use crate::shard::channel::{ChannelOp, Operation, Origin};
-use crate::shard::identity::SocketIdentity;
+use crate::shard::identity::{Identity, SocketIdentity};
 use crate::shard::Shard;
 use crate::socket_id::SocketId;
 use std::rc::Rc;
 use storage::{Direction, MessageState, Store, VersionAction, VersionsQuery};
 
 /// The message a request names, once the request may use it.
-struct Target<'a> {
-    store: &'a Store,
-    app_id: &'a str,
-    message: u64,
-    stream_id: String,
+pub(super) struct Target<'a> {
+    pub store: &'a Store,
+    pub app_id: &'a str,
+    pub message: u64,
+    pub stream_id: String,
 }
 
-fn target<'a>(shard: &'a Shard, app: AppIdx, channel: &str, serial: &str) -> Result<Target<'a>, ApiError> {
+pub(super) fn target<'a>(shard: &'a Shard, app: AppIdx, channel: &str, serial: &str) -> Result<Target<'a>, ApiError> {
     if !shard.ctx.config.versioned.enabled {
         return Err(ApiError::feature_disabled(
             "Versioned messages are not enabled on this server (versioned_messages.enabled and durable history)",
@@ -38,7 +38,7 @@ fn target<'a>(shard: &'a Shard, app: AppIdx, channel: &str, serial: &str) -> Res
     Ok(Target { store, app_id: &a.id, message, stream_id: stream_id.to_owned() })
 }
 
-fn unknown() -> ApiError {
+pub(super) fn unknown() -> ApiError {
     ApiError::not_found("No mutable message with this message_serial in the channel's history")
 }
 
@@ -84,10 +84,7 @@ async fn bound_actor(
     mutation: &Mutation,
     channel: &str,
 ) -> Result<(Option<String>, bool), ApiError> {
-    let id = SocketId::parse(socket_id).ok_or_else(|| ApiError::invalid_input("socket_id is not a socket id"))?;
-    // Crosses to the shard that holds the socket.
-    let identity = shard.invoke_on(id.shard(shard.shards), SocketIdentity { socket_id: id }).await?;
-    let Some(identity) = identity else {
+    let Some(identity) = socket_identity(shard, socket_id).await? else {
         return Err(ApiError::auth_failed(format!(
             "socket {socket_id} is not a signed-in Protocol V2 connection on this server"
         )));
@@ -114,17 +111,45 @@ async fn bound_actor(
     }
 }
 
-/// The message, if it exists in the channel's current stream.
-async fn read_message(t: &Target<'_>, channel: &str) -> Result<MessageState, ApiError> {
+/// Who the socket is signed in as, if it is a signed-in Protocol V2 connection here.
+pub(super) async fn socket_identity(shard: &Rc<Shard>, socket_id: &str) -> Result<Option<Identity>, ApiError> {
+    let id = SocketId::parse(socket_id).ok_or_else(|| ApiError::invalid_input("socket_id is not a socket id"))?;
+    // Crosses to the shard that holds the socket.
+    Ok(shard.invoke_on(id.shard(shard.shards), SocketIdentity { socket_id: id }).await?)
+}
+
+/// A page's `limit`: positive, at most (and by default) `versioned_messages.max_page_size`.
+pub(super) fn page_limit(shard: &Shard, limit: Option<String>) -> Result<usize, ApiError> {
+    let max = shard.ctx.config.versioned.max_page_size;
+    match limit {
+        None => Ok(max),
+        Some(l) => match l.parse::<usize>() {
+            Ok(0) | Err(_) => Err(ApiError::invalid_input("limit must be a positive integer")),
+            Ok(n) => Ok(n.min(max)),
+        },
+    }
+}
+
+/// What `read` finds for the message, if the message is of the channel's current stream.
+pub(super) async fn in_current_stream<T>(
+    t: &Target<'_>,
+    channel: &str,
+    read: storage::Reply<Option<T>>,
+) -> Result<T, ApiError> {
     let storage = |e: storage::StorageError| ApiError::storage(e.to_string());
     // Crosses to the owner's store thread, twice at once: a serial of a stream an operator
     // has since reset names no message, even if the new stream reused the number.
-    let (meta, state) = (t.store.stream_meta(t.app_id, channel), t.store.message(t.app_id, channel, t.message, false));
-    let (meta, state) = (meta.await.map_err(storage)?, state.await.map_err(storage)?);
-    match (meta, state) {
-        (Some(meta), Some(state)) if meta.stream_id == t.stream_id => Ok(state),
+    let meta = t.store.stream_meta(t.app_id, channel);
+    let (meta, found) = (meta.await.map_err(storage)?, read.await.map_err(storage)?);
+    match (meta, found) {
+        (Some(meta), Some(found)) if meta.stream_id == t.stream_id => Ok(found),
         _ => Err(unknown()),
     }
+}
+
+/// The message, if it exists in the channel's current stream.
+async fn read_message(t: &Target<'_>, channel: &str) -> Result<MessageState, ApiError> {
+    in_current_stream(t, channel, t.store.message(t.app_id, channel, t.message, false)).await
 }
 
 /// `GET …/messages/{message_serial}`: the message as it stands now.
@@ -143,14 +168,7 @@ pub async fn versions(
     param: impl Fn(&str) -> Option<String>,
 ) -> Result<Response, ApiError> {
     let t = target(shard, app, channel, serial)?;
-    let max = shard.ctx.config.versioned.max_page_size;
-    let limit = match param("limit") {
-        None => max,
-        Some(l) => match l.parse::<usize>() {
-            Ok(0) | Err(_) => return Err(ApiError::invalid_input("limit must be a positive integer")),
-            Ok(n) => n.min(max),
-        },
-    };
+    let limit = page_limit(shard, param("limit"))?;
     let (direction, direction_name) = match param("direction").as_deref() {
         None | Some("newest_first") => (Direction::NewestFirst, "newest_first"),
         Some("oldest_first") => (Direction::OldestFirst, "oldest_first"),

@@ -3,6 +3,7 @@
 //! it authenticates, applies the API rate limit, and turns a panic in a route into a 500 while
 //! the shard goes on serving.
 
+mod annotations;
 mod channels;
 mod events;
 mod health;
@@ -71,6 +72,15 @@ async fn route(hub: &Rc<Hub>, req: Request) -> Response {
                 ("GET", ["channels", name, "messages", serial]) => {
                     Route::Message(path_decode(name), path_decode(serial))
                 }
+                ("POST", ["channels", name, "messages", serial, "annotations"]) => {
+                    Route::Annotate(path_decode(name), path_decode(serial))
+                }
+                ("GET", ["channels", name, "messages", serial, "annotations"]) => {
+                    Route::Annotations(path_decode(name), path_decode(serial))
+                }
+                ("DELETE", ["channels", name, "messages", serial, "annotations", annotation]) => {
+                    Route::DeleteAnnotation(path_decode(name), path_decode(serial), path_decode(annotation))
+                }
                 ("GET", ["channels", name, "messages", serial, "versions"]) => {
                     Route::Versions(path_decode(name), path_decode(serial))
                 }
@@ -116,6 +126,11 @@ enum Route {
     Mutate(String, String, VersionAction),
     Message(String, String),
     Versions(String, String),
+    /// Channel, message serial.
+    Annotate(String, String),
+    Annotations(String, String),
+    /// Channel, message serial, annotation serial.
+    DeleteAnnotation(String, String, String),
     CloseUser(String, ProtocolError),
 }
 
@@ -149,6 +164,13 @@ async fn api(hub: &Rc<Hub>, req: &Request, app_id: &str, route: Route) -> Result
         Route::Message(name, serial) => messages::latest(shard, app, &name, &serial).await,
         Route::Versions(name, serial) => {
             messages::versions(shard, app, &name, &serial, |k| param(k).map(str::to_owned)).await
+        }
+        Route::Annotate(name, serial) => annotations::create(shard, app, &name, &serial, req).await,
+        Route::Annotations(name, serial) => {
+            annotations::list(shard, app, &name, &serial, |k| param(k).map(str::to_owned)).await
+        }
+        Route::DeleteAnnotation(name, serial, annotation) => {
+            annotations::delete(shard, app, &name, &serial, &annotation, param("socket_id")).await
         }
         Route::CloseUser(user, err) => users::close_user(shard, app, user, err),
     }

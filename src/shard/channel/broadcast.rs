@@ -19,13 +19,21 @@ pub struct Broadcast {
     pub serial: Option<u64>,
     /// When the owner took the publish: delivering shards measure their latency from it.
     pub published_at: Instant,
+    /// For subscriptions in `ANNOTATION_SUBSCRIBE` mode only (raw annotation events).
+    pub annotations_only: bool,
 }
 
 impl Broadcast {
     /// A message with its Pusher form `v1` (`None`: V1 sockets do not receive it) and its V2
     /// form `v2`, which V2 sockets in either append mode get.
     pub fn new(serial: Option<u64>, published_at: Instant, v1: Option<Payload>, v2: Payload) -> Broadcast {
-        Broadcast { payloads: [v1, Some(v2.clone()), Some(v2)], serial, published_at }
+        Broadcast { payloads: [v1, Some(v2.clone()), Some(v2)], serial, published_at, annotations_only: false }
+    }
+
+    /// The same message, for subscriptions in `ANNOTATION_SUBSCRIBE` mode only.
+    pub fn to_annotation_subscribers(mut self) -> Broadcast {
+        self.annotations_only = true;
+        self
     }
 
     /// An append's form for sockets in `append_mode=full`: the whole text so far.

@@ -8,10 +8,11 @@
 //! order they were made: one queue keeps every channel's messages in serial order without a
 //! per-channel structure.
 
+use super::annotate::{Annotate, Annotated};
 use super::broadcast::Broadcast;
 use super::message_cache::MessageKey;
 use super::stream::Kept;
-use super::{ChannelOp, Done, OpFailure, Origin};
+use super::{ChannelOp, Origin};
 use crate::config::AppIdx;
 use crate::protocol::versioned::Ack;
 use crate::shard::route::Responder;
@@ -59,11 +60,41 @@ pub(crate) struct Append {
     pub durable: Option<storage::Reply<()>>,
 }
 
-/// A publish delivered and waiting for its append's fsync (`always`) before it is answered.
+/// An operation delivered and waiting for its write's fsync (`always`) before it is answered.
 struct Durable {
     durable: Option<storage::Reply<()>>,
-    reply: Responder<ChannelOp>,
-    done: Done,
+    answer: Box<dyn FnOnce(Result<(), StorageError>)>,
+}
+
+/// A stored change waiting in the pipeline: a message, or an annotation of one.
+pub(crate) enum Step {
+    Message(Commit),
+    Annotation(AnnotationCommit),
+}
+
+impl Step {
+    fn written(&mut self) -> Option<storage::Reply<()>> {
+        match self {
+            Step::Message(c) => c.append.as_mut().and_then(|a| a.written.take()),
+            Step::Annotation(a) => a.written.take(),
+        }
+    }
+}
+
+/// An annotation event waiting for its write before its summary and the event go out.
+pub(crate) struct AnnotationCommit {
+    pub app: AppIdx,
+    pub channel: Arc<str>,
+    pub written: Option<storage::Reply<()>>,
+    pub durable: Option<storage::Reply<()>>,
+    /// The (message, type) summary, to every V2 subscriber.
+    pub summary: Broadcast,
+    /// The raw event, to subscriptions in `ANNOTATION_SUBSCRIBE` mode.
+    pub event: Broadcast,
+    /// Whose held state is dropped if the write fails.
+    pub message: MessageKey,
+    pub answer: Annotated,
+    pub reply: Responder<Annotate>,
 }
 
 /// A FIFO of entries each waiting for one store completion, served by one task: the store
@@ -109,7 +140,7 @@ impl<T> Fifo<T> {
 
 #[derive(Default)]
 pub(crate) struct Pipeline {
-    commits: Fifo<Commit>,
+    commits: Fifo<Step>,
     acks: Fifo<Durable>,
 }
 
@@ -124,12 +155,13 @@ impl Pipeline {
         self.is_idle() && self.acks.queue.borrow().is_empty()
     }
 
-    pub fn push(&self, c: Commit) {
-        self.commits.push(c);
+    pub fn push(&self, step: Step) {
+        self.commits.push(step);
     }
 
-    pub fn push_ack(&self, durable: storage::Reply<()>, reply: Responder<ChannelOp>, done: Done) {
-        self.acks.push(Durable { durable: Some(durable), reply, done });
+    /// Runs `answer` once `durable` completes, in order with every other answer waiting.
+    pub fn push_ack(&self, durable: storage::Reply<()>, answer: impl FnOnce(Result<(), StorageError>) + 'static) {
+        self.acks.push(Durable { durable: Some(durable), answer: Box::new(answer) });
     }
 }
 
@@ -137,9 +169,10 @@ impl Shard {
     /// Delivers commits in order as their appends are written.
     pub(crate) async fn committer(self: Rc<Self>) {
         loop {
-            let (commit, outcome) =
-                self.pipeline.commits.next(|c| c.append.as_mut().and_then(|a| a.written.take())).await;
-            self.release(commit, outcome);
+            match self.pipeline.commits.next(Step::written).await {
+                (Step::Message(commit), outcome) => self.release(commit, outcome),
+                (Step::Annotation(a), outcome) => self.release_annotation(a, outcome),
+            }
         }
     }
 
@@ -147,13 +180,10 @@ impl Shard {
     pub(crate) async fn acker(self: Rc<Self>) {
         loop {
             let (ack, outcome) = self.pipeline.acks.next(|a| a.durable.take()).await;
-            match outcome {
-                Ok(()) => ack.reply.send(Ok(ack.done)),
-                Err(e) => {
-                    log::error!("shard {}: a delivered message did not reach its fsync: {e}", self.id);
-                    ack.reply.send(Err(OpFailure::Storage(format!("message delivered but not synced to disk: {e}"))));
-                }
+            if let Err(e) = &outcome {
+                log::error!("shard {}: a delivered change did not reach its fsync: {e}", self.id);
             }
+            (ack.answer)(outcome);
         }
     }
 }

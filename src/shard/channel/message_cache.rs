@@ -1,21 +1,24 @@
 //! The owner's working copy of mutable messages (`docs/protocol/v2.md#mutable-messages`): each
-//! message's current state and op_id receipts, loaded from the store on its first mutation
-//! and then kept up to date by the owner itself, so that a stream of appends checks and
-//! merges against memory instead of folding every version from disk each time. Mutations of
-//! one message are applied here one at a time in the order the owner took them; that order
-//! is their serial order, so concurrent writers each land exactly once.
+//! message's current state, op_id receipts and annotation events, loaded from the store on
+//! its first mutation or annotation and then kept up to date by the owner itself, so that a
+//! stream of appends checks and merges against memory instead of folding every version from
+//! disk each time. Operations on one message are applied here one at a time in the order the
+//! owner took them; for mutations that order is their serial order, so concurrent writers
+//! each land exactly once.
 //!
 //! Bounded by bytes (`versioned_messages.cache_mb`): the least recently mutated messages are
 //! dropped first and read back from the store when mutated again.
 
-use super::mutate::PendingMutation;
+use super::annotate::Annotate;
+use super::{ChannelOp, OpFailure};
 use crate::config::AppIdx;
 use crate::protocol::outbound::push_json_str;
 use crate::protocol::versioned::Mutation;
+use crate::shard::route::Responder;
 use ahash::AHashMap;
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use storage::{MessageState, VersionAction, VersionData};
+use storage::{AnnotationRecord, MessageState, VersionAction, VersionData};
 
 /// A message: its app, channel, stream and history serial (after an operator's reset the new
 /// stream reuses the serials).
@@ -31,9 +34,27 @@ pub struct HeldReceipt {
     pub committed: bool,
 }
 
+/// An operation on a message, waiting for the message or in hand.
+pub enum Pending {
+    Mutation(ChannelOp, Responder<ChannelOp>),
+    Annotation(Annotate, Responder<Annotate>),
+}
+
+impl Pending {
+    pub fn fail(self, failure: OpFailure) {
+        match self {
+            Pending::Mutation(_, reply) => reply.send(Err(failure)),
+            Pending::Annotation(_, reply) => reply.send(Err(failure)),
+        }
+    }
+}
+
 pub struct Entry {
     pub state: MessageState,
     pub receipts: Vec<HeldReceipt>,
+    /// Every annotation event of the message, in serial order (deletes included: a repeated
+    /// delete finds its first, and each summary is folded from them).
+    pub annotations: Vec<AnnotationRecord>,
     /// The text as a JSON string literal, kept in step with `state.data` so that a full
     /// append frame copies it instead of encoding the whole text on every append.
     quoted: String,
@@ -42,9 +63,10 @@ pub struct Entry {
 }
 
 impl Entry {
-    fn new(state: MessageState, receipts: Vec<HeldReceipt>, tick: u64) -> Entry {
+    fn new(mut state: MessageState, receipts: Vec<HeldReceipt>, tick: u64) -> Entry {
         let quoted = quote(&state.data);
-        Entry { state, receipts, quoted, tick, bytes: 0 }
+        let annotations = std::mem::take(&mut state.annotations);
+        Entry { state, receipts, annotations, quoted, tick, bytes: 0 }
     }
 
     /// The text as a JSON string literal (`""` while there is no text).
@@ -99,17 +121,17 @@ impl Entry {
 }
 
 enum Slot {
-    /// Read from the store; mutations that arrive meanwhile wait here, in order.
-    Loading(Vec<PendingMutation>),
+    /// Read from the store; operations that arrive meanwhile wait here, in order.
+    Loading(Vec<Pending>),
     Ready(Box<Entry>),
 }
 
 /// What `lookup` found.
 pub enum Lookup<'a> {
     Ready(&'a mut Entry),
-    /// Being read from the store: the mutation was queued behind the read.
+    /// Being read from the store: the operation was queued behind the read.
     Queued,
-    /// Not held: the caller reads it, and the mutation waits in the new slot.
+    /// Not held: the caller reads it, and the operation waits in the new slot.
     Load,
 }
 
@@ -128,7 +150,7 @@ impl MessageCache {
     }
 
     /// The message's entry for `m`, or where `m` went instead.
-    pub fn lookup(&mut self, key: &MessageKey, m: PendingMutation) -> (Lookup<'_>, Option<PendingMutation>) {
+    pub fn lookup(&mut self, key: &MessageKey, m: Pending) -> (Lookup<'_>, Option<Pending>) {
         let ready = match self.slots.get_mut(key) {
             Some(Slot::Loading(waiting)) => {
                 waiting.push(m);
@@ -149,9 +171,9 @@ impl MessageCache {
         (Lookup::Ready(entry), Some(m))
     }
 
-    /// The store answered for a loading message: `Some` makes it ready. Returns the mutations
+    /// The store answered for a loading message: `Some` makes it ready. Returns the operations
     /// that waited, in order.
-    pub fn loaded(&mut self, key: &MessageKey, state: Option<MessageState>) -> Vec<PendingMutation> {
+    pub fn loaded(&mut self, key: &MessageKey, state: Option<MessageState>) -> Vec<Pending> {
         let waiting = match self.slots.remove(key) {
             Some(Slot::Loading(w)) => w,
             Some(ready) => {
@@ -249,7 +271,18 @@ fn entry_bytes(e: &Entry) -> usize {
         storage::VersionData::Text(t) | storage::VersionData::Json(t) => t.len(),
     };
     let fixed = 256 + s.name.len() + s.extras.as_ref().map_or(0, String::len);
-    fixed + data + e.quoted.len() + e.receipts.iter().map(|r| 80 + r.op_id.len()).sum::<usize>()
+    let annotation_bytes = |a: &AnnotationRecord| {
+        let text: usize = [&a.id, &a.name, &a.client_id, &a.data, &a.encoding]
+            .iter()
+            .map(|t| t.as_ref().map_or(0, String::len))
+            .sum();
+        160 + a.annotation_type.len() + text
+    };
+    fixed
+        + data
+        + e.quoted.len()
+        + e.receipts.iter().map(|r| 80 + r.op_id.len()).sum::<usize>()
+        + e.annotations.iter().map(annotation_bytes).sum::<usize>()
 }
 
 #[cfg(test)]
@@ -282,6 +315,7 @@ mod tests {
             appends: 0,
             versions: 1,
             receipts: Vec::new(),
+            annotations: Vec::new(),
         }
     }
 

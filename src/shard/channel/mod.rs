@@ -6,6 +6,7 @@
 //! | request | file | what it does |
 //! |---|---|---|
 //! | [`ChannelOp`] | `publish.rs`, `mutate.rs` | an [`Operation`] on the stream: serial, store, fan-out |
+//! | [`annotate::Annotate`] | `annotate.rs` | an annotation of a mutable message: store, summary, fan-out |
 //! | [`subscribe::Subscribe`], [`subscribe::Unsubscribe`] | `subscribe.rs` | counts, presence members |
 //! | [`info::ChannelInfo`], [`info::ListChannels`] | `info.rs` | occupancy for the HTTP API |
 //! | [`presence::PresenceUsers`] | `presence.rs` | a presence channel's users |
@@ -13,9 +14,10 @@
 //! | [`operator::HistoryState`], `HistoryReset`, `HistoryPurge` | `operator.rs` | the operator's history controls |
 //!
 //! `commit.rs` orders stored messages between their append and their delivery;
-//! `message_cache.rs` holds the mutable messages being mutated; `webhooks.rs` decides the
+//! `message_cache.rs` holds the mutable messages being mutated or annotated; `webhooks.rs` decides the
 //! count-derived webhook events, which only the owner can.
 
+pub mod annotate;
 pub mod broadcast;
 pub mod commit;
 pub mod info;
@@ -128,7 +130,7 @@ fn is_presence(name: &str) -> bool {
 }
 
 /// What can be done to a channel's stream. Each operation gets its place in the stream from
-/// the owner and goes through the commit pipeline; annotations will be a further variant.
+/// the owner and goes through the commit pipeline.
 pub enum Operation {
     Publish(Arc<ChannelEvent>),
     /// An update, delete or append of a mutable message (`mutate.rs`).

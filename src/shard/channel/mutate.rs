@@ -7,8 +7,8 @@
 //! against the state its predecessor left.
 
 use super::broadcast::Broadcast;
-use super::commit::{Append, Commit, VersionCommit};
-use super::message_cache::{Entry, HeldReceipt, Lookup, MessageKey};
+use super::commit::{Append, Commit, Step, VersionCommit};
+use super::message_cache::{Entry, HeldReceipt, Lookup, MessageKey, Pending};
 use super::stream::Kept;
 use super::{is_presence, ChannelOp, Done, OpFailure, Operation, Rejection};
 use crate::protocol::outbound::{self, Data, Position};
@@ -36,49 +36,48 @@ pub struct Mutate {
     pub own_only: bool,
 }
 
-/// A mutation waiting for its message to be read from the store.
-pub struct PendingMutation {
-    op: ChannelOp,
-    reply: Responder<ChannelOp>,
-}
-
 impl Shard {
     pub(super) fn mutate(self: &Rc<Self>, op: ChannelOp, reply: Responder<ChannelOp>) {
         let Operation::Mutate(m) = &op.op else { unreachable!("mutate is only called with a Mutate operation") };
-        let (app, channel, message) = (op.app, op.channel.clone(), m.message);
+        let key: MessageKey = (op.app, op.channel.clone(), m.stream_id.as_str().into(), m.message);
+        self.on_message(key, Pending::Mutation(op, reply));
+    }
+
+    /// Runs `pending` on the message `key` names: at once if the owner holds it, else once
+    /// the store has read it, behind the operations already waiting for it.
+    pub(super) fn on_message(self: &Rc<Self>, key: MessageKey, pending: Pending) {
+        let (app, channel, stream_id, message) = key.clone();
         {
             let mut channels = self.channels.borrow_mut();
             let stream = &channels.entry(app, &channel).stream;
             // Only serials this stream handed out name messages; the store knows which of
             // those are mutable and still retained.
-            if *stream.id != *m.stream_id || message >= stream.next_serial_to_assign() {
+            if stream.id != stream_id || message >= stream.next_serial_to_assign() {
                 drop(channels);
-                reply.send(Err(OpFailure::Rejected(unknown_message())));
+                pending.fail(OpFailure::Rejected(unknown_message()));
                 return;
             }
         }
         let Some(store) = self.store() else {
-            reply.send(Err(OpFailure::Rejected(Rejection::invalid("durable history is not enabled".into()))));
+            pending.fail(OpFailure::Rejected(Rejection::invalid("durable history is not enabled".into())));
             return;
         };
-        let key: MessageKey = (app, channel.clone(), m.stream_id.as_str().into(), message);
-        let pending = PendingMutation { op, reply };
         let mut cache = self.messages.borrow_mut();
         match cache.lookup(&key, pending) {
             (Lookup::Ready(entry), Some(p)) => {
-                let applied = self.apply(entry, p);
+                let step = self.run(entry, p);
                 cache.resized(&key);
                 drop(cache);
-                if let Some(commit) = applied {
-                    self.pipeline.push(commit);
+                if let Some(step) = step {
+                    self.pipeline.push(step);
                 }
             }
-            (Lookup::Ready(_), None) => unreachable!("a ready entry hands the mutation back"),
+            (Lookup::Ready(_), None) => unreachable!("a ready entry hands the operation back"),
             (Lookup::Queued, _) => {}
             (Lookup::Load, _) => {
                 drop(cache);
-                // Crosses to this shard's store thread; the mutations of this message wait in
-                // the cache slot meanwhile, in arrival order.
+                // Crosses to this shard's store thread; the operations on this message wait
+                // in the cache slot meanwhile, in arrival order.
                 let read = store.message(&self.ctx.apps.get(app).id, &channel, message, true);
                 let shard = self.clone();
                 crate::shard::spawn(self, "message load", async move {
@@ -89,7 +88,7 @@ impl Shard {
         }
     }
 
-    /// The store answered for a message: the mutations that waited for it run now, in order.
+    /// The store answered for a message: the operations that waited for it run now, in order.
     fn loaded(&self, key: MessageKey, state: Result<Option<MessageState>, storage::StorageError>) {
         let failure = match &state {
             Ok(None) => Some(OpFailure::Rejected(unknown_message())),
@@ -99,7 +98,7 @@ impl Shard {
         let waiting = self.messages.borrow_mut().loaded(&key, state.ok().flatten());
         if let Some(failure) = failure {
             for p in waiting {
-                p.reply.send(Err(failure.clone()));
+                p.fail(failure.clone());
             }
             return;
         }
@@ -107,21 +106,27 @@ impl Shard {
             let mut cache = self.messages.borrow_mut();
             let (lookup, p) = cache.lookup(&key, p);
             let (Lookup::Ready(entry), Some(p)) = (lookup, p) else { unreachable!("a message just loaded is ready") };
-            let applied = self.apply(entry, p);
+            let step = self.run(entry, p);
             cache.resized(&key);
             drop(cache);
-            if let Some(commit) = applied {
-                self.pipeline.push(commit);
+            if let Some(step) = step {
+                self.pipeline.push(step);
             }
+        }
+    }
+
+    fn run(&self, entry: &mut Entry, pending: Pending) -> Option<Step> {
+        match pending {
+            Pending::Mutation(op, reply) => self.apply(entry, op, reply).map(Step::Message),
+            Pending::Annotation(a, reply) => self.annotate_held(entry, a, reply).map(Step::Annotation),
         }
     }
 
     /// Checks a mutation against the message and, if it applies, advances the held state and
     /// returns its commit; otherwise answers it.
-    fn apply(&self, entry: &mut Entry, p: PendingMutation) -> Option<Commit> {
-        let PendingMutation { op, reply } = p;
+    fn apply(&self, entry: &mut Entry, op: ChannelOp, reply: Responder<ChannelOp>) -> Option<Commit> {
         let ChannelOp { app, channel, op: Operation::Mutate(m), exclude, origin } = op else {
-            unreachable!("only mutations wait for messages")
+            unreachable!("only mutations are pending as Pending::Mutation")
         };
         let stream_id: Arc<str> = m.stream_id.as_str().into();
         let message_serial = versioned::serial_string(m.message, &stream_id);
@@ -300,7 +305,7 @@ impl Shard {
     }
 }
 
-fn unknown_message() -> Rejection {
+pub(super) fn unknown_message() -> Rejection {
     Rejection::not_found("no mutable message with this message_serial in the channel's history".into())
 }
 

@@ -3,7 +3,7 @@
 //! is delivered by `release` once the append is written (see `commit`).
 
 use super::broadcast::{Broadcast, ChannelEvent, Deliver, EventData};
-use super::commit::{Append, Commit, VersionCommit};
+use super::commit::{Append, Commit, Step, VersionCommit};
 use super::stream::Kept;
 use super::{is_presence, ChannelOp, ChannelState, Done, Occupancy, OpFailure, Origin, Rejection};
 use crate::protocol::outbound::{self, Data, Position};
@@ -104,7 +104,7 @@ impl Shard {
         if commit.append.is_none() && self.pipeline.is_idle() {
             self.release(commit, Ok(()));
         } else {
-            self.pipeline.push(commit);
+            self.pipeline.push(Step::Message(commit));
         }
     }
 
@@ -158,7 +158,13 @@ impl Shard {
         });
         let done = Done { occupancy, version };
         match append.and_then(|a| a.durable) {
-            Some(durable) if reply.is_wanted() => self.pipeline.push_ack(durable, reply, done),
+            Some(durable) if reply.is_wanted() => self.pipeline.push_ack(durable, move |synced| {
+                reply.send(
+                    synced
+                        .map(|()| done)
+                        .map_err(|e| OpFailure::Storage(format!("message delivered but not synced to disk: {e}"))),
+                )
+            }),
             _ => reply.send(Ok(done)),
         }
     }

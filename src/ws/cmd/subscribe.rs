@@ -5,9 +5,12 @@
 
 use crate::auth;
 use crate::metrics::ChannelLabel;
+use crate::protocol::annotations;
+use crate::protocol::capabilities::Op;
 use crate::protocol::channel::{self, Kind};
 use crate::protocol::inbound::{self, ClientFrame, Member, ResumePosition, Subscribe};
 use crate::protocol::outbound::{self, Dialect};
+use crate::protocol::versioned;
 use crate::protocol::ProtocolError;
 use crate::shard::channel::subscribe::{Subscribe as OwnerSubscribe, Subscribed};
 use crate::shard::Shard;
@@ -32,6 +35,11 @@ impl Session {
         let rewind = sub.rewind;
         let app = self.app();
         app.validate_channel(&sub.channel)?;
+        let annotations =
+            self.dialect == Dialect::V2 && ctx.config.versioned.annotations && app.annotations_allowed(&sub.channel);
+        if sub.annotations {
+            self.check_annotation_mode(&sub.channel, annotations)?;
+        }
         let ty = channel::channel_type(&sub.channel);
         let member = if ty.needs_auth() { self.authorize(&sub, ty.kind)? } else { None };
         let channel: Arc<str> = sub.channel.into();
@@ -44,54 +52,59 @@ impl Session {
         let (hub, key, id, app_idx, dialect) = (self.hub.clone(), self.key, self.id, self.app, self.dialect);
         let user = member.as_ref().map(|m| Arc::<str>::from(m.user_id.as_str()));
         let needs_auth = ty.needs_auth();
+        let annotation_mode = sub.annotations;
         // V2 subscribers get a continuity gate: a resume or rewind can then put older messages
         // ahead of the live ones that arrive meanwhile.
         let gated = dialect == Dialect::V2 && (ctx.config.recovery_enabled || ctx.stores.is_some());
         let ch = channel.clone();
         // Runs when the owner's answer is handled, before any later delivery from it.
-        let on_answer =
-            move |shard: &Rc<Shard>, reply: Result<Subscribed, ProtocolError>| -> Result<Option<u64>, ProtocolError> {
-                let s = reply?;
-                let mut index = hub.index.borrow_mut();
-                if index.live(key, id).is_none() {
-                    drop(index);
-                    if let Some(undo) = s.undo {
-                        // The socket went away while the owner counted it: take it back.
-                        shard.unsubscribe_from_owner(undo);
-                    }
-                    return Ok(None);
-                }
-                if !already {
-                    let c = hub.counters(Some(app_idx));
-                    let label = ChannelLabel::of(&ch) as usize;
-                    c.subscriptions[label].inc();
-                    if index.add_subscriber(app_idx, &ch, key) {
-                        c.active_channels[label].inc();
-                    }
-                    let sock = index.sockets.get_mut(key).expect("live socket");
-                    sock.channels.insert(ch.clone(), Subscription::new(user.clone(), s.head, gated));
-                    sock.gates += gated as u32;
-                    if needs_auth {
-                        sock.authenticated = true;
-                    }
-                    if let Some(u) = user.filter(|_| !sock.signed_in) {
-                        index.set_user(key, u);
-                    }
-                }
+        let on_answer = move |shard: &Rc<Shard>,
+                              reply: Result<Subscribed, ProtocolError>|
+              -> Result<Option<(u64, Arc<str>)>, ProtocolError> {
+            let s = reply?;
+            let mut index = hub.index.borrow_mut();
+            if index.live(key, id).is_none() {
                 drop(index);
-                hub.send_json(key, &outbound::subscription_succeeded(dialect, &ch, &s.data, (&s.stream_id, s.head)));
-                match s.cache {
-                    Some(Some(event)) => {
-                        let encoding = hub.index.borrow().sockets.get(key).map(|s| s.encoding);
-                        if let Some(p) = encoding.and_then(|e| event.payload(e)) {
-                            hub.send_frame(key, text_frame(p));
-                        }
-                    }
-                    Some(None) => hub.send_json(key, &outbound::cache_miss(dialect, &ch)),
-                    None => {}
+                if let Some(undo) = s.undo {
+                    // The socket went away while the owner counted it: take it back.
+                    shard.unsubscribe_from_owner(undo);
                 }
-                Ok(Some(s.head))
-            };
+                return Ok(None);
+            }
+            if !already {
+                let c = hub.counters(Some(app_idx));
+                let label = ChannelLabel::of(&ch) as usize;
+                c.subscriptions[label].inc();
+                if index.add_subscriber(app_idx, &ch, key) {
+                    c.active_channels[label].inc();
+                }
+                let sock = index.sockets.get_mut(key).expect("live socket");
+                sock.channels.insert(ch.clone(), Subscription::new(user.clone(), s.head, gated));
+                sock.gates += gated as u32;
+                if needs_auth {
+                    sock.authenticated = true;
+                }
+                if let Some(u) = user.filter(|_| !sock.signed_in) {
+                    index.set_user(key, u);
+                }
+            }
+            if annotation_mode {
+                index.add_annotation_subscriber(app_idx, &ch, key);
+            }
+            drop(index);
+            hub.send_json(key, &outbound::subscription_succeeded(dialect, &ch, &s.data, (&s.stream_id, s.head)));
+            match s.cache {
+                Some(Some(event)) => {
+                    let encoding = hub.index.borrow().sockets.get(key).map(|s| s.encoding);
+                    if let Some(p) = encoding.and_then(|e| event.payload(e)) {
+                        hub.send_frame(key, text_frame(p));
+                    }
+                }
+                Some(None) => hub.send_json(key, &outbound::cache_miss(dialect, &ch)),
+                None => {}
+            }
+            Ok(Some((s.head, s.stream_id)))
+        };
         let shard = self.shard();
         let owner = shard.channel_owner(self.app, &channel);
         let request = OwnerSubscribe {
@@ -102,19 +115,60 @@ impl Session {
             member,
             again: already,
         };
-        let attach = shard.invoke_on_then(owner, request, on_answer).await??;
+        let Some((attach, stream_id)) = shard.invoke_on_then(owner, request, on_answer).await?? else { return Ok(()) };
+        if annotations {
+            self.send_summaries(&channel, &stream_id).await;
+        }
         let resumed = self.resumed.borrow_mut().as_mut().and_then(|r| r.remove(&channel));
-        match (attach, rewind, resumed) {
-            (Some(attach), Some(rewind), _) => self.rewind(&channel, rewind, attach).await,
+        match (rewind, resumed) {
+            (Some(rewind), _) => self.rewind(&channel, rewind, attach).await,
             // A resume for this channel came first: send what was published since, behind
             // the gate like any replay.
-            (Some(attach), None, Some((stream_id, serial))) if attach > serial => {
+            (None, Some((stream_id, serial))) if attach > serial => {
                 let position = ResumePosition { stream_id: Some(stream_id.to_string()), serial, last_message_id: None };
                 let step = self.ask_replay(channel, position, false).await;
                 let _ = self.finish_replay(step, None).await;
                 Ok(())
             }
             _ => Ok(()),
+        }
+    }
+
+    /// `ANNOTATION_SUBSCRIBE` needs annotations on for the channel and a sign-in capability
+    /// set granting `subscribe` and `annotation-subscribe` on it.
+    fn check_annotation_mode(&self, channel: &str, enabled: bool) -> Result<(), ProtocolError> {
+        if !enabled {
+            return Err(ProtocolError::channel(format!(
+                "ANNOTATION_SUBSCRIBE: annotations are not enabled for {channel} (or the connection is not protocol=2)"
+            )));
+        }
+        let caps = self.shard().identities.borrow().get(&self.id).and_then(|i| i.capabilities.clone());
+        if caps.is_some_and(|c| c.allows(Op::Subscribe, channel) && c.allows(Op::AnnotationSubscribe, channel)) {
+            Ok(())
+        } else {
+            Err(ProtocolError::auth(format!(
+                "ANNOTATION_SUBSCRIBE needs a sign-in capability set granting subscribe and annotation-subscribe on {channel}"
+            )))
+        }
+    }
+
+    /// One `message.summary` per stored (message, type) summary of the channel, sent while
+    /// the subscription's gate holds live frames back, so that a live summary that follows is
+    /// never overtaken by an older stored one.
+    async fn send_summaries(&self, channel: &str, stream_id: &str) {
+        let shard = self.shard();
+        let Some(store) = shard.owner_store(self.app, channel) else { return };
+        // Crosses to the owner's store thread.
+        let summaries = match store.summaries(&self.app().id, channel).await {
+            Ok(s) => s,
+            Err(e) => {
+                log::warn!("shard {}: summaries of {channel} could not be read: {e}", shard.id);
+                return;
+            }
+        };
+        for s in summaries {
+            let message_serial = versioned::serial_string(s.message, stream_id);
+            self.send(&annotations::summary_frame(channel, &message_serial, &s.annotation_type, &s.summary));
         }
     }
 

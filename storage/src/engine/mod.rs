@@ -11,6 +11,7 @@ use crate::keys::{channel_key, history_key, idempotency_key, parse_channel_key};
 use crate::worker::AppendRow;
 use crate::{RecordKind, StorageError, StoreConfig, StreamMeta};
 
+mod annotations;
 mod history;
 mod retention;
 mod streams;
@@ -27,6 +28,10 @@ const SECRET_KEY: &[u8] = b"cursor_secret";
 pub(crate) struct WriteRound {
     batch: Batch,
     metas: HashMap<Vec<u8>, StreamMeta>,
+    /// The newest annotation serial (0 for none) of each message, by `message_prefix`, that
+    /// the round created or annotated: the batch cannot be read back, and a message's
+    /// annotations may follow its create, and each other, within one round.
+    annotated: HashMap<Vec<u8>, u64>,
 }
 
 impl WriteRound {
@@ -46,6 +51,10 @@ pub(crate) struct Engine {
     versions: PartitionHandle,
     /// op_id receipts of mutations, `channel + message serial + action + op_id`.
     receipts: PartitionHandle,
+    /// Annotation events of mutable messages, `channel + message serial + annotation serial`.
+    annotations: PartitionHandle,
+    /// Summary JSON per message and annotation type, `channel + message serial + type`.
+    summaries: PartitionHandle,
     /// Every stream's meta, keyed by channel key: serial checks on append need no read.
     metas: HashMap<Vec<u8>, StreamMeta>,
     secret: [u8; SECRET_LEN],
@@ -85,6 +94,8 @@ impl Engine {
         // Added after format 1 shipped; opening creates them empty, so the format stays 1.
         let versions = open("versions")?;
         let receipts = open("receipts")?;
+        let annotations = open("annotations")?;
+        let summaries = open("summaries")?;
 
         let mut batch = keyspace.batch();
         match meta.get(FORMAT_KEY).map_err(err("read format version"))? {
@@ -132,6 +143,8 @@ impl Engine {
             idempotency,
             versions,
             receipts,
+            annotations,
+            summaries,
             metas,
             secret,
         })
@@ -154,7 +167,7 @@ impl Engine {
     }
 
     pub(crate) fn begin(&self) -> WriteRound {
-        WriteRound { batch: self.keyspace.batch(), metas: HashMap::new() }
+        WriteRound { batch: self.keyspace.batch(), metas: HashMap::new(), annotated: HashMap::new() }
     }
 
     pub(crate) fn stage_append(&self, round: &mut WriteRound, row: AppendRow) -> Result<(), StorageError> {
@@ -198,7 +211,7 @@ impl Engine {
         meta.newest_published_at_ms = record.published_at_ms;
         round.batch.insert(&self.history, history_key(&ckey, serial), record.encode());
         if let Some(write) = version {
-            self.stage_version(&mut round.batch, &ckey, serial, write);
+            self.stage_version(round, &ckey, serial, write);
         }
         round.metas.insert(ckey, meta);
         Ok(())
@@ -218,7 +231,7 @@ impl Engine {
     /// Commits the round as one fjall batch (not yet persisted). Returns the channel keys of
     /// the streams it touched.
     pub(crate) fn commit(&mut self, round: WriteRound) -> Result<Vec<Vec<u8>>, StorageError> {
-        let WriteRound { mut batch, metas } = round;
+        let WriteRound { mut batch, metas, .. } = round;
         for (ckey, meta) in &metas {
             batch.insert(&self.streams, ckey.clone(), meta.encode());
         }

@@ -6,8 +6,8 @@ use crate::{HistoryRecord, RecordKind, StorageError, StreamMeta};
 
 impl Engine {
     /// Removes the oldest rows of a stream while `evict(published_at, meta)` holds, keeping the
-    /// meta's floor and counters in step, and the versions of the messages those rows created.
-    /// Returns whether anything was removed.
+    /// meta's floor and counters in step, and the versions, receipts, annotations and
+    /// summaries of the messages those rows created. Returns whether anything was removed.
     ///
     /// A mutable message's update, delete and append rows belong to the message: they do not
     /// count as messages, and one found at the floor is removed whatever `evict` says, since
@@ -42,7 +42,7 @@ impl Engine {
         meta.oldest_published_at_ms = oldest_kept_at;
         let removed = meta.oldest_serial > floor;
         if removed {
-            // Versions below the old floor went with their rows, so only the new gap is scanned.
+            // Messages below the old floor went with their rows, so only the new gap is scanned.
             self.stage_forget_messages(batch, ckey, floor..meta.oldest_serial)?;
         }
         Ok(removed)

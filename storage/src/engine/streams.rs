@@ -4,14 +4,14 @@ use super::Engine;
 use crate::keys::{channel_key, history_key};
 use crate::{Purge, Purged, StorageError, StreamMeta};
 
-/// A stream's meta and raw history, version and receipt rows, moved between shard stores when
-/// the shard count changes. The key layout is the same in every store, so rows move byte for
-/// byte.
+/// A stream's meta and raw history rows, with its messages' rows (versions, receipts,
+/// annotations, summaries), moved between shard stores when the shard count changes. The key
+/// layout is the same in every store, so rows move byte for byte.
 pub(crate) struct StreamExport {
     pub(crate) meta: StreamMeta,
     pub(crate) rows: Vec<(Slice, Slice)>,
-    pub(crate) versions: Vec<(Slice, Slice)>,
-    pub(crate) receipts: Vec<(Slice, Slice)>,
+    /// The rows of each of `Engine::message_partitions`, in its order.
+    pub(crate) message_rows: Vec<Vec<(Slice, Slice)>>,
 }
 
 impl Engine {
@@ -87,8 +87,11 @@ impl Engine {
         Ok(Some(StreamExport {
             meta: meta.clone(),
             rows: self.export_rows(self.history.range(history_key(&ckey, 0)..=history_key(&ckey, u64::MAX)))?,
-            versions: self.export_rows(self.versions.prefix(&ckey))?,
-            receipts: self.export_rows(self.receipts.prefix(&ckey))?,
+            message_rows: self
+                .message_partitions()
+                .into_iter()
+                .map(|partition| self.export_rows(partition.prefix(&ckey)))
+                .collect::<Result<_, _>>()?,
         }))
     }
 
@@ -104,8 +107,9 @@ impl Engine {
         // No purge first: a remove and an insert of one key in one batch share a seqno, and a
         // leftover copy here can only be this same stream from an interrupted earlier move.
         let mut batch = self.keyspace.batch();
-        let StreamExport { meta, rows, versions, receipts } = export;
-        for (partition, rows) in [(&self.history, rows), (&self.versions, versions), (&self.receipts, receipts)] {
+        let StreamExport { meta, rows, message_rows } = export;
+        let partitions = std::iter::once(&self.history).chain(self.message_partitions());
+        for (partition, rows) in partitions.zip(std::iter::once(rows).chain(message_rows)) {
             for (k, v) in rows {
                 batch.insert(partition, k, v);
             }

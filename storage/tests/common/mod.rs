@@ -4,7 +4,12 @@ use std::path::{Path, PathBuf};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use futures_executor::block_on;
-use storage::{AppendTicket, Direction, HistoryPage, HistoryQuery, HistoryRecord, HistoryView, RecordKind, Store};
+use storage::{
+    AppendTicket, Direction, HistoryPage, HistoryQuery, HistoryRecord, HistoryView, RecordKind, Retention, Store,
+    StoreConfig,
+};
+
+pub mod messages;
 
 /// A fresh directory removed on drop, so every test has its own data dir.
 pub struct TempDir(PathBuf);
@@ -29,6 +34,17 @@ impl Drop for TempDir {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.0);
     }
+}
+
+/// Count retention only (`None`: none at all): tests that publish at small fixed times would
+/// lose their rows to age retention.
+pub fn no_age_limit(max_messages: Option<u64>) -> StoreConfig {
+    StoreConfig { retention: Retention { max_age: None, max_messages }, ..StoreConfig::default() }
+}
+
+/// A shard owner function for `open_all` that spreads single-letter channels over the shards.
+pub fn owner(shards: usize) -> impl Fn(&str, &str) -> usize {
+    move |app: &str, channel: &str| app.bytes().chain(channel.bytes()).map(usize::from).sum::<usize>() % shards
 }
 
 pub fn now_ms() -> u64 {

@@ -398,6 +398,22 @@ impl Server {
         http(self.port, method, &target, headers, body)
     }
 
+    /// A signed JSON `POST` that may find the server gone (a kill under load): `None` then, or
+    /// when it answers with anything but 200.
+    pub fn try_post_ok(&self, path: &str, body: &Value) -> Option<Value> {
+        let body = body.to_string().into_bytes();
+        let target = signed_target(&self.app, "POST", path, &[], Some(&body), now());
+        let r = try_http(self.port, "POST", &target, &[("Content-Type", "application/json")], Some(&body)).ok()?;
+        (r.status == 200).then(|| r.json())
+    }
+
+    /// A signed `POST` of JSON that does not parse (`{`), which every JSON route refuses with 400.
+    pub fn post_malformed_json(&self, path: &str) -> Response {
+        let r = self.api_raw(&self.app, "POST", path, &[], Some(b"{"), &[("Content-Type", "application/json")]);
+        assert_eq!(r.status, 400, "{}", r.text());
+        r
+    }
+
     /// `POST /apps/{id}/events`.
     pub fn publish(&self, body: Value) -> Response {
         self.api("POST", &self.app.path("/events"), &[], Some(&body))
@@ -751,6 +767,38 @@ pub fn resume_success(c: &mut Client) -> Value {
     let f = c.expect_event("sockudo:resume_success");
     assert!(f.get("channel").is_none(), "{f}");
     data_json(&f)
+}
+
+/// The next frame of a V2 socket, which must be event `event` (skipping nothing: asserts the
+/// order).
+pub fn next_frame(c: &mut Client, event: &str) -> Value {
+    let f = c.recv_json(T);
+    assert_eq!(f["event"], event, "{f}");
+    f
+}
+
+/// A V2 socket signed in (`sockudo:signin`) as `user` with these sign-in `capabilities`
+/// (`docs/protocol/v2.md#actor-binding`).
+pub fn signed_in_v2(s: &Server, user: &str, capabilities: Value) -> Client {
+    let mut c = v2_connected(s);
+    let ud = json!({"id": user, "capabilities": capabilities}).to_string();
+    let auth = signin_auth(&c.app, &c.socket_id, &ud);
+    c.send_json(&json!({"event": "sockudo:signin", "data": {"user_data": ud, "auth": auth}}));
+    c.expect_event("sockudo:signin_success");
+    c
+}
+
+/// Publishes a mutable message (`docs/protocol/v2.md#versioned-creates`) and returns the
+/// create's `message_serial` and its whole `info` acknowledgement entry.
+pub fn create(s: &Server, channel: &str, name: &str, data: &str) -> (String, Value) {
+    let ack = s.publish_ok(json!({"name": name, "channel": channel, "data": data, "info": "subscription_count"}));
+    let entry = ack["channels"][channel].clone();
+    (entry["message_serial"].as_str().unwrap_or_else(|| panic!("no message_serial: {ack}")).to_owned(), entry)
+}
+
+/// `/apps/{id}/channels/{channel}/messages/{message_serial}{rest}`.
+pub fn messages_path(s: &Server, channel: &str, serial: &str, rest: &str) -> String {
+    s.app.path(&format!("/channels/{channel}/messages/{}{rest}", urlencode(serial)))
 }
 
 pub fn data_json(frame: &Value) -> Value {

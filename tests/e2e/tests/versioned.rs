@@ -9,17 +9,6 @@ use std::time::Duration;
 
 const CH: &str = "chat";
 
-/// Publishes and returns the create's `message_serial` (from the `info` acknowledgement).
-fn create(s: &Server, channel: &str, name: &str, data: &str) -> (String, Value) {
-    let ack = s.publish_ok(json!({"name": name, "channel": channel, "data": data, "info": "subscription_count"}));
-    let entry = ack["channels"][channel].clone();
-    (entry["message_serial"].as_str().unwrap_or_else(|| panic!("no message_serial: {ack}")).to_owned(), entry)
-}
-
-fn messages_path(s: &Server, channel: &str, serial: &str, rest: &str) -> String {
-    s.app.path(&format!("/channels/{channel}/messages/{}{rest}", urlencode(serial)))
-}
-
 fn mutate(s: &Server, channel: &str, serial: &str, action: &str, body: Value) -> Response {
     s.api("POST", &messages_path(s, channel, serial, &format!("/{action}")), &[], Some(&body))
 }
@@ -40,13 +29,6 @@ fn versions(s: &Server, channel: &str, serial: &str, query: &[(&str, &str)]) -> 
 
 fn headers(frame: &Value) -> &Value {
     &frame["extras"]["headers"]
-}
-
-/// V2 frames of `channel` until one named `event` (skipping nothing else: asserts the order).
-fn next_frame(c: &mut Client, event: &str) -> Value {
-    let f = c.recv_json(T);
-    assert_eq!(f["event"], event, "{f}");
-    f
 }
 
 fn v2_connected_full(s: &Server) -> Client {
@@ -240,15 +222,7 @@ fn mutation_errors() {
         let e = mutate(&s, CH, &ms, action, body).assert_error(400, "invalid_input");
         assert!(e["error"].as_str().unwrap().contains(why), "{action}: {e}");
     }
-    let r = s.api_raw(
-        &s.app,
-        "POST",
-        &messages_path(&s, CH, &ms, "/update"),
-        &[],
-        Some(b"{"),
-        &[("Content-Type", "application/json")],
-    );
-    assert_eq!(r.status, 400, "{}", r.text());
+    s.post_malformed_json(&messages_path(&s, CH, &ms, "/update"));
     versions(&s, CH, &ms, &[("limit", "0")]).assert_error(400, "invalid_input");
     versions(&s, CH, &ms, &[("direction", "up")]).assert_error(400, "invalid_input");
     versions(&s, CH, &ms, &[("cursor", "bogus")]).assert_error(400, "invalid_input");
@@ -474,17 +448,10 @@ fn acknowledged_mutations_survive_kill9() {
                 let mut i = 0;
                 while !stop.load(std::sync::atomic::Ordering::Relaxed) {
                     let op = format!("w{w}-{i}");
-                    let body = json!({"data": format!("[{op}]"), "op_id": op}).to_string().into_bytes();
-                    let path = messages_path(s, CH, ms, "/append");
-                    let target = signed_target(&s.app, "POST", &path, &[], Some(&body), now());
-                    let ct = [("Content-Type", "application/json")];
-                    let Ok(r) = try_http(s.port, "POST", &target, &ct, Some(&body)) else {
-                        break; // the server is gone
-                    };
-                    if r.status != 200 {
-                        break; // killed while answering
-                    }
-                    acked.lock().unwrap().push((op, r.json()["version_serial"].as_str().unwrap().to_owned()));
+                    let body = json!({"data": format!("[{op}]"), "op_id": op});
+                    // Stops once the server is gone or was killed while answering.
+                    let Some(r) = s.try_post_ok(&messages_path(s, CH, ms, "/append"), &body) else { break };
+                    acked.lock().unwrap().push((op, r["version_serial"].as_str().unwrap().to_owned()));
                     i += 1;
                 }
             });
@@ -524,16 +491,6 @@ fn acknowledged_mutations_survive_kill9() {
         (again["status"].as_str(), again["version_serial"].as_str()),
         (Some("duplicate"), Some(version.as_str()))
     );
-}
-
-/// A V2 socket signed in as `user` with these sign-in `capabilities`.
-fn signed_in_v2(s: &Server, user: &str, capabilities: Value) -> Client {
-    let mut c = v2_connected(s);
-    let ud = json!({"id": user, "capabilities": capabilities}).to_string();
-    let auth = signin_auth(&c.app, &c.socket_id, &ud);
-    c.send_json(&json!({"event": "sockudo:signin", "data": {"user_data": ud, "auth": auth}}));
-    c.expect_event("sockudo:signin_success");
-    c
 }
 
 // `docs/protocol/v2.md#actor-binding`: a mutation bound to a socket is made as its signed-in
