@@ -492,6 +492,16 @@ impl Client {
         self.send_text(&v.to_string());
     }
 
+    /// Sends the frames in one TCP write, so that the server reads them together (a subscribe
+    /// with the resume that must be served before its live frames,
+    /// `docs/protocol/v2.md#continuity-gate`).
+    pub fn send_json_together(&mut self, frames: &[Value]) {
+        for f in frames {
+            self.ws.write(Message::text(f.to_string())).expect("queue text");
+        }
+        self.ws.flush().expect("flush");
+    }
+
     pub fn send_text(&mut self, s: &str) {
         self.ws.send(Message::text(s)).expect("send text");
     }

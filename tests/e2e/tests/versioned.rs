@@ -408,11 +408,13 @@ fn ten_thousand_appends_with_a_resume() {
     }
     drop(c);
     std::thread::sleep(Duration::from_millis(50));
-    // Subscribe and resume pipelined, as clients do after a reconnect: the replay comes
-    // before any live frame.
+    // Subscribe and resume pipelined in one write, as clients do after a reconnect: the
+    // replay comes before any live frame.
     let mut c = v2_connected(&s);
-    c.send_json(&json!({"event": "sockudo:subscribe", "data": {"channel": CH}}));
-    resume(&mut c, json!({ CH: {"stream_id": stream, "serial": at} }));
+    c.send_json_together(&[
+        json!({"event": "sockudo:subscribe", "data": {"channel": CH}}),
+        json!({"event": "sockudo:resume", "data": {"channel_positions": { CH: {"stream_id": stream, "serial": at} }}}),
+    ]);
     while text.len() < expected.len() {
         let f = c.recv_json(Duration::from_secs(30));
         if f["event"] == "sockudo_internal:subscription_succeeded" {
