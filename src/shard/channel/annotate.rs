@@ -8,9 +8,8 @@
 //! mode must not see gaps for them.
 
 use super::broadcast::Broadcast;
-use super::commit::AnnotationCommit;
+use super::commit::{message_write_failure, AnnotationCommit};
 use super::message_cache::{Entry, MessageKey, Pending};
-use super::publish::failure_text;
 use super::{OpFailure, Rejection};
 use crate::config::AppIdx;
 use crate::protocol::annotations::{self, NewAnnotation};
@@ -160,13 +159,7 @@ impl Shard {
         if let Err(e) = written {
             self.messages.borrow_mut().forget(&message);
             log::error!("shard {}: annotation on {channel} failed: {e}", self.id);
-            reply.send(Err(match e {
-                // The store refuses an annotation of a message no longer retained.
-                StorageError::InvalidInput(_) => {
-                    OpFailure::Rejected(Rejection::not_found("the message is no longer retained in history".into()))
-                }
-                e => OpFailure::Storage(failure_text(&e)),
-            }));
+            reply.send(Err(message_write_failure(e)));
             return;
         }
         {
@@ -176,15 +169,6 @@ impl Shard {
             self.fan_out(ch, app, &channel, &summary, None);
             self.fan_out(ch, app, &channel, &event, None);
         }
-        match durable {
-            Some(durable) if reply.is_wanted() => self.pipeline.push_ack(durable, move |synced| {
-                reply.send(
-                    synced
-                        .map(|()| answer)
-                        .map_err(|e| OpFailure::Storage(format!("annotation delivered but not synced to disk: {e}"))),
-                )
-            }),
-            _ => reply.send(Ok(answer)),
-        }
+        self.answer_when_durable(durable, reply, answer, "annotation");
     }
 }

@@ -12,10 +12,10 @@ use super::annotate::{Annotate, Annotated};
 use super::broadcast::Broadcast;
 use super::message_cache::MessageKey;
 use super::stream::Kept;
-use super::{ChannelOp, Origin};
+use super::{ChannelOp, OpFailure, Origin, Rejection};
 use crate::config::AppIdx;
 use crate::protocol::versioned::Ack;
-use crate::shard::route::Responder;
+use crate::shard::route::{Request, Responder};
 use crate::shard::Shard;
 use crate::socket_id::SocketId;
 use std::cell::{Cell, RefCell};
@@ -166,6 +166,31 @@ impl Pipeline {
 }
 
 impl Shard {
+    /// Answers `reply` with `done`: at once, or, when the write must be synced first
+    /// (`fsync = "always"`) and someone waits, once `durable` completes, in order with every
+    /// other answer waiting. `what` names the change in the error if the sync fails.
+    pub(crate) fn answer_when_durable<Q, T>(
+        &self,
+        durable: Option<storage::Reply<()>>,
+        reply: Responder<Q>,
+        done: T,
+        what: &'static str,
+    ) where
+        Q: Request<Reply = Result<T, OpFailure>>,
+        T: 'static,
+    {
+        match durable {
+            Some(durable) if reply.is_wanted() => self.pipeline.push_ack(durable, move |synced| {
+                reply.send(
+                    synced
+                        .map(|()| done)
+                        .map_err(|e| OpFailure::Storage(format!("{what} delivered but not synced to disk: {e}"))),
+                )
+            }),
+            _ => reply.send(Ok(done)),
+        }
+    }
+
     /// Delivers commits in order as their appends are written.
     pub(crate) async fn committer(self: Rc<Self>) {
         loop {
@@ -185,5 +210,16 @@ impl Shard {
             }
             (ack.answer)(outcome);
         }
+    }
+}
+
+/// What a failed write of a change to a mutable message (a mutation, an annotation) tells its
+/// asker: the store refuses one whose message is no longer retained.
+pub(crate) fn message_write_failure(e: StorageError) -> OpFailure {
+    match e {
+        StorageError::InvalidInput(_) => {
+            OpFailure::Rejected(Rejection::not_found("the message is no longer retained in history".into()))
+        }
+        e => OpFailure::Storage(super::publish::failure_text(&e)),
     }
 }

@@ -3,9 +3,9 @@
 //! is delivered by `release` once the append is written (see `commit`).
 
 use super::broadcast::{Broadcast, ChannelEvent, Deliver, EventData};
-use super::commit::{Append, Commit, Step, VersionCommit};
+use super::commit::{message_write_failure, Append, Commit, Step, VersionCommit};
 use super::stream::Kept;
-use super::{is_presence, ChannelOp, ChannelState, Done, Occupancy, OpFailure, Origin, Rejection};
+use super::{is_presence, ChannelOp, ChannelState, Done, Occupancy, OpFailure, Origin};
 use crate::protocol::outbound::{self, Data, Position};
 use crate::protocol::{channel, versioned};
 use crate::shard::route::{CrossingError, Msg, Responder};
@@ -128,13 +128,7 @@ impl Shard {
                 Some(key) => {
                     // The held state counted this mutation in: read it again next time.
                     self.messages.borrow_mut().forget(&key);
-                    match e {
-                        // The store refuses a mutation of a message no longer retained.
-                        storage::StorageError::InvalidInput(_) => OpFailure::Rejected(Rejection::not_found(
-                            "the message is no longer retained in history".into(),
-                        )),
-                        e => OpFailure::Storage(failure_text(&e)),
-                    }
+                    message_write_failure(e)
                 }
                 None => OpFailure::Storage(failure_text(&e)),
             };
@@ -157,16 +151,7 @@ impl Shard {
             v.ack
         });
         let done = Done { occupancy, version };
-        match append.and_then(|a| a.durable) {
-            Some(durable) if reply.is_wanted() => self.pipeline.push_ack(durable, move |synced| {
-                reply.send(
-                    synced
-                        .map(|()| done)
-                        .map_err(|e| OpFailure::Storage(format!("message delivered but not synced to disk: {e}"))),
-                )
-            }),
-            _ => reply.send(Ok(done)),
-        }
+        self.answer_when_durable(append.and_then(|a| a.durable), reply, done, "message");
     }
 
     /// Sends `message` to every shard with local subscribers of the channel (this one too,
