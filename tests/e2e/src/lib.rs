@@ -496,10 +496,15 @@ impl Client {
     /// with the resume that must be served before its live frames,
     /// `docs/protocol/v2.md#continuity-gate`).
     pub fn send_json_together(&mut self, frames: &[Value]) {
+        // The client writes every frame as soon as it is queued (`write_buffer_size(0)`):
+        // buffer them for the duration, so they leave in one write.
+        let eager = self.ws.get_config().write_buffer_size;
+        self.ws.set_config(|c| c.write_buffer_size = usize::MAX / 2);
         for f in frames {
             self.ws.write(Message::text(f.to_string())).expect("queue text");
         }
         self.ws.flush().expect("flush");
+        self.ws.set_config(|c| c.write_buffer_size = eager);
     }
 
     pub fn send_text(&mut self, s: &str) {
