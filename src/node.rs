@@ -70,7 +70,10 @@ fn open_stores(config: &Config) -> Result<Option<Stores>, String> {
     std::fs::create_dir_all(dir).map_err(|e| format!("cannot create data dir {}: {e}", dir.display()))?;
     let lock = lock_dir(dir)?;
     let shards = config.shards;
-    let owner = |app_id: &str, channel: &str| channel_owner_by_id(app_id, channel, shards);
+    // A presence stream lives with its channel.
+    let owner = |app_id: &str, stored_as: &str| {
+        channel_owner_by_id(app_id, storage::presence_channel(stored_as).unwrap_or(stored_as), shards)
+    };
     let by_shard = storage::open_all(dir, shards, owner, &h.store).map_err(|e| e.to_string())?;
     Ok(Some(Stores::new(by_shard, lock)))
 }

@@ -44,6 +44,9 @@ pub struct AppConfig {
     pub enable_watchlist_events: Option<bool>,
     /// Annotations on the app's channels, where a namespace does not say otherwise.
     pub annotations_enabled: Option<bool>,
+    /// Presence history of the app's presence channels, where a namespace does not say
+    /// otherwise (`policy.presence_history.enabled` in the nested layout).
+    pub presence_history_enabled: Option<bool>,
     pub allowed_origins: Option<Vec<String>>,
     pub channel_namespaces: Option<Vec<NamespaceConfig>>,
     pub idempotency: AppIdempotency,
@@ -64,6 +67,14 @@ pub struct Policy {
     pub channels: PolicyChannels,
     pub webhooks: Option<Vec<WebhookConfig>>,
     pub idempotency: AppIdempotency,
+    pub presence_history: PolicySwitch,
+}
+
+/// A `policy` table that only switches a feature (`policy.presence_history`).
+#[derive(Deserialize, Default, Debug, Clone)]
+#[serde(default)]
+pub struct PolicySwitch {
+    pub enabled: Option<bool>,
 }
 
 #[derive(Deserialize, Default, Debug, Clone)]
@@ -120,6 +131,7 @@ impl ConfigError {
             | "annotations_enabled" => Some("features"),
             "allowed_origins" | "channel_namespaces" => Some("channels"),
             "webhooks" | "idempotency" => Some(""),
+            "presence_history_enabled" => return ConfigError { key: "policy.presence_history.enabled".into(), ..self },
             _ => Some("limits"),
         };
         let key = match group {
@@ -161,6 +173,7 @@ impl AppConfig {
             enable_user_authentication: p.features.enable_user_authentication,
             enable_watchlist_events: p.features.enable_watchlist_events,
             annotations_enabled: p.features.annotations_enabled,
+            presence_history_enabled: p.presence_history.enabled,
             allowed_origins: p.channels.allowed_origins,
             channel_namespaces: p.channels.channel_namespaces,
             idempotency: p.idempotency,
@@ -196,6 +209,7 @@ impl AppConfig {
             ("enable_user_authentication", self.enable_user_authentication.is_some()),
             ("enable_watchlist_events", self.enable_watchlist_events.is_some()),
             ("annotations_enabled", self.annotations_enabled.is_some()),
+            ("presence_history_enabled", self.presence_history_enabled.is_some()),
             ("allowed_origins", self.allowed_origins.is_some()),
             ("channel_namespaces", self.channel_namespaces.is_some()),
             ("idempotency", self.idempotency.enabled.is_some() || self.idempotency.ttl_seconds.is_some()),
@@ -220,6 +234,25 @@ pub struct NamespaceConfig {
     pub name: String,
     /// Annotations on this namespace's channels (`docs/protocol/v2.md#annotations`).
     pub annotations_enabled: Option<bool>,
+    /// Presence history of this namespace's presence channels
+    /// (`docs/protocol/v2.md#presence-history`): `true`/`false` or `{ enabled = … }`.
+    #[serde(deserialize_with = "switch")]
+    pub presence_history: Option<bool>,
+}
+
+/// A switch given as a boolean or as a table with `enabled`.
+fn switch<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<bool>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Switch {
+        Flag(bool),
+        Table(PolicySwitch),
+    }
+    Ok(match Option::<Switch>::deserialize(d)? {
+        None => None,
+        Some(Switch::Flag(on)) => Some(on),
+        Some(Switch::Table(t)) => t.enabled,
+    })
 }
 
 /// Limits of one app; 0 never means "unlimited" here: every limit has a number
@@ -258,9 +291,13 @@ pub struct App {
     /// any namespace, so that examples like `chat:room-1` work without configuration.
     pub namespaces: Option<Vec<String>>,
     /// Annotations on the app's channels (`annotations_enabled`), unless the channel's
-    /// namespace says otherwise in `namespace_annotations`.
+    /// namespace says otherwise.
     pub annotations: bool,
-    pub namespace_annotations: Vec<(String, bool)>,
+    /// Presence history of the app's presence channels, unless the channel's namespace says
+    /// otherwise.
+    pub presence_history: bool,
+    /// The declared namespaces' own switches.
+    pub namespace_switches: Vec<NamespaceConfig>,
     pub idempotency: AppIdempotency,
     pub webhooks: Vec<Webhook>,
     /// The stable hash of `id`: every owner key of the app continues from it, so the shard that
@@ -279,6 +316,7 @@ impl App {
             max_client_events_per_second: Some(1000),
             enable_watchlist_events: Some(true),
             annotations_enabled: Some(true),
+            presence_history_enabled: Some(true),
             ..AppConfig::default()
         };
         let app = App::from_config(c).expect("the development app is valid");
@@ -294,9 +332,18 @@ impl App {
     /// Whether the channel takes annotations: its namespace's `annotations_enabled` if that is
     /// set, else the app's.
     pub fn annotations_allowed(&self, channel: &str) -> bool {
-        let ns = crate::protocol::channel::namespace(channel);
-        let by_namespace = self.namespace_annotations.iter().find(|(n, _)| Some(n.as_str()) == ns);
-        by_namespace.map_or(self.annotations, |(_, on)| *on)
+        self.namespace_switch(channel, |n| n.annotations_enabled).unwrap_or(self.annotations)
+    }
+
+    /// Whether the presence channel's transitions are recorded: its namespace's
+    /// `presence_history` if that is set, else the app's.
+    pub fn presence_history_allowed(&self, channel: &str) -> bool {
+        self.namespace_switch(channel, |n| n.presence_history).unwrap_or(self.presence_history)
+    }
+
+    fn namespace_switch(&self, channel: &str, switch: impl Fn(&NamespaceConfig) -> Option<bool>) -> Option<bool> {
+        let ns = crate::protocol::channel::namespace(channel)?;
+        self.namespace_switches.iter().find(|n| n.name == ns).and_then(switch)
     }
 
     /// Resolves a configured app, applying the defaults of `docs/protocol/pusher.md#app-fields` to
@@ -317,9 +364,7 @@ impl App {
             check_origin_pattern(o).map_err(|p| ConfigError::new("allowed_origins", format!("\"{o}\": {p}")))?;
         }
         let declared = c.channel_namespaces.unwrap_or_default();
-        let namespace_annotations =
-            declared.iter().filter_map(|n| n.annotations_enabled.map(|on| (n.name.clone(), on))).collect();
-        let namespaces: Vec<String> = declared.into_iter().map(|n| n.name).collect();
+        let namespaces: Vec<String> = declared.iter().map(|n| n.name.clone()).collect();
         if namespaces.iter().any(|n| n.is_empty() || n.contains(':')) {
             return Err(ConfigError::new("channel_namespaces", "each namespace needs a `name` without ':'"));
         }
@@ -365,7 +410,8 @@ impl App {
             allowed_origins: origins.into_iter().map(|o| o.to_ascii_lowercase()).collect(),
             namespaces: Some(namespaces),
             annotations: c.annotations_enabled.unwrap_or(false),
-            namespace_annotations,
+            presence_history: c.presence_history_enabled.unwrap_or(false),
+            namespace_switches: declared,
             idempotency: c.idempotency,
             webhooks,
         })
@@ -506,6 +552,7 @@ pub(super) fn apply_env_app(apps: &mut Vec<App>) -> Result<(), ConfigError> {
     c.enable_user_authentication = env_bool("SOCKUDO_DEFAULT_APP_ENABLE_USER_AUTHENTICATION")?;
     c.enable_watchlist_events = env_bool("SOCKUDO_DEFAULT_APP_ENABLE_WATCHLIST_EVENTS")?;
     c.annotations_enabled = env_bool("SOCKUDO_DEFAULT_APP_ANNOTATIONS_ENABLED")?;
+    c.presence_history_enabled = env_bool("SOCKUDO_DEFAULT_APP_PRESENCE_HISTORY_ENABLED")?;
     if let Some(o) = var("ALLOWED_ORIGINS") {
         c.allowed_origins = Some(o.split(',').map(|s| s.trim().to_owned()).filter(|s| !s.is_empty()).collect());
     }
@@ -551,7 +598,11 @@ mod tests {
 
     #[test]
     fn annotations_by_app_and_namespace() {
-        let ns = |name: &str, on: Option<bool>| NamespaceConfig { name: name.into(), annotations_enabled: on };
+        let ns = |name: &str, on: Option<bool>| NamespaceConfig {
+            name: name.into(),
+            annotations_enabled: on,
+            presence_history: on.map(|on| !on),
+        };
         let app = |on: Option<bool>| {
             App::from_config(AppConfig {
                 id: "a".into(),
@@ -571,6 +622,10 @@ mod tests {
         let on = app(Some(true));
         assert!(on.annotations_allowed("x") && on.annotations_allowed("misc:1") && !on.annotations_allowed("news:1"));
         assert!(App::development().annotations_allowed("anything:at-all"));
+        // The namespaces' presence_history is the opposite of their annotations_enabled here.
+        assert!(!off.presence_history_allowed("presence-chat:1") && off.presence_history_allowed("presence-news:1"));
+        assert!(!off.presence_history_allowed("presence-misc:1") && !off.presence_history_allowed("presence-x"));
+        assert!(App::development().presence_history_allowed("presence-anything:at-all"));
     }
 
     #[test]

@@ -36,6 +36,7 @@ pub(super) struct FileConfig {
     pub(super) rate_limiter: RateLimiterFile,
     pub(super) mesh: MeshFile,
     pub(super) presence: PresenceFile,
+    pub(super) presence_history: PresenceHistoryFile,
     pub(super) versioned_messages: VersionedFile,
     pub(super) annotations: AnnotationsFile,
     pub(super) log_format: Option<String>,
@@ -105,6 +106,8 @@ pub(super) struct HistoryFile {
     pub(super) retention_window_seconds: Option<u64>,
     #[serde(deserialize_with = "num_or_str")]
     pub(super) max_messages_per_channel: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) max_bytes_per_channel: Option<u64>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -152,6 +155,22 @@ pub(super) struct VersionedFile {
 pub(super) struct PresenceFile {
     #[serde(deserialize_with = "num_or_str")]
     pub(super) update_rate_limit_per_member_per_second: Option<u32>,
+}
+
+/// `[presence_history]`: presence transitions of presence channels
+/// (`docs/protocol/v2.md#presence-history`).
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub(super) struct PresenceHistoryFile {
+    pub(super) enabled: Option<bool>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) max_page_size: Option<usize>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) retention_window_seconds: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) max_events_per_channel: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) max_bytes_per_channel: Option<u64>,
 }
 
 /// `[mesh]`: the rings between shards (tuning.md).

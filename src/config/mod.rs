@@ -12,7 +12,9 @@ mod webhooks;
 
 pub use apps::{App, AppConfig, AppIdempotency, AppIdx, Limits, NamespaceConfig, Registry};
 pub use flags::{Flags, USAGE};
-pub use sections::{History, Idempotency, Mesh, Presence, RateLimit, RateLimiter, ReplayWindow, Versioned};
+pub use sections::{
+    History, Idempotency, Mesh, Presence, PresenceHistory, RateLimit, RateLimiter, ReplayWindow, Versioned,
+};
 pub use value::{env, env_bool, num_or_str, ConfigError};
 pub use webhooks::{
     wants, EventKind, Filter, FilterConfig, Retry, RetryConfig, Settings, Webhook, WebhookConfig, WebhooksFile,
@@ -63,6 +65,7 @@ pub struct Config {
     /// How shards reach each other: request deadline and backlog bound.
     pub mesh: Mesh,
     pub presence: Presence,
+    pub presence_history: PresenceHistory,
     pub versioned: Versioned,
     /// Test-only hooks (`--test-hooks`): the `/test/echo` WebSocket route (Autobahn), stalling a
     /// shard, injected panics. Never on in production.
@@ -109,7 +112,8 @@ impl Config {
             builtin_dev_app = true;
         }
         apps::check_unique(&apps)?;
-        let history = sections::history(flags.data_dir, file.storage, file.history)?;
+        let mut history = sections::history(flags.data_dir, file.storage, file.history)?;
+        let presence_history = sections::presence_history(file.presence_history, &mut history)?;
         let config = Config {
             host: flags.host.or(std::env::var("HOST").ok()).or(file.host).unwrap_or_else(|| "0.0.0.0".into()),
             port: flags.port.or(env("PORT")?).or(file.port).unwrap_or(6001),
@@ -204,6 +208,7 @@ impl Config {
             webhooks: Settings::load(file.webhooks)?,
             mesh: sections::mesh(file.mesh)?,
             presence: sections::presence(file.presence)?,
+            presence_history,
             test_hooks: flags.test_hooks,
             apps,
         };
@@ -280,9 +285,14 @@ max_presence_members_per_channel = 5
 enable_client_messages = false
 [apps.policy.channels]
 allowed_origins = ["https://a.example"]
-channel_namespaces = [{ name = "chat" }]
+channel_namespaces = [{ name = "chat" }, { name = "quiet", presence_history = { enabled = false } }]
 [apps.policy.idempotency]
 ttl_seconds = 30
+[apps.policy.presence_history]
+enabled = true
+[presence_history]
+max_events_per_channel = "50"
+max_bytes_per_channel = 4096
 "#,
         )
         .unwrap();
@@ -291,7 +301,11 @@ ttl_seconds = 30
         assert_eq!(a.limits.max_presence_members, 5);
         assert!(!a.client_messages);
         assert_eq!(a.allowed_origins, ["https://a.example"]);
-        assert_eq!(a.namespaces.as_deref(), Some(&["chat".to_string()][..]));
+        assert_eq!(a.namespaces.as_deref(), Some(&["chat".to_string(), "quiet".to_string()][..]));
+        assert!(a.presence_history_allowed("presence-chat:1") && !a.presence_history_allowed("presence-quiet:1"));
+        let presence = c.history.store.presence_retention;
+        assert_eq!((presence.max_messages, presence.max_bytes), (Some(50), Some(4096)));
+        assert!(c.presence_history.enabled);
         assert_eq!(a.idempotency.ttl_seconds, Some(30));
         assert!(a.validate_channel("chat:x").is_ok() && a.validate_channel("market:btc").is_err());
         let e = load_str(

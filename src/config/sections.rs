@@ -1,7 +1,10 @@
 //! The resolved settings of the config's sections that are more than a value or two: rate
 //! limits, history and storage, idempotency, the recovery buffer and the shard mesh.
 
-use super::file::{AnnotationsFile, HistoryFile, MeshFile, PresenceFile, RateLimitFile, StorageFile, VersionedFile};
+use super::file::{
+    AnnotationsFile, HistoryFile, MeshFile, PresenceFile, PresenceHistoryFile, RateLimitFile, StorageFile,
+    VersionedFile,
+};
 use super::value::{env, env_bool, positive, ConfigError};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -135,6 +138,45 @@ pub(super) fn presence(f: PresenceFile) -> Result<Presence, ConfigError> {
     Ok(Presence { update_rate_per_member: rate.unwrap_or(10) })
 }
 
+/// Presence history (`[presence_history]`, `docs/protocol/v2.md#presence-history`). It lives
+/// in the store, so it is on only where durable history is; its retention is the store's
+/// `presence_retention`.
+#[derive(Clone, Copy, Debug)]
+pub struct PresenceHistory {
+    pub enabled: bool,
+    /// Largest page of `GET …/presence/history`.
+    pub max_page_size: usize,
+}
+
+pub(super) fn presence_history(f: PresenceHistoryFile, history: &mut History) -> Result<PresenceHistory, ConfigError> {
+    let enabled = env_bool("PRESENCE_HISTORY_ENABLED")?.or(f.enabled).unwrap_or(true);
+    if enabled && !history.enabled {
+        log::info!("presence history is off: it needs durable history (history.enabled)");
+    }
+    let max_page_size =
+        positive("presence_history.max_page_size", env("PRESENCE_HISTORY_MAX_PAGE_SIZE")?.or(f.max_page_size))?
+            .unwrap_or(100);
+    let age = positive(
+        "presence_history.retention_window_seconds",
+        env("PRESENCE_HISTORY_RETENTION_WINDOW_SECONDS")?.or(f.retention_window_seconds),
+    )?
+    .unwrap_or(86_400);
+    let events = positive(
+        "presence_history.max_events_per_channel",
+        env("PRESENCE_HISTORY_MAX_EVENTS_PER_CHANNEL")?.or(f.max_events_per_channel),
+    )?;
+    let bytes = positive(
+        "presence_history.max_bytes_per_channel",
+        env("PRESENCE_HISTORY_MAX_BYTES_PER_CHANNEL")?.or(f.max_bytes_per_channel),
+    )?;
+    history.store.presence_retention = storage::Retention {
+        max_age: Some(Duration::from_secs(age)),
+        max_messages: Some(events.unwrap_or(10_000)),
+        max_bytes: bytes,
+    };
+    Ok(PresenceHistory { enabled: enabled && history.enabled, max_page_size })
+}
+
 /// How shards reach each other (`[mesh]`, tuning.md).
 #[derive(Clone, Copy, Debug)]
 pub struct Mesh {
@@ -192,6 +234,10 @@ pub(super) fn history(
             )?
             .unwrap_or(10_000),
         ),
+        max_bytes: positive(
+            "history.max_bytes_per_channel",
+            env("HISTORY_MAX_BYTES_PER_CHANNEL")?.or(file.max_bytes_per_channel),
+        )?,
     };
     Ok(History {
         enabled: env_bool("HISTORY_ENABLED")?.or(file.enabled).unwrap_or(true),

@@ -6,7 +6,7 @@
 use super::versioned;
 use serde::Serialize;
 use sonic_rs::JsonValueTrait;
-use storage::{Bounds, Direction, HistoryPage};
+use storage::{Bounds, Continuity, Direction, HistoryPage};
 
 /// A history request as parsed, before the server fills in the app and caps.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -147,27 +147,84 @@ struct BoundsOut {
     attach_serial: Option<Option<u64>>,
 }
 
+/// What a stream holds, which names its counts on the wire: a channel's messages, or a
+/// presence channel's events (`docs/protocol/v2.md#presence-history`), whose stream also says
+/// whether a transition went unrecorded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Counted {
+    Messages,
+    Events { degraded: bool },
+}
+
+impl Counted {
+    /// `(retained_messages, retained_events)` as the wire has one of them.
+    pub(super) fn split(self, n: u64) -> (Option<u64>, Option<u64>) {
+        match self {
+            Counted::Messages => (Some(n), None),
+            Counted::Events { .. } => (None, Some(n)),
+        }
+    }
+
+    fn degraded(self) -> Option<bool> {
+        match self {
+            Counted::Messages => None,
+            Counted::Events { degraded } => Some(degraded),
+        }
+    }
+}
+
+/// `continuity` of a history page (and of a presence snapshot).
 #[derive(Serialize)]
-struct ContinuityOut<'a> {
+pub(super) struct ContinuityOut<'a> {
     stream_id: &'a str,
     oldest_available_serial: Option<u64>,
     newest_available_serial: Option<u64>,
     oldest_available_published_at_ms: Option<u64>,
     newest_available_published_at_ms: Option<u64>,
-    retained_messages: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retained_messages: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retained_events: Option<u64>,
     retained_bytes: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    degraded: Option<bool>,
     complete: bool,
     truncated_by_retention: bool,
 }
 
+impl<'a> ContinuityOut<'a> {
+    /// `c`: what the store retains (`None`: the stream has stored nothing); `done`: nothing
+    /// more is to be read within the request's bounds.
+    pub(super) fn new(stream_id: &'a str, c: Option<&Continuity>, done: bool, counted: Counted) -> Self {
+        let truncated = c.is_some_and(|c| c.truncated_by_retention);
+        let (retained_messages, retained_events) = counted.split(c.map_or(0, |c| c.retained_messages));
+        ContinuityOut {
+            stream_id,
+            oldest_available_serial: c.and_then(|c| c.oldest_available_serial),
+            newest_available_serial: c.and_then(|c| c.newest_available_serial),
+            oldest_available_published_at_ms: c.and_then(|c| c.oldest_available_published_at_ms),
+            newest_available_published_at_ms: c.and_then(|c| c.newest_available_published_at_ms),
+            retained_messages,
+            retained_events,
+            retained_bytes: c.map_or(0, |c| c.retained_bytes),
+            degraded: counted.degraded(),
+            complete: done && !truncated,
+            truncated_by_retention: truncated,
+        }
+    }
+}
+
 /// The stream's health as a history page reports it (`docs/protocol/v2.md#stream-state`). A
-/// local store is either serving (healthy) or the request failed with an error, so there is no
-/// degraded state to report.
+/// local store is either serving (healthy) or the request failed with an error; a presence
+/// stream is degraded once a transition went unrecorded, until it is reset.
 #[derive(Serialize)]
 pub(super) struct StreamState<'a> {
     stream_id: Option<&'a str>,
     durable_state: &'static str,
-    recovery_allowed: bool,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    recovery_allowed: Option<bool>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    continuity_proven: Option<bool>,
     reset_required: bool,
     reason: Option<&'static str>,
     node_id: Option<&'static str>,
@@ -177,13 +234,15 @@ pub(super) struct StreamState<'a> {
 }
 
 impl<'a> StreamState<'a> {
-    pub(super) fn healthy(stream_id: Option<&'a str>) -> StreamState<'a> {
+    pub(super) fn of(stream_id: Option<&'a str>, counted: Counted) -> StreamState<'a> {
+        let degraded = counted.degraded() == Some(true);
         StreamState {
             stream_id,
-            durable_state: "healthy",
-            recovery_allowed: true,
+            durable_state: if degraded { "degraded" } else { "healthy" },
+            recovery_allowed: (counted == Counted::Messages).then_some(true),
+            continuity_proven: counted.degraded().map(|d| !d),
             reset_required: false,
-            reason: None,
+            reason: degraded.then_some("presence_events_not_recorded"),
             node_id: None,
             last_transition_at_ms: None,
             authoritative_source: "local_store",
@@ -233,7 +292,25 @@ pub fn page_json(
         out.push('}');
     }
     out.push(']');
-    let truncated = page.continuity.as_ref().is_some_and(|c| c.truncated_by_retention);
+    push_page_tail(&mut out, page, direction, limit, bounds, attach, None, Counted::Messages);
+    out
+}
+
+/// Closes a page whose `items` array `out` holds with the page's other keys
+/// (`docs/protocol/v2.md#history-page`). `stream_id`: the stream to report when the store has
+/// none yet (a page then has no `continuity` without it).
+#[allow(clippy::too_many_arguments)]
+pub(super) fn push_page_tail(
+    out: &mut String,
+    page: &HistoryPage,
+    direction: Direction,
+    limit: usize,
+    bounds: &Bounds,
+    attach: Option<AttachBounds>,
+    stream_id: Option<&str>,
+    counted: Counted,
+) {
+    let stream_id = page.continuity.as_ref().map(|c| c.stream_id.as_str()).or(stream_id);
     let rest = sonic_rs::to_string(&PageTail {
         direction,
         limit,
@@ -247,23 +324,12 @@ pub fn page_json(
             until_attach: attach.as_ref().map(|a| a.until_attach),
             attach_serial: attach.as_ref().map(|a| a.attach_serial),
         },
-        continuity: page.continuity.as_ref().map(|c| ContinuityOut {
-            stream_id: &c.stream_id,
-            oldest_available_serial: c.oldest_available_serial,
-            newest_available_serial: c.newest_available_serial,
-            oldest_available_published_at_ms: c.oldest_available_published_at_ms,
-            newest_available_published_at_ms: c.newest_available_published_at_ms,
-            retained_messages: c.retained_messages,
-            retained_bytes: c.retained_bytes,
-            complete: !page.has_more && !truncated,
-            truncated_by_retention: truncated,
-        }),
-        stream_state: StreamState::healthy(stream_id),
+        continuity: stream_id.map(|id| ContinuityOut::new(id, page.continuity.as_ref(), !page.has_more, counted)),
+        stream_state: StreamState::of(stream_id, counted),
     })
     .expect("plain struct");
     out.push(',');
     out.push_str(&rest[1..]);
-    out
 }
 
 #[derive(Serialize)]

@@ -9,6 +9,7 @@ pub mod history;
 pub mod inbound;
 pub mod operator;
 pub mod outbound;
+pub mod presence_history;
 pub mod recovery;
 pub mod versioned;
 

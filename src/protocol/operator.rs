@@ -1,7 +1,7 @@
 //! The operator's history controls on the wire (`docs/protocol/v2.md#history-operator-endpoints`):
 //! the confirmation body a reset or purge must carry, the purge modes, and the answers.
 
-use super::history::StreamState;
+use super::history::{Counted, StreamState};
 use serde::Serialize;
 use sonic_rs::JsonValueTrait;
 use storage::{Purge, Purged, StreamMeta};
@@ -67,7 +67,10 @@ pub struct StreamDescription<'a> {
 #[derive(Serialize)]
 struct Retained<'a> {
     stream_id: &'a str,
-    retained_messages: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retained_messages: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    retained_events: Option<u64>,
     retained_bytes: u64,
     oldest_available_serial: Option<u64>,
     newest_available_serial: Option<u64>,
@@ -76,22 +79,29 @@ struct Retained<'a> {
 }
 
 impl<'a> StreamDescription<'a> {
-    /// `stored` is the store's view (`None`: nothing was ever stored for the channel).
-    pub fn new(stream_id: &'a str, next_serial: u64, stored: Option<&StreamMeta>) -> StreamDescription<'a> {
+    /// `stored` is the store's view (`None`: nothing was ever stored for the stream).
+    pub fn new(
+        stream_id: &'a str,
+        next_serial: u64,
+        stored: Option<&StreamMeta>,
+        counted: Counted,
+    ) -> StreamDescription<'a> {
         let retained = stored.filter(|m| m.has_retained());
+        let (retained_messages, retained_events) = counted.split(retained.map_or(0, |m| m.retained_messages));
         StreamDescription {
             stream_id,
             next_serial,
             retained: Retained {
                 stream_id,
-                retained_messages: retained.map_or(0, |m| m.retained_messages),
+                retained_messages,
+                retained_events,
                 retained_bytes: retained.map_or(0, |m| m.retained_bytes),
                 oldest_available_serial: retained.map(|m| m.oldest_serial),
                 newest_available_serial: retained.map(|m| m.newest_serial()),
                 oldest_available_published_at_ms: retained.map(|m| m.oldest_published_at_ms),
                 newest_available_published_at_ms: retained.map(|m| m.newest_published_at_ms),
             },
-            state: StreamState::healthy(Some(stream_id)),
+            state: StreamState::of(Some(stream_id), counted),
         }
     }
 }
@@ -102,7 +112,7 @@ struct State<'a> {
     stream: &'a StreamDescription<'a>,
 }
 
-/// The answer to `GET …/history/state`.
+/// The answer to `GET …/history/state` and `GET …/presence/history/state`.
 pub fn state_json(channel: &str, stream: &StreamDescription<'_>) -> String {
     sonic_rs::to_string(&State { channel, stream }).expect("plain struct")
 }
@@ -123,7 +133,10 @@ struct Done<'a> {
     previous_stream_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
     new_stream_id: Option<&'a str>,
-    purged_messages: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    purged_messages: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    purged_events: Option<u64>,
     purged_bytes: u64,
     stream: &'a StreamDescription<'a>,
 }
@@ -135,7 +148,9 @@ pub fn done_json(
     purge: Option<Purge>,
     purged: &Purged,
     stream: &StreamDescription<'_>,
+    counted: Counted,
 ) -> String {
+    let (purged_messages, purged_events) = counted.split(purged.messages);
     let (mode, before_serial, before_time_ms) = match purge {
         None => (None, None, None),
         Some(Purge::All) => (Some("all"), Some(None), Some(None)),
@@ -153,7 +168,8 @@ pub fn done_json(
         before_time_ms,
         previous_stream_id: purged.previous_stream_id.as_deref(),
         new_stream_id: purge.is_none().then_some(purged.meta.stream_id.as_str()),
-        purged_messages: purged.messages,
+        purged_messages,
+        purged_events,
         purged_bytes: purged.bytes,
         stream,
     };

@@ -14,7 +14,6 @@ pub mod watch;
 use crate::config::AppIdx;
 use crate::context::Context;
 use crate::metrics::{AppCounters, PanicSite};
-use channel::stream::Stream;
 use route::{Msg, Request, Responder};
 use shards::Mesh;
 use std::any::Any;
@@ -128,7 +127,7 @@ impl Shard {
             match self.ctx.apps.by_id(&app_id) {
                 Some(app) => {
                     let head = meta.newest_serial();
-                    channels.insert_stream(app, channel.into(), Stream::resume(meta.stream_id.into(), head));
+                    channels.insert_stream(app, &channel, meta.stream_id.into(), head);
                 }
                 None => unknown += 1,
             }

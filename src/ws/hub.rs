@@ -10,6 +10,7 @@ use super::writer::{text_frame, Frame, Pushed, QueueBound, Writer};
 use crate::config::AppIdx;
 use crate::metrics::{AppCounters, ChannelLabel, CloseReason};
 use crate::protocol::outbound::{self, Dialect, Encoding};
+use crate::protocol::presence_history::Cause;
 use crate::protocol::ProtocolError;
 use crate::shard::channel::broadcast::Deliver;
 use crate::shard::channel::subscribe::Unsubscribe;
@@ -107,7 +108,7 @@ impl Hub {
     fn detach(&self, key: SocketKey) {
         let mut index = self.index.borrow_mut();
         let Some(s) = index.sockets.get_mut(key) else { return };
-        let app = s.app;
+        let (app, id, cause) = (s.app, s.id, Cause::of_close(s.close_code));
         let channels = std::mem::take(&mut s.channels);
         let user = if s.signed_in || s.user_id.is_some() { s.user_id.take() } else { None };
         let signed_in = std::mem::replace(&mut s.signed_in, false);
@@ -117,7 +118,8 @@ impl Hub {
         let watchlist = s.watchlist.take();
         for (channel, sub) in channels {
             self.count_unsubscribe(app, &channel, index.remove_subscriber(app, &channel, key));
-            let unsubscribe = Unsubscribe { app, channel, shard: self.shard.id, user_id: sub.member };
+            let unsubscribe =
+                Unsubscribe { app, channel, shard: self.shard.id, socket: id, user_id: sub.member, cause };
             self.shard.unsubscribe_from_owner(unsubscribe);
         }
         if let Some(user) = user {

@@ -12,17 +12,18 @@ pub enum Fsync {
     Os,
 }
 
-/// Per-channel retention: rows older than `max_age` or beyond the newest `max_messages` are
-/// removed. `None` disables that bound.
+/// Per-channel retention: rows older than `max_age`, beyond the newest `max_messages`, or
+/// beyond the newest `max_bytes` of payload are removed. `None` disables that bound.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Retention {
     pub max_age: Option<Duration>,
     pub max_messages: Option<u64>,
+    pub max_bytes: Option<u64>,
 }
 
 impl Default for Retention {
     fn default() -> Self {
-        Retention { max_age: Some(Duration::from_secs(24 * 3600)), max_messages: Some(10_000) }
+        Retention { max_age: Some(Duration::from_secs(24 * 3600)), max_messages: Some(10_000), max_bytes: None }
     }
 }
 
@@ -32,6 +33,8 @@ pub struct StoreConfig {
     pub retention: Retention,
     /// Overrides of `retention` by app id.
     pub app_retention: HashMap<String, Retention>,
+    /// Retention of presence streams ([`crate::presence_stream`]), whatever the app.
+    pub presence_retention: Retention,
     /// How often the store thread applies age retention and drops expired idempotency keys.
     pub cleanup_interval: Duration,
     /// fjall block cache per shard.
@@ -55,6 +58,7 @@ impl Default for StoreConfig {
             fsync: Fsync::Interval(Duration::from_millis(10)),
             retention: Retention::default(),
             app_retention: HashMap::new(),
+            presence_retention: Retention::default(),
             cleanup_interval: Duration::from_secs(5),
             cache_bytes: 16 << 20,
             write_buffer_bytes: 32 << 20,
@@ -66,7 +70,10 @@ impl Default for StoreConfig {
 }
 
 impl StoreConfig {
-    pub fn retention_for(&self, app: &str) -> Retention {
+    pub fn retention_for(&self, app: &str, channel: &str) -> Retention {
+        if crate::presence_channel(channel).is_some() {
+            return self.presence_retention;
+        }
         self.app_retention.get(app).copied().unwrap_or(self.retention)
     }
 

@@ -31,7 +31,7 @@ pub use query::{Bounds, Continuity, Direction, HistoryItem, HistoryPage, History
 pub use record::{HistoryRecord, RecordKind};
 pub use reply::{AppendTicket, Reply};
 pub use store::{shard_dir, Store};
-pub use stream::{Purge, Purged, StreamMeta};
+pub use stream::{presence_channel, presence_stream, Purge, Purged, StreamMeta};
 pub use version::{
     MessageState, Receipt, VersionAction, VersionData, VersionRecord, VersionWrite, VersionsPage, VersionsQuery,
 };

@@ -71,6 +71,22 @@ impl StreamMeta {
     }
 }
 
+/// The presence transitions of a presence channel are a stream of their own
+/// (`docs/protocol/v2.md#presence-history`), stored like a channel's under this derived name.
+/// `~` is never part of a channel name, so the two cannot collide, and the server places the
+/// derived stream with its channel's owner.
+const PRESENCE_PREFIX: &str = "~presence/";
+
+/// The name `channel`'s presence stream is stored under.
+pub fn presence_stream(channel: &str) -> String {
+    format!("{PRESENCE_PREFIX}{channel}")
+}
+
+/// The channel whose presence stream is stored as `stream`, if it is one.
+pub fn presence_channel(stream: &str) -> Option<&str> {
+    stream.strip_prefix(PRESENCE_PREFIX)
+}
+
 /// What a purge or reset removes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Purge {

@@ -2,7 +2,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::{append_range, no_age_limit, now_ms, query, read, serials, TempDir};
+use common::{append_range, no_age_limit, now_ms, query, read, record, serials, TempDir};
 use futures_executor::block_on;
 use storage::{Bounds, CursorCheck, CursorError, Direction, HistoryQuery, Retention, Store, StoreConfig};
 
@@ -172,7 +172,7 @@ fn count_retention_advances_the_floor() {
     assert!(!page.continuity.unwrap().truncated_by_retention);
 
     let per_app = StoreConfig {
-        app_retention: [("big".to_string(), Retention { max_age: None, max_messages: None })].into(),
+        app_retention: [("big".to_string(), Retention { max_age: None, max_messages: None, max_bytes: None })].into(),
         ..cfg
     };
     drop(store);
@@ -181,11 +181,34 @@ fn count_retention_advances_the_floor() {
     assert_eq!(read(&store, query("big", "ch", Direction::OldestFirst, 100)).items.len(), 25);
 }
 
+// A presence stream keeps to the presence retention, whatever the app's; a byte bound keeps
+// the newest rows whose payloads fit.
+#[test]
+fn presence_streams_and_byte_bounds_have_their_own_retention() {
+    let dir = TempDir::new("presence-retention");
+    let payload = record(1, 1).payload.len() as u64;
+    let cfg = StoreConfig {
+        presence_retention: Retention { max_age: None, max_messages: Some(3), max_bytes: None },
+        retention: Retention { max_age: None, max_messages: None, max_bytes: Some(5 * payload) },
+        ..StoreConfig::default()
+    };
+    let store = Store::open(dir.path(), 0, &cfg).unwrap();
+    let presence = storage::presence_stream("presence-room");
+    assert_eq!(storage::presence_channel(&presence), Some("presence-room"));
+    assert_eq!(storage::presence_channel("presence-room"), None);
+    append_range(&store, "app", &presence, "p", 1, 8, |s| s);
+    append_range(&store, "app", "presence-room", "s", 1, 8, |s| s);
+    assert_eq!(serials(&read(&store, query("app", &presence, Direction::OldestFirst, 100))), vec![6, 7, 8]);
+    let page = read(&store, query("app", "presence-room", Direction::OldestFirst, 100));
+    assert_eq!(serials(&page), vec![4, 5, 6, 7, 8]);
+    assert_eq!(page.continuity.unwrap().retained_bytes, 5 * payload);
+}
+
 #[test]
 fn age_retention_removes_old_rows_in_the_background() {
     let dir = TempDir::new("age");
     let cfg = StoreConfig {
-        retention: Retention { max_age: Some(Duration::from_secs(30)), max_messages: None },
+        retention: Retention { max_age: Some(Duration::from_secs(30)), max_messages: None, max_bytes: None },
         cleanup_interval: Duration::from_millis(20),
         ..StoreConfig::default()
     };

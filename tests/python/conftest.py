@@ -40,6 +40,7 @@ def default_config(**app_overrides) -> str:
         "id": APP_ID, "key": APP_KEY, "secret": APP_SECRET, "enabled": True,
         "enable_client_messages": True, "enable_user_authentication": True,
         "max_client_events_per_second": 1000, "annotations_enabled": True,
+        "presence_history_enabled": True,
     }
     app.update(app_overrides)
     return build_toml(apps=[app])

@@ -41,6 +41,8 @@ from sockudo_http_python import (
     HistoryParams,
     MessageMutation,
     MessageVersionsParams,
+    PresenceHistoryParams,
+    PresenceSnapshotParams,
     PresenceUser,
     PublishAnnotationRequest,
     Sockudo,
@@ -623,10 +625,11 @@ def signed_as(server, user_id: str, info: dict) -> ChannelAuthorizationOptions:
     return ChannelAuthorizationOptions(custom_handler=handler)
 
 
-def test_presence_update_via_sdk(server):
+def test_presence_update_via_sdk(server, http):
     """`PresenceChannel.update()` (`docs/protocol/v2.md#presence-update`): the SDK's own frame is
     accepted, and both members' SDKs apply the `sockudo_internal:presence_update` they decode to
-    their member lists."""
+    their member lists. Presence history (`docs/protocol/v2.md#presence-history`) records the
+    joins, the update and the leave, as sockudo-http-python's presence history calls read them."""
     ch = uniq("presence-py-upd")
 
     async def main():
@@ -647,6 +650,30 @@ def test_presence_update_via_sdk(server):
             await until(lambda: ann_ch.members.member("ann").info == {"status": "thinking"},
                         "the sender's own update", ann.describe)
             assert ann.errors == [] and bob.errors == []
+            await bob.unsubscribe(ch)
+            await until(lambda: ann_ch.members.count == 1, "bob gone from ann's member list", ann.describe)
+            # Read while ann is still a member (the synchronous server SDK, in the loop).
+            page = ok_json(http.get_channel_presence_history(ch, PresenceHistoryParams(direction="oldest_first")),
+                           "presence history")
+            assert [(i["serial"], i["event"], i["cause"], i["user_id"]) for i in page["items"]] == [
+                (1, "member_added", "join", "ann"),
+                (2, "member_added", "join", "bob"),
+                (3, "member_updated", "update", "ann"),
+                (4, "member_removed", "disconnect", "bob"),
+            ], page
+            assert page["items"][2]["presence_event"]["user_info"] == {"status": "thinking"}
+            assert page["continuity"]["retained_events"] == 4 and page["next_cursor"] is None
+            first = ok_json(http.get_channel_presence_history(ch, PresenceHistoryParams(limit=1)), "newest event")
+            assert [i["serial"] for i in first["items"]] == [4] and first["has_more"] is True
+            older = PresenceHistoryParams(limit=3, cursor=first["next_cursor"])
+            rest = ok_json(http.get_channel_presence_history(ch, older), "older events")
+            assert [i["serial"] for i in rest["items"]] == [3, 2, 1]
+            snap = ok_json(http.get_channel_presence_snapshot(ch, PresenceSnapshotParams(at_serial=3)), "snapshot")
+            assert sorted(m["user_id"] for m in snap["members"]) == ["ann", "bob"] and snap["snapshot_serial"] == 3
+            state = ok_json(http.get_channel_presence_history_state(ch), "presence history state")
+            assert state["stream"]["next_serial"] == 5
+            reset = ok_json(http.reset_channel_presence_history(ch, "test", requested_by="pytest"), "reset")
+            assert reset["purged_events"] == 4 and reset["new_stream_id"] != page["items"][0]["stream_id"]
 
     asyncio.run(main())
 

@@ -4,7 +4,7 @@
 
 use super::super::response::{ApiError, Response};
 use crate::config::AppIdx;
-use crate::protocol::history::{page_json, HistoryParams};
+use crate::protocol::history::{page_json, Counted, HistoryParams};
 use crate::protocol::operator::{self, StreamDescription};
 use crate::shard::channel::operator::{HistoryPurge, HistoryReset, HistoryState};
 use crate::shard::Shard;
@@ -57,7 +57,7 @@ pub async fn state(shard: &Rc<Shard>, app: AppIdx, channel: &str) -> Result<Resp
     let owner = operator_target(shard, app, channel)?;
     let view = shard.invoke_on(owner, HistoryState { app, channel: channel.into() }).await?;
     let view = view.map_err(|e| ApiError::storage(e.to_string()))?;
-    let stream = StreamDescription::new(&view.stream_id, view.next_serial, view.stored.as_ref());
+    let stream = StreamDescription::new(&view.stream_id, view.next_serial, view.stored.as_ref(), Counted::Messages);
     Ok(Response::json(200, operator::state_json(channel, &stream)))
 }
 
@@ -85,6 +85,7 @@ pub async fn change(
     };
     let app_id = shard.ctx.apps.get(app).id.as_str();
     log::warn!(app = app_id, channel = channel, operation = operation, reason = confirmed.reason.as_str(); "history changed by the operator");
-    let stream = StreamDescription::new(&purged.meta.stream_id, purged.meta.next_serial, Some(&purged.meta));
-    Ok(Response::json(200, operator::done_json(channel, &confirmed, mode, &purged, &stream)))
+    let meta = &purged.meta;
+    let stream = StreamDescription::new(&meta.stream_id, meta.next_serial, Some(meta), Counted::Messages);
+    Ok(Response::json(200, operator::done_json(channel, &confirmed, mode, &purged, &stream, Counted::Messages)))
 }

@@ -9,6 +9,7 @@ mod events;
 mod health;
 mod history;
 mod messages;
+mod presence_history;
 mod test_hooks;
 mod users;
 
@@ -61,6 +62,12 @@ async fn route(hub: &Rc<Hub>, req: Request) -> Response {
                 ("GET", ["channels", name, "history", "state"]) => Route::HistoryState(path_decode(name)),
                 ("POST", ["channels", name, "history", "reset"]) => Route::HistoryReset(path_decode(name)),
                 ("POST", ["channels", name, "history", "purge"]) => Route::HistoryPurge(path_decode(name)),
+                ("GET", ["channels", name, "presence", "history"]) => Route::PresenceHistory(path_decode(name)),
+                ("GET", ["channels", name, "presence", "history", "snapshot"]) => {
+                    Route::PresenceSnapshot(path_decode(name))
+                }
+                ("GET", ["channels", name, "presence", "history", "state"]) => Route::PresenceState(path_decode(name)),
+                ("POST", ["channels", name, "presence", "history", "reset"]) => Route::PresenceReset(path_decode(name)),
                 ("POST", ["channels", name, "messages", serial, action @ ("update" | "delete" | "append")]) => {
                     let action = match *action {
                         "update" => VersionAction::Update,
@@ -122,6 +129,10 @@ enum Route {
     HistoryState(String),
     HistoryReset(String),
     HistoryPurge(String),
+    PresenceHistory(String),
+    PresenceSnapshot(String),
+    PresenceState(String),
+    PresenceReset(String),
     /// Channel, message serial, action.
     Mutate(String, String, VersionAction),
     Message(String, String),
@@ -160,6 +171,10 @@ async fn api(hub: &Rc<Hub>, req: &Request, app_id: &str, route: Route) -> Result
         Route::HistoryState(name) => history::state(shard, app, &name).await,
         Route::HistoryReset(name) => history::change(shard, app, &name, &json_body(req)?, false).await,
         Route::HistoryPurge(name) => history::change(shard, app, &name, &json_body(req)?, true).await,
+        Route::PresenceHistory(name) => presence_history::history(shard, app, &name, &query).await,
+        Route::PresenceSnapshot(name) => presence_history::snapshot(shard, app, &name, &query).await,
+        Route::PresenceState(name) => presence_history::state(shard, app, &name).await,
+        Route::PresenceReset(name) => presence_history::reset(shard, app, &name, &json_body(req)?).await,
         Route::Mutate(name, serial, action) => messages::mutate(shard, app, &name, &serial, action, req).await,
         Route::Message(name, serial) => messages::latest(shard, app, &name, &serial).await,
         Route::Versions(name, serial) => {

@@ -10,6 +10,7 @@
 //! | [`subscribe::Subscribe`], [`subscribe::Unsubscribe`] | `subscribe.rs` | counts, presence members |
 //! | [`info::ChannelInfo`], [`info::ListChannels`] | `info.rs` | occupancy for the HTTP API |
 //! | [`presence::PresenceUsers`] | `presence.rs` | a presence channel's users |
+//! | [`presence_log::PresenceLogState`], `PresenceLogReset` | `presence_log.rs` | the presence history stream |
 //! | [`replay::Replay`] | `replay.rs` | what follows a recovery position |
 //! | [`operator::HistoryState`], `HistoryReset`, `HistoryPurge` | `operator.rs` | the operator's history controls |
 //!
@@ -25,6 +26,7 @@ pub mod message_cache;
 pub mod mutate;
 pub mod operator;
 pub mod presence;
+pub mod presence_log;
 pub mod publish;
 pub mod replay;
 pub mod stream;
@@ -62,11 +64,20 @@ pub struct ChannelState {
     cache: Option<(Broadcast, Instant)>,
     /// Kept while the channel is idle, so that serials continue.
     stream: Stream,
+    /// A presence channel's record of member transitions, once it has one.
+    presence: Option<presence_log::PresenceLog>,
 }
 
 impl ChannelState {
     fn new(stream: Stream) -> ChannelState {
-        ChannelState { per_shard: Vec::new(), total: 0, members: presence::Members::default(), cache: None, stream }
+        ChannelState {
+            per_shard: Vec::new(),
+            total: 0,
+            members: presence::Members::default(),
+            cache: None,
+            stream,
+            presence: None,
+        }
     }
 
     fn occupancy(&self, presence: bool) -> Occupancy {
@@ -77,10 +88,14 @@ impl ChannelState {
         self.cache.as_ref().filter(|(_, exp)| *exp > now)
     }
 
-    /// Nothing to keep: no subscriber, no member, no live cache, and a stream that never
-    /// carried a message (it would be re-made identically on demand).
+    /// Nothing to keep: no subscriber, no member, no live cache, and streams that never
+    /// carried anything (they would be re-made identically on demand).
     fn is_forgettable(&self, now: Instant) -> bool {
-        self.total == 0 && self.members.is_empty() && self.live_cache(now).is_none() && self.stream.is_blank()
+        self.total == 0
+            && self.members.is_empty()
+            && self.live_cache(now).is_none()
+            && self.stream.is_blank()
+            && self.presence.as_ref().is_none_or(|p| p.stream.is_blank())
     }
 
     /// The shards with local subscribers.
@@ -112,9 +127,15 @@ impl Channels {
         self.by_app[app as usize].entry(channel.clone()).or_insert_with(|| ChannelState::new(Stream::new()))
     }
 
-    /// A stream as durable history left it (at start).
-    pub(super) fn insert_stream(&mut self, app: AppIdx, channel: Arc<str>, stream: Stream) {
-        self.by_app[app as usize].insert(channel, ChannelState::new(stream));
+    /// A stream as durable history left it (at start): the channel's messages, or (under
+    /// `storage::presence_stream`'s name) its presence transitions.
+    pub(super) fn insert_stream(&mut self, app: AppIdx, stored_as: &str, id: Arc<str>, head: u64) {
+        match storage::presence_channel(stored_as) {
+            Some(channel) => {
+                self.entry(app, &channel.into()).presence = Some(presence_log::PresenceLog::resume(id, head))
+            }
+            None => self.entry(app, &stored_as.into()).stream = Stream::resume(id, head),
+        }
     }
 
     /// Forgets channels with nothing to keep (expired caches of channels nobody uses).

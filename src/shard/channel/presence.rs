@@ -4,9 +4,11 @@
 use super::broadcast::Broadcast;
 use crate::config::AppIdx;
 use crate::protocol::outbound::{self, Dialect};
+use crate::protocol::presence_history::{Cause, PresenceEvent, Transition};
 use crate::protocol::ProtocolError;
 use crate::shard::route::{Request, Responder};
 use crate::shard::Shard;
+use crate::socket_id::SocketId;
 use ahash::RandomState;
 use indexmap::IndexMap;
 use std::rc::Rc;
@@ -55,15 +57,15 @@ impl Members {
         }
     }
 
-    /// Counts one socket of `user` less; true if that was the user's last.
-    pub fn leave(&mut self, user: &str) -> bool {
-        let Some(e) = self.0.get_mut(user) else { return false };
+    /// Counts one socket of `user` less; if that was the user's last, the user is no longer a
+    /// member and its `user_info` is returned.
+    pub fn leave(&mut self, user: &str) -> Option<String> {
+        let e = self.0.get_mut(user)?;
         e.sockets -= 1;
         if e.sockets == 0 {
-            self.0.shift_remove(user);
-            return true;
+            return self.0.shift_remove(user).map(|e| e.info);
         }
-        false
+        None
     }
 
     /// Whether `user` is a member with exactly one socket (it just joined).
@@ -119,6 +121,8 @@ pub struct PresenceUpdate {
     pub app: AppIdx,
     pub channel: Arc<str>,
     pub user_id: Arc<str>,
+    /// The member's socket that sent it.
+    pub socket: SocketId,
     /// The new `user_info` as JSON text.
     pub info: String,
 }
@@ -127,7 +131,7 @@ impl Request for PresenceUpdate {
     type Reply = Result<(), ProtocolError>;
 
     fn handle(self, shard: &Rc<Shard>, reply: Responder<Self>) {
-        let PresenceUpdate { app, channel, user_id, info } = self;
+        let PresenceUpdate { app, channel, user_id, socket, info } = self;
         let limit = shard.ctx.config.presence.update_rate_per_member;
         let mut channels = shard.channels.borrow_mut();
         let Some(ch) = channels.get_mut(app, &channel) else {
@@ -149,7 +153,16 @@ impl Request for PresenceUpdate {
         }
         member.info = info;
         let event = presence_update_event(&channel, &user_id, &member.info);
+        let info = member.info.clone();
         shard.fan_out(ch, app, &channel, &event, None);
+        let transition = Transition {
+            event: PresenceEvent::Updated,
+            cause: Cause::Update,
+            user_id: &user_id,
+            connection_id: Some(socket.to_string()),
+            user_info: &info,
+        };
+        shard.record_presence(ch, app, &channel, transition);
         drop(channels);
         shard.webhook_member_updated(app, &channel, &user_id);
         reply.send(Ok(()));

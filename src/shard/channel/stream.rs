@@ -29,6 +29,9 @@ pub struct Stream {
     replay_bytes: usize,
     /// Message serial -> serial of its buffered append that holds the `full` frame.
     full_appends: AHashMap<u64, u64>,
+    /// The store holds this stream's id (loaded at start, or made by a reset): it cannot be
+    /// forgotten and made anew, or the store would refuse the new id.
+    stored: bool,
 }
 
 /// A message in the replay buffer.
@@ -75,7 +78,7 @@ impl Default for Stream {
 
 impl Stream {
     pub fn new() -> Stream {
-        Stream::resume(outbound::uuid_v4().into(), 0)
+        Stream { stored: false, ..Stream::resume(outbound::uuid_v4().into(), 0) }
     }
 
     /// A stream as durable history left it: its id and the newest stored serial.
@@ -88,6 +91,7 @@ impl Stream {
             replay: VecDeque::new(),
             replay_bytes: 0,
             full_appends: AHashMap::default(),
+            stored: true,
         }
     }
 
@@ -177,9 +181,9 @@ impl Stream {
         self.full_appends.retain(|_, serial| self.replay.iter().any(|k| k.serial == *serial));
     }
 
-    /// Nothing to remember: never published and nothing in flight.
+    /// Nothing to remember: never published, nothing in flight, unknown to the store.
     pub fn is_blank(&self) -> bool {
-        self.assigned == 0
+        self.assigned == 0 && !self.stored
     }
 }
 
@@ -192,6 +196,7 @@ mod tests {
     fn serials_window_and_replay() {
         let window = ReplayWindow { age: Duration::from_secs(120), count: 3, bytes: 1 << 20 };
         let mut s = Stream::new();
+        assert!(s.is_blank() && !Stream::resume("reset".into(), 0).is_blank());
         let t0 = Instant::now();
         let kept = |serial: u64, at: Instant| {
             Kept::new(serial, at, format!("id-{serial}").into(), Arc::new(format!("m{serial}").into_bytes()))

@@ -6,6 +6,7 @@ use super::presence::member_event;
 use crate::config::AppIdx;
 use crate::protocol::channel;
 use crate::protocol::inbound::Member;
+use crate::protocol::presence_history::{Cause, PresenceEvent, Transition};
 use crate::protocol::ProtocolError;
 use crate::shard::route::{Request, Responder};
 use crate::shard::Shard;
@@ -61,6 +62,14 @@ impl Request for Subscribe {
                     // its own member_added.
                     let added = member_event(&channel, &m.user_id, Some(&m.user_info));
                     shard.fan_out(ch, app, &channel, &added, Some(socket));
+                    let transition = Transition {
+                        event: PresenceEvent::Added,
+                        cause: Cause::Join,
+                        user_id: &m.user_id,
+                        connection_id: Some(socket.to_string()),
+                        user_info: &m.user_info,
+                    };
+                    shard.record_presence(ch, app, &channel, transition);
                 }
                 ch.members.join(&m.user_id, &m.user_info);
             }
@@ -81,7 +90,8 @@ impl Request for Subscribe {
         drop(channels);
         shard.webhook_subscribed(app, &channel, counted, joined.map(|m| &*m.user_id), matches!(cache, Some(None)));
         let user_id = member.map(|m| Arc::<str>::from(m.user_id));
-        let undo = (!again).then_some(Unsubscribe { app, channel, shard: from, user_id });
+        let undo =
+            (!again).then_some(Unsubscribe { app, channel, shard: from, socket, user_id, cause: Cause::Disconnect });
         reply.send(Ok(Subscribed { data, cache, stream_id, head, undo }));
     }
 
@@ -98,8 +108,11 @@ pub struct Unsubscribe {
     pub app: AppIdx,
     pub channel: Arc<str>,
     pub shard: usize,
+    pub socket: SocketId,
     /// The presence user it had joined as.
     pub user_id: Option<Arc<str>>,
+    /// Why, for presence history.
+    pub cause: Cause,
 }
 
 impl Request for Unsubscribe {
@@ -108,7 +121,7 @@ impl Request for Unsubscribe {
     const REFUSABLE: bool = false;
 
     fn handle(self, shard: &Rc<Shard>, _reply: Responder<Self>) {
-        let Unsubscribe { app, channel, shard: from, user_id } = self;
+        let Unsubscribe { app, channel, shard: from, socket, user_id, cause } = self;
         let mut channels = shard.channels.borrow_mut();
         let Some(ch) = channels.get_mut(app, &channel) else { return };
         if ch.per_shard.get(from).is_none_or(|&n| n == 0) {
@@ -119,9 +132,17 @@ impl Request for Unsubscribe {
         ch.total -= 1;
         let mut left = None;
         if let Some(user) = user_id {
-            if ch.members.leave(&user) {
+            if let Some(info) = ch.members.leave(&user) {
                 let removed = member_event(&channel, &user, None);
                 shard.fan_out(ch, app, &channel, &removed, None);
+                let transition = Transition {
+                    event: PresenceEvent::Removed,
+                    cause,
+                    user_id: &user,
+                    connection_id: Some(socket.to_string()),
+                    user_info: &info,
+                };
+                shard.record_presence(ch, app, &channel, transition);
                 left = Some(user);
             }
         }

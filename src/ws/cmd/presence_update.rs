@@ -31,7 +31,7 @@ impl Session {
         };
         let shard = self.shard();
         let owner = shard.channel_owner(self.app, &channel);
-        let request = OwnerUpdate { app: self.app, channel, user_id, info: update.user_info };
+        let request = OwnerUpdate { app: self.app, channel, user_id, socket: self.id, info: update.user_info };
         shard.invoke_on(owner, request).await?
     }
 }

@@ -1,6 +1,7 @@
 //! `pusher:unsubscribe`: the socket leaves the channel here at once; the owner is told.
 
 use crate::protocol::inbound::{self, ClientFrame};
+use crate::protocol::presence_history::Cause;
 use crate::protocol::ProtocolError;
 use crate::shard::channel::subscribe::Unsubscribe;
 use crate::ws::session::Session;
@@ -15,7 +16,15 @@ impl Session {
         drop(index);
         self.hub.count_unsubscribe(self.app, &channel, emptied);
         let shard = self.shard();
-        shard.unsubscribe_from_owner(Unsubscribe { app: self.app, channel, shard: shard.id, user_id: sub.member });
+        let cause = Cause::Disconnect;
+        shard.unsubscribe_from_owner(Unsubscribe {
+            app: self.app,
+            channel,
+            shard: shard.id,
+            socket: self.id,
+            user_id: sub.member,
+            cause,
+        });
         Ok(())
     }
 }

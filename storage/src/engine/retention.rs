@@ -57,22 +57,23 @@ impl Engine {
             let Some(meta) = self.metas.get(ckey) else {
                 continue;
             };
-            let Some((app, _)) = parse_channel_key(ckey) else {
+            let Some((app, channel)) = parse_channel_key(ckey) else {
                 continue;
             };
-            let retention = self.cfg.retention_for(&app);
+            let retention = self.cfg.retention_for(&app, &channel);
             let max_count = retention.max_messages.unwrap_or(u64::MAX);
+            let max_bytes = retention.max_bytes.unwrap_or(u64::MAX);
             let cutoff = match (now_ms, retention.max_age) {
                 (Some(now), Some(age)) => now.saturating_sub(age.as_millis() as u64),
                 _ => 0,
             };
-            let over_count = meta.retained_messages > max_count;
+            let over = |m: &StreamMeta| m.retained_messages > max_count || m.retained_bytes > max_bytes;
             let too_old = meta.has_retained() && meta.oldest_published_at_ms < cutoff;
-            if !over_count && !too_old {
+            if !over(meta) && !too_old {
                 continue;
             }
             let mut meta = meta.clone();
-            let evict = |t: u64, m: &StreamMeta| m.retained_messages > max_count || t < cutoff;
+            let evict = |t: u64, m: &StreamMeta| over(m) || t < cutoff;
             if self.evict_oldest(&mut batch, ckey, &mut meta, evict)? {
                 batch.insert(&self.streams, ckey.clone(), meta.encode());
                 changed.push((ckey.clone(), meta));

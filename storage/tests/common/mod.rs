@@ -39,7 +39,7 @@ impl Drop for TempDir {
 /// Count retention only (`None`: none at all): tests that publish at small fixed times would
 /// lose their rows to age retention.
 pub fn no_age_limit(max_messages: Option<u64>) -> StoreConfig {
-    StoreConfig { retention: Retention { max_age: None, max_messages }, ..StoreConfig::default() }
+    StoreConfig { retention: Retention { max_age: None, max_messages, max_bytes: None }, ..StoreConfig::default() }
 }
 
 /// A shard owner function for `open_all` that spreads single-letter channels over the shards.

@@ -500,6 +500,18 @@ fn operator_state_purge_and_reset() {
         b
     })
     .assert_error(404, "not_found");
+
+    // A channel reset while nobody uses it keeps its new stream past the owner's
+    // housekeeping (once a second): the next publish is serial 1 of it, not refused by a
+    // store that knows only the reset's stream id.
+    drop(c);
+    let r = operator(&s, "orders", "reset", confirm("reset")).json();
+    let idle_stream = r["new_stream_id"].as_str().unwrap().to_owned();
+    std::thread::sleep(std::time::Duration::from_millis(1500));
+    s.publish_ok(json!({"name": "e", "channel": "orders", "data": "after an idle reset"}));
+    let page = history(&s, "orders", &[]).json();
+    assert_eq!(serials(&page), vec![1]);
+    assert_eq!(page["continuity"]["stream_id"].as_str(), Some(idle_stream.as_str()), "{page}");
 }
 
 #[test]
