@@ -37,6 +37,7 @@ pub(super) struct FileConfig {
     pub(super) mesh: MeshFile,
     pub(super) presence: PresenceFile,
     pub(super) presence_history: PresenceHistoryFile,
+    pub(super) ai_transport: AiTransportFile,
     pub(super) versioned_messages: VersionedFile,
     pub(super) annotations: AnnotationsFile,
     pub(super) log_format: Option<String>,
@@ -171,6 +172,33 @@ pub(super) struct PresenceHistoryFile {
     pub(super) max_events_per_channel: Option<u64>,
     #[serde(deserialize_with = "num_or_str")]
     pub(super) max_bytes_per_channel: Option<u64>,
+}
+
+/// `[ai_transport]`: the AI streaming conventions (`docs/protocol/v2.md#ai-transport`).
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub(super) struct AiTransportFile {
+    pub(super) enabled: Option<bool>,
+    /// `[[ai_transport.channels]] prefix = "…"`: the channels the conventions apply to.
+    pub(super) channels: Option<Vec<AiChannelsFile>>,
+    pub(super) rollup: RollupFile,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub(super) struct AiChannelsFile {
+    pub(super) prefix: String,
+}
+
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub(super) struct RollupFile {
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) default_window_ms: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) min_window_ms: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) max_window_ms: Option<u64>,
 }
 
 /// `[mesh]`: the rings between shards (tuning.md).

@@ -13,7 +13,8 @@ mod webhooks;
 pub use apps::{App, AppConfig, AppIdempotency, AppIdx, Limits, NamespaceConfig, Registry};
 pub use flags::{Flags, USAGE};
 pub use sections::{
-    History, Idempotency, Mesh, Presence, PresenceHistory, RateLimit, RateLimiter, ReplayWindow, Versioned,
+    AiTransport, History, Idempotency, Mesh, Presence, PresenceHistory, RateLimit, RateLimiter, ReplayWindow,
+    Versioned, ROLLUP_WINDOWS_MS,
 };
 pub use value::{env, env_bool, num_or_str, ConfigError};
 pub use webhooks::{
@@ -66,6 +67,7 @@ pub struct Config {
     pub mesh: Mesh,
     pub presence: Presence,
     pub presence_history: PresenceHistory,
+    pub ai_transport: AiTransport,
     pub versioned: Versioned,
     /// Test-only hooks (`--test-hooks`): the `/test/echo` WebSocket route (Autobahn), stalling a
     /// shard, injected panics. Never on in production.
@@ -209,6 +211,7 @@ impl Config {
             mesh: sections::mesh(file.mesh)?,
             presence: sections::presence(file.presence)?,
             presence_history,
+            ai_transport: sections::ai_transport(file.ai_transport)?,
             test_hooks: flags.test_hooks,
             apps,
         };

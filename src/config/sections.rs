@@ -2,8 +2,8 @@
 //! limits, history and storage, idempotency, the recovery buffer and the shard mesh.
 
 use super::file::{
-    AnnotationsFile, HistoryFile, MeshFile, PresenceFile, PresenceHistoryFile, RateLimitFile, StorageFile,
-    VersionedFile,
+    AiTransportFile, AnnotationsFile, HistoryFile, MeshFile, PresenceFile, PresenceHistoryFile, RateLimitFile,
+    StorageFile, VersionedFile,
 };
 use super::value::{env, env_bool, positive, ConfigError};
 use std::path::PathBuf;
@@ -175,6 +175,62 @@ pub(super) fn presence_history(f: PresenceHistoryFile, history: &mut History) ->
         max_bytes: bytes,
     };
     Ok(PresenceHistory { enabled: enabled && history.enabled, max_page_size })
+}
+
+/// The rollup windows a client or the config may choose (`docs/protocol/v2.md#ai-transport`).
+pub const ROLLUP_WINDOWS_MS: [u64; 5] = [0, 20, 40, 100, 500];
+
+/// The AI streaming conventions (`[ai_transport]`, `docs/protocol/v2.md#ai-transport`): which
+/// channels they apply to, and how long appends to one message are gathered into one frame
+/// for their subscribers.
+#[derive(Clone, Debug)]
+pub struct AiTransport {
+    pub enabled: bool,
+    /// Channel name prefixes of the AI channels.
+    pub prefixes: Vec<String>,
+    /// The rollup window of AI channels; zero: every append goes out as it comes.
+    pub rollup: Duration,
+    /// The windows `append_rollup_window` may ask for.
+    pub rollup_range_ms: (u64, u64),
+}
+
+impl AiTransport {
+    pub fn is_ai_channel(&self, channel: &str) -> bool {
+        self.enabled && self.prefixes.iter().any(|p| channel.starts_with(p.as_str()))
+    }
+
+    /// Whether a connection may ask for this window (`append_rollup_window`).
+    pub fn window_allowed(&self, ms: u64) -> bool {
+        ROLLUP_WINDOWS_MS.contains(&ms) && (self.rollup_range_ms.0..=self.rollup_range_ms.1).contains(&ms)
+    }
+}
+
+pub(super) fn ai_transport(f: AiTransportFile) -> Result<AiTransport, ConfigError> {
+    let enabled = env_bool("AI_TRANSPORT_ENABLED")?.or(f.enabled).unwrap_or(true);
+    let prefixes: Vec<String> = match f.channels {
+        Some(c) => c.into_iter().map(|c| c.prefix).collect(),
+        None => vec!["private-ai-".into()],
+    };
+    if prefixes.iter().any(|p| p.is_empty()) {
+        return Err(ConfigError::new("ai_transport.channels", "each entry needs a non-empty `prefix`"));
+    }
+    let r = f.rollup;
+    let min = env("AI_TRANSPORT_ROLLUP_MIN_WINDOW_MS")?.or(r.min_window_ms).unwrap_or(0);
+    let max = env("AI_TRANSPORT_ROLLUP_MAX_WINDOW_MS")?.or(r.max_window_ms).unwrap_or(500);
+    let window = env("AI_TRANSPORT_ROLLUP_DEFAULT_WINDOW_MS")?.or(r.default_window_ms).unwrap_or(40);
+    for (key, ms) in [("min_window_ms", min), ("max_window_ms", max), ("default_window_ms", window)] {
+        if !ROLLUP_WINDOWS_MS.contains(&ms) {
+            let problem = format!("{ms} is not one of 0, 20, 40, 100, 500");
+            return Err(ConfigError::new(format!("ai_transport.rollup.{key}"), problem));
+        }
+    }
+    if !(min..=max).contains(&window) {
+        return Err(ConfigError::new(
+            "ai_transport.rollup.default_window_ms",
+            format!("{window} is outside min_window_ms..=max_window_ms ({min}..={max})"),
+        ));
+    }
+    Ok(AiTransport { enabled, prefixes, rollup: Duration::from_millis(window), rollup_range_ms: (min, max) })
 }
 
 /// How shards reach each other (`[mesh]`, tuning.md).

@@ -1,6 +1,7 @@
 //! The RFC 6455 opening handshake, checked against a parsed HTTP request, and what the
 //! upgrade query negotiates (protocol version and V2 options).
 
+use crate::config::AiTransport;
 use crate::protocol::outbound::{Dialect, Encoding};
 use base64::Engine;
 use tungstenite::handshake::derive_accept_key;
@@ -61,7 +62,7 @@ pub struct Negotiated {
 
 impl Negotiated {
     /// From the query's decoded `(name, value)` pairs.
-    pub fn parse(pairs: &[(String, String)]) -> Result<Negotiated, String> {
+    pub fn parse(pairs: &[(String, String)], ai: &AiTransport) -> Result<Negotiated, String> {
         let param = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim());
         let dialect = match param("protocol").map(str::parse::<u8>) {
             Some(Ok(2)) => Dialect::V2,
@@ -83,9 +84,12 @@ impl Negotiated {
             Some("full") => true,
             Some(_) => return Err("Invalid append_mode query parameter: use delta or full".into()),
         };
+        // Accepted as the reference does: the server's window is what applies
+        // (`docs/protocol/v2.md#rollup`).
         if let Some(w) = param("append_rollup_window") {
-            if !matches!(w.parse::<u32>(), Ok(0 | 20 | 40 | 100 | 500)) {
-                return Err("Invalid append_rollup_window: one of 0, 20, 40, 100, 500".into());
+            if !w.parse::<u64>().is_ok_and(|w| ai.window_allowed(w)) {
+                let (min, max) = ai.rollup_range_ms;
+                return Err(format!("Invalid append_rollup_window: one of 0, 20, 40, 100, 500 within {min}..={max}"));
             }
         }
         let echo = match param("echo_messages") {
