@@ -10,6 +10,7 @@ use crate::protocol::capabilities::Op;
 use crate::protocol::versioned::{self, Mutation};
 use crate::publish::PublishError;
 use crate::shard::channel::mutate::Mutate;
+use crate::shard::channel::rollup::FlushRollup;
 use crate::shard::channel::{ChannelOp, Operation, Origin};
 use crate::shard::identity::{Identity, SocketIdentity};
 use crate::shard::Shard;
@@ -155,6 +156,12 @@ async fn read_message(t: &Target<'_>, channel: &str) -> Result<MessageState, Api
 /// `GET …/messages/{message_serial}`: the message as it stands now.
 pub async fn latest(shard: &Rc<Shard>, app: AppIdx, channel: &str, serial: &str) -> Result<Response, ApiError> {
     let t = target(shard, app, channel, serial)?;
+    let ai = &shard.ctx.config.ai_transport;
+    if !ai.rollup.is_zero() && ai.is_ai_channel(channel) {
+        // The text read must not be older than a live frame still held (`rollup.rs`).
+        let owner = shard.channel_owner(app, channel);
+        shard.invoke_on(owner, FlushRollup { app, channel: channel.into() }).await?;
+    }
     let state = read_message(&t, channel).await?;
     Ok(Response::json(200, versioned::latest_json(channel, &t.stream_id, &state)))
 }

@@ -11,6 +11,7 @@
 use super::annotate::{Annotate, Annotated};
 use super::broadcast::Broadcast;
 use super::message_cache::MessageKey;
+use super::rollup::RollupPart;
 use super::stream::Kept;
 use super::{ChannelOp, OpFailure, Origin, Rejection};
 use crate::config::AppIdx;
@@ -42,6 +43,8 @@ pub(crate) struct Commit {
     pub exclude: Option<SocketId>,
     pub origin: Origin,
     pub reply: Responder<ChannelOp>,
+    /// An append that an AI channel's rollup window may hold (`rollup.rs`).
+    pub rollup: Option<RollupPart>,
 }
 
 /// The version a commit makes, answered once it is delivered.

@@ -12,6 +12,7 @@
 //! | [`presence::PresenceUsers`] | `presence.rs` | a presence channel's users |
 //! | [`presence_log::PresenceLogState`], `PresenceLogReset` | `presence_log.rs` | the presence history stream |
 //! | [`replay::Replay`] | `replay.rs` | what follows a recovery position |
+//! | [`rollup::FlushRollup`] | `rollup.rs` | sends the appends an AI channel's window holds |
 //! | [`operator::HistoryState`], `HistoryReset`, `HistoryPurge` | `operator.rs` | the operator's history controls |
 //!
 //! `commit.rs` orders stored messages between their append and their delivery;
@@ -29,6 +30,7 @@ pub mod presence;
 pub mod presence_log;
 pub mod publish;
 pub mod replay;
+pub mod rollup;
 pub mod stream;
 pub mod subscribe;
 pub mod webhooks;
@@ -66,6 +68,8 @@ pub struct ChannelState {
     stream: Stream,
     /// A presence channel's record of member transitions, once it has one.
     presence: Option<presence_log::PresenceLog>,
+    /// An AI channel's open rollup window.
+    rollup: Option<rollup::Rollup>,
 }
 
 impl ChannelState {
@@ -77,6 +81,7 @@ impl ChannelState {
             cache: None,
             stream,
             presence: None,
+            rollup: None,
         }
     }
 
@@ -96,6 +101,7 @@ impl ChannelState {
             && self.live_cache(now).is_none()
             && self.stream.is_blank()
             && self.presence.as_ref().is_none_or(|p| p.stream.is_blank())
+            && self.rollup.is_none()
     }
 
     /// The shards with local subscribers.

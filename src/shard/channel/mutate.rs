@@ -9,6 +9,7 @@
 use super::broadcast::Broadcast;
 use super::commit::{Append, Commit, Step, VersionCommit};
 use super::message_cache::{Entry, HeldReceipt, Lookup, MessageKey, Pending};
+use super::rollup::RollupPart;
 use super::stream::Kept;
 use super::{is_presence, ChannelOp, Done, OpFailure, Operation, Rejection};
 use crate::protocol::outbound::{self, Data, Position};
@@ -242,6 +243,15 @@ impl Shard {
         // Crosses to this shard's store thread: the row, the version and the receipt in one batch.
         let ticket = store.append_version(&self.ctx.apps.get(app).id, &channel, &stream_id, serial, history, write);
         let durable = (self.ctx.config.history.store.fsync == storage::Fsync::Always).then_some(ticket.durable);
+        let ai = &self.ctx.config.ai_transport;
+        let rollup =
+            (action == VersionAction::Append && !ai.rollup.is_zero() && ai.is_ai_channel(&channel)).then(|| {
+                RollupPart {
+                    message: m.message,
+                    fragment: fragment.to_owned(),
+                    terminal: RollupPart::is_terminal(m.mutation.extras.as_deref()),
+                }
+            });
         let mut kept = Kept::new(serial, now, message_id.as_str().into(), v2.clone());
         if action == VersionAction::Append {
             kept.append_to = Some(m.message);
@@ -276,6 +286,7 @@ impl Shard {
             exclude,
             origin,
             reply,
+            rollup,
         })
     }
 

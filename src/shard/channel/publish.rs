@@ -99,7 +99,7 @@ impl Shard {
             let kept = serial.map(|serial| Kept::new(serial, now, message_id.as_str().into(), v2));
             let version = create.map(|ack| VersionCommit { ack, message: None, op_id: None });
             let stream_id = stream.id.clone();
-            Commit { app, channel, stream_id, append, message, kept, version, exclude, origin, reply }
+            Commit { app, channel, stream_id, append, message, kept, version, exclude, origin, reply, rollup: None }
         };
         if commit.append.is_none() && self.pipeline.is_idle() {
             self.release(commit, Ok(()));
@@ -111,8 +111,8 @@ impl Shard {
     /// Delivers a message whose append was written (or that needs none): it becomes the stream
     /// head, joins the replay buffer, updates a cache channel and fans out. A failed append
     /// is not delivered and gives its serial back.
-    pub(super) fn release(&self, c: Commit, written: Result<(), storage::StorageError>) {
-        let Commit { app, channel, stream_id, append, message, kept, version, exclude, origin, reply } = c;
+    pub(super) fn release(self: &Rc<Self>, c: Commit, written: Result<(), storage::StorageError>) {
+        let Commit { app, channel, stream_id, append, message, kept, version, exclude, origin, reply, rollup } = c;
         let mut channels = self.channels.borrow_mut();
         let ch = channels.entry(app, &channel);
         // A message of a stream an operator has since reset is still delivered (it was
@@ -141,7 +141,10 @@ impl Shard {
         if channel::channel_type(&channel).cache && origin == Origin::Http {
             ch.cache = Some((message.clone(), Instant::now() + CACHE_TTL));
         }
-        self.fan_out(ch, app, &channel, &message, exclude);
+        match rollup {
+            Some(part) => self.fan_out_append(ch, app, &channel, message, part),
+            None => self.fan_out(ch, app, &channel, &message, exclude),
+        }
         let occupancy = ch.occupancy(is_presence(&channel));
         drop(channels);
         let version = version.map(|v| {
@@ -154,9 +157,23 @@ impl Shard {
         self.answer_when_durable(append.and_then(|a| a.durable), reply, done, "message");
     }
 
+    /// Sends `message` to every shard with local subscribers of the channel, after what the
+    /// channel's rollup window holds (`rollup.rs`).
+    pub(super) fn fan_out(
+        &self,
+        ch: &mut ChannelState,
+        app: crate::config::AppIdx,
+        channel: &Arc<str>,
+        message: &Broadcast,
+        exclude: Option<SocketId>,
+    ) {
+        self.flush_rollup(ch, app, channel);
+        self.send_to_subscribers(ch, app, channel, message, exclude);
+    }
+
     /// Sends `message` to every shard with local subscribers of the channel (this one too,
     /// through its own queue, so the order is the same for every shard).
-    pub(super) fn fan_out(
+    pub(super) fn send_to_subscribers(
         &self,
         ch: &ChannelState,
         app: crate::config::AppIdx,

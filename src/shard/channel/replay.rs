@@ -45,7 +45,10 @@ impl Request for Replay {
         let max = shard.ctx.config.replay_window.count as u64;
         let durable = shard.store().is_some();
         let mut channels = shard.channels.borrow_mut();
-        let stream = &channels.entry(app, &channel).stream;
+        let ch = channels.entry(app, &channel);
+        // The replay ends at the head: what a rollup window holds goes out first.
+        shard.flush_rollup(ch, app, &channel);
+        let stream = &ch.stream;
         let fail = |reason| {
             Recovery::Failed(ResumeFailure {
                 reason,

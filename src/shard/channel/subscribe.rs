@@ -49,6 +49,8 @@ impl Request for Subscribe {
         let limits = &shard.ctx.apps.get(app).limits;
         let mut channels = shard.channels.borrow_mut();
         let ch = channels.entry(app, &channel);
+        // The subscriber starts after the head: what a rollup window holds goes out first.
+        shard.flush_rollup(ch, app, &channel);
         if let Some(m) = &member {
             let known = ch.members.contains(&m.user_id);
             if !again && !known && ch.members.len() as u64 >= limits.max_presence_members {
