@@ -11,7 +11,9 @@
 # fanout-100-v2 and light-v2 are the same loads with Protocol V2 subscribers (serials, stream
 # ids, the V2 envelope); with history on (the default) every message is also stored.
 # appends-1 and appends-100 stream mutable-message appends (4-byte tokens) from 4 HTTP writers
-# to 100 V2 subscribers, into 1 message (all writers on it) or 100 (25 per writer).
+# to 100 V2 subscribers, into 1 message (all writers on it) or 100 (25 per writer); the -ai
+# variants do it on an AI channel (private-ai-…), whose appends the server rolls up
+# (AI_TRANSPORT_ROLLUP_DEFAULT_WINDOW_MS=0 turns that off).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-1}
@@ -34,6 +36,8 @@ declare -A ARGS=(
     [presence]="presence --sockets 1000 --channels 10"
     [appends-1]="appends --subscribers 100 --messages 1 --writers 4 --duration 10"
     [appends-100]="appends --subscribers 100 --messages 100 --writers 4 --duration 10"
+    [appends-1-ai]="appends --subscribers 100 --messages 1 --writers 4 --duration 10 --channel-prefix private-ai-lt-"
+    [appends-100-ai]="appends --subscribers 100 --messages 100 --writers 4 --duration 10 --channel-prefix private-ai-lt-"
 )
 ORDER=(big-fanout fanout-100 light connect churn presence)
 [ $# -gt 0 ] && ORDER=("$@")

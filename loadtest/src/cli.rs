@@ -41,6 +41,7 @@ recovery-storm: --sockets N (1000) --channels C (10) --channels-per-socket K (1)
            (always Protocol V2; the server needs connection recovery)
 appends:   --subscribers N (100) --messages M (1) --writers W (4) --duration S (10)
            --fragment BYTES (4) --append-mode delta|full (delta) --drain S (5) --setup-timeout S (120)
+           --channel-prefix P (lt-appends-; private-ai-…: an AI channel, appends rolled up)
            (always Protocol V2; the server needs versioned messages and history)
 
 exit status: 0 pass, 1 the run failed its checks (incomplete deliveries, failed sockets, lost or

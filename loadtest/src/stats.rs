@@ -59,9 +59,11 @@ counters!(
     // recovery-storm gauges: sockets between a drop and resume_success, tracks behind the head
     unsettled,
     behind,
-    // appends: WebSocket payload bytes of the append frames received, append frames that name
-    // no known message or carry no known fragment, create frames received
+    // appends: WebSocket payload bytes of the append frames received, those frames (fewer than
+    // the appends they carry where the server rolls appends up), append frames that name no
+    // known message or carry no known fragment, create frames received
     append_bytes,
+    append_frames,
     unknown_frames,
     creates_received,
 );

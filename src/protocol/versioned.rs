@@ -130,6 +130,29 @@ pub fn with_data(frame: &[u8], data: &VersionData) -> Vec<u8> {
     v.to_string().into_bytes()
 }
 
+/// An append frame made by [`VersionFrame::encode`] with its `data` string replaced by `text`
+/// and every other byte kept. The first `,"data":"` is the key: only `event` (a fixed name)
+/// and `channel` (whose characters exclude quotes) come before it.
+pub fn with_append_text(frame: &[u8], text: &str) -> Vec<u8> {
+    let key = b",\"data\":\"";
+    let Some(at) = frame.windows(key.len()).position(|w| w == key) else {
+        return with_data(frame, &VersionData::Text(text.to_owned()));
+    };
+    let open = at + key.len() - 1;
+    let mut i = open + 1;
+    while i < frame.len() && frame[i] != b'"' {
+        i += if frame[i] == b'\\' { 2 } else { 1 };
+    }
+    if i >= frame.len() {
+        return with_data(frame, &VersionData::Text(text.to_owned()));
+    }
+    let mut out = Vec::with_capacity(frame.len() + text.len() + 2);
+    out.extend_from_slice(&frame[..open]);
+    push_json_str(&mut out, text);
+    out.extend_from_slice(&frame[i + 1..]);
+    out
+}
+
 /// The frame of a mutation, and of a message as history shows it: `event` is
 /// `sockudo:message.<action>`, `name` the message's own event name.
 pub struct VersionFrame<'a> {
@@ -524,6 +547,33 @@ mod tests {
 
     fn parse(action: VersionAction, json: &str) -> Result<Mutation, String> {
         Mutation::parse(action, &sonic_rs::from_str(json).unwrap())
+    }
+
+    #[test]
+    fn append_text_is_replaced_in_place() {
+        let pos = Position { message_id: "m", stream_id: "s", serial: Some(9) };
+        let extras = r#"{"headers":{"a":"\"data\":\"x\""}}"#;
+        let frame = VersionFrame {
+            action: VersionAction::Append,
+            channel: "private-ai-1",
+            data: Data::Str("to\"k"),
+            name: "ai-output",
+            user_id: None,
+            pos,
+            extras,
+        }
+        .encode();
+        let out = with_append_text(&frame, "a\"b\\c");
+        let text = String::from_utf8(out).unwrap();
+        assert!(
+            text.starts_with(r#"{"event":"sockudo:message.append","channel":"private-ai-1","data":"a\"b\\c","name""#),
+            "{text}"
+        );
+        let (a, b): (sonic_rs::Value, sonic_rs::Value) = (
+            sonic_rs::from_str(&text).unwrap(),
+            sonic_rs::from_slice(&with_data(&frame, &VersionData::Text("a\"b\\c".into()))).unwrap(),
+        );
+        assert_eq!(a, b);
     }
 
     #[test]

@@ -52,6 +52,9 @@ pub struct Opts {
     pub mode: Mode,
     pub drain_s: f64,
     pub setup_timeout_s: f64,
+    /// The channel's name starts with it (`private-ai-…`: an AI channel, whose appends the
+    /// server rolls up; `private-` channels are subscribed with a signature).
+    pub channel_prefix: String,
 }
 
 fn parse(a: &Args) -> Result<Opts, String> {
@@ -69,6 +72,7 @@ fn parse(a: &Args) -> Result<Opts, String> {
         mode,
         drain_s: a.num("drain", 5.0, 3.0)?,
         setup_timeout_s: a.num("setup-timeout", 120.0, 30.0)?,
+        channel_prefix: a.str("channel-prefix", "lt-appends-"),
     };
     if o.subscribers == 0 {
         return Err("--subscribers: at least 1".into());
@@ -222,10 +226,13 @@ struct Plan {
 /// What one subscriber saw of one message.
 #[derive(Clone, Copy, Debug, Default)]
 struct Track {
+    /// Appends received (a rolled-up frame carries several).
     count: u64,
+    /// Frames received.
+    frames: u64,
     /// Highest serial received.
     last: u64,
-    /// Σ mix(serial) over the serials received.
+    /// Σ mix(serial) over the serials received (every accepted serial, unless rolled up).
     serials: u64,
     /// The reduction: its hash (`fnv` in delta mode, `whole_hash` in full mode) and length.
     text: u64,
@@ -377,6 +384,9 @@ struct Worker {
     tally: Tally,
     buf: Vec<u8>,
     appender: Option<Appender>,
+    /// Signs subscribes to `private-` channels.
+    signer: Signer,
+    key: String,
 }
 
 pub struct WorkerResult {
@@ -396,6 +406,7 @@ impl Worker {
         let now = crate::clock::now_ns();
         let c = self.socks.counters();
         add(&c.append_bytes, text.len() as u64);
+        inc(&c.append_frames);
         let attributed = (|| {
             let msgs = self.plan.messages.get()?;
             let m = *msgs.index.get(string_after(text, b"\"sockudo_message_serial\":")?)?;
@@ -408,22 +419,31 @@ impl Worker {
             return;
         };
         let (mode, f) = (self.plan.opts.mode, self.plan.opts.fragment);
-        let frag = match mode {
-            Mode::Delta => data,
-            Mode::Full => &data[data.len().saturating_sub(f)..],
-        };
-        match decode_token(frag).filter(|_| frag.len() == f).and_then(|tok| self.plan.times.get(tok)) {
-            Some(sent) => record(&mut self.tally.hist, now.saturating_sub(sent)),
-            None => inc(&c.unknown_frames),
-        }
         let tr = &mut self.tracks[l][m as usize];
+        // The fragments this frame brings: one, or several where the server rolled them up.
+        let new = match mode {
+            Mode::Delta => data,
+            Mode::Full => data.get(tr.text_len as usize..).unwrap_or_default(),
+        };
+        if new.is_empty() || new.len() % f != 0 {
+            inc(&c.unknown_frames);
+            return;
+        }
+        for frag in new.chunks(f) {
+            match decode_token(frag).and_then(|tok| self.plan.times.get(tok)) {
+                Some(sent) => record(&mut self.tally.hist, now.saturating_sub(sent)),
+                None => inc(&c.unknown_frames),
+            }
+        }
+        let tokens = (new.len() / f) as u64;
         if serial == tr.last {
             inc(&c.duplicated);
         } else if serial < tr.last {
             inc(&c.reordered);
         }
         tr.last = tr.last.max(serial);
-        tr.count += 1;
+        tr.count += tokens;
+        tr.frames += 1;
         tr.serials = tr.serials.wrapping_add(mix(serial));
         match mode {
             Mode::Delta => {
@@ -435,7 +455,7 @@ impl Worker {
                 tr.text_len = data.len() as u64;
             }
         }
-        inc(&c.delivered);
+        add(&c.delivered, tokens);
     }
 }
 
@@ -458,7 +478,11 @@ impl Driver for Worker {
     fn on_established(&mut self, io: &mut Engine, id: ConnId, tag: u32) {
         self.socks.established(tag);
         self.buf.clear();
-        pusher::subscribe(&mut self.buf, Protocol::V2, &self.plan.channel, None, None);
+        let channel = &self.plan.channel;
+        let auth = channel
+            .starts_with("private-")
+            .then(|| signing::private_auth(&self.signer, &self.key, io.socket_id(id), channel));
+        pusher::subscribe(&mut self.buf, Protocol::V2, channel, auth.as_deref(), None);
         io.send_text(id, &self.buf);
     }
 
@@ -586,7 +610,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
         target.path += "&append_mode=full";
     }
     // A fresh channel each run: its stream holds only this run's messages.
-    let channel = format!("lt-appends-{:08x}", fastrand::u32(..));
+    let channel = format!("{}{:08x}", opts.channel_prefix, fastrand::u32(..));
     let plan = Arc::new(Plan { opts: opts.clone(), channel, messages: OnceLock::new(), times: SendTimes::new() });
     let threads = common.threads;
     let concurrency = (common.concurrency / threads).max(1);
@@ -603,6 +627,8 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
                 plan: plan.clone(),
                 tally: Tally::default(),
                 buf: Vec::with_capacity(256),
+                signer: Signer::new(&c.secret),
+                key: c.key.clone(),
                 appender: (t == 0).then(|| Appender {
                     req: Requester::new(registry, addr, c.source_ips, o.writers, FOREIGN_TOKEN_BASE),
                     plan: plan.clone(),
@@ -689,18 +715,24 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
         (0..m_count).filter(|&m| latest[m].as_ref().is_some_and(|d| d.as_bytes() != expected_text[m])).count();
     let latest_hash: Vec<Option<(u64, u64)>> =
         latest.iter().map(|d| d.as_ref().map(|d| (text_hash(mode, d.as_bytes()), d.len() as u64))).collect();
-    let exp: Vec<(u64, u64)> = per_message
+    // Per message: accepted appends, Σ mix(serial), the newest serial.
+    let exp: Vec<(u64, u64, u64)> = per_message
         .iter()
-        .map(|v| (v.len() as u64, v.iter().fold(0u64, |s, &(serial, _)| s.wrapping_add(mix(serial)))))
+        .map(|v| {
+            let sum = v.iter().fold(0u64, |s, &(serial, _)| s.wrapping_add(mix(serial)));
+            (v.len() as u64, sum, v.last().map_or(0, |l| l.0))
+        })
         .collect();
     let tracks: Vec<&Vec<Track>> = results.iter().flat_map(|r| &r.tracks).collect();
     let (mut missing, mut extra, mut incomplete, mut reductions_off) = (0u64, 0u64, 0u64, 0u64);
     for sub in &tracks {
         for (m, tr) in sub.iter().enumerate() {
-            let (count, sum) = exp[m];
+            let (count, sum, newest) = exp[m];
             missing += count.saturating_sub(tr.count);
             extra += tr.count.saturating_sub(count);
-            if tr.count != count || tr.serials != sum {
+            // Rolled-up frames name only their newest serial: then the newest must arrive.
+            let serials_ok = if tr.frames == tr.count { tr.serials == sum } else { tr.last == newest };
+            if tr.count != count || !serials_ok {
                 incomplete += 1;
             }
             if latest_hash[m].is_some_and(|h| h != (tr.text, tr.text_len)) {
@@ -769,12 +801,14 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
     report.line(
         "wire",
         format!(
-            "{:.1} bytes per token per subscriber (append frame payload bytes {} / {} subscribers × {} appends), {:.1} bytes per append frame",
+            "{:.1} bytes per token per subscriber (append frame payload bytes {} / {} subscribers × {} appends), {} append frames, {:.2} appends and {:.1} bytes per frame",
             per_token,
             thousands(t.append_bytes),
             t.subscribed,
             t.events_accepted,
-            t.append_bytes as f64 / t.delivered.max(1) as f64
+            thousands(t.append_frames),
+            t.delivered as f64 / t.append_frames.max(1) as f64,
+            t.append_bytes as f64 / t.append_frames.max(1) as f64
         ),
     );
     report.line(
@@ -814,12 +848,14 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
     report.metric("stored_texts_mismatched", stored_mismatch as u64);
     report.metric("text_bytes", text_bytes);
     report.metric("append_frame_bytes", t.append_bytes);
+    report.metric("append_frames", t.append_frames);
     report.metric("wire_bytes_per_token_per_subscriber", per_token);
     report.metric("drain_s", drain_s);
     report.metric("writer_reconnects", results.iter().map(|r| r.reconnects).sum::<u64>());
     let per = |u: &Usage, n: u64, what: &str| u.per(n, what, 2).unwrap_or_else(|| format!("no {what}"));
     if let Some(u) = Usage::server(&s1, &s2) {
-        let detail = format!(": {}, {}", per(&u, t.events_accepted, "append"), per(&u, t.delivered, "delivered frame"));
+        let detail =
+            format!(": {}, {}", per(&u, t.events_accepted, "append"), per(&u, t.delivered, "delivered append"));
         server_line(&mut report, &u, run_s, "", &detail);
         report.metric("server_cpu_us", u.cpu_us);
         report.metric("server_cpu_us_per_append", u.cpu_us as f64 / t.events_accepted.max(1) as f64);
@@ -827,15 +863,18 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
         report.metric("server_rss_kb_end", u.rss_end_kb);
     }
     let me = Usage::own(&s1, &s2);
-    loadtest_line(&mut report, &me, &per(&me, t.delivered, "delivered frame"), threads);
+    loadtest_line(&mut report, &me, &per(&me, t.delivered, "delivered append"), threads);
     report.metric("loadtest_cpu_us_per_delivery", me.cpu_us as f64 / t.delivered.max(1) as f64);
     report.line("connections ended", causes.describe());
     report.latency("append → receipt", hist);
     report.chart("Appends", "per second", acceptance_series(&monitor.samples));
     report.chart(
         "Deliveries",
-        "append frames per second",
-        vec![("frames/s".into(), series(&monitor.samples, |t| t.delivered))],
+        "per second",
+        vec![
+            ("appends delivered/s".into(), series(&monitor.samples, |t| t.delivered)),
+            ("append frames/s".into(), series(&monitor.samples, |t| t.append_frames)),
+        ],
     );
     add_server_charts(&mut report, &monitor.samples);
 

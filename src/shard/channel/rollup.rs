@@ -22,7 +22,6 @@ use sonic_rs::JsonValueTrait;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
-use storage::VersionData;
 
 /// What the owner needs of an append to hold it.
 pub struct RollupPart {
@@ -63,7 +62,7 @@ impl Held {
             return self.newest;
         }
         let Some(delta) = self.newest.payload(Encoding::V2Json) else { return self.newest };
-        let v2: Payload = Arc::new(versioned::with_data(delta, &VersionData::Text(self.text)));
+        let v2: Payload = Arc::new(versioned::with_append_text(delta, &self.text));
         let mut b = Broadcast::new(self.newest.serial, self.newest.published_at, None, v2);
         if let Some(full) = self.newest.payload(Encoding::V2JsonFull) {
             b = b.with_full_append(full.clone());
