@@ -6,6 +6,7 @@
 mod apps;
 mod file;
 mod flags;
+mod policy;
 mod sections;
 mod value;
 mod webhooks;

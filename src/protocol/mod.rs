@@ -7,6 +7,7 @@ pub mod channel;
 pub mod error;
 pub mod history;
 pub mod inbound;
+pub mod mutation;
 pub mod operator;
 pub mod outbound;
 pub mod presence_history;

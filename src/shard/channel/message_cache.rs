@@ -12,8 +12,8 @@
 use super::annotate::Annotate;
 use super::{ChannelOp, OpFailure};
 use crate::config::AppIdx;
+use crate::protocol::mutation::Mutation;
 use crate::protocol::outbound::push_json_str;
-use crate::protocol::versioned::Mutation;
 use crate::shard::route::Responder;
 use ahash::AHashMap;
 use std::collections::BTreeMap;
