@@ -2,6 +2,7 @@
 //! defaults in README.md), origin validation, and the app the environment may define. Immutable
 //! once loaded; every shard reads the same registry.
 
+use super::overrides::{HistoryOverride, RecoveryOverride};
 use super::policy::{Policy, PolicySwitch};
 use super::value::{env, env_bool, num_or_str, ConfigError};
 use super::webhooks::{Webhook, WebhookConfig};
@@ -51,6 +52,10 @@ pub struct AppConfig {
     pub allowed_origins: Option<Vec<String>>,
     pub channel_namespaces: Option<Vec<NamespaceConfig>>,
     pub idempotency: AppIdempotency,
+    /// The app's own `[history]` settings (`docs/protocol/v2.md#per-app-and-namespace-settings`).
+    pub history: HistoryOverride,
+    /// The app's own `[connection_recovery]` settings.
+    pub connection_recovery: RecoveryOverride,
     /// `webhooks = [{ url, event_types, filter, headers, retry, request_timeout_ms }]`
     /// (`docs/protocol/http-api.md#webhook-configuration`).
     pub webhooks: Option<Vec<WebhookConfig>>,
@@ -78,6 +83,8 @@ pub struct NamespaceConfig {
     /// (`docs/protocol/v2.md#presence-history`): `true`/`false` or `{ enabled = … }`.
     #[serde(deserialize_with = "switch")]
     pub presence_history: Option<bool>,
+    /// This namespace's own history settings (rewind and retention).
+    pub history: Option<HistoryOverride>,
 }
 
 /// A switch given as a boolean or as a table with `enabled`.
@@ -139,6 +146,8 @@ pub struct App {
     /// The declared namespaces' own switches.
     pub namespace_switches: Vec<NamespaceConfig>,
     pub idempotency: AppIdempotency,
+    pub history: HistoryOverride,
+    pub recovery: RecoveryOverride,
     pub webhooks: Vec<Webhook>,
     /// The stable hash of `id`: every owner key of the app continues from it, so the shard that
     /// owns a channel, user or key never depends on the order apps are configured in.
@@ -209,6 +218,13 @@ impl App {
             return Err(ConfigError::new("channel_namespaces", "each namespace needs a `name` without ':'"));
         }
         let webhooks = super::webhooks::compile(c.webhooks.unwrap_or_default())?;
+        c.history.check(false)?;
+        c.connection_recovery.check()?;
+        for (i, n) in declared.iter().enumerate() {
+            if let Some(h) = &n.history {
+                h.check(true).map_err(|e| ConfigError::new(format!("channel_namespaces[{i}].{}", e.key), e.problem))?;
+            }
+        }
         if c.idempotency.ttl_seconds == Some(0) {
             return Err(ConfigError::new("idempotency.ttl_seconds", "must be greater than 0"));
         }
@@ -253,6 +269,8 @@ impl App {
             presence_history: c.presence_history_enabled.unwrap_or(false),
             namespace_switches: declared,
             idempotency: c.idempotency,
+            history: c.history,
+            recovery: c.connection_recovery,
             webhooks,
         })
     }
@@ -442,6 +460,7 @@ mod tests {
             name: name.into(),
             annotations_enabled: on,
             presence_history: on.map(|on| !on),
+            history: None,
         };
         let app = |on: Option<bool>| {
             App::from_config(AppConfig {

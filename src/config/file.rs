@@ -182,6 +182,16 @@ pub(super) struct AiTransportFile {
     /// `[[ai_transport.channels]] prefix = "…"`: the channels the conventions apply to.
     pub(super) channels: Option<Vec<AiChannelsFile>>,
     pub(super) rollup: RollupFile,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) max_accumulated_message_bytes: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) max_appends_per_message: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) max_open_streaming_messages_per_channel: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) max_transport_value_bytes: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) max_steer_codec_message_ids_bytes: Option<u64>,
 }
 
 #[derive(Deserialize, Default, Debug)]
@@ -199,6 +209,8 @@ pub(super) struct RollupFile {
     pub(super) min_window_ms: Option<u64>,
     #[serde(deserialize_with = "num_or_str")]
     pub(super) max_window_ms: Option<u64>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) orphan_ttl_ms: Option<u64>,
 }
 
 /// `[mesh]`: the rings between shards (tuning.md).

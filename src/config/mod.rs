@@ -6,6 +6,7 @@
 mod apps;
 mod file;
 mod flags;
+mod overrides;
 mod policy;
 mod sections;
 mod value;
@@ -13,6 +14,7 @@ mod webhooks;
 
 pub use apps::{App, AppConfig, AppIdempotency, AppIdx, Limits, NamespaceConfig, Registry};
 pub use flags::{Flags, USAGE};
+pub use overrides::{HistoryOverride, RecoveryOverride};
 pub use sections::{
     AiTransport, History, Idempotency, Mesh, Presence, PresenceHistory, RateLimit, RateLimiter, ReplayWindow,
     Versioned, ROLLUP_WINDOWS_MS,
@@ -116,6 +118,7 @@ impl Config {
         }
         apps::check_unique(&apps)?;
         let mut history = sections::history(flags.data_dir, file.storage, file.history)?;
+        overrides::apply(&apps, &mut history)?;
         let presence_history = sections::presence_history(file.presence_history, &mut history)?;
         let config = Config {
             host: flags.host.or(std::env::var("HOST").ok()).or(file.host).unwrap_or_else(|| "0.0.0.0".into()),
@@ -294,6 +297,11 @@ channel_namespaces = [{ name = "chat" }, { name = "quiet", presence_history = { 
 ttl_seconds = 30
 [apps.policy.presence_history]
 enabled = true
+[apps.policy.connection_recovery]
+buffer_ttl_seconds = 30
+max_buffer_size = "20"
+[apps.policy.history]
+max_bytes_per_channel = 1000
 [presence_history]
 max_events_per_channel = "50"
 max_bytes_per_channel = 4096
@@ -312,6 +320,12 @@ max_bytes_per_channel = 4096
         assert!(c.presence_history.enabled);
         assert_eq!(a.idempotency.ttl_seconds, Some(30));
         assert!(a.validate_channel("chat:x").is_ok() && a.validate_channel("market:btc").is_err());
+        let window = a.replay_window(c.replay_window);
+        assert_eq!((window.age.as_secs(), window.count, window.bytes), (30, 20, c.replay_window.bytes));
+        assert!(a.recovery_on(true) && a.history_on(&c.history));
+        let retention = c.history.store.retention_for("a", "chat:x");
+        assert_eq!((retention.max_bytes, retention.max_messages), (Some(1000), c.history.store.retention.max_messages));
+        assert_eq!(c.history.store.retention_for("other-app", "chat:x"), c.history.store.retention);
         let e = load_str(
             "[[apps]]\nid = \"a\"\nkey = \"k\"\nsecret = \"s\"\n[apps.policy.limits]\nmax_event_batch_size = 0",
         )

@@ -3,6 +3,7 @@
 //! name the nested keys.
 
 use super::apps::{AppConfig, AppIdempotency, NamespaceConfig};
+use super::overrides::{HistoryOverride, RecoveryOverride};
 use super::value::{num_or_str, ConfigError};
 use super::webhooks::WebhookConfig;
 use serde::Deserialize;
@@ -17,6 +18,8 @@ pub struct Policy {
     pub webhooks: Option<Vec<WebhookConfig>>,
     pub idempotency: AppIdempotency,
     pub presence_history: PolicySwitch,
+    pub history: HistoryOverride,
+    pub connection_recovery: RecoveryOverride,
 }
 
 /// A `policy` table that only switches a feature (`policy.presence_history`).
@@ -79,7 +82,7 @@ impl ConfigError {
             | "enable_watchlist_events"
             | "annotations_enabled" => Some("features"),
             "allowed_origins" | "channel_namespaces" => Some("channels"),
-            "webhooks" | "idempotency" => Some(""),
+            "webhooks" | "idempotency" | "history" | "connection_recovery" => Some(""),
             "presence_history_enabled" => return ConfigError { key: "policy.presence_history.enabled".into(), ..self },
             _ => Some("limits"),
         };
@@ -126,6 +129,8 @@ impl AppConfig {
             allowed_origins: p.channels.allowed_origins,
             channel_namespaces: p.channels.channel_namespaces,
             idempotency: p.idempotency,
+            history: p.history,
+            connection_recovery: p.connection_recovery,
             webhooks: p.webhooks,
             policy: None,
             ..flat
@@ -163,6 +168,8 @@ impl AppConfig {
             ("channel_namespaces", self.channel_namespaces.is_some()),
             ("idempotency", self.idempotency.enabled.is_some() || self.idempotency.ttl_seconds.is_some()),
             ("webhooks", self.webhooks.is_some()),
+            ("history", self.history != HistoryOverride::default()),
+            ("connection_recovery", self.connection_recovery != RecoveryOverride::default()),
         ];
         given.into_iter().filter(|(_, g)| *g).map(|(n, _)| n).collect()
     }

@@ -6,6 +6,7 @@ use super::file::{
     StorageFile, VersionedFile,
 };
 use super::value::{env, env_bool, positive, ConfigError};
+use crate::protocol::ai::{self, HeaderLimits};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -192,6 +193,15 @@ pub struct AiTransport {
     pub rollup: Duration,
     /// The windows `append_rollup_window` may ask for.
     pub rollup_range_ms: (u64, u64),
+    /// How much `extras.ai` values may hold.
+    pub header_limits: HeaderLimits,
+    /// The longest text a message on an AI channel may grow to (create or appends).
+    pub max_accumulated_bytes: usize,
+    pub max_appends_per_message: u32,
+    /// Messages whose `extras.ai.transport.status` is `streaming`, per channel.
+    pub max_open_streams: usize,
+    /// A streaming message with no change for this long no longer counts as open.
+    pub orphan_ttl: Duration,
 }
 
 impl AiTransport {
@@ -230,7 +240,59 @@ pub(super) fn ai_transport(f: AiTransportFile) -> Result<AiTransport, ConfigErro
             format!("{window} is outside min_window_ms..=max_window_ms ({min}..={max})"),
         ));
     }
-    Ok(AiTransport { enabled, prefixes, rollup: Duration::from_millis(window), rollup_range_ms: (min, max) })
+    let header_limits = HeaderLimits {
+        transport_value_bytes: at_least(
+            "max_transport_value_bytes",
+            env("AI_TRANSPORT_MAX_TRANSPORT_VALUE_BYTES")?.or(f.max_transport_value_bytes),
+            ai::MIN_VALUE_BYTES,
+        )?,
+        steer_ids_bytes: at_least(
+            "max_steer_codec_message_ids_bytes",
+            env("AI_TRANSPORT_MAX_STEER_CODEC_MESSAGE_IDS_BYTES")?.or(f.max_steer_codec_message_ids_bytes),
+            ai::MIN_STEER_IDS_BYTES,
+        )?,
+    };
+    let max_accumulated_bytes = positive(
+        "ai_transport.max_accumulated_message_bytes",
+        env("AI_TRANSPORT_MAX_ACCUMULATED_MESSAGE_BYTES")?.or(f.max_accumulated_message_bytes),
+    )?
+    .unwrap_or(1 << 20);
+    let max_appends = positive(
+        "ai_transport.max_appends_per_message",
+        env("AI_TRANSPORT_MAX_APPENDS_PER_MESSAGE")?.or(f.max_appends_per_message),
+    )?
+    .unwrap_or(4096);
+    let max_open_streams = positive(
+        "ai_transport.max_open_streaming_messages_per_channel",
+        env("AI_TRANSPORT_MAX_OPEN_STREAMING_MESSAGES_PER_CHANNEL")?.or(f.max_open_streaming_messages_per_channel),
+    )?
+    .unwrap_or(1024);
+    let orphan_ttl =
+        positive("ai_transport.rollup.orphan_ttl_ms", env("AI_TRANSPORT_ROLLUP_ORPHAN_TTL_MS")?.or(r.orphan_ttl_ms))?
+            .unwrap_or(60_000);
+    Ok(AiTransport {
+        enabled,
+        prefixes,
+        rollup: Duration::from_millis(window),
+        rollup_range_ms: (min, max),
+        header_limits,
+        max_accumulated_bytes: max_accumulated_bytes as usize,
+        max_appends_per_message: u32::try_from(max_appends).unwrap_or(u32::MAX),
+        max_open_streams: max_open_streams as usize,
+        orphan_ttl: Duration::from_millis(orphan_ttl),
+    })
+}
+
+/// A registry limit the config may raise but not lower: lowering it would refuse messages
+/// every client library is entitled to send.
+fn at_least(key: &str, value: Option<u64>, floor: usize) -> Result<usize, ConfigError> {
+    match value {
+        None => Ok(floor),
+        Some(v) if (v as usize) < floor => {
+            Err(ConfigError::new(format!("ai_transport.{key}"), format!("{v} is below the protocol's {floor}")))
+        }
+        Some(v) => Ok(v as usize),
+    }
 }
 
 /// How shards reach each other (`[mesh]`, tuning.md).

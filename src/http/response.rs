@@ -1,5 +1,6 @@
 //! HTTP responses and the REST API's one error type (`docs/protocol/http-api.md#error-responses`).
 
+use crate::protocol::ai::AiError;
 use crate::publish::PublishError;
 use crate::shard::route::CrossingError;
 use std::fmt;
@@ -76,11 +77,13 @@ pub struct ApiError {
     pub retry_after: Option<u32>,
     /// `X-RateLimit-Limit`, `-Remaining` and `-Reset` of a rate-limited request.
     pub rate: Option<(u32, u32, u64)>,
+    /// The AI Transport registry code of an AI refusal (`code` is then its registry name).
+    pub ai_code: Option<u32>,
 }
 
 impl ApiError {
     pub fn new(status: u16, code: &'static str, message: impl Into<String>) -> ApiError {
-        ApiError { status, code, message: message.into(), retry_after: None, rate: None }
+        ApiError { status, code, message: message.into(), retry_after: None, rate: None, ai_code: None }
     }
     pub fn invalid_input(m: impl Into<String>) -> ApiError {
         Self::new(400, "invalid_input", m)
@@ -124,6 +127,10 @@ impl ApiError {
     pub fn feature_disabled(m: impl Into<String>) -> ApiError {
         Self::new(422, "feature_disabled", m)
     }
+    /// The app keeps no durable history (the server's or its own `history.enabled`).
+    pub fn history_disabled() -> ApiError {
+        Self::feature_disabled("Durable history is not enabled for this app (history.enabled)")
+    }
     /// The store could not take or serve the request; nothing was delivered, a retry is safe.
     pub fn storage(m: impl Into<String>) -> ApiError {
         ApiError { retry_after: Some(1), ..Self::new(503, "storage_unavailable", m) }
@@ -157,12 +164,18 @@ impl From<CrossingError> for ApiError {
     }
 }
 
+impl From<AiError> for ApiError {
+    fn from(e: AiError) -> ApiError {
+        ApiError { ai_code: Some(e.code), ..Self::new(e.status(), e.name(), e.message) }
+    }
+}
+
 impl From<PublishError> for ApiError {
     fn from(e: PublishError) -> ApiError {
         match e {
             PublishError::Storage(why) => ApiError::storage(why),
             PublishError::Unavailable(e) => ApiError::unavailable(e),
-            PublishError::Rejected(r) => ApiError::new(r.status, r.code, r.message),
+            PublishError::Rejected(r) => ApiError { ai_code: r.ai_code, ..ApiError::new(r.status, r.code, r.message) },
         }
     }
 }
@@ -177,7 +190,11 @@ impl From<ApiError> for Response {
     fn from(e: ApiError) -> Response {
         let mut body = b"{\"error\":".to_vec();
         crate::protocol::outbound::push_json_str(&mut body, &e.message);
-        body.extend_from_slice(format!(",\"code\":\"{}\",\"status\":{}}}", e.code, e.status).as_bytes());
+        body.extend_from_slice(format!(",\"code\":\"{}\",\"status\":{}", e.code, e.status).as_bytes());
+        if let Some(ai_code) = e.ai_code {
+            body.extend_from_slice(format!(",\"ai_code\":{ai_code}").as_bytes());
+        }
+        body.push(b'}');
         let mut r = Response::json(e.status, body);
         if let Some((limit, remaining, reset)) = e.rate {
             r = r

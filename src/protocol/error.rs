@@ -2,6 +2,7 @@
 //! and this file alone maps each to its Pusher error code, its message and whether it closes
 //! the socket (`docs/protocol/pusher.md#errors-and-close-codes`).
 
+use super::ai::AiError;
 use std::fmt;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -41,6 +42,9 @@ pub enum ProtocolError {
     /// which it too reports as 4000 on a WebSocket).
     PresenceUpdate(String),
     PresenceUpdateRateLimited,
+    /// An AI event the AI Transport rules refuse: 4000 on the socket, as in the reference, with
+    /// the registry code in the message.
+    Ai(AiError),
     ClientEvent(String),
     /// A history request this socket may not make now.
     HistoryRequest(String),
@@ -84,7 +88,7 @@ impl ProtocolError {
     pub fn code(&self) -> u16 {
         use ProtocolError::*;
         match self {
-            InvalidFormat(_) | InvalidEventName(_) | PresenceUpdate(_) => 4000,
+            InvalidFormat(_) | InvalidEventName(_) | PresenceUpdate(_) | Ai(_) => 4000,
             AppNotFound => 4001,
             AppDisabled => 4003,
             AppOverQuota => 4004,
@@ -132,7 +136,8 @@ impl ProtocolError {
             | RecoveryDisabled
             | NoRecoveryPositions
             | PresenceUpdate(_)
-            | PresenceUpdateRateLimited => false,
+            | PresenceUpdateRateLimited
+            | Ai(_) => false,
         }
     }
 }
@@ -163,6 +168,7 @@ impl fmt::Display for ProtocolError {
             ChannelNameInvalid(why) => write!(f, "Channel name invalid: {why}"),
             History(why) => write!(f, "History error: {why}"),
             PresenceUpdate(why) => write!(f, "Invalid presence update: {why}"),
+            Ai(e) => write!(f, "AI Transport error: {e}"),
             PresenceUpdateRateLimited => f.write_str("Presence update rejected due to rate limit"),
             ClientEvent(why) => write!(f, "Client event error: {why}"),
             HistoryRequest(why) => write!(f, "History request error: {why}"),

@@ -16,6 +16,9 @@ pub struct ClientFrame<'a> {
     pub channel: Option<Cow<'a, str>>,
     #[serde(borrow, default)]
     pub data: Option<LazyValue<'a>>,
+    /// V2 `extras` (AI events carry `extras.ai`).
+    #[serde(borrow, default)]
+    pub extras: Option<LazyValue<'a>>,
 }
 
 /// What a frame asks for, routed by name with either prefix family
@@ -31,6 +34,8 @@ pub enum Command<'a> {
     ChannelHistory,
     PresenceUpdate,
     ClientEvent(&'a str),
+    /// An `ai-*` event (`docs/protocol/v2.md#ai-transport`).
+    AiEvent(&'a str),
     /// Any other name: ignored without an error.
     Other,
 }
@@ -53,6 +58,9 @@ impl<'a> ClientFrame<'a> {
         let name = self.event();
         if name.starts_with("client-") {
             return Command::ClientEvent(name);
+        }
+        if super::ai::is_ai_event(name) {
+            return Command::AiEvent(name);
         }
         let bare = ["pusher:", "sockudo:"].iter().find_map(|p| name.strip_prefix(p));
         match bare {

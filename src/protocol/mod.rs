@@ -1,6 +1,7 @@
 //! The Pusher wire protocol with no I/O: what clients send, what the server answers, channel
 //! naming rules and the protocol's error codes.
 
+pub mod ai;
 pub mod annotations;
 pub mod capabilities;
 pub mod channel;

@@ -122,8 +122,12 @@ impl Mutation {
             }
             VersionAction::Append if self.name.is_some() => return Err("an append cannot change the name".into()),
             VersionAction::Append if self.data.is_none() => return Err("append data is required".into()),
-            VersionAction::Append if self.data.as_deref() == Some("") => {
-                return Err("append data must not be empty".into())
+            // An AI stream may end with an empty terminal append (`docs/protocol/v2.md#ai-transport`).
+            VersionAction::Append
+                if self.data.as_deref() == Some("")
+                    && !super::ai::is_terminal(super::ai::status(self.extras.as_deref()).as_deref()) =>
+            {
+                return Err("append data must not be empty (except in a terminal AI append)".into())
             }
             VersionAction::Delete if self.name.is_some() => return Err("a delete cannot change the name".into()),
             _ => {}

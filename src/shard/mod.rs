@@ -110,10 +110,19 @@ impl Shard {
         self.ctx.stores.as_ref().map(|s| &s.by_shard[self.id])
     }
 
-    /// The store holding `channel`'s history (its owner's), when history is enabled. Reads go
-    /// to it directly from any shard: the store thread serves them, not the owner's executor.
+    /// The store holding `channel`'s history (its owner's), when the app keeps history. Reads
+    /// go to it directly from any shard: the store thread serves them, not the owner's executor.
     pub fn owner_store(&self, app: AppIdx, channel: &str) -> Option<&Store> {
-        self.ctx.stores.as_ref().map(|s| &s.by_shard[self.channel_owner(app, channel)])
+        self.history_on(app).then(|| self.ctx.stores.as_ref().map(|s| &s.by_shard[self.channel_owner(app, channel)]))?
+    }
+
+    /// This shard's store, for the history of an app that keeps history.
+    pub fn history_store(&self, app: AppIdx) -> Option<&Store> {
+        self.store().filter(|_| self.history_on(app))
+    }
+
+    fn history_on(&self, app: AppIdx) -> bool {
+        self.ctx.apps.get(app).history_on(&self.ctx.config.history)
     }
 
     /// Loads the streams this shard's store holds, so serials and stream ids continue after a

@@ -282,6 +282,7 @@ impl Session {
             Command::ChannelHistory => self.channel_history(&frame).await?,
             Command::PresenceUpdate => self.presence_update(&frame).await?,
             Command::ClientEvent(name) => self.client_event(&frame, name)?,
+            Command::AiEvent(name) => self.ai_event(&frame, name)?,
             Command::Other if self.hub.shard.ctx.config.test_hooks && frame.event() == "sockudo_test:panic" => {
                 panic!("test hook: a panic injected into socket {}", self.id)
             }

@@ -1,4 +1,5 @@
-use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// When appends are forced to stable storage.
@@ -27,12 +28,25 @@ impl Default for Retention {
     }
 }
 
+/// The retention of a channel where it is not `StoreConfig::retention`: asked with the app id
+/// and channel name of each stream (an app's or a channel namespace's own settings).
+#[derive(Clone)]
+pub struct RetentionOverrides(pub Arc<RetentionLookup>);
+
+/// `(app id, channel) -> its own retention, if it has one`.
+pub type RetentionLookup = dyn Fn(&str, &str) -> Option<Retention> + Send + Sync;
+
+impl fmt::Debug for RetentionOverrides {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("RetentionOverrides")
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct StoreConfig {
     pub fsync: Fsync,
     pub retention: Retention,
-    /// Overrides of `retention` by app id.
-    pub app_retention: HashMap<String, Retention>,
+    pub overrides: Option<RetentionOverrides>,
     /// Retention of presence streams ([`crate::presence_stream`]), whatever the app.
     pub presence_retention: Retention,
     /// How often the store thread applies age retention and drops expired idempotency keys.
@@ -57,7 +71,7 @@ impl Default for StoreConfig {
         StoreConfig {
             fsync: Fsync::Interval(Duration::from_millis(10)),
             retention: Retention::default(),
-            app_retention: HashMap::new(),
+            overrides: None,
             presence_retention: Retention::default(),
             cleanup_interval: Duration::from_secs(5),
             cache_bytes: 16 << 20,
@@ -74,7 +88,7 @@ impl StoreConfig {
         if crate::presence_channel(channel).is_some() {
             return self.presence_retention;
         }
-        self.app_retention.get(app).copied().unwrap_or(self.retention)
+        self.overrides.as_ref().and_then(|o| (o.0)(app, channel)).unwrap_or(self.retention)
     }
 
     /// fjall asserts (panics) on these limits, so they are checked here and reported as errors.

@@ -23,7 +23,7 @@ mod worker;
 pub use annotation::{
     AnnotationAction, AnnotationRecord, AnnotationWrite, AnnotationsPage, AnnotationsQuery, StoredSummary,
 };
-pub use config::{Fsync, Retention, StoreConfig};
+pub use config::{Fsync, Retention, RetentionOverrides, StoreConfig};
 pub use cursor::{Cursor, CursorCheck, CursorCodec, CursorError};
 pub use error::StorageError;
 pub use migrate::open_all;

@@ -4,7 +4,10 @@ use std::time::Duration;
 
 use common::{append_range, no_age_limit, now_ms, query, read, record, serials, TempDir};
 use futures_executor::block_on;
-use storage::{Bounds, CursorCheck, CursorError, Direction, HistoryQuery, Retention, Store, StoreConfig};
+use std::sync::Arc;
+use storage::{
+    Bounds, CursorCheck, CursorError, Direction, HistoryQuery, Retention, RetentionOverrides, Store, StoreConfig,
+};
 
 /// 30 messages, serial s published at 1000 + 10 s.
 fn filled(dir: &TempDir) -> (Store, String) {
@@ -172,7 +175,9 @@ fn count_retention_advances_the_floor() {
     assert!(!page.continuity.unwrap().truncated_by_retention);
 
     let per_app = StoreConfig {
-        app_retention: [("big".to_string(), Retention { max_age: None, max_messages: None, max_bytes: None })].into(),
+        overrides: Some(RetentionOverrides(Arc::new(|app: &str, _: &str| {
+            (app == "big").then_some(Retention { max_age: None, max_messages: None, max_bytes: None })
+        }))),
         ..cfg
     };
     drop(store);

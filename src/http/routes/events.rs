@@ -5,7 +5,8 @@
 use super::super::request::Request;
 use super::super::response::{ApiError, Response};
 use super::json_body;
-use crate::config::{App, AppIdx, Idempotency};
+use crate::config::{AiTransport, App, AppIdx, Idempotency};
+use crate::protocol::ai::{self, AiError};
 use crate::protocol::outbound::{self, push_json_str};
 use crate::publish::publish;
 use crate::shard::channel::broadcast::{ChannelEvent, EventData};
@@ -31,7 +32,7 @@ pub async fn events(shard: &Rc<Shard>, app_idx: AppIdx, req: &Request) -> Result
         Claimed::Proceed(h) => h,
         Claimed::Repeat(stored) => return Ok(stored),
     };
-    let event = EventRequest::parse(app, &body)?;
+    let event = EventRequest::parse(app, &shard.ctx.config.ai_transport, &body)?;
     let creator = creator(shard, event.exclude).await?;
     let published = publish(shard, app_idx, &event.channels, event.to_channel_event(creator), event.exclude).await?;
     let response = Response::json(200, publish_response(event.info, &published));
@@ -145,6 +146,8 @@ struct EventRequest {
     /// `extras` as raw JSON (an object), forwarded to V2 subscribers only.
     extras: Option<String>,
     ephemeral: bool,
+    /// `extras.ai.transport.status` is `streaming`.
+    opens_stream: bool,
 }
 
 #[derive(Clone, Copy, Default)]
@@ -178,10 +181,11 @@ impl EventRequest {
             message_id: self.message_id.clone(),
             extras: self.extras.clone(),
             ephemeral: self.ephemeral,
+            opens_stream: self.opens_stream,
         })
     }
 
-    fn parse(app: &App, v: &sonic_rs::Value) -> Result<EventRequest, ApiError> {
+    fn parse(app: &App, ai: &AiTransport, v: &sonic_rs::Value) -> Result<EventRequest, ApiError> {
         let text = v.to_string();
         let raw: RawEvent =
             sonic_rs::from_str(&text).map_err(|e| ApiError::unprocessable(format!("Invalid event: {e}")))?;
@@ -232,6 +236,7 @@ impl EventRequest {
         let ephemeral = extras
             .as_deref()
             .is_some_and(|x| sonic_rs::get_from_str(x, ["ephemeral"]).is_ok_and(|v| v.as_raw_str() == "true"));
+        let opens_stream = check_ai(ai, &channels, &name, &data, raw.message_id.as_deref(), extras.as_deref())?;
         if raw.message_id.as_deref().is_some_and(|m| m.is_empty() || m.len() > 128) {
             return Err(ApiError::invalid_input("message_id must be 1 to 128 characters"));
         }
@@ -244,8 +249,44 @@ impl EventRequest {
             message_id: raw.message_id,
             extras,
             ephemeral,
+            opens_stream,
         })
     }
+}
+
+/// The AI Transport rules of an HTTP publish (`docs/protocol/v2.md#ai-transport`): `ai-*`
+/// events and `extras.ai` only on AI channels, where `extras.ai` is checked against the
+/// registry, `message_id` is at most 64 bytes and data at most the accumulated limit. The app
+/// is trusted, so its `*-client-id` values are taken as they are. Returns whether the message
+/// opens a stream (`status` `streaming`).
+fn check_ai(
+    ai: &AiTransport,
+    channels: &[String],
+    name: &str,
+    data: &str,
+    message_id: Option<&str>,
+    extras: Option<&str>,
+) -> Result<bool, ApiError> {
+    let on_ai_channel = channels.iter().filter(|c| ai.is_ai_channel(c)).count();
+    if on_ai_channel < channels.len() && (ai::is_ai_event(name) || ai::has_ai(extras)) {
+        let other = channels.iter().find(|c| !ai.is_ai_channel(c)).map_or("", String::as_str);
+        return Err(AiError::not_permitted(format!("AI Transport is not enabled for channel {other}")).into());
+    }
+    if on_ai_channel == 0 {
+        return Ok(false);
+    }
+    match message_id {
+        Some("") => return Err(AiError::invalid("message_id must not be empty").into()),
+        Some(m) if m.len() > ai::MAX_MESSAGE_ID_BYTES => {
+            return Err(AiError::too_large(format!("message_id is over {} bytes", ai::MAX_MESSAGE_ID_BYTES)).into())
+        }
+        _ => {}
+    }
+    if data.len() > ai.max_accumulated_bytes {
+        return Err(AiError::limit(format!("data is over {} bytes", ai.max_accumulated_bytes)).into());
+    }
+    let transport = ai::check_extras(extras, ai.header_limits)?;
+    Ok(transport.is_some_and(|t| t.get("status") == Some("streaming")))
 }
 
 impl Info {
@@ -283,7 +324,8 @@ pub async fn batch(shard: &Rc<Shard>, app_idx: AppIdx, req: &Request) -> Result<
             app.limits.max_event_batch_size
         )));
     }
-    let events = items.iter().map(|v| EventRequest::parse(app, v)).collect::<Result<Vec<_>, _>>()?;
+    let ai = &shard.ctx.config.ai_transport;
+    let events = items.iter().map(|v| EventRequest::parse(app, ai, v)).collect::<Result<Vec<_>, _>>()?;
     let cfg = &shard.ctx.config.idempotency;
     let item_keys = items.iter().map(|v| idempotency_key(cfg, app, Some(v), None)).collect::<Result<Vec<_>, _>>()?;
     // The header names the whole batch, in a key space of its own.

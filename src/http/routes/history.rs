@@ -19,7 +19,7 @@ pub async fn history(
 ) -> Result<Response, ApiError> {
     let app = shard.ctx.apps.get(app_idx);
     let Some(store) = shard.owner_store(app_idx, channel) else {
-        return Err(ApiError::feature_disabled("Durable history is not enabled on this server"));
+        return Err(ApiError::history_disabled());
     };
     app.validate_channel(channel).map_err(|e| ApiError::invalid_input(e.to_string()))?;
     let params = HistoryParams::from_query(query).map_err(ApiError::invalid_input)?;
@@ -45,8 +45,8 @@ pub async fn history(
 
 /// The owner that holds `channel`'s history, once the request may use it.
 fn operator_target(shard: &Shard, app: AppIdx, channel: &str) -> Result<usize, ApiError> {
-    if shard.store().is_none() {
-        return Err(ApiError::feature_disabled("Durable history is not enabled on this server"));
+    if shard.owner_store(app, channel).is_none() {
+        return Err(ApiError::history_disabled());
     }
     shard.ctx.apps.get(app).validate_channel(channel).map_err(|e| ApiError::invalid_input(e.to_string()))?;
     Ok(shard.channel_owner(app, channel))

@@ -6,6 +6,7 @@ use super::super::request::Request;
 use super::super::response::{ApiError, Response};
 use super::json_body;
 use crate::config::AppIdx;
+use crate::protocol::ai::{self, AiError};
 use crate::protocol::capabilities::Op;
 use crate::protocol::mutation::Mutation;
 use crate::protocol::versioned;
@@ -28,6 +29,9 @@ pub(super) struct Target<'a> {
 }
 
 pub(super) fn target<'a>(shard: &'a Shard, app: AppIdx, channel: &str, serial: &str) -> Result<Target<'a>, ApiError> {
+    if !shard.ctx.config.versioned.enabled && shard.ctx.config.ai_transport.is_ai_channel(channel) {
+        return Err(AiError::mutable_not_permitted().into());
+    }
     if !shard.ctx.config.versioned.enabled {
         return Err(ApiError::feature_disabled(
             "Versioned messages are not enabled on this server (versioned_messages.enabled and durable history)",
@@ -35,7 +39,7 @@ pub(super) fn target<'a>(shard: &'a Shard, app: AppIdx, channel: &str, serial: &
     }
     let a = shard.ctx.apps.get(app);
     a.validate_channel(channel).map_err(|e| ApiError::invalid_input(e.to_string()))?;
-    let store = shard.owner_store(app, channel).expect("versioned messages need durable history");
+    let store = shard.owner_store(app, channel).ok_or_else(ApiError::history_disabled)?;
     let (message, stream_id) = versioned::parse_serial(serial).ok_or_else(unknown)?;
     Ok(Target { store, app_id: &a.id, message, stream_id: stream_id.to_owned() })
 }
@@ -55,6 +59,28 @@ pub async fn mutate(
 ) -> Result<Response, ApiError> {
     let t = target(shard, app, channel, serial)?;
     let mutation = Mutation::parse(action, &json_body(req)?).map_err(ApiError::invalid_input)?;
+    let ai = &shard.ctx.config.ai_transport;
+    let on_ai_channel = ai.is_ai_channel(channel);
+    if on_ai_channel {
+        ai::check_extras(mutation.extras.as_deref(), ai.header_limits)?;
+    } else if ai::has_ai(mutation.extras.as_deref()) {
+        return Err(AiError::not_permitted(format!("AI Transport is not enabled for channel {channel}")).into());
+    }
+    // On an AI channel a mutation the actor may not make is the registry's 93002.
+    let refused = |e: ApiError| match e.status {
+        401 if on_ai_channel => AiError::mutable_not_permitted().into(),
+        _ => e,
+    };
+    mutate_as_actor(shard, app, channel, t, mutation).await.map_err(refused)
+}
+
+async fn mutate_as_actor(
+    shard: &Rc<Shard>,
+    app: AppIdx,
+    channel: &str,
+    t: Target<'_>,
+    mutation: Mutation,
+) -> Result<Response, ApiError> {
     let limit = shard.ctx.apps.get(app).limits.max_event_payload_bytes;
     if let Some(data) = mutation.data.as_deref().filter(|d| d.len() > limit) {
         return Err(ApiError::payload_too_large(format!(

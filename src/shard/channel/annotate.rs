@@ -88,7 +88,7 @@ impl Shard {
             },
             Change::Delete { target, actor, own_only } => {
                 let refuse =
-                    |status, code, message: String| Err(OpFailure::Rejected(Rejection { status, code, message }));
+                    |status, code, message: String| Err(OpFailure::Rejected(Rejection::new(status, code, message)));
                 let Some(t) = entry.annotations.iter().find(|r| r.serial == target) else {
                     reply.send(refuse(404, "not_found", "no annotation with this serial on the message".into()));
                     return None;

@@ -77,6 +77,9 @@ pub struct ChannelEvent {
     pub extras: Option<String>,
     /// `extras.ephemeral`: no serial, no replay buffer (`docs/protocol/v2.md#ephemeral-messages`).
     pub ephemeral: bool,
+    /// `extras.ai.transport.status` is `streaming`: as a versioned create on an AI channel,
+    /// the message opens a stream (`ai_streams.rs`).
+    pub opens_stream: bool,
 }
 
 pub enum EventData {

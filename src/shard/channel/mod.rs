@@ -16,9 +16,11 @@
 //! | [`operator::HistoryState`], `HistoryReset`, `HistoryPurge` | `operator.rs` | the operator's history controls |
 //!
 //! `commit.rs` orders stored messages between their append and their delivery;
+//! `ai_streams.rs` counts an AI channel's open streams against their limit;
 //! `message_cache.rs` holds the mutable messages being mutated or annotated; `webhooks.rs` decides the
 //! count-derived webhook events, which only the owner can.
 
+pub mod ai_streams;
 pub mod annotate;
 pub mod broadcast;
 pub mod commit;
@@ -38,6 +40,7 @@ pub mod webhooks;
 use super::route::{Request, Responder};
 use super::Shard;
 use crate::config::AppIdx;
+use crate::protocol::ai::AiError;
 use crate::protocol::channel::{self, Kind};
 use crate::protocol::versioned::Ack;
 use crate::socket_id::SocketId;
@@ -70,6 +73,8 @@ pub struct ChannelState {
     presence: Option<presence_log::PresenceLog>,
     /// An AI channel's open rollup window.
     rollup: Option<rollup::Rollup>,
+    /// An AI channel's streaming messages, once it has had one.
+    open_streams: Option<Box<ai_streams::OpenStreams>>,
 }
 
 impl ChannelState {
@@ -82,6 +87,7 @@ impl ChannelState {
             stream,
             presence: None,
             rollup: None,
+            open_streams: None,
         }
     }
 
@@ -209,15 +215,25 @@ pub struct Rejection {
     pub status: u16,
     pub code: &'static str,
     pub message: String,
+    /// The AI Transport registry code, for a refusal of the AI conventions.
+    pub ai_code: Option<u32>,
 }
 
 impl Rejection {
+    pub fn new(status: u16, code: &'static str, message: String) -> Rejection {
+        Rejection { status, code, message, ai_code: None }
+    }
+
     pub fn not_found(message: String) -> Rejection {
-        Rejection { status: 404, code: "not_found", message }
+        Self::new(404, "not_found", message)
     }
 
     pub fn invalid(message: String) -> Rejection {
-        Rejection { status: 400, code: "invalid_input", message }
+        Self::new(400, "invalid_input", message)
+    }
+
+    pub fn ai(e: AiError) -> Rejection {
+        Rejection { status: e.status(), code: e.name(), ai_code: Some(e.code), message: e.message }
     }
 }
 

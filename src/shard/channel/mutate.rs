@@ -12,6 +12,8 @@ use super::message_cache::{Entry, HeldReceipt, Lookup, MessageKey, Pending};
 use super::rollup::RollupPart;
 use super::stream::Kept;
 use super::{is_presence, ChannelOp, Done, OpFailure, Operation, Rejection};
+use crate::config::AiTransport;
+use crate::protocol::ai::{self, AiError};
 use crate::protocol::mutation::Mutation;
 use crate::protocol::outbound::{self, Data, Position};
 use crate::protocol::versioned::{self, Ack, VersionFrame};
@@ -60,7 +62,7 @@ impl Shard {
                 return;
             }
         }
-        let Some(store) = self.store() else {
+        let Some(store) = self.history_store(app) else {
             pending.fail(OpFailure::Rejected(Rejection::invalid("durable history is not enabled".into())));
             return;
         };
@@ -135,15 +137,15 @@ impl Shard {
         let digest = m.mutation.digest();
         let action = m.mutation.action;
         if m.own_only && (m.actor.is_none() || entry.state.creator_client_id != m.actor) {
-            reply.send(Err(OpFailure::Rejected(Rejection {
-                status: 401,
-                code: "auth_failed",
-                message: format!(
+            reply.send(Err(OpFailure::Rejected(Rejection::new(
+                401,
+                "auth_failed",
+                format!(
                     "the socket may {} only its own messages, and this one was not created by {:?}",
                     versioned::action_name(action),
                     m.actor.as_deref().unwrap_or_default()
                 ),
-            })));
+            ))));
             return None;
         }
         if let Some(op_id) = m.mutation.op_id.as_deref() {
@@ -154,32 +156,47 @@ impl Shard {
                         versioned::action_name(action)
                     )))),
                     // The first request is still being stored: its outcome is not known yet.
-                    (true, false) => Err(OpFailure::Rejected(Rejection {
-                        status: 503,
-                        code: "backpressure",
-                        message: format!("a mutation with op_id {op_id:?} is still being stored; retry"),
-                    })),
+                    (true, false) => Err(OpFailure::Rejected(Rejection::new(
+                        503,
+                        "backpressure",
+                        format!("a mutation with op_id {op_id:?} is still being stored; retry"),
+                    ))),
                     (true, true) => Ok(self.duplicate(app, &channel, &message_serial, &stream_id, entry, r)),
                 });
                 return None;
             }
         }
-        if let Err(rejection) = check(&entry.state, &m.mutation) {
+        let ai = &self.ctx.config.ai_transport;
+        let on_ai_channel = ai.is_ai_channel(&channel);
+        if let Err(rejection) = check(&entry.state, &m.mutation, on_ai_channel.then_some(ai)) {
             reply.send(Err(OpFailure::Rejected(rejection)));
             return None;
         }
-        let Some(store) = self.store() else { unreachable!("mutations are checked for a store first") };
+        // Whether the message streams once this applies (`ai_streams.rs`); a delete ends it.
+        let streams = on_ai_channel && action != VersionAction::Delete && {
+            let extras = if m.mutation.clear.extras { None } else { m.mutation.extras.as_deref() };
+            ai::status(extras.or(entry.state.extras.as_deref())).as_deref() == Some("streaming")
+        };
+        let Some(store) = self.history_store(app) else { unreachable!("mutations are checked for a store first") };
         let now = Instant::now();
         let now_ms = unix_ms();
         let mut channels = self.channels.borrow_mut();
-        let stream = &mut channels.entry(app, &channel).stream;
-        if *stream.id != *stream_id {
+        let ch = channels.entry(app, &channel);
+        if *ch.stream.id != *stream_id {
             // An operator reset the stream while the message was being read: it is gone.
             drop(channels);
             reply.send(Err(OpFailure::Rejected(unknown_message())));
             return None;
         }
-        let (serial, epoch) = stream.next_serial();
+        if let Err(e) = if streams { ch.admit_stream(ai, Some(m.message), now) } else { Ok(()) } {
+            drop(channels);
+            reply.send(Err(OpFailure::Rejected(Rejection::ai(e))));
+            return None;
+        }
+        let (serial, epoch) = ch.stream.next_serial();
+        if on_ai_channel {
+            ch.track_stream(m.message, streams, now);
+        }
         drop(channels);
         let message_id = outbound::uuid_v4();
         let ack = Ack {
@@ -244,15 +261,11 @@ impl Shard {
         // Crosses to this shard's store thread: the row, the version and the receipt in one batch.
         let ticket = store.append_version(&self.ctx.apps.get(app).id, &channel, &stream_id, serial, history, write);
         let durable = (self.ctx.config.history.store.fsync == storage::Fsync::Always).then_some(ticket.durable);
-        let ai = &self.ctx.config.ai_transport;
-        let rollup =
-            (action == VersionAction::Append && !ai.rollup.is_zero() && ai.is_ai_channel(&channel)).then(|| {
-                RollupPart {
-                    message: m.message,
-                    fragment: fragment.to_owned(),
-                    terminal: RollupPart::is_terminal(m.mutation.extras.as_deref()),
-                }
-            });
+        let rollup = (action == VersionAction::Append && !ai.rollup.is_zero() && on_ai_channel).then(|| RollupPart {
+            message: m.message,
+            fragment: fragment.to_owned(),
+            terminal: ai::is_terminal(ai::status(m.mutation.extras.as_deref()).as_deref()),
+        });
         let mut kept = Kept::new(serial, now, message_id.as_str().into(), v2.clone());
         if action == VersionAction::Append {
             kept.append_to = Some(m.message);
@@ -322,10 +335,36 @@ pub(super) fn unknown_message() -> Rejection {
 }
 
 /// Whether `m` applies to the message as it stands: an append needs text (or no data) to
-/// extend, and may not make it larger than `MAX_AGGREGATE_BYTES`.
-fn check(now: &MessageState, m: &Mutation) -> Result<(), Rejection> {
+/// extend, and may not make it larger than `MAX_AGGREGATE_BYTES`. On an AI channel (`ai`) the
+/// AI Transport limits apply instead, and nothing may be appended after a terminal status.
+fn check(now: &MessageState, m: &Mutation, ai: Option<&AiTransport>) -> Result<(), Rejection> {
+    let limit = ai.map_or(MAX_AGGREGATE_BYTES, |a| a.max_accumulated_bytes);
+    let too_large = |size: usize| {
+        let message = format!("the message would hold {size} bytes; at most {limit}");
+        match ai {
+            Some(_) => Rejection::ai(AiError::limit(message)),
+            None => Rejection::new(413, "payload_too_large", message),
+        }
+    };
     if m.action != VersionAction::Append {
-        return Ok(());
+        // An AI message's update or delete is held to the same size as its appends.
+        return match m.data.as_deref().map(str::len) {
+            Some(size) if ai.is_some() && size > limit => Err(too_large(size)),
+            _ => Ok(()),
+        };
+    }
+    if let Some(ai) = ai {
+        if ai::is_terminal(ai::status(now.extras.as_deref()).as_deref()) {
+            return Err(Rejection::invalid(
+                "cannot append to a terminal message (its extras.ai.transport.status is complete or cancelled)".into(),
+            ));
+        }
+        if now.appends >= ai.max_appends_per_message {
+            return Err(Rejection::ai(AiError::limit(format!(
+                "the message has {} appends; at most {} (ai_transport.max_appends_per_message)",
+                now.appends, ai.max_appends_per_message
+            ))));
+        }
     }
     let base = match &now.data {
         VersionData::Absent => 0,
@@ -335,14 +374,8 @@ fn check(now: &MessageState, m: &Mutation) -> Result<(), Rejection> {
         }
     };
     let grown = base + m.data.as_deref().map_or(0, str::len);
-    if grown > MAX_AGGREGATE_BYTES {
-        return Err(Rejection {
-            status: 413,
-            code: "payload_too_large",
-            message: format!(
-                "the message would grow to {grown} bytes; appends may make it at most {MAX_AGGREGATE_BYTES}"
-            ),
-        });
+    if grown > limit {
+        return Err(too_large(grown));
     }
     Ok(())
 }

@@ -34,7 +34,7 @@ impl Request for HistoryState {
 
     fn handle(self, shard: &Rc<Shard>, reply: Responder<Self>) {
         let (stream_id, next_serial) = shard.stream_position(self.app, &self.channel);
-        let Some(store) = shard.store() else {
+        let Some(store) = shard.history_store(self.app) else {
             reply.send(Ok(StreamView { stream_id, next_serial, stored: None }));
             return;
         };
@@ -56,7 +56,7 @@ impl Request for HistoryReset {
     type Reply = Result<Purged, StorageError>;
 
     fn handle(self, shard: &Rc<Shard>, reply: Responder<Self>) {
-        let Some(store) = shard.store() else {
+        let Some(store) = shard.history_store(self.app) else {
             reply.send(Err(StorageError::InvalidInput("durable history is not enabled".into())));
             return;
         };
@@ -79,7 +79,7 @@ impl Request for HistoryPurge {
     type Reply = Result<Option<Purged>, StorageError>;
 
     fn handle(self, shard: &Rc<Shard>, reply: Responder<Self>) {
-        let Some(store) = shard.store() else {
+        let Some(store) = shard.history_store(self.app) else {
             reply.send(Err(StorageError::InvalidInput("durable history is not enabled".into())));
             return;
         };

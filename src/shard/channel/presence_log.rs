@@ -45,7 +45,7 @@ impl Shard {
         t: Transition<'_>,
     ) {
         let a = self.ctx.apps.get(app);
-        let Some(store) = self.store().filter(|_| self.ctx.config.presence_history.enabled) else { return };
+        let Some(store) = self.history_store(app).filter(|_| self.ctx.config.presence_history.enabled) else { return };
         if !a.presence_history_allowed(channel) {
             return;
         }
@@ -112,7 +112,7 @@ impl Request for PresenceLogReset {
     type Reply = Result<Purged, StorageError>;
 
     fn handle(self, shard: &Rc<Shard>, reply: Responder<Self>) {
-        let Some(store) = shard.store() else {
+        let Some(store) = shard.history_store(self.app) else {
             reply.send(Err(StorageError::InvalidInput("durable history is not enabled".into())));
             return;
         };

@@ -5,7 +5,7 @@
 use super::broadcast::{Broadcast, ChannelEvent, Deliver, EventData};
 use super::commit::{message_write_failure, Append, Commit, Step, VersionCommit};
 use super::stream::Kept;
-use super::{is_presence, ChannelOp, ChannelState, Done, Occupancy, OpFailure, Origin};
+use super::{is_presence, ChannelOp, ChannelState, Done, Occupancy, OpFailure, Origin, Rejection};
 use crate::protocol::outbound::{self, Data, Position};
 use crate::protocol::{channel, versioned};
 use crate::shard::route::{CrossingError, Msg, Responder};
@@ -43,6 +43,20 @@ impl Shard {
                 reply.send(Err(OpFailure::Overloaded(CrossingError::Overloaded { shard: busy })));
                 return;
             }
+            // With versioned messages every stored HTTP publish is a mutable message's create:
+            // its frame carries the reserved headers and its ack the serials that name it.
+            let versioned = origin == Origin::Http && self.ctx.config.versioned.enabled;
+            let ai = &self.ctx.config.ai_transport;
+            let store = self.history_store(app);
+            let opens_stream =
+                event.opens_stream && versioned && !event.ephemeral && store.is_some() && ai.is_ai_channel(&channel);
+            if opens_stream {
+                if let Err(e) = ch.admit_stream(ai, None, now) {
+                    drop(channels);
+                    reply.send(Err(OpFailure::Rejected(Rejection::ai(e))));
+                    return;
+                }
+            }
             let stream = &mut ch.stream;
             let place = (!event.ephemeral).then(|| stream.next_serial());
             let serial = place.map(|(s, _)| s);
@@ -53,10 +67,7 @@ impl Shard {
             };
             let user_id = event.user_id.as_deref();
             let now_ms = unix_ms();
-            // With versioned messages every stored HTTP publish is a mutable message's create:
-            // its frame carries the reserved headers and its ack the serials that name it.
-            let versioned = origin == Origin::Http && self.ctx.config.versioned.enabled;
-            let create = match (self.store(), place) {
+            let create = match (store, place) {
                 (Some(_), Some((serial, _))) if versioned => Some(versioned::Ack::create(serial, &stream.id)),
                 _ => None,
             };
@@ -68,7 +79,7 @@ impl Shard {
             let v1 = Arc::new(outbound::event(&event.name, Some(&channel), data, user_id));
             let v2 = Arc::new(outbound::v2_event(&event.name, &channel, data, user_id, pos, extras.as_deref()));
             let message = Broadcast::new(serial, now, Some(v1), v2.clone());
-            let append = match (self.store(), place) {
+            let append = match (store, place) {
                 (Some(store), Some((serial, epoch))) => {
                     let mut record = storage::HistoryRecord {
                         published_at_ms: now_ms,
@@ -99,6 +110,9 @@ impl Shard {
             let kept = serial.map(|serial| Kept::new(serial, now, message_id.as_str().into(), v2));
             let version = create.map(|ack| VersionCommit { ack, message: None, op_id: None });
             let stream_id = stream.id.clone();
+            if let (true, Some(serial)) = (opens_stream, serial) {
+                ch.track_stream(serial, true, now);
+            }
             Commit { app, channel, stream_id, append, message, kept, version, exclude, origin, reply, rollup: None }
         };
         if commit.append.is_none() && self.pipeline.is_idle() {
@@ -136,7 +150,7 @@ impl Shard {
             return;
         }
         if let Some(kept) = kept.filter(|_| same_stream) {
-            ch.stream.remember(kept, self.ctx.config.replay_window);
+            ch.stream.remember(kept, self.ctx.apps.get(app).replay_window(self.ctx.config.replay_window));
         }
         if channel::channel_type(&channel).cache && origin == Origin::Http {
             ch.cache = Some((message.clone(), Instant::now() + CACHE_TTL));

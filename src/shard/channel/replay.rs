@@ -42,8 +42,8 @@ impl Request for Replay {
 
     fn handle(self, shard: &Rc<Shard>, reply: Responder<Self>) {
         let Replay { app, channel, position: pos, legacy } = self;
-        let max = shard.ctx.config.replay_window.count as u64;
-        let durable = shard.store().is_some();
+        let max = shard.ctx.apps.get(app).replay_window(shard.ctx.config.replay_window).count as u64;
+        let durable = shard.history_store(app).is_some();
         let mut channels = shard.channels.borrow_mut();
         let ch = channels.entry(app, &channel);
         // The replay ends at the head: what a rollup window holds goes out first.

@@ -18,7 +18,6 @@ use crate::protocol::outbound::Encoding;
 use crate::protocol::versioned;
 use crate::shard::route::{Request, Responder};
 use crate::shard::Shard;
-use sonic_rs::JsonValueTrait;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -31,14 +30,6 @@ pub struct RollupPart {
     /// A terminal append (`extras.ai.transport.status` `complete` or `cancelled`) is never
     /// held: it flushes the others and goes out at once.
     pub terminal: bool,
-}
-
-impl RollupPart {
-    pub fn is_terminal(extras: Option<&str>) -> bool {
-        let Some(v) = extras.and_then(|e| sonic_rs::from_str::<sonic_rs::Value>(e).ok()) else { return false };
-        let status = v.get("ai").and_then(|a| a.get("transport")).and_then(|t| t.get("status"));
-        matches!(status.and_then(|s| s.as_str()), Some("complete" | "cancelled"))
-    }
 }
 
 /// A channel's open window: when it opened, and the appends released since.
@@ -136,18 +127,5 @@ impl Request for FlushRollup {
             shard.flush_rollup(ch, self.app, &self.channel);
         }
         reply.send(());
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn terminal_appends() {
-        assert!(RollupPart::is_terminal(Some(r#"{"ai":{"transport":{"status":"complete"}}}"#)));
-        assert!(RollupPart::is_terminal(Some(r#"{"ai":{"transport":{"status":"cancelled"}}}"#)));
-        assert!(!RollupPart::is_terminal(Some(r#"{"ai":{"transport":{"status":"streaming"}}}"#)));
-        assert!(!RollupPart::is_terminal(Some("{}")) && !RollupPart::is_terminal(None));
     }
 }

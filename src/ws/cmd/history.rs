@@ -18,7 +18,7 @@ impl Session {
         let request = inbound::HistoryRequest::parse(frame)?;
         let channel = request.channel;
         let Some(store) = self.shard().owner_store(self.app, &channel) else {
-            return Err(ProtocolError::history("durable history is not enabled on this server"));
+            return Err(ProtocolError::history("durable history is not enabled for this app (history.enabled)"));
         };
         let attach = self
             .with_socket(|s| s.channels.get(channel.as_str()).map(|sub| sub.attach_serial))

@@ -1,6 +1,7 @@
 //! The client commands, one file each: what the command's data must be, what it does and what
 //! it answers. Each is a method of the socket's `Session`; `session.rs` dispatches to them.
 
+mod ai_event;
 mod client_event;
 mod history;
 mod presence_update;

@@ -22,7 +22,7 @@ impl Session {
     /// holds its continuity gate, so live frames wait behind the replay; on an older
     /// subscription, messages after the attach serial already arrived live and are not repeated.
     pub(in crate::ws) async fn resume(&self, frame: &ClientFrame<'_>) -> Result<(), ProtocolError> {
-        if !self.shard().ctx.config.recovery_enabled {
+        if !self.app().recovery_on(self.shard().ctx.config.recovery_enabled) {
             return Err(ProtocolError::RecoveryDisabled);
         }
         let request = inbound::Resume::parse(frame)?;

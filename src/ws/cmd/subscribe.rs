@@ -28,8 +28,8 @@ impl Session {
             if self.dialect == Dialect::V1 {
                 return Err(ProtocolError::history("rewind only supported on protocol V2"));
             }
-            if ctx.stores.is_none() || !ctx.config.history.rewind_enabled {
-                return Err(ProtocolError::history("rewind is not enabled on this server"));
+            if !self.app().rewind_allowed(&sub.channel, &ctx.config.history) {
+                return Err(ProtocolError::history(format!("rewind is not enabled for channel {}", sub.channel)));
             }
         }
         let rewind = sub.rewind;
@@ -55,7 +55,9 @@ impl Session {
         let annotation_mode = sub.annotations;
         // V2 subscribers get a continuity gate: a resume or rewind can then put older messages
         // ahead of the live ones that arrive meanwhile.
-        let gated = dialect == Dialect::V2 && (ctx.config.recovery_enabled || ctx.stores.is_some());
+        let app = self.app();
+        let gated = dialect == Dialect::V2
+            && (app.recovery_on(ctx.config.recovery_enabled) || app.history_on(&ctx.config.history));
         let ch = channel.clone();
         // Runs when the owner's answer is handled, before any later delivery from it.
         let on_answer = move |shard: &Rc<Shard>,

@@ -379,8 +379,20 @@ impl Server {
 
     /// Signed REST call as `self.app`; `body` is sent as `application/json`.
     pub fn api(&self, method: &str, path: &str, query: &[(&str, &str)], body: Option<&Value>) -> Response {
+        self.api_as(&self.app, method, path, query, body)
+    }
+
+    /// Signed REST call as another app of the server; `body` is sent as `application/json`.
+    pub fn api_as(
+        &self,
+        app: &App,
+        method: &str,
+        path: &str,
+        query: &[(&str, &str)],
+        body: Option<&Value>,
+    ) -> Response {
         let body = body.map(|b| b.to_string().into_bytes());
-        self.api_raw(&self.app, method, path, query, body.as_deref(), &[("Content-Type", "application/json")])
+        self.api_raw(app, method, path, query, body.as_deref(), &[("Content-Type", "application/json")])
     }
 
     /// Signed REST call with full control over app, body bytes and headers.

@@ -22,21 +22,19 @@ fn cfg(order: &[&App]) -> String {
 }
 
 fn history_serials(s: &Server, app: &App, channel: &str) -> Vec<u64> {
-    let r = s.api_raw(
+    let r = s.api_as(
         app,
         "GET",
         &app.path(&format!("/channels/{channel}/history")),
         &[("direction", "oldest_first")],
         None,
-        &[],
     );
     assert_eq!(r.status, 200, "{}", r.text());
     r.json()["items"].as_array().unwrap().iter().map(|i| i["serial"].as_u64().unwrap()).collect()
 }
 
 fn publish(s: &Server, app: &App, body: serde_json::Value) -> Response {
-    let body = body.to_string().into_bytes();
-    s.api_raw(app, "POST", &app.path("/events"), &[], Some(&body), &[("Content-Type", "application/json")])
+    s.api_as(app, "POST", &app.path("/events"), &[], Some(&body))
 }
 
 #[test]
