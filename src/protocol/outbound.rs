@@ -192,12 +192,21 @@ pub fn connection_established(d: Dialect, socket_id: &str, activity_timeout: u64
 
 /// `pusher:error` with an object `data` and no `channel` (`docs/protocol/pusher.md#error-frame`).
 pub fn error(d: Dialect, code: u16, message: &str) -> Vec<u8> {
+    error_frame(d, code, None, message)
+}
+
+/// An error about one channel of a subscription that stands (`docs/protocol/v2.md#v2-error-codes`).
+pub fn channel_error(d: Dialect, code: u16, channel: &str, message: &str) -> Vec<u8> {
+    error_frame(d, code, Some(channel), message)
+}
+
+fn error_frame(d: Dialect, code: u16, channel: Option<&str>, message: &str) -> Vec<u8> {
     let mut data = Vec::with_capacity(32 + message.len());
     data.extend_from_slice(format!("{{\"code\":{code},\"message\":").as_bytes());
     push_json_str(&mut data, message);
     data.push(b'}');
     let data = String::from_utf8(data).expect("JSON built from UTF-8");
-    event(&system(d, false, "error"), None, Data::Raw(&data), None)
+    event(&system(d, false, "error"), channel, Data::Raw(&data), None)
 }
 
 /// `pusher:ping` / `pusher:pong` carry no `data` field at all.

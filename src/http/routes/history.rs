@@ -9,7 +9,7 @@ use crate::protocol::operator::{self, StreamDescription};
 use crate::shard::channel::operator::{HistoryPurge, HistoryReset, HistoryState};
 use crate::shard::Shard;
 use std::rc::Rc;
-use storage::{Direction, HistoryQuery, HistoryView, StorageError};
+use storage::{Direction, HistoryPage, HistoryQuery, HistoryView, StorageError, Store};
 
 pub async fn history(
     shard: &Rc<Shard>,
@@ -35,12 +35,17 @@ pub async fn history(
         cursor: params.cursor,
         view: HistoryView::Latest,
     };
+    let page = read_page(store, q).await?;
+    Ok(Response::json(200, page_json(channel, &page, direction, limit, &params.bounds, None)))
+}
+
+/// A page of a stream's history; a cursor the store refuses is the client's error.
+pub(super) async fn read_page(store: &Store, query: HistoryQuery) -> Result<HistoryPage, ApiError> {
     // Crosses to the owner shard's store thread; no executor is involved in the read.
-    let page = store.read_history(q).await.map_err(|e| match e {
+    store.read_history(query).await.map_err(|e| match e {
         StorageError::Cursor(c) => ApiError::invalid_input(c.to_string()),
         other => ApiError::storage(other.to_string()),
-    })?;
-    Ok(Response::json(200, page_json(channel, &page, direction, limit, &params.bounds, None)))
+    })
 }
 
 /// The owner that holds `channel`'s history, once the request may use it.

@@ -3,6 +3,7 @@
 //! straight from the store of the channel's owner; the owner tells the stream's id and health.
 
 use super::super::response::{ApiError, Response};
+use super::history::read_page;
 use crate::config::AppIdx;
 use crate::protocol::channel::{self, Kind};
 use crate::protocol::history::{Counted, HistoryParams};
@@ -11,7 +12,7 @@ use crate::protocol::presence_history::{self as wire, Snapshot, SnapshotAt};
 use crate::shard::channel::presence_log::{PresenceLogReset, PresenceLogState, PresenceLogView};
 use crate::shard::Shard;
 use std::rc::Rc;
-use storage::{Bounds, Direction, HistoryPage, HistoryQuery, HistoryView, StorageError, Store};
+use storage::{Bounds, Direction, HistoryQuery, HistoryView, Store};
 
 /// Records read per store request while a snapshot replays them.
 const SNAPSHOT_PAGE: usize = 1000;
@@ -35,14 +36,6 @@ async fn target<'s>(
     let owner = shard.channel_owner(app, channel);
     let view = shard.invoke_on(owner, PresenceLogState { app, channel: channel.into() }).await?;
     Ok((store, view))
-}
-
-async fn read(store: &Store, query: HistoryQuery) -> Result<HistoryPage, ApiError> {
-    // Crosses to the owner shard's store thread; no executor is involved in the read.
-    store.read_history(query).await.map_err(|e| match e {
-        StorageError::Cursor(c) => ApiError::invalid_input(c.to_string()),
-        other => ApiError::storage(other.to_string()),
-    })
 }
 
 fn query(
@@ -77,7 +70,7 @@ pub async fn history(
     let limit = params.limit.unwrap_or(max).min(max);
     let direction = params.direction.unwrap_or(Direction::NewestFirst);
     let q = HistoryQuery { cursor: params.cursor, ..query(shard, app, channel, limit, direction, params.bounds) };
-    let page = read(store, q).await?;
+    let page = read_page(store, q).await?;
     let json = wire::page_json(&page, direction, limit, &params.bounds, &view.stream_id, view.degraded);
     Ok(Response::json(200, json))
 }
@@ -96,7 +89,7 @@ pub async fn snapshot(
     let bounds = Bounds { end_serial: at.serial, end_time_ms: at.time_ms, ..Bounds::default() };
     let mut q = query(shard, app, channel, SNAPSHOT_PAGE, Direction::OldestFirst, bounds);
     let mut snapshot = Snapshot::default();
-    let mut first = read(store, q.clone()).await?;
+    let mut first = read_page(store, q.clone()).await?;
     let continuity = first.continuity.take();
     let floor = continuity.as_ref().and_then(|c| c.oldest_available_serial);
     if at.time_ms.is_none() && floor.is_some_and(|f| f > 1) {
@@ -116,7 +109,7 @@ pub async fn snapshot(
         match page.next_cursor.take() {
             Some(cursor) => {
                 q.cursor = Some(cursor);
-                page = read(store, q.clone()).await?;
+                page = read_page(store, q.clone()).await?;
             }
             None => break,
         }

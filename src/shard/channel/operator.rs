@@ -61,7 +61,13 @@ impl Request for HistoryReset {
             return;
         };
         let new_id: Arc<str> = outbound::uuid_v4().into();
-        shard.channels.borrow_mut().entry(self.app, &self.channel).stream = Stream::resume(new_id.clone(), 0);
+        {
+            let mut channels = shard.channels.borrow_mut();
+            let ch = channels.entry(self.app, &self.channel);
+            ch.stream = Stream::resume(new_id.clone(), 0);
+            // The old stream's messages are gone, streaming or not.
+            ch.open_streams = None;
+        }
         shard.messages.borrow_mut().forget_channel(self.app, &self.channel);
         let reset = store.reset_stream(&shard.ctx.apps.get(self.app).id, &self.channel, &new_id);
         crate::shard::spawn(shard, "history reset", async move { reply.send(reset.await) });

@@ -165,6 +165,9 @@ impl Session {
             Ok(s) => s,
             Err(e) => {
                 log::warn!("shard {}: summaries of {channel} could not be read: {e}", shard.id);
+                // The subscription stands; the client is told what it lacks (4100: retry later).
+                let why = format!("the annotation summaries could not be read ({e}); subscribe again to get them");
+                self.send(&outbound::channel_error(self.dialect, 4100, channel, &why));
                 return;
             }
         };
