@@ -113,7 +113,8 @@ impl Shard {
     /// The store holding `channel`'s history (its owner's), when the app keeps history. Reads
     /// go to it directly from any shard: the store thread serves them, not the owner's executor.
     pub fn owner_store(&self, app: AppIdx, channel: &str) -> Option<&Store> {
-        self.history_on(app).then(|| self.ctx.stores.as_ref().map(|s| &s.by_shard[self.channel_owner(app, channel)]))?
+        let stores = self.ctx.stores.as_ref().filter(|_| self.history_on(app))?;
+        Some(&stores.by_shard[self.channel_owner(app, channel)])
     }
 
     /// This shard's store, for the history of an app that keeps history.

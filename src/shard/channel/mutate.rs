@@ -172,10 +172,14 @@ impl Shard {
             reply.send(Err(OpFailure::Rejected(rejection)));
             return None;
         }
-        // Whether the message streams once this applies (`ai_streams.rs`); a delete ends it.
+        // Whether the message streams once this applies (`ai_streams.rs`): its extras then are
+        // the mutation's, none when it clears them, else the message's; a delete ends it.
         let streams = on_ai_channel && action != VersionAction::Delete && {
-            let extras = if m.mutation.clear.extras { None } else { m.mutation.extras.as_deref() };
-            ai::status(extras.or(entry.state.extras.as_deref())).as_deref() == Some("streaming")
+            let extras = match m.mutation.clear.extras {
+                true => None,
+                false => m.mutation.extras.as_deref().or(entry.state.extras.as_deref()),
+            };
+            ai::status(extras).as_deref() == Some("streaming")
         };
         let Some(store) = self.history_store(app) else { unreachable!("mutations are checked for a store first") };
         let now = Instant::now();
@@ -188,10 +192,12 @@ impl Shard {
             reply.send(Err(OpFailure::Rejected(unknown_message())));
             return None;
         }
-        if let Err(e) = if streams { ch.admit_stream(ai, Some(m.message), now) } else { Ok(()) } {
-            drop(channels);
-            reply.send(Err(OpFailure::Rejected(Rejection::ai(e))));
-            return None;
+        if streams {
+            if let Err(e) = ch.admit_stream(ai, Some(m.message), now) {
+                drop(channels);
+                reply.send(Err(OpFailure::Rejected(Rejection::ai(e))));
+                return None;
+            }
         }
         let (serial, epoch) = ch.stream.next_serial();
         if on_ai_channel {

@@ -164,6 +164,11 @@ fn open_streams_per_channel_are_limited() {
     assert_eq!(r.status, 200, "{}", r.text());
     stream_create(&s, "ai-c");
     append_ok(&s, "ai-c", &third, json!({"data": "more"}));
+    // An update that clears the extras (status and all) ends the stream too.
+    assert_ai(s.publish(body.clone()), 413, "payload_too_large", 40009);
+    let r = mutate(&s, "ai-c", &third, "update", json!({"clear_fields": ["extras"]}));
+    assert_eq!(r.status, 200, "{}", r.text());
+    stream_create(&s, "ai-c");
 }
 
 // A stream left open (its agent gone) stops counting after rollup.orphan_ttl_ms.
