@@ -143,6 +143,13 @@ fn joins_updates_and_leaves_are_recorded() {
     assert_ne!(new_id, stream_id);
     assert!(events(&history(&s, ROOM, &[])).is_empty());
     a.unsubscribe(ROOM);
+    // a's unsubscribe and c's subscribe reach the channel's owner from different sockets (on two
+    // shards, from different shards), so c joins only once a's leave is recorded.
+    let deadline = std::time::Instant::now() + T;
+    while events(&history(&s, ROOM, &[])).is_empty() {
+        assert!(std::time::Instant::now() < deadline, "a's leave was never recorded");
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
     let mut c = v2_connected(&s);
     v2_subscribe_presence(&mut c, ROOM, &member("c"));
     let page = history(&s, ROOM, &[("direction", "oldest_first")]);
