@@ -7,6 +7,7 @@
 
 use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughput};
 use sockudo::auth;
+use sockudo::protocol::filter;
 use sockudo::protocol::inbound::{ClientFrame, Subscribe};
 use sockudo::protocol::outbound::{self, Data, Dialect, Encoding};
 use sockudo::shard::channel::broadcast::Broadcast;
@@ -108,8 +109,24 @@ fn json(c: &mut Criterion) {
     g.bench_function("parse_subscribe", |b| {
         b.iter(|| {
             let f = ClientFrame::parse(black_box(subscribe)).unwrap();
-            black_box(Subscribe::parse(&f).unwrap());
+            black_box(Subscribe::parse(&f, None).unwrap());
         })
+    });
+    // A subscription filter, evaluated once per message per group of subscribers that gave it
+    // (`ws/index.rs`): a tag filter, and an expression including the message's projection.
+    let settings = filter::Settings { tags: true, events: true, max_events: 50, max_event_name_length: 200 };
+    let tags_filter = br#"{"events":["tick"],"tags":{"op":"and","nodes":[{"key":"region","cmp":"eq","val":"eu"},{"key":"tier","cmp":"in","vals":["gold","vip"]}]}}"#;
+    let tags_filter = filter::Filter::parse(&sonic_rs::from_slice(tags_filter).unwrap(), settings).unwrap().unwrap();
+    let attrs =
+        filter::Attrs { event: "tick".into(), tags: filter::Tags::from_json(r#"{"region":"eu","tier":"vip"}"#) };
+    let frame = br#"{"event":"tick","channel":"prices","data":"{\"symbol\":\"BTC\",\"price\":67210.5,\"total\":150}","message_id":"9b2f","stream_id":"s","serial":7}"#;
+    g.bench_function("filter_tags", |b| {
+        b.iter(|| black_box(tags_filter.matches(&filter::Subject::new(Some(&attrs), black_box(frame)))))
+    });
+    let expression = br#"{"expression":"data.total >= `100` && tags.region == 'eu'"}"#;
+    let expression = filter::Filter::parse(&sonic_rs::from_slice(expression).unwrap(), settings).unwrap().unwrap();
+    g.bench_function("filter_expression_with_projection", |b| {
+        b.iter(|| black_box(expression.matches(&filter::Subject::new(Some(&attrs), black_box(frame)))))
     });
     // A message id per publish and per V2 frame (the uuid crate; 276 ns when hand-written).
     g.bench_function("uuid_v4", |b| b.iter(outbound::uuid_v4));
@@ -174,9 +191,15 @@ fn fanout(c: &mut Criterion) {
         for (i, conn) in conns.into_iter().enumerate() {
             let key =
                 hub.sockets.insert(Socket::new(SocketId(i as u64, 1), 0, Dialect::V1, Encoding::V1Json, conn, now));
-            hub.add_subscriber(0, &channel, key);
+            hub.add_subscriber(0, &channel, key, None);
         }
         let bound = QueueBound { frames: 1000, bytes: 8 << 20 };
+        let delta = sockudo::config::DeltaCompression {
+            enabled: false,
+            algorithm: sockudo::protocol::delta::Algorithm::Fossil,
+            full_message_interval: 10,
+            min_message_size: 100,
+        };
         let payload = Arc::new(payload_200());
         // The frame is encoded inside `queue_on_channel`, once per call, as on a real delivery.
         let message = Broadcast::new(None, now, Some(payload.clone()), payload.clone());
@@ -185,7 +208,7 @@ fn fanout(c: &mut Criterion) {
         g.bench_function("queue_1000_subscribers", |b| {
             b.iter(|| {
                 let mut listed = Vec::with_capacity(SUBSCRIBERS);
-                hub.queue_on_channel(0, &channel, &message, None, bound, &mut listed);
+                hub.queue_on_channel(0, &channel, &message, None, (bound, &delta), &mut listed);
                 // Reset the queues untouched by a write, so only queueing is measured.
                 for key in listed {
                     let s = &mut hub.sockets[key];
@@ -200,7 +223,7 @@ fn fanout(c: &mut Criterion) {
                 for _ in 0..iters {
                     let start = Instant::now();
                     let mut listed = Vec::with_capacity(SUBSCRIBERS);
-                    hub.queue_on_channel(0, &channel, &message, None, bound, &mut listed);
+                    hub.queue_on_channel(0, &channel, &message, None, (bound, &delta), &mut listed);
                     for key in listed {
                         let s = &mut hub.sockets[key];
                         s.out.write_to(&s.conn);

@@ -10,6 +10,9 @@
 #   HISTORY_ENABLED=false benches/loadtest.sh fanout-100   # server settings pass through the env
 # fanout-100-v2 and light-v2 are the same loads with Protocol V2 subscribers (serials, stream
 # ids, the V2 envelope); with history on (the default) every message is also stored.
+# big-fanout-v2 is big-fanout with V2 subscribers; big-fanout-f1/-f10/-f100 the same with 1, 10
+# or 100 distinct subscription filters over the 10,000 sockets, which every event passes (so
+# the delivered frames are the same and CPU per frame compares directly).
 # appends-1 and appends-100 stream mutable-message appends (4-byte tokens) from 4 HTTP writers
 # to 100 V2 subscribers, into 1 message (all writers on it) or 100 (25 per writer); the -ai
 # variants do it on an AI channel (private-ai-…), whose appends the server rolls up
@@ -31,6 +34,10 @@ declare -A ARGS=(
     [light]="fanout --sockets 2000 --channels 20 --rate 200 --duration 10"
     [fanout-100-v2]="fanout --sockets 2000 --channels 20 --rate 2000 --duration 10 --protocol 2"
     [light-v2]="fanout --sockets 2000 --channels 20 --rate 200 --duration 10 --protocol 2"
+    [big-fanout-v2]="fanout --sockets 10000 --channels 1 --rate 50 --duration 10 --protocol 2"
+    [big-fanout-f1]="fanout --sockets 10000 --channels 1 --rate 50 --duration 10 --protocol 2 --filters 1"
+    [big-fanout-f10]="fanout --sockets 10000 --channels 1 --rate 50 --duration 10 --protocol 2 --filters 10"
+    [big-fanout-f100]="fanout --sockets 10000 --channels 1 --rate 50 --duration 10 --protocol 2 --filters 100"
     [connect]="connect --sockets 10000 --hold 5"
     [churn]="churn --rate 2000 --duration 10"
     [presence]="presence --sockets 1000 --channels 10"

@@ -36,6 +36,7 @@ fn record(serial: u64) -> HistoryRecord {
         event_name: "order.updated".into(),
         payload: vec![b'x'; 200],
         kind: RecordKind::Plain,
+        tags: None,
     }
 }
 

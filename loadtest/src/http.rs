@@ -27,6 +27,8 @@ pub struct PublishConfig {
     pub pipeline: usize,
     /// Length of the `data` string of each event (≥ the timestamp marker).
     pub payload: usize,
+    /// A `tags` object (JSON) added to every published event.
+    pub tags: Option<String>,
     /// Events per request: 1 → `/events`, more → `/batch_events`.
     pub batch: usize,
     pub source_ips: u32,
@@ -125,7 +127,12 @@ impl Publisher {
             pusher::push_timestamp(body, now);
             let pad = self.cfg.payload.saturating_sub(pusher::TS_LEN);
             body.resize(body.len() + pad, b'x');
-            body.extend_from_slice(b"\"}");
+            body.push(b'"');
+            if let Some(tags) = &self.cfg.tags {
+                body.extend_from_slice(b",\"tags\":");
+                body.extend_from_slice(tags.as_bytes());
+            }
+            body.push(b'}');
         }
         if batch {
             body.extend_from_slice(b"]}");

@@ -228,6 +228,15 @@ pub fn subscribe(out: &mut Vec<u8>, proto: Protocol, channel: &str, auth: Option
     out.extend_from_slice(b"}}");
 }
 
+/// A V2 subscribe with a subscription filter (`filter` is JSON).
+pub fn subscribe_filtered(out: &mut Vec<u8>, channel: &str, filter: &str) {
+    subscribe(out, Protocol::V2, channel, None, None);
+    out.truncate(out.len() - 2);
+    out.extend_from_slice(b",\"filter\":");
+    out.extend_from_slice(filter.as_bytes());
+    out.extend_from_slice(b"}}");
+}
+
 /// `{"event":"pusher:unsubscribe","data":{"channel":"…"}}`.
 pub fn unsubscribe(out: &mut Vec<u8>, proto: Protocol, channel: &str) {
     out.extend_from_slice(b"{\"event\":\"");

@@ -40,6 +40,10 @@ pub(super) struct FileConfig {
     pub(super) ai_transport: AiTransportFile,
     pub(super) versioned_messages: VersionedFile,
     pub(super) annotations: AnnotationsFile,
+    pub(super) tag_filtering: TagFilteringFile,
+    pub(super) event_name_filtering: EventNameFilteringFile,
+    pub(super) echo_control: EchoControlFile,
+    pub(super) delta_compression: DeltaCompressionFile,
     pub(super) log_format: Option<String>,
     pub(super) webhooks: WebhooksFile,
     /// Shorthand for `app_manager.array.apps`.
@@ -172,6 +176,48 @@ pub(super) struct PresenceHistoryFile {
     pub(super) max_events_per_channel: Option<u64>,
     #[serde(deserialize_with = "num_or_str")]
     pub(super) max_bytes_per_channel: Option<u64>,
+}
+
+/// `[tag_filtering]`: tag and expression filters of subscriptions, and whether V2 frames
+/// carry a message's tags (`docs/protocol/v2.md#subscription-filters`).
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub(super) struct TagFilteringFile {
+    pub(super) enabled: Option<bool>,
+    pub(super) enable_tags: Option<bool>,
+}
+
+/// `[echo_control]`: whether V2 client events come back to their sender
+/// (`docs/protocol/v2.md#echo-control`).
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub(super) struct EchoControlFile {
+    pub(super) enabled: Option<bool>,
+    pub(super) default_echo_messages: Option<bool>,
+}
+
+/// `[delta_compression]`: deltas between a channel's consecutive frames for the V2 sockets that
+/// ask (`docs/protocol/v2.md#delta-compression`).
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub(super) struct DeltaCompressionFile {
+    pub(super) enabled: Option<bool>,
+    pub(super) algorithm: Option<String>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) full_message_interval: Option<u32>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) min_message_size: Option<usize>,
+}
+
+/// `[event_name_filtering]`: event-name lists in subscription filters.
+#[derive(Deserialize, Default, Debug)]
+#[serde(default)]
+pub(super) struct EventNameFilteringFile {
+    pub(super) enabled: Option<bool>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) max_events_per_filter: Option<usize>,
+    #[serde(deserialize_with = "num_or_str")]
+    pub(super) max_event_name_length: Option<usize>,
 }
 
 /// `[ai_transport]`: the AI streaming conventions (`docs/protocol/v2.md#ai-transport`).

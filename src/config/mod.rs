@@ -16,8 +16,8 @@ pub use apps::{App, AppConfig, AppIdempotency, AppIdx, Limits, NamespaceConfig, 
 pub use flags::{Flags, USAGE};
 pub use overrides::{HistoryOverride, RecoveryOverride};
 pub use sections::{
-    AiTransport, History, Idempotency, Mesh, Presence, PresenceHistory, RateLimit, RateLimiter, ReplayWindow,
-    Versioned, ROLLUP_WINDOWS_MS,
+    AiTransport, DeltaCompression, EchoControl, Filtering, History, Idempotency, Mesh, Presence, PresenceHistory,
+    RateLimit, RateLimiter, ReplayWindow, Versioned, ROLLUP_WINDOWS_MS,
 };
 pub use value::{env, env_bool, num_or_str, ConfigError};
 pub use webhooks::{
@@ -71,6 +71,9 @@ pub struct Config {
     pub presence: Presence,
     pub presence_history: PresenceHistory,
     pub ai_transport: AiTransport,
+    pub filtering: Filtering,
+    pub echo_control: EchoControl,
+    pub delta: DeltaCompression,
     pub versioned: Versioned,
     /// Test-only hooks (`--test-hooks`): the `/test/echo` WebSocket route (Autobahn), stalling a
     /// shard, injected panics. Never on in production.
@@ -216,6 +219,9 @@ impl Config {
             presence: sections::presence(file.presence)?,
             presence_history,
             ai_transport: sections::ai_transport(file.ai_transport)?,
+            filtering: sections::filtering(file.tag_filtering, file.event_name_filtering)?,
+            echo_control: sections::echo_control(file.echo_control)?,
+            delta: sections::delta_compression(file.delta_compression)?,
             test_hooks: flags.test_hooks,
             apps,
         };

@@ -2,8 +2,8 @@
 //! limits, history and storage, idempotency, the recovery buffer and the shard mesh.
 
 use super::file::{
-    AiTransportFile, AnnotationsFile, HistoryFile, MeshFile, PresenceFile, PresenceHistoryFile, RateLimitFile,
-    StorageFile, VersionedFile,
+    AiTransportFile, AnnotationsFile, DeltaCompressionFile, EchoControlFile, EventNameFilteringFile, HistoryFile,
+    MeshFile, PresenceFile, PresenceHistoryFile, RateLimitFile, StorageFile, TagFilteringFile, VersionedFile,
 };
 use super::value::{env, env_bool, positive, ConfigError};
 use crate::protocol::ai::{self, HeaderLimits};
@@ -364,5 +364,82 @@ pub(super) fn history(
             .unwrap_or(100),
         data_dir,
         store: storage::StoreConfig { fsync, retention, ..storage::StoreConfig::default() },
+    })
+}
+
+/// Subscription filters and tags on the wire (`docs/protocol/v2.md#subscription-filters`).
+#[derive(Clone, Copy, Debug)]
+pub struct Filtering {
+    pub filters: crate::protocol::filter::Settings,
+    /// V2 frames carry the publisher's `tags` (`tag_filtering.enable_tags`).
+    pub deliver_tags: bool,
+}
+
+pub(super) fn filtering(tags: TagFilteringFile, events: EventNameFilteringFile) -> Result<Filtering, ConfigError> {
+    let max_events = positive(
+        "event_name_filtering.max_events_per_filter",
+        env("EVENT_NAME_FILTERING_MAX_EVENTS_PER_FILTER")?.or(events.max_events_per_filter),
+    )?
+    .unwrap_or(50);
+    let max_event_name_length = positive(
+        "event_name_filtering.max_event_name_length",
+        env("EVENT_NAME_FILTERING_MAX_EVENT_NAME_LENGTH")?.or(events.max_event_name_length),
+    )?
+    .unwrap_or(200);
+    Ok(Filtering {
+        filters: crate::protocol::filter::Settings {
+            tags: env_bool("TAG_FILTERING_ENABLED")?.or(tags.enabled).unwrap_or(true),
+            events: env_bool("EVENT_NAME_FILTERING_ENABLED")?.or(events.enabled).unwrap_or(true),
+            max_events,
+            max_event_name_length,
+        },
+        deliver_tags: env_bool("TAG_FILTERING_ENABLE_TAGS")?.or(tags.enable_tags).unwrap_or(false),
+    })
+}
+
+/// Echo of V2 client events to their sender (`docs/protocol/v2.md#echo-control`).
+#[derive(Clone, Copy, Debug)]
+pub struct EchoControl {
+    /// Off: every V2 connection gets its own client events back, whatever it asked.
+    pub enabled: bool,
+    /// For a V2 connection that does not give `echo_messages`.
+    pub default_echo: bool,
+}
+
+pub(super) fn echo_control(f: EchoControlFile) -> Result<EchoControl, ConfigError> {
+    Ok(EchoControl {
+        enabled: env_bool("ECHO_CONTROL_ENABLED")?.or(f.enabled).unwrap_or(true),
+        default_echo: env_bool("ECHO_CONTROL_DEFAULT_ECHO_MESSAGES")?.or(f.default_echo_messages).unwrap_or(true),
+    })
+}
+
+/// Delta compression (`docs/protocol/v2.md#delta-compression`).
+#[derive(Clone, Copy, Debug)]
+pub struct DeltaCompression {
+    pub enabled: bool,
+    /// For sockets that do not name one.
+    pub algorithm: crate::protocol::delta::Algorithm,
+    /// After this many deltas on a base key, a full frame.
+    pub full_message_interval: u32,
+    /// Smaller messages go out as ordinary frames.
+    pub min_message_size: usize,
+}
+
+pub(super) fn delta_compression(f: DeltaCompressionFile) -> Result<DeltaCompression, ConfigError> {
+    let algorithm = match std::env::var("DELTA_COMPRESSION_ALGORITHM").ok().or(f.algorithm) {
+        None => crate::protocol::delta::Algorithm::Fossil,
+        Some(a) => crate::protocol::delta::Algorithm::parse(&a).ok_or_else(|| {
+            ConfigError::new("delta_compression.algorithm", format!("\"{a}\" is not fossil or xdelta3"))
+        })?,
+    };
+    Ok(DeltaCompression {
+        enabled: env_bool("DELTA_COMPRESSION_ENABLED")?.or(f.enabled).unwrap_or(true),
+        algorithm,
+        full_message_interval: positive(
+            "delta_compression.full_message_interval",
+            env("DELTA_COMPRESSION_FULL_MESSAGE_INTERVAL")?.or(f.full_message_interval),
+        )?
+        .unwrap_or(10),
+        min_message_size: env("DELTA_COMPRESSION_MIN_MESSAGE_SIZE")?.or(f.min_message_size).unwrap_or(100),
     })
 }

@@ -56,7 +56,7 @@ pub async fn upgrade(hub: Rc<Hub>, conn: Rc<Conn>, req: Request, pending: Vec<u8
         }
     };
     let query = query_pairs(&req.query);
-    let options = match Negotiated::parse(&query, &ctx.config.ai_transport) {
+    let options = match Negotiated::parse(&query, &ctx.config.ai_transport, ctx.config.echo_control) {
         Ok(o) => o,
         Err(why) => {
             let _ = refuse(Response::text(400, why)).await;

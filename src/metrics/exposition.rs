@@ -96,7 +96,7 @@ pub fn render(src: &Sources<'_>) -> String {
     let mut apps: Vec<(String, usize)> = src.app_ids.iter().enumerate().map(|(i, id)| (id.to_string(), i)).collect();
     apps.push(("system".into(), app_count));
 
-    let simple: [(&str, &str, Pick); 11] = [
+    let simple: [(&str, &str, Pick); 12] = [
         ("sockudo_new_connections_total", "Accepted WebSocket connections", |a| &a.new_connections),
         ("sockudo_new_disconnections_total", "Closed WebSocket connections", |a| &a.disconnections),
         ("sockudo_ws_messages_received_total", "WebSocket messages received", |a| &a.ws_received),
@@ -109,6 +109,9 @@ pub fn render(src: &Sources<'_>) -> String {
         ("sockudo_idempotency_publish_total", "Publishes carrying an idempotency key", |a| &a.idempotency_publishes),
         ("sockudo_idempotency_duplicates_total", "Publishes answered from a stored idempotent response", |a| {
             &a.idempotency_duplicates
+        }),
+        ("sockudo_delta_compression_bytes_saved_total", "Bytes delta frames saved against full frames", |a| {
+            &a.delta_bytes_saved
         }),
     ];
     let f = family(&mut out, "sockudo_connected", GAUGE, "Open WebSocket connections");

@@ -225,12 +225,14 @@ pub struct AppCounters {
     pub slow_consumer_disconnections: Counter,
     /// Work refused because a shard was too far behind (counted under `system`).
     pub backlog_refusals: Counter,
+    /// Bytes delta frames saved against the full frames they replaced.
+    pub delta_bytes_saved: Counter,
     /// Per channel type and recipient bucket.
     latency: [[Histogram; 5]; 5],
 }
 
 impl AppCounters {
-    /// One delivery of a channel message on this shard: `recipients` frames of `bytes` each,
+    /// One delivery of a channel message on this shard: `recipients` frames of `bytes` in all,
     /// `age` after the owner took the publish.
     #[inline]
     pub fn delivered(&self, channel: &str, recipients: usize, bytes: usize, age: Duration) {
@@ -238,7 +240,7 @@ impl AppCounters {
             return;
         }
         self.ws_sent.add(recipients as u64);
-        self.ws_sent_bytes.add((recipients * bytes) as u64);
+        self.ws_sent_bytes.add(bytes as u64);
         self.latency[ChannelLabel::of(channel) as usize][recipient_bucket(recipients)].observe(age);
     }
 }

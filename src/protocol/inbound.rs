@@ -33,6 +33,10 @@ pub enum Command<'a> {
     Resume,
     ChannelHistory,
     PresenceUpdate,
+    /// `enable_delta_compression` (`docs/protocol/v2.md#delta-compression`).
+    EnableDelta,
+    /// `delta_sync_error`: the client lost a channel's delta base.
+    DeltaSyncError,
     ClientEvent(&'a str),
     /// An `ai-*` event (`docs/protocol/v2.md#ai-transport`).
     AiEvent(&'a str),
@@ -72,6 +76,8 @@ impl<'a> ClientFrame<'a> {
             Some("resume") => Command::Resume,
             Some("channel_history") => Command::ChannelHistory,
             Some("presence_update") => Command::PresenceUpdate,
+            Some("enable_delta_compression") => Command::EnableDelta,
+            Some("delta_sync_error") => Command::DeltaSyncError,
             _ => Command::Other,
         }
     }
@@ -125,6 +131,9 @@ struct RawSubscribe {
     channel_data: Option<StrOrJson>,
     rewind: Option<sonic_rs::Value>,
     modes: Option<sonic_rs::Value>,
+    filter: Option<sonic_rs::Value>,
+    tags_filter: Option<sonic_rs::Value>,
+    delta: Option<sonic_rs::Value>,
 }
 
 /// `pusher:subscribe` data.
@@ -137,10 +146,20 @@ pub struct Subscribe {
     /// `modes` holds `ANNOTATION_SUBSCRIBE`: raw annotation events too
     /// (`docs/protocol/v2.md#annotations`).
     pub annotations: bool,
+    /// `filter` (or `tags_filter`): which messages the subscription receives
+    /// (`docs/protocol/v2.md#subscription-filters`).
+    pub filter: Option<super::filter::Filter>,
+    /// `delta`: this channel's delta compression, if the subscribe says
+    /// (`docs/protocol/v2.md#delta-compression`).
+    pub delta: Option<super::delta::Choice>,
 }
 
 impl Subscribe {
-    pub fn parse(frame: &ClientFrame<'_>) -> Result<Subscribe, ProtocolError> {
+    /// `filters`: how V2 filters are read; `None` for V1 sockets, which are never filtered.
+    pub fn parse(
+        frame: &ClientFrame<'_>,
+        filters: Option<super::filter::Settings>,
+    ) -> Result<Subscribe, ProtocolError> {
         let raw: RawSubscribe = data_object(frame.data.as_ref())?;
         let channel = raw.channel.ok_or_else(|| ProtocolError::invalid_format("Missing channel field"))?;
         let rewind = match raw.rewind.filter(|v| !v.is_null()) {
@@ -151,14 +170,36 @@ impl Subscribe {
             Some(m) => super::annotations::wants_annotations(&m).map_err(ProtocolError::invalid_format)?,
             None => false,
         };
+        let filter = match (raw.filter.or(raw.tags_filter).filter(|v| !v.is_null()), filters) {
+            (Some(f), Some(settings)) => {
+                super::filter::Filter::parse(&f, settings).map_err(ProtocolError::invalid_format)?
+            }
+            _ => None,
+        };
+        let delta = match raw.delta.filter(|v| !v.is_null()) {
+            Some(d) => Some(super::delta::Choice::parse(&d).map_err(ProtocolError::invalid_format)?),
+            None => None,
+        };
         Ok(Subscribe {
             channel,
             auth: raw.auth,
             channel_data: raw.channel_data.map(StrOrJson::into_string),
             rewind,
             annotations,
+            filter,
+            delta,
         })
     }
+}
+
+/// The channel of a `delta_sync_error`: `{"channel": …}`.
+pub fn delta_sync_channel(frame: &ClientFrame<'_>) -> Result<String, ProtocolError> {
+    #[derive(Deserialize)]
+    struct Raw {
+        channel: Option<String>,
+    }
+    let raw: Raw = data_object(frame.data.as_ref())?;
+    raw.channel.ok_or_else(|| ProtocolError::invalid_format("delta_sync_error needs a channel"))
 }
 
 /// The channel named by `pusher:unsubscribe`: `{"channel":..}`, or a bare string taken literally.
@@ -397,7 +438,7 @@ mod tests {
     fn frames_and_errors() {
         let f = ClientFrame::parse(br#"{"event":"pusher:subscribe","data":{"channel":"a"}}"#).unwrap();
         assert_eq!(f.command(), Command::Subscribe);
-        assert_eq!(Subscribe::parse(&f).unwrap().channel, "a");
+        assert_eq!(Subscribe::parse(&f, None).unwrap().channel, "a");
         let f = ClientFrame::parse(br#"{"event":"sockudo:ping"}"#).unwrap();
         assert_eq!(f.command(), Command::Ping);
         let e = ClientFrame::parse(b"nope").err().unwrap();
@@ -414,7 +455,7 @@ mod tests {
             br#"{"event":"pusher:subscribe","data":"{\"channel\":\"presence-r\",\"auth\":\"k:s\",\"channel_data\":\"{\\\"user_id\\\":42}\"}"}"#,
         )
         .unwrap();
-        let s = Subscribe::parse(&f).unwrap();
+        let s = Subscribe::parse(&f, None).unwrap();
         assert_eq!((s.channel.as_str(), s.auth.as_deref()), ("presence-r", Some("k:s")));
         let m = presence_member(s.channel_data.as_deref().unwrap()).unwrap();
         assert_eq!(m, Member { user_id: "42".into(), user_info: "{}".into() });

@@ -160,11 +160,16 @@ pub fn v2_event(
     channel: &str,
     data: Data<'_>,
     user_id: Option<&str>,
+    tags: Option<&str>,
     pos: Position<'_>,
     extras: Option<&str>,
 ) -> Vec<u8> {
     let mut out = event(name, Some(channel), data, user_id);
     out.pop();
+    if let Some(t) = tags {
+        out.extend_from_slice(b",\"tags\":");
+        out.extend_from_slice(t.as_bytes());
+    }
     out.extend_from_slice(b",\"message_id\":");
     push_json_str(&mut out, pos.message_id);
     if let Some(serial) = pos.serial {
@@ -409,12 +414,20 @@ mod tests {
         );
         let pos = Position { message_id: "m", stream_id: "s", serial: Some(18446744073709551615) };
         assert_eq!(
-            s(v2_event("e", "orders", Data::Str("1"), None, pos, Some(r#"{"headers":{"h":"v"}}"#))),
-            r#"{"event":"e","channel":"orders","data":"1","message_id":"m","stream_id":"s","serial":18446744073709551615,"extras":{"headers":{"h":"v"}}}"#
+            s(v2_event(
+                "e",
+                "orders",
+                Data::Str("1"),
+                None,
+                Some(r#"{"r":"eu"}"#),
+                pos,
+                Some(r#"{"headers":{"h":"v"}}"#)
+            )),
+            r#"{"event":"e","channel":"orders","data":"1","tags":{"r":"eu"},"message_id":"m","stream_id":"s","serial":18446744073709551615,"extras":{"headers":{"h":"v"}}}"#
         );
         let ephemeral = Position { serial: None, ..pos };
         assert_eq!(
-            s(v2_event("e", "c", Data::Raw("{}"), Some("u"), ephemeral, None)),
+            s(v2_event("e", "c", Data::Raw("{}"), Some("u"), None, ephemeral, None)),
             r#"{"event":"e","channel":"c","data":{},"user_id":"u","message_id":"m"}"#
         );
         assert_eq!(

@@ -298,6 +298,7 @@ mod tests {
             payload_size_bytes: payload.len() as u64,
             payload,
             kind: RecordKind::Plain,
+            tags: None,
             message: None,
         }
     }

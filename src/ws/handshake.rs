@@ -1,7 +1,7 @@
 //! The RFC 6455 opening handshake, checked against a parsed HTTP request, and what the
 //! upgrade query negotiates (protocol version and V2 options).
 
-use crate::config::AiTransport;
+use crate::config::{AiTransport, EchoControl};
 use crate::protocol::outbound::{Dialect, Encoding};
 use base64::Engine;
 use tungstenite::handshake::derive_accept_key;
@@ -56,13 +56,14 @@ pub struct Negotiated {
     pub dialect: Dialect,
     /// The form channel messages reach the socket in (its dialect and `append_mode`).
     pub encoding: Encoding,
-    /// A V2 client's own client events come back to it (`echo_messages`, default true).
+    /// A V2 client's own client events come back to it (`echo_messages`, default
+    /// `echo_control.default_echo_messages`; always with `echo_control.enabled = false`).
     pub echo: bool,
 }
 
 impl Negotiated {
     /// From the query's decoded `(name, value)` pairs.
-    pub fn parse(pairs: &[(String, String)], ai: &AiTransport) -> Result<Negotiated, String> {
+    pub fn parse(pairs: &[(String, String)], ai: &AiTransport, echo: EchoControl) -> Result<Negotiated, String> {
         let param = |name: &str| pairs.iter().find(|(k, _)| k == name).map(|(_, v)| v.trim());
         let dialect = match param("protocol").map(str::parse::<u8>) {
             Some(Ok(2)) => Dialect::V2,
@@ -93,10 +94,11 @@ impl Negotiated {
             }
         }
         let echo = match param("echo_messages") {
-            None | Some("" | "true" | "1") => true,
+            None | Some("") => echo.default_echo,
+            Some("true" | "1") => true,
             Some("false" | "0") => false,
             Some(_) => return Err("Invalid echo_messages query parameter: use true or false".into()),
-        };
+        } || !echo.enabled;
         Ok(Negotiated { dialect, encoding: Encoding::of(dialect, full_appends), echo })
     }
 }

@@ -110,6 +110,7 @@ impl Hub {
         let Some(s) = index.sockets.get_mut(key) else { return };
         let (app, id, cause) = (s.app, s.id, Cause::of_close(s.close_code));
         let channels = std::mem::take(&mut s.channels);
+        s.deltas = 0;
         let user = if s.signed_in || s.user_id.is_some() { s.user_id.take() } else { None };
         let signed_in = std::mem::replace(&mut s.signed_in, false);
         if signed_in {
@@ -117,7 +118,7 @@ impl Hub {
         }
         let watchlist = s.watchlist.take();
         for (channel, sub) in channels {
-            self.count_unsubscribe(app, &channel, index.remove_subscriber(app, &channel, key));
+            self.count_unsubscribe(app, &channel, index.remove_subscriber(app, &channel, key, sub.filter.as_ref()));
             let unsubscribe =
                 Unsubscribe { app, channel, shard: self.shard.id, socket: id, user_id: sub.member, cause };
             self.shard.unsubscribe_from_owner(unsubscribe);
@@ -176,11 +177,15 @@ impl Hub {
             if !index.channels[app as usize].contains_key(&*channel) {
                 return;
             }
-            let bound = self.queue_bound();
-            let (full, queued, bytes) =
-                self.writer.with_dirty(|dirty| index.queue_on_channel(app, &channel, &message, exclude, bound, dirty));
-            self.counters(Some(app)).delivered(&channel, queued, bytes, message.published_at.elapsed());
-            full
+            let limits = (self.queue_bound(), &self.shard.ctx.config.delta);
+            let q =
+                self.writer.with_dirty(|dirty| index.queue_on_channel(app, &channel, &message, exclude, limits, dirty));
+            let c = self.counters(Some(app));
+            c.delivered(&channel, q.frames, q.bytes, message.published_at.elapsed());
+            if q.delta_saved > 0 {
+                c.delta_bytes_saved.add(q.delta_saved);
+            }
+            q.full
         };
         for key in overflowed {
             self.overflow(key);

@@ -4,8 +4,12 @@
 //! from another shard.
 
 use super::conn::Conn;
+use super::delta::{ChannelDelta, Shared};
 use super::writer::{text_frame, Frame, Outbox, Pushed, QueueBound};
 use crate::config::AppIdx;
+use crate::config::DeltaCompression;
+use crate::protocol::delta::Algorithm;
+use crate::protocol::filter::{Filter, Subject};
 use crate::protocol::outbound::{Dialect, Encoding};
 use crate::shard::channel::broadcast::Broadcast;
 use crate::socket_id::SocketId;
@@ -51,6 +55,11 @@ pub struct Socket {
     /// How many of its subscriptions hold a continuity gate: only then does a delivery look
     /// the subscription up.
     pub gates: u32,
+    /// Deltas on every channel (`enable_delta_compression`), with this algorithm.
+    pub delta: Option<Algorithm>,
+    /// How many of its subscriptions have delta streams: only then does a delivery look the
+    /// subscription up for them.
+    pub deltas: u32,
 }
 
 /// One of a socket's channels.
@@ -67,11 +76,25 @@ pub struct Subscription {
     pub gate: Option<Vec<(Option<u64>, Frame)>>,
     /// The newest serial already sent by a replay or rewind: gated frames up to it are dropped.
     pub replayed_upto: u64,
+    /// Its filter, shared with the channel's other subscribers that gave the same one.
+    pub filter: Option<Rc<Filter>>,
+    /// Its delta streams, when this socket gets deltas on the channel.
+    pub delta: Option<Box<ChannelDelta>>,
+    /// The subscribe said `delta: false`: a connection-wide enable leaves it alone.
+    pub delta_off: bool,
 }
 
 impl Subscription {
-    pub fn new(member: Option<Arc<str>>, attach_serial: u64, gated: bool) -> Subscription {
-        Subscription { member, attach_serial, gate: gated.then(Vec::new), replayed_upto: 0 }
+    pub fn new(member: Option<Arc<str>>, attach_serial: u64, gated: bool, filter: Option<Rc<Filter>>) -> Subscription {
+        Subscription {
+            member,
+            attach_serial,
+            gate: gated.then(Vec::new),
+            replayed_upto: 0,
+            filter,
+            delta: None,
+            delta_off: false,
+        }
     }
 }
 
@@ -103,16 +126,54 @@ impl Socket {
             closing: false,
             close_code: 0,
             gates: 0,
+            delta: None,
+            deltas: 0,
         }
     }
+}
+
+/// What one delivery queued.
+pub struct Queued {
+    /// Sockets whose queue overflowed.
+    pub full: Vec<SocketKey>,
+    pub frames: usize,
+    pub bytes: usize,
+    /// Bytes delta frames saved against full ones.
+    pub delta_saved: u64,
 }
 
 /// Local subscribers of one channel.
 #[derive(Default)]
 pub struct LocalChannel {
+    /// Those without a filter.
     pub sockets: IndexSet<SocketKey, RandomState>,
+    /// Those with a filter, grouped by it: each distinct filter is evaluated once per message.
+    pub filtered: Vec<FilterGroup>,
     /// Those subscribed in `ANNOTATION_SUBSCRIBE` mode, who also get raw annotation events.
     pub annotation_sockets: IndexSet<SocketKey, RandomState>,
+}
+
+/// The subscribers of a channel on this shard that gave the same filter.
+pub struct FilterGroup {
+    pub filter: Rc<Filter>,
+    pub sockets: IndexSet<SocketKey, RandomState>,
+}
+
+impl LocalChannel {
+    fn is_empty(&self) -> bool {
+        self.sockets.is_empty() && self.filtered.is_empty()
+    }
+
+    /// Takes `key` out of the unfiltered set or its filter's group (dropped once empty).
+    fn take(&mut self, key: SocketKey, filter: Option<&Rc<Filter>>) -> bool {
+        let Some(filter) = filter else { return self.sockets.swap_remove(&key) };
+        let Some(i) = self.filtered.iter().position(|g| Rc::ptr_eq(&g.filter, filter)) else { return false };
+        let removed = self.filtered[i].sockets.swap_remove(&key);
+        if self.filtered[i].sockets.is_empty() {
+            self.filtered.swap_remove(i);
+        }
+        removed
+    }
 }
 
 #[derive(Default)]
@@ -141,18 +202,18 @@ impl Index {
     /// Queues `message` in each socket's encoding on every local subscriber of `channel` except
     /// `exclude`. Every encoding the message has is framed once per call: cheaper than a
     /// per-socket check for whether one is needed (measured with 1,000 V1 subscribers).
-    /// Sockets that now need a flush are appended to `listed`. Returns the sockets whose queue
-    /// was full, and how many frames and bytes were queued. The hot path of a publish: one
-    /// reference-count increment and one queue push per socket.
+    /// Sockets that now need a flush are appended to `listed`. The hot path of a publish: one
+    /// reference-count increment and one queue push per socket (sockets with delta streams on
+    /// the channel get frames of their own, shared by those whose streams stand alike).
     pub fn queue_on_channel(
         &mut self,
         app: AppIdx,
         channel: &str,
         message: &Broadcast,
         exclude: Option<SocketId>,
-        bound: QueueBound,
+        (bound, delta): (QueueBound, &DeltaCompression),
         listed: &mut Vec<SocketKey>,
-    ) -> (Vec<SocketKey>, usize, usize) {
+    ) -> Queued {
         let mut full = Vec::new();
         let (mut queued, mut bytes) = (0, 0);
         let mut frames: [Option<Frame>; Encoding::COUNT] = Default::default();
@@ -166,14 +227,27 @@ impl Index {
             };
         }
         let Index { sockets, channels, .. } = self;
-        let Some(local) = channels[app as usize].get(channel) else { return (full, queued, bytes) };
-        let audience = if message.annotations_only { &local.annotation_sockets } else { &local.sockets };
-        for &key in audience {
+        let Some(local) = channels[app as usize].get(channel) else {
+            return Queued { full, frames: 0, bytes: 0, delta_saved: 0 };
+        };
+        let v2 = message.payload(Encoding::V2Json).filter(|_| message.delta.is_some());
+        let mut shared = Shared::default();
+        let mut queue = |key: SocketKey| {
             let s = &mut sockets[key];
             if Some(s.id) == exclude || s.closing {
-                continue;
+                return;
             }
-            let Some(frame) = &frames[s.encoding.index()] else { continue };
+            let Some(frame) = &frames[s.encoding.index()] else { return };
+            // A socket with delta streams on this channel gets its own frame of the message.
+            let own = match (&message.delta, &v2) {
+                (Some(key), Some(v2)) if s.deltas > 0 => s
+                    .channels
+                    .get_mut(channel)
+                    .and_then(|sub| sub.delta.as_deref_mut())
+                    .map(|state| shared.frame_for(state, channel, key, v2, delta)),
+                _ => None,
+            };
+            let frame = own.as_ref().unwrap_or(frame);
             queued += 1;
             bytes += frame.len();
             if s.gates > 0 {
@@ -182,7 +256,7 @@ impl Index {
                     if gate.len() > bound.frames {
                         full.push(key);
                     }
-                    continue;
+                    return;
                 }
             }
             match s.out.push(frame.clone(), bound.frames, bound.bytes) {
@@ -190,8 +264,20 @@ impl Index {
                 Pushed::Queued => {}
                 Pushed::Full => full.push(key),
             }
+        };
+        if message.annotations_only {
+            local.annotation_sockets.iter().for_each(|&k| queue(k));
+            return Queued { full, frames: queued, bytes, delta_saved: 0 };
         }
-        (full, queued, bytes)
+        local.sockets.iter().for_each(|&k| queue(k));
+        if !local.filtered.is_empty() {
+            let v2 = message.payload(Encoding::V2Json).map_or(&[][..], |p| p.as_slice());
+            let subject = Subject::new(message.attrs.as_deref(), v2);
+            for group in local.filtered.iter().filter(|g| g.filter.matches(&subject)) {
+                group.sockets.iter().for_each(|&k| queue(k));
+            }
+        }
+        Queued { full, frames: queued, bytes, delta_saved: shared.saved }
     }
 
     /// Opens the socket's gates (all, or only `channel`'s) onto its queue, in arrival order
@@ -227,11 +313,30 @@ impl Index {
         (passed, full)
     }
 
-    /// Adds `key` to the channel's local subscribers; true if it is the channel's first here.
-    pub fn add_subscriber(&mut self, app: AppIdx, channel: &Arc<str>, key: SocketKey) -> bool {
+    /// Adds `key` to the channel's local subscribers, in the group of its filter if it has
+    /// one; true if it is the channel's first here. Returns the group's filter.
+    pub fn add_subscriber(
+        &mut self,
+        app: AppIdx,
+        channel: &Arc<str>,
+        key: SocketKey,
+        filter: Option<Filter>,
+    ) -> (bool, Option<Rc<Filter>>) {
         let local = self.channels[app as usize].entry(channel.clone()).or_default();
-        local.sockets.insert(key);
-        local.sockets.len() == 1
+        let first = local.is_empty();
+        let Some(filter) = filter else {
+            local.sockets.insert(key);
+            return (first, None);
+        };
+        let group = match local.filtered.iter().position(|g| *g.filter == filter) {
+            Some(i) => &mut local.filtered[i],
+            None => {
+                local.filtered.push(FilterGroup { filter: Rc::new(filter), sockets: IndexSet::default() });
+                local.filtered.last_mut().expect("just pushed")
+            }
+        };
+        group.sockets.insert(key);
+        (first, Some(group.filter.clone()))
     }
 
     /// Marks a subscriber of the channel as in `ANNOTATION_SUBSCRIBE` mode.
@@ -241,17 +346,38 @@ impl Index {
         }
     }
 
-    /// Removes `key` from the channel's local subscribers; true if that emptied the channel
-    /// here.
-    pub fn remove_subscriber(&mut self, app: AppIdx, channel: &str, key: SocketKey) -> bool {
+    /// Removes `key` (subscribed with `filter`) from the channel's local subscribers; true if
+    /// that emptied the channel here.
+    pub fn remove_subscriber(
+        &mut self,
+        app: AppIdx,
+        channel: &str,
+        key: SocketKey,
+        filter: Option<&Rc<Filter>>,
+    ) -> bool {
         let map = &mut self.channels[app as usize];
         let Some(local) = map.get_mut(channel) else { return false };
         local.annotation_sockets.swap_remove(&key);
-        let removed = local.sockets.swap_remove(&key);
-        if local.sockets.is_empty() {
+        let removed = local.take(key, filter);
+        if local.is_empty() {
             map.remove(channel);
         }
         removed && !map.contains_key(channel)
+    }
+
+    /// A subscriber subscribed again with another filter (or none): it moves to that group.
+    pub fn refilter(
+        &mut self,
+        app: AppIdx,
+        channel: &Arc<str>,
+        key: SocketKey,
+        old: Option<&Rc<Filter>>,
+        new: Option<Filter>,
+    ) -> Option<Rc<Filter>> {
+        if let Some(local) = self.channels[app as usize].get_mut(channel) {
+            local.take(key, old);
+        }
+        self.add_subscriber(app, channel, key, new).1
     }
 
     /// Indexes `key` under `user` (a socket has at most one user id; a previous one is dropped).

@@ -7,6 +7,7 @@ pub mod admission;
 mod cmd;
 pub mod codec;
 pub mod conn;
+pub mod delta;
 pub mod echo;
 pub mod handshake;
 pub mod hub;

@@ -217,6 +217,11 @@ impl Session {
         self.hub.index.borrow_mut().live(self.key, self.id).map(f)
     }
 
+    /// The filter of this socket's subscription to `channel`, if it has one.
+    pub fn filter_of(&self, channel: &str) -> Option<std::rc::Rc<crate::protocol::filter::Filter>> {
+        self.with_socket(|s| s.channels.get(channel)?.filter.clone()).flatten()
+    }
+
     pub fn send(&self, json: &[u8]) {
         self.hub.send_json(self.key, json);
     }
@@ -281,6 +286,8 @@ impl Session {
             Command::Resume => self.resume(&frame).await?,
             Command::ChannelHistory => self.channel_history(&frame).await?,
             Command::PresenceUpdate => self.presence_update(&frame).await?,
+            Command::EnableDelta => self.enable_delta(&frame)?,
+            Command::DeltaSyncError => self.delta_sync_error(&frame)?,
             Command::ClientEvent(name) => self.client_event(&frame, name)?,
             Command::AiEvent(name) => self.ai_event(&frame, name)?,
             Command::Other if self.hub.shard.ctx.config.test_hooks && frame.event() == "sockudo_test:panic" => {

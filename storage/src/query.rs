@@ -53,6 +53,8 @@ pub struct HistoryItem {
     pub payload: Vec<u8>,
     pub payload_size_bytes: u64,
     pub kind: RecordKind,
+    /// The publisher's `tags` (a JSON object), if any.
+    pub tags: Option<String>,
     /// Latest view only: the current state of the message a versioned create row made, while
     /// its versions are retained (without receipts or annotations).
     pub message: Option<MessageState>,

@@ -1,7 +1,9 @@
-use crate::codec::{decode_versions, peek_versions, put_long_bytes, put_short_str, Reader};
+use crate::codec::{decode_versions, peek_versions, put_long_bytes, put_long_str, put_optional, put_short_str, Reader};
 
 /// Version 2 added the record kind after the version 1 fields; every version 1 row is plain.
-const RECORD_VERSION: u8 = 2;
+/// Version 3 added the message's tags after the kind; older rows have none.
+const RECORD_VERSION: u8 = 3;
+const TAGS_VERSION: u8 = 3;
 const FIRST_RECORD_VERSION: u8 = 1;
 const READABLE: std::ops::RangeInclusive<u8> = FIRST_RECORD_VERSION..=RECORD_VERSION;
 
@@ -55,12 +57,24 @@ pub struct HistoryRecord {
     /// The exact V2 wire JSON bytes of the message.
     pub payload: Vec<u8>,
     pub kind: RecordKind,
+    /// The publisher's `tags` as a JSON object, kept whether or not frames carry them, so that
+    /// rewind and recovery filter by them as live delivery does.
+    pub tags: Option<String>,
 }
 
 impl HistoryRecord {
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(
-            1 + 8 + 2 + self.message_id.len() + 2 + self.event_name.len() + 4 + self.payload.len() + 9,
+            1 + 8
+                + 2
+                + self.message_id.len()
+                + 2
+                + self.event_name.len()
+                + 4
+                + self.payload.len()
+                + 9
+                + 5
+                + self.tags.as_ref().map_or(0, |t| t.len()),
         );
         out.push(RECORD_VERSION);
         out.extend_from_slice(&self.published_at_ms.to_be_bytes());
@@ -68,6 +82,7 @@ impl HistoryRecord {
         put_short_str(&mut out, &self.event_name);
         put_long_bytes(&mut out, &self.payload);
         self.kind.put(&mut out);
+        put_optional(&mut out, self.tags.as_deref(), put_long_str);
         out
     }
 
@@ -79,6 +94,7 @@ impl HistoryRecord {
                 event_name: r.short_str()?,
                 payload: r.long_bytes()?.to_vec(),
                 kind: RecordKind::read(version, r)?,
+                tags: if version >= TAGS_VERSION { r.optional(|r| r.long_str())? } else { None },
             })
         })
     }
@@ -123,13 +139,17 @@ mod tests {
             event_name: "order.updated".into(),
             payload: br#"{"event":"order.updated"}"#.to_vec(),
             kind,
+            tags: None,
         }
     }
 
     #[test]
     fn record_round_trips_and_rejects_truncation() {
         for kind in [RecordKind::Plain, RecordKind::VersionedCreate, RecordKind::Mutation { message: 7 }] {
-            let rec = rec(kind);
+            let mut rec = rec(kind);
+            if kind == RecordKind::Plain {
+                rec.tags = Some(r#"{"region":"eu"}"#.into());
+            }
             let bytes = rec.encode();
             assert_eq!(HistoryRecord::decode(&bytes), Some(rec.clone()));
             assert_eq!(HistoryRecord::published_at_of(&bytes), Some(rec.published_at_ms));
@@ -137,6 +157,16 @@ mod tests {
             assert_eq!(HistoryRecord::kind_of(&bytes), Some(kind));
             assert_eq!(HistoryRecord::decode(&bytes[..bytes.len() - 1]), None);
         }
+    }
+
+    /// Version 2 rows (a kind, no tags) decode with no tags.
+    #[test]
+    fn version_2_rows_have_no_tags() {
+        let mut v2 = rec(RecordKind::Mutation { message: 7 }).encode();
+        assert_eq!(v2.pop(), Some(0), "no tags: one absent marker");
+        v2[0] = 2;
+        assert_eq!(HistoryRecord::decode(&v2), Some(rec(RecordKind::Mutation { message: 7 })));
+        assert_eq!(HistoryRecord::kind_of(&v2), Some(RecordKind::Mutation { message: 7 }));
     }
 
     /// The exact bytes version 1 wrote (before record kinds), as existing data dirs hold them.

@@ -53,6 +53,7 @@ from sockudo_python import (
     ChannelAuthorizationData,
     ChannelAuthorizationOptions,
     ConnectionState,
+    Filter,
     SockudoClient,
     SockudoOptions,
     SockudoTransport,
@@ -780,5 +781,47 @@ def test_annotations_via_sdks(server, http):
         missing = http.publish_annotation(ch, "00000000000000000099:none", {"type": reactions, "name": "up",
                                                                            "clientId": "u1"})
         assert missing.status_code == 404, missing.message
+
+    asyncio.run(main())
+
+
+def test_filters_via_sdks(server, http):
+    """Subscription filters (`docs/protocol/v2.md#subscription-filters`) as the SDKs write them:
+    sockudo-python's `Filter` builder (sent as `tags_filter`, or inside `filter` with `events`
+    and `expression`), sockudo-http-python's `TriggerOptions(tags=…)`."""
+    ch = uniq("py-v2-filters")
+
+    async def main():
+        client = v2_client(server.port)
+        by_tags = client.subscribe(ch, SubscriptionOptions(
+            filter=Filter.and_(Filter.eq("region", "eu"), Filter.inside("tier", ["gold", "vip"]))))
+        got_tags = collect(by_tags, "order")
+        other = v2_client(server.port)
+        compound = other.subscribe(ch, SubscriptionOptions(
+            events=["order"], filter=Filter.neq("region", "us"), expression="data.total >= `100`"))
+        got_compound = collect(compound, "order")
+        async with connected(client), connected(other):
+            await subscribed(client, by_tags)
+            await subscribed(other, compound)
+            sent = [
+                ({"n": 1, "total": 150}, {"region": "eu", "tier": "vip"}),
+                ({"n": 2, "total": 500}, {"region": "us", "tier": "gold"}),
+                ({"n": 3, "total": 50}, {"region": "eu", "tier": "gold"}),
+                ({"n": 4, "total": 120}, {"tier": "silver"}),
+                ({"n": 5, "total": 100}, {"region": "eu", "tier": "gold"}),
+            ]
+            for data, tags in sent:
+                ok_json(http.trigger(ch, "order", data, TriggerOptions(tags=tags)), f"publish {data['n']}")
+            await until(lambda: len(got_tags) >= 3 and len(got_compound) >= 3, "the filtered events",
+                        lambda: f"{client.describe()} {other.describe()}")
+            await asyncio.sleep(0.3)
+        assert [d["n"] for d in got_tags] == [1, 3, 5], got_tags
+        assert [d["n"] for d in got_compound] == [1, 4, 5], got_compound
+        sub = [m for m in client.sent if m["event"] == "sockudo:subscribe"][0]["data"]
+        assert sub["tags_filter"]["op"] == "and", sub
+        sub = [m for m in other.sent if m["event"] == "sockudo:subscribe"][0]["data"]
+        assert sub["filter"]["events"] == ["order"] and sub["filter"]["expression"], sub
+        # Tags are not on the wire by default (`tag_filtering.enable_tags`).
+        assert all("tags" not in f for f in app_frames(client, ch, "order"))
 
     asyncio.run(main())

@@ -12,7 +12,7 @@ use super::*;
 use crate::cli::Args;
 use crate::engine::{ConnId, FOREIGN_TOKEN_BASE};
 use crate::http::{Outcome as HttpOutcome, PublishConfig, Publisher};
-use crate::pusher::{self, Kind};
+use crate::pusher::{self, Kind, Protocol};
 use crate::signing::{self, Signer};
 use crate::stats::{inc, phase, set};
 
@@ -71,6 +71,9 @@ pub struct Extra {
     pub batch: usize,
     /// Private channels (subscribe with an auth signature).
     pub private: bool,
+    /// V2 only: socket i subscribes with tag filter i mod F (F distinct filters), each of which
+    /// every event passes (all carry the tag `k=all`), so deliveries equal an unfiltered run's.
+    pub filters: usize,
 }
 
 pub type Opts = PublishOpts<Extra>;
@@ -78,7 +81,8 @@ pub type Opts = PublishOpts<Extra>;
 impl Opts {
     pub fn parse(a: &Args) -> Result<Opts, String> {
         PublishOpts::parse_with(a, (100, 3.0), |a| {
-            let x = Extra { batch: a.num("batch", 1, 1)?, private: a.switch("private") };
+            let x =
+                Extra { batch: a.num("batch", 1, 1)?, private: a.switch("private"), filters: a.num("filters", 0, 0)? };
             if !(1..=10).contains(&x.batch) {
                 return Err("--batch: 1..=10".into());
             }
@@ -117,6 +121,7 @@ pub(super) fn publish_config(
     pipeline: usize,
     payload: usize,
     batch: usize,
+    tags: Option<String>,
 ) -> PublishConfig {
     PublishConfig {
         addr,
@@ -127,6 +132,7 @@ pub(super) fn publish_config(
         connections,
         pipeline,
         payload,
+        tags,
         batch,
         source_ips: c.source_ips,
     }
@@ -227,6 +233,8 @@ struct Worker {
     buf: Vec<u8>,
     /// (signer, key) for private channels.
     signer: Option<(Signer, String)>,
+    /// Distinct subscription filters (`Extra::filters`).
+    filters: usize,
     publisher: Option<Pub>,
 }
 
@@ -261,7 +269,13 @@ impl Driver for Worker {
         let ch = &self.channels[tag as usize % self.channels.len()];
         let auth = self.signer.as_ref().map(|(s, key)| signing::private_auth(s, key, io.socket_id(id), ch));
         self.buf.clear();
-        pusher::subscribe(&mut self.buf, io.proto(), ch, auth.as_deref(), None);
+        match self.filters {
+            0 => pusher::subscribe(&mut self.buf, io.proto(), ch, auth.as_deref(), None),
+            f => {
+                let filter = format!(r#"{{"key":"k","cmp":"in","vals":["f{}","all"]}}"#, tag as usize % f);
+                pusher::subscribe_filtered(&mut self.buf, ch, &filter);
+            }
+        }
         io.send_text(id, &self.buf);
     }
 
@@ -306,6 +320,9 @@ impl Finish for Worker {
 
 pub fn run(args: &Args, common: &Common) -> Outcome {
     let (opts, target, shared, mut monitor) = setup(args, common, Opts::parse, |o| o.channels)?;
+    if opts.x.filters > 0 && common.proto != Protocol::V2 {
+        return Err("--filters needs --protocol 2 (V1 subscriptions are never filtered)".into());
+    }
     let channels: Arc<Vec<String>> = Arc::new(
         (0..opts.channels).map(|c| format!("{}lt-fanout-{c}", if opts.x.private { "private-" } else { "" })).collect(),
     );
@@ -315,7 +332,8 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
 
     let pub_cfg = {
         let (c, o, addr) = (common.clone(), opts.clone(), target.addr);
-        move || publish_config(&c, addr, o.publish_conns, o.pipeline, o.payload, o.x.batch)
+        let tags = (o.x.filters > 0).then(|| r#"{"k":"all"}"#.to_owned());
+        move || publish_config(&c, addr, o.publish_conns, o.pipeline, o.payload, o.x.batch, tags.clone())
     };
     let handles = {
         let (opts, channels, shared) = (opts.clone(), channels.clone(), shared.clone());
@@ -326,6 +344,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
             tally: Tally::default(),
             buf: Vec::with_capacity(256),
             signer: opts.x.private.then(|| (Signer::new(&secret), key.clone())),
+            filters: opts.x.filters,
             publisher: (t == 0).then(|| {
                 let pacing = (opts.rate, opts.duration_s);
                 Pub::new(registry, pub_cfg(), pacing, (shared.clone(), t), channels.clone())

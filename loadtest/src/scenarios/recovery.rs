@@ -528,7 +528,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
                 failures: Causes::default(),
                 skipped: 0,
                 publisher: (t == 0).then(|| {
-                    let cfg = publish_config(&c, addr, opts.publish_conns, opts.pipeline, opts.payload, 1);
+                    let cfg = publish_config(&c, addr, opts.publish_conns, opts.pipeline, opts.payload, 1, None);
                     let pacing = (opts.rate, opts.duration_s);
                     Pub::new(registry, cfg, pacing, (shared.clone(), t), channels.clone())
                 }),

@@ -7,6 +7,7 @@ use super::super::response::{ApiError, Response};
 use super::json_body;
 use crate::config::{AiTransport, App, AppIdx, Idempotency};
 use crate::protocol::ai::{self, AiError};
+use crate::protocol::filter::Tags;
 use crate::protocol::outbound::{self, push_json_str};
 use crate::publish::publish;
 use crate::shard::channel::broadcast::{ChannelEvent, EventData};
@@ -132,6 +133,8 @@ struct RawEvent<'a> {
     message_id: Option<String>,
     #[serde(borrow)]
     extras: Option<LazyValue<'a>>,
+    tags: Option<sonic_rs::Value>,
+    delta: Option<bool>,
 }
 
 /// A validated publish: everything is checked before anything is sent (so a bad channel in
@@ -145,6 +148,10 @@ struct EventRequest {
     message_id: Option<String>,
     /// `extras` as raw JSON (an object), forwarded to V2 subscribers only.
     extras: Option<String>,
+    /// Top-level `tags` (`docs/protocol/v2.md#subscription-filters`).
+    tags: Option<Tags>,
+    /// `delta: false`: never sent as a delta.
+    no_delta: bool,
     ephemeral: bool,
     /// `extras.ai.transport.status` is `streaming`.
     opens_stream: bool,
@@ -180,6 +187,8 @@ impl EventRequest {
             creator,
             message_id: self.message_id.clone(),
             extras: self.extras.clone(),
+            tags: self.tags.clone(),
+            no_delta: self.no_delta,
             ephemeral: self.ephemeral,
             opens_stream: self.opens_stream,
         })
@@ -233,6 +242,10 @@ impl EventRequest {
             Some(_) => return Err(ApiError::invalid_input("extras must be a JSON object")),
             None => None,
         };
+        let tags = match &raw.tags {
+            Some(t) => Tags::parse(t).map_err(ApiError::invalid_input)?,
+            None => None,
+        };
         let ephemeral = extras
             .as_deref()
             .is_some_and(|x| sonic_rs::get_from_str(x, ["ephemeral"]).is_ok_and(|v| v.as_raw_str() == "true"));
@@ -248,6 +261,8 @@ impl EventRequest {
             info: raw.info.as_deref().map(Info::parse),
             message_id: raw.message_id,
             extras,
+            tags,
+            no_delta: raw.delta == Some(false),
             ephemeral,
             opens_stream,
         })

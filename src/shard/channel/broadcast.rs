@@ -2,6 +2,7 @@
 //! encoding by the owner and shared (reference-counted) by every shard and socket.
 
 use crate::config::AppIdx;
+use crate::protocol::filter::{Attrs, Tags};
 use crate::protocol::outbound::Encoding;
 use crate::socket_id::SocketId;
 use std::sync::Arc;
@@ -21,13 +22,40 @@ pub struct Broadcast {
     pub published_at: Instant,
     /// For subscriptions in `ANNOTATION_SUBSCRIBE` mode only (raw annotation events).
     pub annotations_only: bool,
+    /// What subscription filters see of a published message; `None` (member events,
+    /// mutations, annotations): every subscriber gets it.
+    pub attrs: Option<Arc<Attrs>>,
+    /// Set when V2 sockets that asked for deltas may get this message as one
+    /// (`docs/protocol/v2.md#delta-compression`).
+    pub delta: Option<Arc<DeltaKey>>,
+}
+
+/// Where a message stands in a channel's delta streams.
+pub struct DeltaKey {
+    /// The base key: the event name (a socket's deltas chain messages of one key).
+    pub key: Box<str>,
+    /// The message's stream id and serial, repeated on delta frames.
+    pub stream: Option<(Arc<str>, u64)>,
 }
 
 impl Broadcast {
     /// A message with its Pusher form `v1` (`None`: V1 sockets do not receive it) and its V2
     /// form `v2`, which V2 sockets in either append mode get.
     pub fn new(serial: Option<u64>, published_at: Instant, v1: Option<Payload>, v2: Payload) -> Broadcast {
-        Broadcast { payloads: [v1, Some(v2.clone()), Some(v2)], serial, published_at, annotations_only: false }
+        Broadcast {
+            payloads: [v1, Some(v2.clone()), Some(v2)],
+            serial,
+            published_at,
+            annotations_only: false,
+            attrs: None,
+            delta: None,
+        }
+    }
+
+    /// The same message, filtered by `attrs` for filtered subscriptions.
+    pub fn with_attrs(mut self, attrs: Option<Arc<Attrs>>) -> Broadcast {
+        self.attrs = attrs;
+        self
     }
 
     /// The same message, for subscriptions in `ANNOTATION_SUBSCRIBE` mode only.
@@ -75,6 +103,11 @@ pub struct ChannelEvent {
     pub message_id: Option<String>,
     /// `extras` as raw JSON, forwarded to V2 sockets only.
     pub extras: Option<String>,
+    /// The publisher's `tags` (HTTP publishes): filtered on, and in V2 frames when
+    /// `tag_filtering.enable_tags` is on.
+    pub tags: Option<Tags>,
+    /// `delta: false` on the publish: never sent as a delta.
+    pub no_delta: bool,
     /// `extras.ephemeral`: no serial, no replay buffer (`docs/protocol/v2.md#ephemeral-messages`).
     pub ephemeral: bool,
     /// `extras.ai.transport.status` is `streaming`: as a versioned create on an AI channel,

@@ -262,6 +262,7 @@ impl Shard {
             event_name: versioned::event_name(action).to_owned(),
             payload: v2.to_vec(),
             kind: storage::RecordKind::Mutation { message: m.message },
+            tags: None,
         };
         let write = VersionWrite { message: m.message, record: record.clone(), receipt };
         // Crosses to this shard's store thread: the row, the version and the receipt in one batch.

@@ -59,6 +59,7 @@ impl Shard {
             event_name: t.event.name().to_owned(),
             payload: event_json(&id, serial, published_at_ms, &t),
             kind: RecordKind::Plain,
+            tags: None,
         };
         let written = store.append(&a.id, &storage::presence_stream(channel), &id, serial, record).written;
         let (shard, channel) = (self.clone(), channel.clone());

@@ -2,10 +2,11 @@
 //! ephemeral), is encoded once per encoding, is appended to the store when history is on, and
 //! is delivered by `release` once the append is written (see `commit`).
 
-use super::broadcast::{Broadcast, ChannelEvent, Deliver, EventData};
+use super::broadcast::{Broadcast, ChannelEvent, Deliver, DeltaKey, EventData};
 use super::commit::{message_write_failure, Append, Commit, Step, VersionCommit};
 use super::stream::Kept;
 use super::{is_presence, ChannelOp, ChannelState, Done, Occupancy, OpFailure, Origin, Rejection};
+use crate::protocol::filter::Attrs;
 use crate::protocol::outbound::{self, Data, Position};
 use crate::protocol::{channel, versioned};
 use crate::shard::route::{CrossingError, Msg, Responder};
@@ -77,8 +78,22 @@ impl Shard {
             };
             let pos = Position { message_id: &message_id, stream_id: &stream.id, serial };
             let v1 = Arc::new(outbound::event(&event.name, Some(&channel), data, user_id));
-            let v2 = Arc::new(outbound::v2_event(&event.name, &channel, data, user_id, pos, extras.as_deref()));
-            let message = Broadcast::new(serial, now, Some(v1), v2.clone());
+            let tags = event.tags.as_ref().map(|t| t.to_json());
+            let shown_tags = tags.as_deref().filter(|_| self.ctx.config.filtering.deliver_tags);
+            let v2 =
+                Arc::new(outbound::v2_event(&event.name, &channel, data, user_id, shown_tags, pos, extras.as_deref()));
+            let attrs = Some(Arc::new(Attrs { event: event.name.as_str().into(), tags: event.tags.clone() }));
+            let mut message = Broadcast::new(serial, now, Some(v1), v2.clone()).with_attrs(attrs.clone());
+            let delta = &self.ctx.config.delta;
+            // Never for encrypted channels (the payload is ciphertext) or small messages.
+            if delta.enabled
+                && !event.no_delta
+                && v2.len() >= delta.min_message_size
+                && !channel::channel_type(&channel).encrypted
+            {
+                let stream = serial.map(|n| (stream.id.clone(), n));
+                message.delta = Some(Arc::new(DeltaKey { key: event.name.as_str().into(), stream }));
+            }
             let append = match (store, place) {
                 (Some(store), Some((serial, epoch))) => {
                     let mut record = storage::HistoryRecord {
@@ -87,6 +102,7 @@ impl Shard {
                         event_name: event.name.clone(),
                         payload: v2.to_vec(),
                         kind: storage::RecordKind::Plain,
+                        tags,
                     };
                     let app_id = &self.ctx.apps.get(app).id;
                     // Crosses to this shard's store thread; the answer comes back as a wake.
@@ -107,7 +123,7 @@ impl Shard {
                 }
                 _ => None,
             };
-            let kept = serial.map(|serial| Kept::new(serial, now, message_id.as_str().into(), v2));
+            let kept = serial.map(|serial| Kept { attrs, ..Kept::new(serial, now, message_id.as_str().into(), v2) });
             let version = create.map(|ack| VersionCommit { ack, message: None, op_id: None });
             let stream_id = stream.id.clone();
             if let (true, Some(serial)) = (opens_stream, serial) {

@@ -7,6 +7,7 @@
 
 use super::broadcast::Payload;
 use crate::config::ReplayWindow;
+use crate::protocol::filter::Attrs;
 use crate::protocol::outbound;
 use ahash::AHashMap;
 use std::collections::VecDeque;
@@ -48,11 +49,13 @@ pub struct Kept {
     /// `append_mode=full` got (the whole text). A full-mode replay sends that one and skips
     /// the message's older appends, whose text it already includes.
     pub full: Option<Payload>,
+    /// What subscription filters see of it (`Broadcast::attrs`).
+    pub attrs: Option<Arc<Attrs>>,
 }
 
 impl Kept {
     pub fn new(serial: u64, at: Instant, message_id: Arc<str>, frame: Payload) -> Kept {
-        Kept { serial, at, message_id, frame, append_to: None, full: None }
+        Kept { serial, at, message_id, frame, append_to: None, full: None, attrs: None }
     }
 
     fn bytes(&self) -> usize {

@@ -41,6 +41,13 @@ impl Session {
             transport.check_identity(&user).map_err(ProtocolError::Ai)?;
         }
         let stamped = ai::stamp(extras, name, &user).map_err(ProtocolError::Ai)?;
-        self.send_client_event(frame, name, channel, Some(stamped))
+        // `extras.echo` decides for this event; without it, the connection's `echo_messages`
+        // (`docs/protocol/v2.md#echo-control`).
+        let echo = match sonic_rs::get_from_str(&stamped, ["echo"]).ok().map(|v| v.as_raw_str().to_owned()) {
+            Some(v) if v == "true" => true,
+            Some(v) if v == "false" => false,
+            _ => self.echo,
+        };
+        self.send_client_event(frame, name, channel, Some(stamped), echo)
     }
 }

@@ -39,7 +39,7 @@ impl Session {
         if !channel::channel_type(channel).allows_client_events() {
             return Err(ProtocolError::client_event("Client events can only be sent to private or presence channels"));
         }
-        self.send_client_event(frame, name, channel, None)
+        self.send_client_event(frame, name, channel, None, self.echo)
     }
 
     /// The app's client-event rate limit. It comes first: rejected events still use quota, as
@@ -76,6 +76,7 @@ impl Session {
         name: &str,
         channel: &str,
         extras: Option<String>,
+        echo: bool,
     ) -> Result<(), ProtocolError> {
         let app = self.app();
         let data = frame.data_raw();
@@ -111,10 +112,12 @@ impl Session {
             creator: None,
             message_id: None,
             extras,
+            tags: None,
+            no_delta: true,
             ephemeral: false,
             opens_stream: false,
         };
-        let exclude = (!self.echo).then_some(self.id);
+        let exclude = (!echo).then_some(self.id);
         publish_client_event(self.shard(), self.app, channel, event, exclude)
             .map_err(|e| ProtocolError::client_event(format!("rejected, the server is too busy: {e}")))
     }

@@ -3,6 +3,7 @@
 
 mod ai_event;
 mod client_event;
+mod delta;
 mod history;
 mod presence_update;
 mod resume;

@@ -2,6 +2,7 @@
 //! from its hot buffer (queued on the socket when the answer is handled, in mesh order) or
 //! points to durable history, read here from the owner's store (the cold tier).
 
+use crate::protocol::filter::{Attrs, Subject};
 use crate::protocol::inbound::{self, ClientFrame, ResumePosition};
 use crate::protocol::outbound::{self, Encoding};
 use crate::protocol::recovery::{ResumeFailure, ResumeReason};
@@ -88,10 +89,14 @@ impl Session {
             Recovery::Hot { stream_id, messages } => {
                 let cap = replay_cap(&hub, key, &ch);
                 let full = hub.index.borrow().sockets.get(key).is_some_and(|s| s.encoding == Encoding::V2JsonFull);
+                let filter = hub.index.borrow().sockets.get(key).and_then(|s| s.channels.get(&ch)?.filter.clone());
                 let mut sent = 0;
                 let mut last = None;
                 for m in messages.iter().filter(|m| m.serial <= cap) {
                     last = Some((m.serial, m.message_id.to_string()));
+                    if filter.as_ref().is_some_and(|f| !f.matches(&Subject::new(m.attrs.as_deref(), &m.frame))) {
+                        continue;
+                    }
                     // In `append_mode=full` only a message's newest append is replayed: its
                     // text includes every older one.
                     let frame = match (full, m.append_to, &m.full) {
@@ -209,8 +214,15 @@ impl Session {
         }
         let full = self.with_socket(|s| s.encoding == Encoding::V2JsonFull).unwrap_or(false);
         let newest_appends = if full { self.newest_appends(store, &channel, &page.items).await } else { Vec::new() };
+        let filter = self.filter_of(&channel);
+        let passes = |item: &storage::HistoryItem| {
+            filter.as_ref().is_none_or(|f| f.matches(&Subject::new(Attrs::of_row(item).as_ref(), &item.payload)))
+        };
         let mut replayed = 0;
         for (i, item) in page.items.iter().enumerate().filter(|(_, i)| Some(i.message_id.as_str()) != last_message_id) {
+            if !passes(item) {
+                continue;
+            }
             let frame = match newest_appends.iter().find(|(at, _)| *at == i) {
                 Some((_, whole)) => whole,
                 // In `append_mode=full` only a message's newest append is replayed, with the

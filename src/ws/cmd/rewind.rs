@@ -1,6 +1,7 @@
 //! Rewind on subscribe (`docs/protocol/v2.md#rewind`): history up to the attach serial, oldest
 //! first, then the live frames the continuity gate held meanwhile, then `rewind_complete`.
 
+use crate::protocol::filter::{Attrs, Subject};
 use crate::protocol::history::Rewind;
 use crate::protocol::ProtocolError;
 use crate::protocol::{outbound, versioned};
@@ -53,9 +54,16 @@ impl Session {
             items.reverse();
         }
         let stream_id = page.as_ref().and_then(|p| p.continuity.as_ref()).map_or("", |c| c.stream_id.as_str());
+        let filter = self.filter_of(channel);
+        let mut sent = 0;
         for item in &items {
             let (frame, _) = versioned::shown(item, channel, stream_id);
+            // Filtered on the message as published (its event and tags), like live delivery.
+            if filter.as_ref().is_some_and(|f| !f.matches(&Subject::new(Attrs::of_row(item).as_ref(), &item.payload))) {
+                continue;
+            }
             self.hub.send_frame(self.key, text_frame(&frame));
+            sent += 1;
         }
         self.with_socket(|s| {
             if let Some(sub) = s.channels.get_mut(channel) {
@@ -74,7 +82,7 @@ impl Session {
         };
         let truncated_by_limit = has_more || wanted.is_some_and(|n| n > max as u64 && attach > max as u64);
         let summary = outbound::RewindComplete {
-            historical_count: items.len(),
+            historical_count: sent,
             live_count,
             complete: !truncated_by_retention && !truncated_by_limit,
             truncated_by_retention,

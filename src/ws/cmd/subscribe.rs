@@ -8,22 +8,50 @@ use crate::metrics::ChannelLabel;
 use crate::protocol::annotations;
 use crate::protocol::capabilities::Op;
 use crate::protocol::channel::{self, Kind};
+use crate::protocol::delta::{self, Algorithm, Choice};
 use crate::protocol::inbound::{self, ClientFrame, Member, ResumePosition, Subscribe};
 use crate::protocol::outbound::{self, Dialect};
 use crate::protocol::versioned;
 use crate::protocol::ProtocolError;
 use crate::shard::channel::subscribe::{Subscribe as OwnerSubscribe, Subscribed};
 use crate::shard::Shard;
-use crate::ws::index::Subscription;
+use crate::ws::delta::ChannelDelta;
+use crate::ws::index::{Socket, Subscription};
 use crate::ws::session::Session;
 use crate::ws::writer::text_frame;
 use std::rc::Rc;
 use std::sync::Arc;
 
+/// Applies a subscribe's `delta` option to the socket's subscription of `channel` (none:
+/// the connection's setting applies). Returns the algorithm to confirm on the channel when the
+/// option turned deltas on for it alone.
+fn set_delta(sock: &mut Socket, channel: &str, choice: Option<Choice>, default: Algorithm) -> Option<Algorithm> {
+    let connection = sock.delta;
+    let sub = sock.channels.get_mut(channel)?;
+    let had = sub.delta.is_some();
+    let (algorithm, confirm) = match choice {
+        None if sub.delta_off || had => return None,
+        None => (connection, None),
+        Some(Choice::Off) => {
+            sub.delta_off = true;
+            (None, None)
+        }
+        Some(Choice::On(asked)) => {
+            sub.delta_off = false;
+            let a = asked.or(connection).unwrap_or(default);
+            (Some(a), connection.is_none().then_some(a))
+        }
+    };
+    sub.delta = algorithm.map(|a| Box::new(ChannelDelta::new(a)));
+    sock.deltas = sock.deltas + sub.delta.is_some() as u32 - had as u32;
+    confirm
+}
+
 impl Session {
     pub(in crate::ws) async fn subscribe(&self, frame: &ClientFrame<'_>) -> Result<(), ProtocolError> {
-        let sub = Subscribe::parse(frame)?;
         let ctx = &self.shard().ctx;
+        let filters = (self.dialect == Dialect::V2).then_some(ctx.config.filtering.filters);
+        let sub = Subscribe::parse(frame, filters)?;
         if sub.rewind.is_some() {
             if self.dialect == Dialect::V1 {
                 return Err(ProtocolError::history("rewind only supported on protocol V2"));
@@ -53,6 +81,10 @@ impl Session {
         let user = member.as_ref().map(|m| Arc::<str>::from(m.user_id.as_str()));
         let needs_auth = ty.needs_auth();
         let annotation_mode = sub.annotations;
+        let mut filter = sub.filter;
+        // Deltas are for V2 sockets only, and only when the server has them on.
+        let delta_choice = sub.delta.filter(|_| dialect == Dialect::V2 && ctx.config.delta.enabled);
+        let default_algorithm = ctx.config.delta.algorithm;
         // V2 subscribers get a continuity gate: a resume or rewind can then put older messages
         // ahead of the live ones that arrive meanwhile.
         let app = self.app();
@@ -73,15 +105,25 @@ impl Session {
                 }
                 return Ok(None);
             }
-            if !already {
+            if already {
+                // Subscribed again: the new filter (or none) replaces the old one.
+                let old = index.sockets[key].channels.get(&ch).and_then(|sub| sub.filter.clone());
+                if old.as_deref() != filter.as_ref() {
+                    let shared = index.refilter(app_idx, &ch, key, old.as_ref(), filter.take());
+                    if let Some(sub) = index.sockets[key].channels.get_mut(&ch) {
+                        sub.filter = shared;
+                    }
+                }
+            } else {
                 let c = hub.counters(Some(app_idx));
                 let label = ChannelLabel::of(&ch) as usize;
                 c.subscriptions[label].inc();
-                if index.add_subscriber(app_idx, &ch, key) {
+                let (first, shared) = index.add_subscriber(app_idx, &ch, key, filter.take());
+                if first {
                     c.active_channels[label].inc();
                 }
                 let sock = index.sockets.get_mut(key).expect("live socket");
-                sock.channels.insert(ch.clone(), Subscription::new(user.clone(), s.head, gated));
+                sock.channels.insert(ch.clone(), Subscription::new(user.clone(), s.head, gated, shared));
                 sock.gates += gated as u32;
                 if needs_auth {
                     sock.authenticated = true;
@@ -93,8 +135,12 @@ impl Session {
             if annotation_mode {
                 index.add_annotation_subscriber(app_idx, &ch, key);
             }
+            let confirm = set_delta(&mut index.sockets[key], &ch, delta_choice, default_algorithm);
             drop(index);
             hub.send_json(key, &outbound::subscription_succeeded(dialect, &ch, &s.data, (&s.stream_id, s.head)));
+            if let Some(algorithm) = confirm {
+                hub.send_json(key, &delta::enabled_frame(dialect, true, algorithm, Some(&ch)));
+            }
             match s.cache {
                 Some(Some(event)) => {
                     let encoding = hub.index.borrow().sockets.get(key).map(|s| s.encoding);

@@ -12,7 +12,9 @@ impl Session {
         let mut index = self.hub.index.borrow_mut();
         let Some(s) = index.live(self.key, self.id) else { return Ok(()) };
         let Some((channel, sub)) = s.channels.remove_entry(channel.as_str()) else { return Ok(()) };
-        let emptied = index.remove_subscriber(self.app, &channel, self.key);
+        // Its delta streams go with it: a new subscription starts with full frames.
+        s.deltas -= sub.delta.is_some() as u32;
+        let emptied = index.remove_subscriber(self.app, &channel, self.key, sub.filter.as_ref());
         drop(index);
         self.hub.count_unsubscribe(self.app, &channel, emptied);
         let shard = self.shard();

@@ -89,6 +89,7 @@ impl Engine {
                 payload_size_bytes: rec.payload.len() as u64,
                 payload: rec.payload,
                 kind: rec.kind,
+                tags: rec.tags,
                 message,
             });
         }

@@ -58,6 +58,7 @@ pub fn record(serial: u64, published_at_ms: u64) -> HistoryRecord {
         event_name: "ev".into(),
         payload: format!(r#"{{"event":"ev","data":"{serial}"}}"#).into_bytes(),
         kind: RecordKind::Plain,
+        tags: None,
     }
 }
 

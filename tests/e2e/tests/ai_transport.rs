@@ -243,6 +243,14 @@ fn client_ai_events_are_checked_and_stamped() {
     assert_eq!(f["extras"]["ai"]["transport"]["run-client-id"], "alice", "{f}");
     next_frame(&mut alice, "ai-cancel");
     v1.expect_event("ai-cancel");
+    // `extras.echo` decides for one AI event: false keeps it from its sender, who then gets
+    // the next one (echo true) as its next frame.
+    for (n, echo) in [(2, false), (3, true)] {
+        alice.send_json(&json!({"event": "ai-input", "channel": "ai-g", "data": {"n": n}, "extras": {"echo": echo}}));
+        assert_eq!(next_frame(&mut watcher, "ai-input")["data"]["n"], n);
+        v1.expect_event("ai-input");
+    }
+    assert_eq!(next_frame(&mut alice, "ai-input")["data"]["n"], 3);
 
     let refused = |c: &mut Client, frame: Value, code: &str| {
         c.send_json(&frame);

@@ -151,6 +151,28 @@ fn echo_control() {
     assert_eq!(echo.recv_json(T)["event"], "client-z");
 }
 
+// `[echo_control]`: `default_echo_messages = false` makes echo opt-in; `enabled = false` echoes
+// to every V2 sender whatever it asked.
+#[test]
+fn echo_control_settings() {
+    let echoed = |s: &Server, query: &str| {
+        let mut c = v2(s, query);
+        let f = c.recv_json(T);
+        c.socket_id = data_json(&f)["socket_id"].as_str().unwrap().to_owned();
+        let auth = private_auth(&c.app, &c.socket_id, "private-c");
+        c.send_json(&json!({"event": "sockudo:subscribe", "data": {"channel": "private-c", "auth": auth}}));
+        c.expect_channel_event("sockudo_internal:subscription_succeeded", "private-c");
+        c.client_event("client-x", "private-c", json!({}));
+        c.recv(Duration::from_millis(500)).is_some()
+    };
+    let s = Server::start_with_env(None, &[("ECHO_CONTROL_DEFAULT_ECHO_MESSAGES", "false")]);
+    assert!(!echoed(&s, ""));
+    assert!(echoed(&s, "&echo_messages=true"));
+    drop(s);
+    let s = Server::start(Some(&config("[echo_control]\nenabled = false\n", &[AppConfig::dev()])));
+    assert!(echoed(&s, "&echo_messages=false"));
+}
+
 // `docs/protocol/v2.md#subscription-position`: a fresh channel's subscribe ack carries its stream
 // and serial 0.
 #[test]
