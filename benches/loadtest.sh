@@ -13,6 +13,9 @@
 # big-fanout-v2 is big-fanout with V2 subscribers; big-fanout-f1/-f10/-f100 the same with 1, 10
 # or 100 distinct subscription filters over the 10,000 sockets, which every event passes (so
 # the delivered frames are the same and CPU per frame compares directly).
+# ticker is 1000 V2 subscribers over 10 channels at 1000 publishes/s (200-byte messages that
+# differ in their timestamp); ticker-fossil and ticker-xdelta3 the same with every subscription
+# asking for deltas ("frame bytes" in the report: WebSocket payload per delivered frame).
 # appends-1 and appends-100 stream mutable-message appends (4-byte tokens) from 4 HTTP writers
 # to 100 V2 subscribers, into 1 message (all writers on it) or 100 (25 per writer); the -ai
 # variants do it on an AI channel (private-ai-…), whose appends the server rolls up
@@ -38,6 +41,9 @@ declare -A ARGS=(
     [big-fanout-f1]="fanout --sockets 10000 --channels 1 --rate 50 --duration 10 --protocol 2 --filters 1"
     [big-fanout-f10]="fanout --sockets 10000 --channels 1 --rate 50 --duration 10 --protocol 2 --filters 10"
     [big-fanout-f100]="fanout --sockets 10000 --channels 1 --rate 50 --duration 10 --protocol 2 --filters 100"
+    [ticker]="fanout --sockets 1000 --channels 10 --rate 1000 --duration 10 --protocol 2"
+    [ticker-fossil]="fanout --sockets 1000 --channels 10 --rate 1000 --duration 10 --protocol 2 --delta fossil"
+    [ticker-xdelta3]="fanout --sockets 1000 --channels 10 --rate 1000 --duration 10 --protocol 2 --delta xdelta3"
     [connect]="connect --sockets 10000 --hold 5"
     [churn]="churn --rate 2000 --duration 10"
     [presence]="presence --sockets 1000 --channels 10"
@@ -88,7 +94,8 @@ for name in names:
         print(f"{name:11} server {m('server_cpu_us_per_delivery'):.2f} us/delivered frame, "
               f"delivered {m('deliveries_received'):.0f}/{m('deliveries_expected'):.0f}, "
               f"accepted {m('accepted_rate'):.0f}/{m('requested_rate'):.0f} publishes/s, "
-              f"p50 {lat('p50_us')/1000:.2f} ms p99 {lat('p99_us')/1000:.2f} ms, passed={ok}")
+              f"p50 {lat('p50_us')/1000:.2f} ms p99 {lat('p99_us')/1000:.2f} ms, "
+              f"{m('bytes_per_frame'):.1f} B/frame, passed={ok}")
     elif recs[0]["scenario"] == "connect":
         after = med([int(open(f"{out}/{name}-{r}.rss-after-close").read()) for r in range(1, runs + 1)])
         print(f"{name:11} {m('server_rss_bytes_per_connection')/1024:.2f} KiB RSS per idle connection, "

@@ -32,6 +32,7 @@ fanout:    --sockets N (100) --channels C (10) --rate EVENTS/S (100) --duration 
            --publish-conns N (4) --pipeline N (32) --setup-timeout S (120)
            --private (private-… channels, subscribed with auth)
            --filters F (0; with --protocol 2: F distinct tag filters over the sockets, all passed)
+           --delta fossil|xdelta3 (with --protocol 2: subscribe with deltas)
 connect:   --sockets N (1000) --hold S (5) --subscribe --channels C (10) --connect-rate R/S (0 = max)
 churn:     --rate CYCLES/S (50) --duration S (10) --channels C (10) --cycle-timeout S (10)
 presence:  --sockets M (100) --channels C (2) --leave-fraction F (0.5) --leave unsubscribe|close

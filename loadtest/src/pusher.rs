@@ -44,6 +44,8 @@ pub enum Kind {
     OtherSystem,
     /// A channel event (published or client event).
     Channel,
+    /// `sockudo:delta`: a channel event as a delta against the previous one.
+    Delta,
 }
 
 /// The value of the top-level `"event"` key (a byte scan; event names contain no escapes).
@@ -91,6 +93,7 @@ pub fn classify(name: &[u8]) -> Kind {
         (false, b"ping") => Kind::Ping,
         (false, b"pong") => Kind::Pong,
         (false, b"error") => Kind::Error,
+        (false, b"delta") => Kind::Delta,
         (_, b"subscription_succeeded") => Kind::SubscriptionSucceeded,
         (_, b"subscription_error") => Kind::SubscriptionError,
         (true, b"member_added") => Kind::MemberAdded,
@@ -228,12 +231,13 @@ pub fn subscribe(out: &mut Vec<u8>, proto: Protocol, channel: &str, auth: Option
     out.extend_from_slice(b"}}");
 }
 
-/// A V2 subscribe with a subscription filter (`filter` is JSON).
-pub fn subscribe_filtered(out: &mut Vec<u8>, channel: &str, filter: &str) {
+/// A V2 subscribe with one more option in its data: `field` set to `json`
+/// (`filter`, `delta`).
+pub fn subscribe_with(out: &mut Vec<u8>, channel: &str, field: &str, json: &str) {
     subscribe(out, Protocol::V2, channel, None, None);
     out.truncate(out.len() - 2);
-    out.extend_from_slice(b",\"filter\":");
-    out.extend_from_slice(filter.as_bytes());
+    out.extend_from_slice(format!(",\"{field}\":").as_bytes());
+    out.extend_from_slice(json.as_bytes());
     out.extend_from_slice(b"}}");
 }
 

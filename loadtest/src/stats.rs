@@ -66,6 +66,8 @@ counters!(
     append_frames,
     unknown_frames,
     creates_received,
+    // fanout: WebSocket payload bytes of the channel frames received (full frames and deltas)
+    channel_bytes,
 );
 
 /// Single-writer increment: cheaper than fetch_add, exact because only the owner writes.

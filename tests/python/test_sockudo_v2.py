@@ -825,3 +825,4 @@ def test_filters_via_sdks(server, http):
         assert all("tags" not in f for f in app_frames(client, ch, "order"))
 
     asyncio.run(main())
+

@@ -14,7 +14,7 @@ use crate::engine::{ConnId, FOREIGN_TOKEN_BASE};
 use crate::http::{Outcome as HttpOutcome, PublishConfig, Publisher};
 use crate::pusher::{self, Kind, Protocol};
 use crate::signing::{self, Signer};
-use crate::stats::{inc, phase, set};
+use crate::stats::{add, inc, phase, set};
 
 /// The options of a publishing run (fanout, recovery-storm): sockets over channels, the
 /// publisher's rate and window, and the drain.
@@ -74,6 +74,9 @@ pub struct Extra {
     /// V2 only: socket i subscribes with tag filter i mod F (F distinct filters), each of which
     /// every event passes (all carry the tag `k=all`), so deliveries equal an unfiltered run's.
     pub filters: usize,
+    /// V2 only: subscribe with deltas in this algorithm (`sockudo:delta` frames are counted as
+    /// deliveries; only full frames carry a timestamp to time).
+    pub delta: Option<String>,
 }
 
 pub type Opts = PublishOpts<Extra>;
@@ -81,8 +84,12 @@ pub type Opts = PublishOpts<Extra>;
 impl Opts {
     pub fn parse(a: &Args) -> Result<Opts, String> {
         PublishOpts::parse_with(a, (100, 3.0), |a| {
-            let x =
-                Extra { batch: a.num("batch", 1, 1)?, private: a.switch("private"), filters: a.num("filters", 0, 0)? };
+            let x = Extra {
+                batch: a.num("batch", 1, 1)?,
+                private: a.switch("private"),
+                filters: a.num("filters", 0, 0)?,
+                delta: a.opt_num::<String>("delta")?,
+            };
             if !(1..=10).contains(&x.batch) {
                 return Err("--batch: 1..=10".into());
             }
@@ -235,6 +242,8 @@ struct Worker {
     signer: Option<(Signer, String)>,
     /// Distinct subscription filters (`Extra::filters`).
     filters: usize,
+    /// `Extra::delta`.
+    delta: Option<String>,
     publisher: Option<Pub>,
 }
 
@@ -269,11 +278,15 @@ impl Driver for Worker {
         let ch = &self.channels[tag as usize % self.channels.len()];
         let auth = self.signer.as_ref().map(|(s, key)| signing::private_auth(s, key, io.socket_id(id), ch));
         self.buf.clear();
-        match self.filters {
-            0 => pusher::subscribe(&mut self.buf, io.proto(), ch, auth.as_deref(), None),
-            f => {
+        match (self.filters, &self.delta) {
+            (0, None) => pusher::subscribe(&mut self.buf, io.proto(), ch, auth.as_deref(), None),
+            (0, Some(algorithm)) => {
+                let delta = format!(r#"{{"enabled":true,"algorithm":"{algorithm}"}}"#);
+                pusher::subscribe_with(&mut self.buf, ch, "delta", &delta);
+            }
+            (f, _) => {
                 let filter = format!(r#"{{"key":"k","cmp":"in","vals":["f{}","all"]}}"#, tag as usize % f);
-                pusher::subscribe_filtered(&mut self.buf, ch, &filter);
+                pusher::subscribe_with(&mut self.buf, ch, "filter", &filter);
             }
         }
         io.send_text(id, &self.buf);
@@ -285,7 +298,12 @@ impl Driver for Worker {
                 if let Some(sent) = pusher::scan_timestamp(text) {
                     record(&mut self.tally.hist, crate::clock::now_ns().saturating_sub(sent));
                     inc(&self.socks.counters().delivered);
+                    add(&self.socks.counters().channel_bytes, text.len() as u64);
                 }
+            }
+            Kind::Delta => {
+                inc(&self.socks.counters().delivered);
+                add(&self.socks.counters().channel_bytes, text.len() as u64);
             }
             Kind::SubscriptionSucceeded => {
                 let first = self.socks.subscribed(tag);
@@ -320,8 +338,8 @@ impl Finish for Worker {
 
 pub fn run(args: &Args, common: &Common) -> Outcome {
     let (opts, target, shared, mut monitor) = setup(args, common, Opts::parse, |o| o.channels)?;
-    if opts.x.filters > 0 && common.proto != Protocol::V2 {
-        return Err("--filters needs --protocol 2 (V1 subscriptions are never filtered)".into());
+    if (opts.x.filters > 0 || opts.x.delta.is_some()) && common.proto != Protocol::V2 {
+        return Err("--filters and --delta need --protocol 2".into());
     }
     let channels: Arc<Vec<String>> = Arc::new(
         (0..opts.channels).map(|c| format!("{}lt-fanout-{c}", if opts.x.private { "private-" } else { "" })).collect(),
@@ -345,6 +363,7 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
             buf: Vec::with_capacity(256),
             signer: opts.x.private.then(|| (Signer::new(&secret), key.clone())),
             filters: opts.x.filters,
+            delta: opts.x.delta.clone(),
             publisher: (t == 0).then(|| {
                 let pacing = (opts.rate, opts.duration_s);
                 Pub::new(registry, pub_cfg(), pacing, (shared.clone(), t), channels.clone())
@@ -401,6 +420,12 @@ pub fn run(args: &Args, common: &Common) -> Outcome {
             peak
         ),
     );
+    let per_frame = t.channel_bytes as f64 / t.delivered.max(1) as f64;
+    report.line(
+        "frame bytes",
+        format!("{per_frame:.1} B of WebSocket payload per delivered frame (full frames and deltas)"),
+    );
+    report.metric("bytes_per_frame", per_frame);
     report.metric("sockets", opts.sockets as u64);
     report.metric("channels", opts.channels as u64);
     socket_metrics(&mut report, &t, setup_s);

@@ -8,19 +8,26 @@ use crate::protocol::outbound::Dialect;
 use crate::protocol::ProtocolError;
 use crate::ws::delta::ChannelDelta;
 use crate::ws::session::Session;
-use sonic_rs::JsonValueTrait;
+use sonic_rs::{JsonContainerTrait, JsonValueTrait};
 
 impl Session {
     pub(in crate::ws) fn enable_delta(&self, frame: &ClientFrame<'_>) -> Result<(), ProtocolError> {
         let config = &self.shard().ctx.config.delta;
-        let asked = match frame.data.as_ref().and_then(|d| sonic_rs::get(d.as_raw_str(), ["algorithm"]).ok()) {
-            Some(a) if !a.is_null() => {
+        // `{"algorithm": name}`, or `{"algorithms": [names]}` (sockudo-python) for the first
+        // this server speaks.
+        let data: Option<sonic_rs::Value> = frame.data.as_ref().and_then(|d| sonic_rs::from_str(d.as_raw_str()).ok());
+        let field = |k: &str| data.as_ref().and_then(|d| d.get(k)).filter(|v| !v.is_null());
+        let asked = match (field("algorithm"), field("algorithms")) {
+            (Some(a), _) => {
                 let name = a.as_str().unwrap_or_default();
                 Some(Algorithm::parse(name).ok_or_else(|| {
                     ProtocolError::invalid_format(format!("delta: unknown algorithm {name:?} (fossil, xdelta3)"))
                 })?)
             }
-            _ => None,
+            (None, Some(list)) => {
+                list.as_array().and_then(|l| l.iter().find_map(|a| a.as_str().and_then(Algorithm::parse)))
+            }
+            (None, None) => None,
         };
         let algorithm = asked.unwrap_or(config.algorithm);
         // Deltas are a V2 frame form: V1 sockets are answered and keep getting full frames.
