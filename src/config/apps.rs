@@ -51,6 +51,8 @@ pub struct AppConfig {
     pub presence_history_enabled: Option<bool>,
     pub allowed_origins: Option<Vec<String>>,
     pub channel_namespaces: Option<Vec<NamespaceConfig>>,
+    /// Delta settings by channel pattern (`docs/protocol/v2.md#conflation-keys`).
+    pub channel_delta_compression: Option<std::collections::BTreeMap<String, super::channel_delta::ChannelDeltaConfig>>,
     pub idempotency: AppIdempotency,
     /// The app's own `[history]` settings (`docs/protocol/v2.md#per-app-and-namespace-settings`).
     pub history: HistoryOverride,
@@ -149,6 +151,8 @@ pub struct App {
     pub history: HistoryOverride,
     pub recovery: RecoveryOverride,
     pub webhooks: Vec<Webhook>,
+    /// Delta settings by channel pattern, exact names first.
+    pub channel_delta: Vec<super::channel_delta::ChannelDelta>,
     /// The stable hash of `id`: every owner key of the app continues from it, so the shard that
     /// owns a channel, user or key never depends on the order apps are configured in.
     pub id_hash: u64,
@@ -218,6 +222,7 @@ impl App {
             return Err(ConfigError::new("channel_namespaces", "each namespace needs a `name` without ':'"));
         }
         let webhooks = super::webhooks::compile(c.webhooks.unwrap_or_default())?;
+        let channel_delta = super::channel_delta::compile(c.channel_delta_compression)?;
         c.history.check(false)?;
         c.connection_recovery.check()?;
         for (i, n) in declared.iter().enumerate() {
@@ -272,7 +277,13 @@ impl App {
             history: c.history,
             recovery: c.connection_recovery,
             webhooks,
+            channel_delta,
         })
+    }
+
+    /// The delta settings of `channel`, if a pattern of the app's matches it.
+    pub fn channel_delta(&self, channel: &str) -> Option<&super::channel_delta::ChannelDelta> {
+        self.channel_delta.iter().find(|d| d.matches(channel))
     }
 
     /// Origin check at connect (`docs/protocol/pusher.md#origin-checks`); only when

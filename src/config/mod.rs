@@ -4,6 +4,7 @@
 //! file's shape), `apps`, `webhooks`, and `sections` (the other resolved sections).
 
 mod apps;
+mod channel_delta;
 mod file;
 mod flags;
 mod overrides;
@@ -13,6 +14,7 @@ mod value;
 mod webhooks;
 
 pub use apps::{App, AppConfig, AppIdempotency, AppIdx, Limits, NamespaceConfig, Registry};
+pub use channel_delta::ChannelDelta;
 pub use flags::{Flags, USAGE};
 pub use overrides::{HistoryOverride, RecoveryOverride};
 pub use sections::{

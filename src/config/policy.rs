@@ -3,10 +3,12 @@
 //! name the nested keys.
 
 use super::apps::{AppConfig, AppIdempotency, NamespaceConfig};
+use super::channel_delta::ChannelDeltaConfig;
 use super::overrides::{HistoryOverride, RecoveryOverride};
 use super::value::{num_or_str, ConfigError};
 use super::webhooks::WebhookConfig;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 
 /// An app's `policy` table: the same settings as the flat fields, grouped.
 #[derive(Deserialize, Default, Debug, Clone)]
@@ -69,6 +71,7 @@ pub struct PolicyFeatures {
 pub struct PolicyChannels {
     pub allowed_origins: Option<Vec<String>>,
     pub channel_namespaces: Option<Vec<NamespaceConfig>>,
+    pub channel_delta_compression: Option<BTreeMap<String, ChannelDeltaConfig>>,
 }
 
 impl ConfigError {
@@ -81,7 +84,7 @@ impl ConfigError {
             | "enable_user_authentication"
             | "enable_watchlist_events"
             | "annotations_enabled" => Some("features"),
-            "allowed_origins" | "channel_namespaces" => Some("channels"),
+            "allowed_origins" | "channel_namespaces" | "channel_delta_compression" => Some("channels"),
             "webhooks" | "idempotency" | "history" | "connection_recovery" => Some(""),
             "presence_history_enabled" => return ConfigError { key: "policy.presence_history.enabled".into(), ..self },
             _ => Some("limits"),
@@ -128,6 +131,7 @@ impl AppConfig {
             presence_history_enabled: p.presence_history.enabled,
             allowed_origins: p.channels.allowed_origins,
             channel_namespaces: p.channels.channel_namespaces,
+            channel_delta_compression: p.channels.channel_delta_compression,
             idempotency: p.idempotency,
             history: p.history,
             connection_recovery: p.connection_recovery,
@@ -166,6 +170,7 @@ impl AppConfig {
             ("presence_history_enabled", self.presence_history_enabled.is_some()),
             ("allowed_origins", self.allowed_origins.is_some()),
             ("channel_namespaces", self.channel_namespaces.is_some()),
+            ("channel_delta_compression", self.channel_delta_compression.is_some()),
             ("idempotency", self.idempotency.enabled.is_some() || self.idempotency.ttl_seconds.is_some()),
             ("webhooks", self.webhooks.is_some()),
             ("history", self.history != HistoryOverride::default()),

@@ -63,15 +63,19 @@ impl Shared {
     ) -> Frame {
         let algorithm = state.algorithm;
         let Some(stream) = state.keys.get_mut(&key.key) else {
+            // Past the bound on conflation keys, every stream starts again.
+            if state.keys.len() >= key.max_keys {
+                state.keys.clear();
+            }
             state.keys.insert(key.key.clone(), KeyStream { base: payload.clone(), base_seq: 0, deltas_since_full: 0 });
-            return self.full(payload, 0);
+            return self.full(payload, 0, key);
         };
         let seq = stream.base_seq + 1;
         let base = std::mem::replace(&mut stream.base, payload.clone());
         let base_seq = std::mem::replace(&mut stream.base_seq, seq);
         if stream.deltas_since_full >= config.full_message_interval {
             stream.deltas_since_full = 0;
-            return self.full(payload, seq);
+            return self.full(payload, seq, key);
         }
         match self.delta(&base, payload, algorithm) {
             Some(encoded) => {
@@ -83,11 +87,11 @@ impl Shared {
                 }
                 let of = DeltaOf {
                     channel,
-                    event: &key.key,
+                    event: &key.event,
                     seq,
                     base_index: base_seq,
                     algorithm,
-                    conflation_key: None,
+                    conflation_key: key.conflation.as_deref(),
                     stream: key.stream.as_ref().map(|(id, n)| (&**id, *n)),
                 };
                 let frame = text_frame(&delta::delta_frame(&of, &encoded));
@@ -97,16 +101,16 @@ impl Shared {
             }
             None => {
                 stream.deltas_since_full = 0;
-                self.full(payload, seq)
+                self.full(payload, seq, key)
             }
         }
     }
 
-    fn full(&mut self, payload: &Payload, seq: u64) -> Frame {
+    fn full(&mut self, payload: &Payload, seq: u64, key: &DeltaKey) -> Frame {
         if let Some((_, f)) = self.full.iter().find(|(s, _)| *s == seq) {
             return f.clone();
         }
-        let frame = text_frame(&delta::with_seq(payload, seq, None));
+        let frame = text_frame(&delta::with_seq(payload, seq, key.conflation.as_deref()));
         self.full.push((seq, frame.clone()));
         frame
     }

@@ -32,8 +32,14 @@ pub struct Broadcast {
 
 /// Where a message stands in a channel's delta streams.
 pub struct DeltaKey {
-    /// The base key: the event name (a socket's deltas chain messages of one key).
+    /// The base key: a socket's deltas chain the messages of one key (the event name, and
+    /// the conflation value where the channel has a conflation key).
     pub key: Box<str>,
+    pub event: Box<str>,
+    /// The message's conflation value, named on its frames.
+    pub conflation: Option<Box<str>>,
+    /// Most keys one subscription keeps a stream for.
+    pub max_keys: usize,
     /// The message's stream id and serial, repeated on delta frames.
     pub stream: Option<(Arc<str>, u64)>,
 }

@@ -79,7 +79,10 @@ impl Shard {
             let pos = Position { message_id: &message_id, stream_id: &stream.id, serial };
             let v1 = Arc::new(outbound::event(&event.name, Some(&channel), data, user_id));
             let tags = event.tags.as_ref().map(|t| t.to_json());
-            let shown_tags = tags.as_deref().filter(|_| self.ctx.config.filtering.deliver_tags);
+            let per_channel = self.ctx.apps.get(app).channel_delta(&channel);
+            let deliver_tags =
+                per_channel.and_then(|d| d.enable_tags).unwrap_or(self.ctx.config.filtering.deliver_tags);
+            let shown_tags = tags.as_deref().filter(|_| deliver_tags);
             let v2 =
                 Arc::new(outbound::v2_event(&event.name, &channel, data, user_id, shown_tags, pos, extras.as_deref()));
             let attrs = Some(Arc::new(Attrs { event: event.name.as_str().into(), tags: event.tags.clone() }));
@@ -87,12 +90,25 @@ impl Shard {
             let delta = &self.ctx.config.delta;
             // Never for encrypted channels (the payload is ciphertext) or small messages.
             if delta.enabled
+                && per_channel.is_none_or(|d| d.enabled)
                 && !event.no_delta
                 && v2.len() >= delta.min_message_size
                 && !channel::channel_type(&channel).encrypted
             {
-                let stream = serial.map(|n| (stream.id.clone(), n));
-                message.delta = Some(Arc::new(DeltaKey { key: event.name.as_str().into(), stream }));
+                let raw = match &event.data {
+                    EventData::Str(s) | EventData::Raw(s) => s.as_str(),
+                };
+                let conflation = per_channel.and_then(|d| d.conflation_value(raw));
+                message.delta = Some(Arc::new(DeltaKey {
+                    key: match &conflation {
+                        Some(c) => format!("{}:{c}", event.name).into(),
+                        None => event.name.as_str().into(),
+                    },
+                    event: event.name.as_str().into(),
+                    conflation: conflation.map(Into::into),
+                    max_keys: per_channel.map_or(1000, |d| d.max_conflation_keys),
+                    stream: serial.map(|n| (stream.id.clone(), n)),
+                }));
             }
             let append = match (store, place) {
                 (Some(store), Some((serial, epoch))) => {

@@ -83,8 +83,11 @@ impl Session {
         let annotation_mode = sub.annotations;
         let mut filter = sub.filter;
         // Deltas are for V2 sockets only, and only when the server has them on.
-        let delta_choice = sub.delta.filter(|_| dialect == Dialect::V2 && ctx.config.delta.enabled);
-        let default_algorithm = ctx.config.delta.algorithm;
+        let per_channel = app.channel_delta(&channel);
+        let delta_choice = sub
+            .delta
+            .filter(|_| dialect == Dialect::V2 && ctx.config.delta.enabled && per_channel.is_none_or(|d| d.enabled));
+        let default_algorithm = per_channel.and_then(|d| d.algorithm).unwrap_or(ctx.config.delta.algorithm);
         // V2 subscribers get a continuity gate: a resume or rewind can then put older messages
         // ahead of the live ones that arrive meanwhile.
         let app = self.app();

@@ -202,3 +202,44 @@ fn sockets_in_step_share_their_frames() {
     assert!(frames[0].contains("sockudo:delta"), "{}", frames[0]);
     assert!(frames.iter().all(|f| *f == frames[0]), "{frames:?}");
 }
+
+// An app's `channel_delta_compression` patterns: a conflation key gives each entity (here
+// `item_id`) its own delta stream, named on its frames; `enabled = false` keeps a channel's
+// frames whole; `algorithm` is the channel's default.
+#[test]
+fn conflation_keys_and_channel_patterns() {
+    let app = AppConfig::dev().set(
+        "channel_delta_compression",
+        r#"{ "ticker-*" = { conflation_key = "item_id", algorithm = "XDelta3" }, "plain-*" = { enabled = false } }"#,
+    );
+    let s = Server::start(Some(&config("", &[app])));
+    let mut c = v2_connected(&s);
+    subscribe_with(&mut c, "ticker-1", json!(true));
+    subscribe_with(&mut c, "plain-1", json!(true));
+    for (item, price) in [("BTC", 1), ("ETH", 2), ("BTC", 3), ("ETH", 4)] {
+        let data = json!({"item_id": item, "price": price, "pad": "p".repeat(200)}).to_string();
+        s.publish_ok(json!({"name": "tick", "channel": "ticker-1", "data": data}));
+        s.publish_ok(json!({"name": "tick", "channel": "plain-1", "data": data}));
+    }
+    let mut ticker = Vec::new();
+    let mut plain = Vec::new();
+    while ticker.len() + plain.len() < 8 {
+        let (kind, f) = next_frame_kind(&mut c);
+        let conflation = f.get("__conflation_key").or(f["data"].get("conflation_key")).cloned().unwrap_or(Value::Null);
+        match f["channel"].as_str() {
+            Some("ticker-1") => ticker.push((kind, conflation, f["data"]["algorithm"].clone())),
+            _ => plain.push(kind),
+        }
+    }
+    let x = json!("xdelta3");
+    assert_eq!(
+        ticker,
+        [
+            ("full 0".to_owned(), json!("BTC"), Value::Null),
+            ("full 0".to_owned(), json!("ETH"), Value::Null),
+            ("delta 1 <- 0".to_owned(), json!("BTC"), x.clone()),
+            ("delta 1 <- 0".to_owned(), json!("ETH"), x),
+        ]
+    );
+    assert_eq!(plain, ["plain"; 4]);
+}
