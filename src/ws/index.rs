@@ -238,11 +238,14 @@ impl Index {
                 return;
             }
             let Some(frame) = &frames[s.encoding.index()] else { return };
-            // A socket with delta streams on this channel gets its own frame of the message.
+            // A socket with delta streams on this channel gets its own frame of the message;
+            // not while its continuity gate is shut, since a replay may drop gated frames and
+            // a delta stream must not lose one.
             let own = match (&message.delta, &v2) {
                 (Some(key), Some(v2)) if s.deltas > 0 => s
                     .channels
                     .get_mut(channel)
+                    .filter(|sub| sub.gate.is_none())
                     .and_then(|sub| sub.delta.as_deref_mut())
                     .map(|state| shared.frame_for(state, channel, key, v2, delta)),
                 _ => None,

@@ -243,3 +243,24 @@ fn conflation_keys_and_channel_patterns() {
     );
     assert_eq!(plain, ["plain"; 4]);
 }
+
+// A rewind with deltas on: the history comes as plain full frames, then the live stream starts
+// with a full frame.
+#[test]
+fn rewound_messages_are_plain_and_the_stream_starts_after() {
+    let s = Server::start(None);
+    for n in 0..3 {
+        tick(&s, "r", n);
+    }
+    let mut c = v2_connected(&s);
+    c.send_json(
+        &json!({"event": "sockudo:subscribe", "data": {"channel": "r", "delta": true, "rewind": {"count": 3}}}),
+    );
+    c.expect_channel_event("sockudo_internal:subscription_succeeded", "r");
+    assert_eq!(kinds(&mut c, "r", 3), ["plain", "plain", "plain"]);
+    c.expect_event("sockudo:rewind_complete");
+    for n in 3..5 {
+        tick(&s, "r", n);
+    }
+    assert_eq!(kinds(&mut c, "r", 2), ["full 0", "delta 1 <- 0"]);
+}
