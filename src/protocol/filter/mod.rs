@@ -88,6 +88,12 @@ impl Filter {
     }
 }
 
+/// Whether a history row passes `filter` (none: every row does), judged on the message as
+/// published, as live delivery judges it.
+pub fn row_passes(filter: Option<&Filter>, item: &storage::HistoryItem) -> bool {
+    filter.is_none_or(|f| f.matches(&Subject::new(Attrs::of_row(item).as_ref(), &item.payload)))
+}
+
 fn event_names(v: &Value, settings: Settings) -> Result<Vec<Box<str>>, String> {
     let list = v.as_array().ok_or("filter.events must be an array of event names")?;
     if list.is_empty() {

@@ -43,9 +43,9 @@ impl Session {
         let stamped = ai::stamp(extras, name, &user).map_err(ProtocolError::Ai)?;
         // `extras.echo` decides for this event; without it, the connection's `echo_messages`
         // (`docs/protocol/v2.md#echo-control`).
-        let echo = match sonic_rs::get_from_str(&stamped, ["echo"]).ok().map(|v| v.as_raw_str().to_owned()) {
-            Some(v) if v == "true" => true,
-            Some(v) if v == "false" => false,
+        let echo = match sonic_rs::get_from_str(&stamped, ["echo"]).ok().as_ref().map(|v| v.as_raw_str()) {
+            Some("true") => true,
+            Some("false") => false,
             _ => self.echo,
         };
         self.send_client_event(frame, name, channel, Some(stamped), echo)

@@ -2,7 +2,7 @@
 //! from its hot buffer (queued on the socket when the answer is handled, in mesh order) or
 //! points to durable history, read here from the owner's store (the cold tier).
 
-use crate::protocol::filter::{Attrs, Subject};
+use crate::protocol::filter::{self, Subject};
 use crate::protocol::inbound::{self, ClientFrame, ResumePosition};
 use crate::protocol::outbound::{self, Encoding};
 use crate::protocol::recovery::{ResumeFailure, ResumeReason};
@@ -215,12 +215,9 @@ impl Session {
         let full = self.with_socket(|s| s.encoding == Encoding::V2JsonFull).unwrap_or(false);
         let newest_appends = if full { self.newest_appends(store, &channel, &page.items).await } else { Vec::new() };
         let filter = self.filter_of(&channel);
-        let passes = |item: &storage::HistoryItem| {
-            filter.as_ref().is_none_or(|f| f.matches(&Subject::new(Attrs::of_row(item).as_ref(), &item.payload)))
-        };
         let mut replayed = 0;
         for (i, item) in page.items.iter().enumerate().filter(|(_, i)| Some(i.message_id.as_str()) != last_message_id) {
-            if !passes(item) {
+            if !filter::row_passes(filter.as_deref(), item) {
                 continue;
             }
             let frame = match newest_appends.iter().find(|(at, _)| *at == i) {

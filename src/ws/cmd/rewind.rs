@@ -1,7 +1,7 @@
 //! Rewind on subscribe (`docs/protocol/v2.md#rewind`): history up to the attach serial, oldest
 //! first, then the live frames the continuity gate held meanwhile, then `rewind_complete`.
 
-use crate::protocol::filter::{Attrs, Subject};
+use crate::protocol::filter;
 use crate::protocol::history::Rewind;
 use crate::protocol::ProtocolError;
 use crate::protocol::{outbound, versioned};
@@ -59,7 +59,7 @@ impl Session {
         for item in &items {
             let (frame, _) = versioned::shown(item, channel, stream_id);
             // Filtered on the message as published (its event and tags), like live delivery.
-            if filter.as_ref().is_some_and(|f| !f.matches(&Subject::new(Attrs::of_row(item).as_ref(), &item.payload))) {
+            if !filter::row_passes(filter.as_deref(), item) {
                 continue;
             }
             self.hub.send_frame(self.key, text_frame(&frame));
