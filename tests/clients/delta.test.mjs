@@ -73,9 +73,16 @@ function reconstruct(rec, channel, algorithm) {
   return { messages: out, fullAt };
 }
 
-async function subscribeWithDelta(rec, channel, delta) {
-  send(rec, { event: 'sockudo:subscribe', data: { channel, delta } });
+/**
+ * Subscribes and waits for a pong sent after the subscribe: its answer means the subscribe's
+ * read is over and the subscription's continuity gate released, so the first publish starts
+ * the delta stream (frames a gate held go out whole).
+ */
+async function subscribe(rec, channel, delta) {
+  send(rec, { event: 'sockudo:subscribe', data: delta === undefined ? { channel } : { channel, delta } });
   await waitUntil(() => rec.raw.some((t) => t.includes('subscription_succeeded') && t.includes(channel)), 'subscribed');
+  send(rec, { event: 'sockudo:ping' });
+  await waitUntil(() => rec.raw.some((t) => t.includes('"sockudo:pong"')), 'pong');
 }
 
 for (const algorithm of ['fossil', 'xdelta3']) {
@@ -86,9 +93,8 @@ for (const algorithm of ['fossil', 'xdelta3']) {
     const plain = await v2Socket(fx.server.port);
     try {
       await waitUntil(() => delta.raw.length > 0 && plain.raw.length > 0, 'connection_established');
-      await subscribeWithDelta(delta, channel, { enabled: true, algorithm });
-      send(plain, { event: 'sockudo:subscribe', data: { channel: plainChannel } });
-      await waitUntil(() => plain.raw.length > 1, 'plain subscribed');
+      await subscribe(delta, channel, { enabled: true, algorithm });
+      await subscribe(plain, plainChannel);
       // The per-subscription opt-in is confirmed on the channel.
       const confirm = frames(delta).find((f) => f.json.event === 'sockudo:delta_compression_enabled');
       assert.equal(typeof confirm?.json.message_id, 'string', 'a frame to one V2 socket has a message_id');
