@@ -1,6 +1,6 @@
 //! Criterion benchmarks of the hot paths: WebSocket framing, inbound JSON parsing, signature
-//! checks, fanout inside one shard (queueing and the gathered write) and the hand-off of a
-//! message between two shards. `frame_layer` sets the pieces of the WebSocket frame layer the
+//! and capability-token checks, fanout inside one shard (queueing and the gathered write) and
+//! the hand-off of a message between two shards. `frame_layer` sets the pieces of the WebSocket frame layer the
 //! codec keeps hand-written against tungstenite's (`docs/architecture.md#libraries-and-what-is-written-here`).
 //!
 //! Run: `cargo bench -p sockudo --bench hot_paths` (add a filter, e.g. `-- fanout`).
@@ -148,6 +148,17 @@ fn signatures(c: &mut Criterion) {
             let m = auth::channel_auth_message("1234.5678", "private-foo", None);
             assert!(auth::verify_key_and_signature("app-key", "app-secret", m.as_bytes(), black_box(auth_value)));
         })
+    });
+    // What a connect with `?token=` costs on top of a plain one (the revocation lookup is a
+    // hash probe beside it).
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs() as i64;
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+    header.kid = Some("app-key".into());
+    let claims = serde_json::json!({"x-sockudo-capability": {"chat:*": ["subscribe", "history"], "private-*": ["publish"]},
+        "x-sockudo-client-id": "u1", "iat": now, "exp": now + 3600, "jti": "bench"});
+    let token = jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(b"app-secret")).unwrap();
+    c.bench_function("token/verify", |b| {
+        b.iter(|| auth::token::verify(black_box(&token), "app-key", "app-secret", now).unwrap())
     });
 }
 

@@ -16,6 +16,8 @@
 # ticker is 1000 V2 subscribers over 10 channels at 1000 publishes/s (200-byte messages that
 # differ in their timestamp); ticker-fossil and ticker-xdelta3 the same with every subscription
 # asking for deltas ("frame bytes" in the report: WebSocket payload per delivered frame).
+# connect-v2 is connect with V2 sockets; connect-token the same with every socket presenting a
+# capability token (?token=), so the difference is the token check's cost per connect.
 # appends-1 and appends-100 stream mutable-message appends (4-byte tokens) from 4 HTTP writers
 # to 100 V2 subscribers, into 1 message (all writers on it) or 100 (25 per writer); the -ai
 # variants do it on an AI channel (private-ai-…), whose appends the server rolls up
@@ -45,6 +47,8 @@ declare -A ARGS=(
     [ticker-fossil]="fanout --sockets 1000 --channels 10 --rate 1000 --duration 10 --protocol 2 --delta fossil"
     [ticker-xdelta3]="fanout --sockets 1000 --channels 10 --rate 1000 --duration 10 --protocol 2 --delta xdelta3"
     [connect]="connect --sockets 10000 --hold 5"
+    [connect-v2]="connect --sockets 10000 --hold 5 --protocol 2"
+    [connect-token]="connect --sockets 10000 --hold 5 --protocol 2 --token"
     [churn]="churn --rate 2000 --duration 10"
     [presence]="presence --sockets 1000 --channels 10"
     [appends-1]="appends --subscribers 100 --messages 1 --writers 4 --duration 10"

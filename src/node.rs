@@ -97,6 +97,11 @@ async fn shard_main(ctx: Arc<Context>, mesh: shards::Mesh<Msg>) {
         log::error!("shard {}: cannot load channel streams from its store: {e}", shard.id);
         ctx.fail();
     }
+    // Fail closed: a shard that cannot know what is revoked does not serve.
+    if let Err(e) = shard.load_revocations().await {
+        log::error!("shard {}: cannot load token revocations from the store: {e}", shard.id);
+        ctx.fail();
+    }
     let hub = Hub::new(shard.clone());
     let (s, h) = (shard.clone(), hub.clone());
     shard.mesh.serve(Rc::new(move |m| dispatch(&s, &h, m)));

@@ -20,6 +20,8 @@ scenarios:
 common options:
   --host H (127.0.0.1)  --port P (6001)  --app-id ID (app-id)  --key K (app-key)
   --secret S (app-secret)  --protocol 1|2 (1)  --threads T (1)
+  --token               with --protocol 2: every socket connects with one capability token
+                        (HS256, kid = key, signed with the secret, granting everything for 1 h)
   --source-ips K        bind sockets to 127.0.0.1..127.0.0.K (0 = kernel's choice; default 0)
   --concurrency N       connects in progress at once (500)
   --connect-timeout S   until connection_established (10)
@@ -52,7 +54,7 @@ another text than GET latest's, …),
 2 usage or setup error.
 ";
 
-const SWITCHES: &[&str] = &["subscribe", "private", "smoke", "quiet", "help"];
+const SWITCHES: &[&str] = &["subscribe", "private", "smoke", "quiet", "help", "token"];
 
 /// Parsed flags; each is looked up by the scenario that understands it.
 pub struct Args {
@@ -156,6 +158,8 @@ pub struct Common {
     pub json: Option<String>,
     pub html: Option<String>,
     pub quiet: bool,
+    /// A capability token every socket connects with (`--token`).
+    pub token: Option<String>,
 }
 
 impl Common {
@@ -165,6 +169,13 @@ impl Common {
             2 => Protocol::V2,
             p => return Err(format!("--protocol: {p} is neither 1 nor 2")),
         };
+        let key = a.str("key", "app-key");
+        let secret = a.str("secret", "app-secret");
+        let token = match (a.switch("token"), proto) {
+            (false, _) => None,
+            (true, Protocol::V2) => Some(crate::signing::capability_token(&key, &secret)),
+            (true, Protocol::V1) => return Err("--token needs --protocol 2".into()),
+        };
         let threads = a.num("threads", 1usize, 1)?;
         if threads == 0 || threads > 16 {
             return Err("--threads: 1..=16".into());
@@ -173,8 +184,8 @@ impl Common {
             host: a.str("host", "127.0.0.1"),
             port: a.num("port", 6001u16, 6001)?,
             app_id: a.str("app-id", "app-id"),
-            key: a.str("key", "app-key"),
-            secret: a.str("secret", "app-secret"),
+            key,
+            secret,
             proto,
             threads,
             source_ips: a.num("source-ips", 0u32, 0)?,
@@ -187,6 +198,7 @@ impl Common {
                 a.switch("smoke"); // read by Args::num
                 a.switch("quiet")
             },
+            token,
         })
     }
 }

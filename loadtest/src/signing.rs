@@ -1,4 +1,5 @@
-//! Pusher signatures: channel auth (private / presence) and REST query auth.
+//! Pusher signatures: channel auth (private / presence) and REST query auth; and a V2
+//! capability token for `--token`.
 //! Everything here writes into caller-owned buffers so the publish path does not allocate.
 
 use hmac::{Hmac, Mac};
@@ -15,6 +16,21 @@ pub fn push_hex(out: &mut Vec<u8>, bytes: &[u8]) {
         out.push(HEX[(b >> 4) as usize]);
         out.push(HEX[(b & 15) as usize]);
     }
+}
+
+/// An HS256 JWT capability token (`kid` = `key`, signed with `secret`) granting every
+/// operation on every channel for an hour, for client id `loadtest`.
+pub fn capability_token(key: &str, secret: &str) -> String {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
+    use base64::Engine;
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    let header = serde_json::json!({"alg": "HS256", "typ": "JWT", "kid": key});
+    let ops = ["subscribe", "publish", "history", "presence"];
+    let claims = serde_json::json!({"x-sockudo-capability": {"*": ops}, "x-sockudo-client-id": "loadtest",
+        "iat": now, "exp": now + 3600, "jti": format!("loadtest-{now}")});
+    let signing_input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
+    let signature = Signer::new(secret).sign_parts(&[signing_input.as_bytes()]);
+    format!("{signing_input}.{}", B64.encode(signature))
 }
 
 /// A keyed HMAC-SHA256 that is cloned per signature instead of re-keyed.

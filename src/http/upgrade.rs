@@ -77,18 +77,18 @@ pub async fn upgrade(hub: Rc<Hub>, conn: Rc<Conn>, req: Request, pending: Vec<u8
         }
         return crate::ws::echo::run(hub, conn, pending).await;
     }
-    let asking =
-        Asking { key: &key, origin: req.header("origin"), token: query.iter().any(|(k, _)| k == "token"), dialect };
+    let token = query.iter().find(|(k, _)| k == "token").map(|(_, v)| v.as_str());
+    let asking = Asking { key: &key, origin: req.header("origin"), token, dialect };
     // The 101 response leaves in the same send as the first frame (connection_established
     // or the refusal): on loopback each send costs far more than its bytes.
-    match admission::admit(&ctx, &asking) {
+    match admission::admit(&hub.shard, &asking) {
         // The session is a task of its own, so that what the handshake needed (this future,
         // the request, the read buffers) is freed now rather than held for the socket's life:
         // an idle socket costs only the session's small state.
-        Ok(app) => {
+        Ok((app, grant)) => {
             drop((req, key, query));
             // The session's task catches its own panics (it closes the socket with 1011).
-            glommio::spawn_local(session::run(hub, conn, app, options, accept, pending)).detach();
+            glommio::spawn_local(session::run(hub, conn, app, options, grant, accept, pending)).detach();
         }
         Err((e, kind)) => {
             hub.counters(ctx.apps.by_key(&key)).connection_errors[kind as usize].inc();

@@ -37,6 +37,8 @@ pub enum Command<'a> {
     EnableDelta,
     /// `delta_sync_error`: the client lost a channel's delta base.
     DeltaSyncError,
+    /// `sockudo:auth`: a capability token refresh (`docs/protocol/v2.md#capability-tokens`).
+    Auth,
     ClientEvent(&'a str),
     /// An `ai-*` event (`docs/protocol/v2.md#ai-transport`).
     AiEvent(&'a str),
@@ -78,6 +80,7 @@ impl<'a> ClientFrame<'a> {
             Some("presence_update") => Command::PresenceUpdate,
             Some("enable_delta_compression") => Command::EnableDelta,
             Some("delta_sync_error") => Command::DeltaSyncError,
+            _ if name == "sockudo:auth" => Command::Auth,
             _ => Command::Other,
         }
     }
@@ -194,12 +197,19 @@ impl Subscribe {
 
 /// The channel of a `delta_sync_error`: `{"channel": …}`.
 pub fn delta_sync_channel(frame: &ClientFrame<'_>) -> Result<String, ProtocolError> {
-    #[derive(Deserialize)]
-    struct Raw {
-        channel: Option<String>,
-    }
-    let raw: Raw = data_object(frame.data.as_ref())?;
-    raw.channel.ok_or_else(|| ProtocolError::invalid_format("delta_sync_error needs a channel"))
+    data_string(frame, "channel", "delta_sync_error needs a channel")
+}
+
+/// The token of a `sockudo:auth`: `{"token": …}`.
+pub fn auth_token(frame: &ClientFrame<'_>) -> Result<String, ProtocolError> {
+    data_string(frame, "token", "sockudo:auth needs data.token")
+}
+
+/// A string field of `data` (an object, or a string holding one); `missing` when it is absent
+/// or not a string.
+fn data_string(frame: &ClientFrame<'_>, field: &str, missing: &str) -> Result<String, ProtocolError> {
+    let data: sonic_rs::Value = data_object(frame.data.as_ref())?;
+    data.get(field).and_then(|v| v.as_str()).map(str::to_owned).ok_or_else(|| ProtocolError::invalid_format(missing))
 }
 
 /// The channel named by `pusher:unsubscribe`: `{"channel":..}`, or a bare string taken literally.

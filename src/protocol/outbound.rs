@@ -366,6 +366,33 @@ pub fn signin_success(d: Dialect, user_data: &str) -> Vec<u8> {
     event(&system(d, false, "signin_success"), None, Data::Raw(&data), None)
 }
 
+/// `sockudo:auth_success`: the refreshed token's client id, `jti` and expiry.
+pub fn auth_success(client_id: &str, jti: &str, exp: i64) -> Vec<u8> {
+    let mut data = b"{\"client_id\":".to_vec();
+    push_json_str(&mut data, client_id);
+    data.extend_from_slice(b",\"jti\":");
+    push_json_str(&mut data, jti);
+    data.extend_from_slice(format!(",\"exp\":{exp}}}").as_bytes());
+    let data = String::from_utf8(data).expect("UTF-8");
+    event("sockudo:auth_success", None, Data::Raw(&data), None)
+}
+
+/// Why a socket's capability token stopped being good.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum TokenEnd {
+    Expired,
+    Revoked,
+}
+
+/// `sockudo:token_expired` with code 40142 (expired) or 40160 (revoked).
+pub fn token_expired(why: TokenEnd) -> Vec<u8> {
+    let data = match why {
+        TokenEnd::Expired => r#"{"code":40142,"reason":"expired"}"#,
+        TokenEnd::Revoked => r#"{"code":40160,"reason":"revoked"}"#,
+    };
+    event("sockudo:token_expired", None, Data::Raw(data), None)
+}
+
 /// Watchlist `online` / `offline` events in the reference format
 /// (`docs/protocol/pusher.md#watchlist-events`).
 pub fn watchlist(online: bool, user_ids: &[String]) -> Vec<u8> {

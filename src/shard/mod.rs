@@ -8,6 +8,7 @@ pub mod channel;
 pub mod idempotency;
 pub mod identity;
 pub mod limits;
+pub mod revocations;
 pub mod route;
 pub mod watch;
 
@@ -42,6 +43,8 @@ pub struct Shard {
     watch: RefCell<watch::Watch>,
     idempotency: RefCell<idempotency::Table>,
     rate_windows: RefCell<limits::Windows>,
+    /// Capability-token revocations in force (every shard holds all of them).
+    pub revocations: RefCell<revocations::Revocations>,
     /// Webhook events of channels this shard owns waiting for their re-check.
     webhook_pending: Rc<RefCell<channel::webhooks::Pending>>,
 }
@@ -63,6 +66,7 @@ impl Shard {
             watch: RefCell::new(watch::Watch::new(apps)),
             idempotency: RefCell::default(),
             rate_windows: RefCell::default(),
+            revocations: RefCell::default(),
             webhook_pending: Rc::default(),
         })
     }
@@ -128,6 +132,24 @@ impl Shard {
 
     /// Loads the streams this shard's store holds, so serials and stream ids continue after a
     /// restart. Runs before the shard accepts connections.
+    /// Start step: the revocations in force, from shard 0's store (which keeps them all).
+    pub async fn load_revocations(&self) -> Result<(), StorageError> {
+        let Some(stores) = &self.ctx.stores else { return Ok(()) };
+        let now = crate::time::unix_ms();
+        let mut revoked = Vec::new();
+        for r in stores.by_shard[0].load_revocations().await? {
+            let app = self.ctx.apps.by_id(&r.app);
+            if let (Some(app), Some(kind)) = (app, revocations::Kind::from_code(r.kind)) {
+                revoked.push((app, kind, r.id, r.expires_at_ms));
+            }
+        }
+        let mut table = self.revocations.borrow_mut();
+        for (app, kind, id, until) in revoked {
+            table.insert(app, kind, &id, until, now);
+        }
+        Ok(())
+    }
+
     pub async fn load_streams(&self) -> Result<(), StorageError> {
         let Some(store) = self.store() else { return Ok(()) };
         let streams = store.load_streams().await?;

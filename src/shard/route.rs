@@ -218,6 +218,8 @@ pub enum UserAction {
     Deliver { payload: Arc<Vec<u8>>, exclude: Option<SocketId> },
     /// Send `pusher:error` and close with its code (terminate / force reconnect).
     Close(ProtocolError),
+    /// These sockets (of the users named) hold a revoked capability token: tell them and close.
+    Revoked(Arc<Vec<SocketId>>),
 }
 
 // ---- pending calls ---------------------------------------------------------------------------

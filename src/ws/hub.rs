@@ -9,7 +9,7 @@ use super::index::{Index, Socket, SocketKey};
 use super::writer::{text_frame, Frame, Pushed, QueueBound, Writer};
 use crate::config::AppIdx;
 use crate::metrics::{AppCounters, ChannelLabel, CloseReason};
-use crate::protocol::outbound::{self, Dialect, Encoding};
+use crate::protocol::outbound::{self, Dialect, Encoding, TokenEnd};
 use crate::protocol::presence_history::Cause;
 use crate::protocol::ProtocolError;
 use crate::shard::channel::broadcast::Deliver;
@@ -22,6 +22,10 @@ use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
+
+/// The close code of a socket whose capability token ended (revoked, or expired and not
+/// refreshed).
+pub const TOKEN_CLOSE: u16 = 4009;
 
 /// Shared read buffer per shard: the most one read takes from a socket.
 const SCRATCH_BYTES: usize = 64 << 10;
@@ -113,7 +117,7 @@ impl Hub {
         s.deltas = 0;
         let user = if s.signed_in || s.user_id.is_some() { s.user_id.take() } else { None };
         let signed_in = std::mem::replace(&mut s.signed_in, false);
-        if signed_in {
+        if signed_in || s.token.take().is_some() {
             self.shard.identities.borrow_mut().remove(&s.id);
         }
         let watchlist = s.watchlist.take();
@@ -252,7 +256,18 @@ impl Hub {
                 }
                 UserAction::Deliver { .. } => {}
                 UserAction::Close(err) => self.close(key, err),
+                UserAction::Revoked(sockets) if sockets.contains(&id) => self.end_token(key, TokenEnd::Revoked),
+                UserAction::Revoked(_) => {}
             }
+        }
+    }
+
+    /// Tells the socket its capability token expired or was revoked; a revoked one is closed
+    /// with 4009 at once, an expired one gets a grace period to refresh (`sweeper.rs`).
+    pub fn end_token(&self, key: SocketKey, why: TokenEnd) {
+        self.send_json(key, &outbound::token_expired(why));
+        if why == TokenEnd::Revoked {
+            self.close_ws(key, TOKEN_CLOSE, "capability token revoked");
         }
     }
 

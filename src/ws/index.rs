@@ -60,6 +60,18 @@ pub struct Socket {
     /// How many of its subscriptions have delta streams: only then does a delivery look the
     /// subscription up for them.
     pub deltas: u32,
+    /// The capability token it holds (`docs/protocol/v2.md#capability-tokens`).
+    pub token: Option<Box<HeldToken>>,
+}
+
+/// A socket's capability token, for its expiry.
+pub struct HeldToken {
+    pub jti: Arc<str>,
+    /// Unix seconds.
+    pub exp: i64,
+    /// When `token_expired` was sent: the socket is closed a grace period later unless a
+    /// refresh replaced the token meanwhile.
+    pub expired_notice: Option<Instant>,
 }
 
 /// One of a socket's channels.
@@ -128,6 +140,7 @@ impl Socket {
             gates: 0,
             delta: None,
             deltas: 0,
+            token: None,
         }
     }
 }

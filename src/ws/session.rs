@@ -7,6 +7,7 @@ use super::conn::Conn;
 use super::handshake::Negotiated;
 use super::hub::Hub;
 use super::index::{Socket, SocketKey};
+use crate::auth::token::Grant;
 use crate::config::{App, AppIdx};
 use crate::metrics::PanicSite;
 use crate::protocol::inbound::{ClientFrame, Command};
@@ -71,7 +72,7 @@ fn decode_all(dec: &mut Decoder, buf: &[u8]) -> Decoded {
 }
 
 /// Indexes a connected socket (queueing the 101 response `handshake` and
-/// `connection_established`) and returns the task that runs it until it closes. `pending`
+/// `connection_established`), holding its capability `token` if it came with one, and returns the task that runs it until it closes. `pending`
 /// holds bytes that arrived with the handshake.
 ///
 /// Every idle socket holds this future, so it is kept small: built from plain functions that
@@ -82,12 +83,16 @@ pub fn run(
     conn: Rc<Conn>,
     app: AppIdx,
     options: Negotiated,
+    token: Option<Grant>,
     handshake: Vec<u8>,
     pending: Vec<u8>,
 ) -> impl Future<Output = ()> {
     let dialect = options.dialect;
     let (key, id) = hub.add_socket(conn.clone(), app, dialect, options.encoding, handshake);
     let session = Session { hub, key, id, app, dialect, echo: options.echo, resumed: RefCell::new(None) };
+    if let Some(grant) = token {
+        session.hold_token(grant);
+    }
     let after_panic = AfterPanic { hub: session.hub.clone(), conn: conn.clone(), key, id, app };
     SessionTask {
         reading: futures_lite::FutureExt::catch_unwind(AssertUnwindSafe(session.read_loop(conn, pending))),
@@ -288,6 +293,7 @@ impl Session {
             Command::PresenceUpdate => self.presence_update(&frame).await?,
             Command::EnableDelta => self.enable_delta(&frame)?,
             Command::DeltaSyncError => self.delta_sync_error(&frame)?,
+            Command::Auth => self.refresh_token(&frame)?,
             Command::ClientEvent(name) => self.client_event(&frame, name)?,
             Command::AiEvent(name) => self.ai_event(&frame, name)?,
             Command::Other if self.hub.shard.ctx.config.test_hooks && frame.event() == "sockudo_test:panic" => {

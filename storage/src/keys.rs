@@ -94,6 +94,20 @@ pub(crate) fn idempotency_key(app: &str, space: u8, key: &[u8]) -> Result<Vec<u8
     Ok(out)
 }
 
+pub(crate) fn revocation_key(app: &str, kind: u8, id: &str) -> Result<Vec<u8>, StorageError> {
+    let mut out = app_prefix(app)?;
+    out.push(kind);
+    out.extend_from_slice(id.as_bytes());
+    Ok(out)
+}
+
+/// Splits a revocation key back into `(app, kind, id)`.
+pub(crate) fn parse_revocation_key(key: &[u8]) -> Option<(String, u8, String)> {
+    let (app, rest) = take_component(key)?;
+    let (&kind, id) = rest.split_first()?;
+    Some((app, kind, String::from_utf8(id.to_vec()).ok()?))
+}
+
 /// Splits a `streams` key back into `(app, channel)`.
 pub(crate) fn parse_channel_key(key: &[u8]) -> Option<(String, String)> {
     let (app, rest) = take_component(key)?;

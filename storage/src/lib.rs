@@ -1,6 +1,6 @@
-//! Per-shard embedded store (fjall) for durable channel history, stream metadata and
-//! idempotency records. Each shard's store runs on its own thread; callers only enqueue
-//! requests and await [`Reply`] futures, so executor threads never block on disk. Mutable
+//! Per-shard embedded store (fjall) for durable channel history, stream metadata, idempotency
+//! records and token revocations. Each shard's store runs on its own thread; callers only
+//! enqueue requests and await [`Reply`] futures, so executor threads never block on disk. Mutable
 //! messages keep their versions and annotations beside their history rows, for as long as
 //! their create row.
 
@@ -15,6 +15,7 @@ mod migrate;
 mod query;
 mod record;
 mod reply;
+mod revocation;
 mod store;
 mod stream;
 mod version;
@@ -30,6 +31,7 @@ pub use migrate::open_all;
 pub use query::{Bounds, Continuity, Direction, HistoryItem, HistoryPage, HistoryQuery, HistoryView};
 pub use record::{HistoryRecord, RecordKind};
 pub use reply::{AppendTicket, Reply};
+pub use revocation::Revocation;
 pub use store::{shard_dir, Store};
 pub use stream::{presence_channel, presence_stream, Purge, Purged, StreamMeta};
 pub use version::{

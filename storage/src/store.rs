@@ -11,7 +11,8 @@ use crate::reply::{AppendTicket, Reply, Responder};
 use crate::worker::{AppendRow, ControlRequest, ReadRequest, Request, StoreStats, Worker, WriteRequest};
 use crate::{
     AnnotationWrite, AnnotationsPage, AnnotationsQuery, HistoryPage, HistoryQuery, HistoryRecord, MessageState, Purge,
-    Purged, StorageError, StoreConfig, StoredSummary, StreamMeta, VersionWrite, VersionsPage, VersionsQuery,
+    Purged, Revocation, StorageError, StoreConfig, StoredSummary, StreamMeta, VersionWrite, VersionsPage,
+    VersionsQuery,
 };
 
 /// One shard's store. Every method only enqueues a request for the store's own thread and
@@ -257,6 +258,16 @@ impl Store {
             Ok(key) => self.submit(|reply| Request::Write(WriteRequest::IdempotencyDelete { key, reply })),
             Err(e) => Reply::ready(self.label.clone(), Err(e)),
         }
+    }
+
+    /// Stores a revocation; completes once it is synced to disk.
+    pub fn put_revocation(&self, revocation: Revocation) -> Reply<()> {
+        self.submit(|reply| Request::Control(ControlRequest::Revoke { revocation, reply }))
+    }
+
+    /// The revocations not yet expired, for the server to load at start.
+    pub fn load_revocations(&self) -> Reply<Vec<Revocation>> {
+        self.submit(|reply| Request::Read(ReadRequest::Revocations { reply }))
     }
 
     pub(crate) fn export_stream(&self, app: &str, channel: &str) -> Reply<Option<StreamExport>> {

@@ -12,7 +12,8 @@ use crate::engine::{Engine, StreamExport, WriteRound};
 use crate::reply::Responder;
 use crate::{
     AnnotationWrite, AnnotationsPage, AnnotationsQuery, Fsync, HistoryPage, HistoryQuery, HistoryRecord, MessageState,
-    Purge, Purged, StorageError, StoreConfig, StoredSummary, StreamMeta, VersionWrite, VersionsPage, VersionsQuery,
+    Purge, Purged, Revocation, StorageError, StoreConfig, StoredSummary, StreamMeta, VersionWrite, VersionsPage,
+    VersionsQuery,
 };
 
 pub(crate) enum Request {
@@ -72,6 +73,9 @@ pub(crate) enum ReadRequest {
         query: HistoryQuery,
         reply: Responder<HistoryPage>,
     },
+    Revocations {
+        reply: Responder<Vec<Revocation>>,
+    },
     LoadStreams {
         reply: Responder<Vec<(String, String, StreamMeta)>>,
     },
@@ -120,6 +124,7 @@ pub(crate) enum ControlRequest {
     Import { app: String, channel: String, export: StreamExport, reply: Responder<()> },
     Drop { app: String, channel: String, reply: Responder<()> },
     Sync { reply: Responder<()> },
+    Revoke { revocation: Revocation, reply: Responder<()> },
 }
 
 /// Counters that show how well group commit batches.
@@ -327,6 +332,7 @@ impl Worker {
             .engine
             .apply_retention(&keys, Some(now))
             .and_then(|a| Ok(a | self.engine.expire_idempotency(now)?))
+            .and_then(|a| Ok(a | self.engine.expire_revocations(now)?))
             .and_then(|changed| if changed { self.engine.persist(PersistMode::Buffer) } else { Ok(()) });
         if let Err(e) = outcome {
             log::warn!("retention cleanup failed: {e}");
@@ -352,6 +358,9 @@ impl Worker {
                 self.sync_if_due(true);
                 let _ = reply.send(self.engine.persist(PersistMode::SyncData));
             }
+            ControlRequest::Revoke { revocation, reply } => {
+                let _ = reply.send(self.engine.put_revocation(&revocation));
+            }
         }
     }
 
@@ -362,6 +371,9 @@ impl Worker {
             }
             ReadRequest::History { query, reply } => {
                 let _ = reply.send(self.engine.read_history(&query, &self.cursors));
+            }
+            ReadRequest::Revocations { reply } => {
+                let _ = reply.send(self.engine.revocations(now_ms()));
             }
             ReadRequest::LoadStreams { reply } => {
                 let _ = reply.send(Ok(self.engine.streams()));

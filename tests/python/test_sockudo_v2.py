@@ -29,9 +29,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import uuid
 from contextlib import asynccontextmanager
 
+import jwt
 import pytest
 from sockudo_http_python import (
     AnnotationEventsParams,
@@ -826,3 +828,44 @@ def test_filters_via_sdks(server, http):
 
     asyncio.run(main())
 
+
+
+# The development app's secret is shorter than PyJWT recommends for HS256.
+@pytest.mark.filterwarnings("ignore::jwt.warnings.InsecureKeyLengthWarning")
+def test_capability_token_provider_and_refresh(server, http):
+    """Capability tokens (`docs/protocol/v2.md#capability-tokens`) through sockudo-python's token
+    provider (`auth_callback`), minted with PyJWT: the SDK connects with `?token=`, the token's
+    capabilities decide what it may subscribe to, and the SDK refreshes by itself at 80% of the
+    token's lifetime with `sockudo:auth`, so the connection outlives its first token."""
+    ch = uniq("py-token")
+    minted: list[str] = []
+
+    def provider() -> str:
+        now = int(time.time())
+        jti = f"py-{len(minted)}"
+        minted.append(jti)
+        claims = {"x-sockudo-capability": {f"{ch}*": ["subscribe"]}, "x-sockudo-client-id": "py-user",
+                  "iat": now, "exp": now + 5, "jti": jti}
+        return jwt.encode(claims, APP_SECRET, algorithm="HS256", headers={"kid": APP_KEY})
+
+    async def main():
+        client = v2_client(server.port, auth_callback=provider)
+        channel = client.subscribe(ch)
+        got = collect(channel, "tick")
+        async with connected(client):
+            await subscribed(client, channel)
+            client.subscribe(uniq("py-not-granted"))
+            await until(lambda: client.events("sockudo:error"), "the refused subscribe", client.describe)
+            assert "do not grant subscribe" in client.events("sockudo:error")[0]["data"]["message"]
+            await until(lambda: client.events("sockudo:auth_success"), "a refresh at 80% of the lifetime",
+                        client.describe, timeout=15)
+            assert client.events("sockudo:auth_success")[0]["data"]["client_id"] == "py-user"
+            assert client.events("sockudo:auth_success")[0]["data"]["jti"] == "py-1"
+            # Past the first token's exp (and the server's check of it): the connection stands.
+            await asyncio.sleep(3)
+            ok_json(http.trigger(ch, "tick", {"n": 1}), "publish")
+            await until(lambda: got, "a message after the first token expired", client.describe)
+            assert client.connection_state is ConnectionState.CONNECTED
+        assert not client.events("sockudo:token_expired"), client.describe()
+
+    asyncio.run(main())

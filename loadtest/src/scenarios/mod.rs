@@ -31,7 +31,10 @@ pub fn target(c: &Common) -> Result<Target, String> {
     Ok(Target {
         addr,
         host_header: format!("{}:{}", c.host, c.port),
-        path: format!("/app/{}?{}", c.key, c.proto.query()),
+        path: match &c.token {
+            Some(t) => format!("/app/{}?{}&token={t}", c.key, c.proto.query()),
+            None => format!("/app/{}?{}", c.key, c.proto.query()),
+        },
         proto: c.proto,
         source_ips: c.source_ips,
         connect_timeout_ns: (c.connect_timeout_s * SEC as f64) as u64,

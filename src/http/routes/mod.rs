@@ -10,6 +10,7 @@ mod health;
 mod history;
 mod messages;
 mod presence_history;
+mod revocations;
 mod test_hooks;
 mod users;
 
@@ -85,6 +86,7 @@ async fn route(hub: &Rc<Hub>, req: Request) -> Response {
                 ("GET", ["channels", name, "messages", serial, "annotations"]) => {
                     Route::Annotations(path_decode(name), path_decode(serial))
                 }
+                ("POST", ["revocations"]) => Route::Revoke,
                 ("DELETE", ["channels", name, "messages", serial, "annotations", annotation]) => {
                     Route::DeleteAnnotation(path_decode(name), path_decode(serial), path_decode(annotation))
                 }
@@ -143,6 +145,7 @@ enum Route {
     /// Channel, message serial, annotation serial.
     DeleteAnnotation(String, String, String),
     CloseUser(String, ProtocolError),
+    Revoke,
 }
 
 async fn api(hub: &Rc<Hub>, req: &Request, app_id: &str, route: Route) -> Result<Response, ApiError> {
@@ -188,5 +191,6 @@ async fn api(hub: &Rc<Hub>, req: &Request, app_id: &str, route: Route) -> Result
             annotations::delete(shard, app, &name, &serial, &annotation, param("socket_id")).await
         }
         Route::CloseUser(user, err) => users::close_user(shard, app, user, err),
+        Route::Revoke => revocations::revoke(shard, app, &json_body(req)?).await,
     }
 }

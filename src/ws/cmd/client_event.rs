@@ -4,6 +4,7 @@
 
 use crate::config::{wants, EventKind};
 use crate::metrics::Limiter;
+use crate::protocol::capabilities::Op;
 use crate::protocol::channel;
 use crate::protocol::inbound::ClientFrame;
 use crate::protocol::ProtocolError;
@@ -78,6 +79,7 @@ impl Session {
         extras: Option<String>,
         echo: bool,
     ) -> Result<(), ProtocolError> {
+        self.require(Op::Publish, channel)?;
         let app = self.app();
         let data = frame.data_raw();
         if data.len() > app.limits.max_event_payload_bytes {

@@ -1,6 +1,7 @@
 //! `sockudo:channel_history` (`docs/protocol/v2.md#websocket-history`): a page of a
 //! subscribed channel's durable history, read straight from the owner's store thread.
 
+use crate::protocol::capabilities::Op;
 use crate::protocol::history::{page_json, AttachBounds};
 use crate::protocol::inbound::{self, ClientFrame};
 use crate::protocol::outbound::{self, Dialect};
@@ -17,6 +18,7 @@ impl Session {
         }
         let request = inbound::HistoryRequest::parse(frame)?;
         let channel = request.channel;
+        self.require(Op::History, &channel)?;
         let Some(store) = self.shard().owner_store(self.app, &channel) else {
             return Err(ProtocolError::history("durable history is not enabled for this app (history.enabled)"));
         };

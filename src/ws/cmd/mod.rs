@@ -10,4 +10,5 @@ mod resume;
 mod rewind;
 mod signin;
 mod subscribe;
+mod token;
 mod unsubscribe;

@@ -2,6 +2,7 @@
 //! its `user_info`. V2 only; the socket must be a member of the channel; the new info is at most
 //! 1 KiB. The channel's owner applies it, within the member's rate limit.
 
+use crate::protocol::capabilities::Op;
 use crate::protocol::inbound::{ClientFrame, PresenceUpdate};
 use crate::protocol::outbound::Dialect;
 use crate::protocol::ProtocolError;
@@ -17,6 +18,7 @@ impl Session {
             return Err(ProtocolError::presence_update("presence updates need protocol=2"));
         }
         let update = PresenceUpdate::parse(frame)?;
+        self.require(Op::Presence, &update.channel)?;
         if update.user_info.len() > MAX_INFO_BYTES {
             return Err(ProtocolError::presence_update(format!(
                 "data is {} bytes; the limit is {MAX_INFO_BYTES}",

@@ -17,6 +17,9 @@ impl Session {
         if !app.user_authentication {
             return Err(ProtocolError::auth("User authentication is disabled for this app"));
         }
+        if self.with_socket(|s| s.token.is_some()).unwrap_or(false) {
+            return Err(ProtocolError::auth("sign-in is not allowed on a connection that holds a capability token"));
+        }
         let signin = Signin::parse(frame)?;
         let user = inbound::user_data(&signin.user_data)?;
         let message = auth::signin_message(&self.socket_id(), &signin.user_data);
@@ -39,7 +42,7 @@ impl Session {
         // Another shard may ask who this socket is (a mutation bound to its socket_id).
         if self.dialect == Dialect::V2 {
             let capabilities = user.capabilities.map(Arc::new);
-            let identity = Identity { user_id: user_id.clone(), capabilities };
+            let identity = Identity { app: self.app, user_id: user_id.clone(), capabilities, token: None };
             self.shard().identities.borrow_mut().insert(self.id, identity);
         }
         let mut failure = None;

@@ -65,10 +65,17 @@ impl Session {
         app.validate_channel(&sub.channel)?;
         let annotations =
             self.dialect == Dialect::V2 && ctx.config.versioned.annotations && app.annotations_allowed(&sub.channel);
+        let ty = channel::channel_type(&sub.channel);
+        self.require(Op::Subscribe, &sub.channel)?;
+        if ty.kind == Kind::Presence {
+            self.require(Op::Presence, &sub.channel)?;
+        }
+        if rewind.is_some() {
+            self.require(Op::History, &sub.channel)?;
+        }
         if sub.annotations {
             self.check_annotation_mode(&sub.channel, annotations)?;
         }
-        let ty = channel::channel_type(&sub.channel);
         let member = if ty.needs_auth() { self.authorize(&sub, ty.kind)? } else { None };
         let channel: Arc<str> = sub.channel.into();
         let Some(already) = self.with_socket(|s| s.channels.contains_key(&channel)) else { return Ok(()) };
@@ -185,8 +192,8 @@ impl Session {
         }
     }
 
-    /// `ANNOTATION_SUBSCRIBE` needs annotations on for the channel and a sign-in capability
-    /// set granting `subscribe` and `annotation-subscribe` on it.
+    /// `ANNOTATION_SUBSCRIBE` needs annotations on for the channel and a capability set (of
+    /// the sign-in or the token) granting `subscribe` and `annotation-subscribe` on it.
     fn check_annotation_mode(&self, channel: &str, enabled: bool) -> Result<(), ProtocolError> {
         if !enabled {
             return Err(ProtocolError::channel(format!(
@@ -198,7 +205,7 @@ impl Session {
             Ok(())
         } else {
             Err(ProtocolError::auth(format!(
-                "ANNOTATION_SUBSCRIBE needs a sign-in capability set granting subscribe and annotation-subscribe on {channel}"
+                "ANNOTATION_SUBSCRIBE needs a capability set (sign-in or token) granting subscribe and annotation-subscribe on {channel}"
             )))
         }
     }

@@ -14,6 +14,7 @@ use crate::{RecordKind, StorageError, StoreConfig, StreamMeta};
 mod annotations;
 mod history;
 mod retention;
+mod revocations;
 mod streams;
 mod versions;
 
@@ -55,6 +56,8 @@ pub(crate) struct Engine {
     annotations: PartitionHandle,
     /// Summary JSON per message and annotation type, `channel + message serial + type`.
     summaries: PartitionHandle,
+    /// Capability-token revocations (`revocations.rs`).
+    revocations: PartitionHandle,
     /// Every stream's meta, keyed by channel key: serial checks on append need no read.
     metas: HashMap<Vec<u8>, StreamMeta>,
     secret: [u8; SECRET_LEN],
@@ -96,6 +99,7 @@ impl Engine {
         let receipts = open("receipts")?;
         let annotations = open("annotations")?;
         let summaries = open("summaries")?;
+        let revocations = open("revocations")?;
 
         let mut batch = keyspace.batch();
         match meta.get(FORMAT_KEY).map_err(err("read format version"))? {
@@ -145,6 +149,7 @@ impl Engine {
             receipts,
             annotations,
             summaries,
+            revocations,
             metas,
             secret,
         })

@@ -1,4 +1,4 @@
-use fjall::Batch;
+use fjall::{Batch, PartitionHandle};
 
 use super::Engine;
 use crate::keys::{history_key, parse_channel_key, serial_of_history_key};
@@ -93,19 +93,30 @@ impl Engine {
 
     /// Removes expired idempotency entries. Returns whether anything was written.
     pub(crate) fn expire_idempotency(&self, now_ms: u64) -> Result<bool, StorageError> {
+        self.expire_rows(&self.idempotency, now_ms, "idempotency")
+    }
+
+    /// Removes the rows of `partition` whose value starts with an expiry (unix ms, 8 bytes BE)
+    /// at or before `now_ms` (and rows too short to hold one). Returns whether any was.
+    pub(super) fn expire_rows(
+        &self,
+        partition: &PartitionHandle,
+        now_ms: u64,
+        what: &'static str,
+    ) -> Result<bool, StorageError> {
         let mut batch = self.keyspace.batch();
-        for row in self.idempotency.iter() {
-            let (k, v) = row.map_err(self.err("idempotency scan"))?;
+        for row in partition.iter() {
+            let (k, v) = row.map_err(self.err(what))?;
             let expired =
                 v.get(..8).and_then(|b| <[u8; 8]>::try_from(b).ok()).is_none_or(|b| u64::from_be_bytes(b) <= now_ms);
             if expired {
-                batch.remove(&self.idempotency, k);
+                batch.remove(partition, k);
             }
         }
         if batch.is_empty() {
             return Ok(false);
         }
-        batch.commit().map_err(self.err("commit idempotency expiry"))?;
+        batch.commit().map_err(self.err(what))?;
         Ok(true)
     }
 }

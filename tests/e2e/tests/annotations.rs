@@ -600,7 +600,8 @@ fn socket_bound_requests_follow_capabilities() {
         json!({"publish": ["*"], "annotation_publish": ["ch*"], "annotation-delete-any": ["ch*"]}),
     );
     let publish_only = signed_in_v2(&s, "bob", json!({"publish": [CH]}));
-    let annotate_only = signed_in_v2(&s, "bea", json!({"annotation-publish": [CH]}));
+    // `publish` named, but not for this channel (unnamed it would be open: sign-in rules).
+    let annotate_only = signed_in_v2(&s, "bea", json!({"publish": ["news"], "annotation-publish": [CH]}));
     let bare = signed_in_v2(&s, "dave", json!({"subscribe": ["*"]}));
     let anonymous = v2_connected(&s);
     let mut v1 = s.connect();
@@ -672,8 +673,8 @@ fn socket_bound_requests_follow_capabilities() {
     let mut refused = vec![
         v2_connected(&s),
         signed_in_v2(&s, "f", json!({"subscribe": [CH]})),
-        signed_in_v2(&s, "g", json!({"annotation-subscribe": [CH]})),
-        signed_in_v2(&s, "h", json!({"subscribe": ["news"], "annotation-subscribe": ["news"]})),
+        signed_in_v2(&s, "g", json!({"annotation-subscribe": ["news"]})),
+        signed_in_v2(&s, "h", json!({"subscribe": ["news", CH], "annotation-subscribe": ["news"]})),
     ];
     for c in &mut refused {
         send_subscribe_modes(c, CH, json!(BOTH_MODES));

@@ -1,6 +1,8 @@
 //! The one signature checker: HMAC-SHA256 with the app secret, lower-case hex, compared in
 //! constant time (`docs/protocol/pusher.md#authorization-signatures`). Channel auth, user
-//! sign-in and REST requests all come here.
+//! sign-in and REST requests all come here. Capability tokens (JWTs) are in `token`.
+
+pub mod token;
 
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
