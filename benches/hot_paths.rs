@@ -156,6 +156,7 @@ fn signatures(c: &mut Criterion) {
     header.kid = Some("app-key".into());
     let claims = serde_json::json!({"x-sockudo-capability": {"chat:*": ["subscribe", "history"], "private-*": ["publish"]},
         "x-sockudo-client-id": "u1", "iat": now, "exp": now + 3600, "jti": "bench"});
+    auth::token::install_hs256();
     let token = jsonwebtoken::encode(&header, &claims, &jsonwebtoken::EncodingKey::from_secret(b"app-secret")).unwrap();
     c.bench_function("token/verify", |b| {
         b.iter(|| auth::token::verify(black_box(&token), "app-key", "app-secret", now).unwrap())

@@ -1,11 +1,18 @@
 //! Capability tokens (`docs/protocol/v2.md#capability-tokens`): an HS256 JWT whose `kid` is the
 //! app key, signed with the app secret, naming the connection's client id, its capabilities,
-//! its lifetime and a `jti` to revoke it by. The signature is checked by `jsonwebtoken`; the
-//! claim rules are ours, so that each refusal says which rule failed.
+//! its lifetime and a `jti` to revoke it by. The JWT is read and its signature checked by
+//! `jsonwebtoken`, with HMAC-SHA256 from the `hmac`/`sha2` crates the Pusher signatures use
+//! (`Hs256`: the crate's own backends would bring RSA and elliptic curves no token here uses);
+//! the claim rules are ours, so that each refusal says which rule failed.
 
 use crate::protocol::capabilities::Capabilities;
-use jsonwebtoken::{Algorithm, DecodingKey, Validation};
-use std::sync::Arc;
+use hmac::{Hmac, Mac};
+use jsonwebtoken::crypto::{CryptoProvider, JwtSigner, JwtVerifier, KeyUtils};
+use jsonwebtoken::errors::{ErrorKind, Result as JwtResult};
+use jsonwebtoken::signature;
+use jsonwebtoken::{Algorithm, AlgorithmFamily, DecodingKey, Validation};
+use sha2::Sha256;
+use std::sync::{Arc, Once};
 
 pub const MAX_TOKEN_BYTES: usize = 8 << 10;
 const MAX_ID_BYTES: usize = 128;
@@ -36,6 +43,7 @@ pub fn verify(token: &str, key: &str, secret: &str, now: i64) -> Result<Grant, S
     if header.kid.as_deref() != Some(key) {
         return Err("capability token kid is not this app's key".into());
     }
+    install_hs256();
     // Only the signature here: the time claims are checked below, against `now`.
     let mut validation = Validation::new(Algorithm::HS256);
     validation.validate_exp = false;
@@ -49,6 +57,64 @@ pub fn verify(token: &str, key: &str, secret: &str, now: i64) -> Result<Grant, S
     .map_err(|e| format!("capability token signature or payload is invalid: {e}"))?
     .claims;
     grant(&claims, now)
+}
+
+/// `jsonwebtoken`'s process-wide crypto: HS256 only.
+static HS256_ONLY: CryptoProvider = CryptoProvider {
+    signer_factory: |alg, key| Ok(Box::new(Hs256::keyed(alg, key.family(), key.as_bytes())?)),
+    verifier_factory: |alg, key| Ok(Box::new(Hs256::keyed(alg, key.family(), key.try_get_as_bytes()?)?)),
+    key_utils: KeyUtils::new_unimplemented(),
+};
+
+/// Installs `HS256_ONLY` once, before the first token is read or (in tests) written.
+pub fn install_hs256() {
+    static ONCE: Once = Once::new();
+    ONCE.call_once(|| {
+        if HS256_ONLY.install_default().is_err() {
+            log::warn!("jsonwebtoken already had a crypto provider; capability tokens use it");
+        }
+    });
+}
+
+/// HMAC-SHA256 keyed with an app secret, as `jsonwebtoken` signs and verifies with it.
+struct Hs256(Hmac<Sha256>);
+
+impl Hs256 {
+    fn keyed(alg: &Algorithm, family: AlgorithmFamily, secret: &[u8]) -> JwtResult<Hs256> {
+        if *alg != Algorithm::HS256 || family != AlgorithmFamily::Hmac {
+            return Err(ErrorKind::InvalidAlgorithm.into());
+        }
+        Ok(Hs256(Hmac::new_from_slice(secret).map_err(|_| ErrorKind::InvalidKeyFormat)?))
+    }
+}
+
+impl signature::Signer<Vec<u8>> for Hs256 {
+    fn try_sign(&self, msg: &[u8]) -> Result<Vec<u8>, signature::Error> {
+        let mut mac = self.0.clone();
+        mac.update(msg);
+        Ok(mac.finalize().into_bytes().to_vec())
+    }
+}
+
+impl signature::Verifier<Vec<u8>> for Hs256 {
+    fn verify(&self, msg: &[u8], signature: &Vec<u8>) -> Result<(), signature::Error> {
+        let mut mac = self.0.clone();
+        mac.update(msg);
+        // Constant time, as every signature check here.
+        mac.verify_slice(signature).map_err(signature::Error::from_source)
+    }
+}
+
+impl JwtSigner for Hs256 {
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::HS256
+    }
+}
+
+impl JwtVerifier for Hs256 {
+    fn algorithm(&self) -> Algorithm {
+        Algorithm::HS256
+    }
 }
 
 fn grant(claims: &serde_json::Map<String, serde_json::Value>, now: i64) -> Result<Grant, String> {
@@ -95,10 +161,16 @@ mod tests {
 
     const NOW: i64 = 1_800_000_000;
 
-    fn mint(alg: Algorithm, kid: &str, secret: &str, claims: serde_json::Value) -> String {
-        let mut header = Header::new(alg);
+    fn mint(kid: &str, secret: &str, claims: serde_json::Value) -> String {
+        install_hs256();
+        let mut header = Header::new(Algorithm::HS256);
         header.kid = Some(kid.into());
         jsonwebtoken::encode(&header, &claims, &EncodingKey::from_secret(secret.as_bytes())).unwrap()
+    }
+
+    fn b64(s: &str) -> String {
+        use base64::Engine;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(s)
     }
 
     fn claims() -> serde_json::Value {
@@ -118,18 +190,19 @@ mod tests {
 
     #[test]
     fn a_valid_token() {
-        let g = check(&mint(Algorithm::HS256, "app-key", "app-secret", claims())).unwrap();
+        let g = check(&mint("app-key", "app-secret", claims())).unwrap();
         assert_eq!((&*g.client_id, &*g.jti, g.exp), ("u1", "j1", NOW + 3600));
         assert!(g.capabilities.allows(Op::Subscribe, "room:1") && !g.capabilities.allows(Op::Publish, "room:1"));
     }
 
     #[test]
     fn refusals_say_why() {
-        let hs = |c| mint(Algorithm::HS256, "app-key", "app-secret", c);
+        let hs = |c| mint("app-key", "app-secret", c);
         for (token, says) in [
-            (mint(Algorithm::HS256, "other", "app-secret", claims()), "kid"),
-            (mint(Algorithm::HS384, "app-key", "app-secret", claims()), "HS256"),
-            (mint(Algorithm::HS256, "app-key", "wrong", claims()), "signature"),
+            (mint("other", "app-secret", claims()), "kid"),
+            // Refused on its header, before any signature check.
+            (format!("{}.{}.c2ln", b64(r#"{"alg":"HS384","kid":"app-key"}"#), b64(&claims().to_string())), "HS256"),
+            (mint("app-key", "wrong", claims()), "signature"),
             (hs(with("exp", json!(NOW - 31))), "expired"),
             (hs(with("iat", json!(NOW + 31))), "future"),
             (hs(with("nbf", json!(NOW + 31))), "nbf"),
