@@ -64,9 +64,9 @@ pub struct Socket {
     pub token: Option<Box<HeldToken>>,
 }
 
-/// A socket's capability token, for its expiry.
+/// A socket's capability token, for its expiry (its `jti` is in the shard's identities, where
+/// revocations look).
 pub struct HeldToken {
-    pub jti: Arc<str>,
     /// Unix seconds.
     pub exp: i64,
     /// When `token_expired` was sent: the socket is closed a grace period later unless a

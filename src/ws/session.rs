@@ -72,8 +72,8 @@ fn decode_all(dec: &mut Decoder, buf: &[u8]) -> Decoded {
 }
 
 /// Indexes a connected socket (queueing the 101 response `handshake` and
-/// `connection_established`), holding its capability `token` if it came with one, and returns the task that runs it until it closes. `pending`
-/// holds bytes that arrived with the handshake.
+/// `connection_established`), holding its capability `token` if it came with one, and returns
+/// the task that runs it until it closes. `pending` holds bytes that arrived with the handshake.
 ///
 /// Every idle socket holds this future, so it is kept small: built from plain functions that
 /// return `async move` blocks (an `async fn` keeps a second copy of its arguments), with the

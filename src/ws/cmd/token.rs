@@ -20,7 +20,7 @@ impl Session {
         {
             let mut index = self.hub.index.borrow_mut();
             let Some(s) = index.live(self.key, self.id) else { return };
-            s.token = Some(Box::new(HeldToken { jti: jti.clone(), exp, expired_notice: None }));
+            s.token = Some(Box::new(HeldToken { exp, expired_notice: None }));
             s.authenticated = true;
             if s.user_id.as_deref() != Some(&*client_id) {
                 index.set_user(self.key, client_id.clone());
