@@ -1,4 +1,5 @@
-//! Criterion benchmarks of the hot paths: WebSocket framing, inbound JSON parsing, signature
+//! Criterion benchmarks of the hot paths: WebSocket framing, inbound JSON parsing, binary wire
+//! formats, signature
 //! and capability-token checks, fanout inside one shard (queueing and the gathered write) and
 //! the hand-off of a message between two shards. `frame_layer` sets the pieces of the WebSocket frame layer the
 //! codec keeps hand-written against tungstenite's (`docs/architecture.md#libraries-and-what-is-written-here`).
@@ -9,7 +10,8 @@ use criterion::{black_box, criterion_group, criterion_main, Criterion, Throughpu
 use sockudo::auth;
 use sockudo::protocol::filter;
 use sockudo::protocol::inbound::{ClientFrame, Subscribe};
-use sockudo::protocol::outbound::{self, Data, Dialect, Encoding};
+use sockudo::protocol::outbound::{self, Data, Dialect, Encoding, Position};
+use sockudo::protocol::wire::Format;
 use sockudo::shard::channel::broadcast::Broadcast;
 use sockudo::socket_id::SocketId;
 use sockudo::ws::codec::{self, Decoder, Opcode};
@@ -141,6 +143,33 @@ fn json(c: &mut Criterion) {
     g.finish();
 }
 
+/// A channel message's re-encoding for binary connections (once per format per delivery on a
+/// shard), and a client frame's decoding into the JSON command.
+fn wire(c: &mut Criterion) {
+    let mut g = c.benchmark_group("wire");
+    let data = "x".repeat(160);
+    let pos = Position { message_id: "5f0c8a4e-4f4e-4d55-9a63-0a3c1f3f4b21", stream_id: "s-1", serial: Some(4242) };
+    let extras = r#"{"headers":{"sockudo_action":"message.create","sockudo_history_serial":4242,"region":"eu"}}"#;
+    let frame = outbound::v2_event("price-update", "ticker-1", Data::Str(&data), None, None, pos, Some(extras));
+    g.bench_function("encode_v2_event_200B/msgpack", |b| b.iter(|| Format::MessagePack.encode(black_box(&frame))));
+    g.bench_function("encode_v2_event_200B/protobuf", |b| b.iter(|| Format::Protobuf.encode(black_box(&frame))));
+    let client = [0x9f_u8, 0xa8]
+        .iter()
+        .copied()
+        .chain(*b"client-a")
+        .chain([0xa9])
+        .chain(*b"private-x")
+        .chain([0x92, 0xa4])
+        .chain(*b"json")
+        .chain([0xb1])
+        .chain(*br#"{"x":1,"y":"abc"}"#)
+        .chain([0xc0; 12])
+        .collect::<Vec<u8>>();
+    assert!(Format::MessagePack.decode(&client).is_ok());
+    g.bench_function("decode_client_event/msgpack", |b| b.iter(|| Format::MessagePack.decode(black_box(&client))));
+    g.finish();
+}
+
 fn signatures(c: &mut Criterion) {
     let auth_value = "app-key:d7d4254b75e2b60944b91bc92e916d56da84c4835011f5aa3c59a8e7f6e8b65d";
     c.bench_function("hmac/verify_private_channel_auth", |b| {
@@ -201,8 +230,14 @@ fn fanout(c: &mut Criterion) {
         let channel: Arc<str> = "ticker-1".into();
         let now = Instant::now();
         for (i, conn) in conns.into_iter().enumerate() {
-            let key =
-                hub.sockets.insert(Socket::new(SocketId(i as u64, 1), 0, Dialect::V1, Encoding::V1Json, conn, now));
+            let key = hub.sockets.insert(Socket::new(
+                SocketId(i as u64, 1),
+                0,
+                Dialect::V1,
+                (Encoding::V1Json, Format::Json),
+                conn,
+                now,
+            ));
             hub.add_subscriber(0, &channel, key, None);
         }
         let bound = QueueBound { frames: 1000, bytes: 8 << 20 };
@@ -287,5 +322,5 @@ fn cross_shard(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, framing, frame_layer, json, signatures, fanout, cross_shard);
+criterion_group!(benches, framing, frame_layer, json, wire, signatures, fanout, cross_shard);
 criterion_main!(benches);

@@ -16,6 +16,8 @@
 # ticker is 1000 V2 subscribers over 10 channels at 1000 publishes/s (200-byte messages that
 # differ in their timestamp); ticker-fossil and ticker-xdelta3 the same with every subscription
 # asking for deltas ("frame bytes" in the report: WebSocket payload per delivered frame).
+# fanout-100-msgpack and fanout-100-protobuf are fanout-100-v2 with every socket on a binary
+# wire format (each message re-encoded once per format on the shard, the frame shared).
 # connect-v2 is connect with V2 sockets; connect-token the same with every socket presenting a
 # capability token (?token=), so the difference is the token check's cost per connect.
 # appends-1 and appends-100 stream mutable-message appends (4-byte tokens) from 4 HTTP writers
@@ -38,6 +40,8 @@ declare -A ARGS=(
     [fanout-100]="fanout --sockets 2000 --channels 20 --rate 2000 --duration 10"
     [light]="fanout --sockets 2000 --channels 20 --rate 200 --duration 10"
     [fanout-100-v2]="fanout --sockets 2000 --channels 20 --rate 2000 --duration 10 --protocol 2"
+    [fanout-100-msgpack]="fanout --sockets 2000 --channels 20 --rate 2000 --duration 10 --protocol 2 --format msgpack"
+    [fanout-100-protobuf]="fanout --sockets 2000 --channels 20 --rate 2000 --duration 10 --protocol 2 --format protobuf"
     [light-v2]="fanout --sockets 2000 --channels 20 --rate 200 --duration 10 --protocol 2"
     [big-fanout-v2]="fanout --sockets 10000 --channels 1 --rate 50 --duration 10 --protocol 2"
     [big-fanout-f1]="fanout --sockets 10000 --channels 1 --rate 50 --duration 10 --protocol 2 --filters 1"

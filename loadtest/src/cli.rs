@@ -22,6 +22,9 @@ common options:
   --secret S (app-secret)  --protocol 1|2 (1)  --threads T (1)
   --token               with --protocol 2: every socket connects with one capability token
                         (HS256, kid = key, signed with the secret, granting everything for 1 h)
+  --format json|msgpack|protobuf  with --protocol 2: the sockets' wire format (json); the
+                        harness still sends JSON text frames, which the server reads on any
+                        connection, and reads the event name of each binary frame
   --source-ips K        bind sockets to 127.0.0.1..127.0.0.K (0 = kernel's choice; default 0)
   --concurrency N       connects in progress at once (500)
   --connect-timeout S   until connection_established (10)
@@ -160,6 +163,8 @@ pub struct Common {
     pub quiet: bool,
     /// A capability token every socket connects with (`--token`).
     pub token: Option<String>,
+    /// A binary wire format the sockets ask for (`--format`).
+    pub format: Option<&'static str>,
 }
 
 impl Common {
@@ -175,6 +180,13 @@ impl Common {
             (false, _) => None,
             (true, Protocol::V2) => Some(crate::signing::capability_token(&key, &secret)),
             (true, Protocol::V1) => return Err("--token needs --protocol 2".into()),
+        };
+        let format = match (a.str("format", "json").as_str(), proto) {
+            ("json", _) => None,
+            ("msgpack", Protocol::V2) => Some("msgpack"),
+            ("protobuf", Protocol::V2) => Some("protobuf"),
+            (f @ ("msgpack" | "protobuf"), Protocol::V1) => return Err(format!("--format {f} needs --protocol 2")),
+            (f, _) => return Err(format!("--format: {f} is none of json, msgpack, protobuf")),
         };
         let threads = a.num("threads", 1usize, 1)?;
         if threads == 0 || threads > 16 {
@@ -199,6 +211,7 @@ impl Common {
                 a.switch("quiet")
             },
             token,
+            format,
         })
     }
 }

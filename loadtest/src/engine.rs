@@ -440,7 +440,12 @@ impl Engine {
         let tag = c.tag;
         match msg {
             Msg::Text(text) | Msg::Binary(text) => {
-                let kind = pusher::event_name(text).map_or(Kind::OtherSystem, pusher::classify);
+                let name = if matches!(msg, Msg::Binary(_)) {
+                    pusher::binary_event_name(text)
+                } else {
+                    pusher::event_name(text)
+                };
+                let kind = name.map_or(Kind::OtherSystem, pusher::classify);
                 match kind {
                     Kind::ConnectionEstablished if c.state == State::Upgraded => {
                         let sid = pusher::socket_id(text).unwrap_or(b"");

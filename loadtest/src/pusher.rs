@@ -57,6 +57,21 @@ pub fn event_name(text: &[u8]) -> Option<&[u8]> {
     string_value(&text[at + KEY.len()..])
 }
 
+/// The event name of a V2 binary frame: the first element of a MessagePack envelope (a
+/// 15-element array) or field 1 of a Protobuf one. The rest of a frame is read with the same
+/// byte scans as JSON text: the data string (with its timestamp) is in it unescaped.
+pub fn binary_event_name(frame: &[u8]) -> Option<&[u8]> {
+    let (start, len) = match frame {
+        // fixarray(15), then a fixstr or a str8.
+        [0x9f, b @ 0xa0..=0xbf, ..] => (2, (b & 0x1f) as usize),
+        [0x9f, 0xd9, n, ..] => (3, *n as usize),
+        // Field 1, length-delimited, a one-byte length.
+        [0x0a, n @ 0..=0x7f, ..] => (2, *n as usize),
+        _ => return None,
+    };
+    frame.get(start..start + len)
+}
+
 /// The JSON string at the start of `rest` (after optional spaces), without its quotes.
 fn string_value(rest: &[u8]) -> Option<&[u8]> {
     let mut i = 0;
@@ -303,6 +318,15 @@ mod tests {
         // Payload with the marker at the end of a V2 envelope with extra fields.
         let v2 = b"{\"event\":\"e\",\"channel\":\"c\",\"data\":\"~lt:0000000000000001\",\"message_id\":\"m~\"}";
         assert_eq!(scan_timestamp(v2), Some(1));
+    }
+
+    #[test]
+    fn binary_event_names() {
+        assert_eq!(binary_event_name(b"\x9f\xa3abc\xc0"), Some(&b"abc"[..]));
+        assert_eq!(binary_event_name(b"\x9f\xd9\x02ab"), Some(&b"ab"[..]));
+        assert_eq!(binary_event_name(b"\x0a\x02ab\x12"), Some(&b"ab"[..]));
+        assert_eq!(binary_event_name(b"\x9f\xa5ab"), None);
+        assert_eq!(binary_event_name(b"{}"), None);
     }
 
     #[test]

@@ -111,6 +111,12 @@ fn scenarios_against_the_server() {
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("<svg") && page.contains("Latency by percentile"));
 
+    // Binary wire formats: every delivery is counted from the binary frames.
+    for format in ["msgpack", "protobuf"] {
+        let (code, out) = loadtest(&server, &["fanout", "--smoke", "--protocol", "2", "--format", format]);
+        assert_eq!(code, 0, "{format}: {out}");
+    }
+
     let (code, out) = loadtest(&server, &["connect", "--smoke", "--subscribe"]);
     assert_eq!(code, 0, "{out}");
     assert!(out.contains("per idle connection"), "{out}");
@@ -195,6 +201,8 @@ fn usage_errors_exit_2() {
         &["fanout", "--batch", "11"],
         &["appends", "--fragment", "3"],
         &["appends", "--append-mode", "whole"],
+        &["fanout", "--format", "msgpack"],
+        &["fanout", "--protocol", "2", "--format", "cbor"],
     ] {
         let out = Command::new(env!("CARGO_BIN_EXE_loadtest")).args(args).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{args:?}");

@@ -8,11 +8,12 @@ use crate::metrics::Limiter;
 use crate::protocol::outbound;
 use crate::shard::limits::{self, RateKey};
 use crate::ws::admission::{self, Asking};
-use crate::ws::codec::{self, Opcode};
+use crate::ws::codec;
 use crate::ws::conn::Conn;
 use crate::ws::handshake::{self, Negotiated};
 use crate::ws::hub::Hub;
 use crate::ws::session;
+use crate::ws::writer::frame_in;
 use std::net::IpAddr;
 use std::rc::Rc;
 
@@ -63,7 +64,7 @@ pub async fn upgrade(hub: Rc<Hub>, conn: Rc<Conn>, req: Request, pending: Vec<u8
             return;
         }
     };
-    let dialect = options.dialect;
+    let (dialect, format) = (options.dialect, options.format);
     let accept = match handshake::accept(&req) {
         Ok(a) => a,
         Err(r) => {
@@ -95,7 +96,9 @@ pub async fn upgrade(hub: Rc<Hub>, conn: Rc<Conn>, req: Request, pending: Vec<u8
             let message = e.to_string();
             log::debug!(code = e.code(), reason = message.as_str(), shard = hub.shard.id; "connection refused");
             let mut bytes = accept;
-            bytes.extend_from_slice(&codec::encode(Opcode::Text, &outbound::error(dialect, e.code(), &message)));
+            if let Some(frame) = frame_in(format, &outbound::error(dialect, e.code(), &message)) {
+                bytes.extend_from_slice(&frame);
+            }
             bytes.extend_from_slice(&codec::encode_close(e.code(), &message));
             let _ = conn.write_all(&bytes).await;
             conn.shutdown_write();

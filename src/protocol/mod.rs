@@ -16,5 +16,6 @@ pub mod outbound;
 pub mod presence_history;
 pub mod recovery;
 pub mod versioned;
+pub mod wire;
 
 pub use error::ProtocolError;

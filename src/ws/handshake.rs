@@ -3,6 +3,7 @@
 
 use crate::config::{AiTransport, EchoControl};
 use crate::protocol::outbound::{Dialect, Encoding};
+use crate::protocol::wire::Format;
 use base64::Engine;
 use tungstenite::handshake::derive_accept_key;
 
@@ -56,6 +57,8 @@ pub struct Negotiated {
     pub dialect: Dialect,
     /// The form channel messages reach the socket in (its dialect and `append_mode`).
     pub encoding: Encoding,
+    /// How its frames are encoded (`format`; V1 is always JSON).
+    pub format: Format,
     /// A V2 client's own client events come back to it (`echo_messages`, default
     /// `echo_control.default_echo_messages`; always with `echo_control.enabled = false`).
     pub echo: bool,
@@ -71,15 +74,9 @@ impl Negotiated {
             _ => Dialect::V1,
         };
         if dialect == Dialect::V1 {
-            return Ok(Negotiated { dialect, encoding: Encoding::V1Json, echo: false });
+            return Ok(Negotiated { dialect, encoding: Encoding::V1Json, format: Format::Json, echo: false });
         }
-        match param("format").map(str::to_ascii_lowercase).as_deref() {
-            None | Some("" | "json") => {}
-            Some(f @ ("msgpack" | "messagepack" | "protobuf" | "proto")) => {
-                return Err(format!("Wire format {f} is not supported by this server; use format=json"))
-            }
-            Some(f) => return Err(format!("Invalid format query parameter: {f}")),
-        }
+        let format = Format::parse(param("format"))?;
         let full_appends = match param("append_mode") {
             None | Some("" | "delta") => false,
             Some("full") => true,
@@ -99,7 +96,7 @@ impl Negotiated {
             Some("false" | "0") => false,
             Some(_) => return Err("Invalid echo_messages query parameter: use true or false".into()),
         } || !echo.enabled;
-        Ok(Negotiated { dialect, encoding: Encoding::of(dialect, full_appends), echo })
+        Ok(Negotiated { dialect, encoding: Encoding::of(dialect, full_appends), format, echo })
     }
 }
 

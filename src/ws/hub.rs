@@ -6,11 +6,12 @@
 use super::codec::{self, Opcode};
 use super::conn::Conn;
 use super::index::{Index, Socket, SocketKey};
-use super::writer::{text_frame, Frame, Pushed, QueueBound, Writer};
+use super::writer::{frame_in, Frame, Pushed, QueueBound, Writer};
 use crate::config::AppIdx;
 use crate::metrics::{AppCounters, ChannelLabel, CloseReason};
 use crate::protocol::outbound::{self, Dialect, Encoding, TokenEnd};
 use crate::protocol::presence_history::Cause;
+use crate::protocol::wire::Format;
 use crate::protocol::ProtocolError;
 use crate::shard::channel::broadcast::Deliver;
 use crate::shard::channel::subscribe::Unsubscribe;
@@ -73,11 +74,11 @@ impl Hub {
         conn: Rc<Conn>,
         app: AppIdx,
         dialect: Dialect,
-        encoding: Encoding,
+        (encoding, format): (Encoding, Format),
         handshake: Vec<u8>,
     ) -> (SocketKey, SocketId) {
         let id = SocketId::on_shard(self.shard.id, self.shard.shards);
-        let socket = Socket::new(id, app, dialect, encoding, conn, Instant::now());
+        let socket = Socket::new(id, app, dialect, (encoding, format), conn, Instant::now());
         let key = self.index.borrow_mut().sockets.insert(socket);
         self.counters(Some(app)).new_connections.inc();
         log::debug!(socket_id = id.to_string().as_str(), app = self.shard.ctx.apps.get(app).id.as_str(), shard = self.shard.id, protocol = dialect.number(); "connection opened");
@@ -150,14 +151,28 @@ impl Hub {
     /// Queues a frame meant for this one socket (not a channel broadcast). On V2 it gets a
     /// `message_id` of its own (`docs/protocol/v2.md#message-ids`).
     pub fn send_json(&self, key: SocketKey, json: &[u8]) {
-        let v2 = self.index.borrow().sockets.get(key).is_some_and(|s| s.dialect == Dialect::V2);
-        let json = if v2 { Cow::Owned(outbound::with_message_id(json)) } else { Cow::Borrowed(json) };
-        self.send_frame(key, text_frame(&json));
+        let Some((dialect, format)) = self.index.borrow().sockets.get(key).map(|s| (s.dialect, s.format)) else {
+            return;
+        };
+        let json =
+            if dialect == Dialect::V2 { Cow::Owned(outbound::with_message_id(json)) } else { Cow::Borrowed(json) };
+        if let Some(frame) = frame_in(format, &json) {
+            self.send_frame(key, frame);
+        }
     }
 
     /// Queues a heartbeat frame: never given a `message_id`.
     pub fn send_heartbeat(&self, key: SocketKey, json: &[u8]) {
-        self.send_frame(key, text_frame(json));
+        self.send_payload(key, json);
+    }
+
+    /// Queues a message for one socket in its format as it is (a replayed channel message,
+    /// a heartbeat), outside the queue bound.
+    pub fn send_payload(&self, key: SocketKey, json: &[u8]) {
+        let format = self.index.borrow().sockets.get(key).map(|s| s.format);
+        if let Some(frame) = format.and_then(|f| frame_in(f, json)) {
+            self.send_frame(key, frame);
+        }
     }
 
     /// Queues an encoded frame for one socket, outside the queue bound.
@@ -237,11 +252,13 @@ impl Hub {
         for (key, id) in keys {
             match &action {
                 UserAction::Deliver { payload, exclude } if Some(id) != *exclude => {
-                    let frame = text_frame(payload);
                     let bound = self.queue_bound();
                     let full = {
                         let mut index = self.index.borrow_mut();
-                        match index.live(key, id).map(|s| s.out.push(frame, bound.frames, bound.bytes)) {
+                        let pushed = index
+                            .live(key, id)
+                            .and_then(|s| Some(s.out.push(frame_in(s.format, payload)?, bound.frames, bound.bytes)));
+                        match pushed {
                             Some(Pushed::NeedsFlush) => {
                                 self.writer.list(key);
                                 false

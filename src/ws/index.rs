@@ -5,12 +5,13 @@
 
 use super::conn::Conn;
 use super::delta::{ChannelDelta, Shared};
-use super::writer::{text_frame, Frame, Outbox, Pushed, QueueBound};
+use super::writer::{frame_in, text_frame, Frame, Outbox, Pushed, QueueBound};
 use crate::config::AppIdx;
 use crate::config::DeltaCompression;
 use crate::protocol::delta::Algorithm;
 use crate::protocol::filter::{Filter, Subject};
 use crate::protocol::outbound::{Dialect, Encoding};
+use crate::protocol::wire::Format;
 use crate::shard::channel::broadcast::Broadcast;
 use crate::socket_id::SocketId;
 use ahash::{AHashMap, RandomState};
@@ -29,6 +30,8 @@ pub struct Socket {
     pub dialect: Dialect,
     /// The form channel messages reach it in.
     pub encoding: Encoding,
+    /// How its frames are encoded on the wire (V2 `format`).
+    pub format: Format,
     pub conn: Rc<Conn>,
     pub out: Outbox,
     /// Set by sign-in or by a presence `channel_data.user_id`
@@ -115,7 +118,7 @@ impl Socket {
         id: SocketId,
         app: AppIdx,
         dialect: Dialect,
-        encoding: Encoding,
+        (encoding, format): (Encoding, Format),
         conn: Rc<Conn>,
         now: Instant,
     ) -> Socket {
@@ -124,6 +127,7 @@ impl Socket {
             app,
             dialect,
             encoding,
+            format,
             conn,
             out: Outbox::new(),
             user_id: None,
@@ -142,6 +146,23 @@ impl Socket {
             deltas: 0,
             token: None,
         }
+    }
+}
+
+/// A delivery's frames in the binary formats, by encoding, each made once when first needed.
+#[derive(Default)]
+struct BinaryFrames {
+    /// `[msgpack, protobuf]` per encoding: `None` not made yet, `Some(None)` not made for
+    /// good (the message has no form in that encoding).
+    made: [[Option<Option<Frame>>; 2]; Encoding::COUNT],
+}
+
+impl BinaryFrames {
+    fn frame(&mut self, message: &Broadcast, encoding: Encoding, format: Format) -> Option<&Frame> {
+        let column = usize::from(format == Format::Protobuf);
+        self.made[encoding.index()][column]
+            .get_or_insert_with(|| message.payload(encoding).and_then(|p| frame_in(format, p)))
+            .as_ref()
     }
 }
 
@@ -245,12 +266,18 @@ impl Index {
         };
         let v2 = message.payload(Encoding::V2Json).filter(|_| message.delta.is_some());
         let mut shared = Shared::default();
+        // Binary formats are built when the first socket needs one: most deliveries have none.
+        let mut binary = BinaryFrames::default();
         let mut queue = |key: SocketKey| {
             let s = &mut sockets[key];
             if Some(s.id) == exclude || s.closing {
                 return;
             }
-            let Some(frame) = &frames[s.encoding.index()] else { return };
+            let frame = match s.format {
+                Format::Json => frames[s.encoding.index()].as_ref(),
+                format => binary.frame(message, s.encoding, format),
+            };
+            let Some(frame) = frame else { return };
             // A socket with delta streams on this channel gets its own frame of the message;
             // not while its continuity gate is shut, since a replay may drop gated frames and
             // a delta stream must not lose one.

@@ -12,6 +12,7 @@ use crate::config::{App, AppIdx};
 use crate::metrics::PanicSite;
 use crate::protocol::inbound::{ClientFrame, Command};
 use crate::protocol::outbound::{self, Dialect};
+use crate::protocol::wire::Format;
 use crate::protocol::ProtocolError;
 use crate::shard::Shard;
 use crate::socket_id::SocketId;
@@ -35,6 +36,8 @@ pub(super) struct Session {
     pub id: SocketId,
     pub app: AppIdx,
     pub dialect: Dialect,
+    /// How its frames are encoded (V2 `format`).
+    pub format: Format,
     /// Client events come back to the sender (V2 `echo_messages`).
     pub echo: bool,
     /// Channels resumed before they were subscribed: stream and serial reached. Boxed and
@@ -88,8 +91,9 @@ pub fn run(
     pending: Vec<u8>,
 ) -> impl Future<Output = ()> {
     let dialect = options.dialect;
-    let (key, id) = hub.add_socket(conn.clone(), app, dialect, options.encoding, handshake);
-    let session = Session { hub, key, id, app, dialect, echo: options.echo, resumed: RefCell::new(None) };
+    let format = options.format;
+    let (key, id) = hub.add_socket(conn.clone(), app, dialect, (options.encoding, format), handshake);
+    let session = Session { hub, key, id, app, dialect, format, echo: options.echo, resumed: RefCell::new(None) };
     if let Some(grant) = token {
         session.hold_token(grant);
     }
@@ -227,23 +231,21 @@ impl Session {
         self.with_socket(|s| s.channels.get(channel)?.filter.clone()).flatten()
     }
 
+    /// Delta compression is a form of V2 JSON frames: a delta rebuilds the JSON text of a
+    /// message, which a binary connection does not receive (`docs/protocol/v2.md#delta-compression`).
+    pub fn takes_deltas(&self) -> bool {
+        self.dialect == Dialect::V2 && self.format == Format::Json
+    }
+
     pub fn send(&self, json: &[u8]) {
         self.hub.send_json(self.key, json);
     }
 
     async fn on_unit(&self, unit: Incoming) {
         match unit {
-            Incoming::Text(bytes) | Incoming::Binary(bytes) => {
-                let c = self.hub.counters(Some(self.app));
-                c.ws_received.inc();
-                c.ws_received_bytes.add(bytes.len() as u64);
-                let open = self.with_socket(|s| s.last_activity = Instant::now()).is_some();
-                if open {
-                    if let Err(e) = self.on_message(&bytes).await {
-                        self.fail(e);
-                    }
-                }
-            }
+            // A binary message is in the connection's format; text is always JSON.
+            Incoming::Text(bytes) => self.on_data(&bytes, Format::Json).await,
+            Incoming::Binary(bytes) => self.on_data(&bytes, self.format).await,
             Incoming::Ping(payload) => {
                 // A native ping counts as activity and answers a pending pusher:ping.
                 self.with_socket(|s| {
@@ -263,6 +265,22 @@ impl Session {
                 let code = code.map_or(1000, |(c, _)| c);
                 self.hub.close_ws(self.key, code, "");
             }
+        }
+    }
+
+    async fn on_data(&self, bytes: &[u8], format: Format) {
+        let c = self.hub.counters(Some(self.app));
+        c.ws_received.inc();
+        c.ws_received_bytes.add(bytes.len() as u64);
+        if self.with_socket(|s| s.last_activity = Instant::now()).is_none() {
+            return;
+        }
+        let result = match format.decode(bytes) {
+            Ok(json) => self.on_message(&json).await,
+            Err(why) => Err(ProtocolError::invalid_format(format!("Decode failed: {why}"))),
+        };
+        if let Err(e) = result {
+            self.fail(e);
         }
     }
 

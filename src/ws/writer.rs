@@ -9,6 +9,7 @@
 use super::conn::Conn;
 use super::hub::Hub;
 use super::index::SocketKey;
+use crate::protocol::wire::Format;
 use crate::socket_id::SocketId;
 use std::cell::{Cell, RefCell};
 use std::collections::VecDeque;
@@ -23,6 +24,18 @@ pub type Frame = Rc<[u8]>;
 /// A text frame of `payload`, ready to queue.
 pub fn text_frame(payload: &[u8]) -> Frame {
     super::codec::encode(super::codec::Opcode::Text, payload).into()
+}
+
+/// The frame of a server message (`json`, how the server builds every one) for a socket that
+/// speaks `format`: a text frame as it is, or a binary frame of its re-encoding
+/// (`docs/protocol/v2.md#binary-wire-formats`). `None` if it cannot be re-encoded (a bug,
+/// logged).
+pub fn frame_in(format: Format, json: &[u8]) -> Option<Frame> {
+    match format.encode(json) {
+        None if format.is_binary() => None,
+        None => Some(text_frame(json)),
+        Some(binary) => Some(super::codec::encode(super::codec::Opcode::Binary, &binary).into()),
+    }
 }
 
 /// Most frames one `writev` gathers.

@@ -41,6 +41,7 @@ from sockudo_http_python import (
     ChannelParams,
     Config,
     HistoryParams,
+    MessageExtras,
     MessageMutation,
     MessageVersionsParams,
     PresenceHistoryParams,
@@ -59,9 +60,11 @@ from sockudo_python import (
     SockudoClient,
     SockudoOptions,
     SockudoTransport,
+    SockudoWireFormat,
     SubscriptionOptions,
     SubscriptionRewind,
 )
+from sockudo_python.client import ProtocolCodec
 
 from conftest import APP_ID, APP_KEY, APP_SECRET, HOST, WAIT, RawClient
 
@@ -112,7 +115,10 @@ class RecordingClient(SockudoClient):
 
     async def _handle_raw_message(self, raw_message):  # the SDK's single inbound entry point
         try:
-            self.frames.append(json.loads(raw_message))
+            if isinstance(raw_message, bytes):  # a binary wire format, read by the SDK's codec
+                self.frames.append(ProtocolCodec.decode_envelope(raw_message, self.options.wire_format)[0])
+            else:
+                self.frames.append(json.loads(raw_message))
         except ValueError:
             self.frames.append({"undecodable": repr(raw_message)})
         await super()._handle_raw_message(raw_message)
@@ -867,5 +873,53 @@ def test_capability_token_provider_and_refresh(server, http):
             await until(lambda: got, "a message after the first token expired", client.describe)
             assert client.connection_state is ConnectionState.CONNECTED
         assert not client.events("sockudo:token_expired"), client.describe()
+
+    asyncio.run(main())
+
+
+# ------------------------------------------------------------------ binary wire formats
+
+
+@pytest.mark.parametrize("wire_format", [SockudoWireFormat.MESSAGEPACK, SockudoWireFormat.PROTOBUF])
+def test_binary_wire_formats_via_sdk(server, http, wire_format):
+    """`format=messagepack` and `format=protobuf` (`docs/protocol/v2.md#binary-wire-formats`)
+    as sockudo-python encodes and decodes them: its subscribe (data tagged json), the server's
+    frames decoded by its codec (connection_established, subscription_succeeded, a publish with
+    headers, an error) and the recovery position it reads from them."""
+    ch = uniq("py-v2-wire")
+
+    async def main():
+        client = v2_client(server.port, wire_format=wire_format, connection_recovery=True)
+        channel = client.subscribe(ch)
+        got = collect(channel, "order")
+        async with connected(client):
+            hello = client.frames[0]
+            assert hello["event"] == "sockudo:connection_established", client.describe()
+            assert json.loads(hello["data"])["socket_id"] == client.socket_id
+            assert isinstance(hello.get("message_id"), str) and hello["message_id"]
+            await subscribed(client, channel)
+            sub = client.events("sockudo_internal:subscription_succeeded", ch)[0]
+            assert sub.get("serial") == 0 and sub.get("stream_id"), sub
+
+            extras = MessageExtras(headers={"region": "eu", "priority": 3, "urgent": True})
+            ok_json(http.trigger(ch, "order", {"n": 1}, TriggerOptions(extras=extras)), "publish")
+            await until(lambda: got, "the published event", client.describe)
+
+            # A subscribe the server refuses: the error frame is in the format too.
+            await client.send_event("sockudo:subscribe", {"channel": "private-" + ch}, None)
+            await until(lambda: client.events("sockudo:error"), "the refusal", client.describe)
+
+        assert got == [{"n": 1}], got
+        frame = app_frames(client, ch, "order")[0]
+        assert frame["serial"] == 1 and frame["stream_id"] == sub["stream_id"], frame
+        assert isinstance(frame["message_id"], str) and frame["message_id"], frame
+        headers = frame["extras"]["headers"]
+        assert {k: headers.get(k) for k in ("region", "priority", "urgent")} == \
+            {"region": "eu", "priority": 3, "urgent": True}, frame
+        assert headers["sockudo_action"] == "message.create", frame
+        assert client._channel_positions[ch].serial == 1
+        error = client.events("sockudo:error")[0]["data"]
+        error = json.loads(error) if isinstance(error, str) else error  # tagged json: its text
+        assert error["code"] == 4009, error
 
     asyncio.run(main())

@@ -31,9 +31,15 @@ pub fn target(c: &Common) -> Result<Target, String> {
     Ok(Target {
         addr,
         host_header: format!("{}:{}", c.host, c.port),
-        path: match &c.token {
-            Some(t) => format!("/app/{}?{}&token={t}", c.key, c.proto.query()),
-            None => format!("/app/{}?{}", c.key, c.proto.query()),
+        path: {
+            let mut path = format!("/app/{}?{}", c.key, c.proto.query());
+            if let Some(t) = &c.token {
+                path.push_str(&format!("&token={t}"));
+            }
+            if let Some(f) = c.format {
+                path.push_str(&format!("&format={f}"));
+            }
+            path
         },
         proto: c.proto,
         source_ips: c.source_ips,

@@ -4,7 +4,6 @@
 
 use crate::protocol::delta::{self, Algorithm};
 use crate::protocol::inbound::{self, ClientFrame};
-use crate::protocol::outbound::Dialect;
 use crate::protocol::ProtocolError;
 use crate::ws::delta::ChannelDelta;
 use crate::ws::session::Session;
@@ -30,8 +29,8 @@ impl Session {
             (None, None) => None,
         };
         let algorithm = asked.unwrap_or(config.algorithm);
-        // Deltas are a V2 frame form: V1 sockets are answered and keep getting full frames.
-        let enabled = config.enabled && self.dialect == Dialect::V2;
+        // Other sockets are answered and keep getting full frames.
+        let enabled = config.enabled && self.takes_deltas();
         if enabled {
             self.with_socket(|s| {
                 s.delta = Some(algorithm);

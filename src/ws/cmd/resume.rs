@@ -13,7 +13,6 @@ use crate::shard::Shard;
 use crate::ws::hub::Hub;
 use crate::ws::index::SocketKey;
 use crate::ws::session::Session;
-use crate::ws::writer::text_frame;
 use std::rc::Rc;
 use std::sync::Arc;
 use storage::{Bounds, Direction, HistoryQuery, HistoryView, RecordKind, VersionAction};
@@ -104,7 +103,7 @@ impl Session {
                         (true, Some(_), None) => continue,
                         _ => &m.frame,
                     };
-                    hub.send_frame(key, text_frame(frame));
+                    hub.send_payload(key, frame);
                     sent += 1;
                 }
                 mark_replayed(&hub, key, &ch, last.as_ref().map(|l| l.0));
@@ -227,7 +226,7 @@ impl Session {
                 None if full && is_append(item) => continue,
                 None => &item.payload,
             };
-            self.hub.send_frame(self.key, text_frame(frame));
+            self.hub.send_payload(self.key, frame);
             replayed += 1;
         }
         mark_replayed(&self.hub, self.key, &channel, Some(head));

@@ -7,7 +7,6 @@ use crate::protocol::ProtocolError;
 use crate::protocol::{outbound, versioned};
 use crate::time::unix_ms;
 use crate::ws::session::Session;
-use crate::ws::writer::text_frame;
 use std::sync::Arc;
 use storage::{Bounds, Direction, HistoryQuery, HistoryView};
 
@@ -62,7 +61,7 @@ impl Session {
             if !filter::row_passes(filter.as_deref(), item) {
                 continue;
             }
-            self.hub.send_frame(self.key, text_frame(&frame));
+            self.hub.send_payload(self.key, &frame);
             sent += 1;
         }
         self.with_socket(|s| {

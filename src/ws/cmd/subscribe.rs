@@ -18,7 +18,6 @@ use crate::shard::Shard;
 use crate::ws::delta::ChannelDelta;
 use crate::ws::index::{Socket, Subscription};
 use crate::ws::session::Session;
-use crate::ws::writer::text_frame;
 use std::rc::Rc;
 use std::sync::Arc;
 
@@ -89,11 +88,11 @@ impl Session {
         let needs_auth = ty.needs_auth();
         let annotation_mode = sub.annotations;
         let mut filter = sub.filter;
-        // Deltas are for V2 sockets only, and only when the server has them on.
+        // Deltas are for V2 JSON sockets only, and only when the server has them on.
         let per_channel = app.channel_delta(&channel);
         let delta_choice = sub
             .delta
-            .filter(|_| dialect == Dialect::V2 && ctx.config.delta.enabled && per_channel.is_none_or(|d| d.enabled));
+            .filter(|_| self.takes_deltas() && ctx.config.delta.enabled && per_channel.is_none_or(|d| d.enabled));
         let default_algorithm = per_channel.and_then(|d| d.algorithm).unwrap_or(ctx.config.delta.algorithm);
         // V2 subscribers get a continuity gate: a resume or rewind can then put older messages
         // ahead of the live ones that arrive meanwhile.
@@ -155,7 +154,7 @@ impl Session {
                 Some(Some(event)) => {
                     let encoding = hub.index.borrow().sockets.get(key).map(|s| s.encoding);
                     if let Some(p) = encoding.and_then(|e| event.payload(e)) {
-                        hub.send_frame(key, text_frame(p));
+                        hub.send_payload(key, p);
                     }
                 }
                 Some(None) => hub.send_json(key, &outbound::cache_miss(dialect, &ch)),

@@ -40,9 +40,7 @@ fn v2_connection_established_has_message_id() {
 #[test]
 fn bad_v2_query_parameters_are_refused_before_upgrade() {
     let s = Server::start(None);
-    for q in
-        ["&format=xml", "&append_rollup_window=60", "&append_mode=snapshot", "&echo_messages=maybe", "&format=msgpack"]
-    {
+    for q in ["&format=xml", "&append_rollup_window=60", "&append_mode=snapshot", "&echo_messages=maybe"] {
         let upgrade = [
             ("Upgrade", "websocket"),
             ("Connection", "Upgrade"),
