@@ -87,6 +87,8 @@ pub struct NamespaceConfig {
     pub presence_history: Option<bool>,
     /// This namespace's own history settings (rewind and retention).
     pub history: Option<HistoryOverride>,
+    /// Its channels may be user-limited (`name#u1,u2`, `docs/protocol/v2.md#user-limited-channels`).
+    pub allow_user_limited_channels: Option<bool>,
 }
 
 /// A switch given as a boolean or as a table with `enabled`.
@@ -179,7 +181,26 @@ impl App {
     /// Checks a channel name against the naming rules, this app's length limit and its
     /// namespaces.
     pub fn validate_channel(&self, name: &str) -> Result<(), crate::protocol::ProtocolError> {
-        crate::protocol::channel::validate(name, self.limits.max_channel_name_length, self.namespaces.as_deref())
+        crate::protocol::channel::validate(
+            name,
+            self.limits.max_channel_name_length,
+            self.namespaces.as_deref(),
+            |ns| self.user_limits_allowed(ns),
+        )
+    }
+
+    /// Whether channels of namespace `ns` may be user-limited: its `allow_user_limited_channels`
+    /// (default false); in the development app, which takes any namespace, every one may.
+    fn user_limits_allowed(&self, ns: &str) -> bool {
+        match self.namespaces {
+            None => true,
+            Some(_) => self
+                .namespace_switches
+                .iter()
+                .find(|n| n.name == ns)
+                .and_then(|n| n.allow_user_limited_channels)
+                .unwrap_or(false),
+        }
     }
 
     /// Whether the channel takes annotations: its namespace's `annotations_enabled` if that is
@@ -472,6 +493,7 @@ mod tests {
             annotations_enabled: on,
             presence_history: on.map(|on| !on),
             history: None,
+            allow_user_limited_channels: on,
         };
         let app = |on: Option<bool>| {
             App::from_config(AppConfig {
@@ -485,6 +507,10 @@ mod tests {
             .unwrap()
         };
         let off = app(None);
+        // User limits where the namespace allows them (chat), nowhere else.
+        assert!(off.validate_channel("chat:dm#u1,u2").is_ok());
+        assert!(off.validate_channel("news:dm#u1").is_err() && off.validate_channel("misc:dm#u1").is_err());
+        assert!(App::development().validate_channel("any:dm#u1").is_ok());
         assert!(off.annotations_allowed("chat:1") && off.annotations_allowed("private-chat:1"));
         assert!(
             !off.annotations_allowed("news:1") && !off.annotations_allowed("misc:1") && !off.annotations_allowed("x")

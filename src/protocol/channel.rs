@@ -85,16 +85,66 @@ fn allowed_char(c: u8) -> bool {
     c.is_ascii_alphanumeric() || b"-_=@,;.:#".contains(&c)
 }
 
-/// The channel's namespace: the text before the first `:` after the type prefix.
+/// The channel's namespace: the text before the first `:` after the type prefix, in the name
+/// without its user limit (`room#a:b` has none).
 pub fn namespace(name: &str) -> Option<&str> {
-    classify(name).1.split_once(':').map(|(ns, _)| ns)
+    let logical = classify(name).1;
+    logical.split('#').next().unwrap_or(logical).split_once(':').map(|(ns, _)| ns)
+}
+
+/// The users a user-limited channel is for (`chat:dm#u1,u2`,
+/// `docs/protocol/v2.md#user-limited-channels`).
+#[derive(Debug, PartialEq, Eq)]
+pub struct UserLimit<'a> {
+    users: Vec<&'a str>,
+}
+
+impl UserLimit<'_> {
+    pub fn allows(&self, user: &str) -> bool {
+        self.users.contains(&user)
+    }
+}
+
+fn user_id_char(c: u8) -> bool {
+    c.is_ascii_alphanumeric() || b"-_=@.".contains(&c)
+}
+
+/// The user limit of `name`: what follows the first `#` of the name without its type prefix,
+/// when something precedes that `#` (so `#server-to-user-42` is not limited). Ids are
+/// separated by `,` and made of `A-Za-z0-9-_=@.` (trimmed, as the reference does, though a
+/// channel name has no spaces to trim).
+pub fn user_limit(name: &str) -> Result<Option<UserLimit<'_>>, ProtocolError> {
+    let Some((base, list)) = classify(name).1.split_once('#') else { return Ok(None) };
+    if base.is_empty() {
+        return Ok(None);
+    }
+    let refuse = |why: &str| Err(ProtocolError::channel(format!("Channel '{name}' {why}")));
+    if list.contains('#') {
+        return refuse("contains multiple user limit separators");
+    }
+    if list.trim().is_empty() {
+        return refuse("has an empty user limit segment");
+    }
+    let users: Vec<&str> = list.split(',').map(str::trim).collect();
+    if users.iter().any(|u| u.is_empty()) {
+        return refuse("contains an empty user id in its user limit segment");
+    }
+    if !users.iter().all(|u| u.bytes().all(user_id_char)) {
+        return refuse("contains an invalid user id in its user limit segment");
+    }
+    Ok(Some(UserLimit { users }))
 }
 
 /// Checks a channel name against the naming rules: length first, then characters, then the
-/// namespace ([`namespace`]) against the app's namespaces
-/// (`None`: any namespace). `max_len` is the app's limit. V2-only forms (`[meta]`, wildcards)
-/// are rejected on V1.
-pub fn validate(name: &str, max_len: usize, namespaces: Option<&[String]>) -> Result<(), ProtocolError> {
+/// namespace ([`namespace`]) against the app's namespaces (`None`: any namespace), then a user
+/// limit ([`user_limit`]), which only a namespace that `allows_user_limits` may have. `max_len`
+/// is the app's limit. V2-only forms (`[meta]`, wildcards) are rejected on V1.
+pub fn validate(
+    name: &str,
+    max_len: usize,
+    namespaces: Option<&[String]>,
+    allows_user_limits: impl Fn(&str) -> bool,
+) -> Result<(), ProtocolError> {
     if name.is_empty() {
         return Err(ProtocolError::channel("Channel name must not be empty"));
     }
@@ -123,6 +173,11 @@ pub fn validate(name: &str, max_len: usize, namespaces: Option<&[String]>) -> Re
             return Err(ProtocolError::channel(format!("Unknown channel namespace '{ns}'")));
         }
     }
+    if user_limit(name)?.is_some() && !namespace(name).is_some_and(allows_user_limits) {
+        return Err(ProtocolError::channel(format!(
+            "Channel '{name}' uses user-limited syntax but the namespace does not allow it"
+        )));
+    }
     Ok(())
 }
 
@@ -143,29 +198,58 @@ mod tests {
         assert!(channel_type("private-cache-x").allows_client_events());
     }
 
+    fn validate_plain(name: &str, max_len: usize, namespaces: Option<&[String]>) -> Result<(), ProtocolError> {
+        validate(name, max_len, namespaces, |_| false)
+    }
+
+    #[test]
+    fn user_limits() {
+        let ns = vec!["dm".to_string(), "chat".to_string()];
+        let dm_only = |n: &str| n == "dm";
+        assert!(validate("dm:a#u1,u2", 200, Some(&ns), dm_only).is_ok());
+        assert!(validate("presence-dm:a#u.1", 200, Some(&ns), dm_only).is_ok());
+        let refused = |name: &str| validate(name, 200, Some(&ns), dm_only).unwrap_err().to_string();
+        assert_eq!(
+            refused("chat:a#u1"),
+            "Channel error: Channel 'chat:a#u1' uses user-limited syntax but the namespace does not allow it"
+        );
+        assert!(refused("room#u1").ends_with("uses user-limited syntax but the namespace does not allow it"));
+        assert_eq!(refused("dm:a#"), "Channel error: Channel 'dm:a#' has an empty user limit segment");
+        assert!(refused("dm:a#u1,,u2").ends_with("contains an empty user id in its user limit segment"));
+        assert!(refused("dm:a#u1#u2").ends_with("contains multiple user limit separators"));
+        assert!(refused("dm:a#u;1").ends_with("contains an invalid user id in its user limit segment"));
+        // Not user-limited: nothing before the `#`.
+        assert_eq!(user_limit("#server-to-user-42").unwrap(), None);
+        assert_eq!(user_limit("private-#x").unwrap(), None);
+        let limit = user_limit("private-dm:a# u1 ,u2").unwrap().unwrap();
+        assert!(limit.allows("u1") && limit.allows("u2") && !limit.allows("u3"));
+        assert_eq!(namespace("room#a:b"), None);
+        assert_eq!(namespace("private-dm:x#u1"), Some("dm"));
+    }
+
     #[test]
     fn name_rules() {
         let ns = vec!["chat".to_string()];
-        assert!(validate("a-b_c=d@e,f;g.h", 200, Some(&[])).is_ok());
-        assert!(validate("chat:room-1", 200, Some(&ns)).is_ok());
-        assert!(validate("private-chat:room-1", 200, Some(&ns)).is_ok());
+        assert!(validate_plain("a-b_c=d@e,f;g.h", 200, Some(&[])).is_ok());
+        assert!(validate_plain("chat:room-1", 200, Some(&ns)).is_ok());
+        assert!(validate_plain("private-chat:room-1", 200, Some(&ns)).is_ok());
         assert_eq!(
-            validate("news:x", 200, Some(&ns)).unwrap_err().to_string(),
+            validate_plain("news:x", 200, Some(&ns)).unwrap_err().to_string(),
             "Channel error: Unknown channel namespace 'news'"
         );
-        assert!(validate("bad$chan", 200, Some(&[]))
+        assert!(validate_plain("bad$chan", 200, Some(&[]))
             .unwrap_err()
             .to_string()
             .starts_with("Channel error: Channel name contains invalid characters"));
         assert_eq!(
-            validate(&"a".repeat(201), 200, Some(&[])).unwrap_err().to_string(),
+            validate_plain(&"a".repeat(201), 200, Some(&[])).unwrap_err().to_string(),
             "Channel error: Channel name too long. Max length is 200"
         );
-        assert!(validate("", 200, Some(&[])).is_err());
-        assert!(validate("#server-to-user-42", 200, Some(&[])).is_ok());
-        assert_eq!(validate("bad$chan", 200, Some(&[])).unwrap_err().code(), 4300);
+        assert!(validate_plain("", 200, Some(&[])).is_err());
+        assert!(validate_plain("#server-to-user-42", 200, Some(&[])).is_ok());
+        assert_eq!(validate_plain("bad$chan", 200, Some(&[])).unwrap_err().code(), 4300);
         // No declared namespaces at all (the development app): any namespace is fine.
-        assert!(validate("market:btc", 200, None).is_ok());
-        assert!(validate("presence-room:incident-123", 200, None).is_ok());
+        assert!(validate_plain("market:btc", 200, None).is_ok());
+        assert!(validate_plain("presence-room:incident-123", 200, None).is_ok());
     }
 }

@@ -62,6 +62,10 @@ impl Session {
         let rewind = sub.rewind;
         let app = self.app();
         app.validate_channel(&sub.channel)?;
+        let user_limit = channel::user_limit(&sub.channel)?;
+        if user_limit.is_some() && self.dialect == Dialect::V1 {
+            return Err(ProtocolError::channel("User-limited channels are only supported on protocol V2"));
+        }
         let annotations =
             self.dialect == Dialect::V2 && ctx.config.versioned.annotations && app.annotations_allowed(&sub.channel);
         let ty = channel::channel_type(&sub.channel);
@@ -74,6 +78,21 @@ impl Session {
         }
         if sub.annotations {
             self.check_annotation_mode(&sub.channel, annotations)?;
+        }
+        if let Some(limit) = &user_limit {
+            // The socket's user: signed in, its token's client id, or an earlier presence
+            // subscription's member (`docs/protocol/v2.md#user-limited-channels`).
+            let user = self.with_socket(|s| s.user_id.clone()).flatten();
+            match user {
+                None => return Err(ProtocolError::auth("User-limited channels require an authenticated V2 user")),
+                Some(u) if !limit.allows(&u) => {
+                    return Err(ProtocolError::auth(format!(
+                        "User '{u}' is not allowed to access channel '{}'",
+                        sub.channel
+                    )))
+                }
+                Some(_) => {}
+            }
         }
         let member = if ty.needs_auth() { self.authorize(&sub, ty.kind)? } else { None };
         let channel: Arc<str> = sub.channel.into();
