@@ -185,22 +185,12 @@ impl App {
             name,
             self.limits.max_channel_name_length,
             self.namespaces.as_deref(),
-            |ns| self.user_limits_allowed(ns),
+            // Its namespace's `allow_user_limited_channels` (default false); in the development
+            // app, which takes any namespace, every one may.
+            |channel| {
+                self.namespace_switch(channel, |n| n.allow_user_limited_channels).unwrap_or(self.namespaces.is_none())
+            },
         )
-    }
-
-    /// Whether channels of namespace `ns` may be user-limited: its `allow_user_limited_channels`
-    /// (default false); in the development app, which takes any namespace, every one may.
-    fn user_limits_allowed(&self, ns: &str) -> bool {
-        match self.namespaces {
-            None => true,
-            Some(_) => self
-                .namespace_switches
-                .iter()
-                .find(|n| n.name == ns)
-                .and_then(|n| n.allow_user_limited_channels)
-                .unwrap_or(false),
-        }
     }
 
     /// Whether the channel takes annotations: its namespace's `annotations_enabled` if that is
