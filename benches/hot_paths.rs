@@ -1,6 +1,7 @@
 //! Criterion benchmarks of the hot paths: WebSocket framing, inbound JSON parsing, binary wire
 //! formats, signature
-//! and capability-token checks, fanout inside one shard (queueing and the gathered write) and
+//! and capability-token checks, fanout inside one shard (queueing and the gathered write),
+//! matching a channel against many wildcard patterns, and
 //! the hand-off of a message between two shards. `frame_layer` sets the pieces of the WebSocket frame layer the
 //! codec keeps hand-written against tungstenite's (`docs/architecture.md#libraries-and-what-is-written-here`).
 //!
@@ -11,6 +12,7 @@ use sockudo::auth;
 use sockudo::protocol::filter;
 use sockudo::protocol::inbound::{ClientFrame, Subscribe};
 use sockudo::protocol::outbound::{self, Data, Dialect, Encoding, Position};
+use sockudo::protocol::wildcard::PatternSet;
 use sockudo::protocol::wire::Format;
 use sockudo::shard::channel::broadcast::Broadcast;
 use sockudo::socket_id::SocketId;
@@ -286,6 +288,29 @@ fn fanout(c: &mut Criterion) {
     });
 }
 
+/// Matching a published channel against 10,000 wildcard patterns of three shapes (prefix,
+/// suffix, both), as a channel's owner does per publish when the app has wildcard subscribers:
+/// the cost follows the distinct prefix lengths and the matches, not the number of patterns.
+fn wildcard(c: &mut Criterion) {
+    let mut set = PatternSet::<u32>::default();
+    for i in 0..3334 {
+        for p in [format!("orders.{i}.*"), format!("*.region-{i}"), format!("m{i}:*-usd")] {
+            *set.entry(&Arc::from(p)) += 1;
+        }
+    }
+    let mut g = c.benchmark_group("wildcard");
+    for channel in ["orders.17.eu", "m42:btc-usd", "unmatched-channel-name"] {
+        g.bench_function(format!("match_10000_patterns/{channel}"), |b| {
+            b.iter(|| {
+                let mut n = 0;
+                set.for_each_match(black_box(channel), |_, v| n += v);
+                n
+            })
+        });
+    }
+    g.finish();
+}
+
 /// One message handed from shard 0 to shard 1 through the SPSC mesh, in a stream of `iters`
 /// messages; measured on the receiving shard from the first send to the last receipt.
 fn cross_shard(c: &mut Criterion) {
@@ -322,5 +347,5 @@ fn cross_shard(c: &mut Criterion) {
     });
 }
 
-criterion_group!(benches, framing, frame_layer, json, wire, signatures, fanout, cross_shard);
+criterion_group!(benches, framing, frame_layer, json, wire, signatures, fanout, wildcard, cross_shard);
 criterion_main!(benches);

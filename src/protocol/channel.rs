@@ -39,6 +39,15 @@ const PUBLIC: ChannelType = ChannelType { kind: Kind::Public, encrypted: false, 
 /// The prefix that addresses every socket of one user (`docs/protocol/pusher.md#sending-to-a-user`).
 pub const USER_CHANNEL_PREFIX: &str = "#server-to-user-";
 
+/// The prefix of a metachannel, whose subscribers get events about the channel it names
+/// (`docs/protocol/v2.md#metachannels`).
+pub const META_PREFIX: &str = "[meta]";
+
+/// The channel a metachannel `[meta]<channel>` is about.
+pub fn meta_of(name: &str) -> Option<&str> {
+    name.strip_prefix(META_PREFIX).filter(|c| !c.is_empty())
+}
+
 /// Classifies `name` and returns its type and the name without its type prefix.
 pub fn classify(name: &str) -> (ChannelType, &str) {
     for (prefix, ty) in PREFIXES {
@@ -138,7 +147,8 @@ pub fn user_limit(name: &str) -> Result<Option<UserLimit<'_>>, ProtocolError> {
 /// Checks a channel name against the naming rules: length first, then characters, then the
 /// namespace ([`namespace`]) against the app's namespaces (`None`: any namespace), then a user
 /// limit ([`user_limit`]), which only a channel with a namespace that `allows_user_limits` (asked
-/// with the channel's name) may have. `max_len` is the app's limit. V2-only forms (`[meta]`, wildcards) are rejected on V1.
+/// with the channel's name) may have. `max_len` is the app's limit.
+/// Metachannels and wildcard patterns are not channel names: a V2 subscribe checks them first.
 pub fn validate(
     name: &str,
     max_len: usize,
@@ -148,9 +158,9 @@ pub fn validate(
     if name.is_empty() {
         return Err(ProtocolError::channel("Channel name must not be empty"));
     }
-    if name.starts_with("[meta]") || name.contains('*') {
+    if name.starts_with(META_PREFIX) || name.contains('*') {
         return Err(ProtocolError::channel(format!(
-            "Channel '{name}' is a metachannel or wildcard, only supported on protocol V2"
+            "Channel '{name}' is a metachannel or wildcard pattern: those are only V2 subscriptions"
         )));
     }
     if name.len() > max_len {

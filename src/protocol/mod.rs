@@ -16,6 +16,7 @@ pub mod outbound;
 pub mod presence_history;
 pub mod recovery;
 pub mod versioned;
+pub mod wildcard;
 pub mod wire;
 
 pub use error::ProtocolError;

@@ -244,6 +244,30 @@ pub fn subscription_succeeded(d: Dialect, channel: &str, data: &str, position: (
     out
 }
 
+/// An event of a metachannel (`docs/protocol/v2.md#metachannels`): `sockudo_internal:<kind>`
+/// on `[meta]<channel>` with object data naming the channel and, for a count, the count; for
+/// a member event, the user.
+pub fn meta_event(meta: &str, kind: &str, channel: &str, count: Option<u64>, user_id: Option<&str>) -> Vec<u8> {
+    let mut data = b"{\"channel\":".to_vec();
+    push_json_str(&mut data, channel);
+    if let Some(n) = count {
+        data.extend_from_slice(format!(",\"subscription_count\":{n}").as_bytes());
+    }
+    if let Some(user) = user_id {
+        data.extend_from_slice(b",\"user_id\":");
+        push_json_str(&mut data, user);
+    }
+    data.push(b'}');
+    let data = String::from_utf8(data).expect("UTF-8");
+    event(&system(Dialect::V2, true, kind), Some(meta), Data::Raw(&data), None)
+}
+
+/// `sockudo_internal:subscription_succeeded` of a wildcard subscription: a pattern has no
+/// stream, so no position.
+pub fn pattern_subscribed(pattern: &str) -> Vec<u8> {
+    event(&system(Dialect::V2, true, "subscription_succeeded"), Some(pattern), Data::Str("{}"), None)
+}
+
 /// A presence snapshot: `{"presence":{"ids":[..],"hash":{id:info},"count":n}}`, where each
 /// member is `(user_id, user_info JSON text)`.
 pub fn presence_snapshot<'a>(members: impl Iterator<Item = (&'a str, &'a str)>) -> String {

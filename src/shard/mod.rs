@@ -8,6 +8,7 @@ pub mod channel;
 pub mod idempotency;
 pub mod identity;
 pub mod limits;
+pub mod patterns;
 pub mod revocations;
 pub mod route;
 pub mod watch;
@@ -43,6 +44,8 @@ pub struct Shard {
     watch: RefCell<watch::Watch>,
     idempotency: RefCell<idempotency::Table>,
     rate_windows: RefCell<limits::Windows>,
+    /// Which shards have wildcard subscribers of which patterns (every shard holds all).
+    pub patterns: RefCell<patterns::Patterns>,
     /// Capability-token revocations in force (every shard holds all of them).
     pub revocations: RefCell<revocations::Revocations>,
     /// Webhook events of channels this shard owns waiting for their re-check.
@@ -66,6 +69,7 @@ impl Shard {
             watch: RefCell::new(watch::Watch::new(apps)),
             idempotency: RefCell::default(),
             rate_windows: RefCell::default(),
+            patterns: RefCell::new(patterns::Patterns::new(apps)),
             revocations: RefCell::default(),
             webhook_pending: Rc::default(),
         })

@@ -380,8 +380,10 @@ impl Shard {
         key.owner(self.shards)
     }
 
-    /// The shard that owns `channel` of `app`; also the store that holds its history.
+    /// The shard that owns `channel` of `app`; also the store that holds its history. A
+    /// metachannel is owned with the channel it is about: that owner makes its events.
     pub fn channel_owner(&self, app: AppIdx, channel: &str) -> usize {
+        let channel = crate::protocol::channel::meta_of(channel).unwrap_or(channel);
         self.owner(OwnerKey::Channel(self.ctx.apps.get(app), channel))
     }
 

@@ -5,12 +5,13 @@
 
 use super::codec::{self, Opcode};
 use super::conn::Conn;
-use super::index::{Index, Socket, SocketKey};
+use super::index::{Index, Socket, SocketKey, Subscription};
 use super::writer::{frame_in, Frame, Pushed, QueueBound, Writer};
 use crate::config::AppIdx;
 use crate::metrics::{AppCounters, ChannelLabel, CloseReason};
 use crate::protocol::outbound::{self, Dialect, Encoding, TokenEnd};
 use crate::protocol::presence_history::Cause;
+use crate::protocol::wildcard;
 use crate::protocol::wire::Format;
 use crate::protocol::ProtocolError;
 use crate::shard::channel::broadcast::Deliver;
@@ -22,6 +23,7 @@ use std::borrow::Cow;
 use std::cell::{Cell, RefCell};
 use std::rc::Rc;
 use std::sync::atomic::Ordering;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The close code of a socket whose capability token ended (revoked, or expired and not
@@ -123,10 +125,7 @@ impl Hub {
         }
         let watchlist = s.watchlist.take();
         for (channel, sub) in channels {
-            self.count_unsubscribe(app, &channel, index.remove_subscriber(app, &channel, key, sub.filter.as_ref()));
-            let unsubscribe =
-                Unsubscribe { app, channel, shard: self.shard.id, socket: id, user_id: sub.member, cause };
-            self.shard.unsubscribe_from_owner(unsubscribe);
+            self.end_subscription(&mut index, key, (app, id), channel, sub, cause);
         }
         if let Some(user) = user {
             index.unindex_user(app as usize, &user, key);
@@ -136,8 +135,29 @@ impl Hub {
         }
     }
 
+    /// Ends one of a socket's subscriptions (already taken out of the socket's own map): out
+    /// of the local index, counted, and the owner told; for a wildcard pattern, every shard.
+    pub fn end_subscription(
+        &self,
+        index: &mut Index,
+        key: SocketKey,
+        (app, id): (AppIdx, SocketId),
+        channel: Arc<str>,
+        sub: Subscription,
+        cause: Cause,
+    ) {
+        if wildcard::is_pattern(&channel) {
+            index.remove_pattern_subscriber(app, &channel, key, sub.filter.as_ref());
+            self.shard.leave_pattern_everywhere(app, &channel);
+            return;
+        }
+        self.count_unsubscribe(app, &channel, index.remove_subscriber(app, &channel, key, sub.filter.as_ref()));
+        let unsubscribe = Unsubscribe { app, channel, shard: self.shard.id, socket: id, user_id: sub.member, cause };
+        self.shard.unsubscribe_from_owner(unsubscribe);
+    }
+
     /// Counts a subscription that ended; `emptied`: it was the channel's last on this shard.
-    pub fn count_unsubscribe(&self, app: AppIdx, channel: &str, emptied: bool) {
+    fn count_unsubscribe(&self, app: AppIdx, channel: &str, emptied: bool) {
         let c = self.counters(Some(app));
         let ty = ChannelLabel::of(channel) as usize;
         c.unsubscriptions[ty].inc();
@@ -193,7 +213,7 @@ impl Hub {
         let Deliver { app, channel, message, exclude } = d;
         let overflowed = {
             let mut index = self.index.borrow_mut();
-            if !index.channels[app as usize].contains_key(&*channel) {
+            if !index.channels[app as usize].contains_key(&*channel) && index.patterns[app as usize].is_empty() {
                 return;
             }
             let limits = (self.queue_bound(), &self.shard.ctx.config.delta);

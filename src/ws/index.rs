@@ -11,10 +11,11 @@ use crate::config::DeltaCompression;
 use crate::protocol::delta::Algorithm;
 use crate::protocol::filter::{Filter, Subject};
 use crate::protocol::outbound::{Dialect, Encoding};
+use crate::protocol::wildcard::{self, PatternSet};
 use crate::protocol::wire::Format;
 use crate::shard::channel::broadcast::Broadcast;
 use crate::socket_id::SocketId;
-use ahash::{AHashMap, RandomState};
+use ahash::{AHashMap, AHashSet, RandomState};
 use indexmap::IndexSet;
 use slab::Slab;
 use std::rc::Rc;
@@ -176,7 +177,7 @@ pub struct Queued {
     pub delta_saved: u64,
 }
 
-/// Local subscribers of one channel.
+/// Local subscribers of one channel (or of one wildcard pattern).
 #[derive(Default)]
 pub struct LocalChannel {
     /// Those without a filter.
@@ -198,6 +199,32 @@ impl LocalChannel {
         self.sockets.is_empty() && self.filtered.is_empty()
     }
 
+    /// Adds `key`, in the group of its filter if it has one; returns the group's filter.
+    fn add(&mut self, key: SocketKey, filter: Option<Filter>) -> Option<Rc<Filter>> {
+        let Some(filter) = filter else {
+            self.sockets.insert(key);
+            return None;
+        };
+        let group = match self.filtered.iter().position(|g| *g.filter == filter) {
+            Some(i) => &mut self.filtered[i],
+            None => {
+                self.filtered.push(FilterGroup { filter: Rc::new(filter), sockets: IndexSet::default() });
+                self.filtered.last_mut().expect("just pushed")
+            }
+        };
+        group.sockets.insert(key);
+        Some(group.filter.clone())
+    }
+
+    /// Calls `f` with each subscriber the message reaches: the unfiltered ones, then those
+    /// whose filter it passes (each distinct filter evaluated once).
+    fn for_each_reached(&self, subject: &Subject, mut f: impl FnMut(SocketKey)) {
+        self.sockets.iter().for_each(|&k| f(k));
+        for group in self.filtered.iter().filter(|g| g.filter.matches(subject)) {
+            group.sockets.iter().for_each(|&k| f(k));
+        }
+    }
+
     /// Takes `key` out of the unfiltered set or its filter's group (dropped once empty).
     fn take(&mut self, key: SocketKey, filter: Option<&Rc<Filter>>) -> bool {
         let Some(filter) = filter else { return self.sockets.swap_remove(&key) };
@@ -217,6 +244,8 @@ pub struct Index {
     pub channels: Vec<AHashMap<Arc<str>, LocalChannel>>,
     /// Per app: user id -> local sockets of that user.
     pub users: Vec<AHashMap<Arc<str>, Vec<SocketKey>>>,
+    /// Per app: wildcard pattern -> local subscribers (`docs/protocol/v2.md#wildcard-subscriptions`).
+    pub patterns: Vec<PatternSet<LocalChannel>>,
 }
 
 impl Index {
@@ -225,6 +254,7 @@ impl Index {
             sockets: Slab::new(),
             channels: (0..apps).map(|_| AHashMap::default()).collect(),
             users: (0..apps).map(|_| AHashMap::default()).collect(),
+            patterns: (0..apps).map(|_| PatternSet::default()).collect(),
         }
     }
 
@@ -238,7 +268,8 @@ impl Index {
     /// per-socket check for whether one is needed (measured with 1,000 V1 subscribers).
     /// Sockets that now need a flush are appended to `listed`. The hot path of a publish: one
     /// reference-count increment and one queue push per socket (sockets with delta streams on
-    /// the channel get frames of their own, shared by those whose streams stand alike).
+    /// the channel get frames of their own, shared by those whose streams stand alike). Then
+    /// wildcard subscribers of matching patterns, each socket once (its subscriptions ORed).
     pub fn queue_on_channel(
         &mut self,
         app: AppIdx,
@@ -260,18 +291,30 @@ impl Index {
                 None => Some(text_frame(payload)),
             };
         }
-        let Index { sockets, channels, .. } = self;
-        let Some(local) = channels[app as usize].get(channel) else {
+        let Index { sockets, channels, patterns, .. } = self;
+        let local = channels[app as usize].get(channel);
+        let by_pattern = Some(&patterns[app as usize]).filter(|p| !p.is_empty() && wildcard::matchable(channel));
+        if local.is_none() && by_pattern.is_none() {
             return Queued { full, frames: 0, bytes: 0, delta_saved: 0 };
-        };
+        }
+        let v2_text = message.payload(Encoding::V2Json).map_or(&[][..], |p| p.as_slice());
+        let subject = Subject::new(message.attrs.as_deref(), v2_text);
         let v2 = message.payload(Encoding::V2Json).filter(|_| message.delta.is_some());
         let mut shared = Shared::default();
         // Binary formats are built when the first socket needs one: most deliveries have none.
         let mut binary = BinaryFrames::default();
-        let mut queue = |key: SocketKey| {
+        // `pattern`: the socket is reached through that wildcard subscription.
+        let mut queue = |key: SocketKey, pattern: Option<&str>| {
             let s = &mut sockets[key];
             if Some(s.id) == exclude || s.closing {
                 return;
+            }
+            if pattern.is_some() {
+                // Its own subscription of the channel, when it has one that passes, sent it.
+                let direct = s.channels.get(channel);
+                if direct.is_some_and(|sub| sub.filter.as_ref().is_none_or(|f| f.matches(&subject))) {
+                    return;
+                }
             }
             let frame = match s.format {
                 Format::Json => frames[s.encoding.index()].as_ref(),
@@ -282,7 +325,7 @@ impl Index {
             // not while its continuity gate is shut, since a replay may drop gated frames and
             // a delta stream must not lose one.
             let own = match (&message.delta, &v2) {
-                (Some(key), Some(v2)) if s.deltas > 0 => s
+                (Some(key), Some(v2)) if s.deltas > 0 && pattern.is_none() => s
                     .channels
                     .get_mut(channel)
                     .filter(|sub| sub.gate.is_none())
@@ -294,7 +337,8 @@ impl Index {
             queued += 1;
             bytes += frame.len();
             if s.gates > 0 {
-                if let Some(gate) = s.channels.get_mut(channel).and_then(|sub| sub.gate.as_mut()) {
+                let via = pattern.unwrap_or(channel);
+                if let Some(gate) = s.channels.get_mut(via).and_then(|sub| sub.gate.as_mut()) {
                     gate.push((message.serial, frame.clone()));
                     if gate.len() > bound.frames {
                         full.push(key);
@@ -309,16 +353,21 @@ impl Index {
             }
         };
         if message.annotations_only {
-            local.annotation_sockets.iter().for_each(|&k| queue(k));
+            local.into_iter().flat_map(|l| &l.annotation_sockets).for_each(|&k| queue(k, None));
             return Queued { full, frames: queued, bytes, delta_saved: 0 };
         }
-        local.sockets.iter().for_each(|&k| queue(k));
-        if !local.filtered.is_empty() {
-            let v2 = message.payload(Encoding::V2Json).map_or(&[][..], |p| p.as_slice());
-            let subject = Subject::new(message.attrs.as_deref(), v2);
-            for group in local.filtered.iter().filter(|g| g.filter.matches(&subject)) {
-                group.sockets.iter().for_each(|&k| queue(k));
-            }
+        if let Some(local) = local {
+            local.for_each_reached(&subject, |k| queue(k, None));
+        }
+        if let Some(by_pattern) = by_pattern {
+            let mut reached = AHashSet::<SocketKey>::default();
+            by_pattern.for_each_match(channel, |pattern, subs| {
+                subs.for_each_reached(&subject, |k| {
+                    if reached.insert(k) {
+                        queue(k, Some(pattern));
+                    }
+                })
+            });
         }
         Queued { full, frames: queued, bytes, delta_saved: shared.saved }
     }
@@ -367,19 +416,35 @@ impl Index {
     ) -> (bool, Option<Rc<Filter>>) {
         let local = self.channels[app as usize].entry(channel.clone()).or_default();
         let first = local.is_empty();
-        let Some(filter) = filter else {
-            local.sockets.insert(key);
-            return (first, None);
-        };
-        let group = match local.filtered.iter().position(|g| *g.filter == filter) {
-            Some(i) => &mut local.filtered[i],
-            None => {
-                local.filtered.push(FilterGroup { filter: Rc::new(filter), sockets: IndexSet::default() });
-                local.filtered.last_mut().expect("just pushed")
+        (first, local.add(key, filter))
+    }
+
+    /// Adds `key` to the local subscribers of a wildcard pattern; returns its group's filter.
+    pub fn add_pattern_subscriber(
+        &mut self,
+        app: AppIdx,
+        pattern: &Arc<str>,
+        key: SocketKey,
+        filter: Option<Filter>,
+    ) -> Option<Rc<Filter>> {
+        self.patterns[app as usize].entry(pattern).add(key, filter)
+    }
+
+    /// Removes `key` from the local subscribers of a wildcard pattern.
+    pub fn remove_pattern_subscriber(
+        &mut self,
+        app: AppIdx,
+        pattern: &str,
+        key: SocketKey,
+        filter: Option<&Rc<Filter>>,
+    ) {
+        let set = &mut self.patterns[app as usize];
+        if let Some(local) = set.get_mut(pattern) {
+            local.take(key, filter);
+            if local.is_empty() {
+                set.remove(pattern);
             }
-        };
-        group.sockets.insert(key);
-        (first, Some(group.filter.clone()))
+        }
     }
 
     /// Marks a subscriber of the channel as in `ANNOTATION_SUBSCRIBE` mode.

@@ -5,6 +5,7 @@ use super::broadcast::Broadcast;
 use super::publish::empty_occupancy;
 use super::{is_presence, Occupancy};
 use crate::config::AppIdx;
+use crate::protocol::channel::META_PREFIX;
 use crate::shard::route::{Request, Responder};
 use crate::shard::Shard;
 use std::rc::Rc;
@@ -54,7 +55,7 @@ impl Request for ListChannels {
         let channels = shard.channels.borrow();
         let list = channels.by_app[self.app as usize]
             .iter()
-            .filter(|(name, ch)| ch.total > 0 && name.starts_with(&*self.prefix))
+            .filter(|(name, ch)| ch.total > 0 && name.starts_with(&*self.prefix) && !name.starts_with(META_PREFIX))
             .map(|(name, ch)| (name.clone(), ch.occupancy(is_presence(name))))
             .collect();
         reply.send(list);

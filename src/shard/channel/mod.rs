@@ -17,6 +17,7 @@
 //!
 //! `commit.rs` orders stored messages between their append and their delivery;
 //! `ai_streams.rs` counts an AI channel's open streams against their limit;
+//! `meta.rs` tells a channel's metachannel what happened to it;
 //! `message_cache.rs` holds the mutable messages being mutated or annotated; `webhooks.rs` decides the
 //! count-derived webhook events, which only the owner can.
 
@@ -26,6 +27,7 @@ pub mod broadcast;
 pub mod commit;
 pub mod info;
 pub mod message_cache;
+pub mod meta;
 pub mod mutate;
 pub mod operator;
 pub mod presence;
@@ -119,11 +121,13 @@ impl ChannelState {
 /// The channels this shard owns, per app.
 pub struct Channels {
     by_app: Vec<AHashMap<Arc<str>, ChannelState>>,
+    /// Per app: metachannels with subscribers (`meta.rs`).
+    meta_watched: Vec<u32>,
 }
 
 impl Channels {
     pub fn new(apps: usize) -> Channels {
-        Channels { by_app: (0..apps).map(|_| AHashMap::default()).collect() }
+        Channels { by_app: (0..apps).map(|_| AHashMap::default()).collect(), meta_watched: vec![0; apps] }
     }
 
     fn get(&self, app: AppIdx, channel: &str) -> Option<&ChannelState> {

@@ -163,6 +163,7 @@ impl Request for PresenceUpdate {
             user_info: &info,
         };
         shard.record_presence(ch, app, &channel, transition);
+        shard.tell_meta(&channels, app, &channel, super::meta::MetaEvent::PresenceUpdate(&user_id));
         drop(channels);
         shard.webhook_member_updated(app, &channel, &user_id);
         reply.send(Ok(()));

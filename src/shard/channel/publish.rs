@@ -8,7 +8,7 @@ use super::stream::Kept;
 use super::{is_presence, ChannelOp, ChannelState, Done, Occupancy, OpFailure, Origin, Rejection};
 use crate::protocol::filter::Attrs;
 use crate::protocol::outbound::{self, Data, Position};
-use crate::protocol::{channel, versioned};
+use crate::protocol::{channel, versioned, wildcard};
 use crate::shard::route::{CrossingError, Msg, Responder};
 use crate::shard::Shard;
 use crate::socket_id::SocketId;
@@ -217,8 +217,9 @@ impl Shard {
         self.send_to_subscribers(ch, app, channel, message, exclude);
     }
 
-    /// Sends `message` to every shard with local subscribers of the channel (this one too,
-    /// through its own queue, so the order is the same for every shard).
+    /// Sends `message` to every shard with local subscribers of the channel, or with
+    /// wildcard subscribers of a pattern that matches it (this shard too, through its own
+    /// queue, so the order is the same for every shard).
     pub(super) fn send_to_subscribers(
         &self,
         ch: &ChannelState,
@@ -227,10 +228,19 @@ impl Shard {
         message: &Broadcast,
         exclude: Option<SocketId>,
     ) {
-        for shard in ch.subscribed_shards() {
+        let send = |shard| {
             let deliver = Deliver { app, channel: channel.clone(), message: message.clone(), exclude };
             self.mesh.send(shard, Msg::Deliver(deliver));
+        };
+        let patterns = self.patterns.borrow();
+        if !patterns.any(app) || message.annotations_only || !wildcard::matchable(channel) {
+            ch.subscribed_shards().for_each(send);
+            return;
         }
+        let mut to = vec![false; self.shards];
+        ch.subscribed_shards().for_each(|s| to[s] = true);
+        patterns.mark_matching(app, channel, &mut to);
+        to.iter().enumerate().filter(|(_, &yes)| yes).for_each(|(s, _)| send(s));
     }
 }
 

@@ -2,6 +2,7 @@
 //! counts, presence members and their events, and the position a new subscriber starts at.
 
 use super::broadcast::Broadcast;
+use super::meta::MetaEvent;
 use super::presence::member_event;
 use crate::config::AppIdx;
 use crate::protocol::channel;
@@ -89,6 +90,13 @@ impl Request for Subscribe {
         let joined = member.as_ref().filter(|m| !again && ch.members.just_joined(&m.user_id));
         let counted = (!again).then_some(ch.total);
         let (stream_id, head) = (ch.stream.id.clone(), ch.stream.head);
+        if let Some(total) = counted {
+            channels.meta_watched(app, &channel, total, true);
+            if let Some(m) = joined {
+                shard.tell_meta(&channels, app, &channel, MetaEvent::MemberAdded(&m.user_id));
+            }
+            shard.tell_meta(&channels, app, &channel, MetaEvent::Subscribed(total));
+        }
         drop(channels);
         shard.webhook_subscribed(app, &channel, counted, joined.map(|m| &*m.user_id), matches!(cache, Some(None)));
         let user_id = member.map(|m| Arc::<str>::from(m.user_id));
@@ -149,6 +157,11 @@ impl Request for Unsubscribe {
             }
         }
         let total = ch.total;
+        channels.meta_watched(app, &channel, total, false);
+        if let Some(user) = &left {
+            shard.tell_meta(&channels, app, &channel, MetaEvent::MemberRemoved(user));
+        }
+        shard.tell_meta(&channels, app, &channel, MetaEvent::Unsubscribed(total));
         drop(channels);
         if let Some(user) = left {
             shard.webhook_member_left(app, &channel, &user);

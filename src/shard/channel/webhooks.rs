@@ -10,6 +10,7 @@
 
 use super::is_presence;
 use crate::config::{wants, AppIdx, EventKind, Webhook};
+use crate::protocol::channel::META_PREFIX;
 use crate::shard::Shard;
 use crate::webhook::{WebhookEvent, Webhooks};
 use ahash::AHashMap;
@@ -78,6 +79,10 @@ impl Shard {
         joined: Option<&str>,
         cache_miss: bool,
     ) {
+        // A metachannel is no channel of the app's: its subscribers are not reported.
+        if channel.starts_with(META_PREFIX) {
+            return;
+        }
         let Some((sender, hooks)) = self.hooks(app) else { return };
         let mut pending = self.webhook_pending.borrow_mut();
         if total == Some(1)
@@ -106,6 +111,9 @@ impl Shard {
 
     /// Owner: a subscription ended; `total` is the new node-wide count.
     pub(super) fn webhook_unsubscribed(&self, app: AppIdx, channel: &Arc<str>, total: u64) {
+        if channel.starts_with(META_PREFIX) {
+            return;
+        }
         let Some((sender, hooks)) = self.hooks(app) else { return };
         if total == 0 && wants(hooks, EventKind::ChannelVacated, channel) {
             let event = WebhookEvent::ChannelVacated { channel: channel.clone() };

@@ -12,3 +12,4 @@ mod signin;
 mod subscribe;
 mod token;
 mod unsubscribe;
+mod wildcard;

@@ -1,7 +1,9 @@
 //! `pusher:subscribe` (`docs/protocol/pusher.md#subscribing`): checks the name and signature,
 //! then asks the channel's owner to count the socket; its answer indexes the socket here, in
 //! mesh order. V2 subscribers get a continuity gate so that a rewind or a resume sent with the
-//! subscribe puts older messages ahead of live ones.
+//! subscribe puts older messages ahead of live ones. A metachannel `[meta]<channel>` is
+//! subscribed like a channel, with the checks of the channel it is about; a wildcard pattern
+//! goes to `wildcard.rs`.
 
 use crate::auth;
 use crate::metrics::ChannelLabel;
@@ -11,8 +13,7 @@ use crate::protocol::channel::{self, Kind};
 use crate::protocol::delta::{self, Algorithm, Choice};
 use crate::protocol::inbound::{self, ClientFrame, Member, ResumePosition, Subscribe};
 use crate::protocol::outbound::{self, Dialect};
-use crate::protocol::versioned;
-use crate::protocol::ProtocolError;
+use crate::protocol::{versioned, wildcard, ProtocolError};
 use crate::shard::channel::subscribe::{Subscribe as OwnerSubscribe, Subscribed};
 use crate::shard::Shard;
 use crate::ws::delta::ChannelDelta;
@@ -51,6 +52,26 @@ impl Session {
         let ctx = &self.shard().ctx;
         let filters = (self.dialect == Dialect::V2).then_some(ctx.config.filtering.filters);
         let sub = Subscribe::parse(frame, filters)?;
+        if wildcard::is_pattern(&sub.channel) {
+            if self.dialect == Dialect::V1 {
+                return Err(ProtocolError::channel("Wildcard subscriptions are only supported on protocol V2"));
+            }
+            return self.subscribe_pattern(sub).await;
+        }
+        // A metachannel is checked as the channel it is about (`docs/protocol/v2.md#metachannels`).
+        let meta = channel::meta_of(&sub.channel);
+        if meta.is_some() {
+            if self.dialect == Dialect::V1 {
+                return Err(ProtocolError::channel("Metachannel subscriptions are only supported on protocol V2"));
+            }
+            if sub.rewind.is_some() || sub.annotations {
+                return Err(ProtocolError::channel(format!(
+                    "Metachannel '{}' has no messages to rewind or annotate",
+                    sub.channel
+                )));
+            }
+        }
+        let target = meta.unwrap_or(&sub.channel);
         if sub.rewind.is_some() {
             if self.dialect == Dialect::V1 {
                 return Err(ProtocolError::history("rewind only supported on protocol V2"));
@@ -61,17 +82,19 @@ impl Session {
         }
         let rewind = sub.rewind;
         let app = self.app();
-        app.validate_channel(&sub.channel)?;
-        let user_limit = channel::user_limit(&sub.channel)?;
+        app.validate_channel(target)?;
+        let user_limit = channel::user_limit(target)?;
         if user_limit.is_some() && self.dialect == Dialect::V1 {
             return Err(ProtocolError::channel("User-limited channels are only supported on protocol V2"));
         }
-        let annotations =
-            self.dialect == Dialect::V2 && ctx.config.versioned.annotations && app.annotations_allowed(&sub.channel);
-        let ty = channel::channel_type(&sub.channel);
-        self.require(Op::Subscribe, &sub.channel)?;
+        let annotations = meta.is_none()
+            && self.dialect == Dialect::V2
+            && ctx.config.versioned.annotations
+            && app.annotations_allowed(&sub.channel);
+        let ty = channel::channel_type(target);
+        self.require(Op::Subscribe, target)?;
         if ty.kind == Kind::Presence {
-            self.require(Op::Presence, &sub.channel)?;
+            self.require(Op::Presence, target)?;
         }
         if rewind.is_some() {
             self.require(Op::History, &sub.channel)?;
@@ -94,7 +117,13 @@ impl Session {
                 Some(_) => {}
             }
         }
-        let member = if ty.needs_auth() { self.authorize(&sub, ty.kind)? } else { None };
+        // A private or presence channel's metachannel is authorised as a private channel of
+        // its own name: seeing who comes and goes is not implied by a public name.
+        let member = match (ty.needs_auth(), meta) {
+            (false, _) => None,
+            (true, None) => self.authorize(&sub, ty.kind)?,
+            (true, Some(_)) => self.authorize(&sub, Kind::Private)?,
+        };
         let channel: Arc<str> = sub.channel.into();
         let Some(already) = self.with_socket(|s| s.channels.contains_key(&channel)) else { return Ok(()) };
         // V2 answers carry the stream position, which only the owner knows.

@@ -3,7 +3,6 @@
 use crate::protocol::inbound::{self, ClientFrame};
 use crate::protocol::presence_history::Cause;
 use crate::protocol::ProtocolError;
-use crate::shard::channel::subscribe::Unsubscribe;
 use crate::ws::session::Session;
 
 impl Session {
@@ -14,19 +13,8 @@ impl Session {
         let Some((channel, sub)) = s.channels.remove_entry(channel.as_str()) else { return Ok(()) };
         // Its delta streams go with it: a new subscription starts with full frames.
         s.deltas -= sub.delta.is_some() as u32;
-        let emptied = index.remove_subscriber(self.app, &channel, self.key, sub.filter.as_ref());
-        drop(index);
-        self.hub.count_unsubscribe(self.app, &channel, emptied);
-        let shard = self.shard();
-        let cause = Cause::Disconnect;
-        shard.unsubscribe_from_owner(Unsubscribe {
-            app: self.app,
-            channel,
-            shard: shard.id,
-            socket: self.id,
-            user_id: sub.member,
-            cause,
-        });
+        s.gates -= sub.gate.is_some() as u32;
+        self.hub.end_subscription(&mut index, self.key, (self.app, self.id), channel, sub, Cause::Disconnect);
         Ok(())
     }
 }

@@ -796,6 +796,13 @@ pub fn resume_success(c: &mut Client) -> Value {
     data_json(&f)
 }
 
+/// Nothing more reaches a V2 socket before the answer to a `sockudo:ping` sent now (frames
+/// queued for it earlier arrive first).
+pub fn v2_drained(c: &mut Client) {
+    c.send_json(&json!({"event": "sockudo:ping"}));
+    c.expect_event("sockudo:pong");
+}
+
 /// The next frame of a V2 socket, which must be event `event` (skipping nothing: asserts the
 /// order).
 pub fn next_frame(c: &mut Client, event: &str) -> Value {
