@@ -68,20 +68,13 @@ impl Session {
                 failed = Some(e);
             }
         }
-        // Unsubscribed or closed meanwhile: that already told every shard it left.
-        let still = self.with_socket(|s| s.channels.contains_key(&pattern)).unwrap_or(false);
         if let Some(e) = failed {
-            if still {
-                let removed = self.with_socket(|s| s.channels.remove(&pattern)).flatten();
-                if let Some(sub) = removed {
-                    self.with_socket(|s| s.gates -= sub.gate.is_some() as u32);
-                    self.hub.index.borrow_mut().remove_pattern_subscriber(app_idx, &pattern, key, sub.filter.as_ref());
-                }
-                shard.leave_pattern_everywhere(app_idx, &pattern);
-            }
+            // Undone as an unsubscribe would, unless one (or a close) came first.
+            self.leave(&pattern);
             return Err(e.into());
         }
-        if still {
+        // Unsubscribed or closed meanwhile: that already told every shard it left.
+        if self.with_socket(|s| s.channels.contains_key(&pattern)).unwrap_or(false) {
             self.send(&outbound::pattern_subscribed(&pattern));
             self.hub.release_gates(key, Some(&pattern));
         }

@@ -108,6 +108,38 @@ fn a_stalled_shard_gives_deadline_errors_not_hangs() {
     c.assert_alive();
 }
 
+// A wildcard subscribe waits for every shard to record it: with one stalled it fails with the
+// deadline error and is undone everywhere, so once the shard is back the same pattern works.
+#[test]
+fn a_wildcard_join_given_up_on_is_undone() {
+    let stall_ms = 2000;
+    let s = Server::start_with(None, Some(2), &[("MESH_REQUEST_TIMEOUT_MS", "300")], &["--test-hooks"]);
+    let mut c = v2_connected(&s);
+    let owner = stall(&s, "stuck", stall_ms);
+    c.send_json(&json!({"event": "sockudo:subscribe", "data": {"channel": "stuck.*"}}));
+    assert_eq!(c.expect_v2_error(4100), format!("Over capacity: shard {owner} did not answer within 300 ms"));
+    // Again until the shard is back.
+    let deadline = Instant::now() + Duration::from_millis(stall_ms) + T;
+    loop {
+        c.send_json(&json!({"event": "sockudo:subscribe", "data": {"channel": "stuck.*"}}));
+        let f = c.recv_json(T);
+        if f["event"] == "sockudo_internal:subscription_succeeded" {
+            assert_eq!(f["channel"], "stuck.*", "{f}");
+            break;
+        }
+        assert_eq!(f["data"]["code"], 4100, "{f}");
+        assert!(Instant::now() < deadline, "the stalled shard never came back");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    for i in 0..8 {
+        s.publish_ok(json!({"name": "e", "channel": format!("stuck.{i}"), "data": "x"}));
+    }
+    let mut got: Vec<String> = (0..8).map(|_| c.expect_event("e")["channel"].as_str().unwrap().to_owned()).collect();
+    got.sort();
+    assert_eq!(got, (0..8).map(|i| format!("stuck.{i}")).collect::<Vec<_>>());
+    v2_drained(&mut c);
+}
+
 // Client events for a shard that is far behind: each sender may have at most the ring (4096),
 // the backlog limit and the one message each side holds in hand waiting for it; beyond that
 // events are refused with an error, and every event that was not refused is delivered once
