@@ -3,6 +3,7 @@
 //! those counters (touched once per connect and disconnect, never on the fanout path) and the
 //! stop flags. Built once by `node` before the shards start.
 
+use crate::backplane::Backplane;
 use crate::config::{Config, Registry};
 use crate::metrics::Metrics;
 use crate::webhook::Webhooks;
@@ -30,6 +31,8 @@ pub struct Context {
     pub metrics: Metrics,
     /// The webhook sender, when some app has webhooks.
     pub webhooks: Option<Webhooks>,
+    /// The cluster log shared with other nodes (`[adapter]`); `None` for a single node.
+    pub backplane: Option<Arc<dyn Backplane>>,
     /// How many shards reached each step of the ordered stop (see [`Context::rendezvous`]).
     stop_steps: [AtomicUsize; STOP_STEPS],
 }
@@ -51,12 +54,19 @@ impl Stores {
 }
 
 impl Context {
-    pub fn new(config: Config, apps: Arc<Registry>, stores: Option<Stores>, webhooks: Option<Webhooks>) -> Context {
+    pub fn new(
+        config: Config,
+        apps: Arc<Registry>,
+        stores: Option<Stores>,
+        webhooks: Option<Webhooks>,
+        backplane: Option<Arc<dyn Backplane>>,
+    ) -> Context {
         let metrics = Metrics::new(config.shards, apps.len(), config.metrics_port);
         Context {
             app_connections: (0..apps.len()).map(|_| AtomicU64::new(0)).collect(),
             metrics,
             webhooks,
+            backplane,
             stores,
             config,
             apps,

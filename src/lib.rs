@@ -4,6 +4,7 @@
 //! `commit`) -> `ws/hub` -> `ws/writer` -> `ws/conn`.
 
 pub mod auth;
+pub mod backplane;
 pub mod config;
 pub mod context;
 pub mod http;

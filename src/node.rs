@@ -11,7 +11,9 @@
 //! that what one sends another while stopping (a socket's last unsubscribe, a final append) is
 //! still handled. Then the webhook sender delivers what is queued.
 
-use crate::config::Config;
+use crate::backplane::redis::RedisLog;
+use crate::backplane::Backplane;
+use crate::config::{Adapter, Config};
 use crate::context::{Context, Stores};
 use crate::metrics::PanicSite;
 use crate::shard::route::{channel_owner_by_id, Msg};
@@ -35,7 +37,8 @@ pub fn run(config: Config) -> Result<i32, String> {
         backlog_limit: config.mesh.backlog_limit,
         ..shards::RuntimeConfig::default()
     };
-    let ctx = Arc::new(Context::new(config, apps, stores, webhooks));
+    let backplane = start_backplane(&config)?;
+    let ctx = Arc::new(Context::new(config, apps, stores, webhooks, backplane));
     if ctx.config.metrics_enabled {
         let c = ctx.clone();
         crate::metrics::serve(&ctx.config.metrics_host, ctx.config.metrics_port, move || {
@@ -44,6 +47,7 @@ pub fn run(config: Config) -> Result<i32, String> {
                 app_ids: (0..c.apps.len()).map(|i| c.apps.get(i as u32).id.as_str()).collect(),
                 webhooks: c.webhooks.as_ref().map(|w| w.stats.snapshot()),
                 stores: c.stores.iter().flat_map(|s| s.by_shard.iter().map(|st| st.stats())).collect(),
+                backplane: c.backplane.as_ref().map(|b| b.figures()),
             })
         })?;
     }
@@ -76,6 +80,22 @@ fn open_stores(config: &Config) -> Result<Option<Stores>, String> {
     };
     let by_shard = storage::open_all(dir, shards, owner, &h.store).map_err(|e| e.to_string())?;
     Ok(Some(Stores::new(by_shard, lock)))
+}
+
+/// Joins the cluster log when `[adapter]` names one. Redis need not answer yet: the node
+/// serves its own sockets and joins as soon as it does.
+fn start_backplane(config: &Config) -> Result<Option<Arc<dyn Backplane>>, String> {
+    match &config.adapter {
+        Adapter::Local => Ok(None),
+        Adapter::Redis(redis) => {
+            let shards = config.shards;
+            let owner = move |app_id: &str, channel: &str| {
+                let channel = crate::protocol::channel::meta_of(channel).unwrap_or(channel);
+                channel_owner_by_id(app_id, channel, shards)
+            };
+            Ok(Some(RedisLog::start(redis, shards, owner)?))
+        }
+    }
 }
 
 /// Two servers writing one store would corrupt it; the second one is refused at start.

@@ -35,6 +35,7 @@ pub(super) struct FileConfig {
     pub(super) history: HistoryFile,
     pub(super) rate_limiter: RateLimiterFile,
     pub(super) mesh: MeshFile,
+    pub(super) adapter: super::adapter::AdapterFile,
     pub(super) presence: PresenceFile,
     pub(super) presence_history: PresenceHistoryFile,
     pub(super) ai_transport: AiTransportFile,

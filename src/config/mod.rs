@@ -3,6 +3,7 @@
 //! the problem. One module per part: `value` (the error type and readers), `flags`, `file` (the
 //! file's shape), `apps`, `webhooks`, and `sections` (the other resolved sections).
 
+mod adapter;
 mod apps;
 mod channel_delta;
 mod file;
@@ -13,6 +14,7 @@ mod sections;
 mod value;
 mod webhooks;
 
+pub use adapter::{Adapter, RedisAdapter};
 pub use apps::{App, AppConfig, AppIdempotency, AppIdx, Limits, NamespaceConfig, Registry};
 pub use channel_delta::ChannelDelta;
 pub use flags::{Flags, USAGE};
@@ -70,6 +72,8 @@ pub struct Config {
     pub webhooks: Settings,
     /// How shards reach each other: request deadline and backlog bound.
     pub mesh: Mesh,
+    /// The backplane shared with other nodes (`[adapter]`), if any.
+    pub adapter: Adapter,
     pub presence: Presence,
     pub presence_history: PresenceHistory,
     pub ai_transport: AiTransport,
@@ -218,6 +222,7 @@ impl Config {
             },
             webhooks: Settings::load(file.webhooks)?,
             mesh: sections::mesh(file.mesh)?,
+            adapter: adapter::load(file.adapter)?,
             presence: sections::presence(file.presence)?,
             presence_history,
             ai_transport: sections::ai_transport(file.ai_transport)?,
@@ -339,6 +344,30 @@ max_bytes_per_channel = 4096
         )
         .unwrap_err();
         assert_eq!(e.key, "apps[0].policy.limits.max_event_batch_size", "{e}");
+    }
+
+    #[test]
+    fn adapter_keys_as_the_reference_and_refusals() {
+        assert!(matches!(load_str("").unwrap().adapter, Adapter::Local));
+        let c = load_str(
+            "[adapter]\ndriver = \"redis\"\n[adapter.redis]\nprefix = \"blue:\"\nrequests_timeout = \"2500\"\n\
+             redis_pub_options = { url = \"redis://10.0.0.5:6380/2\" }\n[adapter.cluster_health]\n\
+             heartbeat_interval_ms = 1000\nnode_timeout_ms = 5000",
+        )
+        .unwrap();
+        let Adapter::Redis(r) = c.adapter else { panic!("redis adapter expected") };
+        assert_eq!((r.url.as_str(), r.prefix.as_str()), ("redis://10.0.0.5:6380/2", "blue:"));
+        assert_eq!((r.request_timeout, r.node_timeout), (Duration::from_millis(2500), Duration::from_secs(5)));
+        let e = load_str("[adapter]\ndriver = \"redis-cluster\"").unwrap_err();
+        assert!(e.key == "adapter.driver" && e.problem.contains("not supported"), "{e}");
+        let e = load_str("[adapter]\ndriver = \"redis\"\nfallback_to_local = true").unwrap_err();
+        assert_eq!(e.key, "adapter.fallback_to_local", "{e}");
+        let e = load_str("[adapter]\ndriver = \"redis\"\n[adapter.redis]\nredis_pub_options = { url = \"http://x\" }")
+            .unwrap_err();
+        assert!(e.problem.contains("not a redis:// URL"), "{e}");
+        let e =
+            load_str("[adapter]\ndriver = \"redis\"\n[adapter.cluster_health]\nnode_timeout_ms = 1000").unwrap_err();
+        assert_eq!(e.key, "adapter.cluster_health.node_timeout_ms", "{e}");
     }
 
     #[test]

@@ -239,6 +239,9 @@ pub fn render(src: &Sources<'_>) -> String {
         }
     }
     webhooks(&mut out, src, port);
+    if let Some(b) = src.backplane {
+        backplane(&mut out, b, port);
+    }
     latency(&mut out, m, &apps[..app_count], port);
     per_shard(&mut out, src);
     process(&mut out, m);
@@ -265,6 +268,24 @@ fn webhooks(out: &mut Vec<MetricFamily>, src: &Sources<'_>, port: &str) {
             w.failed,
         ),
         ("sockudo_webhook_requests_retried_total", "Webhook request retries", w.retried),
+    ] {
+        sample(family(out, name, MetricType::COUNTER, help), &[("port", port)], value as f64);
+    }
+}
+
+/// The backplane's state and counters (only on a node with an adapter).
+fn backplane(out: &mut Vec<MetricFamily>, b: crate::metrics::BackplaneFigures, port: &str) {
+    let up = family(out, "sockudo_backplane_connected", MetricType::GAUGE, "1 while the node reaches the backplane");
+    sample(up, &[("port", port)], if b.connected { 1.0 } else { 0.0 });
+    for (name, help, value) in [
+        ("sockudo_backplane_appends_total", "Operations appended to the cluster log", b.appended),
+        (
+            "sockudo_backplane_append_failures_total",
+            "Appends to the cluster log that failed (answered 503)",
+            b.append_failures,
+        ),
+        ("sockudo_backplane_entries_read_total", "Entries read from the cluster log", b.entries_read),
+        ("sockudo_backplane_disconnects_total", "Times a connection to the backplane was lost", b.disconnects),
     ] {
         sample(family(out, name, MetricType::COUNTER, help), &[("port", port)], value as f64);
     }

@@ -267,6 +267,21 @@ pub struct Sources<'a> {
     pub webhooks: Option<crate::webhook::WebhookStatsSnapshot>,
     /// Each shard store's figures (none when history is off).
     pub stores: Vec<&'a storage::StoreStats>,
+    /// The backplane's figures, when the node is one of several.
+    pub backplane: Option<BackplaneFigures>,
+}
+
+/// What a backplane reports (`docs/protocol/http-api.md#metrics`).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct BackplaneFigures {
+    pub connected: bool,
+    /// Intents appended to the cluster log, and appends that failed (answered 503).
+    pub appended: u64,
+    pub append_failures: u64,
+    /// Entries read from the cluster log (every node's, this one's included).
+    pub entries_read: u64,
+    /// Times a link to the backplane was lost.
+    pub disconnects: u64,
 }
 
 /// Every shard's counters.

@@ -48,6 +48,8 @@ pub struct Shard {
     pub patterns: RefCell<patterns::Patterns>,
     /// Capability-token revocations in force (every shard holds all of them).
     pub revocations: RefCell<revocations::Revocations>,
+    /// With several nodes: publishes waiting for the cluster log, and what it brings.
+    sequenced: RefCell<channel::sequence::Sequenced>,
     /// Webhook events of channels this shard owns waiting for their re-check.
     webhook_pending: Rc<RefCell<channel::webhooks::Pending>>,
 }
@@ -56,13 +58,16 @@ impl Shard {
     pub fn new(ctx: Arc<Context>, mesh: Mesh<Msg>) -> Rc<Shard> {
         let apps = ctx.apps.len();
         let message_cache_bytes = ctx.config.versioned.cache_bytes;
+        let inbox = ctx.backplane.as_ref().and_then(|b| b.take_inbox(mesh.id()));
+        let named_streams =
+            ctx.backplane.as_ref().map(|_| (0..apps).map(|i| ctx.apps.get(i as AppIdx).id_hash).collect());
         Rc::new(Shard {
             id: mesh.id(),
             shards: mesh.shards(),
             ctx,
             mesh: Rc::new(mesh),
             calls: RefCell::default(),
-            channels: RefCell::new(channel::Channels::new(apps)),
+            channels: RefCell::new(channel::Channels::new(apps, named_streams)),
             pipeline: channel::commit::Pipeline::default(),
             identities: RefCell::default(),
             messages: RefCell::new(channel::message_cache::MessageCache::new(message_cache_bytes)),
@@ -71,6 +76,7 @@ impl Shard {
             rate_windows: RefCell::default(),
             patterns: RefCell::new(patterns::Patterns::new(apps)),
             revocations: RefCell::default(),
+            sequenced: RefCell::new(channel::sequence::Sequenced::new(inbox)),
             webhook_pending: Rc::default(),
         })
     }
@@ -82,6 +88,9 @@ impl Shard {
         supervise(self, "acker", |s| s.acker());
         supervise(self, "deadline timer", |s| s.deadline_timer());
         supervise(self, "housekeeping", |s| s.housekeeping());
+        if self.ctx.backplane.is_some() {
+            supervise(self, "cluster log", |s| s.follow_log());
+        }
     }
 
     /// This shard's counters for `app` (`None`: requests that name no app).
@@ -205,6 +214,7 @@ impl Shard {
             self.channels.borrow_mut().expire(now);
             self.idempotency.borrow_mut().expire(now);
             self.rate_windows.borrow_mut().expire(now, longest_window);
+            self.sequenced.borrow_mut().expire(now, self.ctx.config.mesh.request_timeout * 2);
         }
     }
 }

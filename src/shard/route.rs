@@ -117,6 +117,12 @@ impl<Q: Request> Responder<Q> {
         }
     }
 
+    /// A responder nobody waits on: for work no request asked for (an entry the cluster log
+    /// brings from another node).
+    pub fn nobody(shard: &Rc<Shard>) -> Responder<Q> {
+        Responder { shard: shard.clone(), to: None, _q: PhantomData }
+    }
+
     /// Whether anyone waits for the answer (a `tell` has no asker).
     pub fn is_wanted(&self) -> bool {
         self.to.is_some()

@@ -177,8 +177,14 @@ impl Store {
     /// purging the old stream's history. Ordered after every append queued before it; synced
     /// before it answers.
     pub fn reset_stream(&self, app: &str, channel: &str, stream_id: &str) -> Reply<Purged> {
+        self.rebase_stream(app, channel, stream_id, 1)
+    }
+
+    /// Like `reset_stream`, but the new stream's next serial is `next_serial`: a node that
+    /// joins a cluster stream part-way (or missed part of it) keeps the cluster's serials.
+    pub fn rebase_stream(&self, app: &str, channel: &str, stream_id: &str, next_serial: u64) -> Reply<Purged> {
         let (app, channel, stream_id) = (app.to_string(), channel.to_string(), stream_id.to_string());
-        self.submit(|reply| Request::Control(ControlRequest::Reset { app, channel, stream_id, reply }))
+        self.submit(|reply| Request::Control(ControlRequest::Reset { app, channel, stream_id, next_serial, reply }))
     }
 
     /// Removes retained history of the channel by `mode`, keeping its stream id and serials.

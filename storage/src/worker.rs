@@ -119,7 +119,7 @@ pub(crate) enum ReadRequest {
 
 /// Whole-stream changes, applied in arrival order between batches.
 pub(crate) enum ControlRequest {
-    Reset { app: String, channel: String, stream_id: String, reply: Responder<Purged> },
+    Reset { app: String, channel: String, stream_id: String, next_serial: u64, reply: Responder<Purged> },
     Purge { app: String, channel: String, mode: Purge, reply: Responder<Option<Purged>> },
     Import { app: String, channel: String, export: StreamExport, reply: Responder<()> },
     Drop { app: String, channel: String, reply: Responder<()> },
@@ -342,8 +342,8 @@ impl Worker {
 
     fn control(&mut self, req: ControlRequest) {
         match req {
-            ControlRequest::Reset { app, channel, stream_id, reply } => {
-                let _ = reply.send(self.engine.reset_stream(&app, &channel, &stream_id));
+            ControlRequest::Reset { app, channel, stream_id, next_serial, reply } => {
+                let _ = reply.send(self.engine.reset_stream(&app, &channel, &stream_id, next_serial));
             }
             ControlRequest::Purge { app, channel, mode, reply } => {
                 let _ = reply.send(self.engine.purge_stream(&app, &channel, mode));

@@ -20,10 +20,13 @@ pub fn up(hub: &Hub, app_id: Option<&str>) -> Response {
             Some(i) => apps.get(i).enabled,
         },
     };
-    if ok {
-        Response::text(200, "OK").header("X-Health-Check", "OK")
-    } else {
-        Response::text(503, "ERROR")
+    let response =
+        if ok { Response::text(200, "OK").header("X-Health-Check", "OK") } else { Response::text(503, "ERROR") };
+    // A node cut off from Redis still serves its own sockets, so it stays up for a load
+    // balancer; the header says whether it reaches the other nodes.
+    match &hub.shard.ctx.backplane {
+        Some(b) => response.header("X-Backplane", if b.connected() { "connected" } else { "disconnected" }),
+        None => response,
     }
 }
 

@@ -56,6 +56,10 @@ impl Request for Annotate {
     type Reply = Result<Annotated, OpFailure>;
 
     fn handle(self, shard: &Rc<Shard>, reply: Responder<Self>) {
+        if shard.ctx.backplane.is_some() {
+            reply.send(Err(OpFailure::Rejected(super::sequence::not_clustered("annotations"))));
+            return;
+        }
         let key: MessageKey = (self.app, self.channel.clone(), self.stream_id.clone(), self.message);
         shard.on_message(key, Pending::Annotation(self, reply));
     }

@@ -15,6 +15,8 @@
 //! | [`rollup::FlushRollup`] | `rollup.rs` | sends the appends an AI channel's window holds |
 //! | [`operator::HistoryState`], `HistoryReset`, `HistoryPurge` | `operator.rs` | the operator's history controls |
 //!
+//! `sequence.rs` hands publishes to the cluster log and carries out what it brings, with
+//! several nodes;
 //! `commit.rs` orders stored messages between their append and their delivery;
 //! `ai_streams.rs` counts an AI channel's open streams against their limit;
 //! `meta.rs` tells a channel's metachannel what happened to it;
@@ -35,6 +37,7 @@ pub mod presence_log;
 pub mod publish;
 pub mod replay;
 pub mod rollup;
+pub mod sequence;
 pub mod stream;
 pub mod subscribe;
 pub mod webhooks;
@@ -123,11 +126,20 @@ pub struct Channels {
     by_app: Vec<AHashMap<Arc<str>, ChannelState>>,
     /// Per app: metachannels with subscribers (`meta.rs`).
     meta_watched: Vec<u32>,
+    /// With several nodes: per app, the hash of its id, from which a new channel's stream id
+    /// is derived, so that every node names a channel's first stream alike before the
+    /// cluster log has carried anything for it.
+    named_streams: Option<Vec<u64>>,
 }
 
 impl Channels {
-    pub fn new(apps: usize) -> Channels {
-        Channels { by_app: (0..apps).map(|_| AHashMap::default()).collect(), meta_watched: vec![0; apps] }
+    /// `named_streams`: see the field.
+    pub fn new(apps: usize, named_streams: Option<Vec<u64>>) -> Channels {
+        Channels {
+            by_app: (0..apps).map(|_| AHashMap::default()).collect(),
+            meta_watched: vec![0; apps],
+            named_streams,
+        }
     }
 
     fn get(&self, app: AppIdx, channel: &str) -> Option<&ChannelState> {
@@ -140,7 +152,13 @@ impl Channels {
 
     /// The channel's state, made (with a fresh stream) if it has none.
     fn entry(&mut self, app: AppIdx, channel: &Arc<str>) -> &mut ChannelState {
-        self.by_app[app as usize].entry(channel.clone()).or_insert_with(|| ChannelState::new(Stream::new()))
+        let named = &self.named_streams;
+        self.by_app[app as usize].entry(channel.clone()).or_insert_with(|| {
+            ChannelState::new(match named {
+                Some(app_hashes) => Stream::named(stream::derived_id(app_hashes[app as usize], channel)),
+                None => Stream::new(),
+            })
+        })
     }
 
     /// A stream as durable history left it (at start): the channel's messages, or (under
@@ -248,7 +266,13 @@ impl Request for ChannelOp {
         match &self.op {
             Operation::Publish(event) => {
                 let event = event.clone();
-                shard.publish(self, &event, reply)
+                match shard.ctx.backplane.clone() {
+                    Some(backplane) => shard.append_to_log(&backplane, self, &event, reply),
+                    None => shard.publish(self, &event, reply, None),
+                }
+            }
+            Operation::Mutate(_) if shard.ctx.backplane.is_some() => {
+                reply.send(Err(OpFailure::Rejected(sequence::not_clustered("message updates, deletes and appends"))))
             }
             Operation::Mutate(_) => shard.mutate(self, reply),
         }

@@ -25,8 +25,16 @@ impl Shard {
     /// Gives the event its place in the channel's stream (unless ephemeral) and builds every
     /// encoding once. With durable history the V2 frame is appended to the store and the
     /// message waits in the commit pipeline until the append is written; without, it is
-    /// delivered at once.
-    pub(super) fn publish(self: &Rc<Self>, op: ChannelOp, event: &ChannelEvent, reply: Responder<ChannelOp>) {
+    /// delivered at once. `placed`: the cluster log already gave it its place (and its publish
+    /// time, in ms), and the stream was made ready for it (`sequence.rs`); it is carried out
+    /// whatever this node's backlog, like every node does.
+    pub(super) fn publish(
+        self: &Rc<Self>,
+        op: ChannelOp,
+        event: &ChannelEvent,
+        reply: Responder<ChannelOp>,
+        placed: Option<u64>,
+    ) {
         let now = Instant::now();
         let ChannelOp { app, channel, exclude, origin, .. } = op;
         let commit = {
@@ -36,7 +44,7 @@ impl Shard {
             // refuse new work for it here, before the message takes a serial. The bound is
             // above anything a burst of admitted work causes (`Mesh::has_room_for_results`). A
             // refused client event is dropped and counted: client events are never acknowledged.
-            let busy = ch.subscribed_shards().find(|&s| !self.mesh.has_room_for_results(s));
+            let busy = ch.subscribed_shards().find(|&s| placed.is_none() && !self.mesh.has_room_for_results(s));
             if let Some(busy) = busy {
                 drop(channels);
                 self.counters(None).backlog_refusals.inc();
@@ -51,7 +59,7 @@ impl Shard {
             let store = self.history_store(app);
             let opens_stream =
                 event.opens_stream && versioned && !event.ephemeral && store.is_some() && ai.is_ai_channel(&channel);
-            if opens_stream {
+            if opens_stream && placed.is_none() {
                 if let Err(e) = ch.admit_stream(ai, None, now) {
                     drop(channels);
                     reply.send(Err(OpFailure::Rejected(Rejection::ai(e))));
@@ -67,7 +75,7 @@ impl Shard {
                 EventData::Raw(r) => Data::Raw(r),
             };
             let user_id = event.user_id.as_deref();
-            let now_ms = unix_ms();
+            let now_ms = placed.unwrap_or_else(unix_ms);
             let create = match (store, place) {
                 (Some(_), Some((serial, _))) if versioned => Some(versioned::Ack::create(serial, &stream.id)),
                 _ => None,

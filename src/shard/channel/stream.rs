@@ -73,6 +73,27 @@ pub enum ReplayGap {
     Ahead,
 }
 
+/// How an entry of the cluster log fits the stream this node holds.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Fit {
+    /// It takes the next serial: carry it out.
+    Next,
+    /// Already carried out (the log was read again): skip it.
+    Seen,
+    /// The cluster's stream is not the one held here (another id, or serials this node
+    /// missed): the stream was restarted at the entry, and the store must restart it too.
+    Rebased,
+}
+
+/// A stream id every node derives alike for `channel` of the app whose id hashes to
+/// `app_hash` (UUID-shaped, like the random ones).
+pub fn derived_id(app_hash: u64, channel: &str) -> Arc<str> {
+    let a = shards::stable_hash_from(app_hash, &[channel.as_bytes(), b"stream"]);
+    let b = shards::stable_hash_from(a, &[b"stream"]);
+    let h = format!("{a:016x}{b:016x}");
+    format!("{}-{}-{}-{}-{}", &h[..8], &h[8..12], &h[12..16], &h[16..20], &h[20..]).into()
+}
+
 impl Default for Stream {
     fn default() -> Stream {
         Stream::new()
@@ -82,6 +103,11 @@ impl Default for Stream {
 impl Stream {
     pub fn new() -> Stream {
         Stream { stored: false, ..Stream::resume(outbound::uuid_v4().into(), 0) }
+    }
+
+    /// A new stream with this id.
+    pub fn named(id: Arc<str>) -> Stream {
+        Stream { stored: false, ..Stream::resume(id, 0) }
     }
 
     /// A stream as durable history left it: its id and the newest stored serial.
@@ -96,6 +122,24 @@ impl Stream {
             full_appends: AHashMap::default(),
             stored: true,
         }
+    }
+
+    /// Makes the stream ready to carry out an entry of the cluster log at `serial` of stream
+    /// `id` (`sequence.rs`).
+    pub fn fit(&mut self, id: &str, serial: u64) -> Fit {
+        if *self.id == *id {
+            if serial == self.assigned + 1 {
+                return Fit::Next;
+            }
+            if serial <= self.assigned {
+                return Fit::Seen;
+            }
+        } else if serial == 1 && self.is_blank() {
+            self.id = id.into();
+            return Fit::Next;
+        }
+        *self = Stream::resume(id.into(), serial - 1);
+        Fit::Rebased
     }
 
     /// Reserves the next serial, with the epoch to hand back to `take_back` if it fails.

@@ -17,12 +17,18 @@ pub(crate) struct StreamExport {
 impl Engine {
     /// Replaces the channel's stream by a fresh one named `stream_id` (serials from 1),
     /// purging the old stream's rows.
-    pub(crate) fn reset_stream(&mut self, app: &str, channel: &str, stream_id: &str) -> Result<Purged, StorageError> {
+    pub(crate) fn reset_stream(
+        &mut self,
+        app: &str,
+        channel: &str,
+        stream_id: &str,
+        next_serial: u64,
+    ) -> Result<Purged, StorageError> {
         let ckey = channel_key(app, channel)?;
         let previous = self.metas.get(&ckey).cloned();
         let mut batch = self.keyspace.batch();
         self.stage_purge(&mut batch, &ckey)?;
-        let meta = StreamMeta::fresh(stream_id.to_string());
+        let meta = StreamMeta { next_serial, oldest_serial: next_serial, ..StreamMeta::fresh(stream_id.to_string()) };
         batch.insert(&self.streams, ckey.clone(), meta.encode());
         self.commit_synced(batch, "commit new stream")?;
         self.metas.insert(ckey, meta.clone());

@@ -463,6 +463,119 @@ impl Drop for Server {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Several nodes over Redis
+// ---------------------------------------------------------------------------------------------
+
+/// A `redis-server` of its own on a free loopback port, without persistence, killed on drop.
+/// The Debian package must be installed (`.ci/run` installs it): a test that needs Redis
+/// fails without it rather than being skipped.
+pub struct Redis {
+    child: Child,
+    pub port: u16,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        let port = free_port();
+        let redis = Redis { child: Redis::spawn(port), port };
+        redis.wait_ready();
+        redis
+    }
+
+    fn spawn(port: u16) -> Child {
+        Command::new("redis-server")
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server not found: install the Debian package redis-server")
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + START_DEADLINE;
+        while self.command(&["PING"]).is_none() {
+            assert!(Instant::now() < deadline, "redis-server did not answer PING on port {}", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends one command (RESP) and returns the first line of the reply, `None` if Redis is
+    /// not reachable.
+    pub fn command(&self, args: &[&str]) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(T)).ok()?;
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(req.as_bytes()).ok()?;
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).ok()?;
+        Some(line.trim_end().to_owned())
+    }
+
+    /// Kills Redis at once; `restart` brings it back on the same port, empty.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn restart(&mut self) {
+        self.child = Redis::spawn(self.port);
+        self.wait_ready();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// `n` nodes of the real binary sharing one Redis under a prefix of their own. Each node is
+/// started like any test server, plus the adapter's environment variables, and is ready once
+/// `/up` says it reaches Redis.
+pub struct Cluster {
+    pub nodes: Vec<Server>,
+    pub redis: Redis,
+}
+
+impl Cluster {
+    pub fn start(n: usize, config: Option<&str>) -> Cluster {
+        let redis = Redis::start();
+        let prefix = format!("e2e-{}:", free_port());
+        let url = redis.url();
+        let env = [("ADAPTER_DRIVER", "redis"), ("REDIS_URL", url.as_str()), ("ADAPTER_REDIS_PREFIX", prefix.as_str())];
+        let nodes: Vec<Server> = (0..n).map(|_| Server::start_with(config, Some(env_shards()), &env, &[])).collect();
+        for node in &nodes {
+            node.wait_backplane(true);
+        }
+        Cluster { nodes, redis }
+    }
+}
+
+impl Server {
+    /// Waits until `/up` reports the backplane `connected` (or not).
+    pub fn wait_backplane(&self, connected: bool) {
+        let want = if connected { "connected" } else { "disconnected" };
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            let r = try_http(self.port, "GET", "/up", &[], None);
+            if r.as_ref().is_ok_and(|r| r.header("x-backplane") == Some(want)) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "node on port {} never reported the backplane {want}", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
 // WebSocket client
 // ---------------------------------------------------------------------------------------------
 

@@ -1,0 +1,112 @@
+//! The seam between this node and the others (`docs/architecture.md#several-nodes`).
+//!
+//! One node needs nothing here: each channel's owner shard orders its operations and the shard
+//! mesh fans them out. With several nodes, a channel's operations come from every node, so
+//! something outside the nodes must order them: a [`Backplane`] is a cluster-wide, ordered log
+//! of channel operations. A node appends an [`Intent`] (everything every node needs to carry
+//! the operation out identically); the log gives it its place, the channel's next serial when
+//! it takes one, and brings it back to every node, this one included, in log order. Each node's
+//! owner shard then carries it out as it would a local publish: it stores it in its own store,
+//! keeps it in its replay buffer and fans it out to its own sockets. So every node holds the
+//! whole stream of every channel, and a client resumes, rewinds or reads history on any node.
+//!
+//! The shards see only this trait; `redis` is the one implementation today.
+
+pub mod redis;
+
+use crate::metrics::BackplaneFigures;
+use futures_channel::{mpsc, oneshot};
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// A channel operation as the cluster log carries it. The publisher decides everything that
+/// would otherwise differ between nodes (the message id, the publish time).
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Intent {
+    /// The app's id (stable across nodes, unlike its position in a config file).
+    pub app: String,
+    pub channel: String,
+    pub name: String,
+    /// The JSON text of `data`: a string's contents (`raw == false`) or raw JSON.
+    pub data: String,
+    pub raw: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub user_id: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub creator: Option<String>,
+    pub message_id: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub extras: Option<String>,
+    /// The tags as a JSON object.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tags: Option<String>,
+    #[serde(default)]
+    pub no_delta: bool,
+    #[serde(default)]
+    pub ephemeral: bool,
+    #[serde(default)]
+    pub opens_stream: bool,
+    /// A client event (not an HTTP publish).
+    #[serde(default)]
+    pub client: bool,
+    /// The publisher's socket, which does not receive its own message.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub exclude: Option<String>,
+    pub published_at_ms: u64,
+    /// The node that appended it and its token there: that node answers the publisher when
+    /// its own copy has been carried out.
+    pub node: String,
+    pub token: u64,
+}
+
+/// An intent with its place in the cluster log, for the owner shard of its channel.
+#[derive(Debug)]
+pub struct Placed {
+    /// The channel's stream id in the cluster ("" for an intent that takes no serial).
+    pub stream_id: String,
+    /// The channel's serial for it; 0 when it takes none (ephemeral messages, client events
+    /// of channels without serials are still ordered by the log).
+    pub serial: u64,
+    pub intent: Intent,
+}
+
+/// An append to the cluster log.
+pub struct Append {
+    pub intent: Intent,
+    /// Whether the intent takes the channel's next serial.
+    pub takes_serial: bool,
+    /// The stream this node knows for the channel and its newest serial: the log continues
+    /// from them when it holds nothing for the channel (a new cluster, or a Redis that lost
+    /// its data), so that serials never go back.
+    pub known_stream: (String, u64),
+}
+
+/// Why an append did not happen (or whether it did is unknown).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BackplaneError(pub String);
+
+impl fmt::Display for BackplaneError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// The answer to an append; awaitable from a shard, as a store reply is.
+pub type Appended = oneshot::Receiver<Result<(), BackplaneError>>;
+
+/// What the log brings one shard of this node, in log order.
+pub type Inbox = mpsc::UnboundedReceiver<Placed>;
+
+/// A cluster-wide ordered log of channel operations.
+pub trait Backplane: Send + Sync {
+    /// This node's id in the cluster (new at every start).
+    fn node_id(&self) -> &str;
+    /// Appends to the log. Never blocks: the append goes to the backplane's own thread.
+    fn append(&self, append: Append) -> Appended;
+    /// The entries for `shard`'s channels, in log order. Taken once, by that shard.
+    fn take_inbox(&self, shard: usize) -> Option<Inbox>;
+    /// Whether appends and the log's feed both reach the backplane now.
+    fn connected(&self) -> bool;
+    /// Its state and counters, for the metrics endpoint.
+    fn figures(&self) -> BackplaneFigures;
+}

@@ -1,0 +1,185 @@
+//! Publishing with several nodes (`docs/architecture.md#several-nodes`): the cluster log, not
+//! this owner, orders a channel's operations. The owner appends each publish as an [`Intent`]
+//! and carries it out only when the log brings it back, exactly as every other node does, so
+//! every node stores the same messages under the same serials in the same order. The publisher
+//! is answered when this node's own copy is carried out (stored and delivered here).
+
+use super::broadcast::{ChannelEvent, EventData};
+use super::stream::Fit;
+use super::{ChannelOp, OpFailure, Operation, Origin, Rejection};
+use crate::backplane::{Append, Backplane, Inbox, Intent, Placed};
+use crate::protocol::filter::Tags;
+use crate::protocol::outbound;
+use crate::shard::route::Responder;
+use crate::shard::Shard;
+use crate::socket_id::SocketId;
+use crate::time::unix_ms;
+use ahash::AHashMap;
+use std::future::poll_fn;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::task::Poll;
+use std::time::{Duration, Instant};
+
+/// This shard's publishes that the log has not brought back yet, by token.
+#[derive(Default)]
+pub struct Sequenced {
+    next_token: u64,
+    waiting: AHashMap<u64, (Instant, Responder<ChannelOp>)>,
+    /// What the log brings this shard; kept here so a restarted reading task goes on with it.
+    inbox: Option<Inbox>,
+}
+
+impl Sequenced {
+    pub fn new(inbox: Option<Inbox>) -> Sequenced {
+        Sequenced { inbox, ..Sequenced::default() }
+    }
+
+    /// Forgets publishes older than `limit` (the log never brought them back: their asker
+    /// has had its 503 by now).
+    pub fn expire(&mut self, now: Instant, limit: Duration) {
+        self.waiting.retain(|_, (at, _)| now.duration_since(*at) < limit);
+    }
+}
+
+/// The answer to an operation the cluster cannot carry out yet.
+pub(super) fn not_clustered(what: &str) -> Rejection {
+    Rejection::new(
+        501,
+        "not_supported_with_adapter",
+        format!("{what} are not yet available with the Redis adapter: they would take serials outside the cluster log"),
+    )
+}
+
+impl Shard {
+    /// Appends a publish to the cluster log; it is carried out when the log brings it back
+    /// (`apply`). An append that fails is answered 503 at once: not published anywhere, as far
+    /// as this node knows (a publisher retries with an idempotency key).
+    pub(super) fn append_to_log(
+        self: &Rc<Self>,
+        backplane: &Arc<dyn Backplane>,
+        op: ChannelOp,
+        event: &ChannelEvent,
+        reply: Responder<ChannelOp>,
+    ) {
+        let ChannelOp { app, channel, exclude, origin, .. } = op;
+        let known_stream = {
+            let mut channels = self.channels.borrow_mut();
+            let stream = &channels.entry(app, &channel).stream;
+            (stream.id.to_string(), stream.head)
+        };
+        let token = {
+            let mut s = self.sequenced.borrow_mut();
+            s.next_token += 1;
+            let token = s.next_token;
+            if reply.is_wanted() {
+                s.waiting.insert(token, (Instant::now(), reply));
+            }
+            token
+        };
+        let (data, raw) = match &event.data {
+            EventData::Str(s) => (s.clone(), false),
+            EventData::Raw(r) => (r.clone(), true),
+        };
+        let intent = Intent {
+            app: self.ctx.apps.get(app).id.clone(),
+            channel: channel.to_string(),
+            name: event.name.clone(),
+            data,
+            raw,
+            user_id: event.user_id.as_deref().map(str::to_owned),
+            creator: event.creator.as_deref().map(str::to_owned),
+            message_id: event.message_id.clone().unwrap_or_else(outbound::uuid_v4),
+            extras: event.extras.clone(),
+            tags: event.tags.as_ref().map(Tags::to_json),
+            no_delta: event.no_delta,
+            ephemeral: event.ephemeral,
+            opens_stream: event.opens_stream,
+            client: origin == Origin::Client,
+            exclude: exclude.map(|s| s.to_string()),
+            published_at_ms: unix_ms(),
+            node: backplane.node_id().to_owned(),
+            token,
+        };
+        // Crosses to the backplane's writer thread; the answer comes back as a wake.
+        let appended = backplane.append(Append { intent, takes_serial: !event.ephemeral, known_stream });
+        let shard = self.clone();
+        crate::shard::spawn(self, "cluster log append", async move {
+            let why = match appended.await {
+                Ok(Ok(())) => return,
+                Ok(Err(e)) => e.0,
+                Err(_) => "the backplane stopped".to_owned(),
+            };
+            if let Some((_, reply)) = shard.sequenced.borrow_mut().waiting.remove(&token) {
+                let message = format!("not published: {why}");
+                reply.send(Err(OpFailure::Rejected(Rejection::new(503, "backplane_unavailable", message))));
+            }
+        });
+    }
+
+    /// Carries out what the cluster log brings this shard, in log order, for the shard's life.
+    pub(crate) async fn follow_log(self: Rc<Self>) {
+        loop {
+            let next = poll_fn(|cx| match self.sequenced.borrow_mut().inbox.as_mut() {
+                Some(inbox) => futures_lite::StreamExt::poll_next(inbox, cx),
+                None => Poll::Ready(None),
+            })
+            .await;
+            match next {
+                Some(placed) => self.apply_placed(placed),
+                None => return,
+            }
+        }
+    }
+
+    /// Carries out one entry of the cluster log, as the local publish path would with the
+    /// serial the log gave it.
+    fn apply_placed(self: &Rc<Self>, placed: Placed) {
+        let Placed { stream_id, serial, intent } = placed;
+        let Some(app) = self.ctx.apps.by_id(&intent.app) else { return };
+        let mine = self.ctx.backplane.as_ref().is_some_and(|b| b.node_id() == intent.node);
+        let waiting = mine.then(|| self.sequenced.borrow_mut().waiting.remove(&intent.token)).flatten();
+        let reply = waiting.map_or_else(|| Responder::nobody(self), |(_, r)| r);
+        let channel: Arc<str> = intent.channel.as_str().into();
+        if serial > 0 {
+            let fit = self.channels.borrow_mut().entry(app, &channel).stream.fit(&stream_id, serial);
+            match fit {
+                Fit::Next => {}
+                Fit::Seen => return,
+                Fit::Rebased => {
+                    log::warn!(
+                        shard = self.id;
+                        "{channel}: the cluster's stream {stream_id} continues at serial {serial}, which this node \
+                         did not follow; its own history of the channel restarts there"
+                    );
+                    self.messages.borrow_mut().forget_channel(app, &channel);
+                    if let Some(store) = self.history_store(app) {
+                        // Ordered before the append that follows; its answer is not needed.
+                        drop(store.rebase_stream(&intent.app, &channel, &stream_id, serial));
+                    }
+                }
+            }
+        }
+        let event = ChannelEvent {
+            name: intent.name,
+            data: if intent.raw { EventData::Raw(intent.data) } else { EventData::Str(intent.data) },
+            user_id: intent.user_id.map(Into::into),
+            creator: intent.creator.map(Into::into),
+            message_id: Some(intent.message_id),
+            extras: intent.extras,
+            tags: intent.tags.as_deref().and_then(Tags::from_json),
+            no_delta: intent.no_delta,
+            ephemeral: intent.ephemeral,
+            opens_stream: intent.opens_stream,
+        };
+        let event = Arc::new(event);
+        let op = ChannelOp {
+            app,
+            channel,
+            op: Operation::Publish(event.clone()),
+            exclude: intent.exclude.as_deref().and_then(SocketId::parse),
+            origin: if intent.client { Origin::Client } else { Origin::Http },
+        };
+        self.publish(op, &event, reply, Some(intent.published_at_ms));
+    }
+}

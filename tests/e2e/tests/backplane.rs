@@ -1,0 +1,199 @@
+//! One behaviour suite for both backplanes (`docs/architecture.md#several-nodes`): each test
+//! runs against one node, whose shards only the mesh joins, and against three nodes sharing a
+//! real `redis-server`. "Node i" is that one node for every i when there is only one, so the
+//! same assertions say what crossing shards and crossing nodes must both keep.
+
+use e2e::*;
+use serde_json::{json, Value};
+
+enum Nodes {
+    One(Server),
+    Redis(Cluster),
+}
+
+impl Nodes {
+    fn node(&self, i: usize) -> &Server {
+        match self {
+            Nodes::One(s) => s,
+            Nodes::Redis(c) => &c.nodes[i % c.nodes.len()],
+        }
+    }
+}
+
+/// Runs `test` on one node, then on three nodes over Redis.
+fn on_both(test: fn(&Nodes)) {
+    test(&Nodes::One(Server::start(None)));
+    test(&Nodes::Redis(Cluster::start(3, None)));
+}
+
+fn publish(s: &Server, channel: &str, data: &str) {
+    s.publish_ok(json!({"name": "e", "channel": channel, "data": data}));
+}
+
+// `docs/architecture.md#several-nodes`: a publish on any node reaches subscribers on every node.
+#[test]
+fn a_publish_reaches_subscribers_on_every_node() {
+    on_both(|nodes| {
+        let mut subscribers: Vec<Client> = (0..3).map(|i| nodes.node(i).connect()).collect();
+        for c in &mut subscribers {
+            c.subscribe("orders");
+        }
+        for p in 0..3 {
+            publish(nodes.node(p), "orders", &format!("from {p}"));
+            for c in &mut subscribers {
+                let f = c.expect_channel_event("e", "orders");
+                assert_eq!(f["data"], format!("from {p}"));
+            }
+        }
+    });
+}
+
+// Publishers on every node at once: each subscriber, wherever it is, sees one sequence of
+// contiguous serials, the same on every node, and each publisher's own order.
+#[test]
+fn concurrent_publishers_on_every_node_make_one_stream() {
+    on_both(|nodes| {
+        let mut subscribers: Vec<Client> = (0..3).map(|i| v2_connected(nodes.node(i))).collect();
+        let told: Vec<Value> = subscribers.iter_mut().map(|c| v2_subscribe(c, "ticks")["stream_id"].clone()).collect();
+        const EACH: usize = 20;
+        std::thread::scope(|scope| {
+            for p in 0..3 {
+                let node = nodes.node(p);
+                scope.spawn(move || {
+                    for i in 0..EACH {
+                        publish(node, "ticks", &format!("{p}-{i}"));
+                    }
+                });
+            }
+        });
+        let mut seen: Vec<Vec<(u64, String)>> = Vec::new();
+        for (c, told) in subscribers.iter_mut().zip(&told) {
+            let frames: Vec<(u64, String)> = (0..3 * EACH)
+                .map(|_| {
+                    let f = next_frame(c, "e");
+                    assert_eq!(&f["stream_id"], told, "{f}");
+                    (f["serial"].as_u64().unwrap(), f["data"].as_str().unwrap().to_owned())
+                })
+                .collect();
+            seen.push(frames);
+        }
+        for frames in &seen {
+            assert_eq!(frames, &seen[0], "every node delivers the same sequence");
+            let first = frames[0].0;
+            let serials: Vec<u64> = frames.iter().map(|f| f.0).collect();
+            assert_eq!(serials, (first..first + 3 * EACH as u64).collect::<Vec<_>>(), "contiguous serials");
+            for p in 0..3 {
+                let mine: Vec<usize> = frames
+                    .iter()
+                    .filter_map(|(_, d)| d.strip_prefix(&format!("{p}-")).map(|i| i.parse().unwrap()))
+                    .collect();
+                assert_eq!(mine, (0..EACH).collect::<Vec<_>>(), "publisher {p}'s order");
+            }
+        }
+    });
+}
+
+// `docs/protocol/v2.md#hot-tier`: a client that drops off one node resumes on another with
+// nothing missed and nothing twice.
+#[test]
+fn a_v2_client_resumes_on_another_node() {
+    on_both(|nodes| {
+        let mut c = v2_connected(nodes.node(0));
+        let told = v2_subscribe(&mut c, "orders")["stream_id"].clone();
+        publish(nodes.node(1), "orders", "0");
+        let f = next_frame(&mut c, "e");
+        let (stream, n) = (f["stream_id"].clone(), f["serial"].as_u64().unwrap());
+        // Every node names a channel's first stream alike, so the subscriber was told the
+        // stream its first message belongs to.
+        assert_eq!(stream, told);
+        c.close();
+        for i in 1..=3 {
+            publish(nodes.node(i % 3), "orders", &i.to_string());
+        }
+        let mut c = v2_connected(nodes.node(1));
+        v2_subscribe(&mut c, "orders");
+        resume(&mut c, json!({"orders": {"stream_id": stream, "serial": n}}));
+        for i in 1..=3u64 {
+            let f = next_frame(&mut c, "e");
+            assert_eq!((f["serial"].as_u64(), f["data"].as_str()), (Some(n + i), Some(&*i.to_string())), "{f}");
+        }
+        let d = resume_success(&mut c);
+        assert_eq!(d["recovered"][0]["replayed"], 3, "{d}");
+        assert_eq!(d["failed"], json!([]), "{d}");
+        v2_drained(&mut c);
+    });
+}
+
+// `docs/protocol/v2.md#http-history`: every node answers the same history, whoever published.
+#[test]
+fn every_node_has_the_whole_history() {
+    on_both(|nodes| {
+        for i in 1..=6 {
+            publish(nodes.node(i), "ledger", &i.to_string());
+        }
+        let mut pages: Vec<Value> = Vec::new();
+        for i in 0..3 {
+            let r = nodes.node(i).get("/channels/ledger/history", &[("direction", "forwards")]);
+            assert_eq!(r.status, 200, "{}", r.text());
+            let page = r.json();
+            let items: Vec<(Value, Value)> =
+                page["items"].as_array().unwrap().iter().map(|m| (m["serial"].clone(), m["data"].clone())).collect();
+            pages.push(json!(items));
+        }
+        assert_eq!(pages[0].as_array().unwrap().len(), 6, "{}", pages[0]);
+        assert!(pages.iter().all(|p| *p == pages[0]), "{pages:?}");
+    });
+}
+
+// `docs/protocol/pusher.md#client-events`: a client event reaches the others on every node, not
+// its sender.
+#[test]
+fn client_events_cross_nodes() {
+    on_both(|nodes| {
+        let mut a = nodes.node(0).connect();
+        let mut b = nodes.node(1).connect();
+        a.subscribe_private("private-chat");
+        b.subscribe_private("private-chat");
+        a.client_event("client-typing", "private-chat", json!({"typing": true}));
+        assert_eq!(
+            b.recv_json(T),
+            json!({"event": "client-typing", "channel": "private-chat", "data": {"typing": true}})
+        );
+        a.expect_no_frame(QUIET);
+    });
+}
+
+// `README.md#run-several-nodes`: with Redis gone, nodes keep their sockets and refuse publishes
+// with 503 (never a silent local-only delivery); once it is back they rejoin by themselves and
+// a channel's serials go on from where they were, though this Redis lost everything.
+#[test]
+fn a_redis_outage_refuses_publishes_and_heals() {
+    let mut cluster = Cluster::start(2, None);
+    let mut c = v2_connected(&cluster.nodes[1]);
+    let stream = v2_subscribe(&mut c, "orders")["stream_id"].clone();
+    publish(&cluster.nodes[0], "orders", "before");
+    let before = next_frame(&mut c, "e")["serial"].as_u64().unwrap();
+    cluster.redis.kill();
+    for node in &cluster.nodes {
+        node.wait_backplane(false);
+    }
+    let gauge = |node: &Server| {
+        let text = http(node.metrics_port, "GET", "/metrics", &[], None).text();
+        let line = text.lines().find(|l| l.starts_with("sockudo_backplane_connected")).map(str::to_owned);
+        line.and_then(|l| l.rsplit(' ').next().map(str::to_owned))
+    };
+    assert_eq!(gauge(&cluster.nodes[0]).as_deref(), Some("0"));
+    let r = cluster.nodes[0].publish(json!({"name": "e", "channel": "orders", "data": "lost?"}));
+    let body = r.assert_error(503, "backplane_unavailable");
+    assert!(body["error"].as_str().unwrap().contains("not published"), "{body}");
+    v2_drained(&mut c);
+    cluster.redis.restart();
+    for node in &cluster.nodes {
+        node.wait_backplane(true);
+    }
+    assert_eq!(gauge(&cluster.nodes[0]).as_deref(), Some("1"));
+    publish(&cluster.nodes[0], "orders", "after");
+    let f = next_frame(&mut c, "e");
+    assert_eq!((f["serial"].as_u64(), f["data"].as_str()), (Some(before + 1), Some("after")), "{f}");
+    assert_eq!(f["stream_id"], stream);
+}
