@@ -19,6 +19,9 @@ scenarios:
 
 common options:
   --host H (127.0.0.1)  --port P (6001)  --app-id ID (app-id)  --key K (app-key)
+  --socket-ports P,P,…  spread the WebSocket sockets over these ports (socket i on the
+                        i-th modulo their number; several nodes of one cluster); HTTP
+                        publishes still go to --port. Default: --port
   --secret S (app-secret)  --protocol 1|2 (1)  --threads T (1)
   --token               with --protocol 2: every socket connects with one capability token
                         (HS256, kid = key, signed with the secret, granting everything for 1 h)
@@ -149,6 +152,8 @@ impl Args {
 pub struct Common {
     pub host: String,
     pub port: u16,
+    /// Where the WebSocket sockets connect, round-robin (`--socket-ports`; default `port`).
+    pub socket_ports: Vec<u16>,
     pub app_id: String,
     pub key: String,
     pub secret: String,
@@ -192,9 +197,19 @@ impl Common {
         if threads == 0 || threads > 16 {
             return Err("--threads: 1..=16".into());
         }
+        let port = a.num("port", 6001u16, 6001)?;
+        let socket_ports = match a.has("socket-ports") {
+            false => vec![port],
+            true => a
+                .str("socket-ports", "")
+                .split(',')
+                .map(|p| p.trim().parse::<u16>().map_err(|_| format!("--socket-ports: bad port {p:?}")))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
         Ok(Common {
             host: a.str("host", "127.0.0.1"),
-            port: a.num("port", 6001u16, 6001)?,
+            port,
+            socket_ports,
             app_id: a.str("app-id", "app-id"),
             key,
             secret,

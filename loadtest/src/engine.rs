@@ -28,7 +28,10 @@ pub const FOREIGN_TOKEN_BASE: usize = 1 << 40;
 /// How the engine reaches the server.
 #[derive(Clone)]
 pub struct Target {
+    /// Where HTTP publishes go.
     pub addr: SocketAddrV4,
+    /// Where sockets connect: socket `tag` to the `tag % len`-th (several nodes of a cluster).
+    pub socket_addrs: Vec<SocketAddrV4>,
     pub host_header: String,
     /// `/app/KEY?protocol=…`
     pub path: String,
@@ -160,7 +163,8 @@ impl Engine {
     /// An immediate failure is reported through `on_closed` like any other (and gives None).
     pub fn open(&mut self, tag: u32) -> Option<ConnId> {
         let src = net::source_ip(tag as u64, self.target.source_ips);
-        let mut stream = match net::connect(src, self.target.addr) {
+        let to = self.target.socket_addrs[tag as usize % self.target.socket_addrs.len()];
+        let mut stream = match net::connect(src, to) {
             Ok(s) => s,
             Err(e) => {
                 self.ended.push((tag, Cause::ConnectError(e.raw_os_error().unwrap_or(0))));

@@ -27,9 +27,10 @@ use crate::stats::{inc, phase, Counters, Shared, Totals};
 pub type Outcome = Result<Report, String>;
 
 pub fn target(c: &Common) -> Result<Target, String> {
-    let addr = crate::net::resolve(&c.host, c.port).map_err(|e| format!("cannot resolve {}: {e}", c.host))?;
+    let resolve = |port| crate::net::resolve(&c.host, port).map_err(|e| format!("cannot resolve {}: {e}", c.host));
     Ok(Target {
-        addr,
+        addr: resolve(c.port)?,
+        socket_addrs: c.socket_ports.iter().map(|&p| resolve(p)).collect::<Result<_, _>>()?,
         host_header: format!("{}:{}", c.host, c.port),
         path: {
             let mut path = format!("/app/{}?{}", c.key, c.proto.query());
@@ -76,7 +77,11 @@ pub fn stop<T>(monitor: &mut Monitor, shared: &Shared, handles: Vec<JoinHandle<T
 
 /// The report's description of where the load went.
 pub fn target_name(c: &Common) -> String {
-    format!("{}:{} (protocol {:?}, app {}, {} thread(s))", c.host, c.port, c.proto, c.app_id, c.threads)
+    let sockets = match &c.socket_ports[..] {
+        [p] if *p == c.port => String::new(),
+        ports => format!(", sockets on ports {ports:?}"),
+    };
+    format!("{}:{}{sockets} (protocol {:?}, app {}, {} thread(s))", c.host, c.port, c.proto, c.app_id, c.threads)
 }
 
 /// What a worker hands back when its loop ends.
