@@ -19,6 +19,45 @@ use futures_channel::{mpsc, oneshot};
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
+/// What the cluster log carries.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "k", rename_all = "snake_case")]
+pub enum Entry {
+    /// A channel operation, carried out by its channel's owner on every node.
+    Publish(Intent),
+    /// An action on every node's sockets (`NodeAction`), carried out by shard 0 of every node
+    /// but the one that appended it, which acted before appending.
+    Nodes(NodeAction),
+}
+
+/// An action every node takes on its own sockets and state.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "a", rename_all = "snake_case")]
+pub enum NodeAction {
+    /// `terminate_connections` (or `force_reconnect` with `reconnect`): close a user's sockets.
+    CloseUser { app: String, user: String, reconnect: bool, node: String },
+    /// A capability-token revocation (`docs/protocol/v2.md#revocation`).
+    Revoke {
+        app: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        jti: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_id: Option<String>,
+        expires_at_ms: u64,
+        reason: String,
+        node: String,
+    },
+}
+
+impl NodeAction {
+    /// The node that appended it.
+    pub fn node(&self) -> &str {
+        match self {
+            NodeAction::CloseUser { node, .. } | NodeAction::Revoke { node, .. } => node,
+        }
+    }
+}
+
 /// A channel operation as the cluster log carries it. The publisher decides everything that
 /// would otherwise differ between nodes (the message id, the publish time).
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -59,6 +98,13 @@ pub struct Intent {
     pub token: u64,
 }
 
+/// What the log brings a shard: an intent with its place, or an action on the node.
+#[derive(Debug)]
+pub enum FromLog {
+    Placed(Placed),
+    Nodes(NodeAction),
+}
+
 /// An intent with its place in the cluster log, for the owner shard of its channel.
 #[derive(Debug)]
 pub struct Placed {
@@ -72,13 +118,12 @@ pub struct Placed {
 
 /// An append to the cluster log.
 pub struct Append {
-    pub intent: Intent,
-    /// Whether the intent takes the channel's next serial.
-    pub takes_serial: bool,
-    /// The stream this node knows for the channel and its newest serial: the log continues
-    /// from them when it holds nothing for the channel (a new cluster, or a Redis that lost
-    /// its data), so that serials never go back.
-    pub known_stream: (String, u64),
+    pub entry: Entry,
+    /// For a publish that takes the channel's next serial: the stream this node knows for the
+    /// channel and its newest serial. The log continues from them when it holds nothing for
+    /// the channel (a new cluster, or a Redis that lost its data), so that serials never go
+    /// back.
+    pub takes_serial: Option<(String, u64)>,
 }
 
 /// Why an append did not happen (or whether it did is unknown).
@@ -95,7 +140,7 @@ impl fmt::Display for BackplaneError {
 pub type Appended = oneshot::Receiver<Result<(), BackplaneError>>;
 
 /// What the log brings one shard of this node, in log order.
-pub type Inbox = mpsc::UnboundedReceiver<Placed>;
+pub type Inbox = mpsc::UnboundedReceiver<FromLog>;
 
 /// A cluster-wide ordered log of channel operations.
 pub trait Backplane: Send + Sync {
@@ -103,7 +148,8 @@ pub trait Backplane: Send + Sync {
     fn node_id(&self) -> &str;
     /// Appends to the log. Never blocks: the append goes to the backplane's own thread.
     fn append(&self, append: Append) -> Appended;
-    /// The entries for `shard`'s channels, in log order. Taken once, by that shard.
+    /// The entries for `shard`'s channels (and for shard 0, the actions on the node), in log
+    /// order. Taken once, by that shard.
     fn take_inbox(&self, shard: usize) -> Option<Inbox>;
     /// Whether appends and the log's feed both reach the backplane now.
     fn connected(&self) -> bool;

@@ -18,7 +18,7 @@
 //!   `"<serial> <stream id>"`: where each channel's serials stand. This is the authority for
 //!   serials; nodes hold copies.
 
-use super::{Append, Appended, Backplane, BackplaneError, Inbox, Intent, Placed};
+use super::{Append, Appended, Backplane, BackplaneError, Entry, FromLog, Inbox, Placed};
 use crate::config::RedisAdapter;
 use crate::metrics::BackplaneFigures;
 use futures_channel::{mpsc, oneshot};
@@ -56,9 +56,10 @@ const READ_COUNT: usize = 512;
 const READ_BLOCK_MS: u64 = 1000;
 
 struct Job {
+    /// The channel's field in the serials hash ("" for an entry that takes no serial).
     field: String,
-    takes_serial: bool,
-    known: (String, u64),
+    /// The stream the appending node knows, for an entry that takes a serial.
+    known: Option<(String, u64)>,
     op: String,
     reply: oneshot::Sender<Result<(), BackplaneError>>,
 }
@@ -126,9 +127,12 @@ impl Backplane for RedisLog {
 
     fn append(&self, append: Append) -> Appended {
         let (reply, answer) = oneshot::channel();
-        let field = format!("{}\n{}", append.intent.app, append.intent.channel);
-        let op = sonic_rs::to_string(&append.intent).expect("an intent serializes");
-        let job = Job { field, takes_serial: append.takes_serial, known: append.known_stream, op, reply };
+        let field = match &append.entry {
+            Entry::Publish(intent) => format!("{}\n{}", intent.app, intent.channel),
+            Entry::Nodes(_) => String::new(),
+        };
+        let op = sonic_rs::to_string(&append.entry).expect("a log entry serializes");
+        let job = Job { field, known: append.takes_serial, op, reply };
         if let Err(e) = self.jobs.send(job) {
             let _ = e.into_inner().reply.send(Err(BackplaneError("the Redis writer thread has stopped".into())));
         }
@@ -267,16 +271,16 @@ impl Writer {
             };
             let mut pipe = redis::pipe();
             for j in &batch {
-                let (sid, floor) = &j.known;
+                let (sid, floor) = j.known.clone().unwrap_or_default();
                 pipe.cmd("EVALSHA")
                     .arg(&*sha)
                     .arg(2)
                     .arg(&self.keys.serials)
                     .arg(&self.keys.log)
                     .arg(&j.field)
-                    .arg(if j.takes_serial { "1" } else { "0" })
+                    .arg(if j.known.is_some() { "1" } else { "0" })
                     .arg(sid)
-                    .arg(*floor)
+                    .arg(floor)
                     .arg(self.max_entries)
                     .arg(&j.op);
             }
@@ -317,7 +321,7 @@ struct Reader {
     link: Link,
     log: String,
     shared: Arc<Shared>,
-    inboxes: Vec<mpsc::UnboundedSender<Placed>>,
+    inboxes: Vec<mpsc::UnboundedSender<FromLog>>,
     owner: Box<Owner>,
 }
 
@@ -403,12 +407,17 @@ impl Reader {
                 _ => {}
             }
         }
-        let Some(intent) = op.and_then(|op| sonic_rs::from_slice::<Intent>(&op).ok()) else {
-            log::warn!("backplane reader: a log entry without a readable intent was skipped");
-            return;
+        let (shard, item) = match op.and_then(|op| sonic_rs::from_slice::<Entry>(&op).ok()) {
+            Some(Entry::Publish(intent)) => {
+                ((self.owner)(&intent.app, &intent.channel), FromLog::Placed(Placed { stream_id, serial, intent }))
+            }
+            Some(Entry::Nodes(action)) => (0, FromLog::Nodes(action)),
+            None => {
+                log::warn!("backplane reader: a log entry this node cannot read was skipped");
+                return;
+            }
         };
-        let shard = (self.owner)(&intent.app, &intent.channel);
-        let _ = self.inboxes[shard].unbounded_send(Placed { stream_id, serial, intent });
+        let _ = self.inboxes[shard].unbounded_send(item);
     }
 }
 

@@ -8,6 +8,7 @@ pub mod channel;
 pub mod idempotency;
 pub mod identity;
 pub mod limits;
+pub mod node_actions;
 pub mod patterns;
 pub mod revocations;
 pub mod route;

@@ -49,6 +49,32 @@ impl Revocations {
     }
 }
 
+/// Writes a revocation to shard 0's store, which keeps them all: one row per id it names.
+/// Crosses to that store's thread; each reply says when its row is stored.
+pub fn persist(
+    shard: &Shard,
+    app_id: &str,
+    jti: Option<&str>,
+    client_id: Option<&str>,
+    expires_at_ms: u64,
+    reason: &str,
+) -> Vec<storage::Reply<()>> {
+    let Some(stores) = &shard.ctx.stores else { return Vec::new() };
+    [(Kind::Jti, jti), (Kind::ClientId, client_id)]
+        .into_iter()
+        .filter_map(|(kind, id)| Some((kind, id?)))
+        .map(|(kind, id)| {
+            stores.by_shard[0].put_revocation(storage::Revocation {
+                app: app_id.to_owned(),
+                kind: kind as u8,
+                id: id.to_owned(),
+                expires_at_ms,
+                reason: reason.to_owned(),
+            })
+        })
+        .collect()
+}
+
 /// To every shard: a token id and/or client id is revoked until `expires_at_ms`; close this
 /// shard's sockets that hold a matching token. Answers how many it closes.
 #[derive(Clone)]

@@ -190,7 +190,7 @@ async fn api(hub: &Rc<Hub>, req: &Request, app_id: &str, route: Route) -> Result
         Route::DeleteAnnotation(name, serial, annotation) => {
             annotations::delete(shard, app, &name, &serial, &annotation, param("socket_id")).await
         }
-        Route::CloseUser(user, err) => users::close_user(shard, app, user, err),
+        Route::CloseUser(user, err) => users::close_user(shard, app, user, err).await,
         Route::Revoke => revocations::revoke(shard, app, &json_body(req)?).await,
     }
 }

@@ -1,11 +1,13 @@
 //! `POST /apps/{id}/revocations` (`docs/protocol/v2.md#revocation`): revokes capability tokens
 //! by `jti` and/or client id, for `ttl_seconds`, until `expires_at`, or for 24 hours. The
 //! revocation is synced to shard 0's store before anything else, then every shard learns it
-//! and closes its sockets that hold a matching token.
+//! and closes its sockets that hold a matching token; with several nodes, then every other
+//! node (`closed_connections` counts this node's).
 
 use super::super::response::{ApiError, Response};
+use crate::backplane::NodeAction;
 use crate::config::AppIdx;
-use crate::shard::revocations::{Kind, Revoke};
+use crate::shard::revocations::{self, Revoke};
 use crate::shard::route;
 use crate::shard::Shard;
 use sonic_rs::{JsonContainerTrait, JsonValueTrait};
@@ -40,22 +42,24 @@ pub async fn revoke(shard: &Rc<Shard>, app: AppIdx, body: &sonic_rs::Value) -> R
     let expires_at_ms = expiry(obj, now_ms)?;
 
     let app_id = shard.ctx.apps.get(app).id.clone();
-    if let Some(stores) = &shard.ctx.stores {
-        // Crosses to shard 0's store thread: shard 0's store keeps every revocation.
-        for (kind, id) in [(Kind::Jti, &jti), (Kind::ClientId, &client_id)] {
-            let Some(id) = id else { continue };
-            let revocation = storage::Revocation {
-                app: app_id.clone(),
-                kind: kind as u8,
-                id: id.to_string(),
-                expires_at_ms,
-                reason: reason.clone(),
-            };
-            stores.by_shard[0].put_revocation(revocation).await.map_err(|e| ApiError::storage(e.to_string()))?;
-        }
+    for stored in revocations::persist(shard, &app_id, jti.as_deref(), client_id.as_deref(), expires_at_ms, &reason) {
+        stored.await.map_err(|e| ApiError::storage(e.to_string()))?;
     }
     let revoke = Revoke { app, jti: jti.clone(), client_id: client_id.clone(), expires_at_ms };
     let closed: usize = route::all(shard.invoke_on_all(revoke)).await?.into_iter().sum();
+    if let Some(node) = shard.node_id() {
+        let action = NodeAction::Revoke {
+            app: app_id.clone(),
+            jti: jti.as_deref().map(str::to_owned),
+            client_id: client_id.as_deref().map(str::to_owned),
+            expires_at_ms,
+            reason: reason.clone(),
+            node,
+        };
+        shard.tell_other_nodes(action).await.map_err(|e| {
+            ApiError::new(503, "backplane_unavailable", format!("revoked on this node only, retry: {e}"))
+        })?;
+    }
     log::info!(app = app_id.as_str(), jti = jti.as_deref().unwrap_or(""), client_id = client_id.as_deref().unwrap_or(""),
         reason = reason.as_str(), closed = closed; "capability tokens revoked");
     let body = format!(

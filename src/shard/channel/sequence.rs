@@ -7,7 +7,7 @@
 use super::broadcast::{ChannelEvent, EventData};
 use super::stream::Fit;
 use super::{ChannelOp, OpFailure, Operation, Origin, Rejection};
-use crate::backplane::{Append, Backplane, Inbox, Intent, Placed};
+use crate::backplane::{Append, Backplane, Entry, FromLog, Inbox, Intent, Placed};
 use crate::protocol::filter::Tags;
 use crate::protocol::outbound;
 use crate::shard::route::Responder;
@@ -102,7 +102,8 @@ impl Shard {
             token,
         };
         // Crosses to the backplane's writer thread; the answer comes back as a wake.
-        let appended = backplane.append(Append { intent, takes_serial: !event.ephemeral, known_stream });
+        let takes_serial = (!event.ephemeral).then_some(known_stream);
+        let appended = backplane.append(Append { entry: Entry::Publish(intent), takes_serial });
         let shard = self.clone();
         crate::shard::spawn(self, "cluster log append", async move {
             let why = match appended.await {
@@ -126,7 +127,8 @@ impl Shard {
             })
             .await;
             match next {
-                Some(placed) => self.apply_placed(placed),
+                Some(FromLog::Placed(placed)) => self.apply_placed(placed),
+                Some(FromLog::Nodes(action)) => self.act_for_cluster(action),
                 None => return,
             }
         }

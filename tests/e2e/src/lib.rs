@@ -9,6 +9,8 @@
 //!
 //! Tests assert behaviour, never speed: every timeout below only bounds a wait.
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
 use hmac::{Hmac, Mac};
 use md5::{Digest, Md5};
 use serde_json::{json, Value};
@@ -460,6 +462,50 @@ impl Drop for Server {
         }
         let _ = fs::remove_dir_all(&self.dir);
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Capability tokens (`docs/protocol/v2.md#capability-tokens`), written here: base64url and HMAC
+// ---------------------------------------------------------------------------------------------
+
+/// Claims of a token for `client` with id `jti`, valid for an hour.
+pub fn claims(client: &str, jti: &str, capability: Value) -> Value {
+    let t = now();
+    json!({"x-sockudo-capability": capability, "x-sockudo-client-id": client, "iat": t, "exp": t + 3600, "jti": jti})
+}
+
+/// A JWT with `alg` `HS256` or `HS384`, signed with that HMAC.
+pub fn mint_with(alg: &str, kid: &str, secret: &str, claims: &Value) -> String {
+    let header = json!({"alg": alg, "typ": "JWT", "kid": kid});
+    let input =
+        format!("{}.{}", URL_SAFE_NO_PAD.encode(header.to_string()), URL_SAFE_NO_PAD.encode(claims.to_string()));
+    let signature = match alg {
+        "HS256" => {
+            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+            mac.update(input.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+        "HS384" => {
+            let mut mac = Hmac::<sha2::Sha384>::new_from_slice(secret.as_bytes()).unwrap();
+            mac.update(input.as_bytes());
+            mac.finalize().into_bytes().to_vec()
+        }
+        _ => panic!("{alg}"),
+    };
+    format!("{input}.{}", URL_SAFE_NO_PAD.encode(signature))
+}
+
+pub fn mint(claims: &Value) -> String {
+    mint_with("HS256", "app-key", "app-secret", claims)
+}
+
+/// A V2 socket connected with `token`, past its connection_established.
+pub fn with_token(s: &Server, token: &str) -> Client {
+    let mut c = s.connect_raw(&format!("/app/app-key?protocol=2&token={token}"), None);
+    let f = c.recv_json(T);
+    assert_eq!(f["event"], "sockudo:connection_established", "{f}");
+    c.socket_id = data_json(&f)["socket_id"].as_str().unwrap().to_owned();
+    c
 }
 
 // ---------------------------------------------------------------------------------------------

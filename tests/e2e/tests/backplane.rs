@@ -197,3 +197,64 @@ fn a_redis_outage_refuses_publishes_and_heals() {
     assert_eq!((f["serial"].as_u64(), f["data"].as_str()), (Some(before + 1), Some("after")), "{f}");
     assert_eq!(f["stream_id"], stream);
 }
+
+// `docs/protocol/http-api.md#terminating-user-connections`: the user's sockets on every node are
+// closed, whichever node the request reaches.
+#[test]
+fn terminate_connections_reaches_every_node() {
+    on_both(|nodes| {
+        let mut a = nodes.node(1).connect();
+        a.signin(&json!({"id": "42"}));
+        let mut b = nodes.node(2).connect();
+        b.signin(&json!({"id": "42"}));
+        let mut other = nodes.node(2).connect();
+        other.signin(&json!({"id": "7"}));
+        let s = nodes.node(0);
+        let r = s.api("POST", &s.app.path("/users/42/terminate_connections"), &[], Some(&json!({})));
+        assert_eq!(r.status, 200, "{}", r.text());
+        assert_eq!(a.expect_fatal(4009), "You got disconnected by the app.");
+        assert_eq!(b.expect_fatal(4009), "You got disconnected by the app.");
+        other.assert_alive();
+    });
+}
+
+// `docs/protocol/v2.md#revocation`: a revocation made on one node closes the matching token
+// sockets on every node, and the token is refused there afterwards.
+#[test]
+fn revocations_reach_every_node() {
+    on_both(|nodes| {
+        let token = mint(&claims("mallory", "m-1", json!({"*": ["subscribe"]})));
+        let mut on_1 = with_token(nodes.node(1), &token);
+        let mut on_2 = with_token(nodes.node(2), &token);
+        let s = nodes.node(0);
+        let r =
+            s.api("POST", &s.app.path("/revocations"), &[], Some(&json!({"client_id": "mallory", "ttl_seconds": 600})));
+        assert_eq!(r.status, 200, "{}", r.text());
+        for c in [&mut on_1, &mut on_2] {
+            let f = c.expect_event("sockudo:token_expired");
+            assert_eq!(f["data"], json!({"code": 40160, "reason": "revoked"}), "{f}");
+            c.expect_close(4009);
+        }
+        let mut again = nodes.node(2).connect_raw(&format!("/app/app-key?protocol=2&token={token}"), None);
+        let f = again.recv_json(T);
+        assert_eq!((f["event"].as_str(), f["data"]["code"].as_u64()), (Some("sockudo:error"), Some(4009)), "{f}");
+    });
+}
+
+// A node killed with kill -9 stops nothing for the others: publishes on the survivors reach
+// the survivors' subscribers.
+#[test]
+fn a_killed_node_leaves_the_others_serving() {
+    let mut cluster = Cluster::start(3, None);
+    let mut subscribers: Vec<Client> = (0..3).map(|i| cluster.nodes[i].connect()).collect();
+    for c in &mut subscribers {
+        c.subscribe("orders");
+    }
+    cluster.nodes[2].kill9();
+    for p in 0..2 {
+        publish(&cluster.nodes[p], "orders", &format!("from {p}"));
+        for c in &mut subscribers[..2] {
+            assert_eq!(c.expect_channel_event("e", "orders")["data"], format!("from {p}"));
+        }
+    }
+}

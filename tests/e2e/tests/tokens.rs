@@ -3,54 +3,9 @@
 //! shards and restarts. Tokens are written here (RFC 7519 by hand: base64url JSON, HMAC), not
 //! with the JWT crate the server reads them with.
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD as B64;
-use base64::Engine;
 use e2e::*;
-use hmac::{Hmac, Mac};
 use serde_json::{json, Value};
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn now() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
-}
-
-fn claims(client: &str, jti: &str, capability: Value) -> Value {
-    let t = now();
-    json!({"x-sockudo-capability": capability, "x-sockudo-client-id": client, "iat": t, "exp": t + 3600, "jti": jti})
-}
-
-/// A JWT with `alg` `HS256` or `HS384`, signed with that HMAC.
-fn mint_with(alg: &str, kid: &str, secret: &str, claims: &Value) -> String {
-    let header = json!({"alg": alg, "typ": "JWT", "kid": kid});
-    let input = format!("{}.{}", B64.encode(header.to_string()), B64.encode(claims.to_string()));
-    let signature = match alg {
-        "HS256" => {
-            let mut mac = Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
-            mac.update(input.as_bytes());
-            mac.finalize().into_bytes().to_vec()
-        }
-        "HS384" => {
-            let mut mac = Hmac::<sha2::Sha384>::new_from_slice(secret.as_bytes()).unwrap();
-            mac.update(input.as_bytes());
-            mac.finalize().into_bytes().to_vec()
-        }
-        _ => panic!("{alg}"),
-    };
-    format!("{input}.{}", B64.encode(signature))
-}
-
-fn mint(claims: &Value) -> String {
-    mint_with("HS256", "app-key", "app-secret", claims)
-}
-
-/// A V2 socket connected with `token`, past its connection_established.
-fn with_token(s: &Server, token: &str) -> Client {
-    let mut c = s.connect_raw(&format!("/app/app-key?protocol=2&token={token}"), None);
-    let f = c.recv_json(T);
-    assert_eq!(f["event"], "sockudo:connection_established", "{f}");
-    c.socket_id = data_json(&f)["socket_id"].as_str().unwrap().to_owned();
-    c
-}
+use std::time::Duration;
 
 /// The refusal of a connect with `token`: `sockudo:error` 4009 and close 4009. Returns the message.
 fn refused(s: &Server, token: &str) -> String {
