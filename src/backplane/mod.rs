@@ -10,7 +10,8 @@
 //! keeps it in its replay buffer and fans it out to its own sockets. So every node holds the
 //! whole stream of every channel, and a client resumes, rewinds or reads history on any node.
 //!
-//! The shards see only this trait; `redis` is the one implementation today.
+//! The shards see only this trait; `redis` is the one implementation today. Besides the log,
+//! it holds what must be decided once for the cluster: publish idempotency keys.
 
 pub mod redis;
 
@@ -136,8 +137,22 @@ impl fmt::Display for BackplaneError {
     }
 }
 
-/// The answer to an append; awaitable from a shard, as a store reply is.
+/// The answer to an append (or a settle); awaitable from a shard, as a store reply is.
 pub type Appended = oneshot::Receiver<Result<(), BackplaneError>>;
+
+/// A publish idempotency key as the cluster knows it: the app's id, its key space, the key.
+pub type IdempotencyKey = (String, u8, String);
+
+/// What the cluster holds for an idempotency key.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum KeyState {
+    /// It was free and is now held by the asker.
+    Claimed,
+    /// Another request (on any node) holds it.
+    InProgress,
+    /// A publish with it succeeded inside the window: its response body.
+    Stored(String),
+}
 
 /// What the log brings one shard of this node, in log order.
 pub type Inbox = mpsc::UnboundedReceiver<FromLog>;
@@ -151,6 +166,11 @@ pub trait Backplane: Send + Sync {
     /// The entries for `shard`'s channels (and for shard 0, the actions on the node), in log
     /// order. Taken once, by that shard.
     fn take_inbox(&self, shard: usize) -> Option<Inbox>;
+    /// Takes an idempotency key cluster-wide for `ttl_ms`, unless another node holds it or
+    /// kept a response for it.
+    fn claim_key(&self, key: &IdempotencyKey, ttl_ms: u64) -> oneshot::Receiver<Result<KeyState, BackplaneError>>;
+    /// Keeps a publish's response for the key's window (`Some`), or frees the key.
+    fn settle_key(&self, key: &IdempotencyKey, body: Option<String>, ttl_ms: u64) -> Appended;
     /// Whether appends and the log's feed both reach the backplane now.
     fn connected(&self) -> bool;
     /// Its state and counters, for the metrics endpoint.

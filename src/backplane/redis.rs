@@ -18,7 +18,7 @@
 //!   `"<serial> <stream id>"`: where each channel's serials stand. This is the authority for
 //!   serials; nodes hold copies.
 
-use super::{Append, Appended, Backplane, BackplaneError, Entry, FromLog, Inbox, Placed};
+use super::{Append, Appended, Backplane, BackplaneError, Entry, FromLog, IdempotencyKey, Inbox, KeyState, Placed};
 use crate::config::RedisAdapter;
 use crate::metrics::BackplaneFigures;
 use futures_channel::{mpsc, oneshot};
@@ -55,13 +55,63 @@ const READ_COUNT: usize = 512;
 /// How long one `XREAD` blocks: a dead connection is noticed within this plus the timeout.
 const READ_BLOCK_MS: u64 = 1000;
 
-struct Job {
-    /// The channel's field in the serials hash ("" for an entry that takes no serial).
-    field: String,
-    /// The stream the appending node knows, for an entry that takes a serial.
-    known: Option<(String, u64)>,
-    op: String,
-    reply: oneshot::Sender<Result<(), BackplaneError>>,
+/// Takes an idempotency key if free (marked in progress with an empty value); else answers
+/// what it holds.
+const CLAIM_SCRIPT: &str = r#"
+if redis.call('SET', KEYS[1], '', 'NX', 'PX', ARGV[1]) then return {1} end
+return {0, redis.call('GET', KEYS[1])}
+"#;
+
+/// What the writer thread sends Redis, each with where its answer goes.
+enum Job {
+    Append {
+        /// The channel's field in the serials hash ("" for an entry that takes no serial).
+        field: String,
+        /// The stream the appending node knows, for an entry that takes a serial.
+        known: Option<(String, u64)>,
+        op: String,
+        reply: oneshot::Sender<Result<(), BackplaneError>>,
+    },
+    Claim {
+        key: String,
+        ttl_ms: u64,
+        reply: oneshot::Sender<Result<KeyState, BackplaneError>>,
+    },
+    /// Keeps a response (`Some`) for the window, or frees the key.
+    Settle {
+        key: String,
+        body: Option<String>,
+        ttl_ms: u64,
+        reply: oneshot::Sender<Result<(), BackplaneError>>,
+    },
+}
+
+impl Job {
+    fn fail(self, why: &str) {
+        let e = BackplaneError(why.to_owned());
+        let _ = match self {
+            Job::Append { reply, .. } | Job::Settle { reply, .. } => reply.send(Err(e)).is_ok(),
+            Job::Claim { reply, .. } => reply.send(Err(e)).is_ok(),
+        };
+    }
+
+    /// Answers with what Redis replied to the job's command.
+    fn answer(self, value: Value) {
+        let _ = match self {
+            Job::Append { reply, .. } | Job::Settle { reply, .. } => reply.send(Ok(())).is_ok(),
+            Job::Claim { reply, .. } => reply.send(Ok(key_state(value))).is_ok(),
+        };
+    }
+}
+
+/// The claim script's reply: `{1}` taken, `{0, ""}` in progress, `{0, body}` answered.
+fn key_state(v: Value) -> KeyState {
+    let Value::Array(parts) = v else { return KeyState::InProgress };
+    match (parts.first(), parts.get(1)) {
+        (Some(Value::Int(1)), _) => KeyState::Claimed,
+        (_, Some(Value::BulkString(b))) if !b.is_empty() => KeyState::Stored(String::from_utf8_lossy(b).into_owned()),
+        _ => KeyState::InProgress,
+    }
 }
 
 struct Shared {
@@ -75,6 +125,7 @@ struct Shared {
 
 pub struct RedisLog {
     node: String,
+    prefix: String,
     jobs: crossbeam_channel::Sender<Job>,
     inboxes: Mutex<Vec<Option<Inbox>>>,
     shared: Arc<Shared>,
@@ -116,7 +167,25 @@ impl RedisLog {
             .spawn(move || reader.run())
             .map_err(|e| format!("cannot start the Redis reader thread: {e}"))?;
         log::info!("backplane: Redis at {}, node {node}", redact(&cfg.url));
-        Ok(Arc::new(RedisLog { node, jobs, inboxes: Mutex::new(receivers.into_iter().map(Some).collect()), shared }))
+        Ok(Arc::new(RedisLog {
+            node,
+            prefix: cfg.prefix.clone(),
+            jobs,
+            inboxes: Mutex::new(receivers.into_iter().map(Some).collect()),
+            shared,
+        }))
+    }
+}
+
+impl RedisLog {
+    fn submit(&self, job: Job) {
+        if let Err(e) = self.jobs.send(job) {
+            e.into_inner().fail("the Redis writer thread has stopped");
+        }
+    }
+
+    fn idempotency_key(&self, (app, space, key): &IdempotencyKey) -> String {
+        format!("{}idem:{app}\n{space}\n{key}", self.prefix)
     }
 }
 
@@ -132,10 +201,19 @@ impl Backplane for RedisLog {
             Entry::Nodes(_) => String::new(),
         };
         let op = sonic_rs::to_string(&append.entry).expect("a log entry serializes");
-        let job = Job { field, known: append.takes_serial, op, reply };
-        if let Err(e) = self.jobs.send(job) {
-            let _ = e.into_inner().reply.send(Err(BackplaneError("the Redis writer thread has stopped".into())));
-        }
+        self.submit(Job::Append { field, known: append.takes_serial, op, reply });
+        answer
+    }
+
+    fn claim_key(&self, key: &IdempotencyKey, ttl_ms: u64) -> oneshot::Receiver<Result<KeyState, BackplaneError>> {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Claim { key: self.idempotency_key(key), ttl_ms, reply });
+        answer
+    }
+
+    fn settle_key(&self, key: &IdempotencyKey, body: Option<String>, ttl_ms: u64) -> Appended {
+        let (reply, answer) = oneshot::channel();
+        self.submit(Job::Settle { key: self.idempotency_key(key), body, ttl_ms, reply });
         answer
     }
 
@@ -233,7 +311,7 @@ struct Writer {
 
 impl Writer {
     fn run(self, rx: crossbeam_channel::Receiver<Job>) {
-        let mut con: Option<(redis::Connection, String)> = None;
+        let mut con: Option<(redis::Connection, Scripts)> = None;
         let mut backoff = Backoff::new();
         let mut retry_at = Instant::now();
         let mut batch = Vec::with_capacity(MAX_BATCH);
@@ -264,37 +342,25 @@ impl Writer {
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
             }
             batch.extend(rx.try_iter().take(MAX_BATCH - 1));
-            let Some((c, sha)) = con.as_mut() else {
-                self.shared.append_failures.fetch_add(batch.len() as u64, Ordering::Relaxed);
+            let appends = batch.iter().filter(|j| matches!(j, Job::Append { .. })).count() as u64;
+            let Some((c, shas)) = con.as_mut() else {
+                self.shared.append_failures.fetch_add(appends, Ordering::Relaxed);
                 fail(&mut batch, &format!("Redis at {} is unreachable", self.link.url));
                 continue;
             };
             let mut pipe = redis::pipe();
             for j in &batch {
-                let (sid, floor) = j.known.clone().unwrap_or_default();
-                pipe.cmd("EVALSHA")
-                    .arg(&*sha)
-                    .arg(2)
-                    .arg(&self.keys.serials)
-                    .arg(&self.keys.log)
-                    .arg(&j.field)
-                    .arg(if j.known.is_some() { "1" } else { "0" })
-                    .arg(sid)
-                    .arg(floor)
-                    .arg(self.max_entries)
-                    .arg(&j.op);
+                self.command(&mut pipe, shas, j);
             }
             match pipe.query::<Vec<Value>>(c) {
-                Ok(_) => {
-                    self.shared.appended.fetch_add(batch.len() as u64, Ordering::Relaxed);
-                    batch.drain(..).for_each(|j| {
-                        let _ = j.reply.send(Ok(()));
-                    })
+                Ok(values) => {
+                    self.shared.appended.fetch_add(appends, Ordering::Relaxed);
+                    batch.drain(..).zip(values).for_each(|(j, v)| j.answer(v));
                 }
                 Err(e) => {
                     // The outcome of the batch is unknown (a publisher retries with an
                     // idempotency key); the next batch reconnects.
-                    self.shared.append_failures.fetch_add(batch.len() as u64, Ordering::Relaxed);
+                    self.shared.append_failures.fetch_add(appends, Ordering::Relaxed);
                     fail(&mut batch, &format!("Redis at {} failed: {e}", self.link.url));
                     set_state(&self.shared.writer, &self.shared.disconnects, false, "writer", &self.link.url, &e);
                     con = None;
@@ -304,17 +370,51 @@ impl Writer {
         }
     }
 
-    fn connect(&self) -> redis::RedisResult<(redis::Connection, String)> {
+    /// Adds the job's command to the pipeline.
+    fn command(&self, pipe: &mut redis::Pipeline, shas: &Scripts, job: &Job) {
+        match job {
+            Job::Append { field, known, op, .. } => {
+                let (sid, floor) = known.clone().unwrap_or_default();
+                pipe.cmd("EVALSHA")
+                    .arg(&shas.append)
+                    .arg(2)
+                    .arg(&self.keys.serials)
+                    .arg(&self.keys.log)
+                    .arg(field)
+                    .arg(if known.is_some() { "1" } else { "0" })
+                    .arg(sid)
+                    .arg(floor)
+                    .arg(self.max_entries)
+                    .arg(op);
+            }
+            Job::Claim { key, ttl_ms, .. } => {
+                pipe.cmd("EVALSHA").arg(&shas.claim).arg(1).arg(key).arg(*ttl_ms);
+            }
+            Job::Settle { key, body: Some(body), ttl_ms, .. } => {
+                pipe.cmd("SET").arg(key).arg(body).arg("PX").arg(*ttl_ms);
+            }
+            Job::Settle { key, body: None, .. } => {
+                pipe.cmd("DEL").arg(key);
+            }
+        }
+    }
+
+    fn connect(&self) -> redis::RedisResult<(redis::Connection, Scripts)> {
         let mut con = self.link.connect(self.link.timeout)?;
-        let sha: String = redis::cmd("SCRIPT").arg("LOAD").arg(APPEND_SCRIPT).query(&mut con)?;
-        Ok((con, sha))
+        let append: String = redis::cmd("SCRIPT").arg("LOAD").arg(APPEND_SCRIPT).query(&mut con)?;
+        let claim: String = redis::cmd("SCRIPT").arg("LOAD").arg(CLAIM_SCRIPT).query(&mut con)?;
+        Ok((con, Scripts { append, claim }))
     }
 }
 
+/// The SHA1s of the scripts, loaded at each connect.
+struct Scripts {
+    append: String,
+    claim: String,
+}
+
 fn fail(batch: &mut Vec<Job>, why: &str) {
-    for j in batch.drain(..) {
-        let _ = j.reply.send(Err(BackplaneError(why.to_owned())));
-    }
+    batch.drain(..).for_each(|j| j.fail(why));
 }
 
 struct Reader {

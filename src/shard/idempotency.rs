@@ -9,10 +9,13 @@
 //! With durable history the owner also keeps stored responses in its store, so a retry after a
 //! restart (clean or `kill -9`) is still answered from the first response: a claim that misses
 //! in memory looks in the store before it is granted, and a kept response is written before
-//! the publish is answered.
+//! the publish is answered. With several nodes the key is then claimed in the backplane too
+//! (Redis `SET NX PX`), and a kept response or a release is shared there before the answer,
+//! so a retry on another node is still a duplicate.
 
 use super::route::{CrossingError, OwnerKey, Request, Responder};
 use super::Shard;
+use crate::backplane::{BackplaneError, KeyState};
 use crate::config::AppIdx;
 use crate::time::unix_ms;
 use std::collections::HashMap;
@@ -110,28 +113,14 @@ impl Request for ClaimKey {
         let ClaimKey { app, space, key, ttl } = self;
         let release = SettleKey { app, space, key: key.clone(), body: None, ttl };
         let claim = shard.idempotency.borrow_mut().claim((app, space, key.clone()), ttl, Instant::now());
-        let (Claim::Claimed, Some(store)) = (&claim, shard.store()) else {
+        if !matches!(claim, Claim::Claimed) || (shard.store().is_none() && shard.ctx.backplane.is_none()) {
             reply.send(ClaimAnswer { claim, release });
             return;
-        };
-        // Held in memory meanwhile, so a concurrent claim waits as for any key in flight. The
-        // store thread answers; this shard resumes.
-        let lookup = store.get_idempotency(&shard.ctx.apps.get(app).id, space as u8, key.as_bytes());
+        }
+        // Held in memory meanwhile, so a concurrent claim waits as for any key in flight.
         let owner = shard.clone();
         super::spawn(shard, "idempotency lookup", async move {
-            let shard = owner;
-            let claim = match lookup.await {
-                Ok(Some(body)) => {
-                    let body: Arc<str> = String::from_utf8_lossy(&body).into();
-                    shard.idempotency.borrow_mut().settle((app, space, key), Some(body.clone()), ttl, Instant::now());
-                    Claim::Stored(body)
-                }
-                Ok(None) => Claim::Claimed,
-                Err(e) => {
-                    log::warn!("shard {}: idempotency lookup failed, key granted: {e}", shard.id);
-                    Claim::Claimed
-                }
-            };
+            let claim = owner.look_up_key(app, space, key, ttl).await;
             reply.send(ClaimAnswer { claim, release });
         });
     }
@@ -140,6 +129,49 @@ impl Request for ClaimKey {
     fn abandoned(answer: ClaimAnswer, shard: &Rc<Shard>) {
         if matches!(answer.claim, Claim::Claimed) {
             release(shard, answer.release);
+        }
+    }
+}
+
+impl Shard {
+    /// A key just granted in memory: what this node's store kept for it (a retry after a
+    /// restart), then what the cluster holds (a retry on another node).
+    async fn look_up_key(&self, app: AppIdx, space: Space, key: Arc<str>, ttl: Duration) -> Claim {
+        let app_id = self.ctx.apps.get(app).id.clone();
+        let remember = |body: Option<Arc<str>>| {
+            self.idempotency.borrow_mut().settle((app, space, key.clone()), body, ttl, Instant::now())
+        };
+        if let Some(store) = self.store() {
+            // The store thread answers; this shard resumes.
+            match store.get_idempotency(&app_id, space as u8, key.as_bytes()).await {
+                Ok(Some(body)) => {
+                    let body: Arc<str> = String::from_utf8_lossy(&body).into();
+                    remember(Some(body.clone()));
+                    return Claim::Stored(body);
+                }
+                Ok(None) => {}
+                Err(e) => log::warn!("shard {}: idempotency lookup failed, key granted: {e}", self.id),
+            }
+        }
+        let Some(backplane) = &self.ctx.backplane else { return Claim::Claimed };
+        // Crosses to the backplane's writer thread; the answer comes back as a wake.
+        match backplane.claim_key(&(app_id, space as u8, key.to_string()), ttl.as_millis() as u64).await {
+            Ok(Ok(KeyState::Claimed)) => Claim::Claimed,
+            Ok(Ok(KeyState::Stored(body))) => {
+                let body: Arc<str> = body.into();
+                remember(Some(body.clone()));
+                Claim::Stored(body)
+            }
+            Ok(Ok(KeyState::InProgress)) => {
+                remember(None);
+                Claim::InProgress
+            }
+            Ok(Err(e)) => {
+                // The publish itself needs the backplane and will answer 503, freeing the key.
+                log::warn!("shard {}: idempotency key granted on this node only: {e}", self.id);
+                Claim::Claimed
+            }
+            Err(_) => Claim::Claimed,
         }
     }
 }
@@ -161,23 +193,37 @@ impl Request for SettleKey {
 
     fn handle(self, shard: &Rc<Shard>, reply: Responder<Self>) {
         let SettleKey { app, space, key, body, ttl } = self;
+        let app_id = &shard.ctx.apps.get(app).id;
         let stored = match (&body, shard.store()) {
             (Some(b), Some(store)) => {
                 let expires = unix_ms() + ttl.as_millis() as u64;
-                let app_id = &shard.ctx.apps.get(app).id;
                 Some(store.put_idempotency(app_id, space as u8, key.as_bytes(), b.as_bytes().to_vec(), expires))
             }
             _ => None,
         };
+        // Crosses to the backplane's writer thread: other nodes see the response (or the key
+        // free again) from then on.
+        let cluster = shard.ctx.backplane.as_ref().map(|b| {
+            let id = (app_id.clone(), space as u8, key.to_string());
+            b.settle_key(&id, body.as_deref().map(str::to_owned), ttl.as_millis() as u64)
+        });
         shard.idempotency.borrow_mut().settle((app, space, key), body, ttl, Instant::now());
-        let Some(put) = stored else {
+        if stored.is_none() && cluster.is_none() {
             reply.send(());
             return;
-        };
+        }
         let id = shard.id;
         super::spawn(shard, "idempotency record", async move {
-            if let Err(e) = put.await {
-                log::warn!("shard {id}: idempotency record not stored: {e}");
+            if let Some(put) = stored {
+                if let Err(e) = put.await {
+                    log::warn!("shard {id}: idempotency record not stored: {e}");
+                }
+            }
+            if let Some(shared) = cluster {
+                let outcome = shared.await.unwrap_or_else(|_| Err(BackplaneError("the backplane stopped".into())));
+                if let Err(e) = outcome {
+                    log::warn!("shard {id}: idempotency record not shared with the other nodes: {e}");
+                }
             }
             reply.send(());
         });
