@@ -86,6 +86,14 @@ pub async fn change(
             .await?
             .map_err(storage)?
             .ok_or_else(|| ApiError::not_found(format!("Channel {channel} has no history to purge")))?,
+        // A reset would start a stream outside the cluster log (`sequence.rs`).
+        None if shard.ctx.backplane.is_some() => {
+            return Err(ApiError::new(
+                501,
+                "not_supported_with_adapter",
+                "history resets are not yet available with the Redis adapter",
+            ))
+        }
         None => shard.invoke_on(owner, HistoryReset { app, channel: channel.into() }).await?.map_err(storage)?,
     };
     let app_id = shard.ctx.apps.get(app).id.as_str();

@@ -309,3 +309,17 @@ fn an_idempotent_retry_on_another_node_is_a_duplicate() {
         assert_eq!(c.expect_channel_event("e", "orders")["data"], "fixed");
     });
 }
+
+// `README.md#run-several-nodes`: what would take serials outside the cluster log is refused
+// with 501 rather than fork a channel's stream.
+#[test]
+fn operations_outside_the_log_are_refused() {
+    let cluster = Cluster::start(2, None);
+    let s = &cluster.nodes[0];
+    let (serial, _) = create(s, "docs", "msg", "hello");
+    let r = s.api("POST", &messages_path(s, "docs", &serial, "/update"), &[], Some(&json!({"data": "changed"})));
+    r.assert_error(501, "not_supported_with_adapter");
+    let body = json!({"confirm_channel": "docs", "confirm_operation": "reset", "reason": "test"});
+    let r = s.api("POST", &s.app.path("/channels/docs/history/reset"), &[], Some(&body));
+    r.assert_error(501, "not_supported_with_adapter");
+}
