@@ -19,6 +19,9 @@ use crate::metrics::BackplaneFigures;
 use futures_channel::{mpsc, oneshot};
 use serde::{Deserialize, Serialize};
 use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 
 /// What the cluster log carries.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
@@ -137,8 +140,32 @@ impl fmt::Display for BackplaneError {
     }
 }
 
-/// The answer to an append (or a settle); awaitable from a shard, as a store reply is.
-pub type Appended = oneshot::Receiver<Result<(), BackplaneError>>;
+/// The answer to a backplane request; awaitable from a shard, as a store reply is. A
+/// backplane thread that stopped before answering yields an error like any other.
+#[must_use = "a backplane request's outcome is only known by awaiting its reply"]
+pub struct Reply<T>(oneshot::Receiver<Result<T, BackplaneError>>);
+
+/// Where a backplane thread sends the answer to one request.
+pub type Responder<T> = oneshot::Sender<Result<T, BackplaneError>>;
+
+impl<T> Reply<T> {
+    pub fn pair() -> (Responder<T>, Reply<T>) {
+        let (tx, rx) = oneshot::channel();
+        (tx, Reply(rx))
+    }
+}
+
+impl<T> Future for Reply<T> {
+    type Output = Result<T, BackplaneError>;
+
+    fn poll(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match Pin::new(&mut self.0).poll(cx) {
+            Poll::Ready(Ok(answer)) => Poll::Ready(answer),
+            Poll::Ready(Err(_)) => Poll::Ready(Err(BackplaneError("the backplane stopped".into()))),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+}
 
 /// A publish idempotency key as the cluster knows it: the app's id, its key space, the key.
 pub type IdempotencyKey = (String, u8, String);
@@ -162,15 +189,15 @@ pub trait Backplane: Send + Sync {
     /// This node's id in the cluster (new at every start).
     fn node_id(&self) -> &str;
     /// Appends to the log. Never blocks: the append goes to the backplane's own thread.
-    fn append(&self, append: Append) -> Appended;
+    fn append(&self, append: Append) -> Reply<()>;
     /// The entries for `shard`'s channels (and for shard 0, the actions on the node), in log
     /// order. Taken once, by that shard.
     fn take_inbox(&self, shard: usize) -> Option<Inbox>;
     /// Takes an idempotency key cluster-wide for `ttl_ms`, unless another node holds it or
     /// kept a response for it.
-    fn claim_key(&self, key: &IdempotencyKey, ttl_ms: u64) -> oneshot::Receiver<Result<KeyState, BackplaneError>>;
+    fn claim_key(&self, key: &IdempotencyKey, ttl_ms: u64) -> Reply<KeyState>;
     /// Keeps a publish's response for the key's window (`Some`), or frees the key.
-    fn settle_key(&self, key: &IdempotencyKey, body: Option<String>, ttl_ms: u64) -> Appended;
+    fn settle_key(&self, key: &IdempotencyKey, body: Option<String>, ttl_ms: u64) -> Reply<()>;
     /// Whether appends and the log's feed both reach the backplane now.
     fn connected(&self) -> bool;
     /// Its state and counters, for the metrics endpoint.

@@ -18,10 +18,12 @@
 //!   `"<serial> <stream id>"`: where each channel's serials stand. This is the authority for
 //!   serials; nodes hold copies.
 
-use super::{Append, Appended, Backplane, BackplaneError, Entry, FromLog, IdempotencyKey, Inbox, KeyState, Placed};
+use super::{
+    Append, Backplane, BackplaneError, Entry, FromLog, IdempotencyKey, Inbox, KeyState, Placed, Reply, Responder,
+};
 use crate::config::RedisAdapter;
 use crate::metrics::BackplaneFigures;
-use futures_channel::{mpsc, oneshot};
+use futures_channel::mpsc;
 use redis::Value;
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
@@ -70,37 +72,38 @@ enum Job {
         /// The stream the appending node knows, for an entry that takes a serial.
         known: Option<(String, u64)>,
         op: String,
-        reply: oneshot::Sender<Result<(), BackplaneError>>,
+        reply: Responder<()>,
     },
     Claim {
         key: String,
         ttl_ms: u64,
-        reply: oneshot::Sender<Result<KeyState, BackplaneError>>,
+        reply: Responder<KeyState>,
     },
     /// Keeps a response (`Some`) for the window, or frees the key.
     Settle {
         key: String,
         body: Option<String>,
         ttl_ms: u64,
-        reply: oneshot::Sender<Result<(), BackplaneError>>,
+        reply: Responder<()>,
     },
 }
 
 impl Job {
+    /// Answers with `why` (a gone asker needs no answer).
     fn fail(self, why: &str) {
         let e = BackplaneError(why.to_owned());
-        let _ = match self {
-            Job::Append { reply, .. } | Job::Settle { reply, .. } => reply.send(Err(e)).is_ok(),
-            Job::Claim { reply, .. } => reply.send(Err(e)).is_ok(),
-        };
+        match self {
+            Job::Append { reply, .. } | Job::Settle { reply, .. } => drop(reply.send(Err(e))),
+            Job::Claim { reply, .. } => drop(reply.send(Err(e))),
+        }
     }
 
     /// Answers with what Redis replied to the job's command.
     fn answer(self, value: Value) {
-        let _ = match self {
-            Job::Append { reply, .. } | Job::Settle { reply, .. } => reply.send(Ok(())).is_ok(),
-            Job::Claim { reply, .. } => reply.send(Ok(key_state(value))).is_ok(),
-        };
+        match self {
+            Job::Append { reply, .. } | Job::Settle { reply, .. } => drop(reply.send(Ok(()))),
+            Job::Claim { reply, .. } => drop(reply.send(Ok(key_state(value)))),
+        }
     }
 }
 
@@ -194,8 +197,8 @@ impl Backplane for RedisLog {
         &self.node
     }
 
-    fn append(&self, append: Append) -> Appended {
-        let (reply, answer) = oneshot::channel();
+    fn append(&self, append: Append) -> Reply<()> {
+        let (reply, answer) = Reply::pair();
         let field = match &append.entry {
             Entry::Publish(intent) => format!("{}\n{}", intent.app, intent.channel),
             Entry::Nodes(_) => String::new(),
@@ -205,14 +208,14 @@ impl Backplane for RedisLog {
         answer
     }
 
-    fn claim_key(&self, key: &IdempotencyKey, ttl_ms: u64) -> oneshot::Receiver<Result<KeyState, BackplaneError>> {
-        let (reply, answer) = oneshot::channel();
+    fn claim_key(&self, key: &IdempotencyKey, ttl_ms: u64) -> Reply<KeyState> {
+        let (reply, answer) = Reply::pair();
         self.submit(Job::Claim { key: self.idempotency_key(key), ttl_ms, reply });
         answer
     }
 
-    fn settle_key(&self, key: &IdempotencyKey, body: Option<String>, ttl_ms: u64) -> Appended {
-        let (reply, answer) = oneshot::channel();
+    fn settle_key(&self, key: &IdempotencyKey, body: Option<String>, ttl_ms: u64) -> Reply<()> {
+        let (reply, answer) = Reply::pair();
         self.submit(Job::Settle { key: self.idempotency_key(key), body, ttl_ms, reply });
         answer
     }
@@ -282,16 +285,33 @@ impl Backoff {
 const UP: u8 = 1;
 const DOWN: u8 = 2;
 
-/// Records a link's state and reports each change once, loudly when it goes down.
-fn set_state(state: &AtomicU8, disconnects: &AtomicU64, up: bool, who: &str, url: &str, why: &dyn std::fmt::Display) {
-    let new = if up { UP } else { DOWN };
-    let old = state.swap(new, Ordering::Relaxed);
-    if old == new {
-        return;
+/// Which of the two threads' links.
+#[derive(Clone, Copy)]
+enum Side {
+    Writer,
+    Reader,
+}
+
+impl Shared {
+    /// Records a link's state and reports each change once, loudly when it goes down.
+    fn report(&self, side: Side, up: bool, url: &str, why: &dyn std::fmt::Display) {
+        let (state, who) = match side {
+            Side::Writer => (&self.writer, "writer"),
+            Side::Reader => (&self.reader, "reader"),
+        };
+        let new = if up { UP } else { DOWN };
+        let old = state.swap(new, Ordering::Relaxed);
+        if old == new {
+            return;
+        }
+        if old == UP {
+            self.disconnects.fetch_add(1, Ordering::Relaxed);
+        }
+        report_change(who, up, url, why);
     }
-    if old == UP {
-        disconnects.fetch_add(1, Ordering::Relaxed);
-    }
+}
+
+fn report_change(who: &str, up: bool, url: &str, why: &dyn std::fmt::Display) {
     if up {
         log::info!("backplane {who}: connected to Redis at {url}");
     } else {
@@ -321,12 +341,12 @@ impl Writer {
             if con.is_none() && Instant::now() >= retry_at {
                 match self.connect() {
                     Ok(c) => {
-                        set_state(&self.shared.writer, &self.shared.disconnects, true, "writer", &self.link.url, &"");
+                        self.shared.report(Side::Writer, true, &self.link.url, &"");
                         backoff = Backoff::new();
                         con = Some(c);
                     }
                     Err(e) => {
-                        set_state(&self.shared.writer, &self.shared.disconnects, false, "writer", &self.link.url, &e);
+                        self.shared.report(Side::Writer, false, &self.link.url, &e);
                         retry_at = Instant::now() + backoff.step();
                     }
                 }
@@ -362,7 +382,7 @@ impl Writer {
                     // idempotency key); the next batch reconnects.
                     self.shared.append_failures.fetch_add(appends, Ordering::Relaxed);
                     fail(&mut batch, &format!("Redis at {} failed: {e}", self.link.url));
-                    set_state(&self.shared.writer, &self.shared.disconnects, false, "writer", &self.link.url, &e);
+                    self.shared.report(Side::Writer, false, &self.link.url, &e);
                     con = None;
                     retry_at = Instant::now() + backoff.step();
                 }
@@ -437,31 +457,24 @@ impl Reader {
         let mut backoff = Backoff::new();
         loop {
             let read_timeout = Duration::from_millis(READ_BLOCK_MS) + self.link.timeout;
-            let mut con = match self.link.connect(read_timeout) {
-                Ok(c) => c,
-                Err(e) => {
-                    set_state(&self.shared.reader, &self.shared.disconnects, false, "reader", &self.link.url, &e);
-                    std::thread::sleep(backoff.step());
-                    continue;
+            let joined = self.link.connect(read_timeout).and_then(|mut con| {
+                let from = match last.take() {
+                    Some(id) => id,
+                    None => self.log_end(&mut con)?,
+                };
+                Ok((con, from))
+            });
+            let failed = match joined {
+                Ok((mut con, from)) => {
+                    self.shared.report(Side::Reader, true, &self.link.url, &"");
+                    backoff = Backoff::new();
+                    let from = last.insert(from);
+                    self.follow(&mut con, from)
                 }
+                Err(e) => e,
             };
-            if last.is_none() {
-                match self.log_end(&mut con) {
-                    Ok(id) => last = Some(id),
-                    Err(e) => {
-                        set_state(&self.shared.reader, &self.shared.disconnects, false, "reader", &self.link.url, &e);
-                        std::thread::sleep(backoff.step());
-                        continue;
-                    }
-                }
-            }
-            set_state(&self.shared.reader, &self.shared.disconnects, true, "reader", &self.link.url, &"");
-            backoff = Backoff::new();
-            let from = last.as_mut().expect("set above");
-            if let Err(e) = self.follow(&mut con, from) {
-                set_state(&self.shared.reader, &self.shared.disconnects, false, "reader", &self.link.url, &e);
-                std::thread::sleep(backoff.step());
-            }
+            self.shared.report(Side::Reader, false, &self.link.url, &failed);
+            std::thread::sleep(backoff.step());
         }
     }
 
@@ -472,10 +485,10 @@ impl Reader {
         Ok(id)
     }
 
-    /// Reads the log from after `last` until the connection fails.
-    fn follow(&self, con: &mut redis::Connection, last: &mut String) -> redis::RedisResult<()> {
+    /// Reads the log from after `last` until the connection fails; returns why it failed.
+    fn follow(&self, con: &mut redis::Connection, last: &mut String) -> redis::RedisError {
         loop {
-            let reply: Value = redis::cmd("XREAD")
+            let read = redis::cmd("XREAD")
                 .arg("COUNT")
                 .arg(READ_COUNT)
                 .arg("BLOCK")
@@ -483,7 +496,11 @@ impl Reader {
                 .arg("STREAMS")
                 .arg(&self.log)
                 .arg(&*last)
-                .query(con)?;
+                .query::<Value>(con);
+            let reply = match read {
+                Ok(reply) => reply,
+                Err(e) => return e,
+            };
             let Value::Array(streams) = reply else { continue };
             for stream in streams {
                 let Value::Array(parts) = stream else { continue };

@@ -15,7 +15,7 @@
 
 use super::route::{CrossingError, OwnerKey, Request, Responder};
 use super::Shard;
-use crate::backplane::{BackplaneError, KeyState};
+use crate::backplane::KeyState;
 use crate::config::AppIdx;
 use crate::time::unix_ms;
 use std::collections::HashMap;
@@ -156,22 +156,21 @@ impl Shard {
         let Some(backplane) = &self.ctx.backplane else { return Claim::Claimed };
         // Crosses to the backplane's writer thread; the answer comes back as a wake.
         match backplane.claim_key(&(app_id, space as u8, key.to_string()), ttl.as_millis() as u64).await {
-            Ok(Ok(KeyState::Claimed)) => Claim::Claimed,
-            Ok(Ok(KeyState::Stored(body))) => {
+            Ok(KeyState::Claimed) => Claim::Claimed,
+            Ok(KeyState::Stored(body)) => {
                 let body: Arc<str> = body.into();
                 remember(Some(body.clone()));
                 Claim::Stored(body)
             }
-            Ok(Ok(KeyState::InProgress)) => {
+            Ok(KeyState::InProgress) => {
                 remember(None);
                 Claim::InProgress
             }
-            Ok(Err(e)) => {
+            Err(e) => {
                 // The publish itself needs the backplane and will answer 503, freeing the key.
                 log::warn!("shard {}: idempotency key granted on this node only: {e}", self.id);
                 Claim::Claimed
             }
-            Err(_) => Claim::Claimed,
         }
     }
 }
@@ -220,8 +219,7 @@ impl Request for SettleKey {
                 }
             }
             if let Some(shared) = cluster {
-                let outcome = shared.await.unwrap_or_else(|_| Err(BackplaneError("the backplane stopped".into())));
-                if let Err(e) = outcome {
+                if let Err(e) = shared.await {
                     log::warn!("shard {id}: idempotency record not shared with the other nodes: {e}");
                 }
             }

@@ -18,10 +18,12 @@ impl Shard {
     pub async fn tell_other_nodes(&self, action: NodeAction) -> Result<(), BackplaneError> {
         let Some(backplane) = &self.ctx.backplane else { return Ok(()) };
         // Crosses to the backplane's writer thread; the answer comes back as a wake.
-        match backplane.append(Append { entry: Entry::Nodes(action), takes_serial: None }).await {
-            Ok(appended) => appended,
-            Err(_) => Err(BackplaneError("the backplane stopped".into())),
-        }
+        backplane.append(Append { entry: Entry::Nodes(action), takes_serial: None }).await
+    }
+
+    /// Whether `node` names this node (always false on a single node).
+    pub fn is_this_node(&self, node: &str) -> bool {
+        self.ctx.backplane.as_ref().is_some_and(|b| b.node_id() == node)
     }
 
     /// This node's id in the cluster, if it is one of several.
@@ -31,7 +33,7 @@ impl Shard {
 
     /// Carries out an action another node appended (shard 0 only).
     pub(crate) fn act_for_cluster(self: &Rc<Self>, action: NodeAction) {
-        if self.ctx.backplane.as_ref().is_some_and(|b| b.node_id() == action.node()) {
+        if self.is_this_node(action.node()) {
             return;
         }
         match action {

@@ -53,7 +53,7 @@ pub(super) fn not_clustered(what: &str) -> Rejection {
 
 impl Shard {
     /// Appends a publish to the cluster log; it is carried out when the log brings it back
-    /// (`apply`). An append that fails is answered 503 at once: not published anywhere, as far
+    /// (`apply_placed`). An append that fails is answered 503 at once: not published anywhere, as far
     /// as this node knows (a publisher retries with an idempotency key).
     pub(super) fn append_to_log(
         self: &Rc<Self>,
@@ -106,11 +106,7 @@ impl Shard {
         let appended = backplane.append(Append { entry: Entry::Publish(intent), takes_serial });
         let shard = self.clone();
         crate::shard::spawn(self, "cluster log append", async move {
-            let why = match appended.await {
-                Ok(Ok(())) => return,
-                Ok(Err(e)) => e.0,
-                Err(_) => "the backplane stopped".to_owned(),
-            };
+            let Err(why) = appended.await else { return };
             if let Some((_, reply)) = shard.sequenced.borrow_mut().waiting.remove(&token) {
                 let message = format!("not published: {why}");
                 reply.send(Err(OpFailure::Rejected(Rejection::new(503, "backplane_unavailable", message))));
@@ -139,8 +135,10 @@ impl Shard {
     fn apply_placed(self: &Rc<Self>, placed: Placed) {
         let Placed { stream_id, serial, intent } = placed;
         let Some(app) = self.ctx.apps.by_id(&intent.app) else { return };
-        let mine = self.ctx.backplane.as_ref().is_some_and(|b| b.node_id() == intent.node);
-        let waiting = mine.then(|| self.sequenced.borrow_mut().waiting.remove(&intent.token)).flatten();
+        let waiting = self
+            .is_this_node(&intent.node)
+            .then(|| self.sequenced.borrow_mut().waiting.remove(&intent.token))
+            .flatten();
         let reply = waiting.map_or_else(|| Responder::nobody(self), |(_, r)| r);
         let channel: Arc<str> = intent.channel.as_str().into();
         if serial > 0 {

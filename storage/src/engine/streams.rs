@@ -15,8 +15,8 @@ pub(crate) struct StreamExport {
 }
 
 impl Engine {
-    /// Replaces the channel's stream by a fresh one named `stream_id` (serials from 1),
-    /// purging the old stream's rows.
+    /// Replaces the channel's stream by a fresh one named `stream_id` (serials from
+    /// `next_serial`), purging the old stream's rows.
     pub(crate) fn reset_stream(
         &mut self,
         app: &str,
