@@ -11,7 +11,8 @@
 //! whole stream of every channel, and a client resumes, rewinds or reads history on any node.
 //!
 //! The shards see only this trait; `redis` is the one implementation today. Besides the log,
-//! it holds what must be decided once for the cluster: publish idempotency keys.
+//! it holds what must be decided once for the cluster: publish idempotency keys, and which
+//! nodes are alive (heartbeats; a node that misses them is appended as [`Entry::Gone`]).
 
 pub mod redis;
 
@@ -32,6 +33,45 @@ pub enum Entry {
     /// An action on every node's sockets (`NodeAction`), carried out by shard 0 of every node
     /// but the one that appended it, which acted before appending.
     Nodes(NodeAction),
+    /// A node's share of a channel changed: applied by the channel's owner on every node.
+    Share(Share),
+    /// `node` missed its heartbeats and is taken for dead; `by` is the node that noticed. Every
+    /// shard of every node removes `node`'s share of its channels.
+    Gone { node: String, by: String },
+}
+
+/// A node's share of one channel (its subscriptions and presence members there), as every
+/// node keeps it in one cluster-wide view of the channel (`shard/channel/cluster.rs`). A node
+/// appends a change when its own share changes; the view changes when the log brings it.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct Share {
+    pub app: String,
+    pub channel: String,
+    pub node: String,
+    pub change: ShareChange,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "c", rename_all = "snake_case")]
+pub enum ShareChange {
+    /// The node's first socket of `user` joined; `socket` is told no `member_added` of itself.
+    Join { user: String, info: String, socket: String },
+    /// The node's last socket of `user` left (`socket`); `cause` as presence history names it.
+    Leave { user: String, cause: String, socket: String },
+    /// A member replaced its `user_info` from the node's `socket`.
+    Update { user: String, info: String, socket: String },
+    /// The node's subscriptions of the channel now.
+    Count { n: u64 },
+    /// The node's whole share, replacing what the cluster held of it: appended after a
+    /// reconnect (what failed to append meanwhile is repaired so), and at start from what Redis
+    /// keeps of every live node's share.
+    Sync { n: u64, members: Vec<(String, String)> },
+    /// A webhook's re-check delay ended on the node that started it: `channel_vacated`
+    /// (`user` none) or `member_removed`, unless the log called it off meanwhile.
+    Due {
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        user: Option<String>,
+    },
 }
 
 /// An action every node takes on its own sockets and state.
@@ -102,11 +142,16 @@ pub struct Intent {
     pub token: u64,
 }
 
-/// What the log brings a shard: an intent with its place, or an action on the node.
+/// What the log brings a shard: an intent with its place, an action on the node, a change of
+/// a node's share of a channel, or a node gone. `Resync` is the backplane's own: it reached
+/// Redis again, and each shard appends its share of its channels anew.
 #[derive(Debug)]
 pub enum FromLog {
     Placed(Placed),
     Nodes(NodeAction),
+    Share(Share),
+    Gone { node: String, by: String },
+    Resync,
 }
 
 /// An intent with its place in the cluster log, for the owner shard of its channel.
@@ -191,7 +236,8 @@ pub trait Backplane: Send + Sync {
     /// Appends to the log. Never blocks: the append goes to the backplane's own thread.
     fn append(&self, append: Append) -> Reply<()>;
     /// The entries for `shard`'s channels (and for shard 0, the actions on the node), in log
-    /// order. Taken once, by that shard.
+    /// order; at start, first the share of every live node (`ShareChange::Sync`). Taken once,
+    /// by that shard.
     fn take_inbox(&self, shard: usize) -> Option<Inbox>;
     /// Takes an idempotency key cluster-wide for `ttl_ms`, unless another node holds it or
     /// kept a response for it.

@@ -53,6 +53,17 @@ impl Cause {
         }
     }
 
+    /// The cause `name` names (another node's, from the cluster log).
+    pub fn from_name(name: &str) -> Cause {
+        match name {
+            "join" => Cause::Join,
+            "update" => Cause::Update,
+            "timeout" => Cause::Timeout,
+            "forced_disconnect" => Cause::ForcedDisconnect,
+            _ => Cause::Disconnect,
+        }
+    }
+
     /// Why a socket's memberships ended, from the close code the server sent (0: none, the
     /// connection just ended).
     pub fn of_close(code: u16) -> Cause {

@@ -91,6 +91,7 @@ impl Shard {
         supervise(self, "housekeeping", |s| s.housekeeping());
         if self.ctx.backplane.is_some() {
             supervise(self, "cluster log", |s| s.follow_log());
+            supervise(self, "cluster counts", |s| s.flush_counts());
         }
     }
 

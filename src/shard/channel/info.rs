@@ -55,7 +55,7 @@ impl Request for ListChannels {
         let channels = shard.channels.borrow();
         let list = channels.by_app[self.app as usize]
             .iter()
-            .filter(|(name, ch)| ch.total > 0 && name.starts_with(&*self.prefix) && !name.starts_with(META_PREFIX))
+            .filter(|(name, ch)| ch.occupied() && name.starts_with(&*self.prefix) && !name.starts_with(META_PREFIX))
             .map(|(name, ch)| (name.clone(), ch.occupancy(is_presence(name))))
             .collect();
         reply.send(list);

@@ -16,7 +16,7 @@
 //! | [`operator::HistoryState`], `HistoryReset`, `HistoryPurge` | `operator.rs` | the operator's history controls |
 //!
 //! `sequence.rs` hands publishes to the cluster log and carries out what it brings, with
-//! several nodes;
+//! several nodes; `cluster.rs` keeps each channel's view across the nodes (counts, members);
 //! `commit.rs` orders stored messages between their append and their delivery;
 //! `ai_streams.rs` counts an AI channel's open streams against their limit;
 //! `meta.rs` tells a channel's metachannel what happened to it;
@@ -26,6 +26,7 @@
 pub mod ai_streams;
 pub mod annotate;
 pub mod broadcast;
+pub mod cluster;
 pub mod commit;
 pub mod info;
 pub mod message_cache;
@@ -80,6 +81,9 @@ pub struct ChannelState {
     rollup: Option<rollup::Rollup>,
     /// An AI channel's streaming messages, once it has had one.
     open_streams: Option<Box<ai_streams::OpenStreams>>,
+    /// With several nodes: the channel across the cluster, which occupancy, members and their
+    /// webhooks follow (`total` and `members` are then this node's share).
+    cluster: Option<Box<cluster::ClusterView>>,
 }
 
 impl ChannelState {
@@ -93,11 +97,25 @@ impl ChannelState {
             presence: None,
             rollup: None,
             open_streams: None,
+            cluster: None,
         }
     }
 
     fn occupancy(&self, presence: bool) -> Occupancy {
-        Occupancy { subscription_count: self.total, user_count: presence.then_some(self.members.len() as u64) }
+        match &self.cluster {
+            Some(view) => Occupancy {
+                subscription_count: view.total(),
+                user_count: presence.then_some(view.member_count() as u64),
+            },
+            None => {
+                Occupancy { subscription_count: self.total, user_count: presence.then_some(self.members.len() as u64) }
+            }
+        }
+    }
+
+    /// Whether anyone (on any node) is subscribed.
+    fn occupied(&self) -> bool {
+        self.cluster.as_ref().map_or(self.total > 0, |view| view.total() > 0)
     }
 
     fn live_cache(&self, now: Instant) -> Option<&(Broadcast, Instant)> {
@@ -113,6 +131,7 @@ impl ChannelState {
             && self.stream.is_blank()
             && self.presence.as_ref().is_none_or(|p| p.stream.is_blank())
             && self.rollup.is_none()
+            && self.cluster.as_ref().is_none_or(|view| view.is_empty())
     }
 
     /// The shards with local subscribers.
@@ -153,11 +172,13 @@ impl Channels {
     /// The channel's state, made (with a fresh stream) if it has none.
     fn entry(&mut self, app: AppIdx, channel: &Arc<str>) -> &mut ChannelState {
         let named = &self.named_streams;
-        self.by_app[app as usize].entry(channel.clone()).or_insert_with(|| {
-            ChannelState::new(match named {
-                Some(app_hashes) => Stream::named(stream::derived_id(app_hashes[app as usize], channel)),
-                None => Stream::new(),
-            })
+        self.by_app[app as usize].entry(channel.clone()).or_insert_with(|| match named {
+            Some(app_hashes) => {
+                let mut ch = ChannelState::new(Stream::named(stream::derived_id(app_hashes[app as usize], channel)));
+                ch.cluster = Some(Box::default());
+                ch
+            }
+            None => ChannelState::new(Stream::new()),
         })
     }
 

@@ -2,6 +2,7 @@
 //! channel with how many sockets, the member events, and the users request of the HTTP API.
 
 use super::broadcast::Broadcast;
+use crate::backplane::ShareChange;
 use crate::config::AppIdx;
 use crate::protocol::outbound::{self, Dialect};
 use crate::protocol::presence_history::{Cause, PresenceEvent, Transition};
@@ -73,6 +74,11 @@ impl Members {
         self.0.get(user).is_some_and(|e| e.sockets == 1)
     }
 
+    /// Every member and its `user_info`, in join order.
+    pub fn list(&self) -> Vec<(String, String)> {
+        self.0.iter().map(|(u, e)| (u.to_string(), e.info.clone())).collect()
+    }
+
     /// The `subscription_succeeded` data of a presence channel.
     pub fn snapshot(&self) -> String {
         outbound::presence_snapshot(self.0.iter().map(|(id, e)| (&**id, e.info.as_str())))
@@ -80,7 +86,7 @@ impl Members {
 }
 
 /// A presence update: V2 only, V1 sockets never see it.
-fn presence_update_event(channel: &str, user_id: &str, info: &str) -> Broadcast {
+pub(super) fn presence_update_event(channel: &str, user_id: &str, info: &str) -> Broadcast {
     Broadcast::new(None, Instant::now(), None, Arc::new(outbound::presence_update(channel, user_id, info)))
 }
 
@@ -108,7 +114,10 @@ impl Request for PresenceUsers {
         let channels = shard.channels.borrow();
         let users = channels
             .get(self.app, &self.channel)
-            .map(|ch| ch.members.0.keys().map(|k| k.to_string()).collect())
+            .map(|ch| match &ch.cluster {
+                Some(view) => view.users().map(str::to_owned).collect(),
+                None => ch.members.0.keys().map(|k| k.to_string()).collect(),
+            })
             .unwrap_or_default();
         reply.send(users);
     }
@@ -152,6 +161,17 @@ impl Request for PresenceUpdate {
             return;
         }
         member.info = info;
+        if ch.cluster.is_some() {
+            // Every node's subscribers are told when the log brings it back (`cluster.rs`).
+            let update = ShareChange::Update {
+                user: user_id.to_string(),
+                info: member.info.clone(),
+                socket: socket.to_string(),
+            };
+            shard.share(app, &channel, update);
+            reply.send(Ok(()));
+            return;
+        }
         let event = presence_update_event(&channel, &user_id, &member.info);
         let info = member.info.clone();
         shard.fan_out(ch, app, &channel, &event, None);

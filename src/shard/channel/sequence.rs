@@ -8,6 +8,7 @@ use super::broadcast::{ChannelEvent, EventData};
 use super::stream::Fit;
 use super::{ChannelOp, OpFailure, Operation, Origin, Rejection};
 use crate::backplane::{Append, Backplane, Entry, FromLog, Inbox, Intent, Placed};
+use crate::config::AppIdx;
 use crate::protocol::filter::Tags;
 use crate::protocol::outbound;
 use crate::shard::route::Responder;
@@ -28,6 +29,8 @@ pub struct Sequenced {
     waiting: AHashMap<u64, (Instant, Responder<ChannelOp>)>,
     /// What the log brings this shard; kept here so a restarted reading task goes on with it.
     inbox: Option<Inbox>,
+    /// Channels whose count waits for the next flush (`cluster.rs`).
+    pub(super) counts_dirty: Vec<(AppIdx, Arc<str>)>,
 }
 
 impl Sequenced {
@@ -125,6 +128,9 @@ impl Shard {
             match next {
                 Some(FromLog::Placed(placed)) => self.apply_placed(placed),
                 Some(FromLog::Nodes(action)) => self.act_for_cluster(action),
+                Some(FromLog::Share(share)) => self.apply_share(share),
+                Some(FromLog::Gone { node, by }) => self.node_gone(&node, &by),
+                Some(FromLog::Resync) => self.resync(),
                 None => return,
             }
         }

@@ -4,6 +4,7 @@
 use super::broadcast::Broadcast;
 use super::meta::MetaEvent;
 use super::presence::member_event;
+use crate::backplane::ShareChange;
 use crate::config::AppIdx;
 use crate::protocol::channel;
 use crate::protocol::inbound::Member;
@@ -52,14 +53,28 @@ impl Request for Subscribe {
         let ch = channels.entry(app, &channel);
         // The subscriber starts after the head: what a rollup window holds goes out first.
         shard.flush_rollup(ch, app, &channel);
+        // With several nodes, member events, their webhooks and occupancy follow the cluster's
+        // view when the log brings this node's changes back (`cluster.rs`).
+        let clustered = ch.cluster.is_some();
         if let Some(m) = &member {
             let known = ch.members.contains(&m.user_id);
-            if !again && !known && ch.members.len() as u64 >= limits.max_presence_members {
+            let (members, anywhere) = match &ch.cluster {
+                Some(view) => (view.member_count(), known || view.is_member(&m.user_id)),
+                None => (ch.members.len(), known),
+            };
+            if !again && !anywhere && members as u64 >= limits.max_presence_members {
                 reply.send(Err(ProtocolError::PresenceFull));
                 return;
             }
             if !again {
-                if !known {
+                if !known && clustered {
+                    let join = ShareChange::Join {
+                        user: m.user_id.clone(),
+                        info: m.user_info.clone(),
+                        socket: socket.to_string(),
+                    };
+                    shard.share(app, &channel, join);
+                } else if !known {
                     // Tell the others before answering: on the joiner's shard the member event
                     // is handled first, while the joiner is not yet indexed, so it never sees
                     // its own member_added.
@@ -83,11 +98,16 @@ impl Request for Subscribe {
             }
             ch.per_shard[from] += 1;
             ch.total += 1;
+            shard.count_changed(ch, app, &channel);
         }
-        let data = if member.is_some() { ch.members.snapshot() } else { "{}".to_owned() };
+        let data = match (&member, &ch.cluster) {
+            (Some(m), Some(view)) => view.snapshot((&m.user_id, &m.user_info)),
+            (Some(_), None) => ch.members.snapshot(),
+            (None, _) => "{}".to_owned(),
+        };
         let cache =
             channel::channel_type(&channel).cache.then(|| ch.live_cache(Instant::now()).map(|(p, _)| p.clone()));
-        let joined = member.as_ref().filter(|m| !again && ch.members.just_joined(&m.user_id));
+        let joined = member.as_ref().filter(|m| !again && !clustered && ch.members.just_joined(&m.user_id));
         let counted = (!again).then_some(ch.total);
         let (stream_id, head) = (ch.stream.id.clone(), ch.stream.head);
         if let Some(total) = counted {
@@ -98,7 +118,8 @@ impl Request for Subscribe {
             shard.tell_meta(&channels, app, &channel, MetaEvent::Subscribed(total));
         }
         drop(channels);
-        shard.webhook_subscribed(app, &channel, counted, joined.map(|m| &*m.user_id), matches!(cache, Some(None)));
+        let counted_here = counted.filter(|_| !clustered);
+        shard.webhook_subscribed(app, &channel, counted_here, joined.map(|m| &*m.user_id), matches!(cache, Some(None)));
         let user_id = member.map(|m| Arc::<str>::from(m.user_id));
         let undo =
             (!again).then_some(Unsubscribe { app, channel, shard: from, socket, user_id, cause: Cause::Disconnect });
@@ -140,9 +161,19 @@ impl Request for Unsubscribe {
         }
         ch.per_shard[from] -= 1;
         ch.total -= 1;
+        shard.count_changed(ch, app, &channel);
+        let clustered = ch.cluster.is_some();
         let mut left = None;
         if let Some(user) = user_id {
-            if let Some(info) = ch.members.leave(&user) {
+            let info = ch.members.leave(&user);
+            if let (Some(_), true) = (&info, clustered) {
+                let leave = ShareChange::Leave {
+                    user: user.to_string(),
+                    cause: cause.name().into(),
+                    socket: socket.to_string(),
+                };
+                shard.share(app, &channel, leave);
+            } else if let Some(info) = info {
                 let removed = member_event(&channel, &user, None);
                 shard.fan_out(ch, app, &channel, &removed, None);
                 let transition = Transition {
@@ -166,7 +197,9 @@ impl Request for Unsubscribe {
         if let Some(user) = left {
             shard.webhook_member_left(app, &channel, &user);
         }
-        shard.webhook_unsubscribed(app, &channel, total);
+        if !clustered {
+            shard.webhook_unsubscribed(app, &channel, total);
+        }
     }
 }
 

@@ -7,8 +7,15 @@
 //! re-subscribe (or the user's return) within it calls the pending event off, and then the
 //! matching `channel_occupied` (`member_added`) is not sent either, so a receiver sees
 //! occupied/vacated (added/removed) strictly alternate.
+//!
+//! With several nodes (`cluster.rs`) these events follow the cluster's view instead, which
+//! changes in log order alike on every node: every node keeps the same re-checks, the node
+//! whose change made a transition alone sends its event, and the end of a re-check delay is
+//! itself appended to the log (`ShareChange::Due`), so whether a return called the event off
+//! is decided in log order too: once for the cluster.
 
 use super::is_presence;
+use crate::backplane::ShareChange;
 use crate::config::{wants, AppIdx, EventKind, Webhook};
 use crate::protocol::channel::META_PREFIX;
 use crate::shard::Shard;
@@ -139,6 +146,100 @@ impl Shard {
         if wants(hooks, EventKind::MemberUpdated, channel) {
             sender.push(app, WebhookEvent::MemberUpdated { channel: channel.clone(), user_id: user.clone() });
         }
+    }
+
+    /// Owner, several nodes: the cluster's subscriptions of `channel` went from `before` to
+    /// `after`; `ours` if this node's change did it.
+    pub(super) fn cluster_webhook_occupancy(
+        self: &Rc<Self>,
+        app: AppIdx,
+        channel: &Arc<str>,
+        before: u64,
+        after: u64,
+        ours: bool,
+    ) {
+        if channel.starts_with(META_PREFIX) {
+            return;
+        }
+        let Some((sender, hooks)) = self.hooks(app) else { return };
+        if before == 0 {
+            let called_off = self.webhook_pending.borrow_mut().cancel(&Key::Vacated(app, channel.clone()));
+            if !called_off && ours && wants(hooks, EventKind::ChannelOccupied, channel) {
+                sender.push(app, WebhookEvent::ChannelOccupied { channel: channel.clone() });
+            }
+        } else if after == 0 && wants(hooks, EventKind::ChannelVacated, channel) {
+            self.cluster_recheck(app, channel, Key::Vacated(app, channel.clone()), ours);
+        }
+        if ours && !is_presence(channel) && wants(hooks, EventKind::SubscriptionCount, channel) {
+            sender.push(app, WebhookEvent::SubscriptionCount { channel: channel.clone(), count: after });
+        }
+    }
+
+    /// Owner, several nodes: `user` became (`added`) or stopped being a member cluster-wide.
+    pub(super) fn cluster_webhook_member(
+        self: &Rc<Self>,
+        app: AppIdx,
+        channel: &Arc<str>,
+        user: Arc<str>,
+        added: bool,
+        ours: bool,
+    ) {
+        let Some((sender, hooks)) = self.hooks(app) else { return };
+        let key = Key::Removed(app, channel.clone(), user.clone());
+        if added {
+            let called_off = self.webhook_pending.borrow_mut().cancel(&key);
+            if !called_off && ours && wants(hooks, EventKind::MemberAdded, channel) {
+                sender.push(app, WebhookEvent::MemberAdded { channel: channel.clone(), user_id: user });
+            }
+        } else if wants(hooks, EventKind::MemberRemoved, channel) {
+            self.cluster_recheck(app, channel, key, ours);
+        }
+    }
+
+    /// Owner, several nodes: a re-check delay ended on the node that started it (`ours`: this
+    /// one, which sends the event unless the log called it off first).
+    pub(super) fn cluster_webhook_due(&self, app: AppIdx, channel: &Arc<str>, user: Option<Arc<str>>, ours: bool) {
+        let key = match &user {
+            Some(u) => Key::Removed(app, channel.clone(), u.clone()),
+            None => Key::Vacated(app, channel.clone()),
+        };
+        if !self.webhook_pending.borrow_mut().cancel(&key) || !ours {
+            return;
+        }
+        let Some((sender, _)) = self.hooks(app) else { return };
+        let event = match user {
+            Some(user_id) => WebhookEvent::MemberRemoved { channel: channel.clone(), user_id },
+            None => WebhookEvent::ChannelVacated { channel: channel.clone() },
+        };
+        sender.push(app, event);
+    }
+
+    /// Every node starts the re-check of `key`; the node whose change it was (`ours`) appends
+    /// its end after [`RECHECK_DELAY`], unless the log called it off first, and again after
+    /// another delay while the append fails.
+    fn cluster_recheck(self: &Rc<Self>, app: AppIdx, channel: &Arc<str>, key: Key, ours: bool) {
+        self.webhook_pending.borrow_mut().start(key.clone());
+        if !ours {
+            return;
+        }
+        let (shard, channel) = (self.clone(), channel.clone());
+        let user = match &key {
+            Key::Removed(_, _, u) => Some(u.to_string()),
+            Key::Vacated(..) => None,
+        };
+        crate::shard::spawn(self, "webhook re-check", async move {
+            loop {
+                glommio::timer::sleep(RECHECK_DELAY).await;
+                if !shard.webhook_pending.borrow().waiting.contains_key(&key) {
+                    return;
+                }
+                let due = ShareChange::Due { user: user.clone() };
+                let Some(appended) = shard.share_awaited(app, &channel, due) else { return };
+                if appended.await.is_ok() {
+                    return;
+                }
+            }
+        });
     }
 
     /// Sends `event` after [`RECHECK_DELAY`] unless `key` is called off meanwhile. A timer on

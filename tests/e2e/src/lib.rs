@@ -7,7 +7,12 @@
 //! - [`http`] / [`HttpConn`]: a tiny HTTP/1.1 client over `std::net::TcpStream`, and the signed
 //!   REST helpers (`docs/protocol/http-api.md#request-signing`): [`Server::api`], [`signed_target`].
 //!
+//! - [`Receiver`] (`webhook_receiver.rs`): an HTTP server that records the webhooks it gets.
+//!
 //! Tests assert behaviour, never speed: every timeout below only bounds a wait.
+
+mod webhook_receiver;
+pub use webhook_receiver::*;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
@@ -589,19 +594,30 @@ impl Drop for Redis {
 pub struct Cluster {
     pub nodes: Vec<Server>,
     pub redis: Redis,
+    prefix: String,
+    config: Option<String>,
 }
 
 impl Cluster {
     pub fn start(n: usize, config: Option<&str>) -> Cluster {
         let redis = Redis::start();
         let prefix = format!("e2e-{}:", free_port());
-        let url = redis.url();
-        let env = [("ADAPTER_DRIVER", "redis"), ("REDIS_URL", url.as_str()), ("ADAPTER_REDIS_PREFIX", prefix.as_str())];
-        let nodes: Vec<Server> = (0..n).map(|_| Server::start_with(config, Some(env_shards()), &env, &[])).collect();
-        for node in &nodes {
-            node.wait_backplane(true);
+        let mut cluster = Cluster { nodes: Vec::new(), redis, prefix, config: config.map(str::to_owned) };
+        for _ in 0..n {
+            let node = cluster.start_node();
+            cluster.nodes.push(node);
         }
-        Cluster { nodes, redis }
+        cluster
+    }
+
+    /// One more node of this cluster, ready once it reaches Redis.
+    pub fn start_node(&self) -> Server {
+        let url = self.redis.url();
+        let env =
+            [("ADAPTER_DRIVER", "redis"), ("REDIS_URL", url.as_str()), ("ADAPTER_REDIS_PREFIX", self.prefix.as_str())];
+        let node = Server::start_with(self.config.as_deref(), Some(env_shards()), &env, &[]);
+        node.wait_backplane(true);
+        node
     }
 }
 

@@ -18,6 +18,58 @@ impl Nodes {
             Nodes::Redis(c) => &c.nodes[i % c.nodes.len()],
         }
     }
+
+    fn all(&self) -> Vec<&Server> {
+        match self {
+            Nodes::One(s) => vec![s],
+            Nodes::Redis(c) => c.nodes.iter().collect(),
+        }
+    }
+}
+
+/// Polls until every node answers `ask` with `want` (each node applies the cluster log a
+/// moment after the change).
+fn wait_alike<V: PartialEq + std::fmt::Debug>(nodes: &[&Server], want: V, ask: impl Fn(&Server) -> V) {
+    let deadline = std::time::Instant::now() + T;
+    for node in nodes {
+        loop {
+            let got = ask(node);
+            if got == want {
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "node on port {} answers {got:?}, not {want:?}", node.port);
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+    }
+}
+
+/// The users of a presence channel as `s` lists them, sorted.
+fn users(s: &Server, channel: &str) -> Vec<String> {
+    let r = s.get(&format!("/channels/{channel}/users"), &[]);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let mut ids: Vec<String> =
+        r.json()["users"].as_array().unwrap().iter().map(|u| u["id"].as_str().unwrap().to_owned()).collect();
+    ids.sort();
+    ids
+}
+
+fn user_of(frame: &Value) -> String {
+    data_json(frame)["user_id"].as_str().unwrap().to_owned()
+}
+
+const ROOM: &str = "presence-room";
+
+/// A socket on `node` that joined [`ROOM`] as `user`.
+fn member_of_room(node: &Server, user: &str) -> Client {
+    let mut c = node.connect();
+    c.subscribe_presence(ROOM, &json!({"user_id": user}));
+    c
+}
+
+/// `n` nodes whose heartbeats are fast enough that a dead node is noticed within seconds.
+fn fast_health_cluster(n: usize) -> Cluster {
+    let health = "[adapter.cluster_health]\nheartbeat_interval_ms = 200\nnode_timeout_ms = 1000\n";
+    Cluster::start(n, Some(&config(health, &[AppConfig::dev()])))
 }
 
 /// Runs `test` on one node, then on three nodes over Redis.
@@ -322,4 +374,166 @@ fn operations_outside_the_log_are_refused() {
     let body = json!({"confirm_channel": "docs", "confirm_operation": "reset", "reason": "test"});
     let r = s.api("POST", &s.app.path("/channels/docs/history/reset"), &[], Some(&body));
     r.assert_error(501, "not_supported_with_adapter");
+}
+
+// `docs/architecture.md#several-nodes` (presence and occupancy): a user is one member however many nodes hold
+// its sockets: one member_added when its first socket anywhere joins, one member_removed when
+// its last one anywhere leaves, and a subscriber on any node lists every member.
+#[test]
+fn presence_has_one_member_per_user_across_nodes() {
+    on_both(|nodes| {
+        let ch = "presence-room";
+        let mut observer = nodes.node(0).connect();
+        observer.subscribe_presence(ch, &json!({"user_id": "o"}));
+        let mut a1 = nodes.node(1).connect();
+        a1.subscribe_presence(ch, &json!({"user_id": "a", "user_info": {"n": 1}}));
+        let added = observer.expect_channel_event("pusher_internal:member_added", ch);
+        assert_eq!(data_json(&added), json!({"user_id": "a", "user_info": {"n": 1}}));
+        let mut a2 = nodes.node(2).connect();
+        a2.subscribe_presence(ch, &json!({"user_id": "a", "user_info": {"n": 1}}));
+        wait_alike(&nodes.all(), vec!["a".to_owned(), "o".to_owned()], |s| users(s, ch));
+        let mut late = nodes.node(2).connect();
+        let p = late.subscribe_presence(ch, &json!({"user_id": "late"}));
+        let mut ids: Vec<&str> = p["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+        ids.sort();
+        assert_eq!((ids, &p["count"]), (vec!["a", "late", "o"], &json!(3)), "{p}");
+        assert_eq!(p["hash"]["a"], json!({"n": 1}));
+        // a's second socket made no second member_added: the next event is late's.
+        assert_eq!(user_of(&observer.expect_channel_event("pusher_internal:member_added", ch)), "late");
+        a1.close();
+        late.close();
+        // a is still on another node: the next removal is late's, not a's.
+        assert_eq!(user_of(&observer.expect_channel_event("pusher_internal:member_removed", ch)), "late");
+        a2.close();
+        assert_eq!(user_of(&observer.expect_channel_event("pusher_internal:member_removed", ch)), "a");
+        wait_alike(&nodes.all(), vec!["o".to_owned()], |s| users(s, ch));
+        observer.expect_no_frame(QUIET);
+    });
+}
+
+// `docs/protocol/http-api.md#listing-channels`: the channel list and a channel's counts are the same
+// whichever node is asked.
+#[test]
+fn http_queries_answer_alike_on_every_node() {
+    on_both(|nodes| {
+        let mut subscribers: Vec<Client> = (0..3).map(|i| nodes.node(i).connect()).collect();
+        for c in &mut subscribers[..2] {
+            c.subscribe("orders");
+        }
+        subscribers[2].subscribe_presence("presence-lobby", &json!({"user_id": "u"}));
+        let listed = |s: &Server| {
+            let r = s.get("/channels", &[("info", "subscription_count")]);
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.json()["channels"].clone()
+        };
+        let want = json!({"orders": {"subscription_count": 2}, "presence-lobby": {"subscription_count": 1}});
+        wait_alike(&nodes.all(), want, listed);
+        let info = |s: &Server| {
+            let r = s.get("/channels/presence-lobby", &[("info", "user_count,subscription_count")]);
+            r.json()
+        };
+        let want = json!({"occupied": true, "user_count": 1, "subscription_count": 1});
+        wait_alike(&nodes.all(), want, info);
+        drop(subscribers);
+        wait_alike(&nodes.all(), json!({}), listed);
+    });
+}
+
+// `docs/protocol/http-api.md#webhooks`: occupancy and member webhooks follow the cluster, and
+// each is sent once, by one node, however many nodes hold the channel's sockets.
+#[test]
+fn webhooks_fire_once_for_the_cluster() {
+    let receiver = Receiver::start();
+    let types = ["channel_occupied", "channel_vacated", "member_added", "member_removed"];
+    let config = config("", &[app_with(&[hook(&receiver.url("/hooks"), &types, "")])]);
+    let run = |nodes: &Nodes| {
+        let (ch, presence) = ("orders-hooked", "presence-hooked");
+        let mut sockets = Vec::new();
+        for i in 0..3 {
+            let mut c = nodes.node(i).connect();
+            c.subscribe(ch);
+            c.subscribe_presence(presence, &json!({"user_id": "same"}));
+            sockets.push(c);
+        }
+        receiver.wait_for("/hooks", "the member and both occupied", |events| events.len() >= 3);
+        drop(sockets);
+        receiver.wait_for("/hooks", "both vacated and the removal", |events| events.len() >= 6);
+        let events = receiver.settled("/hooks");
+        let mut got: Vec<String> = events
+            .iter()
+            .map(|e| {
+                format!(
+                    "{} {} {}",
+                    e["name"].as_str().unwrap(),
+                    e["channel"].as_str().unwrap(),
+                    e["user_id"].as_str().unwrap_or("")
+                )
+            })
+            .collect();
+        got.sort();
+        let want = [
+            "channel_occupied orders-hooked ",
+            "channel_occupied presence-hooked ",
+            "channel_vacated orders-hooked ",
+            "channel_vacated presence-hooked ",
+            "member_added presence-hooked same",
+            "member_removed presence-hooked same",
+        ];
+        assert_eq!(got, want);
+    };
+    run(&Nodes::One(Server::start(Some(&config))));
+    receiver.clear("/hooks");
+    run(&Nodes::Redis(Cluster::start(3, Some(&config))));
+}
+
+// `README.md#run-several-nodes`: the members of a node killed with kill -9 are removed on the
+// others within the node timeout and a heartbeat (here 1 s and 0.2 s), once.
+#[test]
+fn a_killed_nodes_members_are_removed() {
+    let mut cluster = fast_health_cluster(3);
+    let mut observer = member_of_room(&cluster.nodes[0], "o");
+    let _stays = member_of_room(&cluster.nodes[1], "s");
+    let _doomed = member_of_room(&cluster.nodes[2], "k");
+    for user in ["s", "k"] {
+        assert_eq!(user_of(&observer.expect_channel_event("pusher_internal:member_added", ROOM)), user);
+    }
+    cluster.nodes[2].kill9();
+    let removed = observer.expect_event_within("pusher_internal:member_removed", std::time::Duration::from_secs(10));
+    assert_eq!(user_of(&removed), "k");
+    wait_alike(&[&cluster.nodes[0], &cluster.nodes[1]], vec!["o".to_owned(), "s".to_owned()], |s| users(s, ROOM));
+    observer.expect_no_frame(QUIET);
+}
+
+// `README.md#run-several-nodes`: a Redis outage longer than the node timeout removes no member
+// who stayed connected: neither a stall that keeps its data (every heartbeat held up at once)
+// nor a restart that loses it; a node started afterwards lists every member at its first
+// subscribe.
+#[test]
+fn a_long_redis_outage_removes_no_member() {
+    let mut cluster = fast_health_cluster(2);
+    let mut observer = member_of_room(&cluster.nodes[0], "o");
+    // x stays connected throughout (what it hears is not the point here).
+    let _x = member_of_room(&cluster.nodes[1], "x");
+    assert_eq!(user_of(&observer.expect_channel_event("pusher_internal:member_added", ROOM)), "x");
+    // Redis answers no one for 2.5 s, more than twice the node timeout.
+    assert_eq!(cluster.redis.command(&["CLIENT", "PAUSE", "2500", "ALL"]).as_deref(), Some("+OK"));
+    observer.expect_no_frame(std::time::Duration::from_millis(5000));
+    cluster.redis.kill();
+    for node in &cluster.nodes {
+        node.wait_backplane(false);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(2500));
+    cluster.redis.restart();
+    for node in &cluster.nodes {
+        node.wait_backplane(true);
+    }
+    // Longer than the node timeout and a few heartbeats: long enough for a wrong sweep.
+    observer.expect_no_frame(std::time::Duration::from_millis(2500));
+    let third = cluster.start_node();
+    let mut late = third.connect();
+    let p = late.subscribe_presence(ROOM, &json!({"user_id": "late"}));
+    let mut ids: Vec<&str> = p["ids"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    ids.sort();
+    assert_eq!(ids, vec!["late", "o", "x"], "{p}");
+    assert_eq!(user_of(&observer.expect_channel_event("pusher_internal:member_added", ROOM)), "late");
 }

@@ -1,0 +1,107 @@
+//! The Lua scripts the Redis backplane runs (`redis.rs` has the key layout). Each is one
+//! atomic step in Redis: that is what makes a serial, a share of a channel or a node's removal
+//! the same for every node, however many append at once. They live apart from the threads that
+//! send them because they are a second language with its own review.
+
+/// Gives the channel its next serial (continuing from what the appending node knows when the
+/// hash holds nothing for it), appends the intent and trims the log, atomically.
+pub(super) const APPEND_SCRIPT: &str = r#"
+local sid = ''
+local n = 0
+if ARGV[2] == '1' then
+  local cur = redis.call('HGET', KEYS[1], ARGV[1])
+  if cur then
+    local at = string.find(cur, ' ', 1, true)
+    n = tonumber(string.sub(cur, 1, at - 1)) + 1
+    sid = string.sub(cur, at + 1)
+  else
+    n = tonumber(ARGV[4]) + 1
+    sid = ARGV[3]
+  end
+  redis.call('HSET', KEYS[1], ARGV[1], n .. ' ' .. sid)
+end
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[5], '*', 'n', n, 's', sid, 'op', ARGV[6])
+return n
+"#;
+
+/// Keeps a node's share of a channel as the change says and appends the change, atomically.
+/// KEYS: members hash, shares set, counts hash, log. ARGV: channel field, mode (`j`oin,
+/// `u`pdate, `l`eave, `c`ount, `s`ync, `d`ue), log length, entry, then the mode's arguments.
+pub(super) const SHARE_SCRIPT: &str = r#"
+local m = ARGV[2]
+if m == 'j' then
+  redis.call('HSET', KEYS[1], ARGV[5], ARGV[6])
+elseif m == 'u' then
+  if redis.call('HEXISTS', KEYS[1], ARGV[5]) == 1 then redis.call('HSET', KEYS[1], ARGV[5], ARGV[6]) end
+elseif m == 'l' then
+  redis.call('HDEL', KEYS[1], ARGV[5])
+elseif m == 's' then
+  redis.call('DEL', KEYS[1])
+  for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+end
+if m == 'c' or m == 's' then
+  if ARGV[5] == '0' then redis.call('HDEL', KEYS[3], ARGV[1]) else redis.call('HSET', KEYS[3], ARGV[1], ARGV[5]) end
+end
+if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then
+  redis.call('SADD', KEYS[2], ARGV[1])
+else
+  redis.call('SREM', KEYS[2], ARGV[1])
+end
+redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'n', 0, 's', '', 'op', ARGV[4])
+return 0
+"#;
+
+/// A heartbeat: this node lives for another node timeout; then the sweep: every node whose
+/// heartbeat ran out is removed with its share, and appended as gone (once, since the script
+/// runs alone). When Redis heard no heartbeat from anyone for longer than `ARGV[3]` ms (it was
+/// down, stalled or cut off from every node), that time counts against no node: every deadline
+/// moves by it, so an outage longer than the node timeout removes no node that stayed alive.
+/// KEYS: nodes, log, time of the last heartbeat. ARGV: node, timeout ms, gap ms, log length,
+/// prefix.
+pub(super) const HEARTBEAT_SCRIPT: &str = r#"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local last = tonumber(redis.call('GET', KEYS[3]) or now)
+if now - last > tonumber(ARGV[3]) then
+  local nodes = redis.call('ZRANGE', KEYS[1], 0, -1)
+  for _, n in ipairs(nodes) do redis.call('ZINCRBY', KEYS[1], now - last, n) end
+end
+redis.call('SET', KEYS[3], now)
+redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
+local gone = {}
+for _, n in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)) do
+  redis.call('ZREM', KEYS[1], n)
+  local shares = ARGV[5] .. 'shares:' .. n
+  for _, ch in ipairs(redis.call('SMEMBERS', shares)) do
+    redis.call('DEL', ARGV[5] .. 'members:' .. n .. ':' .. ch)
+  end
+  redis.call('DEL', shares, ARGV[5] .. 'counts:' .. n)
+  local entry = cjson.encode({k = 'gone', node = n, by = ARGV[1]})
+  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'n', 0, 's', '', 'op', entry)
+  table.insert(gone, n)
+end
+return gone
+"#;
+
+/// The log's position and every live node's share of every channel, read at one instant:
+/// `{last id, {node, channel field, count, {user, info, ...}}, ...}`. KEYS: nodes, log.
+/// ARGV: prefix.
+pub(super) const SNAPSHOT_SCRIPT: &str = r#"
+local newest = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
+local out = {'0-0'}
+if #newest > 0 then out[1] = newest[1][1] end
+for _, n in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+  for _, ch in ipairs(redis.call('SMEMBERS', ARGV[1] .. 'shares:' .. n)) do
+    local count = redis.call('HGET', ARGV[1] .. 'counts:' .. n, ch) or '0'
+    table.insert(out, {n, ch, count, redis.call('HGETALL', ARGV[1] .. 'members:' .. n .. ':' .. ch)})
+  end
+end
+return out
+"#;
+
+/// Takes an idempotency key if free (marked in progress with an empty value); else answers
+/// what it holds.
+pub(super) const CLAIM_SCRIPT: &str = r#"
+if redis.call('SET', KEYS[1], '', 'NX', 'PX', ARGV[1]) then return {1} end
+return {0, redis.call('GET', KEYS[1])}
+"#;
