@@ -176,6 +176,9 @@ fn watch_signals(ctx: Arc<Context>) {
                     std::process::exit(1);
                 }
                 log::info!("signal {sig}: stopping gracefully");
+                if let Some(backplane) = &ctx.backplane {
+                    backplane.depart();
+                }
             }
         })
         .expect("starting the signal thread");

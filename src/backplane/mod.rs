@@ -244,6 +244,10 @@ pub trait Backplane: Send + Sync {
     fn claim_key(&self, key: &IdempotencyKey, ttl_ms: u64) -> Reply<KeyState>;
     /// Keeps a publish's response for the key's window (`Some`), or frees the key.
     fn settle_key(&self, key: &IdempotencyKey, body: Option<String>, ttl_ms: u64) -> Reply<()>;
+    /// This node is stopping: it beats no more and is taken for dead at the next node's
+    /// heartbeat, which removes its share and sends the webhooks that follow (this node's
+    /// sockets are closing; their leaves are not appended one by one).
+    fn depart(&self);
     /// Whether appends and the log's feed both reach the backplane now.
     fn connected(&self) -> bool;
     /// Its state and counters, for the metrics endpoint.

@@ -84,7 +84,7 @@ def build_toml(server: dict | None = None, apps: list[dict] | None = None) -> st
 
 
 class Server:
-    def __init__(self, config: str | None = "default", shards: int | None = None):
+    def __init__(self, config: str | None = "default", shards: int | None = None, env: dict | None = None):
         if config == "default":
             config = default_config()
         if not os.path.exists(SOCKUDO_BIN):
@@ -103,7 +103,7 @@ class Server:
                 f.write(config)
             args += ["--config", cfg]
         # Tests are not throttled (`docs/protocol/http-api.md#rate-limits`).
-        env = dict(os.environ, SOCKUDO_SHARDS=str(self.shards), RATE_LIMITER_ENABLED="false")
+        env = dict(os.environ, SOCKUDO_SHARDS=str(self.shards), RATE_LIMITER_ENABLED="false", **(env or {}))
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(args, cwd=self.tmp, env=env, stdout=self._log,
                                      stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)

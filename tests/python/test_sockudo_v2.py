@@ -19,7 +19,8 @@ asserted through the public `channel.bind` callbacks.
 Covers `docs/protocol/v2.md` (negotiation, envelope, recovery, rewind, durable history, mutable
 messages through `sockudo-http-python`'s message methods and `sockudo-python`'s `append_mode`) and
 idempotent publishing (`docs/protocol/http-api.md#idempotency`), presence updates
-(`docs/protocol/v2.md#presence-update`). History
+(`docs/protocol/v2.md#presence-update`), and the SDK's resume on another node of a cluster
+(README "Run several nodes"). History
 (`docs/protocol/v2.md#durable-history`) and rewind (`docs/protocol/v2.md#rewind`) tests fail
 until the server implements them: they are written to the protocol documents and are
 deliberately neither skipped nor xfailed.
@@ -29,7 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import subprocess
 import time
+import urllib.request
 import uuid
 from contextlib import asynccontextmanager
 
@@ -66,7 +69,7 @@ from sockudo_python import (
 )
 from sockudo_python.client import ProtocolCodec
 
-from conftest import APP_ID, APP_KEY, APP_SECRET, HOST, WAIT, RawClient
+from conftest import APP_ID, APP_KEY, APP_SECRET, HOST, WAIT, RawClient, Server, fresh_port
 
 pytestmark = [
     pytest.mark.timeout(120),
@@ -373,6 +376,30 @@ class HoldingProxy:
         await self._server.wait_closed()
 
 
+async def recovering_client(port: int, ch: str):
+    """An SDK client with connection recovery, through a new `HoldingProxy` to `port`, subscribing
+    to `ch`: the proxy, the client, the channel, the `e` events it got and its resume_success
+    data."""
+    proxy = await HoldingProxy(port).start()
+    client = v2_client(proxy.port, connection_recovery=True)
+    channel = client.subscribe(ch)
+    got = collect(channel, "e")
+    resumed: list = []
+    client.bind("sockudo:resume_success", lambda data, _meta=None: resumed.append(data))
+    return proxy, client, channel, got, resumed
+
+
+async def drop_and_hold(proxy: HoldingProxy, client: RecordingClient):
+    """Drops the client's socket abruptly (no close frame) and keeps the SDK away (its
+    reconnects are held at the proxy) until `proxy.release()`."""
+    proxy.hold()
+    old_socket = client.socket
+    old_socket.transport.abort()
+    await until(lambda: client.socket is not old_socket and
+                client.connection_state is not ConnectionState.CONNECTED,
+                "the SDK to notice the drop", client.describe)
+
+
 def test_recovery_sdk_auto_resume_after_abrupt_drop(server):
     """Hot-tier recovery (`docs/protocol/v2.md#hot-tier`): the SDK reconnects and resumes by
     itself; exactly the 3 missed messages are replayed in order and resume_success lists the
@@ -380,12 +407,7 @@ def test_recovery_sdk_auto_resume_after_abrupt_drop(server):
     ch = uniq("py-v2-resume")
 
     async def main():
-        proxy = await HoldingProxy(server.port).start()
-        client = v2_client(proxy.port, connection_recovery=True)
-        channel = client.subscribe(ch)
-        got = collect(channel, "e")
-        resumed: list = []
-        client.bind("sockudo:resume_success", lambda data, _meta=None: resumed.append(data))
+        proxy, client, channel, got, resumed = await recovering_client(server.port, ch)
         try:
             async with connected(client), AsyncSockudo(http_config(server)) as http:
                 await subscribed(client, channel)
@@ -397,13 +419,7 @@ def test_recovery_sdk_auto_resume_after_abrupt_drop(server):
                 last_live = app_frames(client, ch, "e")[-1]
                 assert (pos.stream_id, pos.serial, pos.last_message_id) == (stream_id, 2, last_live["message_id"])
 
-                # drop the socket abruptly (no close frame) and keep the SDK away while publishing
-                proxy.hold()
-                old_socket = client.socket
-                old_socket.transport.abort()
-                await until(lambda: client.socket is not old_socket and
-                            client.connection_state is not ConnectionState.CONNECTED,
-                            "the SDK to notice the drop", client.describe)
+                await drop_and_hold(proxy, client)
 
                 async def unoccupied():
                     res = ok_json(await http.get_channel(ch, ChannelParams(info="subscription_count")))
@@ -463,6 +479,70 @@ def test_recovery_sdk_auto_resume_after_abrupt_drop(server):
         assert client._channel_positions[ch].serial == 7  # the fence
 
     asyncio.run(main())
+
+
+def test_recovery_resumes_on_another_node():
+    """Several nodes over Redis (README "Run several nodes"): the SDK's automatic resume, sent
+    after a reconnect that a balancer (the proxy) routes to the other node, recovers exactly
+    the messages published on the first node meanwhile, from the other node's hot tier, and
+    the stream goes on there without a gap or a duplicate."""
+    redis_port = fresh_port()
+    redis = subprocess.Popen(["redis-server", "--port", str(redis_port), "--bind", HOST, "--save", "",
+                              "--appendonly", "no"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    env = {"ADAPTER_DRIVER": "redis", "REDIS_URL": f"redis://{HOST}:{redis_port}",
+           "ADAPTER_REDIS_PREFIX": f"py-{redis_port}:"}
+    nodes = []
+    try:
+        for _ in range(2):
+            nodes.append(Server(env=env))
+        for node in nodes:
+            deadline = time.time() + WAIT
+            while urllib.request.urlopen(f"http://{HOST}:{node.port}/up").headers.get("X-Backplane") != "connected":
+                assert time.time() < deadline, "node never reached Redis"
+                time.sleep(0.05)
+        asyncio.run(resume_on_another_node(*nodes))
+    finally:
+        for node in nodes:
+            node.stop()
+        redis.kill()
+        redis.wait()
+
+
+async def resume_on_another_node(first, second):
+    ch = uniq("py-v2-cluster")
+    proxy, client, channel, got, resumed = await recovering_client(first.port, ch)
+    try:
+        async with connected(client), AsyncSockudo(http_config(first)) as on_first, \
+                AsyncSockudo(http_config(second)) as on_second:
+            await subscribed(client, channel)
+            for i in (1, 2):
+                ok_json(await on_second.trigger(ch, "e", {"i": i}))
+            await until(lambda: len(got) == 2, "2 live events from the other node", client.describe)
+            await drop_and_hold(proxy, client)
+            for i in (3, 4, 5):
+                ok_json(await on_first.trigger(ch, "e", {"i": i}))
+
+            async def second_has(serial):
+                page = ok_json(await on_second.get_channel_history(ch, HistoryParams(limit=1)))
+                return page["items"] and page["items"][0]["serial"] == serial
+            loop = asyncio.get_running_loop()
+            deadline = loop.time() + WAIT
+            while not await second_has(5):
+                assert loop.time() < deadline, "the second node never applied the messages"
+                await asyncio.sleep(0.05)
+            proxy.upstream_port = second.port
+            await until(lambda: proxy.accepted >= 2, "the SDK's automatic reconnect", client.describe)
+            proxy.release()
+            await until(lambda: resumed and len(got) >= 5, "resume_success and 3 replayed events", client.describe)
+            ok_json(await on_first.trigger(ch, "e", {"i": 6}))
+            await until(lambda: len(got) >= 6, "the next live message, through the second node", client.describe)
+    finally:
+        await proxy.close()
+    assert resumed[0]["failed"] == [], resumed
+    assert [(r["channel"], r["source"], r["replayed"]) for r in resumed[0]["recovered"]] == [(ch, "hot", 3)]
+    assert got == [{"i": i} for i in range(1, 7)], "every message exactly once, in order"
+    serials = [f["serial"] for f in app_frames(client, ch, "e")]
+    assert serials == list(range(1, 7)), serials
 
 
 # ------------------------------------------------------------------ d. rewind on subscribe

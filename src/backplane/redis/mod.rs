@@ -172,6 +172,10 @@ impl Backplane for RedisLog {
         answer
     }
 
+    fn depart(&self) {
+        self.submit(Job::Depart);
+    }
+
     fn take_inbox(&self, shard: usize) -> Option<Inbox> {
         self.inboxes.lock().ok()?.get_mut(shard)?.take()
     }

@@ -37,6 +37,8 @@ pub(super) enum Job {
         ttl_ms: u64,
         reply: Responder<KeyState>,
     },
+    /// This node stops: its deadline is put in the past, and it beats no more.
+    Depart,
     /// Keeps a response (`Some`) for the window, or frees the key.
     Settle {
         key: String,
@@ -55,6 +57,7 @@ impl Job {
                 drop(reply.send(Err(e)))
             }
             Job::Claim { reply, .. } => drop(reply.send(Err(e))),
+            Job::Depart => {}
         }
     }
 
@@ -65,6 +68,7 @@ impl Job {
                 drop(reply.send(Ok(())))
             }
             Job::Claim { reply, .. } => drop(reply.send(Ok(key_state(value)))),
+            Job::Depart => {}
         }
     }
 }
@@ -123,6 +127,8 @@ impl Writer {
         let mut backoff = Backoff::new();
         let mut retry_at = Instant::now();
         let mut beat_at = Instant::now();
+        // Once the node departs it beats no more, so the others take it for dead at once.
+        let mut departed = false;
         let mut batch = Vec::with_capacity(MAX_BATCH);
         // The writer connects before the first append, so that an unreachable Redis is
         // reported at start, not at the first publish.
@@ -147,7 +153,7 @@ impl Writer {
                     }
                 }
             }
-            if let Some(c) = con.as_mut().filter(|_| Instant::now() >= beat_at) {
+            if let Some(c) = con.as_mut().filter(|_| !departed && Instant::now() >= beat_at) {
                 beat_at = Instant::now() + self.heartbeat;
                 if let Err(e) = self.beat(c) {
                     self.shared.report(Side::Writer, false, &self.link.url, &e);
@@ -157,6 +163,7 @@ impl Writer {
                 }
             }
             let wait = match con {
+                Some(_) if departed => Duration::from_secs(3600),
                 Some(_) => beat_at.saturating_duration_since(Instant::now()),
                 None => retry_at.saturating_duration_since(Instant::now()),
             };
@@ -166,6 +173,7 @@ impl Writer {
                 Err(crossbeam_channel::RecvTimeoutError::Disconnected) => return,
             }
             batch.extend(rx.try_iter().take(MAX_BATCH - 1));
+            departed |= batch.iter().any(|j| matches!(j, Job::Depart));
             let appends = batch.iter().filter(|j| matches!(j, Job::Append { .. } | Job::Share { .. })).count() as u64;
             let Some(Connected { con: c, scripts, .. }) = con.as_mut() else {
                 self.shared.append_failures.fetch_add(appends, Ordering::Relaxed);
@@ -229,6 +237,9 @@ impl Writer {
             }
             Job::Claim { key, ttl_ms, .. } => {
                 pipe.cmd("EVALSHA").arg(&shas.claim).arg(1).arg(key).arg(*ttl_ms);
+            }
+            Job::Depart => {
+                pipe.cmd("ZADD").arg(&self.keys.nodes).arg(0).arg(&self.node);
             }
             Job::Settle { key, body: Some(body), ttl_ms, .. } => {
                 pipe.cmd("SET").arg(key).arg(body).arg("PX").arg(*ttl_ms);

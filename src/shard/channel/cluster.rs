@@ -147,8 +147,9 @@ impl Shard {
     }
 
     /// Appends a change of this node's share of `channel`, with its outcome to await.
+    /// Nothing is appended once the node is stopping (`Backplane::depart`).
     pub(super) fn share_awaited(&self, app: AppIdx, channel: &str, change: ShareChange) -> Option<Reply<()>> {
-        let backplane = self.ctx.backplane.as_ref()?;
+        let backplane = self.ctx.backplane.as_ref().filter(|_| !self.ctx.is_stopping())?;
         let share = Share {
             app: self.ctx.apps.get(app).id.clone(),
             channel: channel.to_owned(),

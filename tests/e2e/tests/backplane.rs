@@ -57,6 +57,17 @@ fn user_of(frame: &Value) -> String {
     data_json(frame)["user_id"].as_str().unwrap().to_owned()
 }
 
+/// The webhook events `/hooks` got once nothing more came, as sorted "name channel user" lines.
+fn settled_hooks(receiver: &Receiver) -> Vec<String> {
+    let line = |e: &Value| {
+        let field = |k: &str| e[k].as_str().unwrap_or("").to_owned();
+        format!("{} {} {}", field("name"), field("channel"), field("user_id"))
+    };
+    let mut got: Vec<String> = receiver.settled("/hooks").iter().map(line).collect();
+    got.sort();
+    got
+}
+
 const ROOM: &str = "presence-room";
 
 /// A socket on `node` that joined [`ROOM`] as `user`.
@@ -68,8 +79,14 @@ fn member_of_room(node: &Server, user: &str) -> Client {
 
 /// `n` nodes whose heartbeats are fast enough that a dead node is noticed within seconds.
 fn fast_health_cluster(n: usize) -> Cluster {
-    let health = "[adapter.cluster_health]\nheartbeat_interval_ms = 200\nnode_timeout_ms = 1000\n";
-    Cluster::start(n, Some(&config(health, &[AppConfig::dev()])))
+    health_cluster(n, AppConfig::dev(), 1000)
+}
+
+/// `n` nodes beating every 200 ms, taken for dead after `node_timeout_ms`.
+fn health_cluster(n: usize, app: AppConfig, node_timeout_ms: u64) -> Cluster {
+    let health =
+        format!("[adapter.cluster_health]\nheartbeat_interval_ms = 200\nnode_timeout_ms = {node_timeout_ms}\n");
+    Cluster::start(n, Some(&config(&health, &[app])))
 }
 
 /// Runs `test` on one node, then on three nodes over Redis.
@@ -458,19 +475,7 @@ fn webhooks_fire_once_for_the_cluster() {
         receiver.wait_for("/hooks", "the member and both occupied", |events| events.len() >= 3);
         drop(sockets);
         receiver.wait_for("/hooks", "both vacated and the removal", |events| events.len() >= 6);
-        let events = receiver.settled("/hooks");
-        let mut got: Vec<String> = events
-            .iter()
-            .map(|e| {
-                format!(
-                    "{} {} {}",
-                    e["name"].as_str().unwrap(),
-                    e["channel"].as_str().unwrap(),
-                    e["user_id"].as_str().unwrap_or("")
-                )
-            })
-            .collect();
-        got.sort();
+        let got = settled_hooks(&receiver);
         let want = [
             "channel_occupied orders-hooked ",
             "channel_occupied presence-hooked ",
@@ -536,4 +541,125 @@ fn a_long_redis_outage_removes_no_member() {
     ids.sort();
     assert_eq!(ids, vec!["late", "o", "x"], "{p}");
     assert_eq!(user_of(&observer.expect_channel_event("pusher_internal:member_added", ROOM)), "late");
+}
+
+// `README.md#run-several-nodes`: a node cut off from Redis (a partition, through a proxy) keeps
+// serving its own sockets and refuses publishes; the others remove its members once its
+// heartbeats run out; when the partition heals it rejoins by itself, its members return once,
+// and its V2 subscriber gets what was published elsewhere meanwhile, in order, nothing lost.
+#[test]
+fn a_partitioned_node_rejoins_without_loss() {
+    let cluster = fast_health_cluster(2);
+    let proxy = Proxy::start(cluster.redis.port);
+    let cut_off = cluster.start_node_via(proxy.port);
+    let mut observer = member_of_room(&cluster.nodes[0], "o");
+    let _p = member_of_room(&cut_off, "p");
+    assert_eq!(user_of(&observer.expect_channel_event("pusher_internal:member_added", ROOM)), "p");
+    let mut v2 = v2_connected(&cut_off);
+    v2_subscribe(&mut v2, "orders");
+    publish(&cluster.nodes[0], "orders", "0");
+    let first = next_frame(&mut v2, "e")["serial"].as_u64().unwrap();
+    proxy.cut();
+    cut_off.wait_backplane(false);
+    let r = cut_off.publish(json!({"name": "e", "channel": "orders", "data": "refused"}));
+    r.assert_error(503, "backplane_unavailable");
+    for i in 1..=3 {
+        publish(&cluster.nodes[0], "orders", &i.to_string());
+    }
+    let long = std::time::Duration::from_secs(10);
+    assert_eq!(user_of(&observer.expect_event_within("pusher_internal:member_removed", long)), "p");
+    v2_drained(&mut v2);
+    proxy.heal();
+    cut_off.wait_backplane(true);
+    assert_eq!(user_of(&observer.expect_event_within("pusher_internal:member_added", long)), "p");
+    for i in 1..=3u64 {
+        let f = next_frame(&mut v2, "e");
+        assert_eq!((f["serial"].as_u64(), f["data"].as_str()), (Some(first + i), Some(i.to_string().as_str())), "{f}");
+    }
+    publish(&cut_off, "orders", "after");
+    let f = next_frame(&mut v2, "e");
+    assert_eq!((f["serial"].as_u64(), f["data"].as_str()), (Some(first + 4), Some("after")), "{f}");
+    wait_alike(&[&cluster.nodes[0], &cluster.nodes[1], &cut_off], vec!["o".to_owned(), "p".to_owned()], |s| {
+        users(s, ROOM)
+    });
+    observer.expect_no_frame(QUIET);
+}
+
+// `README.md#run-several-nodes`: a node stopped in order (SIGTERM) is taken for dead at the next
+// heartbeat of another node, not after the node timeout (here a minute), which removes its
+// members and sends the webhooks its departure causes, once (the stopping node could not wait
+// out their re-check).
+#[test]
+fn a_stopped_nodes_departure_is_reported_once() {
+    let receiver = Receiver::start();
+    let app = app_with(&[hook(&receiver.url("/hooks"), &["channel_vacated", "member_removed"], "")]);
+    let mut cluster = health_cluster(2, app, 60_000);
+    let mut observer = member_of_room(&cluster.nodes[0], "o");
+    let _leaving = member_of_room(&cluster.nodes[1], "l");
+    let mut solo = cluster.nodes[1].connect();
+    solo.subscribe("solo");
+    assert_eq!(user_of(&observer.expect_channel_event("pusher_internal:member_added", ROOM)), "l");
+    cluster.nodes[1].sigterm();
+    assert!(cluster.nodes[1].wait_exit(std::time::Duration::from_secs(10)).is_some(), "node 1 did not stop");
+    let long = std::time::Duration::from_secs(10);
+    assert_eq!(user_of(&observer.expect_event_within("pusher_internal:member_removed", long)), "l");
+    receiver.wait_for("/hooks", "the vacated channel and the removed member", |events| events.len() >= 2);
+    assert_eq!(settled_hooks(&receiver), ["channel_vacated solo ", "member_removed presence-room l"]);
+}
+
+// `README.md#run-several-nodes`: a durable Redis killed and restarted while a publisher keeps
+// publishing: every publish acknowledged reaches the V2 subscribers on the other nodes exactly
+// once, in order, under contiguous serials. Publishes refused with 503 meanwhile are the
+// publisher's to retry (one whose outcome was unknown may still have been delivered).
+#[test]
+fn a_redis_restart_mid_traffic_loses_nothing_acknowledged() {
+    let mut cluster = Cluster::start_with(Redis::start_durable(), 3, None);
+    let mut subscribers: Vec<Client> = (1..3).map(|i| v2_connected(&cluster.nodes[i])).collect();
+    for c in &mut subscribers {
+        v2_subscribe(c, "ticks");
+    }
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    let (nodes, redis) = (&cluster.nodes, &mut cluster.redis);
+    let accepted: Vec<u64> = std::thread::scope(|scope| {
+        let publisher = scope.spawn(|| {
+            let mut accepted = Vec::new();
+            for i in 0.. {
+                if stop.load(std::sync::atomic::Ordering::SeqCst) {
+                    break;
+                }
+                let r = nodes[0].publish(json!({"name": "e", "channel": "ticks", "data": i.to_string()}));
+                match r.status {
+                    200 => accepted.push(i),
+                    503 => std::thread::sleep(std::time::Duration::from_millis(20)),
+                    other => panic!("publish {i}: {other} {}", r.text()),
+                }
+            }
+            accepted
+        });
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        redis.kill();
+        std::thread::sleep(std::time::Duration::from_millis(500));
+        redis.restart();
+        for node in nodes {
+            node.wait_backplane(true);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        stop.store(true, std::sync::atomic::Ordering::SeqCst);
+        publisher.join().unwrap()
+    });
+    let last = *accepted.last().expect("publishes were accepted");
+    assert!(accepted.len() < last as usize + 1, "some publishes were refused during the outage: {accepted:?}");
+    for c in &mut subscribers {
+        let mut got = Vec::new();
+        let mut serials = Vec::new();
+        while got.last() != Some(&last) {
+            let f = next_frame(c, "e");
+            serials.push(f["serial"].as_u64().unwrap());
+            got.push(f["data"].as_str().unwrap().parse::<u64>().unwrap());
+        }
+        assert_eq!(serials, (serials[0]..serials[0] + serials.len() as u64).collect::<Vec<_>>(), "contiguous serials");
+        let delivered: Vec<u64> = got.iter().copied().filter(|d| accepted.contains(d)).collect();
+        assert_eq!(delivered, accepted, "every acknowledged publish once, in order");
+        assert!(got.windows(2).all(|w| w[0] < w[1]), "in publish order, none twice: {got:?}");
+    }
 }
