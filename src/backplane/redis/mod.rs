@@ -23,7 +23,9 @@
 //!   a node that starts reads every live node's share with the log position it stands at:
 //!   `<prefix>shares:<node>` (a set of channel fields), `<prefix>counts:<node>` (a hash of
 //!   subscription counts) and `<prefix>members:<node>:<channel field>` (a hash of presence
-//!   members and their `user_info`).
+//!   members and their `user_info`);
+//! - `<prefix>revocations`: a hash of the token revocations in force (each as its log entry), so
+//!   that a node that starts later carries them out too.
 //!
 //! `writer.rs` and `reader.rs` are the two threads, `scripts.rs` the Lua they run.
 
@@ -31,7 +33,7 @@ mod reader;
 mod scripts;
 mod writer;
 
-use super::{Append, Backplane, Entry, IdempotencyKey, Inbox, KeyState, Reply};
+use super::{Append, Backplane, Entry, IdempotencyKey, Inbox, KeyState, NodeAction, Reply};
 use crate::config::RedisAdapter;
 use crate::metrics::BackplaneFigures;
 use futures_channel::mpsc;
@@ -87,6 +89,7 @@ impl RedisLog {
             serials: format!("{}serials", cfg.prefix),
             log: format!("{}log", cfg.prefix),
             nodes: format!("{}nodes", cfg.prefix),
+            revocations: format!("{}revocations", cfg.prefix),
             beat: format!("{}beat", cfg.prefix),
         };
         let link = Link { client, url: redact(&cfg.url), timeout: cfg.request_timeout };
@@ -154,6 +157,13 @@ impl Backplane for RedisLog {
                 let (mode, args) = share_args(&share.change);
                 Job::Share { field: format!("{}\n{}", share.app, share.channel), mode, args, op, reply }
             }
+            Entry::Nodes(NodeAction::Revoke { app, jti, client_id, .. }) => {
+                let field = match (jti, client_id) {
+                    (Some(jti), _) => format!("{app}\njti\n{jti}"),
+                    (None, client) => format!("{app}\nclient\n{}", client.as_deref().unwrap_or_default()),
+                };
+                Job::Keep { field, op, reply }
+            }
             Entry::Nodes(_) | Entry::Gone { .. } => Job::Append { field: String::new(), known: None, op, reply },
         };
         self.submit(job);
@@ -202,6 +212,8 @@ struct Keys {
     serials: String,
     log: String,
     nodes: String,
+    /// The revocations in force, for nodes that start later.
+    revocations: String,
     /// When Redis last ran a heartbeat, of any node.
     beat: String,
 }

@@ -67,14 +67,24 @@ impl Reader {
     fn snapshot(&mut self, con: &mut redis::Connection) -> redis::RedisResult<String> {
         let reply: Value = redis::cmd("EVAL")
             .arg(SNAPSHOT_SCRIPT)
-            .arg(2)
+            .arg(3)
             .arg(&self.keys.nodes)
             .arg(&self.keys.log)
+            .arg(&self.keys.revocations)
             .arg(&self.keys.prefix)
             .query(con)?;
         let Value::Array(parts) = reply else { return Ok("0-0".to_owned()) };
         let mut parts = parts.into_iter();
         let last = parts.next().and_then(|v| text(&v)).unwrap_or_else(|| "0-0".to_owned());
+        // Revocations still in force, carried out by shard 0 as if another node had just
+        // appended them.
+        if let Some(Value::Array(kept)) = parts.next() {
+            for entry in kept.iter().filter_map(text) {
+                if let Ok(Entry::Nodes(action)) = sonic_rs::from_str::<Entry>(&entry) {
+                    let _ = self.inboxes[0].unbounded_send(FromLog::Nodes(action));
+                }
+            }
+        }
         let mut shares = 0;
         for part in parts {
             let Value::Array(p) = part else { continue };

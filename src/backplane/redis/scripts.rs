@@ -83,13 +83,33 @@ end
 return gone
 "#;
 
-/// The log's position and every live node's share of every channel, read at one instant:
-/// `{last id, {node, channel field, count, {user, info, ...}}, ...}`. KEYS: nodes, log.
-/// ARGV: prefix.
+/// Appends an entry and keeps it under a field of a hash until it expires, for nodes that
+/// start later (revocations). KEYS: hash, log. ARGV: field, log length, entry.
+pub(super) const KEEP_SCRIPT: &str = r#"
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'n', 0, 's', '', 'op', ARGV[3])
+return 0
+"#;
+
+/// The log's position, the kept entries still in force (expired ones are dropped) and every
+/// live node's share of every channel, read at one instant:
+/// `{last id, {entry, ...}, {node, channel field, count, {user, info, ...}}, ...}`.
+/// KEYS: nodes, log, kept entries. ARGV: prefix.
 pub(super) const SNAPSHOT_SCRIPT: &str = r#"
 local newest = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
-local out = {'0-0'}
+local out = {'0-0', {}}
 if #newest > 0 then out[1] = newest[1][1] end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000
+local kept = redis.call('HGETALL', KEYS[3])
+for i = 1, #kept, 2 do
+  local until_ms = cjson.decode(kept[i + 1]).expires_at_ms
+  if until_ms and until_ms < now then
+    redis.call('HDEL', KEYS[3], kept[i])
+  else
+    table.insert(out[2], kept[i + 1])
+  end
+end
 for _, n in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
   for _, ch in ipairs(redis.call('SMEMBERS', ARGV[1] .. 'shares:' .. n)) do
     local count = redis.call('HGET', ARGV[1] .. 'counts:' .. n, ch) or '0'

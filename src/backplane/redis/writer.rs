@@ -2,7 +2,7 @@
 //! one queue and sends what arrived meanwhile as one pipeline (one round trip for everything
 //! that came while the previous one was out), beating and sweeping between batches.
 
-use super::scripts::{APPEND_SCRIPT, CLAIM_SCRIPT, HEARTBEAT_SCRIPT, SHARE_SCRIPT};
+use super::scripts::{APPEND_SCRIPT, CLAIM_SCRIPT, HEARTBEAT_SCRIPT, KEEP_SCRIPT, SHARE_SCRIPT};
 use super::{Backoff, Keys, Link, Shared, Side};
 use crate::backplane::{BackplaneError, FromLog, KeyState, Responder, ShareChange};
 use futures_channel::mpsc;
@@ -21,6 +21,12 @@ pub(super) enum Job {
         field: String,
         /// The stream the appending node knows, for an entry that takes a serial.
         known: Option<(String, u64)>,
+        op: String,
+        reply: Responder<()>,
+    },
+    /// An entry also kept for nodes that start later (`KEEP_SCRIPT`): a revocation.
+    Keep {
+        field: String,
         op: String,
         reply: Responder<()>,
     },
@@ -53,9 +59,10 @@ impl Job {
     pub(super) fn fail(self, why: &str) {
         let e = BackplaneError(why.to_owned());
         match self {
-            Job::Append { reply, .. } | Job::Share { reply, .. } | Job::Settle { reply, .. } => {
-                drop(reply.send(Err(e)))
-            }
+            Job::Append { reply, .. }
+            | Job::Keep { reply, .. }
+            | Job::Share { reply, .. }
+            | Job::Settle { reply, .. } => drop(reply.send(Err(e))),
             Job::Claim { reply, .. } => drop(reply.send(Err(e))),
             Job::Depart => {}
         }
@@ -64,9 +71,10 @@ impl Job {
     /// Answers with what Redis replied to the job's command.
     fn answer(self, value: Value) {
         match self {
-            Job::Append { reply, .. } | Job::Share { reply, .. } | Job::Settle { reply, .. } => {
-                drop(reply.send(Ok(())))
-            }
+            Job::Append { reply, .. }
+            | Job::Keep { reply, .. }
+            | Job::Share { reply, .. }
+            | Job::Settle { reply, .. } => drop(reply.send(Ok(()))),
             Job::Claim { reply, .. } => drop(reply.send(Ok(key_state(value)))),
             Job::Depart => {}
         }
@@ -174,7 +182,9 @@ impl Writer {
             }
             batch.extend(rx.try_iter().take(MAX_BATCH - 1));
             departed |= batch.iter().any(|j| matches!(j, Job::Depart));
-            let appends = batch.iter().filter(|j| matches!(j, Job::Append { .. } | Job::Share { .. })).count() as u64;
+            let appends =
+                batch.iter().filter(|j| matches!(j, Job::Append { .. } | Job::Keep { .. } | Job::Share { .. })).count()
+                    as u64;
             let Some(Connected { con: c, scripts, .. }) = con.as_mut() else {
                 self.shared.append_failures.fetch_add(appends, Ordering::Relaxed);
                 fail(&mut batch, &format!("Redis at {} is unreachable", self.link.url));
@@ -235,6 +245,16 @@ impl Writer {
                     .arg(op)
                     .arg(args);
             }
+            Job::Keep { field, op, .. } => {
+                pipe.cmd("EVALSHA")
+                    .arg(&shas.keep)
+                    .arg(2)
+                    .arg(&self.keys.revocations)
+                    .arg(&self.keys.log)
+                    .arg(field)
+                    .arg(self.max_entries)
+                    .arg(op);
+            }
             Job::Claim { key, ttl_ms, .. } => {
                 pipe.cmd("EVALSHA").arg(&shas.claim).arg(1).arg(key).arg(*ttl_ms);
             }
@@ -256,6 +276,7 @@ impl Writer {
         let scripts = Scripts {
             append: load(APPEND_SCRIPT)?,
             share: load(SHARE_SCRIPT)?,
+            keep: load(KEEP_SCRIPT)?,
             claim: load(CLAIM_SCRIPT)?,
             heartbeat: load(HEARTBEAT_SCRIPT)?,
         };
@@ -293,6 +314,7 @@ impl Writer {
 struct Scripts {
     append: String,
     share: String,
+    keep: String,
     claim: String,
     heartbeat: String,
 }

@@ -18,7 +18,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 /// To the owner: a socket on `shard` joins `channel`. Answered after member events for a new
-/// presence member went out.
+/// presence member went out (with several nodes they go out when the log brings the join back).
 pub struct Subscribe {
     pub app: AppIdx,
     pub channel: Arc<str>,
@@ -66,15 +66,15 @@ impl Request for Subscribe {
                 reply.send(Err(ProtocolError::PresenceFull));
                 return;
             }
-            if !again {
-                if !known && clustered {
+            if !again && !known {
+                if clustered {
                     let join = ShareChange::Join {
                         user: m.user_id.clone(),
                         info: m.user_info.clone(),
                         socket: socket.to_string(),
                     };
                     shard.share(app, &channel, join);
-                } else if !known {
+                } else {
                     // Tell the others before answering: on the joiner's shard the member event
                     // is handled first, while the joiner is not yet indexed, so it never sees
                     // its own member_added.
@@ -89,6 +89,8 @@ impl Request for Subscribe {
                     };
                     shard.record_presence(ch, app, &channel, transition);
                 }
+            }
+            if !again {
                 ch.members.join(&m.user_id, &m.user_info);
             }
         }
@@ -164,16 +166,17 @@ impl Request for Unsubscribe {
         shard.count_changed(ch, app, &channel);
         let clustered = ch.cluster.is_some();
         let mut left = None;
-        if let Some(user) = user_id {
-            let info = ch.members.leave(&user);
-            if let (Some(_), true) = (&info, clustered) {
+        // The user's last socket here left.
+        let last_here = user_id.and_then(|user| ch.members.leave(&user).map(|info| (user, info)));
+        if let Some((user, info)) = last_here {
+            if clustered {
                 let leave = ShareChange::Leave {
                     user: user.to_string(),
                     cause: cause.name().into(),
                     socket: socket.to_string(),
                 };
                 shard.share(app, &channel, leave);
-            } else if let Some(info) = info {
+            } else {
                 let removed = member_event(&channel, &user, None);
                 shard.fan_out(ch, app, &channel, &removed, None);
                 let transition = Transition {

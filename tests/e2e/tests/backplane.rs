@@ -663,3 +663,29 @@ fn a_redis_restart_mid_traffic_loses_nothing_acknowledged() {
         assert!(got.windows(2).all(|w| w[0] < w[1]), "in publish order, none twice: {got:?}");
     }
 }
+
+// `docs/protocol/v2.md#revocation`: a node that starts after a revocation refuses the token
+// too (Redis keeps the revocations in force for nodes that join later).
+#[test]
+fn revocations_reach_nodes_started_later() {
+    let mut cluster = Cluster::start(1, None);
+    let token = mint(&claims("mallory", "m-2", json!({"*": ["subscribe"]})));
+    let s = &cluster.nodes[0];
+    let body = json!({"client_id": "mallory", "ttl_seconds": 600});
+    assert_eq!(s.api("POST", &s.app.path("/revocations"), &[], Some(&body)).status, 200);
+    let later = cluster.start_node();
+    cluster.nodes.push(later);
+    // The new node carries the revocation out as it joins; poll until its shards have it.
+    let deadline = std::time::Instant::now() + T;
+    loop {
+        let mut c = cluster.nodes[1].connect_raw(&format!("/app/app-key?protocol=2&token={token}"), None);
+        let f = c.recv_json(T);
+        if f["event"] == "sockudo:error" {
+            assert_eq!(f["data"]["code"].as_u64(), Some(4009), "{f}");
+            break;
+        }
+        assert_eq!(f["event"], "sockudo:connection_established", "{f}");
+        assert!(std::time::Instant::now() < deadline, "the node started later accepts the revoked token");
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
