@@ -4,15 +4,19 @@
 # first node. For each rate in RATES and each run: a fresh redis-server, fresh nodes (1 shard
 # each, node i pinned to CPU i mod the CPU count), the loadtest harness; then the medians of
 # RUNS runs: deliveries/s, p50/p99 publish-to-receipt, and the CPU the nodes' Redis threads
-# (redis-writer, redis-reader) and redis-server spent per cluster-log entry.
+# (redis-writer, redis-reader-*) and redis-server(s) spent per cluster-log entry. MODES picks
+# what runs: `one` (one node), `cluster` (NODES nodes over one Redis), `sharded` (NODES nodes
+# over a Redis Cluster of three masters, the log in its default 8 parts).
 #
 #   benches/cluster.sh                          # RUNS=1, RATES="1000 2000 4000", NODES=3
 #   RUNS=3 RATES="2000" benches/cluster.sh
+#   MODES="cluster sharded" RATES=1000 benches/cluster.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-1}
 RATES=${RATES:-"1000 2000 4000"}
 NODES=${NODES:-3}
+MODES=${MODES:-"one cluster"}
 SOCKETS=${SOCKETS:-3000}
 OUT=target/bench
 mkdir -p "$OUT"
@@ -37,19 +41,37 @@ thread_ticks() {
 proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 
 for rate in $RATES; do
-    for mode in one cluster; do
+    for mode in $MODES; do
         for run in $(seq 1 "$RUNS"); do
             name="cluster-$mode-$rate-$run"
             n=1
             env=()
-            redis_pid=""
+            redis_pids=()
             if [ "$mode" = cluster ]; then
                 n=$NODES
                 rport=$(free_port)
                 redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no >"$OUT/$name.redis.log" 2>&1 &
-                redis_pid=$!
+                redis_pids+=($!)
                 wait_port "$rport"
                 env=(ADAPTER_DRIVER=redis REDIS_URL="redis://127.0.0.1:$rport")
+            elif [ "$mode" = sharded ]; then
+                n=$NODES
+                addrs=()
+                for m in 0 1 2; do
+                    rport=$(free_port)
+                    rdir="$OUT/$name.redis-$m"
+                    rm -rf "$rdir" && mkdir -p "$rdir"
+                    redis-server --port "$rport" --bind 127.0.0.1 --save "" --appendonly no --dir "$rdir" \
+                        --cluster-enabled yes --cluster-port "$(free_port)" >"$rdir/log" 2>&1 &
+                    redis_pids+=($!)
+                    wait_port "$rport"
+                    addrs+=("127.0.0.1:$rport")
+                done
+                redis-cli --cluster create "${addrs[@]}" --cluster-replicas 0 --cluster-yes >"$OUT/$name.create.log"
+                for a in "${addrs[@]}"; do
+                    until redis-cli -p "${a#*:}" cluster info | grep -q cluster_state:ok; do sleep 0.1; done
+                done
+                env=(ADAPTER_DRIVER=redis-cluster REDIS_CLUSTER_NODES="$(printf 'redis://%s,' "${addrs[@]}")")
             fi
             ports=()
             pids=()
@@ -63,7 +85,7 @@ for rate in $RATES; do
                 ports+=("$port")
                 wait_port "$port"
             done
-            if [ "$mode" = cluster ]; then
+            if [ "$mode" != one ]; then
                 for port in "${ports[@]}"; do
                     until curl -s -o /dev/null -D - "http://127.0.0.1:$port/up" | grep -qi "x-backplane: connected"; do sleep 0.1; done
                 done
@@ -71,41 +93,41 @@ for rate in $RATES; do
             socket_ports=$(IFS=,; echo "${ports[*]}")
             before_threads=0; before_redis=0
             for p in "${pids[@]}"; do before_threads=$((before_threads + $(thread_ticks "$p" redis-))); done
-            [ -n "$redis_pid" ] && before_redis=$(proc_ticks "$redis_pid")
+            for p in "${redis_pids[@]}"; do before_redis=$((before_redis + $(proc_ticks "$p"))); done
             echo "=== $name: fanout --sockets $SOCKETS --channels 20 --rate $rate over ports $socket_ports"
             $LOADTEST fanout --sockets "$SOCKETS" --channels 20 --rate "$rate" --duration 10 --protocol 2 \
                 --port "${ports[0]}" --socket-ports "$socket_ports" --quiet \
                 --json "$OUT/$name.json" --html "$OUT/$name.html" || echo "(run reported a failure)"
             after_threads=0; after_redis=0
             for p in "${pids[@]}"; do after_threads=$((after_threads + $(thread_ticks "$p" redis-))); done
-            [ -n "$redis_pid" ] && after_redis=$(proc_ticks "$redis_pid")
+            for p in "${redis_pids[@]}"; do after_redis=$((after_redis + $(proc_ticks "$p"))); done
             echo "$((after_threads - before_threads)) $((after_redis - before_redis)) $(getconf CLK_TCK)" >"$OUT/$name.ticks"
             for p in "${pids[@]}"; do kill "$p"; wait "$p" 2>/dev/null || true; done
-            if [ -n "$redis_pid" ]; then kill "$redis_pid"; wait "$redis_pid" 2>/dev/null || true; fi
+            for p in "${redis_pids[@]}"; do kill "$p"; wait "$p" 2>/dev/null || true; done
         done
     done
 done
 
-python3 - "$OUT" "$RUNS" "$NODES" $RATES <<'EOF'
+python3 - "$OUT" "$RUNS" "$NODES" "$MODES" $RATES <<'EOF'
 import json, statistics, sys
-out, runs, nodes, rates = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4:]
+out, runs, nodes, modes, rates = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].split(), sys.argv[5:]
 med = lambda xs: statistics.median(xs)
 print(f"\nmedians of {runs} run(s); reports in {out}/cluster-*.json")
 for rate in rates:
-    for mode in ("one", "cluster"):
+    for mode in modes:
         recs = [json.load(open(f"{out}/cluster-{mode}-{rate}-{r}.json")) for r in range(1, runs + 1)]
         m = lambda k: med([r["metrics"][k] for r in recs])
         lat = lambda q: med([next(iter(r["latency"].values()), {}).get(q, float("nan")) for r in recs])
-        label = "1 node " if mode == "one" else f"{nodes} nodes"
+        label = {"one": "1 node", "cluster": f"{nodes} nodes, Redis", "sharded": f"{nodes} nodes, Redis Cluster"}[mode]
         line = (f"rate {rate:>5}/s {label}: delivered {m('deliveries_received')/10:.0f}/s "
                 f"({m('deliveries_received'):.0f}/{m('deliveries_expected'):.0f}), accepted {m('accepted_rate'):.0f}/s, "
                 f"p50 {lat('p50_us')/1000:.2f} ms p99 {lat('p99_us')/1000:.2f} ms")
-        if mode == "cluster":
+        if mode != "one":
             ticks = [list(map(int, open(f"{out}/cluster-{mode}-{rate}-{r}.ticks").read().split())) for r in range(1, runs + 1)]
             # Every node reads every entry; each entry was appended once.
             entries = m("events_accepted")
             thr = med([t[0] / t[2] * 1e6 / max(entries * nodes, 1) for t in ticks])
             red = med([t[1] / t[2] * 1e6 / max(entries, 1) for t in ticks])
-            line += f", Redis threads {thr:.1f} us per entry per node, redis-server {red:.1f} us per entry"
+            line += f", Redis threads {thr:.1f} us per entry per node, redis-server(s) {red:.1f} us per entry"
         print(line)
 EOF

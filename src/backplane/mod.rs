@@ -150,8 +150,43 @@ pub enum FromLog {
     Placed(Placed),
     Nodes(NodeAction),
     Share(Share),
-    Gone { node: String, by: String },
-    Resync,
+    /// `node` is gone from the channels of `part`.
+    Gone {
+        node: String,
+        by: String,
+        part: LogPart,
+    },
+    /// Append this node's share of the channels of `part` anew.
+    Resync(LogPart),
+}
+
+/// One of the parts a log is split into (a Redis Cluster spreads them over its nodes), each
+/// ordered on its own: a channel's entries are all in one part, so per-channel order holds,
+/// and what concerns every channel (a node gone) is appended to every part.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct LogPart {
+    pub index: u16,
+    pub count: u16,
+}
+
+impl LogPart {
+    /// A log in one part.
+    pub const WHOLE: LogPart = LogPart { index: 0, count: 1 };
+
+    /// The part a channel's entries go to: the same on every node and in every version, so a
+    /// stable hash of the channel (CRC-16, as Redis Cluster's key slots).
+    pub fn of(app: &str, channel: &str, count: u16) -> u16 {
+        let mut crc = crc16::State::<crc16::XMODEM>::new();
+        crc.update(app.as_bytes());
+        crc.update(b"\n");
+        crc.update(channel.as_bytes());
+        crc.get() % count.max(1)
+    }
+
+    /// Whether a channel's entries are in this part.
+    pub fn holds(&self, app: &str, channel: &str) -> bool {
+        self.count <= 1 || LogPart::of(app, channel, self.count) == self.index
+    }
 }
 
 /// An intent with its place in the cluster log, for the owner shard of its channel.
@@ -252,4 +287,25 @@ pub trait Backplane: Send + Sync {
     fn connected(&self) -> bool;
     /// Its state and counters, for the metrics endpoint.
     fn figures(&self) -> BackplaneFigures;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LogPart;
+
+    #[test]
+    fn a_channel_is_in_one_part() {
+        for count in [1u16, 2, 8] {
+            let parts: Vec<LogPart> = (0..count).map(|index| LogPart { index, count }).collect();
+            for channel in ["a", "presence-room", "private-x"] {
+                assert_eq!(parts.iter().filter(|p| p.holds("app-id", channel)).count(), 1);
+            }
+        }
+        assert!(LogPart::WHOLE.holds("app-id", "anything"));
+        // The hash is fixed (nodes of different versions must agree): CRC-16/XMODEM of the
+        // channel's field, whose check value is 0x31C3.
+        assert_eq!(crc16::State::<crc16::XMODEM>::calculate(b"123456789"), 0x31C3);
+        let field = crc16::State::<crc16::XMODEM>::calculate(b"app-id\npresence-room");
+        assert_eq!(LogPart::of("app-id", "presence-room", 7), field % 7);
+    }
 }

@@ -14,7 +14,7 @@ mod sections;
 mod value;
 mod webhooks;
 
-pub use adapter::{Adapter, RedisAdapter};
+pub use adapter::{Adapter, RedisAdapter, RedisTarget};
 pub use apps::{App, AppConfig, AppIdempotency, AppIdx, Limits, NamespaceConfig, Registry};
 pub use channel_delta::ChannelDelta;
 pub use flags::{Flags, USAGE};
@@ -356,9 +356,25 @@ max_bytes_per_channel = 4096
         )
         .unwrap();
         let Adapter::Redis(r) = c.adapter else { panic!("redis adapter expected") };
-        assert_eq!((r.url.as_str(), r.prefix.as_str()), ("redis://10.0.0.5:6380/2", "blue:"));
+        assert_eq!(r.target, RedisTarget::One("redis://10.0.0.5:6380/2".into()));
+        assert_eq!(r.prefix, "blue:");
         assert_eq!((r.request_timeout, r.node_timeout), (Duration::from_millis(2500), Duration::from_secs(5)));
-        let e = load_str("[adapter]\ndriver = \"redis-cluster\"").unwrap_err();
+        // A Redis Cluster: the reference's `[adapter.cluster]`, `host:port` taken as a URL.
+        let c = load_str(
+            "[adapter]\ndriver = \"redis-cluster\"\n[adapter.cluster]\nnodes = [\"10.0.0.1:7000\", \"redis://10.0.0.2:7000\"]\n\
+             prefix = \"green:\"\nrequest_timeout_ms = 1500\nuse_sharded_pubsub = true\nlog_partitions = 4",
+        )
+        .unwrap();
+        let Adapter::Redis(r) = c.adapter else { panic!("redis adapter expected") };
+        let nodes = vec!["redis://10.0.0.1:7000".to_owned(), "redis://10.0.0.2:7000".to_owned()];
+        assert_eq!(r.target, RedisTarget::Cluster { nodes, parts: 4 });
+        assert_eq!((r.prefix.as_str(), r.request_timeout), ("green:", Duration::from_millis(1500)));
+        let e =
+            load_str("[adapter]\ndriver = \"redis-cluster\"\n[adapter.cluster]\nlog_partitions = 1000").unwrap_err();
+        assert_eq!(e.key, "adapter.cluster.log_partitions", "{e}");
+        let e = load_str("[adapter]\ndriver = \"redis-cluster\"\n[adapter.cluster]\nnodes = []").unwrap_err();
+        assert_eq!(e.key, "adapter.cluster.nodes", "{e}");
+        let e = load_str("[adapter]\ndriver = \"nats\"").unwrap_err();
         assert!(e.key == "adapter.driver" && e.problem.contains("not supported"), "{e}");
         let e = load_str("[adapter]\ndriver = \"redis\"\nfallback_to_local = true").unwrap_err();
         assert_eq!(e.key, "adapter.fallback_to_local", "{e}");

@@ -1,11 +1,11 @@
-//! The reader thread: follows the cluster log with `XREAD BLOCK` from the last entry it handed
-//! over and gives each entry to the owner shard of its channel on this node (one queue per
-//! shard, so per-channel order is the log's); at its first connect, the snapshot of every live
-//! node's share first.
+//! A reader thread: follows one part of the cluster log with `XREAD BLOCK` from the last entry
+//! it handed over and gives each entry to the owner shard of its channel on this node (one
+//! queue per shard, so per-channel order is the log's); at its first connect, the snapshot of
+//! every node's share of the part's channels first.
 
 use super::scripts::SNAPSHOT_SCRIPT;
-use super::{Backoff, Keys, Link, Shared, Side};
-use crate::backplane::{Entry, FromLog, Placed, Share, ShareChange};
+use super::{Backoff, Con, Link, PartKeys, Shared, Side};
+use crate::backplane::{Entry, FromLog, LogPart, Placed, Share, ShareChange};
 use futures_channel::mpsc;
 use redis::Value;
 use std::sync::atomic::Ordering;
@@ -20,16 +20,17 @@ const READ_BLOCK_MS: u64 = 1000;
 
 pub(super) struct Reader {
     pub(super) link: Link,
-    pub(super) keys: Keys,
+    pub(super) part: LogPart,
+    pub(super) keys: PartKeys,
     pub(super) shared: Arc<Shared>,
     pub(super) inboxes: Vec<mpsc::UnboundedSender<FromLog>>,
-    pub(super) owner: Box<Owner>,
-    /// Told once the first snapshot is handed over (`RedisLog::start` waits for it).
+    pub(super) owner: Arc<Owner>,
+    /// Told once the first snapshot is handed over (`RedisLog::start` waits for every part's).
     pub(super) ready: Option<crossbeam_channel::Sender<()>>,
 }
 
 /// Places a channel (app id, name) on one of this node's shards.
-pub(super) type Owner = dyn Fn(&str, &str) -> usize + Send;
+pub(super) type Owner = dyn Fn(&str, &str) -> usize + Send + Sync;
 
 impl Reader {
     pub(super) fn run(mut self) {
@@ -48,31 +49,33 @@ impl Reader {
                 };
                 Ok((con, from))
             });
+            let side = Side::Reader(self.part.index);
             let failed = match joined {
                 Ok((mut con, from)) => {
-                    self.shared.report(Side::Reader, true, &self.link.url, &"");
+                    self.shared.report(side, true, &self.link.url, &"");
                     backoff = Backoff::new();
                     let from = last.insert(from);
                     self.follow(&mut con, from)
                 }
                 Err(e) => e,
             };
-            self.shared.report(Side::Reader, false, &self.link.url, &failed);
+            self.shared.report(side, false, &self.link.url, &failed);
             std::thread::sleep(backoff.step());
         }
     }
 
-    /// Hands every live node's share of every channel to the channels' owners, and returns
-    /// the id of the log's newest entry at that instant (`0-0` for an empty log).
-    fn snapshot(&mut self, con: &mut redis::Connection) -> redis::RedisResult<String> {
-        let reply: Value = redis::cmd("EVAL")
-            .arg(SNAPSHOT_SCRIPT)
-            .arg(3)
-            .arg(&self.keys.nodes)
-            .arg(&self.keys.log)
-            .arg(&self.keys.revocations)
-            .arg(&self.keys.prefix)
-            .query(con)?;
+    /// Hands every node's share of every channel of the part to the channels' owners, and
+    /// returns the id of the part's newest entry at that instant (`0-0` for an empty log).
+    fn snapshot(&mut self, con: &mut Con) -> redis::RedisResult<String> {
+        let reply: Value = con.query(
+            redis::cmd("EVAL")
+                .arg(SNAPSHOT_SCRIPT)
+                .arg(3)
+                .arg(&self.keys.sharers)
+                .arg(&self.keys.log)
+                .arg(&self.keys.kept)
+                .arg(&self.keys.prefix),
+        )?;
         let Value::Array(parts) = reply else { return Ok("0-0".to_owned()) };
         let mut parts = parts.into_iter();
         let last = parts.next().and_then(|v| text(&v)).unwrap_or_else(|| "0-0".to_owned());
@@ -97,7 +100,10 @@ impl Reader {
             let _ = self.inboxes[(self.owner)(app, channel)].unbounded_send(FromLog::Share(share));
             shares += 1;
         }
-        log::info!("backplane: joined at log entry {last} with {shares} channel shares of other nodes");
+        log::info!(
+            "backplane: joined part {} of the log at entry {last} with {shares} channel shares of other nodes",
+            self.part.index
+        );
         if let Some(ready) = self.ready.take() {
             let _ = ready.send(());
         }
@@ -105,17 +111,18 @@ impl Reader {
     }
 
     /// Reads the log from after `last` until the connection fails; returns why it failed.
-    fn follow(&self, con: &mut redis::Connection, last: &mut String) -> redis::RedisError {
+    fn follow(&self, con: &mut Con, last: &mut String) -> redis::RedisError {
         loop {
-            let read = redis::cmd("XREAD")
-                .arg("COUNT")
-                .arg(READ_COUNT)
-                .arg("BLOCK")
-                .arg(READ_BLOCK_MS)
-                .arg("STREAMS")
-                .arg(&self.keys.log)
-                .arg(&*last)
-                .query::<Value>(con);
+            let read = con.query::<Value>(
+                redis::cmd("XREAD")
+                    .arg("COUNT")
+                    .arg(READ_COUNT)
+                    .arg("BLOCK")
+                    .arg(READ_BLOCK_MS)
+                    .arg("STREAMS")
+                    .arg(&self.keys.log)
+                    .arg(&*last),
+            );
             let reply = match read {
                 Ok(reply) => reply,
                 Err(e) => return e,
@@ -151,7 +158,8 @@ impl Reader {
             Some(Entry::Share(share)) => ((self.owner)(&share.app, &share.channel), FromLog::Share(share)),
             Some(Entry::Gone { node, by }) => {
                 for inbox in &self.inboxes {
-                    let _ = inbox.unbounded_send(FromLog::Gone { node: node.clone(), by: by.clone() });
+                    let gone = FromLog::Gone { node: node.clone(), by: by.clone(), part: self.part };
+                    let _ = inbox.unbounded_send(gone);
                 }
                 return;
             }

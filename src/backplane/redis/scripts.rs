@@ -1,7 +1,9 @@
-//! The Lua scripts the Redis backplane runs (`redis.rs` has the key layout). Each is one
-//! atomic step in Redis: that is what makes a serial, a share of a channel or a node's removal
-//! the same for every node, however many append at once. They live apart from the threads that
-//! send them because they are a second language with its own review.
+//! The Lua scripts the Redis backplane runs (`mod.rs` has the key layout). Each is one atomic
+//! step in Redis: that is what makes a serial, a share of a channel or a node's removal the
+//! same for every node, however many append at once. Each touches the keys of one part of the
+//! log only (one slot in a Redis Cluster); the keys it builds from the part's prefix (`ARGV`)
+//! share the part's hash tag. They live apart from the threads that send them because they are
+//! a second language with its own review.
 
 /// Gives the channel its next serial (continuing from what the appending node knows when the
 /// hash holds nothing for it), appends the intent and trims the log, atomically.
@@ -25,62 +27,73 @@ return n
 "#;
 
 /// Keeps a node's share of a channel as the change says and appends the change, atomically.
-/// KEYS: members hash, shares set, counts hash, log. ARGV: channel field, mode (`j`oin,
-/// `u`pdate, `l`eave, `c`ount, `s`ync, `d`ue), log length, entry, then the mode's arguments.
+/// KEYS: members hash, shares set, counts hash, log, sharers set. ARGV: channel field, mode
+/// (`j`oin, `u`pdate, `l`eave, `c`ount, `s`ync, `d`ue), log length, entry, node, then the
+/// mode's arguments.
 pub(super) const SHARE_SCRIPT: &str = r#"
 local m = ARGV[2]
 if m == 'j' then
-  redis.call('HSET', KEYS[1], ARGV[5], ARGV[6])
+  redis.call('HSET', KEYS[1], ARGV[6], ARGV[7])
 elseif m == 'u' then
-  if redis.call('HEXISTS', KEYS[1], ARGV[5]) == 1 then redis.call('HSET', KEYS[1], ARGV[5], ARGV[6]) end
+  if redis.call('HEXISTS', KEYS[1], ARGV[6]) == 1 then redis.call('HSET', KEYS[1], ARGV[6], ARGV[7]) end
 elseif m == 'l' then
-  redis.call('HDEL', KEYS[1], ARGV[5])
+  redis.call('HDEL', KEYS[1], ARGV[6])
 elseif m == 's' then
   redis.call('DEL', KEYS[1])
-  for i = 6, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
+  for i = 7, #ARGV, 2 do redis.call('HSET', KEYS[1], ARGV[i], ARGV[i + 1]) end
 end
 if m == 'c' or m == 's' then
-  if ARGV[5] == '0' then redis.call('HDEL', KEYS[3], ARGV[1]) else redis.call('HSET', KEYS[3], ARGV[1], ARGV[5]) end
+  if ARGV[6] == '0' then redis.call('HDEL', KEYS[3], ARGV[1]) else redis.call('HSET', KEYS[3], ARGV[1], ARGV[6]) end
 end
 if redis.call('EXISTS', KEYS[1]) == 1 or redis.call('HEXISTS', KEYS[3], ARGV[1]) == 1 then
   redis.call('SADD', KEYS[2], ARGV[1])
 else
   redis.call('SREM', KEYS[2], ARGV[1])
 end
+if redis.call('EXISTS', KEYS[2]) == 1 then redis.call('SADD', KEYS[5], ARGV[5]) else redis.call('SREM', KEYS[5], ARGV[5]) end
 redis.call('XADD', KEYS[4], 'MAXLEN', '~', ARGV[3], '*', 'n', 0, 's', '', 'op', ARGV[4])
 return 0
 "#;
 
 /// A heartbeat: this node lives for another node timeout; then the sweep: every node whose
-/// heartbeat ran out is removed with its share, and appended as gone (once, since the script
-/// runs alone). When Redis heard no heartbeat from anyone for longer than `ARGV[3]` ms (it was
-/// down, stalled or cut off from every node), that time counts against no node: every deadline
-/// moves by it, so an outage longer than the node timeout removes no node that stayed alive.
-/// KEYS: nodes, log, time of the last heartbeat. ARGV: node, timeout ms, gap ms, log length,
-/// prefix.
+/// heartbeat ran out is taken for dead, moved to the `gone` set (the writer then runs
+/// `GONE_SCRIPT` in every part and takes it out of the set; a node that fails midway leaves it
+/// there for the next heartbeat of any node). Returns that set. When Redis heard no heartbeat
+/// from anyone for longer than `ARGV[3]` ms (it was down, stalled or cut off from every node),
+/// that time counts against no node: every deadline moves by it, so an outage longer than the
+/// node timeout removes no node that stayed alive. A node that beats is no longer gone.
+/// KEYS: nodes, time of the last heartbeat, gone. ARGV: node, timeout ms, gap ms.
 pub(super) const HEARTBEAT_SCRIPT: &str = r#"
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-local last = tonumber(redis.call('GET', KEYS[3]) or now)
+local last = tonumber(redis.call('GET', KEYS[2]) or now)
 if now - last > tonumber(ARGV[3]) then
   local nodes = redis.call('ZRANGE', KEYS[1], 0, -1)
   for _, n in ipairs(nodes) do redis.call('ZINCRBY', KEYS[1], now - last, n) end
 end
-redis.call('SET', KEYS[3], now)
+redis.call('SET', KEYS[2], now)
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[2]), ARGV[1])
-local gone = {}
+redis.call('SREM', KEYS[3], ARGV[1])
 for _, n in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', '(' .. now)) do
   redis.call('ZREM', KEYS[1], n)
-  local shares = ARGV[5] .. 'shares:' .. n
-  for _, ch in ipairs(redis.call('SMEMBERS', shares)) do
-    redis.call('DEL', ARGV[5] .. 'members:' .. n .. ':' .. ch)
-  end
-  redis.call('DEL', shares, ARGV[5] .. 'counts:' .. n)
-  local entry = cjson.encode({k = 'gone', node = n, by = ARGV[1]})
-  redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[4], '*', 'n', 0, 's', '', 'op', entry)
-  table.insert(gone, n)
+  redis.call('SADD', KEYS[3], n)
 end
-return gone
+return redis.call('SMEMBERS', KEYS[3])
+"#;
+
+/// Removes a node taken for dead from one part: its share of the part's channels, and appends
+/// that it is gone. Running it twice appends a second entry that finds nothing left to remove.
+/// KEYS: log, sharers. ARGV: node, the node that noticed, log length, the part's prefix.
+pub(super) const GONE_SCRIPT: &str = r#"
+local shares = ARGV[4] .. 'shares:' .. ARGV[1]
+for _, ch in ipairs(redis.call('SMEMBERS', shares)) do
+  redis.call('DEL', ARGV[4] .. 'members:' .. ARGV[1] .. ':' .. ch)
+end
+redis.call('DEL', shares, ARGV[4] .. 'counts:' .. ARGV[1])
+redis.call('SREM', KEYS[2], ARGV[1])
+local entry = cjson.encode({k = 'gone', node = ARGV[1], by = ARGV[2]})
+redis.call('XADD', KEYS[1], 'MAXLEN', '~', ARGV[3], '*', 'n', 0, 's', '', 'op', entry)
+return 0
 "#;
 
 /// Appends an entry and keeps it under a field of a hash until it expires, for nodes that
@@ -91,10 +104,10 @@ redis.call('XADD', KEYS[2], 'MAXLEN', '~', ARGV[2], '*', 'n', 0, 's', '', 'op', 
 return 0
 "#;
 
-/// The log's position, the kept entries still in force (expired ones are dropped) and every
-/// live node's share of every channel, read at one instant:
+/// The part's log position, the kept entries still in force (expired ones are dropped) and
+/// every node's share of the part's channels, read at one instant:
 /// `{last id, {entry, ...}, {node, channel field, count, {user, info, ...}}, ...}`.
-/// KEYS: nodes, log, kept entries. ARGV: prefix.
+/// KEYS: sharers, log, kept entries. ARGV: the part's prefix.
 pub(super) const SNAPSHOT_SCRIPT: &str = r#"
 local newest = redis.call('XREVRANGE', KEYS[2], '+', '-', 'COUNT', 1)
 local out = {'0-0', {}}
@@ -110,7 +123,7 @@ for i = 1, #kept, 2 do
     table.insert(out[2], kept[i + 1])
   end
 end
-for _, n in ipairs(redis.call('ZRANGE', KEYS[1], 0, -1)) do
+for _, n in ipairs(redis.call('SMEMBERS', KEYS[1])) do
   for _, ch in ipairs(redis.call('SMEMBERS', ARGV[1] .. 'shares:' .. n)) do
     local count = redis.call('HGET', ARGV[1] .. 'counts:' .. n, ch) or '0'
     table.insert(out, {n, ch, count, redis.call('HGETALL', ARGV[1] .. 'members:' .. n .. ':' .. ch)})

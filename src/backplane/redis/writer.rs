@@ -1,10 +1,11 @@
 //! The writer thread: takes appends, idempotency claims and heartbeats from every shard through
 //! one queue and sends what arrived meanwhile as one pipeline (one round trip for everything
-//! that came while the previous one was out), beating and sweeping between batches.
+//! that came while the previous one was out; in a Redis Cluster one per node, sent together),
+//! beating and sweeping between batches.
 
-use super::scripts::{APPEND_SCRIPT, CLAIM_SCRIPT, HEARTBEAT_SCRIPT, KEEP_SCRIPT, SHARE_SCRIPT};
-use super::{Backoff, Keys, Link, Shared, Side};
-use crate::backplane::{BackplaneError, FromLog, KeyState, Responder, ShareChange};
+use super::scripts::{APPEND_SCRIPT, CLAIM_SCRIPT, GONE_SCRIPT, HEARTBEAT_SCRIPT, KEEP_SCRIPT, SHARE_SCRIPT};
+use super::{Backoff, Con, Keys, Link, Shared, Side};
+use crate::backplane::{BackplaneError, FromLog, KeyState, LogPart, Responder, ShareChange};
 use futures_channel::mpsc;
 use redis::Value;
 use std::sync::atomic::Ordering;
@@ -17,6 +18,8 @@ const MAX_BATCH: usize = 512;
 /// What the writer thread sends Redis, each with where its answer goes.
 pub(super) enum Job {
     Append {
+        /// The log's part it goes to.
+        part: u16,
         /// The channel's field in the serials hash ("" for an entry that takes no serial).
         field: String,
         /// The stream the appending node knows, for an entry that takes a serial.
@@ -32,6 +35,7 @@ pub(super) enum Job {
     },
     /// A change of this node's share of a channel (`SHARE_SCRIPT`).
     Share {
+        part: u16,
         field: String,
         mode: &'static str,
         args: Vec<String>,
@@ -125,7 +129,7 @@ pub(super) struct Writer {
 
 /// The writer's connection, with the scripts' SHA1s.
 struct Connected {
-    con: redis::Connection,
+    con: Con,
     scripts: Scripts,
 }
 
@@ -152,7 +156,7 @@ impl Writer {
                         // lost its data no longer holds) is repaired by each shard appending
                         // its share anew.
                         for shard in &self.shards {
-                            let _ = shard.unbounded_send(FromLog::Resync);
+                            let _ = shard.unbounded_send(FromLog::Resync(LogPart::WHOLE));
                         }
                     }
                     Err(e) => {
@@ -190,11 +194,8 @@ impl Writer {
                 fail(&mut batch, &format!("Redis at {} is unreachable", self.link.url));
                 continue;
             };
-            let mut pipe = redis::pipe();
-            for j in &batch {
-                self.command(&mut pipe, scripts, j);
-            }
-            match pipe.query::<Vec<Value>>(c) {
+            let cmds = batch.iter().map(|j| self.command(scripts, j)).collect();
+            match c.pipeline(cmds) {
                 Ok(values) => {
                     self.shared.appended.fetch_add(appends, Ordering::Relaxed);
                     batch.drain(..).zip(values).for_each(|(j, v)| j.answer(v));
@@ -212,101 +213,102 @@ impl Writer {
         }
     }
 
-    /// Adds the job's command to the pipeline.
-    fn command(&self, pipe: &mut redis::Pipeline, shas: &Scripts, job: &Job) {
+    /// The job's command.
+    fn command(&self, shas: &Scripts, job: &Job) -> redis::Cmd {
+        let evalsha = |sha: &str, keys: &[&str]| {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(sha).arg(keys.len()).arg(keys);
+            cmd
+        };
         match job {
-            Job::Append { field, known, op, .. } => {
+            Job::Append { part, field, known, op, .. } => {
+                let keys = &self.keys.parts[usize::from(*part)];
                 let (sid, floor) = known.clone().unwrap_or_default();
-                pipe.cmd("EVALSHA")
-                    .arg(&shas.append)
-                    .arg(2)
-                    .arg(&self.keys.serials)
-                    .arg(&self.keys.log)
-                    .arg(field)
-                    .arg(if known.is_some() { "1" } else { "0" })
-                    .arg(sid)
-                    .arg(floor)
-                    .arg(self.max_entries)
-                    .arg(op);
+                let mut cmd = evalsha(&shas.append, &[&keys.serials, &keys.log]);
+                cmd.arg(field).arg(if known.is_some() { "1" } else { "0" }).arg(sid).arg(floor);
+                cmd.arg(self.max_entries).arg(op);
+                cmd
             }
-            Job::Share { field, mode, args, op, .. } => {
-                let node = &self.node;
-                let prefix = &self.keys.prefix;
-                pipe.cmd("EVALSHA")
-                    .arg(&shas.share)
-                    .arg(4)
-                    .arg(format!("{prefix}members:{node}:{field}"))
-                    .arg(format!("{prefix}shares:{node}"))
-                    .arg(format!("{prefix}counts:{node}"))
-                    .arg(&self.keys.log)
-                    .arg(field)
-                    .arg(*mode)
-                    .arg(self.max_entries)
-                    .arg(op)
-                    .arg(args);
+            Job::Share { part, field, mode, args, op, .. } => {
+                let keys = &self.keys.parts[usize::from(*part)];
+                let (node, prefix) = (&self.node, &keys.prefix);
+                let members = format!("{prefix}members:{node}:{field}");
+                let shares = format!("{prefix}shares:{node}");
+                let counts = format!("{prefix}counts:{node}");
+                let mut cmd = evalsha(&shas.share, &[&members, &shares, &counts, &keys.log, &keys.sharers]);
+                cmd.arg(field).arg(*mode).arg(self.max_entries).arg(op).arg(node).arg(args);
+                cmd
             }
             Job::Keep { field, op, .. } => {
-                pipe.cmd("EVALSHA")
-                    .arg(&shas.keep)
-                    .arg(2)
-                    .arg(&self.keys.revocations)
-                    .arg(&self.keys.log)
-                    .arg(field)
-                    .arg(self.max_entries)
-                    .arg(op);
+                let keys = &self.keys.parts[0];
+                let mut cmd = evalsha(&shas.keep, &[&keys.kept, &keys.log]);
+                cmd.arg(field).arg(self.max_entries).arg(op);
+                cmd
             }
             Job::Claim { key, ttl_ms, .. } => {
-                pipe.cmd("EVALSHA").arg(&shas.claim).arg(1).arg(key).arg(*ttl_ms);
+                let mut cmd = evalsha(&shas.claim, &[key]);
+                cmd.arg(*ttl_ms);
+                cmd
             }
-            Job::Depart => {
-                pipe.cmd("ZADD").arg(&self.keys.nodes).arg(0).arg(&self.node);
-            }
+            Job::Depart => redis::cmd("ZADD").arg(&self.keys.nodes).arg(0).arg(&self.node).clone(),
             Job::Settle { key, body: Some(body), ttl_ms, .. } => {
-                pipe.cmd("SET").arg(key).arg(body).arg("PX").arg(*ttl_ms);
+                redis::cmd("SET").arg(key).arg(body).arg("PX").arg(*ttl_ms).clone()
             }
-            Job::Settle { key, body: None, .. } => {
-                pipe.cmd("DEL").arg(key);
-            }
+            Job::Settle { key, body: None, .. } => redis::cmd("DEL").arg(key).clone(),
         }
     }
 
     fn connect(&self) -> redis::RedisResult<Connected> {
         let mut con = self.link.connect(self.link.timeout)?;
-        let mut load = |script: &str| redis::cmd("SCRIPT").arg("LOAD").arg(script).query::<String>(&mut con);
+        // In a Redis Cluster, `SCRIPT LOAD` goes to every node.
+        let mut load = |script: &str| con.query::<String>(redis::cmd("SCRIPT").arg("LOAD").arg(script));
         let scripts = Scripts {
             append: load(APPEND_SCRIPT)?,
             share: load(SHARE_SCRIPT)?,
             keep: load(KEEP_SCRIPT)?,
             claim: load(CLAIM_SCRIPT)?,
             heartbeat: load(HEARTBEAT_SCRIPT)?,
+            gone: load(GONE_SCRIPT)?,
         };
         Ok(Connected { con, scripts })
     }
 
-    /// This node's heartbeat, and the sweep of nodes whose heartbeats ran out.
+    /// This node's heartbeat and the sweep of nodes whose heartbeats ran out; then each node
+    /// taken for dead (now or by a sweep that did not finish) is removed from every part.
     fn beat(&self, c: &mut Connected) -> redis::RedisResult<()> {
         // Heartbeats reach Redis at least every interval while any node is alive; a longer
         // silence from everyone is Redis's own outage.
         let outage = 2 * self.heartbeat.as_millis() as u64;
-        let gone: Vec<String> = redis::cmd("EVALSHA")
-            .arg(&c.scripts.heartbeat)
-            .arg(3)
-            .arg(&self.keys.nodes)
-            .arg(&self.keys.log)
-            .arg(&self.keys.beat)
-            .arg(&self.node)
-            .arg(self.node_timeout.as_millis() as u64)
-            .arg(outage)
-            .arg(self.max_entries)
-            .arg(&self.keys.prefix)
-            .query(&mut c.con)?;
-        for node in gone {
+        let gone: Vec<String> = c.con.query(
+            redis::cmd("EVALSHA")
+                .arg(&c.scripts.heartbeat)
+                .arg(3)
+                .arg(&self.keys.nodes)
+                .arg(&self.keys.beat)
+                .arg(&self.keys.gone)
+                .arg(&self.node)
+                .arg(self.node_timeout.as_millis() as u64)
+                .arg(outage),
+        )?;
+        if gone.is_empty() {
+            return Ok(());
+        }
+        let mut cmds = Vec::new();
+        for node in &gone {
             log::warn!(
                 "backplane: node {node} missed its heartbeats for {:?}; its members are removed",
                 self.node_timeout
             );
+            for keys in &self.keys.parts {
+                let mut cmd = redis::cmd("EVALSHA");
+                cmd.arg(&c.scripts.gone).arg(2).arg(&keys.log).arg(&keys.sharers);
+                cmd.arg(node).arg(&self.node).arg(self.max_entries).arg(&keys.prefix);
+                cmds.push(cmd);
+            }
         }
-        Ok(())
+        c.con.pipeline(cmds)?;
+        // Out of the set only once every part has it.
+        c.con.query(redis::cmd("SREM").arg(&self.keys.gone).arg(&gone))
     }
 }
 
@@ -317,6 +319,7 @@ struct Scripts {
     keep: String,
     claim: String,
     heartbeat: String,
+    gone: String,
 }
 
 fn fail(batch: &mut Vec<Job>, why: &str) {

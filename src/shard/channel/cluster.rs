@@ -18,7 +18,7 @@ use super::broadcast::Broadcast;
 use super::meta::MetaEvent;
 use super::presence::{member_event, presence_update_event};
 use super::ChannelState;
-use crate::backplane::{Append, Entry, Reply, Share, ShareChange};
+use crate::backplane::{Append, Entry, LogPart, Reply, Share, ShareChange};
 use crate::config::AppIdx;
 use crate::protocol::outbound;
 use crate::protocol::presence_history::{Cause, PresenceEvent, Transition};
@@ -193,17 +193,18 @@ impl Shard {
         }
     }
 
-    /// Appends this node's whole share of every channel this shard owns that it has one of
-    /// (or that the view says it has): after the backplane reconnected, or after this node
-    /// was taken for dead.
-    pub(crate) fn resync(&self) {
+    /// Appends this node's whole share of every channel of `part` this shard owns that it has
+    /// one of (or that the view says it has): after the backplane reconnected, or after this
+    /// node was taken for dead.
+    pub(crate) fn resync(&self, part: LogPart) {
         let Some(me) = self.node_id() else { return };
         let mut channels = self.channels.borrow_mut();
         for app in 0..channels.by_app.len() {
+            let app_id = &self.ctx.apps.get(app as AppIdx).id;
             for (channel, ch) in channels.by_app[app].iter_mut() {
                 let total = ch.total;
                 let Some(view) = ch.cluster.as_mut() else { continue };
-                if total == 0 && ch.members.is_empty() && !view.holds(&me) {
+                if (total == 0 && ch.members.is_empty() && !view.holds(&me)) || !part.holds(app_id, channel) {
                     continue;
                 }
                 view.told = total;
@@ -221,15 +222,18 @@ impl Shard {
         self.apply_change(app, &share.channel.into(), &share.node.into(), ours, share.change, Cause::Disconnect);
     }
 
-    /// `node` was taken for dead by `by`: its share of every channel here is removed. If it is
-    /// this node (cut off from Redis for longer than the node timeout), its share is appended
-    /// again.
-    pub(crate) fn node_gone(self: &Rc<Self>, node: &str, by: &str) {
+    /// `node` was taken for dead by `by`: its share of every channel of `part` here is
+    /// removed. If it is this node (cut off from Redis for longer than the node timeout), its
+    /// share is appended again.
+    pub(crate) fn node_gone(self: &Rc<Self>, node: &str, by: &str, part: LogPart) {
         let holding: Vec<(AppIdx, Arc<str>)> = {
             let channels = self.channels.borrow();
             let mut list = Vec::new();
             for (app, map) in channels.by_app.iter().enumerate() {
-                let held = map.iter().filter(|(_, ch)| ch.cluster.as_ref().is_some_and(|v| v.holds(node)));
+                let app_id = &self.ctx.apps.get(app as AppIdx).id;
+                let held = map.iter().filter(|(name, ch)| {
+                    ch.cluster.as_ref().is_some_and(|v| v.holds(node)) && part.holds(app_id, name)
+                });
                 list.extend(held.map(|(name, _)| (app as AppIdx, name.clone())));
             }
             list
@@ -242,7 +246,7 @@ impl Shard {
         }
         if self.is_this_node(&node) {
             log::warn!(shard = self.id; "this node was taken for dead by node {by}; its members and counts are appended again");
-            self.resync();
+            self.resync(part);
         }
     }
 

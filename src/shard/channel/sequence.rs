@@ -129,8 +129,8 @@ impl Shard {
                 Some(FromLog::Placed(placed)) => self.apply_placed(placed),
                 Some(FromLog::Nodes(action)) => self.act_for_cluster(action),
                 Some(FromLog::Share(share)) => self.apply_share(share),
-                Some(FromLog::Gone { node, by }) => self.node_gone(&node, &by),
-                Some(FromLog::Resync) => self.resync(),
+                Some(FromLog::Gone { node, by, part }) => self.node_gone(&node, &by, part),
+                Some(FromLog::Resync(part)) => self.resync(part),
                 None => return,
             }
         }

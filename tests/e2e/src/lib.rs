@@ -8,10 +8,14 @@
 //!   REST helpers (`docs/protocol/http-api.md#request-signing`): [`Server::api`], [`signed_target`].
 //!
 //! - [`Receiver`] (`webhook_receiver.rs`): an HTTP server that records the webhooks it gets.
+//! - [`Cluster`] (`redis.rs`): several nodes over a `redis-server` or a Redis Cluster the test
+//!   starts, and a [`Proxy`] that cuts a node off.
 //!
 //! Tests assert behaviour, never speed: every timeout below only bounds a wait.
 
+mod redis;
 mod webhook_receiver;
+pub use redis::*;
 pub use webhook_receiver::*;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -26,8 +30,8 @@ use std::io::{BufRead, BufReader, ErrorKind, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Mutex;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use tungstenite::protocol::{frame::coding::CloseCode, CloseFrame, WebSocketConfig};
 use tungstenite::{client::IntoClientRequest, Message, WebSocket};
@@ -511,206 +515,6 @@ pub fn with_token(s: &Server, token: &str) -> Client {
     assert_eq!(f["event"], "sockudo:connection_established", "{f}");
     c.socket_id = data_json(&f)["socket_id"].as_str().unwrap().to_owned();
     c
-}
-
-// ---------------------------------------------------------------------------------------------
-// Several nodes over Redis
-// ---------------------------------------------------------------------------------------------
-
-/// A `redis-server` of its own on a free loopback port, without persistence, killed on drop.
-/// The Debian package must be installed (`.ci/run` installs it): a test that needs Redis
-/// fails without it rather than being skipped.
-pub struct Redis {
-    child: Child,
-    pub port: u16,
-    /// For a durable Redis: where its append-only file lives.
-    aof_dir: Option<PathBuf>,
-}
-
-impl Redis {
-    pub fn start() -> Redis {
-        Redis::launch(None)
-    }
-
-    /// A Redis that fsyncs its append-only file before it answers a write, so a restart keeps
-    /// everything it acknowledged.
-    pub fn start_durable() -> Redis {
-        Redis::launch(Some(temp_dir()))
-    }
-
-    fn launch(aof_dir: Option<PathBuf>) -> Redis {
-        let port = free_port();
-        let redis = Redis { child: Redis::spawn(port, aof_dir.as_deref()), port, aof_dir };
-        redis.wait_ready();
-        redis
-    }
-
-    fn spawn(port: u16, aof_dir: Option<&Path>) -> Child {
-        let port = port.to_string();
-        let mut args = vec!["--port", &port, "--bind", "127.0.0.1", "--save", ""];
-        let dir = aof_dir.map(|d| d.to_string_lossy().into_owned());
-        match &dir {
-            Some(dir) => args.extend(["--appendonly", "yes", "--appendfsync", "always", "--dir", dir]),
-            None => args.extend(["--appendonly", "no"]),
-        }
-        Command::new("redis-server")
-            .args(&args)
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("redis-server not found: install the Debian package redis-server")
-    }
-
-    pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.port)
-    }
-
-    fn wait_ready(&self) {
-        let deadline = Instant::now() + START_DEADLINE;
-        while self.command(&["PING"]).is_none() {
-            assert!(Instant::now() < deadline, "redis-server did not answer PING on port {}", self.port);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
-
-    /// Sends one command (RESP) and returns the first line of the reply, `None` if Redis is
-    /// not reachable.
-    pub fn command(&self, args: &[&str]) -> Option<String> {
-        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
-        s.set_read_timeout(Some(T)).ok()?;
-        let mut req = format!("*{}\r\n", args.len());
-        for a in args {
-            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
-        }
-        s.write_all(req.as_bytes()).ok()?;
-        let mut line = String::new();
-        BufReader::new(s).read_line(&mut line).ok()?;
-        Some(line.trim_end().to_owned())
-    }
-
-    /// Kills Redis at once; `restart` brings it back on the same port, empty unless durable.
-    pub fn kill(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-
-    pub fn restart(&mut self) {
-        self.child = Redis::spawn(self.port, self.aof_dir.as_deref());
-        self.wait_ready();
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        self.kill();
-        if let Some(dir) = &self.aof_dir {
-            let _ = fs::remove_dir_all(dir);
-        }
-    }
-}
-
-/// `n` nodes of the real binary sharing one Redis under a prefix of their own. Each node is
-/// started like any test server, plus the adapter's environment variables, and is ready once
-/// `/up` says it reaches Redis.
-pub struct Cluster {
-    pub nodes: Vec<Server>,
-    pub redis: Redis,
-    prefix: String,
-    config: Option<String>,
-}
-
-impl Cluster {
-    pub fn start(n: usize, config: Option<&str>) -> Cluster {
-        Cluster::start_with(Redis::start(), n, config)
-    }
-
-    pub fn start_with(redis: Redis, n: usize, config: Option<&str>) -> Cluster {
-        let prefix = format!("e2e-{}:", free_port());
-        let mut cluster = Cluster { nodes: Vec::new(), redis, prefix, config: config.map(str::to_owned) };
-        for _ in 0..n {
-            let node = cluster.start_node();
-            cluster.nodes.push(node);
-        }
-        cluster
-    }
-
-    /// One more node of this cluster, ready once it reaches Redis.
-    pub fn start_node(&self) -> Server {
-        self.start_node_via(self.redis.port)
-    }
-
-    /// One more node of this cluster that reaches Redis through `port` (a [`Proxy`]'s).
-    pub fn start_node_via(&self, port: u16) -> Server {
-        let url = format!("redis://127.0.0.1:{port}");
-        let env =
-            [("ADAPTER_DRIVER", "redis"), ("REDIS_URL", url.as_str()), ("ADAPTER_REDIS_PREFIX", self.prefix.as_str())];
-        let node = Server::start_with(self.config.as_deref(), Some(env_shards()), &env, &[]);
-        node.wait_backplane(true);
-        node
-    }
-}
-
-/// A TCP proxy on a free loopback port to another port, which a test cuts as a network
-/// partition would (open connections reset, new ones dropped) and heals.
-pub struct Proxy {
-    pub port: u16,
-    cut: Arc<AtomicBool>,
-    open: Arc<Mutex<Vec<TcpStream>>>,
-}
-
-impl Proxy {
-    pub fn start(target: u16) -> Proxy {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let port = listener.local_addr().unwrap().port();
-        let (cut, open) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Vec::new())));
-        let (cut2, open2) = (cut.clone(), open.clone());
-        std::thread::spawn(move || {
-            for down in listener.incoming().flatten() {
-                if cut2.load(Ordering::SeqCst) {
-                    continue;
-                }
-                let Ok(up) = TcpStream::connect(("127.0.0.1", target)) else { continue };
-                let mut list = open2.lock().unwrap();
-                list.push(down.try_clone().unwrap());
-                list.push(up.try_clone().unwrap());
-                for (mut from, mut to) in [(down.try_clone().unwrap(), up.try_clone().unwrap()), (up, down)] {
-                    std::thread::spawn(move || {
-                        let _ = std::io::copy(&mut from, &mut to);
-                        let _ = to.shutdown(std::net::Shutdown::Both);
-                    });
-                }
-            }
-        });
-        Proxy { port, cut, open }
-    }
-
-    pub fn cut(&self) {
-        self.cut.store(true, Ordering::SeqCst);
-        for s in self.open.lock().unwrap().drain(..) {
-            let _ = s.shutdown(std::net::Shutdown::Both);
-        }
-    }
-
-    pub fn heal(&self) {
-        self.cut.store(false, Ordering::SeqCst);
-    }
-}
-
-impl Server {
-    /// Waits until `/up` reports the backplane `connected` (or not).
-    pub fn wait_backplane(&self, connected: bool) {
-        let want = if connected { "connected" } else { "disconnected" };
-        let deadline = Instant::now() + START_DEADLINE;
-        loop {
-            let r = try_http(self.port, "GET", "/up", &[], None);
-            if r.as_ref().is_ok_and(|r| r.header("x-backplane") == Some(want)) {
-                return;
-            }
-            assert!(Instant::now() < deadline, "node on port {} never reported the backplane {want}", self.port);
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -1,6 +1,7 @@
-//! One behaviour suite for both backplanes (`docs/architecture.md#several-nodes`): each test
-//! runs against one node, whose shards only the mesh joins, and against three nodes sharing a
-//! real `redis-server`. "Node i" is that one node for every i when there is only one, so the
+//! One behaviour suite for every backplane (`docs/architecture.md#several-nodes`): each test
+//! runs against one node, whose shards only the mesh joins, against three nodes sharing a real
+//! `redis-server`, and against three nodes sharing a Redis Cluster of three (the log split into
+//! parts over its nodes). "Node i" is that one node for every i when there is only one, so the
 //! same assertions say what crossing shards and crossing nodes must both keep.
 
 use e2e::*;
@@ -89,10 +90,11 @@ fn health_cluster(n: usize, app: AppConfig, node_timeout_ms: u64) -> Cluster {
     Cluster::start(n, Some(&config(&health, &[app])))
 }
 
-/// Runs `test` on one node, then on three nodes over Redis.
-fn on_both(test: fn(&Nodes)) {
+/// Runs `test` on one node, then on three nodes over Redis, then over a Redis Cluster.
+fn on_every_backplane(test: fn(&Nodes)) {
     test(&Nodes::One(Server::start(None)));
     test(&Nodes::Redis(Cluster::start(3, None)));
+    test(&Nodes::Redis(Cluster::start_sharded(3, None)));
 }
 
 fn publish(s: &Server, channel: &str, data: &str) {
@@ -102,7 +104,7 @@ fn publish(s: &Server, channel: &str, data: &str) {
 // `docs/architecture.md#several-nodes`: a publish on any node reaches subscribers on every node.
 #[test]
 fn a_publish_reaches_subscribers_on_every_node() {
-    on_both(|nodes| {
+    on_every_backplane(|nodes| {
         let mut subscribers: Vec<Client> = (0..3).map(|i| nodes.node(i).connect()).collect();
         for c in &mut subscribers {
             c.subscribe("orders");
@@ -121,7 +123,7 @@ fn a_publish_reaches_subscribers_on_every_node() {
 // contiguous serials, the same on every node, and each publisher's own order.
 #[test]
 fn concurrent_publishers_on_every_node_make_one_stream() {
-    on_both(|nodes| {
+    on_every_backplane(|nodes| {
         let mut subscribers: Vec<Client> = (0..3).map(|i| v2_connected(nodes.node(i))).collect();
         let told: Vec<Value> = subscribers.iter_mut().map(|c| v2_subscribe(c, "ticks")["stream_id"].clone()).collect();
         const EACH: usize = 20;
@@ -166,7 +168,7 @@ fn concurrent_publishers_on_every_node_make_one_stream() {
 // nothing missed and nothing twice.
 #[test]
 fn a_v2_client_resumes_on_another_node() {
-    on_both(|nodes| {
+    on_every_backplane(|nodes| {
         let mut c = v2_connected(nodes.node(0));
         let told = v2_subscribe(&mut c, "orders")["stream_id"].clone();
         publish(nodes.node(1), "orders", "0");
@@ -209,7 +211,7 @@ fn a_v2_client_resumes_on_another_node() {
 // read the log that far, so each node is asked until it has all six (bounded).
 #[test]
 fn every_node_has_the_whole_history() {
-    on_both(|nodes| {
+    on_every_backplane(|nodes| {
         for i in 1..=6 {
             publish(nodes.node(i), "ledger", &i.to_string());
         }
@@ -243,7 +245,7 @@ fn every_node_has_the_whole_history() {
 // its sender.
 #[test]
 fn client_events_cross_nodes() {
-    on_both(|nodes| {
+    on_every_backplane(|nodes| {
         let mut a = nodes.node(0).connect();
         let mut b = nodes.node(1).connect();
         a.subscribe_private("private-chat");
@@ -267,7 +269,7 @@ fn a_redis_outage_refuses_publishes_and_heals() {
     let stream = v2_subscribe(&mut c, "orders")["stream_id"].clone();
     publish(&cluster.nodes[0], "orders", "before");
     let before = next_frame(&mut c, "e")["serial"].as_u64().unwrap();
-    cluster.redis.kill();
+    cluster.redis_mut().kill();
     for node in &cluster.nodes {
         node.wait_backplane(false);
     }
@@ -281,7 +283,7 @@ fn a_redis_outage_refuses_publishes_and_heals() {
     let body = r.assert_error(503, "backplane_unavailable");
     assert!(body["error"].as_str().unwrap().contains("not published"), "{body}");
     v2_drained(&mut c);
-    cluster.redis.restart();
+    cluster.redis_mut().restart();
     for node in &cluster.nodes {
         node.wait_backplane(true);
     }
@@ -296,7 +298,7 @@ fn a_redis_outage_refuses_publishes_and_heals() {
 // closed, whichever node the request reaches.
 #[test]
 fn terminate_connections_reaches_every_node() {
-    on_both(|nodes| {
+    on_every_backplane(|nodes| {
         let mut a = nodes.node(1).connect();
         a.signin(&json!({"id": "42"}));
         let mut b = nodes.node(2).connect();
@@ -316,7 +318,7 @@ fn terminate_connections_reaches_every_node() {
 // sockets on every node, and the token is refused there afterwards.
 #[test]
 fn revocations_reach_every_node() {
-    on_both(|nodes| {
+    on_every_backplane(|nodes| {
         let token = mint(&claims("mallory", "m-1", json!({"*": ["subscribe"]})));
         let mut on_1 = with_token(nodes.node(1), &token);
         let mut on_2 = with_token(nodes.node(2), &token);
@@ -357,7 +359,7 @@ fn a_killed_node_leaves_the_others_serving() {
 // failed publish frees its key on every node.
 #[test]
 fn an_idempotent_retry_on_another_node_is_a_duplicate() {
-    on_both(|nodes| {
+    on_every_backplane(|nodes| {
         let mut c = nodes.node(2).connect();
         c.subscribe("orders");
         let body = json!({"name": "e", "channel": "orders", "data": "once", "idempotency_key": "k-1"});
@@ -398,7 +400,7 @@ fn operations_outside_the_log_are_refused() {
 // its last one anywhere leaves, and a subscriber on any node lists every member.
 #[test]
 fn presence_has_one_member_per_user_across_nodes() {
-    on_both(|nodes| {
+    on_every_backplane(|nodes| {
         let ch = "presence-room";
         let mut observer = nodes.node(0).connect();
         observer.subscribe_presence(ch, &json!({"user_id": "o"}));
@@ -432,7 +434,7 @@ fn presence_has_one_member_per_user_across_nodes() {
 // whichever node is asked.
 #[test]
 fn http_queries_answer_alike_on_every_node() {
-    on_both(|nodes| {
+    on_every_backplane(|nodes| {
         let mut subscribers: Vec<Client> = (0..3).map(|i| nodes.node(i).connect()).collect();
         for c in &mut subscribers[..2] {
             c.subscribe("orders");
@@ -489,24 +491,76 @@ fn webhooks_fire_once_for_the_cluster() {
     run(&Nodes::One(Server::start(Some(&config))));
     receiver.clear("/hooks");
     run(&Nodes::Redis(Cluster::start(3, Some(&config))));
+    receiver.clear("/hooks");
+    run(&Nodes::Redis(Cluster::start_sharded(3, Some(&config))));
 }
 
 // `README.md#run-several-nodes`: the members of a node killed with kill -9 are removed on the
-// others within the node timeout and a heartbeat (here 1 s and 0.2 s), once.
+// others within the node timeout and a heartbeat (here 1 s and 0.2 s), once, from every
+// channel; over a Redis Cluster the rooms' channels lie in different parts of the log, and each
+// part carries the removal.
 #[test]
 fn a_killed_nodes_members_are_removed() {
-    let mut cluster = fast_health_cluster(3);
-    let mut observer = member_of_room(&cluster.nodes[0], "o");
-    let _stays = member_of_room(&cluster.nodes[1], "s");
-    let _doomed = member_of_room(&cluster.nodes[2], "k");
-    for user in ["s", "k"] {
-        assert_eq!(user_of(&observer.expect_channel_event("pusher_internal:member_added", ROOM)), user);
+    let rooms = ["presence-room", "presence-den", "presence-hall", "presence-yard"];
+    let health = "[adapter.cluster_health]\nheartbeat_interval_ms = 200\nnode_timeout_ms = 1000\n";
+    let config = config(health, &[AppConfig::dev()]);
+    for mut cluster in [Cluster::start(3, Some(&config)), Cluster::start_sharded(3, Some(&config))] {
+        let mut observers: Vec<Client> = rooms.iter().map(|_| cluster.nodes[0].connect()).collect();
+        let mut others = Vec::new();
+        for (room, observer) in rooms.iter().zip(&mut observers) {
+            observer.subscribe_presence(room, &json!({"user_id": "o"}));
+            for (node, user) in [(1, "s"), (2, "k")] {
+                let mut c = cluster.nodes[node].connect();
+                c.subscribe_presence(room, &json!({"user_id": user}));
+                assert_eq!(user_of(&observer.expect_channel_event("pusher_internal:member_added", room)), user);
+                others.push(c);
+            }
+        }
+        cluster.nodes[2].kill9();
+        for (room, observer) in rooms.iter().zip(&mut observers) {
+            let removed =
+                observer.expect_event_within("pusher_internal:member_removed", std::time::Duration::from_secs(10));
+            assert_eq!((removed["channel"].as_str(), user_of(&removed).as_str()), (Some(*room), "k"));
+            let alive = [&cluster.nodes[0], &cluster.nodes[1]];
+            wait_alike(&alive, vec!["o".to_owned(), "s".to_owned()], |s| users(s, room));
+        }
+        for observer in &mut observers {
+            observer.expect_no_frame(QUIET);
+        }
     }
-    cluster.nodes[2].kill9();
-    let removed = observer.expect_event_within("pusher_internal:member_removed", std::time::Duration::from_secs(10));
-    assert_eq!(user_of(&removed), "k");
-    wait_alike(&[&cluster.nodes[0], &cluster.nodes[1]], vec!["o".to_owned(), "s".to_owned()], |s| users(s, ROOM));
-    observer.expect_no_frame(QUIET);
+}
+
+// `docs/architecture.md#several-nodes`: over a Redis Cluster the log's parts spread over its
+// nodes (each holds some of it), and every channel's messages still reach every node in order.
+#[test]
+fn the_log_spreads_over_a_redis_clusters_nodes() {
+    let cluster = Cluster::start_sharded(3, None);
+    let channels: Vec<String> = (0..24).map(|i| format!("spread-{i}")).collect();
+    let mut subscribers: Vec<Client> = (1..3).map(|i| v2_connected(&cluster.nodes[i])).collect();
+    for c in &mut subscribers {
+        for ch in &channels {
+            v2_subscribe(c, ch);
+        }
+    }
+    for round in 0..3 {
+        for ch in &channels {
+            publish(&cluster.nodes[0], ch, &round.to_string());
+        }
+    }
+    for c in &mut subscribers {
+        let mut seen: std::collections::HashMap<String, Vec<u64>> = Default::default();
+        for _ in 0..channels.len() * 3 {
+            let f = next_frame(c, "e");
+            let data: u64 = f["data"].as_str().unwrap().parse().unwrap();
+            seen.entry(f["channel"].as_str().unwrap().to_owned()).or_default().push(data);
+        }
+        for ch in &channels {
+            assert_eq!(seen.get(ch), Some(&vec![0, 1, 2]), "{ch}");
+        }
+    }
+    let Backend::Sharded(redis) = &cluster.backend else { unreachable!() };
+    let keys = redis.keys_per_master();
+    assert!(keys.iter().all(|&n| n > 0), "keys per Redis node: {keys:?}");
 }
 
 // `README.md#run-several-nodes`: a Redis outage longer than the node timeout removes no member
@@ -521,14 +575,14 @@ fn a_long_redis_outage_removes_no_member() {
     let _x = member_of_room(&cluster.nodes[1], "x");
     assert_eq!(user_of(&observer.expect_channel_event("pusher_internal:member_added", ROOM)), "x");
     // Redis answers no one for 2.5 s, more than twice the node timeout.
-    assert_eq!(cluster.redis.command(&["CLIENT", "PAUSE", "2500", "ALL"]).as_deref(), Some("+OK"));
+    assert_eq!(cluster.redis().command(&["CLIENT", "PAUSE", "2500", "ALL"]).as_deref(), Some("+OK"));
     observer.expect_no_frame(std::time::Duration::from_millis(5000));
-    cluster.redis.kill();
+    cluster.redis_mut().kill();
     for node in &cluster.nodes {
         node.wait_backplane(false);
     }
     std::thread::sleep(std::time::Duration::from_millis(2500));
-    cluster.redis.restart();
+    cluster.redis_mut().restart();
     for node in &cluster.nodes {
         node.wait_backplane(true);
     }
@@ -550,7 +604,7 @@ fn a_long_redis_outage_removes_no_member() {
 #[test]
 fn a_partitioned_node_rejoins_without_loss() {
     let cluster = fast_health_cluster(2);
-    let proxy = Proxy::start(cluster.redis.port);
+    let proxy = Proxy::start(cluster.redis().port);
     let cut_off = cluster.start_node_via(proxy.port);
     let mut observer = member_of_room(&cluster.nodes[0], "o");
     let _p = member_of_room(&cut_off, "p");
@@ -613,13 +667,14 @@ fn a_stopped_nodes_departure_is_reported_once() {
 // publisher's to retry (one whose outcome was unknown may still have been delivered).
 #[test]
 fn a_redis_restart_mid_traffic_loses_nothing_acknowledged() {
-    let mut cluster = Cluster::start_with(Redis::start_durable(), 3, None);
+    let mut cluster = Cluster::start_with(Backend::One(Redis::start_durable()), 3, None);
     let mut subscribers: Vec<Client> = (1..3).map(|i| v2_connected(&cluster.nodes[i])).collect();
     for c in &mut subscribers {
         v2_subscribe(c, "ticks");
     }
     let stop = std::sync::atomic::AtomicBool::new(false);
-    let (nodes, redis) = (&cluster.nodes, &mut cluster.redis);
+    let Backend::One(redis) = &mut cluster.backend else { unreachable!() };
+    let nodes = &cluster.nodes;
     let accepted: Vec<u64> = std::thread::scope(|scope| {
         let publisher = scope.spawn(|| {
             let mut accepted = Vec::new();

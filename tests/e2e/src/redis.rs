@@ -1,0 +1,302 @@
+//! Several nodes over Redis: a `redis-server` of the test's own ([`Redis`]) or a Redis Cluster
+//! of three ([`RedisCluster`]), the nodes that share it ([`Cluster`]), and a [`Proxy`] that
+//! cuts a node off as a network partition would.
+
+use super::{env_shards, free_port, temp_dir, try_http, Server, START_DEADLINE, T};
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// A `redis-server` of its own on a free loopback port, without persistence, killed on drop.
+/// The Debian package must be installed (`.ci/run` installs it): a test that needs Redis
+/// fails without it rather than being skipped.
+pub struct Redis {
+    child: Child,
+    pub port: u16,
+    /// Where its files live (the append-only file of a durable Redis, a cluster node's
+    /// configuration).
+    dir: Option<PathBuf>,
+    durable: bool,
+    /// For a node of a Redis Cluster: its cluster bus port.
+    bus: Option<u16>,
+}
+
+impl Redis {
+    pub fn start() -> Redis {
+        Redis::launch(None, false, None)
+    }
+
+    /// A Redis that fsyncs its append-only file before it answers a write, so a restart keeps
+    /// everything it acknowledged.
+    pub fn start_durable() -> Redis {
+        Redis::launch(Some(temp_dir()), true, None)
+    }
+
+    fn launch(dir: Option<PathBuf>, durable: bool, bus: Option<u16>) -> Redis {
+        let port = free_port();
+        let child = Redis::spawn(port, dir.as_deref(), durable, bus);
+        let redis = Redis { child, port, dir, durable, bus };
+        redis.wait_ready();
+        redis
+    }
+
+    fn spawn(port: u16, dir: Option<&Path>, durable: bool, bus: Option<u16>) -> Child {
+        let mut args: Vec<String> =
+            ["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", ""].iter().map(|s| s.to_string()).collect();
+        if let Some(dir) = dir {
+            args.extend(["--dir".into(), dir.to_string_lossy().into_owned()]);
+        }
+        match durable {
+            true => args.extend(["--appendonly", "yes", "--appendfsync", "always"].map(String::from)),
+            false => args.extend(["--appendonly", "no"].map(String::from)),
+        }
+        if let Some(bus) = bus {
+            // The bus port is set apart, since port + 10000 (the default) may be taken or
+            // out of range.
+            let config = format!("nodes-{port}.conf");
+            args.extend(["--cluster-enabled".into(), "yes".into(), "--cluster-config-file".into(), config]);
+            args.extend(["--cluster-port".into(), bus.to_string()]);
+        }
+        Command::new("redis-server")
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server not found: install the Debian package redis-server")
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn wait_ready(&self) {
+        let deadline = Instant::now() + START_DEADLINE;
+        while self.command(&["PING"]).is_none() {
+            assert!(Instant::now() < deadline, "redis-server did not answer PING on port {}", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Sends one command (RESP) and returns the first line of the reply, `None` if Redis is
+    /// not reachable.
+    pub fn command(&self, args: &[&str]) -> Option<String> {
+        let mut s = TcpStream::connect(("127.0.0.1", self.port)).ok()?;
+        s.set_read_timeout(Some(T)).ok()?;
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        s.write_all(req.as_bytes()).ok()?;
+        let mut line = String::new();
+        BufReader::new(s).read_line(&mut line).ok()?;
+        Some(line.trim_end().to_owned())
+    }
+
+    /// Kills Redis at once; `restart` brings it back on the same port, empty unless durable.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    pub fn restart(&mut self) {
+        self.child = Redis::spawn(self.port, self.dir.as_deref(), self.durable, self.bus);
+        self.wait_ready();
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        self.kill();
+        if let Some(dir) = &self.dir {
+            let _ = fs::remove_dir_all(dir);
+        }
+    }
+}
+
+/// A Redis Cluster of three masters (no replicas) on free loopback ports, made with
+/// `redis-cli --cluster create`, which gives each an equal range of the slots.
+pub struct RedisCluster {
+    pub masters: Vec<Redis>,
+}
+
+impl RedisCluster {
+    pub fn start() -> RedisCluster {
+        let masters: Vec<Redis> = (0..3).map(|_| Redis::launch(Some(temp_dir()), false, Some(free_port()))).collect();
+        let addrs: Vec<String> = masters.iter().map(|m| format!("127.0.0.1:{}", m.port)).collect();
+        let out = Command::new("redis-cli")
+            .args(["--cluster", "create"])
+            .args(&addrs)
+            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .output()
+            .expect("redis-cli not found: install the Debian package redis-server");
+        assert!(out.status.success(), "redis-cli --cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
+        let cluster = RedisCluster { masters };
+        let deadline = Instant::now() + START_DEADLINE;
+        while !cluster.masters.iter().all(|m| cluster.info(m).contains("cluster_state:ok")) {
+            assert!(Instant::now() < deadline, "the Redis Cluster did not come up");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        cluster
+    }
+
+    fn info(&self, m: &Redis) -> String {
+        let out = Command::new("redis-cli").args(["-p", &m.port.to_string(), "cluster", "info"]).output();
+        out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+    }
+
+    /// `REDIS_CLUSTER_NODES` for it.
+    pub fn nodes(&self) -> String {
+        self.masters.iter().map(Redis::url).collect::<Vec<_>>().join(",")
+    }
+
+    /// How many keys each master holds.
+    pub fn keys_per_master(&self) -> Vec<u64> {
+        let count = |m: &Redis| m.command(&["DBSIZE"]).and_then(|l| l.trim_start_matches(':').parse().ok());
+        self.masters.iter().map(|m| count(m).unwrap_or(0)).collect()
+    }
+}
+
+/// What the nodes of a [`Cluster`] share.
+pub enum Backend {
+    One(Redis),
+    Sharded(RedisCluster),
+}
+
+/// `n` nodes of the real binary sharing one Redis (or one Redis Cluster) under a prefix of
+/// their own. Each node is started like any test server, plus the adapter's environment
+/// variables, and is ready once `/up` says it reaches Redis.
+pub struct Cluster {
+    pub nodes: Vec<Server>,
+    pub backend: Backend,
+    prefix: String,
+    config: Option<String>,
+}
+
+impl Cluster {
+    pub fn start(n: usize, config: Option<&str>) -> Cluster {
+        Cluster::start_with(Backend::One(Redis::start()), n, config)
+    }
+
+    /// `n` nodes over a Redis Cluster of three.
+    pub fn start_sharded(n: usize, config: Option<&str>) -> Cluster {
+        Cluster::start_with(Backend::Sharded(RedisCluster::start()), n, config)
+    }
+
+    pub fn start_with(backend: Backend, n: usize, config: Option<&str>) -> Cluster {
+        let prefix = format!("e2e-{}:", free_port());
+        let mut cluster = Cluster { nodes: Vec::new(), backend, prefix, config: config.map(str::to_owned) };
+        for _ in 0..n {
+            let node = cluster.start_node();
+            cluster.nodes.push(node);
+        }
+        cluster
+    }
+
+    /// The one Redis (a test of one Redis's faults).
+    pub fn redis(&self) -> &Redis {
+        match &self.backend {
+            Backend::One(redis) => redis,
+            Backend::Sharded(_) => panic!("this cluster runs over a Redis Cluster"),
+        }
+    }
+
+    pub fn redis_mut(&mut self) -> &mut Redis {
+        match &mut self.backend {
+            Backend::One(redis) => redis,
+            Backend::Sharded(_) => panic!("this cluster runs over a Redis Cluster"),
+        }
+    }
+
+    /// One more node of this cluster, ready once it reaches Redis.
+    pub fn start_node(&self) -> Server {
+        match &self.backend {
+            Backend::One(redis) => self.start_node_via(redis.port),
+            Backend::Sharded(sharded) => {
+                let nodes = sharded.nodes();
+                self.start_node_env(&[("ADAPTER_DRIVER", "redis-cluster"), ("REDIS_CLUSTER_NODES", &nodes)])
+            }
+        }
+    }
+
+    /// One more node of this cluster that reaches its one Redis through `port` (a [`Proxy`]'s).
+    pub fn start_node_via(&self, port: u16) -> Server {
+        let url = format!("redis://127.0.0.1:{port}");
+        self.start_node_env(&[("ADAPTER_DRIVER", "redis"), ("REDIS_URL", &url)])
+    }
+
+    fn start_node_env(&self, env: &[(&str, &str)]) -> Server {
+        let mut env = env.to_vec();
+        env.push(("ADAPTER_REDIS_PREFIX", &self.prefix));
+        let node = Server::start_with(self.config.as_deref(), Some(env_shards()), &env, &[]);
+        node.wait_backplane(true);
+        node
+    }
+}
+
+/// A TCP proxy on a free loopback port to another port, which a test cuts as a network
+/// partition would (open connections reset, new ones dropped) and heals.
+pub struct Proxy {
+    pub port: u16,
+    cut: Arc<AtomicBool>,
+    open: Arc<Mutex<Vec<TcpStream>>>,
+}
+
+impl Proxy {
+    pub fn start(target: u16) -> Proxy {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let (cut, open) = (Arc::new(AtomicBool::new(false)), Arc::new(Mutex::new(Vec::new())));
+        let (cut2, open2) = (cut.clone(), open.clone());
+        std::thread::spawn(move || {
+            for down in listener.incoming().flatten() {
+                if cut2.load(Ordering::SeqCst) {
+                    continue;
+                }
+                let Ok(up) = TcpStream::connect(("127.0.0.1", target)) else { continue };
+                let mut list = open2.lock().unwrap();
+                list.push(down.try_clone().unwrap());
+                list.push(up.try_clone().unwrap());
+                for (mut from, mut to) in [(down.try_clone().unwrap(), up.try_clone().unwrap()), (up, down)] {
+                    std::thread::spawn(move || {
+                        let _ = std::io::copy(&mut from, &mut to);
+                        let _ = to.shutdown(std::net::Shutdown::Both);
+                    });
+                }
+            }
+        });
+        Proxy { port, cut, open }
+    }
+
+    pub fn cut(&self) {
+        self.cut.store(true, Ordering::SeqCst);
+        for s in self.open.lock().unwrap().drain(..) {
+            let _ = s.shutdown(std::net::Shutdown::Both);
+        }
+    }
+
+    pub fn heal(&self) {
+        self.cut.store(false, Ordering::SeqCst);
+    }
+}
+
+impl Server {
+    /// Waits until `/up` reports the backplane `connected` (or not).
+    pub fn wait_backplane(&self, connected: bool) {
+        let want = if connected { "connected" } else { "disconnected" };
+        let deadline = Instant::now() + START_DEADLINE;
+        loop {
+            let r = try_http(self.port, "GET", "/up", &[], None);
+            if r.as_ref().is_ok_and(|r| r.header("x-backplane") == Some(want)) {
+                return;
+            }
+            assert!(Instant::now() < deadline, "node on port {} never reported the backplane {want}", self.port);
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
