@@ -213,6 +213,23 @@ impl Cluster {
         }
     }
 
+    /// Kills every Redis server the nodes share.
+    pub fn kill_redis(&mut self) {
+        self.servers().for_each(Redis::kill);
+    }
+
+    /// Brings every Redis server back, empty (a cluster node keeps only its slots).
+    pub fn restart_redis(&mut self) {
+        self.servers().for_each(Redis::restart);
+    }
+
+    fn servers(&mut self) -> impl Iterator<Item = &mut Redis> {
+        match &mut self.backend {
+            Backend::One(redis) => std::slice::from_mut(redis).iter_mut(),
+            Backend::Sharded(sharded) => sharded.masters.iter_mut(),
+        }
+    }
+
     /// One more node of this cluster, ready once it reaches Redis.
     pub fn start_node(&self) -> Server {
         match &self.backend {

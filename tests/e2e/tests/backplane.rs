@@ -259,39 +259,41 @@ fn client_events_cross_nodes() {
     });
 }
 
-// `README.md#run-several-nodes`: with Redis gone, nodes keep their sockets and refuse publishes
-// with 503 (never a silent local-only delivery); once it is back they rejoin by themselves and
-// a channel's serials go on from where they were, though this Redis lost everything.
+// `README.md#run-several-nodes`: with Redis gone (one Redis, or every node of a Redis Cluster),
+// nodes keep their sockets and refuse publishes with 503 (never a silent local-only delivery);
+// once it is back they rejoin by themselves and a channel's serials go on from where they
+// were, though Redis lost everything.
 #[test]
 fn a_redis_outage_refuses_publishes_and_heals() {
-    let mut cluster = Cluster::start(2, None);
-    let mut c = v2_connected(&cluster.nodes[1]);
-    let stream = v2_subscribe(&mut c, "orders")["stream_id"].clone();
-    publish(&cluster.nodes[0], "orders", "before");
-    let before = next_frame(&mut c, "e")["serial"].as_u64().unwrap();
-    cluster.redis_mut().kill();
-    for node in &cluster.nodes {
-        node.wait_backplane(false);
+    for mut cluster in [Cluster::start(2, None), Cluster::start_sharded(2, None)] {
+        let mut c = v2_connected(&cluster.nodes[1]);
+        let stream = v2_subscribe(&mut c, "orders")["stream_id"].clone();
+        publish(&cluster.nodes[0], "orders", "before");
+        let before = next_frame(&mut c, "e")["serial"].as_u64().unwrap();
+        cluster.kill_redis();
+        for node in &cluster.nodes {
+            node.wait_backplane(false);
+        }
+        let gauge = |node: &Server| {
+            let text = http(node.metrics_port, "GET", "/metrics", &[], None).text();
+            let line = text.lines().find(|l| l.starts_with("sockudo_backplane_connected")).map(str::to_owned);
+            line.and_then(|l| l.rsplit(' ').next().map(str::to_owned))
+        };
+        assert_eq!(gauge(&cluster.nodes[0]).as_deref(), Some("0"));
+        let r = cluster.nodes[0].publish(json!({"name": "e", "channel": "orders", "data": "lost?"}));
+        let body = r.assert_error(503, "backplane_unavailable");
+        assert!(body["error"].as_str().unwrap().contains("not published"), "{body}");
+        v2_drained(&mut c);
+        cluster.restart_redis();
+        for node in &cluster.nodes {
+            node.wait_backplane(true);
+        }
+        assert_eq!(gauge(&cluster.nodes[0]).as_deref(), Some("1"));
+        publish(&cluster.nodes[0], "orders", "after");
+        let f = next_frame(&mut c, "e");
+        assert_eq!((f["serial"].as_u64(), f["data"].as_str()), (Some(before + 1), Some("after")), "{f}");
+        assert_eq!(f["stream_id"], stream);
     }
-    let gauge = |node: &Server| {
-        let text = http(node.metrics_port, "GET", "/metrics", &[], None).text();
-        let line = text.lines().find(|l| l.starts_with("sockudo_backplane_connected")).map(str::to_owned);
-        line.and_then(|l| l.rsplit(' ').next().map(str::to_owned))
-    };
-    assert_eq!(gauge(&cluster.nodes[0]).as_deref(), Some("0"));
-    let r = cluster.nodes[0].publish(json!({"name": "e", "channel": "orders", "data": "lost?"}));
-    let body = r.assert_error(503, "backplane_unavailable");
-    assert!(body["error"].as_str().unwrap().contains("not published"), "{body}");
-    v2_drained(&mut c);
-    cluster.redis_mut().restart();
-    for node in &cluster.nodes {
-        node.wait_backplane(true);
-    }
-    assert_eq!(gauge(&cluster.nodes[0]).as_deref(), Some("1"));
-    publish(&cluster.nodes[0], "orders", "after");
-    let f = next_frame(&mut c, "e");
-    assert_eq!((f["serial"].as_u64(), f["data"].as_str()), (Some(before + 1), Some("after")), "{f}");
-    assert_eq!(f["stream_id"], stream);
 }
 
 // `docs/protocol/http-api.md#terminating-user-connections`: the user's sockets on every node are
