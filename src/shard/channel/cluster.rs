@@ -262,6 +262,11 @@ impl Shard {
         change: ShareChange,
         dropped: Cause,
     ) {
+        // A re-check's end concerns only the pending webhook, not the channel (gone by now
+        // when it was vacated).
+        if let ShareChange::Due { user } = change {
+            return self.cluster_webhook_due(app, channel, user.map(Into::into), ours);
+        }
         let mut channels = self.channels.borrow_mut();
         let ch = channels.entry(app, channel);
         let Some(view) = ch.cluster.as_mut() else { return };
@@ -301,11 +306,7 @@ impl Shard {
                     }
                 }
             }
-            ShareChange::Due { user } => {
-                drop(channels);
-                self.cluster_webhook_due(app, channel, user.map(Into::into), ours);
-                return;
-            }
+            ShareChange::Due { .. } => unreachable!("handled above"),
         }
         let after = view.total();
         for (user, info, socket) in &out.added {
