@@ -35,6 +35,11 @@ pub enum Entry {
     Nodes(NodeAction),
     /// A node's share of a channel changed: applied by the channel's owner on every node.
     Share(Share),
+    /// An operator changed a channel's durable history: carried out by the channel's owner on
+    /// every node, so every node keeps the same history.
+    History(HistoryChange),
+    /// An annotation of a message or its delete: made by the channel's owner on every node.
+    Annotate(AnnotationIntent),
     /// `node` missed its heartbeats and is taken for dead; `by` is the node that noticed. Every
     /// shard of every node removes `node`'s share of its channels.
     Gone { node: String, by: String },
@@ -72,6 +77,60 @@ pub enum ShareChange {
         #[serde(default, skip_serializing_if = "Option::is_none")]
         user: Option<String>,
     },
+}
+
+/// A purge or reset of a channel's durable history (`docs/protocol/v2.md#history-operator-endpoints`),
+/// or a reset of its presence history.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct HistoryChange {
+    pub app: String,
+    pub channel: String,
+    pub op: HistoryOp,
+    /// The node that took the request and its token there: that node answers the operator
+    /// when its own copy has been carried out.
+    pub node: String,
+    pub token: u64,
+}
+
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+#[serde(tag = "h", rename_all = "snake_case")]
+pub enum HistoryOp {
+    /// A new stream, whose id the node that took the request chose; serials from 1. The log
+    /// restarts the channel's serials with it.
+    Reset {
+        stream_id: String,
+    },
+    /// A new stream of the channel's presence history (its id chosen alike).
+    PresenceReset {
+        stream_id: String,
+    },
+    PurgeAll,
+    PurgeBeforeSerial {
+        serial: u64,
+    },
+    /// Rows published before this unix time (ms).
+    PurgeBeforeTime {
+        ms: u64,
+    },
+}
+
+/// An annotation request as the cluster log carries it (`docs/protocol/v2.md#annotations`). It
+/// takes no channel serial; every node numbers it after the message's earlier annotation
+/// events, alike since every node applies the same ones in the same order.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct AnnotationIntent {
+    pub app: String,
+    pub channel: String,
+    pub stream_id: String,
+    /// The annotated message's serial.
+    pub message: u64,
+    pub change: crate::protocol::annotations::Change,
+    /// The annotation's id and time, decided by the node that took the request.
+    pub id: String,
+    pub at_ms: u64,
+    /// The node that took the request and its token there (it answers).
+    pub node: String,
+    pub token: u64,
 }
 
 /// An action every node takes on its own sockets and state.
@@ -150,6 +209,8 @@ pub enum FromLog {
     Placed(Placed),
     Nodes(NodeAction),
     Share(Share),
+    History(HistoryChange),
+    Annotate(AnnotationIntent),
     /// `node` is gone from the channels of `part`.
     Gone {
         node: String,

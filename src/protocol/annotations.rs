@@ -4,6 +4,7 @@
 
 use super::outbound::push_json_str;
 use ahash::AHashMap;
+use serde::{Deserialize, Serialize};
 use sonic_rs::{JsonContainerTrait, JsonType, JsonValueTrait};
 use std::collections::BTreeMap;
 use storage::{AnnotationAction, AnnotationRecord};
@@ -17,7 +18,8 @@ const MAX_CLIENT_ID_BYTES: usize = 128;
 pub const MAX_SUMMARY_CLIENTS: usize = 100;
 
 /// How a type's annotations are summarised.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum Summarizer {
     /// `{"total":n}`: live annotations.
     Total,
@@ -74,7 +76,7 @@ pub fn summarizer_of(ty: &str) -> Result<Summarizer, String> {
 
 /// `POST …/annotations` body; both `clientId` and `client_id` (and `socketId`/`socket_id`)
 /// are read.
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NewAnnotation {
     pub annotation_type: String,
     pub summarizer: Summarizer,
@@ -85,6 +87,21 @@ pub struct NewAnnotation {
     /// `data` as raw JSON.
     pub data: Option<String>,
     pub encoding: Option<String>,
+}
+
+/// What an annotation request does to its message.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "c", rename_all = "snake_case")]
+pub enum Change {
+    /// A new annotation; its client id is settled (a bound socket's user stands in).
+    Create(NewAnnotation),
+    /// Delete the annotation created at annotation serial `target`.
+    Delete {
+        target: u64,
+        actor: Option<String>,
+        /// The actor may delete only its own annotations.
+        own_only: bool,
+    },
 }
 
 impl NewAnnotation {

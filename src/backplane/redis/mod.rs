@@ -45,7 +45,7 @@ mod reader;
 mod scripts;
 mod writer;
 
-use super::{Append, Backplane, Entry, IdempotencyKey, Inbox, KeyState, LogPart, NodeAction, Reply};
+use super::{Append, Backplane, Entry, HistoryOp, IdempotencyKey, Inbox, KeyState, LogPart, NodeAction, Reply};
 use crate::config::{RedisAdapter, RedisTarget};
 use crate::metrics::BackplaneFigures;
 use futures_channel::mpsc;
@@ -54,7 +54,7 @@ use redis::{FromRedisValue, RedisResult, Value};
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use writer::{share_args, Job, Writer};
+use writer::{share_args, Job, Serial, Writer};
 
 struct Shared {
     writer: AtomicU8,
@@ -177,7 +177,22 @@ impl Backplane for RedisLog {
             Entry::Publish(intent) => {
                 let part = LogPart::of(&intent.app, &intent.channel, self.parts);
                 let field = format!("{}\n{}", intent.app, intent.channel);
-                Job::Append { part, field, known: append.takes_serial, op, reply }
+                let serial = append.takes_serial.map_or(Serial::None, |(sid, n)| Serial::Next(sid, n));
+                Job::Append { part, field, serial, op, reply }
+            }
+            Entry::Annotate(a) => {
+                let part = LogPart::of(&a.app, &a.channel, self.parts);
+                let field = format!("{}\n{}", a.app, a.channel);
+                Job::Append { part, field, serial: Serial::None, op, reply }
+            }
+            Entry::History(change) => {
+                let part = LogPart::of(&change.app, &change.channel, self.parts);
+                let field = format!("{}\n{}", change.app, change.channel);
+                let serial = match &change.op {
+                    HistoryOp::Reset { stream_id } => Serial::Reset(stream_id.clone()),
+                    _ => Serial::None,
+                };
+                Job::Append { part, field, serial, op, reply }
             }
             Entry::Share(share) => {
                 let part = LogPart::of(&share.app, &share.channel, self.parts);
@@ -192,7 +207,7 @@ impl Backplane for RedisLog {
                 Job::Keep { field, op, reply }
             }
             Entry::Nodes(_) | Entry::Gone { .. } => {
-                Job::Append { part: 0, field: String::new(), known: None, op, reply }
+                Job::Append { part: 0, field: String::new(), serial: Serial::None, op, reply }
             }
         };
         self.submit(job);

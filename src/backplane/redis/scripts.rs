@@ -6,11 +6,16 @@
 //! a second language with its own review.
 
 /// Gives the channel its next serial (continuing from what the appending node knows when the
-/// hash holds nothing for it), appends the intent and trims the log, atomically.
+/// hash holds nothing for it), appends the intent and trims the log, atomically. A reset
+/// (`ARGV[2]` `r`) restarts the channel's serials in the stream `ARGV[3]`.
+/// KEYS: serials, log. ARGV: channel field, mode (`1` next serial, `0` none, `r` reset),
+/// stream id, the appending node's newest serial, log length, entry.
 pub(super) const APPEND_SCRIPT: &str = r#"
 local sid = ''
 local n = 0
-if ARGV[2] == '1' then
+if ARGV[2] == 'r' then
+  redis.call('HSET', KEYS[1], ARGV[1], '0 ' .. ARGV[3])
+elseif ARGV[2] == '1' then
   local cur = redis.call('HGET', KEYS[1], ARGV[1])
   if cur then
     local at = string.find(cur, ' ', 1, true)

@@ -20,10 +20,9 @@ pub(super) enum Job {
     Append {
         /// The log's part it goes to.
         part: u16,
-        /// The channel's field in the serials hash ("" for an entry that takes no serial).
+        /// The channel's field in the serials hash ("" for an entry of no channel).
         field: String,
-        /// The stream the appending node knows, for an entry that takes a serial.
-        known: Option<(String, u64)>,
+        serial: Serial,
         op: String,
         reply: Responder<()>,
     },
@@ -83,6 +82,16 @@ impl Job {
             Job::Depart => {}
         }
     }
+}
+
+/// What an append does to its channel's serials.
+pub(super) enum Serial {
+    None,
+    /// Takes the next serial; the stream the appending node knows and its newest serial, for
+    /// a channel the serials hash holds nothing of.
+    Next(String, u64),
+    /// Restarts the channel's serials in a new stream.
+    Reset(String),
 }
 
 /// The claim script's reply: `{1}` taken, `{0, ""}` in progress, `{0, body}` answered.
@@ -221,12 +230,15 @@ impl Writer {
             cmd
         };
         match job {
-            Job::Append { part, field, known, op, .. } => {
+            Job::Append { part, field, serial, op, .. } => {
                 let keys = &self.keys.parts[usize::from(*part)];
-                let (sid, floor) = known.clone().unwrap_or_default();
+                let (mode, sid, floor) = match serial {
+                    Serial::None => ("0", "", 0),
+                    Serial::Next(sid, floor) => ("1", sid.as_str(), *floor),
+                    Serial::Reset(sid) => ("r", sid.as_str(), 0),
+                };
                 let mut cmd = evalsha(&shas.append, &[&keys.serials, &keys.log]);
-                cmd.arg(field).arg(if known.is_some() { "1" } else { "0" }).arg(sid).arg(floor);
-                cmd.arg(self.max_entries).arg(op);
+                cmd.arg(field).arg(mode).arg(sid).arg(floor).arg(self.max_entries).arg(op);
                 cmd
             }
             Job::Share { part, field, mode, args, op, .. } => {

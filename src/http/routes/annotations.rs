@@ -7,10 +7,10 @@ use super::super::response::{ApiError, Response};
 use super::json_body;
 use super::messages::{in_current_stream, page_limit, socket_identity, target, Target};
 use crate::config::AppIdx;
-use crate::protocol::annotations::{self, NewAnnotation};
+use crate::protocol::annotations::{self, Change, NewAnnotation};
 use crate::protocol::capabilities::{Capabilities, Op};
 use crate::publish::PublishError;
-use crate::shard::channel::annotate::{Annotate, Annotated, Change};
+use crate::shard::channel::annotate::{Annotate, Annotated};
 use crate::shard::Shard;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -49,8 +49,15 @@ async fn run(
     t: Target<'_>,
     change: Change,
 ) -> Result<Annotated, ApiError> {
-    let request =
-        Annotate { app, channel: channel.into(), message: t.message, stream_id: t.stream_id.as_str().into(), change };
+    let request = Annotate {
+        app,
+        channel: channel.into(),
+        message: t.message,
+        stream_id: t.stream_id.as_str().into(),
+        change,
+        id: crate::protocol::outbound::uuid_v4(),
+        at_ms: crate::time::unix_ms(),
+    };
     let owner = shard.channel_owner(app, channel);
     shard.invoke_on(owner, request).await?.map_err(|f| ApiError::from(PublishError::from(f)))
 }

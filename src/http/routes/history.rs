@@ -6,7 +6,7 @@ use super::super::response::{ApiError, Response};
 use crate::config::AppIdx;
 use crate::protocol::history::{page_json, Counted, HistoryParams};
 use crate::protocol::operator::{self, StreamDescription};
-use crate::shard::channel::operator::{HistoryPurge, HistoryReset, HistoryState};
+use crate::shard::channel::operator::{ChangeFailure, HistoryPurge, HistoryReset, HistoryState};
 use crate::shard::Shard;
 use std::rc::Rc;
 use storage::{Direction, HistoryPage, HistoryQuery, HistoryView, StorageError, Store};
@@ -66,6 +66,15 @@ pub async fn state(shard: &Rc<Shard>, app: AppIdx, channel: &str) -> Result<Resp
     Ok(Response::json(200, operator::state_json(channel, &stream)))
 }
 
+impl From<ChangeFailure> for ApiError {
+    fn from(e: ChangeFailure) -> ApiError {
+        match e {
+            ChangeFailure::Storage(e) => ApiError::storage(e.to_string()),
+            ChangeFailure::Backplane(why) => ApiError::new(503, "backplane_unavailable", why),
+        }
+    }
+}
+
 /// `POST …/history/reset` (`purge: None`: a new stream id, the old stream's history purged) and
 /// `POST …/history/purge` (retained rows removed by mode; stream id and serials kept).
 pub async fn change(
@@ -79,22 +88,12 @@ pub async fn change(
     let operation = if purge { "purge" } else { "reset" };
     let confirmed = operator::confirmation(body, channel, operation).map_err(ApiError::invalid_input)?;
     let mode = purge.then(|| operator::purge_mode(body)).transpose().map_err(ApiError::invalid_input)?;
-    let storage = |e: StorageError| ApiError::storage(e.to_string());
     let purged = match mode {
         Some(mode) => shard
             .invoke_on(owner, HistoryPurge { app, channel: channel.into(), mode })
-            .await?
-            .map_err(storage)?
+            .await??
             .ok_or_else(|| ApiError::not_found(format!("Channel {channel} has no history to purge")))?,
-        // A reset would start a stream outside the cluster log (`sequence.rs`).
-        None if shard.ctx.backplane.is_some() => {
-            return Err(ApiError::new(
-                501,
-                "not_supported_with_adapter",
-                "history resets are not yet available with the Redis adapter",
-            ))
-        }
-        None => shard.invoke_on(owner, HistoryReset { app, channel: channel.into() }).await?.map_err(storage)?,
+        None => shard.invoke_on(owner, HistoryReset { app, channel: channel.into() }).await??,
     };
     let app_id = shard.ctx.apps.get(app).id.as_str();
     log::warn!(app = app_id, channel = channel, operation = operation, reason = confirmed.reason.as_str(); "history changed by the operator");

@@ -140,7 +140,7 @@ pub async fn reset(
     let confirmed = operator::confirmation(body, channel, "reset").map_err(ApiError::invalid_input)?;
     let owner = shard.channel_owner(app, channel);
     let purged = shard.invoke_on(owner, PresenceLogReset { app, channel: channel.into() }).await?;
-    let purged = purged.map_err(|e| ApiError::storage(e.to_string()))?;
+    let purged = purged?;
     let app_id = shard.ctx.apps.get(app).id.as_str();
     log::warn!(app = app_id, channel = channel, reason = confirmed.reason.as_str(); "presence history reset by the operator");
     let (meta, counted) = (&purged.meta, Counted::Events { degraded: false });

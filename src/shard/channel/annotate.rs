@@ -5,19 +5,21 @@
 //! the summary goes to every V2 subscriber and the event to subscriptions in
 //! `ANNOTATION_SUBSCRIBE` mode, in order with the channel's messages (the commit pipeline).
 //! Annotations take no channel serial: they are not messages, and subscribers without the
-//! mode must not see gaps for them.
+//! mode must not see gaps for them. With several nodes an annotation is appended to the cluster
+//! log and made by the owner on every node when the log brings it back: every node numbers it
+//! alike, since each applies the same events to the same message in the same order.
 
 use super::broadcast::Broadcast;
 use super::commit::{message_write_failure, AnnotationCommit};
 use super::message_cache::{Entry, MessageKey, Pending};
+use super::sequence::Waiter;
 use super::{OpFailure, Rejection};
+use crate::backplane::{self, AnnotationIntent, Append};
 use crate::config::AppIdx;
-use crate::protocol::annotations::{self, NewAnnotation};
-use crate::protocol::outbound;
+use crate::protocol::annotations::{self, Change};
 use crate::protocol::versioned;
 use crate::shard::route::{Request, Responder};
 use crate::shard::Shard;
-use crate::time::unix_ms;
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -30,18 +32,10 @@ pub struct Annotate {
     pub message: u64,
     pub stream_id: Arc<str>,
     pub change: Change,
-}
-
-pub enum Change {
-    /// A new annotation; its client id is settled (a bound socket's user stands in).
-    Create(NewAnnotation),
-    /// Delete the annotation created at annotation serial `target`.
-    Delete {
-        target: u64,
-        actor: Option<String>,
-        /// The actor may delete only its own annotations.
-        own_only: bool,
-    },
+    /// The new annotation's id and the event's time, decided where the request came in (with
+    /// several nodes, every node records the same).
+    pub id: String,
+    pub at_ms: u64,
 }
 
 /// The annotation event made (or, for a repeated delete, the one made before).
@@ -56,12 +50,13 @@ impl Request for Annotate {
     type Reply = Result<Annotated, OpFailure>;
 
     fn handle(self, shard: &Rc<Shard>, reply: Responder<Self>) {
-        if shard.ctx.backplane.is_some() {
-            reply.send(Err(OpFailure::Rejected(super::sequence::not_clustered("annotations"))));
-            return;
+        match shard.ctx.backplane.is_some() {
+            true => shard.append_annotation(self, reply),
+            false => {
+                let key: MessageKey = (self.app, self.channel.clone(), self.stream_id.clone(), self.message);
+                shard.on_message(key, Pending::Annotation(self, reply));
+            }
         }
-        let key: MessageKey = (self.app, self.channel.clone(), self.stream_id.clone(), self.message);
-        shard.on_message(key, Pending::Annotation(self, reply));
     }
 }
 
@@ -75,12 +70,12 @@ impl Shard {
         reply: Responder<Annotate>,
     ) -> Option<AnnotationCommit> {
         let serial = entry.annotations.last().map_or(1, |r| r.serial + 1);
-        let now_ms = unix_ms();
+        let now_ms = a.at_ms;
         let record = match a.change {
             Change::Create(n) => AnnotationRecord {
                 serial,
                 action: AnnotationAction::Create,
-                id: Some(outbound::uuid_v4()),
+                id: Some(a.id),
                 annotation_type: n.annotation_type,
                 name: n.name,
                 client_id: n.client_id,
@@ -174,5 +169,48 @@ impl Shard {
             self.fan_out(ch, app, &channel, &event, None);
         }
         self.answer_when_durable(durable, reply, answer, "annotation");
+    }
+
+    /// Appends an annotation to the cluster log; it is made when the log brings it back
+    /// (`apply_annotation`), and `reply` answered then. An append that fails is answered at
+    /// once.
+    fn append_annotation(self: &Rc<Self>, a: Annotate, reply: Responder<Annotate>) {
+        let Some(log) = self.ctx.backplane.clone() else { unreachable!("appended only with a backplane") };
+        let token = self.sequenced.borrow_mut().wait_for(Waiter::Annotate(reply));
+        let intent = AnnotationIntent {
+            app: self.ctx.apps.get(a.app).id.clone(),
+            channel: a.channel.to_string(),
+            stream_id: a.stream_id.to_string(),
+            message: a.message,
+            change: a.change,
+            id: a.id,
+            at_ms: a.at_ms,
+            node: log.node_id().to_owned(),
+            token,
+        };
+        // Crosses to the backplane's writer thread; the answer comes back as a wake.
+        let appended = log.append(Append { entry: backplane::Entry::Annotate(intent), takes_serial: None });
+        self.fail_unless_appended(appended, token);
+    }
+
+    /// Makes an annotation the cluster log brought, as the node that took it would alone; that
+    /// node answers.
+    pub(super) fn apply_annotation(self: &Rc<Self>, intent: AnnotationIntent) {
+        let Some(app) = self.ctx.apps.by_id(&intent.app) else { return };
+        let reply = match self.waiter(&intent.node, intent.token) {
+            Some(Waiter::Annotate(r)) => r,
+            _ => Responder::nobody(self),
+        };
+        let a = Annotate {
+            app,
+            channel: intent.channel.into(),
+            message: intent.message,
+            stream_id: intent.stream_id.into(),
+            change: intent.change,
+            id: intent.id,
+            at_ms: intent.at_ms,
+        };
+        let key: MessageKey = (a.app, a.channel.clone(), a.stream_id.clone(), a.message);
+        self.on_message(key, Pending::Annotation(a, reply));
     }
 }

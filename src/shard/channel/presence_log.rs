@@ -5,8 +5,11 @@
 //! store refuses gives its serial back and leaves the stream `degraded` until an operator resets
 //! it, so a page never claims a continuity it does not have.
 
+use super::operator::ChangeFailure;
+use super::sequence::Waiter;
 use super::stream::Stream;
 use super::ChannelState;
+use crate::backplane::HistoryOp;
 use crate::config::AppIdx;
 use crate::protocol::outbound;
 use crate::protocol::presence_history::{event_json, Transition};
@@ -110,19 +113,37 @@ pub struct PresenceLogReset {
 }
 
 impl Request for PresenceLogReset {
-    type Reply = Result<Purged, StorageError>;
+    type Reply = Result<Purged, ChangeFailure>;
 
     fn handle(self, shard: &Rc<Shard>, reply: Responder<Self>) {
-        let Some(store) = shard.history_store(self.app) else {
-            reply.send(Err(StorageError::InvalidInput("durable history is not enabled".into())));
-            return;
+        let new_id = outbound::uuid_v4();
+        match shard.ctx.backplane.is_some() && shard.history_store(self.app).is_some() {
+            // Every node resets its presence history of the channel (`operator.rs`).
+            true => {
+                let op = HistoryOp::PresenceReset { stream_id: new_id };
+                shard.append_history(self.app, &self.channel, op, Waiter::PresenceReset(reply));
+            }
+            false => shard.reset_presence_log(self.app, &self.channel, new_id.into(), reply),
+        }
+    }
+}
+
+impl Shard {
+    pub(super) fn reset_presence_log(
+        self: &Rc<Self>,
+        app: AppIdx,
+        channel: &Arc<str>,
+        new_id: Arc<str>,
+        reply: Responder<PresenceLogReset>,
+    ) {
+        let Some(store) = self.history_store(app) else {
+            let disabled = StorageError::InvalidInput("durable history is not enabled".into());
+            return reply.send(Err(ChangeFailure::Storage(disabled)));
         };
         // `resume`: the reset makes the new id the store's.
-        let log = PresenceLog::resume(outbound::uuid_v4().into(), 0);
-        let new_id = log.stream.id.clone();
-        shard.channels.borrow_mut().entry(self.app, &self.channel).presence = Some(log);
-        let reset =
-            store.reset_stream(&shard.ctx.apps.get(self.app).id, &storage::presence_stream(&self.channel), &new_id);
-        crate::shard::spawn(shard, "presence history reset", async move { reply.send(reset.await) });
+        let log = PresenceLog::resume(new_id.clone(), 0);
+        self.channels.borrow_mut().entry(app, channel).presence = Some(log);
+        let reset = store.reset_stream(&self.ctx.apps.get(app).id, &storage::presence_stream(channel), &new_id);
+        crate::shard::spawn(self, "presence history reset", async move { reply.send(reset.await.map_err(Into::into)) });
     }
 }

@@ -4,10 +4,13 @@
 //! every node stores the same messages under the same serials in the same order. The publisher
 //! is answered when this node's own copy is carried out (stored and delivered here).
 
+use super::annotate::Annotate;
 use super::broadcast::{ChannelEvent, EventData};
+use super::operator::{ChangeFailure, HistoryPurge, HistoryReset};
+use super::presence_log::PresenceLogReset;
 use super::stream::Fit;
 use super::{ChannelOp, OpFailure, Operation, Origin, Rejection};
-use crate::backplane::{Append, Backplane, Entry, FromLog, Inbox, Intent, Placed};
+use crate::backplane::{Append, Backplane, Entry, FromLog, Inbox, Intent, Placed, Reply};
 use crate::config::AppIdx;
 use crate::protocol::filter::Tags;
 use crate::protocol::outbound;
@@ -22,11 +25,13 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-/// This shard's publishes that the log has not brought back yet, by token.
+/// This shard's publishes (and other operations) that the log has not brought back yet, by
+/// token.
 #[derive(Default)]
 pub struct Sequenced {
     next_token: u64,
     waiting: AHashMap<u64, (Instant, Responder<ChannelOp>)>,
+    others: AHashMap<u64, (Instant, Waiter)>,
     /// What the log brings this shard; kept here so a restarted reading task goes on with it.
     inbox: Option<Inbox>,
     /// Channels whose count waits for the next flush (`cluster.rs`).
@@ -42,6 +47,38 @@ impl Sequenced {
     /// has had its 503 by now).
     pub fn expire(&mut self, now: Instant, limit: Duration) {
         self.waiting.retain(|_, (at, _)| now.duration_since(*at) < limit);
+        self.others.retain(|_, (at, _)| now.duration_since(*at) < limit);
+    }
+
+    fn token(&mut self) -> u64 {
+        self.next_token += 1;
+        self.next_token
+    }
+
+    /// Keeps `waiter` until the log brings its operation back; returns its token.
+    pub(super) fn wait_for(&mut self, waiter: Waiter) -> u64 {
+        let token = self.token();
+        self.others.insert(token, (Instant::now(), waiter));
+        token
+    }
+}
+
+/// Who waits for an operation other than a publish that this node appended to the cluster log.
+pub(super) enum Waiter {
+    Reset(Responder<HistoryReset>),
+    Purge(Responder<HistoryPurge>),
+    PresenceReset(Responder<PresenceLogReset>),
+    Annotate(Responder<Annotate>),
+}
+
+impl Waiter {
+    fn fail(self, why: String) {
+        match self {
+            Waiter::Reset(r) => r.send(Err(ChangeFailure::Backplane(why))),
+            Waiter::Purge(r) => r.send(Err(ChangeFailure::Backplane(why))),
+            Waiter::PresenceReset(r) => r.send(Err(ChangeFailure::Backplane(why))),
+            Waiter::Annotate(r) => r.send(Err(OpFailure::Rejected(Rejection::new(503, "backplane_unavailable", why)))),
+        }
     }
 }
 
@@ -73,8 +110,7 @@ impl Shard {
         };
         let token = {
             let mut s = self.sequenced.borrow_mut();
-            s.next_token += 1;
-            let token = s.next_token;
+            let token = s.token();
             if reply.is_wanted() {
                 s.waiting.insert(token, (Instant::now(), reply));
             }
@@ -117,6 +153,25 @@ impl Shard {
         });
     }
 
+    /// Answers the operation of `token` with the append's failure, if it failed.
+    pub(super) fn fail_unless_appended(self: &Rc<Self>, appended: Reply<()>, token: u64) {
+        let shard = self.clone();
+        crate::shard::spawn(self, "cluster log append", async move {
+            let Err(why) = appended.await else { return };
+            if let Some((_, waiter)) = shard.sequenced.borrow_mut().others.remove(&token) {
+                waiter.fail(format!("not done: {why}"));
+            }
+        });
+    }
+
+    /// Who waits here for an operation the log brought back, if this node appended it.
+    pub(super) fn waiter(&self, node: &str, token: u64) -> Option<Waiter> {
+        match self.is_this_node(node) {
+            true => self.sequenced.borrow_mut().others.remove(&token).map(|(_, w)| w),
+            false => None,
+        }
+    }
+
     /// Carries out what the cluster log brings this shard, in log order, for the shard's life.
     pub(crate) async fn follow_log(self: Rc<Self>) {
         loop {
@@ -129,6 +184,8 @@ impl Shard {
                 Some(FromLog::Placed(placed)) => self.apply_placed(placed),
                 Some(FromLog::Nodes(action)) => self.act_for_cluster(action),
                 Some(FromLog::Share(share)) => self.apply_share(share),
+                Some(FromLog::History(change)) => self.apply_history(change),
+                Some(FromLog::Annotate(intent)) => self.apply_annotation(intent),
                 Some(FromLog::Gone { node, by, part }) => self.node_gone(&node, &by, part),
                 Some(FromLog::Resync(part)) => self.resync(part),
                 None => return,

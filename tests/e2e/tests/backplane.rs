@@ -392,9 +392,105 @@ fn operations_outside_the_log_are_refused() {
     let (serial, _) = create(s, "docs", "msg", "hello");
     let r = s.api("POST", &messages_path(s, "docs", &serial, "/update"), &[], Some(&json!({"data": "changed"})));
     r.assert_error(501, "not_supported_with_adapter");
-    let body = json!({"confirm_channel": "docs", "confirm_operation": "reset", "reason": "test"});
-    let r = s.api("POST", &s.app.path("/channels/docs/history/reset"), &[], Some(&body));
-    r.assert_error(501, "not_supported_with_adapter");
+}
+
+// `docs/protocol/v2.md#annotations`: annotations made through any node are numbered alike and
+// listed alike on every node, and every V2 subscriber, wherever it is, gets each summary; a
+// delete through another node reaches them all too.
+#[test]
+fn annotations_are_alike_on_every_node() {
+    on_every_backplane(|nodes| {
+        let (ch, ty) = ("notes", "reactions:distinct.v1");
+        let mut c = v2_connected(nodes.node(2));
+        v2_subscribe(&mut c, ch);
+        let (ms, _) = create(nodes.node(0), ch, "msg", "hello");
+        next_frame(&mut c, "msg");
+        let path = |s: &Server, rest: &str| messages_path(s, ch, &ms, &format!("/annotations{rest}"));
+        let serial = |r: Response| {
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.json()["annotationSerial"].as_str().unwrap().to_owned()
+        };
+        let annotate = |s: &Server, client: &str| {
+            let body = json!({"type": ty, "name": "up", "clientId": client});
+            serial(s.api("POST", &path(s, ""), &[], Some(&body)))
+        };
+        let summary = |c: &mut Client| {
+            let f = next_frame(c, "sockudo_internal:message");
+            assert_eq!(f["data"]["action"], "message.summary", "{f}");
+            f["data"]["annotations"]["summary"][ty]["up"]["clientIds"].clone()
+        };
+        assert_eq!(annotate(nodes.node(1), "u1"), format!("{:020}", 1));
+        assert_eq!(summary(&mut c), json!(["u1"]));
+        assert_eq!(annotate(nodes.node(2), "u2"), format!("{:020}", 2));
+        assert_eq!(summary(&mut c), json!(["u1", "u2"]));
+        let deleted = serial(nodes.node(0).api("DELETE", &path(nodes.node(0), &format!("/{:020}", 1)), &[], None));
+        assert_eq!(deleted, format!("{:020}", 3));
+        assert_eq!(summary(&mut c), json!(["u2"]));
+        let listed = |s: &Server| {
+            let page = s.api("GET", &path(s, ""), &[], None).json();
+            let of = |i: &Value| json!([i["serial"], i["action"], i["clientId"], i["id"]]);
+            json!(page["items"].as_array().unwrap().iter().map(of).collect::<Vec<_>>())
+        };
+        let want = listed(nodes.node(0));
+        assert_eq!(want.as_array().unwrap().len(), 3, "{want}");
+        wait_alike(&nodes.all(), want, listed);
+    });
+}
+
+// `docs/protocol/v2.md#history-operator-endpoints`: an operator's purge or reset, sent to any
+// node, changes every node's history alike, in order with the channel's messages: the same
+// rows remain everywhere, a reset's new stream is the one every node continues, and its
+// serials start again at 1 wherever the next message is published.
+#[test]
+fn history_changes_reach_every_node() {
+    on_every_backplane(|nodes| {
+        let operator = |s: &Server, operation: &str, extra: Value| {
+            let mut body = json!({"confirm_channel": "ledger", "confirm_operation": operation, "reason": "test"});
+            body.as_object_mut().unwrap().extend(extra.as_object().unwrap().clone());
+            let r = s.api("POST", &s.app.path(&format!("/channels/ledger/history/{operation}")), &[], Some(&body));
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.json()
+        };
+        let rows = |s: &Server| {
+            let r = s.get("/channels/ledger/history", &[("direction", "forwards")]);
+            let items = r.json()["items"].clone();
+            items.as_array().unwrap().iter().map(|m| m["serial"].as_u64().unwrap()).collect::<Vec<_>>()
+        };
+        let state = |s: &Server| s.get("/channels/ledger/history/state", &[]).json()["stream"].clone();
+        let mut c = v2_connected(nodes.node(2));
+        v2_subscribe(&mut c, "ledger");
+        for i in 1..=5 {
+            publish(nodes.node(i), "ledger", &i.to_string());
+        }
+        for _ in 1..=5 {
+            next_frame(&mut c, "e");
+        }
+        let r = operator(nodes.node(1), "purge", json!({"mode": "before_serial", "before_serial": 3}));
+        assert_eq!(r["purged_messages"], 2, "{r}");
+        wait_alike(&nodes.all(), vec![3, 4, 5], rows);
+        let old = state(nodes.node(0))["stream_id"].clone();
+        let r = operator(nodes.node(1), "reset", json!({}));
+        let new = r["new_stream_id"].clone();
+        assert_ne!(new, old, "{r}");
+        wait_alike(&nodes.all(), json!({"id": new, "next": 1}), |s| {
+            let st = state(s);
+            json!({"id": st["stream_id"], "next": st["next_serial"]})
+        });
+        wait_alike(&nodes.all(), Vec::new(), rows);
+        publish(nodes.node(0), "ledger", "after");
+        let f = next_frame(&mut c, "e");
+        assert_eq!((f["serial"].as_u64(), &f["stream_id"], f["data"].as_str()), (Some(1), &new, Some("after")), "{f}");
+        wait_alike(&nodes.all(), vec![1], rows);
+        // A presence history reset likewise gives every node the new stream.
+        let _member = member_of_room(nodes.node(0), "m");
+        let path = nodes.node(1).app.path(&format!("/channels/{ROOM}/presence/history/reset"));
+        let body = json!({"confirm_channel": ROOM, "confirm_operation": "reset", "reason": "test"});
+        let r = nodes.node(1).api("POST", &path, &[], Some(&body));
+        assert_eq!(r.status, 200, "{}", r.text());
+        let new = r.json()["new_stream_id"].clone();
+        let presence = |s: &Server| s.get(&format!("/channels/{ROOM}/presence/history/state"), &[]).json();
+        wait_alike(&nodes.all(), new, |s| presence(s)["stream"]["stream_id"].clone());
+    });
 }
 
 // `docs/architecture.md#several-nodes` (presence and occupancy): a user is one member however many nodes hold
