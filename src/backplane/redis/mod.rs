@@ -37,7 +37,8 @@
 //! heartbeat runs out; `beat`, when Redis last ran a heartbeat; `gone`, the nodes taken for dead
 //! whose removal is not yet appended to every part; `revocations`, the token revocations in
 //! force (each as its log entry), so that a node that starts later carries them out too.
-//! Idempotency keys are keys of their own (`<prefix>idem:…`).
+//! Idempotency keys are keys of their own (`<prefix>idem:…`), and so is `<prefix>log_parts`,
+//! the number of parts, which a node set to another number refuses to join.
 //!
 //! `writer.rs` and `reader.rs` are the threads, `scripts.rs` the Lua they run.
 
@@ -267,6 +268,8 @@ struct PartKeys {
 #[derive(Clone)]
 struct Keys {
     parts: Vec<PartKeys>,
+    /// How many parts the cluster's log is in (a key of its own, wherever its slot is).
+    layout: String,
     /// Part 0's keys about the nodes.
     nodes: String,
     beat: String,
@@ -288,7 +291,13 @@ impl Keys {
             })
             .collect();
         let first = &parts[0].prefix;
-        Keys { nodes: format!("{first}nodes"), beat: format!("{first}beat"), gone: format!("{first}gone"), parts }
+        Keys {
+            nodes: format!("{first}nodes"),
+            beat: format!("{first}beat"),
+            gone: format!("{first}gone"),
+            layout: format!("{prefix}log_parts"),
+            parts,
+        }
     }
 }
 

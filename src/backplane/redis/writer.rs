@@ -272,6 +272,19 @@ impl Writer {
 
     fn connect(&self) -> redis::RedisResult<Connected> {
         let mut con = self.link.connect(self.link.timeout)?;
+        // Every node must split the log alike, or channels' entries would go to different
+        // parts: the first node to join records its number of parts, and a node set to
+        // another one does not join.
+        let parts = self.keys.parts.len();
+        con.query::<()>(redis::cmd("SETNX").arg(&self.keys.layout).arg(parts))?;
+        let agreed: usize = con.query(redis::cmd("GET").arg(&self.keys.layout))?;
+        if agreed != parts {
+            let why = format!(
+                "the cluster's log is in {agreed} part(s) and this node's adapter.cluster.log_partitions says \
+                 {parts}; every node must use the same number"
+            );
+            return Err(redis::RedisError::from((redis::ErrorKind::InvalidClientConfig, "log parts differ", why)));
+        }
         // In a Redis Cluster, `SCRIPT LOAD` goes to every node.
         let mut load = |script: &str| con.query::<String>(redis::cmd("SCRIPT").arg("LOAD").arg(script));
         let scripts = Scripts {

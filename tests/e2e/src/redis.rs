@@ -232,27 +232,36 @@ impl Cluster {
 
     /// One more node of this cluster, ready once it reaches Redis.
     pub fn start_node(&self) -> Server {
-        match &self.backend {
-            Backend::One(redis) => self.start_node_via(redis.port),
-            Backend::Sharded(sharded) => {
-                let nodes = sharded.nodes();
-                self.start_node_env(&[("ADAPTER_DRIVER", "redis-cluster"), ("REDIS_CLUSTER_NODES", &nodes)])
-            }
-        }
+        let node = self.launch(&[]);
+        node.wait_backplane(true);
+        node
+    }
+
+    /// One more node with `extra` environment variables, not waited for: it may not join.
+    pub fn start_node_unjoined(&self, extra: &[(&str, &str)]) -> Server {
+        self.launch(extra)
     }
 
     /// One more node of this cluster that reaches its one Redis through `port` (a [`Proxy`]'s).
     pub fn start_node_via(&self, port: u16) -> Server {
         let url = format!("redis://127.0.0.1:{port}");
-        self.start_node_env(&[("ADAPTER_DRIVER", "redis"), ("REDIS_URL", &url)])
-    }
-
-    fn start_node_env(&self, env: &[(&str, &str)]) -> Server {
-        let mut env = env.to_vec();
-        env.push(("ADAPTER_REDIS_PREFIX", &self.prefix));
-        let node = Server::start_with(self.config.as_deref(), Some(env_shards()), &env, &[]);
+        let node = self.launch(&[("REDIS_URL", &url)]);
         node.wait_backplane(true);
         node
+    }
+
+    fn launch(&self, extra: &[(&str, &str)]) -> Server {
+        let (driver, key, to) = match &self.backend {
+            Backend::One(redis) => ("redis", "REDIS_URL", redis.url()),
+            Backend::Sharded(sharded) => ("redis-cluster", "REDIS_CLUSTER_NODES", sharded.nodes()),
+        };
+        let mut env = vec![("ADAPTER_DRIVER", driver), (key, to.as_str()), ("ADAPTER_REDIS_PREFIX", &self.prefix)];
+        // Later entries win.
+        for (k, v) in extra {
+            env.retain(|(name, _)| name != k);
+            env.push((k, v));
+        }
+        Server::start_with(self.config.as_deref(), Some(env_shards()), &env, &[])
     }
 }
 

@@ -628,6 +628,25 @@ fn a_killed_nodes_members_are_removed() {
     }
 }
 
+// `README.md#run-several-nodes`: a node set to split the log into another number of parts than
+// the cluster's does not join (its channels' entries would go to other parts): it says why,
+// reports the backplane down and refuses publishes, and the cluster goes on.
+#[test]
+fn a_node_with_other_log_parts_does_not_join() {
+    let cluster = Cluster::start_sharded(1, None);
+    let odd = cluster.start_node_unjoined(&[("ADAPTER_REDIS_LOG_PARTITIONS", "4")]);
+    let deadline = std::time::Instant::now() + T;
+    while !odd.log().contains("log_partitions says 4") {
+        assert!(std::time::Instant::now() < deadline, "no reason given:\n{}", odd.log());
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(odd.log().contains("the cluster's log is in 8 part(s)"), "{}", odd.log());
+    odd.wait_backplane(false);
+    let r = odd.publish(json!({"name": "e", "channel": "orders", "data": "x"}));
+    r.assert_error(503, "backplane_unavailable");
+    publish(&cluster.nodes[0], "orders", "still fine");
+}
+
 // `docs/architecture.md#several-nodes`: over a Redis Cluster the log's parts spread over its
 // nodes (each holds some of it), and every channel's messages still reach every node in order.
 #[test]
