@@ -52,10 +52,8 @@ impl Reader {
             let side = Side::Reader(self.part.index);
             let failed = match joined {
                 Ok((mut con, from)) => {
-                    self.shared.report(side, true, &self.link.url, &"");
-                    backoff = Backoff::new();
                     let from = last.insert(from);
-                    self.follow(&mut con, from)
+                    self.follow(&mut con, from, &mut backoff)
                 }
                 Err(e) => e,
             };
@@ -110,8 +108,11 @@ impl Reader {
         Ok(last)
     }
 
-    /// Reads the log from after `last` until the connection fails; returns why it failed.
-    fn follow(&self, con: &mut Con, last: &mut String) -> redis::RedisError {
+    /// Reads the log from after `last` until the connection fails; returns why it failed. The
+    /// link counts as up once a read succeeds (a Redis Cluster may take a connection while the
+    /// part's slot has no live node).
+    fn follow(&self, con: &mut Con, last: &mut String, backoff: &mut Backoff) -> redis::RedisError {
+        let mut read_once = false;
         loop {
             let read = con.query::<Value>(
                 redis::cmd("XREAD")
@@ -127,6 +128,11 @@ impl Reader {
                 Ok(reply) => reply,
                 Err(e) => return e,
             };
+            if !read_once {
+                read_once = true;
+                self.shared.report(Side::Reader(self.part.index), true, &self.link.url, &"");
+                *backoff = Backoff::new();
+            }
             let Value::Array(streams) = reply else { continue };
             for stream in streams {
                 let Value::Array(parts) = stream else { continue };

@@ -6,7 +6,8 @@
 //! a second language with its own review.
 
 /// Gives the channel its next serial (continuing from what the appending node knows when the
-/// hash holds nothing for it), appends the intent and trims the log, atomically. A reset
+/// hash holds nothing for it, or less than the node holds of the same stream), appends the
+/// intent and trims the log, atomically. A reset
 /// (`ARGV[2]` `r`) restarts the channel's serials in the stream `ARGV[3]`.
 /// KEYS: serials, log. ARGV: channel field, mode (`1` next serial, `0` none, `r` reset),
 /// stream id, the appending node's newest serial, log length, entry.
@@ -21,6 +22,9 @@ elseif ARGV[2] == '1' then
     local at = string.find(cur, ' ', 1, true)
     n = tonumber(string.sub(cur, 1, at - 1)) + 1
     sid = string.sub(cur, at + 1)
+    -- A Redis that came back behind (a replica promoted before it had the newest writes)
+    -- must not hand out serials the nodes already hold.
+    if sid == ARGV[3] and tonumber(ARGV[4]) >= n then n = tonumber(ARGV[4]) + 1 end
   else
     n = tonumber(ARGV[4]) + 1
     sid = ARGV[3]

@@ -61,6 +61,11 @@ impl Redis {
             let config = format!("nodes-{port}.conf");
             args.extend(["--cluster-enabled".into(), "yes".into(), "--cluster-config-file".into(), config]);
             args.extend(["--cluster-port".into(), bus.to_string()]);
+            // A replica takes over within about a second of its master's failure, however
+            // long it was cut off, and syncs without waiting for a disk snapshot.
+            args.extend(["--cluster-node-timeout".into(), "1000".into()]);
+            args.extend(["--cluster-replica-validity-factor".into(), "0".into()]);
+            args.extend(["--repl-diskless-sync".into(), "yes".into(), "--repl-diskless-sync-delay".into(), "0".into()]);
         }
         Command::new("redis-server")
             .args(&args)
@@ -127,18 +132,30 @@ pub struct RedisCluster {
 
 impl RedisCluster {
     pub fn start() -> RedisCluster {
-        let masters: Vec<Redis> = (0..3).map(|_| Redis::launch(Some(temp_dir()), false, Some(free_port()))).collect();
+        RedisCluster::create(0)
+    }
+
+    /// Three masters with a replica each. `masters` holds all six servers.
+    pub fn start_replicated() -> RedisCluster {
+        RedisCluster::create(1)
+    }
+
+    fn create(replicas: usize) -> RedisCluster {
+        let masters: Vec<Redis> =
+            (0..3 * (1 + replicas)).map(|_| Redis::launch(Some(temp_dir()), false, Some(free_port()))).collect();
         let addrs: Vec<String> = masters.iter().map(|m| format!("127.0.0.1:{}", m.port)).collect();
         let out = Command::new("redis-cli")
             .args(["--cluster", "create"])
             .args(&addrs)
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
+            .args(["--cluster-replicas", &replicas.to_string(), "--cluster-yes"])
             .output()
             .expect("redis-cli not found: install the Debian package redis-server");
         assert!(out.status.success(), "redis-cli --cluster create failed: {}", String::from_utf8_lossy(&out.stdout));
         let cluster = RedisCluster { masters };
         let deadline = Instant::now() + START_DEADLINE;
-        while !cluster.masters.iter().all(|m| cluster.info(m).contains("cluster_state:ok")) {
+        // Up once every node sees every slot served and every replica has its master's data.
+        let synced = |m: &Redis| role(m) != "slave" || cluster.replication(m).contains("master_link_status:up");
+        while !cluster.masters.iter().all(|m| cluster.info(m).contains("cluster_state:ok") && synced(m)) {
             assert!(Instant::now() < deadline, "the Redis Cluster did not come up");
             std::thread::sleep(Duration::from_millis(50));
         }
@@ -146,8 +163,11 @@ impl RedisCluster {
     }
 
     fn info(&self, m: &Redis) -> String {
-        let out = Command::new("redis-cli").args(["-p", &m.port.to_string(), "cluster", "info"]).output();
-        out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
+        cli(m, &["cluster", "info"])
+    }
+
+    fn replication(&self, m: &Redis) -> String {
+        cli(m, &["info", "replication"])
     }
 
     /// `REDIS_CLUSTER_NODES` for it.
@@ -155,11 +175,27 @@ impl RedisCluster {
         self.masters.iter().map(Redis::url).collect::<Vec<_>>().join(",")
     }
 
+    /// The servers that are masters now.
+    pub fn current_masters(&mut self) -> Vec<&mut Redis> {
+        self.masters.iter_mut().filter(|m| role(m) == "master").collect()
+    }
+
     /// How many keys each master holds.
     pub fn keys_per_master(&self) -> Vec<u64> {
         let count = |m: &Redis| m.command(&["DBSIZE"]).and_then(|l| l.trim_start_matches(':').parse().ok());
         self.masters.iter().map(|m| count(m).unwrap_or(0)).collect()
     }
+}
+
+/// A server's role (`master`, `slave`), `""` if it does not answer.
+fn role(m: &Redis) -> String {
+    cli(m, &["role"]).lines().next().unwrap_or_default().trim().to_owned()
+}
+
+/// `redis-cli`'s whole answer (`""` if the server does not answer).
+fn cli(m: &Redis, args: &[&str]) -> String {
+    let out = Command::new("redis-cli").args(["-p", &m.port.to_string()]).args(args).output();
+    out.map(|o| String::from_utf8_lossy(&o.stdout).into_owned()).unwrap_or_default()
 }
 
 /// What the nodes of a [`Cluster`] share.
@@ -235,6 +271,11 @@ impl Cluster {
         let node = self.launch(&[]);
         node.wait_backplane(true);
         node
+    }
+
+    /// Every key's prefix.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
     }
 
     /// One more node with `extra` environment variables, not waited for: it may not join.

@@ -647,6 +647,76 @@ fn a_node_with_other_log_parts_does_not_join() {
     publish(&cluster.nodes[0], "orders", "still fine");
 }
 
+// `docs/architecture.md#several-nodes` (stream ids): a Redis that comes back behind the nodes
+// (a replica promoted before it had the newest writes; here the channel's serial is set back by
+// hand) hands out no serial the nodes already hold: the next publish continues after them.
+#[test]
+fn a_redis_that_came_back_behind_gives_no_serial_twice() {
+    let cluster = Cluster::start(2, None);
+    let mut c = v2_connected(&cluster.nodes[1]);
+    v2_subscribe(&mut c, "orders");
+    for i in 1..=3 {
+        publish(&cluster.nodes[0], "orders", &i.to_string());
+    }
+    let stream = (1..=3).map(|_| next_frame(&mut c, "e")).last().unwrap()["stream_id"].as_str().unwrap().to_owned();
+    let key = format!("{}serials", cluster.prefix());
+    let back = format!("1 {stream}");
+    assert_eq!(cluster.redis().command(&["HSET", &key, "app-id\norders", &back]).as_deref(), Some(":0"));
+    publish(&cluster.nodes[0], "orders", "4");
+    let f = next_frame(&mut c, "e");
+    assert_eq!((f["serial"].as_u64(), f["data"].as_str()), (Some(4), Some("4")), "{f}");
+}
+
+// `README.md#run-several-nodes`: a Redis Cluster master that dies is replaced by its replica;
+// the nodes find the new master by themselves, publishes succeed again, and every channel's
+// serials go on without going back, though the replica may have missed the newest writes.
+#[test]
+fn a_redis_cluster_failover_is_survived() {
+    let mut cluster = Cluster::start_with(Backend::Sharded(RedisCluster::start_replicated()), 2, None);
+    let channels: Vec<String> = (0..8).map(|i| format!("fail-{i}")).collect();
+    let mut c = v2_connected(&cluster.nodes[1]);
+    for ch in &channels {
+        v2_subscribe(&mut c, ch);
+    }
+    let mut last: std::collections::HashMap<String, u64> = Default::default();
+    let mut take = |c: &mut Client, n: usize| {
+        for _ in 0..n {
+            let f = c.recv_json(std::time::Duration::from_secs(30));
+            assert_eq!(f["event"], "e", "{f}");
+            let serial = f["serial"].as_u64().unwrap();
+            let before = last.insert(f["channel"].as_str().unwrap().to_owned(), serial).unwrap_or(0);
+            assert!(serial > before, "serial {serial} after {before}: {f}");
+        }
+    };
+    for ch in &channels {
+        publish(&cluster.nodes[0], ch, "before");
+    }
+    take(&mut c, channels.len());
+    let Backend::Sharded(redis) = &mut cluster.backend else { unreachable!() };
+    redis.current_masters().into_iter().next().expect("a master").kill();
+    // Each publish is retried until the cluster takes it again (a replica takes over within a
+    // few seconds).
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    for ch in &channels {
+        loop {
+            let r = cluster.nodes[0].publish(json!({"name": "e", "channel": ch, "data": "after"}));
+            if r.status == 200 {
+                break;
+            }
+            if std::time::Instant::now() >= deadline {
+                let log = cluster.nodes[0].log();
+                let tail: Vec<&str> = log.lines().rev().take(30).collect();
+                panic!("{ch} never published again: {}\n{}", r.text(), tail.join("\n"));
+            }
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
+    }
+    take(&mut c, channels.len());
+    for node in &cluster.nodes {
+        node.wait_backplane(true);
+    }
+}
+
 // `docs/architecture.md#several-nodes`: over a Redis Cluster the log's parts spread over its
 // nodes (each holds some of it), and every channel's messages still reach every node in order.
 #[test]
