@@ -40,6 +40,9 @@ pub enum Entry {
     History(HistoryChange),
     /// An annotation of a message or its delete: made by the channel's owner on every node.
     Annotate(AnnotationIntent),
+    /// An update, delete or append of a mutable message: applied by the channel's owner on
+    /// every node under the serial the log gave it.
+    Mutate(MutationIntent),
     /// `node` missed its heartbeats and is taken for dead; `by` is the node that noticed. Every
     /// shard of every node removes `node`'s share of its channels.
     Gone { node: String, by: String },
@@ -133,6 +136,35 @@ pub struct AnnotationIntent {
     pub token: u64,
 }
 
+/// A mutation of a mutable message as the cluster log carries it
+/// (`docs/architecture.md#several-nodes`). The node that took the request checked it against
+/// the message as it stood after `versions` versions; the log takes it only if no other
+/// mutation of the message took that place first (else the node checks again), so every node
+/// applies it to the same state, with the same outcome.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
+pub struct MutationIntent {
+    pub app: String,
+    pub channel: String,
+    /// The message's stream and serial.
+    pub stream_id: String,
+    pub message: u64,
+    /// How many versions the message had when the mutation was checked.
+    pub versions: u32,
+    pub mutation: crate::protocol::mutation::Mutation,
+    /// The client the version is recorded as made by, and whether it may mutate only its own
+    /// messages (checked where the request came in; checked again on every node alike).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub actor: Option<String>,
+    #[serde(default)]
+    pub own_only: bool,
+    /// The version's message id and time, decided by the node that took the request.
+    pub message_id: String,
+    pub at_ms: u64,
+    /// The node that took the request and its token there (it answers).
+    pub node: String,
+    pub token: u64,
+}
+
 /// An action every node takes on its own sockets and state.
 #[derive(Serialize, Deserialize, Debug, Clone, PartialEq)]
 #[serde(tag = "a", rename_all = "snake_case")]
@@ -207,6 +239,7 @@ pub struct Intent {
 #[derive(Debug)]
 pub enum FromLog {
     Placed(Placed),
+    Mutate(Placed<MutationIntent>),
     Nodes(NodeAction),
     Share(Share),
     History(HistoryChange),
@@ -252,23 +285,36 @@ impl LogPart {
 
 /// An intent with its place in the cluster log, for the owner shard of its channel.
 #[derive(Debug)]
-pub struct Placed {
+pub struct Placed<T = Intent> {
     /// The channel's stream id in the cluster ("" for an intent that takes no serial).
     pub stream_id: String,
     /// The channel's serial for it; 0 when it takes none (ephemeral messages, client events
     /// of channels without serials are still ordered by the log).
     pub serial: u64,
-    pub intent: Intent,
+    pub intent: T,
 }
 
 /// An append to the cluster log.
 pub struct Append {
     pub entry: Entry,
-    /// For a publish that takes the channel's next serial: the stream this node knows for the
-    /// channel and its newest serial. The log continues from them when it holds nothing for
+    /// For a publish (or a mutation) that takes the channel's next serial: the stream this node
+    /// knows for the channel and its newest serial. The log continues from them when it holds nothing for
     /// the channel (a new cluster, or a Redis that lost its data), so that serials never go
     /// back.
     pub takes_serial: Option<(String, u64)>,
+}
+
+/// What the log did with an append it answered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Appended {
+    /// It is in the log.
+    Taken,
+    /// A mutation checked against an older state of its message than the log's (another
+    /// mutation of it came first): not appended; check it again once this node caught up.
+    Stale,
+    /// A mutation of a message whose stream the channel no longer has (an operator reset it):
+    /// not appended.
+    StreamGone,
 }
 
 /// Why an append did not happen (or whether it did is unknown).
@@ -330,7 +376,7 @@ pub trait Backplane: Send + Sync {
     /// This node's id in the cluster (new at every start).
     fn node_id(&self) -> &str;
     /// Appends to the log. Never blocks: the append goes to the backplane's own thread.
-    fn append(&self, append: Append) -> Reply<()>;
+    fn append(&self, append: Append) -> Reply<Appended>;
     /// The entries for `shard`'s channels (and for shard 0, the actions on the node), in log
     /// order; at start, first the share of every live node (`ShareChange::Sync`). Taken once,
     /// by that shard.

@@ -2,12 +2,13 @@
 //! (`docs/protocol/v2.md#mutation-endpoints`): its shape checked here, before the owner checks
 //! it against the message, and the digest that tells an `op_id` retry from another operation.
 
+use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 use sonic_rs::{JsonContainerTrait, JsonType, JsonValueTrait};
 use storage::VersionAction;
 
 /// Fields a mutation may clear.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Clear {
     pub name: bool,
     pub data: bool,
@@ -15,8 +16,9 @@ pub struct Clear {
 }
 
 /// A mutation as the HTTP API received it (`docs/protocol/v2.md#mutation-endpoints`), checked
-/// for shape; the owner checks it against the message.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// for shape; the owner checks it against the message. With several nodes the cluster log
+/// carries it as is.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Mutation {
     pub action: VersionAction,
     pub name: Option<String>,

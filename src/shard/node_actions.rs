@@ -18,7 +18,7 @@ impl Shard {
     pub async fn tell_other_nodes(&self, action: NodeAction) -> Result<(), BackplaneError> {
         let Some(backplane) = &self.ctx.backplane else { return Ok(()) };
         // Crosses to the backplane's writer thread; the answer comes back as a wake.
-        backplane.append(Append { entry: Entry::Nodes(action), takes_serial: None }).await
+        backplane.append(Append { entry: Entry::Nodes(action), takes_serial: None }).await.map(drop)
     }
 
     /// Whether `node` names this node (always false on a single node).

@@ -150,6 +150,15 @@ impl Store {
         self.submit_ticket(|written, durable| WriteRequest::Append { row: Box::new(row), written, durable })
     }
 
+    /// Passes over `serial` of `stream_id` (it must be the stream's next): it holds nothing, and
+    /// the next append takes the serial after it. For a serial the cluster log gave an
+    /// operation that did not apply (`docs/architecture.md#several-nodes`). In order with
+    /// the appends around it.
+    pub fn skip(&self, app: &str, channel: &str, stream_id: &str, serial: u64) -> Reply<()> {
+        let (app, channel, stream_id) = (app.to_string(), channel.to_string(), stream_id.to_string());
+        self.submit(|reply| Request::Write(WriteRequest::Skip { app, channel, stream_id, serial, reply }))
+    }
+
     /// Stores an annotation event of the message created at history serial `write.message`
     /// and sets that message's summary of the event's type to `write.summary` (removes it when
     /// empty), in one batch with the round's appends: `written` and `durable` mean what they

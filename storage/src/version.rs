@@ -13,7 +13,8 @@ const DATA_ABSENT: u8 = 0;
 const DATA_TEXT: u8 = 1;
 const DATA_JSON: u8 = 2;
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
 pub enum VersionAction {
     Create,
     Update,

@@ -49,6 +49,14 @@ pub(crate) enum WriteRequest {
         written: Responder<()>,
         durable: Responder<()>,
     },
+    /// Passes over a serial that holds nothing (`Store::skip`).
+    Skip {
+        app: String,
+        channel: String,
+        stream_id: String,
+        serial: u64,
+        reply: Responder<()>,
+    },
     IdempotencyPut {
         key: Vec<u8>,
         body: Vec<u8>,
@@ -236,6 +244,12 @@ impl Worker {
                 Request::Write(WriteRequest::Annotate { app, channel, write, written, durable }) => {
                     let staged = self.engine.stage_annotation(&mut batch, &app, &channel, *write);
                     Waiter::push_staged(&mut waiters, staged, written, durable);
+                }
+                Request::Write(WriteRequest::Skip { app, channel, stream_id, serial, reply }) => {
+                    match self.engine.stage_skip(&mut batch, &app, &channel, &stream_id, serial) {
+                        Ok(()) => waiters.push(Waiter { written: reply, durable: None }),
+                        Err(e) => drop(reply.send(Err(e))),
+                    }
                 }
                 Request::Write(WriteRequest::IdempotencyPut { key, body, expires_at_ms, reply }) => {
                     self.engine.stage_idempotency_put(&mut batch, key, &body, expires_at_ms);

@@ -51,6 +51,27 @@ fn wrong_serial_or_stream_is_rejected_without_writing() {
     assert_eq!(serials(&read(&store, query("app", "ch", Direction::OldestFirst, 100))), vec![1, 2, 3]);
 }
 
+// A serial the cluster log gave an operation that did not apply is passed over: the next
+// append takes the serial after it, and a skip, like an append, must be the stream's next
+// serial of its stream; it survives a reopen.
+#[test]
+fn a_skipped_serial_holds_nothing_and_the_stream_goes_on() {
+    let dir = TempDir::new("skip");
+    {
+        let store = Store::open(dir.path(), 0, &cfg(Fsync::Os)).unwrap();
+        append_range(&store, "app", "ch", "s1", 1, 2, |_| 1);
+        assert!(matches!(block_on(store.skip("app", "ch", "s1", 4)), Err(StorageError::SerialMismatch { .. })));
+        assert!(matches!(block_on(store.skip("app", "ch", "s2", 3)), Err(StorageError::StreamMismatch { .. })));
+        block_on(store.skip("app", "ch", "s1", 3)).unwrap();
+        let stale = store.append("app", "ch", "s1", 3, record(3, 1));
+        assert!(matches!(block_on(stale.written), Err(StorageError::SerialMismatch { expected: 4, got: 3, .. })));
+        block_on(store.append("app", "ch", "s1", 4, record(4, 1)).written).unwrap();
+    }
+    let store = Store::open(dir.path(), 0, &cfg(Fsync::Os)).unwrap();
+    block_on(store.append("app", "ch", "s1", 5, record(5, 1)).written).unwrap();
+    assert_eq!(serials(&read(&store, query("app", "ch", Direction::OldestFirst, 100))), vec![1, 2, 4, 5]);
+}
+
 #[test]
 fn every_fsync_level_completes_appends() {
     for (fsync, name) in

@@ -27,6 +27,9 @@
 //! - `serials`: a hash, one field per channel (`<app id>\n<channel>`) holding
 //!   `"<serial> <stream id>"`: where each channel's serials stand. This is the authority for
 //!   serials; nodes hold copies.
+//! - `mv:<app id>\n<channel>\n<stream id>\n<message serial>`: how many versions a mutable
+//!   message has, while it is being mutated (an hour after its last mutation), so that two
+//!   nodes cannot both mutate the same version of it;
 //! - per node, its share of the part's channels, kept by the script that appends each change so
 //!   that a node that starts reads every node's share with the log position it stands at:
 //!   `shares:<node>` (a set of channel fields), `counts:<node>` (a hash of subscription counts)
@@ -46,7 +49,9 @@ mod reader;
 mod scripts;
 mod writer;
 
-use super::{Append, Backplane, Entry, HistoryOp, IdempotencyKey, Inbox, KeyState, LogPart, NodeAction, Reply};
+use super::{
+    Append, Appended, Backplane, Entry, HistoryOp, IdempotencyKey, Inbox, KeyState, LogPart, NodeAction, Reply,
+};
 use crate::config::{RedisAdapter, RedisTarget};
 use crate::metrics::BackplaneFigures;
 use futures_channel::mpsc;
@@ -171,7 +176,7 @@ impl Backplane for RedisLog {
         &self.node
     }
 
-    fn append(&self, append: Append) -> Reply<()> {
+    fn append(&self, append: Append) -> Reply<Appended> {
         let (reply, answer) = Reply::pair();
         let op = sonic_rs::to_string(&append.entry).expect("a log entry serializes");
         let job = match &append.entry {
@@ -179,6 +184,14 @@ impl Backplane for RedisLog {
                 let part = LogPart::of(&intent.app, &intent.channel, self.parts);
                 let field = format!("{}\n{}", intent.app, intent.channel);
                 let serial = append.takes_serial.map_or(Serial::None, |(sid, n)| Serial::Next(sid, n));
+                Job::Append { part, field, serial, op, reply }
+            }
+            Entry::Mutate(m) => {
+                let part = LogPart::of(&m.app, &m.channel, self.parts);
+                let field = format!("{}\n{}", m.app, m.channel);
+                let floor = append.takes_serial.map_or(0, |(_, n)| n);
+                let key = format!("mv:{field}\n{}\n{}", m.stream_id, m.message);
+                let serial = Serial::Mutate(m.stream_id.clone(), floor, key, m.versions);
                 Job::Append { part, field, serial, op, reply }
             }
             Entry::Annotate(a) => {

@@ -164,6 +164,9 @@ impl Reader {
             Some(Entry::Share(share)) => ((self.owner)(&share.app, &share.channel), FromLog::Share(share)),
             Some(Entry::History(change)) => ((self.owner)(&change.app, &change.channel), FromLog::History(change)),
             Some(Entry::Annotate(a)) => ((self.owner)(&a.app, &a.channel), FromLog::Annotate(a)),
+            Some(Entry::Mutate(m)) => {
+                ((self.owner)(&m.app, &m.channel), FromLog::Mutate(Placed { stream_id, serial, intent: m }))
+            }
             Some(Entry::Gone { node, by }) => {
                 for inbox in &self.inboxes {
                     let gone = FromLog::Gone { node: node.clone(), by: by.clone(), part: self.part };

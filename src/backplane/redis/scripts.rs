@@ -7,19 +7,30 @@
 
 /// Gives the channel its next serial (continuing from what the appending node knows when the
 /// hash holds nothing for it, or less than the node holds of the same stream), appends the
-/// intent and trims the log, atomically. A reset
-/// (`ARGV[2]` `r`) restarts the channel's serials in the stream `ARGV[3]`.
-/// KEYS: serials, log. ARGV: channel field, mode (`1` next serial, `0` none, `r` reset),
-/// stream id, the appending node's newest serial, log length, entry.
+/// intent and trims the log, atomically. A reset (`ARGV[2]` `r`) restarts the channel's serials
+/// in the stream `ARGV[3]`. A mutation (`m`) takes a serial like a publish, but only if the
+/// channel's stream is still its message's (`ARGV[3]`; else -1) and the message has the
+/// versions it was checked against (`ARGV[8]`, kept under the key `ARGV[7]` for an hour after
+/// its last mutation; else -2): so two mutations of one message checked against the same
+/// state cannot both be taken.
+/// KEYS: serials, log. ARGV: channel field, mode (`1` next serial, `0` none, `r` reset, `m`
+/// mutation), stream id, the appending node's newest serial, log length, entry; for a mutation
+/// the message's version key and versions.
 pub(super) const APPEND_SCRIPT: &str = r#"
 local sid = ''
 local n = 0
 if ARGV[2] == 'r' then
   redis.call('HSET', KEYS[1], ARGV[1], '0 ' .. ARGV[3])
-elseif ARGV[2] == '1' then
+elseif ARGV[2] == '1' or ARGV[2] == 'm' then
   local cur = redis.call('HGET', KEYS[1], ARGV[1])
+  local at = cur and string.find(cur, ' ', 1, true)
+  if ARGV[2] == 'm' then
+    if cur and string.sub(cur, at + 1) ~= ARGV[3] then return -1 end
+    local v = redis.call('GET', ARGV[7])
+    if v and v ~= ARGV[8] then return -2 end
+    redis.call('SET', ARGV[7], tonumber(ARGV[8]) + 1, 'PX', 3600000)
+  end
   if cur then
-    local at = string.find(cur, ' ', 1, true)
     n = tonumber(string.sub(cur, 1, at - 1)) + 1
     sid = string.sub(cur, at + 1)
     -- A Redis that came back behind (a replica promoted before it had the newest writes)

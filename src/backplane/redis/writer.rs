@@ -5,7 +5,7 @@
 
 use super::scripts::{APPEND_SCRIPT, CLAIM_SCRIPT, GONE_SCRIPT, HEARTBEAT_SCRIPT, KEEP_SCRIPT, SHARE_SCRIPT};
 use super::{Backoff, Con, Keys, Link, Shared, Side};
-use crate::backplane::{BackplaneError, FromLog, KeyState, LogPart, Responder, ShareChange};
+use crate::backplane::{Appended, BackplaneError, FromLog, KeyState, LogPart, Responder, ShareChange};
 use futures_channel::mpsc;
 use redis::Value;
 use std::sync::atomic::Ordering;
@@ -24,13 +24,13 @@ pub(super) enum Job {
         field: String,
         serial: Serial,
         op: String,
-        reply: Responder<()>,
+        reply: Responder<Appended>,
     },
     /// An entry also kept for nodes that start later (`KEEP_SCRIPT`): a revocation.
     Keep {
         field: String,
         op: String,
-        reply: Responder<()>,
+        reply: Responder<Appended>,
     },
     /// A change of this node's share of a channel (`SHARE_SCRIPT`).
     Share {
@@ -39,7 +39,7 @@ pub(super) enum Job {
         mode: &'static str,
         args: Vec<String>,
         op: String,
-        reply: Responder<()>,
+        reply: Responder<Appended>,
     },
     Claim {
         key: String,
@@ -62,10 +62,8 @@ impl Job {
     pub(super) fn fail(self, why: &str) {
         let e = BackplaneError(why.to_owned());
         match self {
-            Job::Append { reply, .. }
-            | Job::Keep { reply, .. }
-            | Job::Share { reply, .. }
-            | Job::Settle { reply, .. } => drop(reply.send(Err(e))),
+            Job::Append { reply, .. } | Job::Keep { reply, .. } | Job::Share { reply, .. } => drop(reply.send(Err(e))),
+            Job::Settle { reply, .. } => drop(reply.send(Err(e))),
             Job::Claim { reply, .. } => drop(reply.send(Err(e))),
             Job::Depart => {}
         }
@@ -74,10 +72,14 @@ impl Job {
     /// Answers with what Redis replied to the job's command.
     fn answer(self, value: Value) {
         match self {
-            Job::Append { reply, .. }
-            | Job::Keep { reply, .. }
-            | Job::Share { reply, .. }
-            | Job::Settle { reply, .. } => drop(reply.send(Ok(()))),
+            // `APPEND_SCRIPT` refuses a mutation with -2 (stale) or -1 (its stream is gone).
+            Job::Append { reply, .. } => drop(reply.send(Ok(match value {
+                Value::Int(-2) => Appended::Stale,
+                Value::Int(-1) => Appended::StreamGone,
+                _ => Appended::Taken,
+            }))),
+            Job::Keep { reply, .. } | Job::Share { reply, .. } => drop(reply.send(Ok(Appended::Taken))),
+            Job::Settle { reply, .. } => drop(reply.send(Ok(()))),
             Job::Claim { reply, .. } => drop(reply.send(Ok(key_state(value)))),
             Job::Depart => {}
         }
@@ -92,6 +94,10 @@ pub(super) enum Serial {
     Next(String, u64),
     /// Restarts the channel's serials in a new stream.
     Reset(String),
+    /// A mutation: takes the next serial (as `Next`) only if the message's stream is still the
+    /// channel's and the message has the versions the mutation was checked against. The
+    /// message's stream id, the node's newest serial, the message's version key, its versions.
+    Mutate(String, u64, String, u32),
 }
 
 /// The claim script's reply: `{1}` taken, `{0, ""}` in progress, `{0, body}` answered.
@@ -232,13 +238,17 @@ impl Writer {
         match job {
             Job::Append { part, field, serial, op, .. } => {
                 let keys = &self.keys.parts[usize::from(*part)];
-                let (mode, sid, floor) = match serial {
-                    Serial::None => ("0", "", 0),
-                    Serial::Next(sid, floor) => ("1", sid.as_str(), *floor),
-                    Serial::Reset(sid) => ("r", sid.as_str(), 0),
+                let (mode, sid, floor, guard) = match serial {
+                    Serial::None => ("0", "", 0, None),
+                    Serial::Next(sid, floor) => ("1", sid.as_str(), *floor, None),
+                    Serial::Reset(sid) => ("r", sid.as_str(), 0, None),
+                    Serial::Mutate(sid, floor, key, versions) => ("m", sid.as_str(), *floor, Some((key, versions))),
                 };
                 let mut cmd = evalsha(&shas.append, &[&keys.serials, &keys.log]);
                 cmd.arg(field).arg(mode).arg(sid).arg(floor).arg(self.max_entries).arg(op);
+                if let Some((key, versions)) = guard {
+                    cmd.arg(format!("{}{key}", keys.prefix)).arg(*versions);
+                }
                 cmd
             }
             Job::Share { part, field, mode, args, op, .. } => {

@@ -18,7 +18,7 @@ use super::broadcast::Broadcast;
 use super::meta::MetaEvent;
 use super::presence::{member_event, presence_update_event};
 use super::ChannelState;
-use crate::backplane::{Append, Entry, LogPart, Reply, Share, ShareChange};
+use crate::backplane::{Append, Appended, Entry, LogPart, Reply, Share, ShareChange};
 use crate::config::AppIdx;
 use crate::protocol::outbound;
 use crate::protocol::presence_history::{Cause, PresenceEvent, Transition};
@@ -148,7 +148,7 @@ impl Shard {
 
     /// Appends a change of this node's share of `channel`, with its outcome to await.
     /// Nothing is appended once the node is stopping (`Backplane::depart`).
-    pub(super) fn share_awaited(&self, app: AppIdx, channel: &str, change: ShareChange) -> Option<Reply<()>> {
+    pub(super) fn share_awaited(&self, app: AppIdx, channel: &str, change: ShareChange) -> Option<Reply<Appended>> {
         let backplane = self.ctx.backplane.as_ref().filter(|_| !self.ctx.is_stopping())?;
         let share = Share {
             app: self.ctx.apps.get(app).id.clone(),

@@ -292,9 +292,6 @@ impl Request for ChannelOp {
                     None => shard.publish(self, &event, reply, None),
                 }
             }
-            Operation::Mutate(_) if shard.ctx.backplane.is_some() => {
-                reply.send(Err(OpFailure::Rejected(sequence::not_clustered("message updates, deletes and appends"))))
-            }
             Operation::Mutate(_) => shard.mutate(self, reply),
         }
     }

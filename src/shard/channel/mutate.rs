@@ -5,14 +5,24 @@
 //! `sockudo:message.<action>` frame to every V2 subscriber through the commit pipeline, like
 //! any publish. Mutations of one message are applied one at a time in serial order, each
 //! against the state its predecessor left.
+//!
+//! With several nodes (`docs/architecture.md#several-nodes`) the owner of the node that took
+//! the request checks the mutation the same way, then appends it to the cluster log instead of
+//! applying it, together with how many versions the message had: the log takes it only if no
+//! other mutation of the message was taken since (else it is checked again here once this node
+//! caught up). Every node's owner applies it when the log brings it back, under the serial the
+//! log gave it, to the same state: so every node makes the same version, and the node that
+//! took it answers.
 
 use super::broadcast::Broadcast;
 use super::commit::{Append, Commit, Step, VersionCommit};
 use super::message_cache::{Entry, HeldReceipt, Lookup, MessageKey, Pending};
 use super::rollup::RollupPart;
+use super::sequence::Waiter;
 use super::stream::Kept;
-use super::{is_presence, ChannelOp, Done, OpFailure, Operation, Rejection};
-use crate::config::AiTransport;
+use super::{is_presence, ChannelOp, Done, OpFailure, Operation, Origin, Rejection};
+use crate::backplane::{self, Appended, Backplane, MutationIntent};
+use crate::config::{AiTransport, AppIdx};
 use crate::protocol::ai::{self, AiError};
 use crate::protocol::mutation::Mutation;
 use crate::protocol::outbound::{self, Data, Position};
@@ -20,9 +30,10 @@ use crate::protocol::versioned::{self, Ack, VersionFrame};
 use crate::shard::route::Responder;
 use crate::shard::Shard;
 use crate::time::unix_ms;
+use futures_channel::oneshot;
 use std::rc::Rc;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 use storage::{MessageState, Receipt, VersionAction, VersionData, VersionRecord, VersionWrite};
 
 /// The largest text a message may grow to by appends.
@@ -38,7 +49,25 @@ pub struct Mutate {
     /// Bound to a socket whose grant covers only its own messages: the actor must be the
     /// message's creator.
     pub own_only: bool,
+    /// Where the cluster log placed it; `None` for a request this node took.
+    pub placed: Option<Placement>,
 }
+
+/// A mutation's place in the cluster log (`sequence.rs`), and what the node that took it
+/// decided for the version.
+pub struct Placement {
+    pub serial: u64,
+    pub message_id: String,
+    pub at_ms: u64,
+    /// Dropped once the mutation is applied or refused (its commit pushed): the shard's log
+    /// follower waits for that before it carries out its next entry, so that serials are
+    /// committed in order even when the message must first be read from the store.
+    pub done: oneshot::Sender<()>,
+}
+
+/// How long a mutation checked against a state the log has moved past is checked again, at
+/// most: the other node's mutation reaches this one within a log round trip.
+const RECHECK_FOR: Duration = Duration::from_secs(5);
 
 impl Shard {
     pub(super) fn mutate(self: &Rc<Self>, op: ChannelOp, reply: Responder<ChannelOp>) {
@@ -58,12 +87,12 @@ impl Shard {
             // those are mutable and still retained.
             if stream.id != stream_id || message >= stream.next_serial_to_assign() {
                 drop(channels);
-                pending.fail(OpFailure::Rejected(unknown_message()));
+                self.refuse(pending, OpFailure::Rejected(unknown_message()));
                 return;
             }
         }
         let Some(store) = self.history_store(app) else {
-            pending.fail(OpFailure::Rejected(Rejection::invalid("durable history is not enabled".into())));
+            self.refuse(pending, OpFailure::Rejected(Rejection::invalid("durable history is not enabled".into())));
             return;
         };
         let mut cache = self.messages.borrow_mut();
@@ -93,7 +122,7 @@ impl Shard {
     }
 
     /// The store answered for a message: the operations that waited for it run now, in order.
-    fn loaded(&self, key: MessageKey, state: Result<Option<MessageState>, storage::StorageError>) {
+    fn loaded(self: &Rc<Self>, key: MessageKey, state: Result<Option<MessageState>, storage::StorageError>) {
         let failure = match &state {
             Ok(None) => Some(OpFailure::Rejected(unknown_message())),
             Err(e) => Some(OpFailure::Storage(format!("the message could not be read: {e}"))),
@@ -102,7 +131,7 @@ impl Shard {
         let waiting = self.messages.borrow_mut().loaded(&key, state.ok().flatten());
         if let Some(failure) = failure {
             for p in waiting {
-                p.fail(failure.clone());
+                self.refuse(p, failure.clone());
             }
             return;
         }
@@ -119,7 +148,18 @@ impl Shard {
         }
     }
 
-    fn run(&self, entry: &mut Entry, pending: Pending) -> Option<Step> {
+    /// Answers an operation that cannot be carried out; a mutation the log placed still spends
+    /// its serial.
+    fn refuse(&self, pending: Pending, failure: OpFailure) {
+        if let Pending::Mutation(ChannelOp { app, channel, op: Operation::Mutate(m), .. }, _) = &pending {
+            if let Some(p) = &m.placed {
+                self.spend(*app, channel, p.serial);
+            }
+        }
+        pending.fail(failure);
+    }
+
+    fn run(self: &Rc<Self>, entry: &mut Entry, pending: Pending) -> Option<Step> {
         match pending {
             Pending::Mutation(op, reply) => self.apply(entry, op, reply).map(Step::Message),
             Pending::Annotation(a, reply) => self.annotate_held(entry, a, reply).map(Step::Annotation),
@@ -127,84 +167,45 @@ impl Shard {
     }
 
     /// Checks a mutation against the message and, if it applies, advances the held state and
-    /// returns its commit; otherwise answers it.
-    fn apply(&self, entry: &mut Entry, op: ChannelOp, reply: Responder<ChannelOp>) -> Option<Commit> {
-        let ChannelOp { app, channel, op: Operation::Mutate(m), exclude, origin } = op else {
+    /// returns its commit (or, with several nodes, appends it to the cluster log); otherwise
+    /// answers it.
+    fn apply(self: &Rc<Self>, entry: &mut Entry, op: ChannelOp, reply: Responder<ChannelOp>) -> Option<Commit> {
+        let ChannelOp { app, channel, op: Operation::Mutate(mut m), exclude, origin } = op else {
             unreachable!("only mutations are pending as Pending::Mutation")
         };
+        let placed = m.placed.take();
+        if let Err(answer) = self.admit(entry, app, &channel, &m, placed.is_none()) {
+            if let Some(p) = &placed {
+                self.spend(app, &channel, p.serial);
+            }
+            reply.send(answer);
+            return None;
+        }
+        if let (None, Some(log)) = (&placed, &self.ctx.backplane) {
+            self.propose(entry, log, ChannelOp { app, channel, op: Operation::Mutate(m), exclude, origin }, reply);
+            return None;
+        }
         let stream_id: Arc<str> = m.stream_id.as_str().into();
         let message_serial = versioned::serial_string(m.message, &stream_id);
         let digest = m.mutation.digest();
         let action = m.mutation.action;
-        if m.own_only && (m.actor.is_none() || entry.state.creator_client_id != m.actor) {
-            reply.send(Err(OpFailure::Rejected(Rejection::new(
-                401,
-                "auth_failed",
-                format!(
-                    "the socket may {} only its own messages, and this one was not created by {:?}",
-                    versioned::action_name(action),
-                    m.actor.as_deref().unwrap_or_default()
-                ),
-            ))));
-            return None;
-        }
-        if let Some(op_id) = m.mutation.op_id.as_deref() {
-            if let Some(r) = entry.receipt(action, op_id) {
-                reply.send(match (r.digest == digest, r.committed) {
-                    (false, _) => Err(OpFailure::Rejected(Rejection::invalid(format!(
-                        "op_id {op_id:?} was already used for a different {} of this message",
-                        versioned::action_name(action)
-                    )))),
-                    // The first request is still being stored: its outcome is not known yet.
-                    (true, false) => Err(OpFailure::Rejected(Rejection::new(
-                        503,
-                        "backpressure",
-                        format!("a mutation with op_id {op_id:?} is still being stored; retry"),
-                    ))),
-                    (true, true) => Ok(self.duplicate(app, &channel, &message_serial, &stream_id, entry, r)),
-                });
-                return None;
-            }
-        }
         let ai = &self.ctx.config.ai_transport;
         let on_ai_channel = ai.is_ai_channel(&channel);
-        if let Err(rejection) = check(&entry.state, &m.mutation, on_ai_channel.then_some(ai)) {
-            reply.send(Err(OpFailure::Rejected(rejection)));
-            return None;
-        }
-        // Whether the message streams once this applies (`ai_streams.rs`): its extras then are
-        // the mutation's, none when it clears them, else the message's; a delete ends it.
-        let streams = on_ai_channel && action != VersionAction::Delete && {
-            let extras = match m.mutation.clear.extras {
-                true => None,
-                false => m.mutation.extras.as_deref().or(entry.state.extras.as_deref()),
-            };
-            ai::status(extras).as_deref() == Some("streaming")
-        };
+        let streams = on_ai_channel && streams_after(entry, &m.mutation);
         let Some(store) = self.history_store(app) else { unreachable!("mutations are checked for a store first") };
         let now = Instant::now();
-        let now_ms = unix_ms();
+        let (message_id, now_ms) = match &placed {
+            Some(p) => (p.message_id.clone(), p.at_ms),
+            None => (outbound::uuid_v4(), unix_ms()),
+        };
         let mut channels = self.channels.borrow_mut();
         let ch = channels.entry(app, &channel);
-        if *ch.stream.id != *stream_id {
-            // An operator reset the stream while the message was being read: it is gone.
-            drop(channels);
-            reply.send(Err(OpFailure::Rejected(unknown_message())));
-            return None;
-        }
-        if streams {
-            if let Err(e) = ch.admit_stream(ai, Some(m.message), now) {
-                drop(channels);
-                reply.send(Err(OpFailure::Rejected(Rejection::ai(e))));
-                return None;
-            }
-        }
         let (serial, epoch) = ch.stream.next_serial();
+        debug_assert!(placed.as_ref().is_none_or(|p| p.serial == serial), "a placed mutation takes its log serial");
         if on_ai_channel {
             ch.track_stream(m.message, streams, now);
         }
         drop(channels);
-        let message_id = outbound::uuid_v4();
         let ack = Ack {
             action,
             version_serial: versioned::serial_string(serial, &stream_id),
@@ -311,6 +312,141 @@ impl Shard {
         })
     }
 
+    /// Whether `m` applies to the message as it stands: the actor's right to it, an op_id
+    /// already used, the size and AI limits, the message's stream. `Err` holds the answer when
+    /// it does not apply (an op_id retry is answered as a duplicate). `fresh`: a request this
+    /// node took, not one the log placed, which alone counts against the AI open-stream limit
+    /// (it depends on time, so only one node may decide it).
+    fn admit(
+        &self,
+        entry: &Entry,
+        app: AppIdx,
+        channel: &Arc<str>,
+        m: &Mutate,
+        fresh: bool,
+    ) -> Result<(), Result<Done, OpFailure>> {
+        let refuse = |r: Rejection| Err(Err(OpFailure::Rejected(r)));
+        let action = m.mutation.action;
+        if m.own_only && (m.actor.is_none() || entry.state.creator_client_id != m.actor) {
+            return refuse(Rejection::new(
+                401,
+                "auth_failed",
+                format!(
+                    "the socket may {} only its own messages, and this one was not created by {:?}",
+                    versioned::action_name(action),
+                    m.actor.as_deref().unwrap_or_default()
+                ),
+            ));
+        }
+        if let Some(op_id) = m.mutation.op_id.as_deref() {
+            if let Some(r) = entry.receipt(action, op_id) {
+                return match (r.digest == m.mutation.digest(), r.committed) {
+                    (false, _) => refuse(Rejection::invalid(format!(
+                        "op_id {op_id:?} was already used for a different {} of this message",
+                        versioned::action_name(action)
+                    ))),
+                    // The first request is still being stored: its outcome is not known yet.
+                    (true, false) => refuse(Rejection::new(
+                        503,
+                        "backpressure",
+                        format!("a mutation with op_id {op_id:?} is still being stored; retry"),
+                    )),
+                    (true, true) => {
+                        let message_serial = versioned::serial_string(m.message, &m.stream_id);
+                        Err(Ok(self.duplicate(app, channel, &message_serial, &m.stream_id, entry, r)))
+                    }
+                };
+            }
+        }
+        let ai = &self.ctx.config.ai_transport;
+        let on_ai_channel = ai.is_ai_channel(channel);
+        check(&entry.state, &m.mutation, on_ai_channel.then_some(ai)).or_else(refuse)?;
+        let mut channels = self.channels.borrow_mut();
+        let ch = channels.entry(app, channel);
+        if *ch.stream.id != *m.stream_id {
+            // An operator reset the stream while the message was being read: it is gone.
+            return refuse(unknown_message());
+        }
+        if fresh && on_ai_channel && streams_after(entry, &m.mutation) {
+            ch.admit_stream(ai, Some(m.message), Instant::now()).map_err(Rejection::ai).or_else(refuse)?;
+        }
+        Ok(())
+    }
+
+    /// Appends a mutation this node checked to the cluster log; every node applies it when the
+    /// log brings it back, and this one answers then (`apply_placed_mutation`). One the log
+    /// refuses as checked against an older state of the message is checked again.
+    fn propose(self: &Rc<Self>, entry: &Entry, log: &Arc<dyn Backplane>, op: ChannelOp, reply: Responder<ChannelOp>) {
+        let ChannelOp { app, channel, op: Operation::Mutate(m), .. } = op else {
+            unreachable!("only mutations are proposed")
+        };
+        let head = self.channels.borrow_mut().entry(app, &channel).stream.head;
+        let token = self.sequenced.borrow_mut().wait_for(Waiter::Mutate(reply));
+        let intent = MutationIntent {
+            app: self.ctx.apps.get(app).id.clone(),
+            channel: channel.to_string(),
+            stream_id: m.stream_id.clone(),
+            message: m.message,
+            versions: entry.state.versions,
+            mutation: m.mutation.clone(),
+            actor: m.actor.clone(),
+            own_only: m.own_only,
+            message_id: outbound::uuid_v4(),
+            at_ms: unix_ms(),
+            node: log.node_id().to_owned(),
+            token,
+        };
+        let takes_serial = Some((m.stream_id.clone(), head));
+        // Crosses to the backplane's writer thread; the answer comes back as a wake.
+        let appended = log.append(backplane::Append { entry: backplane::Entry::Mutate(intent), takes_serial });
+        let shard = self.clone();
+        let since = Instant::now();
+        crate::shard::spawn(self, "cluster log append", async move {
+            let outcome = appended.await;
+            if outcome == Ok(Appended::Taken) {
+                return;
+            }
+            let Some(Waiter::Mutate(reply)) = shard.take_waiter(token) else { return };
+            let refusal = match outcome {
+                Ok(Appended::Stale) if since.elapsed() < RECHECK_FOR => {
+                    // Another node's mutation of the message came first; it reaches this node
+                    // within a log round trip.
+                    glommio::timer::sleep(Duration::from_millis(2)).await;
+                    let op = ChannelOp { app, channel, op: Operation::Mutate(m), exclude: None, origin: Origin::Http };
+                    shard.mutate(op, reply);
+                    return;
+                }
+                Ok(Appended::Stale) => Rejection::new(
+                    503,
+                    "backpressure",
+                    "the message is being changed through other nodes faster than this node follows; retry".into(),
+                ),
+                Ok(Appended::StreamGone) => unknown_message(),
+                Ok(Appended::Taken) => unreachable!("returned above"),
+                Err(why) => Rejection::new(503, "backplane_unavailable", format!("not done: {why}")),
+            };
+            reply.send(Err(OpFailure::Rejected(refusal)));
+        });
+    }
+
+    /// Passes over `serial`, which the cluster log gave a mutation that does not apply here
+    /// (its message was purged while it was on its way): every node does the same, so the
+    /// channel's serials go on alike, with this one holding nothing.
+    fn spend(&self, app: AppIdx, channel: &Arc<str>, serial: u64) {
+        let stream_id = {
+            let mut channels = self.channels.borrow_mut();
+            let stream = &mut channels.entry(app, channel).stream;
+            let (spent, _) = stream.next_serial();
+            debug_assert_eq!(spent, serial, "a placed mutation spends its log serial");
+            stream.id.clone()
+        };
+        log::warn!(shard = self.id; "{channel}: serial {serial} of stream {stream_id} was given to a mutation that no longer applied; it holds nothing");
+        if let Some(store) = self.history_store(app) {
+            // Ordered before the appends that follow; a failure shows on the next append.
+            drop(store.skip(&self.ctx.apps.get(app).id, channel, &stream_id, serial));
+        }
+    }
+
     /// The answer to an op_id retry of a mutation already applied: its serials, nothing sent.
     fn duplicate(
         &self,
@@ -335,6 +471,19 @@ impl Shard {
         };
         Done { occupancy, version: Some(ack) }
     }
+}
+
+/// Whether the message streams once `m` applies (`ai_streams.rs`): its extras then are the
+/// mutation's, none when it clears them, else the message's; a delete ends it.
+fn streams_after(entry: &Entry, m: &Mutation) -> bool {
+    if m.action == VersionAction::Delete {
+        return false;
+    }
+    let extras = match m.clear.extras {
+        true => None,
+        false => m.extras.as_deref().or(entry.state.extras.as_deref()),
+    };
+    ai::status(extras).as_deref() == Some("streaming")
 }
 
 pub(super) fn unknown_message() -> Rejection {

@@ -6,11 +6,12 @@
 
 use super::annotate::Annotate;
 use super::broadcast::{ChannelEvent, EventData};
+use super::mutate::{Mutate, Placement};
 use super::operator::{ChangeFailure, HistoryPurge, HistoryReset};
 use super::presence_log::PresenceLogReset;
 use super::stream::Fit;
 use super::{ChannelOp, OpFailure, Operation, Origin, Rejection};
-use crate::backplane::{Append, Backplane, Entry, FromLog, Inbox, Intent, Placed, Reply};
+use crate::backplane::{Append, Appended, Backplane, Entry, FromLog, Inbox, Intent, MutationIntent, Placed, Reply};
 use crate::config::AppIdx;
 use crate::protocol::filter::Tags;
 use crate::protocol::outbound;
@@ -19,6 +20,7 @@ use crate::shard::Shard;
 use crate::socket_id::SocketId;
 use crate::time::unix_ms;
 use ahash::AHashMap;
+use futures_channel::oneshot;
 use std::future::poll_fn;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -69,6 +71,7 @@ pub(super) enum Waiter {
     Purge(Responder<HistoryPurge>),
     PresenceReset(Responder<PresenceLogReset>),
     Annotate(Responder<Annotate>),
+    Mutate(Responder<ChannelOp>),
 }
 
 impl Waiter {
@@ -78,17 +81,9 @@ impl Waiter {
             Waiter::Purge(r) => r.send(Err(ChangeFailure::Backplane(why))),
             Waiter::PresenceReset(r) => r.send(Err(ChangeFailure::Backplane(why))),
             Waiter::Annotate(r) => r.send(Err(OpFailure::Rejected(Rejection::new(503, "backplane_unavailable", why)))),
+            Waiter::Mutate(r) => r.send(Err(OpFailure::Rejected(Rejection::new(503, "backplane_unavailable", why)))),
         }
     }
-}
-
-/// The answer to an operation the cluster cannot carry out yet.
-pub(super) fn not_clustered(what: &str) -> Rejection {
-    Rejection::new(
-        501,
-        "not_supported_with_adapter",
-        format!("{what} are not yet available with the Redis adapter: they would take serials outside the cluster log"),
-    )
 }
 
 impl Shard {
@@ -154,11 +149,11 @@ impl Shard {
     }
 
     /// Answers the operation of `token` with the append's failure, if it failed.
-    pub(super) fn fail_unless_appended(self: &Rc<Self>, appended: Reply<()>, token: u64) {
+    pub(super) fn fail_unless_appended(self: &Rc<Self>, appended: Reply<Appended>, token: u64) {
         let shard = self.clone();
         crate::shard::spawn(self, "cluster log append", async move {
             let Err(why) = appended.await else { return };
-            if let Some((_, waiter)) = shard.sequenced.borrow_mut().others.remove(&token) {
+            if let Some(waiter) = shard.take_waiter(token) {
                 waiter.fail(format!("not done: {why}"));
             }
         });
@@ -166,10 +161,12 @@ impl Shard {
 
     /// Who waits here for an operation the log brought back, if this node appended it.
     pub(super) fn waiter(&self, node: &str, token: u64) -> Option<Waiter> {
-        match self.is_this_node(node) {
-            true => self.sequenced.borrow_mut().others.remove(&token).map(|(_, w)| w),
-            false => None,
-        }
+        self.is_this_node(node).then(|| self.take_waiter(token)).flatten()
+    }
+
+    /// Who waits for the operation of `token`, which this node appended.
+    pub(super) fn take_waiter(&self, token: u64) -> Option<Waiter> {
+        self.sequenced.borrow_mut().others.remove(&token).map(|(_, w)| w)
     }
 
     /// Carries out what the cluster log brings this shard, in log order, for the shard's life.
@@ -182,6 +179,7 @@ impl Shard {
             .await;
             match next {
                 Some(FromLog::Placed(placed)) => self.apply_placed(placed),
+                Some(FromLog::Mutate(placed)) => self.apply_placed_mutation(placed).await,
                 Some(FromLog::Nodes(action)) => self.act_for_cluster(action),
                 Some(FromLog::Share(share)) => self.apply_share(share),
                 Some(FromLog::History(change)) => self.apply_history(change),
@@ -204,24 +202,8 @@ impl Shard {
             .flatten();
         let reply = waiting.map_or_else(|| Responder::nobody(self), |(_, r)| r);
         let channel: Arc<str> = intent.channel.as_str().into();
-        if serial > 0 {
-            let fit = self.channels.borrow_mut().entry(app, &channel).stream.fit(&stream_id, serial);
-            match fit {
-                Fit::Next => {}
-                Fit::Seen => return,
-                Fit::Rebased => {
-                    log::warn!(
-                        shard = self.id;
-                        "{channel}: the cluster's stream {stream_id} continues at serial {serial}, which this node \
-                         did not follow; its own history of the channel restarts there"
-                    );
-                    self.messages.borrow_mut().forget_channel(app, &channel);
-                    if let Some(store) = self.history_store(app) {
-                        // Ordered before the append that follows; its answer is not needed.
-                        drop(store.rebase_stream(&intent.app, &channel, &stream_id, serial));
-                    }
-                }
-            }
+        if serial > 0 && !self.fit_placed(app, &channel, &stream_id, serial) {
+            return;
         }
         let event = ChannelEvent {
             name: intent.name,
@@ -244,5 +226,59 @@ impl Shard {
             origin: if intent.client { Origin::Client } else { Origin::Http },
         };
         self.publish(op, &event, reply, Some(intent.published_at_ms));
+    }
+
+    /// Applies a mutation the log placed (`mutate.rs`), on this node as on every other; the
+    /// node that took it answers. Returns once its commit is pushed (or it was refused), so
+    /// that the entries after it take their serials after it.
+    async fn apply_placed_mutation(self: &Rc<Self>, placed: Placed<MutationIntent>) {
+        let Placed { stream_id, serial, intent } = placed;
+        let Some(app) = self.ctx.apps.by_id(&intent.app) else { return };
+        let reply = match self.waiter(&intent.node, intent.token) {
+            Some(Waiter::Mutate(r)) => r,
+            _ => Responder::nobody(self),
+        };
+        let channel: Arc<str> = intent.channel.as_str().into();
+        if !self.fit_placed(app, &channel, &stream_id, serial) {
+            return;
+        }
+        let (done, applied) = oneshot::channel();
+        let placement = Placement { serial, message_id: intent.message_id, at_ms: intent.at_ms, done };
+        let m = Mutate {
+            message: intent.message,
+            stream_id: intent.stream_id,
+            mutation: intent.mutation,
+            actor: intent.actor,
+            own_only: intent.own_only,
+            placed: Some(placement),
+        };
+        let op = ChannelOp { app, channel, op: Operation::Mutate(Box::new(m)), exclude: None, origin: Origin::Http };
+        self.mutate(op, reply);
+        // Resolves (cancelled) when the placement is dropped: at once if the message was held,
+        // else once the store has read it.
+        let _ = applied.await;
+    }
+
+    /// Makes the channel's stream ready for an entry the log placed at `serial` of `stream_id`;
+    /// false when this node carried it out already.
+    fn fit_placed(&self, app: AppIdx, channel: &Arc<str>, stream_id: &str, serial: u64) -> bool {
+        let fit = self.channels.borrow_mut().entry(app, channel).stream.fit(stream_id, serial);
+        match fit {
+            Fit::Next => true,
+            Fit::Seen => false,
+            Fit::Rebased => {
+                log::warn!(
+                    shard = self.id;
+                    "{channel}: the cluster's stream {stream_id} continues at serial {serial}, which this node \
+                     did not follow; its own history of the channel restarts there"
+                );
+                self.messages.borrow_mut().forget_channel(app, channel);
+                if let Some(store) = self.history_store(app) {
+                    // Ordered before the append that follows; its answer is not needed.
+                    drop(store.rebase_stream(&self.ctx.apps.get(app).id, channel, stream_id, serial));
+                }
+                true
+            }
+        }
     }
 }

@@ -24,7 +24,8 @@ pub struct Stream {
     /// Bumped when in-flight serials are taken back, so that the later appends of the same
     /// failed run (which the store rejects too) do not take them back again.
     epoch: u64,
-    /// Recent messages, oldest first, contiguous serials.
+    /// Recent messages, oldest first, by serial (contiguous but for a serial the cluster log
+    /// gave a mutation that did not apply, `mutate.rs`).
     replay: VecDeque<Kept>,
     /// Frame bytes held in `replay`.
     replay_bytes: usize,
@@ -184,9 +185,8 @@ impl Stream {
 
     /// The buffered append at `serial` is no longer its message's newest: its full frame goes.
     fn drop_full(&mut self, serial: u64) {
-        let Some(front) = self.replay.front().map(|k| k.serial) else { return };
-        let Some(k) = serial.checked_sub(front).and_then(|i| self.replay.get_mut(i as usize)) else { return };
-        if let Some(full) = k.full.take() {
+        let Ok(i) = self.replay.binary_search_by_key(&serial, |k| k.serial) else { return };
+        if let Some(full) = self.replay[i].full.take() {
             self.replay_bytes -= full.len();
         }
     }

@@ -175,12 +175,19 @@ impl Engine {
         WriteRound { batch: self.keyspace.batch(), metas: HashMap::new(), annotated: HashMap::new() }
     }
 
-    pub(crate) fn stage_append(&self, round: &mut WriteRound, row: AppendRow) -> Result<(), StorageError> {
-        let AppendRow { app, channel, stream_id, serial, mut record, version } = row;
-        let (app, channel, stream_id) = (app.as_str(), channel.as_str(), stream_id.as_str());
+    /// The channel's stream as the round leaves it, if `serial` of `stream_id` is its next
+    /// serial (a channel without a stream starts one under `stream_id`).
+    fn meta_at(
+        &self,
+        round: &WriteRound,
+        app: &str,
+        channel: &str,
+        stream_id: &str,
+        serial: u64,
+    ) -> Result<(Vec<u8>, StreamMeta), StorageError> {
         let ckey = channel_key(app, channel)?;
         let current = round.metas.get(&ckey).or_else(|| self.metas.get(&ckey));
-        let mut meta = match current {
+        let meta = match current {
             Some(m) => m.clone(),
             None => StreamMeta::fresh(stream_id.to_string()),
         };
@@ -200,6 +207,27 @@ impl Engine {
                 got: serial,
             });
         }
+        Ok((ckey, meta))
+    }
+
+    /// Passes over `serial`: it holds nothing, and the next append takes the serial after it.
+    pub(crate) fn stage_skip(
+        &self,
+        round: &mut WriteRound,
+        app: &str,
+        channel: &str,
+        stream_id: &str,
+        serial: u64,
+    ) -> Result<(), StorageError> {
+        let (ckey, mut meta) = self.meta_at(round, app, channel, stream_id, serial)?;
+        meta.next_serial += 1;
+        round.metas.insert(ckey, meta);
+        Ok(())
+    }
+
+    pub(crate) fn stage_append(&self, round: &mut WriteRound, row: AppendRow) -> Result<(), StorageError> {
+        let AppendRow { app, channel, stream_id, serial, mut record, version } = row;
+        let (ckey, mut meta) = self.meta_at(round, &app, &channel, &stream_id, serial)?;
         if let Some(write) = &version {
             versions::check_version_write(&meta, serial, record.kind, write)?;
         }

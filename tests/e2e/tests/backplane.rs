@@ -383,15 +383,167 @@ fn an_idempotent_retry_on_another_node_is_a_duplicate() {
     });
 }
 
-// `README.md#run-several-nodes`: what would take serials outside the cluster log is refused
-// with 501 rather than fork a channel's stream.
+fn mutate(s: &Server, channel: &str, serial: &str, action: &str, body: &Value) -> Response {
+    s.api("POST", &messages_path(s, channel, serial, &format!("/{action}")), &[], Some(body))
+}
+
+/// A message's versions as `s` lists them, oldest first: (delivery serial, action, message id).
+fn versions_of(s: &Server, channel: &str, serial: &str) -> Vec<(u64, String, String)> {
+    let query = [("direction", "oldest_first"), ("limit", "100")];
+    let page = s.api("GET", &messages_path(s, channel, serial, "/versions"), &query, None).json();
+    let of = |i: &Value| {
+        let text = |k: &str| i["version"][k].as_str().unwrap_or_default().to_owned();
+        (i["delivery_serial"].as_u64().unwrap(), i["action"].as_str().unwrap().to_owned(), text("message_id"))
+    };
+    page["items"].as_array().map(|items| items.iter().map(of).collect()).unwrap_or_default()
+}
+
+// `docs/architecture.md#several-nodes` (mutable messages): updates, appends and deletes sent to
+// any node, even at once, are applied alike on every node: a subscriber anywhere gets each
+// under the next serial, every node lists the same versions with the same ids, and an op_id
+// retry on another node is answered as a duplicate.
 #[test]
-fn operations_outside_the_log_are_refused() {
-    let cluster = Cluster::start(2, None);
-    let s = &cluster.nodes[0];
-    let (serial, _) = create(s, "docs", "msg", "hello");
-    let r = s.api("POST", &messages_path(s, "docs", &serial, "/update"), &[], Some(&json!({"data": "changed"})));
-    r.assert_error(501, "not_supported_with_adapter");
+fn mutations_are_alike_on_every_node() {
+    on_every_backplane(|nodes| {
+        let ch = "edits";
+        let mut c = v2_connected(nodes.node(2));
+        v2_subscribe(&mut c, ch);
+        let (ms, _) = create(nodes.node(0), ch, "msg", "hello");
+        next_frame(&mut c, "msg");
+        let ok = |r: Response| {
+            assert_eq!(r.status, 200, "{}", r.text());
+            r.json()
+        };
+        let up = ok(mutate(nodes.node(1), ch, &ms, "update", &json!({"data": "hi"})));
+        assert_eq!(up["delivery_serial"], 2, "{up}");
+        let f = next_frame(&mut c, "sockudo:message.update");
+        assert_eq!((f["serial"].as_u64(), f["data"].as_str()), (Some(2), Some("hi")), "{f}");
+        // Three writers on three nodes append at once; each append lands exactly once.
+        let acks: Vec<Value> = std::thread::scope(|scope| {
+            let writers: Vec<_> = (0..3)
+                .map(|w| {
+                    let (node, ms) = (nodes.node(w), &ms);
+                    scope.spawn(move || {
+                        (0..4)
+                            .map(|k| {
+                                let body = json!({"data": format!(" {w}{k}"), "op_id": format!("w{w}-{k}")});
+                                ok(mutate(node, ch, ms, "append", &body))
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
+            writers.into_iter().flat_map(|w| w.join().unwrap()).collect()
+        });
+        let mut text = "hi".to_owned();
+        for serial in 3..=14 {
+            let f = next_frame(&mut c, "sockudo:message.append");
+            assert_eq!(f["serial"].as_u64(), Some(serial), "{f}");
+            text.push_str(f["data"].as_str().unwrap());
+        }
+        let mut taken: Vec<u64> = acks.iter().map(|a| a["delivery_serial"].as_u64().unwrap()).collect();
+        taken.sort();
+        assert_eq!(taken, (3..=14).collect::<Vec<_>>());
+        // The retry goes to another node than the first try (writer 0 used node 0).
+        let again = ok(mutate(nodes.node(2), ch, &ms, "append", &json!({"data": " 00", "op_id": "w0-0"})));
+        assert_eq!((&again["status"], &again["version_serial"]), (&json!("duplicate"), &acks[0]["version_serial"]));
+        // Every node holds the text the subscriber put together.
+        wait_alike(&nodes.all(), Some(text), |s| {
+            let r = s.api("GET", &messages_path(s, ch, &ms, ""), &[], None);
+            r.json()["item"]["data"].as_str().map(str::to_owned)
+        });
+        let gone = ok(mutate(nodes.node(0), ch, &ms, "delete", &json!({})));
+        assert_eq!(gone["delivery_serial"], 15, "{gone}");
+        assert_eq!(next_frame(&mut c, "sockudo:message.delete")["serial"], 15);
+        let want = versions_of(nodes.node(1), ch, &ms);
+        let serials: Vec<u64> = want.iter().map(|v| v.0).collect();
+        assert_eq!(serials, (1..=15).collect::<Vec<_>>(), "{want:?}");
+        wait_alike(&nodes.all(), want, |s| versions_of(s, ch, &ms));
+    });
+}
+
+// `docs/architecture.md#several-nodes` (mutable messages): a mutation keeps its place in the
+// channel's stream among the publishes around it, on every node, even when a node must first
+// read its message from the store (each of these messages is mutated once, so every node
+// reads it): subscribers anywhere get every serial in order, and every node stores the same.
+#[test]
+fn mutations_keep_their_place_among_publishes() {
+    on_every_backplane(|nodes| {
+        let ch = "mixed";
+        let mut subscribers: Vec<Client> = (0..3).map(|i| v2_connected(nodes.node(i))).collect();
+        for c in &mut subscribers {
+            v2_subscribe(c, ch);
+        }
+        let created: Vec<String> = (0..20).map(|i| create(nodes.node(i), ch, "msg", "x").0).collect();
+        std::thread::scope(|scope| {
+            let created = &created;
+            scope.spawn(move || {
+                for (i, ms) in created.iter().enumerate() {
+                    let r = mutate(nodes.node(i), ch, ms, "update", &json!({"data": format!("u{i}")}));
+                    assert_eq!(r.status, 200, "{}", r.text());
+                }
+            });
+            scope.spawn(move || {
+                for i in 0..20 {
+                    publish(nodes.node(i + 1), ch, "p");
+                }
+            });
+        });
+        for c in &mut subscribers {
+            for serial in 1..=60 {
+                let f = c.recv_json(T);
+                assert_eq!(f["serial"].as_u64(), Some(serial), "{f}");
+            }
+        }
+        let want = versions_of(nodes.node(0), ch, &created[19]);
+        assert_eq!(want.len(), 2, "{want:?}");
+        wait_alike(&nodes.all(), want, |s| versions_of(s, ch, &created[19]));
+        let next =
+            |s: &Server| s.get(&format!("/channels/{ch}/history/state"), &[]).json()["stream"]["next_serial"].clone();
+        wait_alike(&nodes.all(), json!(61), next);
+    });
+}
+
+// `docs/architecture.md#several-nodes` (mutable messages): mutations that race through
+// different nodes are decided once, against the message as the log has it: of eight appends
+// at once to an AI message that may take three, exactly three are applied and five refused,
+// and the channel's serials go on with no gap on every node.
+#[test]
+fn racing_mutations_leave_no_gap() {
+    let top = "[ai_transport]\nmax_appends_per_message = 3\n[[ai_transport.channels]]\nprefix = \"ai-\"\n\
+               [ai_transport.rollup]\ndefault_window_ms = 0\n";
+    let config = config(top, &[AppConfig::dev()]);
+    for cluster in [Cluster::start(3, Some(&config)), Cluster::start_sharded(3, Some(&config))] {
+        let ch = "ai-race";
+        let node = |i: usize| &cluster.nodes[i % 3];
+        let mut c = v2_connected(node(1));
+        v2_subscribe(&mut c, ch);
+        let extras = json!({"ai": {"transport": {"status": "streaming", "stream": "true", "stream-id": "text"}}});
+        let body = json!({"name": "ai-output", "channel": ch, "data": "", "info": "", "extras": extras});
+        let ack = node(0).publish_ok(body);
+        let ms = ack["channels"][ch]["message_serial"].as_str().unwrap().to_owned();
+        next_frame(&mut c, "ai-output");
+        let statuses: Vec<u16> = std::thread::scope(|scope| {
+            let racers: Vec<_> = (0..8)
+                .map(|i| {
+                    let ms = &ms;
+                    let cluster = &cluster;
+                    scope.spawn(move || mutate(&cluster.nodes[i % 3], ch, ms, "append", &json!({"data": "x"})).status)
+                })
+                .collect();
+            racers.into_iter().map(|r| r.join().unwrap()).collect()
+        });
+        assert_eq!(statuses.iter().filter(|&&s| s == 200).count(), 3, "{statuses:?}");
+        assert_eq!(statuses.iter().filter(|&&s| s == 413).count(), 5, "{statuses:?}");
+        for serial in 2..=4 {
+            assert_eq!(next_frame(&mut c, "sockudo:message.append")["serial"].as_u64(), Some(serial));
+        }
+        node(2).publish_ok(json!({"name": "after", "channel": ch, "data": "x"}));
+        assert_eq!(next_frame(&mut c, "after")["serial"].as_u64(), Some(5));
+        let next =
+            |s: &Server| s.get(&format!("/channels/{ch}/history/state"), &[]).json()["stream"]["next_serial"].clone();
+        wait_alike(&cluster.nodes.iter().collect::<Vec<_>>(), json!(6), next);
+    }
 }
 
 // `docs/protocol/v2.md#annotations`: annotations made through any node are numbered alike and
