@@ -7,10 +7,15 @@
 # (redis-writer, redis-reader-*) and redis-server(s) spent per cluster-log entry. MODES picks
 # what runs: `one` (one node), `cluster` (NODES nodes over one Redis), `sharded` (NODES nodes
 # over a Redis Cluster of three masters, the log in its default 8 parts).
+# SCENARIO=appends runs mutable-message appends instead (300 V2 subscribers spread over the
+# nodes, 100 messages, 4 HTTP writers on the first node each sending its next append as soon
+# as the previous one is answered; RATES is then only a label): appends/s, append-to-receipt
+# latency and the Redis CPU per appended entry.
 #
 #   benches/cluster.sh                          # RUNS=1, RATES="1000 2000 4000", NODES=3
 #   RUNS=3 RATES="2000" benches/cluster.sh
 #   MODES="cluster sharded" RATES=1000 benches/cluster.sh
+#   SCENARIO=appends RUNS=3 RATES=0 MODES="one cluster" benches/cluster.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${RUNS:-1}
@@ -18,6 +23,7 @@ RATES=${RATES:-"1000 2000 4000"}
 NODES=${NODES:-3}
 MODES=${MODES:-"one cluster"}
 SOCKETS=${SOCKETS:-3000}
+SCENARIO=${SCENARIO:-fanout}
 OUT=target/bench
 mkdir -p "$OUT"
 ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
@@ -43,7 +49,7 @@ proc_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
 for rate in $RATES; do
     for mode in $MODES; do
         for run in $(seq 1 "$RUNS"); do
-            name="cluster-$mode-$rate-$run"
+            name="cluster-$SCENARIO-$mode-$rate-$run"
             n=1
             env=()
             redis_pids=()
@@ -94,9 +100,13 @@ for rate in $RATES; do
             before_threads=0; before_redis=0
             for p in "${pids[@]}"; do before_threads=$((before_threads + $(thread_ticks "$p" redis-))); done
             for p in "${redis_pids[@]}"; do before_redis=$((before_redis + $(proc_ticks "$p"))); done
-            echo "=== $name: fanout --sockets $SOCKETS --channels 20 --rate $rate over ports $socket_ports"
-            $LOADTEST fanout --sockets "$SOCKETS" --channels 20 --rate "$rate" --duration 10 --protocol 2 \
-                --port "${ports[0]}" --socket-ports "$socket_ports" --quiet \
+            if [ "$SCENARIO" = appends ]; then
+                load=(appends --subscribers 300 --messages 100 --writers 4 --duration 10)
+            else
+                load=(fanout --sockets "$SOCKETS" --channels 20 --rate "$rate" --duration 10 --protocol 2)
+            fi
+            echo "=== $name: ${load[*]} over ports $socket_ports"
+            $LOADTEST "${load[@]}" --port "${ports[0]}" --socket-ports "$socket_ports" --quiet \
                 --json "$OUT/$name.json" --html "$OUT/$name.html" || echo "(run reported a failure)"
             after_threads=0; after_redis=0
             for p in "${pids[@]}"; do after_threads=$((after_threads + $(thread_ticks "$p" redis-))); done
@@ -108,24 +118,32 @@ for rate in $RATES; do
     done
 done
 
-python3 - "$OUT" "$RUNS" "$NODES" "$MODES" $RATES <<'EOF'
+python3 - "$OUT" "$RUNS" "$NODES" "$MODES" "$SCENARIO" $RATES <<'EOF'
 import json, statistics, sys
-out, runs, nodes, modes, rates = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].split(), sys.argv[5:]
+out, runs, nodes, modes, scenario = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), sys.argv[4].split(), sys.argv[5]
+rates = sys.argv[6:]
 med = lambda xs: statistics.median(xs)
-print(f"\nmedians of {runs} run(s); reports in {out}/cluster-*.json")
+print(f"\nmedians of {runs} run(s); reports in {out}/cluster-{scenario}-*.json")
 for rate in rates:
     for mode in modes:
-        recs = [json.load(open(f"{out}/cluster-{mode}-{rate}-{r}.json")) for r in range(1, runs + 1)]
+        base = f"{out}/cluster-{scenario}-{mode}-{rate}"
+        recs = [json.load(open(f"{base}-{r}.json")) for r in range(1, runs + 1)]
         m = lambda k: med([r["metrics"][k] for r in recs])
         lat = lambda q: med([next(iter(r["latency"].values()), {}).get(q, float("nan")) for r in recs])
         label = {"one": "1 node", "cluster": f"{nodes} nodes, Redis", "sharded": f"{nodes} nodes, Redis Cluster"}[mode]
-        line = (f"rate {rate:>5}/s {label}: delivered {m('deliveries_received')/10:.0f}/s "
-                f"({m('deliveries_received'):.0f}/{m('deliveries_expected'):.0f}), accepted {m('accepted_rate'):.0f}/s, "
-                f"p50 {lat('p50_us')/1000:.2f} ms p99 {lat('p99_us')/1000:.2f} ms")
+        if scenario == "appends":
+            line = (f"{label}: {m('appends_per_s_median'):.0f} appends/s accepted, "
+                    f"append->receipt p50 {lat('p50_us')/1000:.2f} ms p99 {lat('p99_us')/1000:.2f} ms, "
+                    f"delivered {m('deliveries_received'):.0f}/{m('deliveries_expected'):.0f}, "
+                    f"passed={all(r['passed'] for r in recs)}")
+        else:
+            line = (f"rate {rate:>5}/s {label}: delivered {m('deliveries_received')/10:.0f}/s "
+                    f"({m('deliveries_received'):.0f}/{m('deliveries_expected'):.0f}), accepted {m('accepted_rate'):.0f}/s, "
+                    f"p50 {lat('p50_us')/1000:.2f} ms p99 {lat('p99_us')/1000:.2f} ms")
         if mode != "one":
-            ticks = [list(map(int, open(f"{out}/cluster-{mode}-{rate}-{r}.ticks").read().split())) for r in range(1, runs + 1)]
+            ticks = [list(map(int, open(f"{base}-{r}.ticks").read().split())) for r in range(1, runs + 1)]
             # Every node reads every entry; each entry was appended once.
-            entries = m("events_accepted")
+            entries = m("appends_accepted" if scenario == "appends" else "events_accepted")
             thr = med([t[0] / t[2] * 1e6 / max(entries * nodes, 1) for t in ticks])
             red = med([t[1] / t[2] * 1e6 / max(entries, 1) for t in ticks])
             line += f", Redis threads {thr:.1f} us per entry per node, redis-server(s) {red:.1f} us per entry"

@@ -219,7 +219,13 @@ impl Shard {
     pub(crate) fn apply_share(self: &Rc<Self>, share: Share) {
         let Some(app) = self.ctx.apps.by_id(&share.app) else { return };
         let ours = self.is_this_node(&share.node);
-        self.apply_change(app, &share.channel.into(), &share.node.into(), ours, share.change, Cause::Disconnect);
+        let channel: Arc<str> = share.channel.into();
+        match share.change {
+            // A re-check's end concerns only the pending webhook, not the channel (gone by now
+            // when it was vacated).
+            ShareChange::Due { user } => self.cluster_webhook_due(app, &channel, user.map(Into::into), ours),
+            change => self.apply_change(app, &channel, &share.node.into(), ours, change, Cause::Disconnect),
+        }
     }
 
     /// `node` was taken for dead by `by`: its share of every channel of `part` here is
@@ -250,9 +256,9 @@ impl Shard {
         }
     }
 
-    /// Applies `change` of `node`'s share; `ours` when this node made the change (it alone
-    /// sends the webhooks that follow). `dropped` is the cause recorded for members a sync
-    /// leaves out.
+    /// Applies `change` of `node`'s share (any but `Due`); `ours` when this node made the
+    /// change (it alone sends the webhooks that follow). `dropped` is the cause recorded for
+    /// members a sync leaves out.
     fn apply_change(
         self: &Rc<Self>,
         app: AppIdx,
@@ -262,11 +268,6 @@ impl Shard {
         change: ShareChange,
         dropped: Cause,
     ) {
-        // A re-check's end concerns only the pending webhook, not the channel (gone by now
-        // when it was vacated).
-        if let ShareChange::Due { user } = change {
-            return self.cluster_webhook_due(app, channel, user.map(Into::into), ours);
-        }
         let mut channels = self.channels.borrow_mut();
         let ch = channels.entry(app, channel);
         let Some(view) = ch.cluster.as_mut() else { return };
@@ -306,7 +307,7 @@ impl Shard {
                     }
                 }
             }
-            ShareChange::Due { .. } => unreachable!("handled above"),
+            ShareChange::Due { .. } => unreachable!("apply_share carries out a re-check's end"),
         }
         let after = view.total();
         for (user, info, socket) in &out.added {

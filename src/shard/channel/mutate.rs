@@ -402,13 +402,20 @@ impl Shard {
         let shard = self.clone();
         let since = Instant::now();
         crate::shard::spawn(self, "cluster log append", async move {
-            let outcome = appended.await;
-            if outcome == Ok(Appended::Taken) {
-                return;
-            }
+            let stale = match appended.await {
+                Ok(Appended::Taken) => return,
+                Ok(Appended::Stale) => true,
+                Ok(Appended::StreamGone) => false,
+                Err(why) => {
+                    if let Some(waiter) = shard.take_waiter(token) {
+                        waiter.fail(&why);
+                    }
+                    return;
+                }
+            };
             let Some(Waiter::Mutate(reply)) = shard.take_waiter(token) else { return };
-            let refusal = match outcome {
-                Ok(Appended::Stale) if since.elapsed() < RECHECK_FOR => {
+            let refusal = match stale {
+                true if since.elapsed() < RECHECK_FOR => {
                     // Another node's mutation of the message came first; it reaches this node
                     // within a log round trip.
                     glommio::timer::sleep(Duration::from_millis(2)).await;
@@ -416,14 +423,12 @@ impl Shard {
                     shard.mutate(op, reply);
                     return;
                 }
-                Ok(Appended::Stale) => Rejection::new(
+                true => Rejection::new(
                     503,
                     "backpressure",
                     "the message is being changed through other nodes faster than this node follows; retry".into(),
                 ),
-                Ok(Appended::StreamGone) => unknown_message(),
-                Ok(Appended::Taken) => unreachable!("returned above"),
-                Err(why) => Rejection::new(503, "backplane_unavailable", format!("not done: {why}")),
+                false => unknown_message(),
             };
             reply.send(Err(OpFailure::Rejected(refusal)));
         });

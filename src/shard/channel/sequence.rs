@@ -11,7 +11,9 @@ use super::operator::{ChangeFailure, HistoryPurge, HistoryReset};
 use super::presence_log::PresenceLogReset;
 use super::stream::Fit;
 use super::{ChannelOp, OpFailure, Operation, Origin, Rejection};
-use crate::backplane::{Append, Appended, Backplane, Entry, FromLog, Inbox, Intent, MutationIntent, Placed, Reply};
+use crate::backplane::{
+    Append, Appended, Backplane, BackplaneError, Entry, FromLog, Inbox, Intent, MutationIntent, Placed, Reply,
+};
 use crate::config::AppIdx;
 use crate::protocol::filter::Tags;
 use crate::protocol::outbound;
@@ -27,13 +29,11 @@ use std::sync::Arc;
 use std::task::Poll;
 use std::time::{Duration, Instant};
 
-/// This shard's publishes (and other operations) that the log has not brought back yet, by
-/// token.
+/// This shard's operations that the log has not brought back yet, by token.
 #[derive(Default)]
 pub struct Sequenced {
     next_token: u64,
-    waiting: AHashMap<u64, (Instant, Responder<ChannelOp>)>,
-    others: AHashMap<u64, (Instant, Waiter)>,
+    waiting: AHashMap<u64, (Instant, Waiter)>,
     /// What the log brings this shard; kept here so a restarted reading task goes on with it.
     inbox: Option<Inbox>,
     /// Channels whose count waits for the next flush (`cluster.rs`).
@@ -45,11 +45,10 @@ impl Sequenced {
         Sequenced { inbox, ..Sequenced::default() }
     }
 
-    /// Forgets publishes older than `limit` (the log never brought them back: their asker
+    /// Forgets operations older than `limit` (the log never brought them back: their asker
     /// has had its 503 by now).
     pub fn expire(&mut self, now: Instant, limit: Duration) {
         self.waiting.retain(|_, (at, _)| now.duration_since(*at) < limit);
-        self.others.retain(|_, (at, _)| now.duration_since(*at) < limit);
     }
 
     fn token(&mut self) -> u64 {
@@ -60,13 +59,14 @@ impl Sequenced {
     /// Keeps `waiter` until the log brings its operation back; returns its token.
     pub(super) fn wait_for(&mut self, waiter: Waiter) -> u64 {
         let token = self.token();
-        self.others.insert(token, (Instant::now(), waiter));
+        self.waiting.insert(token, (Instant::now(), waiter));
         token
     }
 }
 
-/// Who waits for an operation other than a publish that this node appended to the cluster log.
+/// Who waits for an operation that this node appended to the cluster log.
 pub(super) enum Waiter {
+    Publish(Responder<ChannelOp>),
     Reset(Responder<HistoryReset>),
     Purge(Responder<HistoryPurge>),
     PresenceReset(Responder<PresenceLogReset>),
@@ -75,13 +75,18 @@ pub(super) enum Waiter {
 }
 
 impl Waiter {
-    fn fail(self, why: String) {
+    /// Answers that the operation was not appended, as far as this node knows (an asker
+    /// retries: a publish with an idempotency key, a mutation with an op_id).
+    pub(super) fn fail(self, why: &BackplaneError) {
+        let not_done = format!("not done: {why}");
+        let refused = |message| OpFailure::Rejected(Rejection::new(503, "backplane_unavailable", message));
         match self {
-            Waiter::Reset(r) => r.send(Err(ChangeFailure::Backplane(why))),
-            Waiter::Purge(r) => r.send(Err(ChangeFailure::Backplane(why))),
-            Waiter::PresenceReset(r) => r.send(Err(ChangeFailure::Backplane(why))),
-            Waiter::Annotate(r) => r.send(Err(OpFailure::Rejected(Rejection::new(503, "backplane_unavailable", why)))),
-            Waiter::Mutate(r) => r.send(Err(OpFailure::Rejected(Rejection::new(503, "backplane_unavailable", why)))),
+            Waiter::Publish(r) => r.send(Err(refused(format!("not published: {why}")))),
+            Waiter::Reset(r) => r.send(Err(ChangeFailure::Backplane(not_done))),
+            Waiter::Purge(r) => r.send(Err(ChangeFailure::Backplane(not_done))),
+            Waiter::PresenceReset(r) => r.send(Err(ChangeFailure::Backplane(not_done))),
+            Waiter::Annotate(r) => r.send(Err(refused(not_done))),
+            Waiter::Mutate(r) => r.send(Err(refused(not_done))),
         }
     }
 }
@@ -105,11 +110,10 @@ impl Shard {
         };
         let token = {
             let mut s = self.sequenced.borrow_mut();
-            let token = s.token();
-            if reply.is_wanted() {
-                s.waiting.insert(token, (Instant::now(), reply));
+            match reply.is_wanted() {
+                true => s.wait_for(Waiter::Publish(reply)),
+                false => s.token(),
             }
-            token
         };
         let (data, raw) = match &event.data {
             EventData::Str(s) => (s.clone(), false),
@@ -138,14 +142,7 @@ impl Shard {
         // Crosses to the backplane's writer thread; the answer comes back as a wake.
         let takes_serial = (!event.ephemeral).then_some(known_stream);
         let appended = backplane.append(Append { entry: Entry::Publish(intent), takes_serial });
-        let shard = self.clone();
-        crate::shard::spawn(self, "cluster log append", async move {
-            let Err(why) = appended.await else { return };
-            if let Some((_, reply)) = shard.sequenced.borrow_mut().waiting.remove(&token) {
-                let message = format!("not published: {why}");
-                reply.send(Err(OpFailure::Rejected(Rejection::new(503, "backplane_unavailable", message))));
-            }
-        });
+        self.fail_unless_appended(appended, token);
     }
 
     /// Answers the operation of `token` with the append's failure, if it failed.
@@ -154,7 +151,7 @@ impl Shard {
         crate::shard::spawn(self, "cluster log append", async move {
             let Err(why) = appended.await else { return };
             if let Some(waiter) = shard.take_waiter(token) {
-                waiter.fail(format!("not done: {why}"));
+                waiter.fail(&why);
             }
         });
     }
@@ -166,7 +163,7 @@ impl Shard {
 
     /// Who waits for the operation of `token`, which this node appended.
     pub(super) fn take_waiter(&self, token: u64) -> Option<Waiter> {
-        self.sequenced.borrow_mut().others.remove(&token).map(|(_, w)| w)
+        self.sequenced.borrow_mut().waiting.remove(&token).map(|(_, w)| w)
     }
 
     /// Carries out what the cluster log brings this shard, in log order, for the shard's life.
@@ -196,11 +193,10 @@ impl Shard {
     fn apply_placed(self: &Rc<Self>, placed: Placed) {
         let Placed { stream_id, serial, intent } = placed;
         let Some(app) = self.ctx.apps.by_id(&intent.app) else { return };
-        let waiting = self
-            .is_this_node(&intent.node)
-            .then(|| self.sequenced.borrow_mut().waiting.remove(&intent.token))
-            .flatten();
-        let reply = waiting.map_or_else(|| Responder::nobody(self), |(_, r)| r);
+        let reply = match self.waiter(&intent.node, intent.token) {
+            Some(Waiter::Publish(r)) => r,
+            _ => Responder::nobody(self),
+        };
         let channel: Arc<str> = intent.channel.as_str().into();
         if serial > 0 && !self.fit_placed(app, &channel, &stream_id, serial) {
             return;
