@@ -93,7 +93,15 @@ async fn mutate_as_actor(
         None => (mutation.client_id.clone(), false),
         Some(socket_id) => bound_actor(shard, socket_id, &mutation, channel).await?,
     };
-    let mutate = Mutate { message: t.message, stream_id: t.stream_id, mutation, actor, own_only, placed: None };
+    let mutate = Mutate {
+        message: t.message,
+        stream_id: t.stream_id,
+        mutation,
+        actor,
+        own_only,
+        placed: None,
+        first_proposed: None,
+    };
     let op = Operation::Mutate(Box::new(mutate));
     let op = ChannelOp { app, channel: channel.into(), op, exclude: None, origin: Origin::Http };
     let owner = shard.channel_owner(app, channel);

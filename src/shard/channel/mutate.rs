@@ -51,6 +51,10 @@ pub struct Mutate {
     pub own_only: bool,
     /// Where the cluster log placed it; `None` for a request this node took.
     pub placed: Option<Placement>,
+    /// With several nodes, when this node first appended it, if the log refused that as
+    /// checked against an older state of the message (it is checked again until
+    /// `RECHECK_FOR` after).
+    pub first_proposed: Option<Instant>,
 }
 
 /// A mutation's place in the cluster log (`sequence.rs`), and what the node that took it
@@ -377,9 +381,10 @@ impl Shard {
     /// log brings it back, and this one answers then (`apply_placed_mutation`). One the log
     /// refuses as checked against an older state of the message is checked again.
     fn propose(self: &Rc<Self>, entry: &Entry, log: &Arc<dyn Backplane>, op: ChannelOp, reply: Responder<ChannelOp>) {
-        let ChannelOp { app, channel, op: Operation::Mutate(m), .. } = op else {
+        let ChannelOp { app, channel, op: Operation::Mutate(mut m), .. } = op else {
             unreachable!("only mutations are proposed")
         };
+        let since = *m.first_proposed.get_or_insert_with(Instant::now);
         let head = self.channels.borrow_mut().entry(app, &channel).stream.head;
         let token = self.sequenced.borrow_mut().wait_for(Waiter::Mutate(reply));
         let intent = MutationIntent {
@@ -400,7 +405,6 @@ impl Shard {
         // Crosses to the backplane's writer thread; the answer comes back as a wake.
         let appended = log.append(backplane::Append { entry: backplane::Entry::Mutate(intent), takes_serial });
         let shard = self.clone();
-        let since = Instant::now();
         crate::shard::spawn(self, "cluster log append", async move {
             let stale = match appended.await {
                 Ok(Appended::Taken) => return,

@@ -247,6 +247,7 @@ impl Shard {
             actor: intent.actor,
             own_only: intent.own_only,
             placed: Some(placement),
+            first_proposed: None,
         };
         let op = ChannelOp { app, channel, op: Operation::Mutate(Box::new(m)), exclude: None, origin: Origin::Http };
         self.mutate(op, reply);
