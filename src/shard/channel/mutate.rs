@@ -69,14 +69,38 @@ pub struct Placement {
     pub done: oneshot::Sender<()>,
 }
 
-/// How long a mutation checked against a state the log has moved past is checked again, at
-/// most: the other node's mutation reaches this one within a log round trip.
-const RECHECK_FOR: Duration = Duration::from_secs(5);
+/// With several nodes, how long a mutation waits for this node to catch up with the log, at
+/// most: checked against a state the log has moved past (another node's mutation of the
+/// message came first), or naming a message this node has not received yet. Either reaches
+/// this node within a log round trip.
+const RECHECK_FOR: Duration = Duration::from_secs(2);
 
 impl Shard {
     pub(super) fn mutate(self: &Rc<Self>, op: ChannelOp, reply: Responder<ChannelOp>) {
+        self.mutate_after(op, reply, Instant::now());
+    }
+
+    /// With several nodes a message created through another node may not have reached this
+    /// one yet: a mutation of a serial this node's stream has not reached waits for the log
+    /// (since `since`, up to `RECHECK_FOR`) before it is refused as unknown.
+    fn mutate_after(self: &Rc<Self>, op: ChannelOp, reply: Responder<ChannelOp>, since: Instant) {
         let Operation::Mutate(m) = &op.op else { unreachable!("mutate is only called with a Mutate operation") };
         let key: MessageKey = (op.app, op.channel.clone(), m.stream_id.as_str().into(), m.message);
+        if m.placed.is_none() && self.ctx.backplane.is_some() && since.elapsed() < RECHECK_FOR {
+            let ahead = {
+                let mut channels = self.channels.borrow_mut();
+                let stream = &channels.entry(op.app, &op.channel).stream;
+                stream.id == key.2 && m.message >= stream.next_serial_to_assign()
+            };
+            if ahead {
+                let shard = self.clone();
+                crate::shard::spawn(self, "mutation waits for its message", async move {
+                    glommio::timer::sleep(Duration::from_millis(2)).await;
+                    shard.mutate_after(op, reply, since);
+                });
+                return;
+            }
+        }
         self.on_message(key, Pending::Mutation(op, reply));
     }
 

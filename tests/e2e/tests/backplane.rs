@@ -459,6 +459,12 @@ fn mutations_are_alike_on_every_node() {
         let serials: Vec<u64> = want.iter().map(|v| v.0).collect();
         assert_eq!(serials, (1..=15).collect::<Vec<_>>(), "{want:?}");
         wait_alike(&nodes.all(), want, |s| versions_of(s, ch, &ms));
+        // A mutation sent to a node right after its message was created through another waits
+        // for the message to reach that node, rather than call it unknown.
+        for i in 0..10 {
+            let (fresh, _) = create(nodes.node(i), "fresh", "msg", "x");
+            ok(mutate(nodes.node(i + 1), "fresh", &fresh, "update", &json!({"data": "y"})));
+        }
     });
 }
 
