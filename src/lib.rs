@@ -13,6 +13,7 @@ pub mod metrics;
 pub mod node;
 pub mod protocol;
 pub mod publish;
+pub mod push;
 pub mod shard;
 pub mod socket_id;
 pub mod time;

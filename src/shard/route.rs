@@ -179,6 +179,9 @@ pub enum OwnerKey<'a> {
     Idempotency(&'a App, Space, &'a str),
     /// The HTTP API rate window of an app.
     ApiRate(&'a App),
+    /// The push registry of an app (its store holds it), placed as a channel named
+    /// `storage::PUSH_REGISTRY` would be, so the store moves it with the shard count.
+    PushRegistry(&'a App),
     /// The WebSocket connect rate window of a client address.
     ConnectRate(IpAddr),
 }
@@ -193,6 +196,7 @@ impl OwnerKey<'_> {
             OwnerKey::User(app, user) => stable_hash_from(app.id_hash, &[b"user", user.as_bytes()]),
             OwnerKey::Idempotency(app, space, key) => stable_hash_from(app.id_hash, &[space.tag(), key.as_bytes()]),
             OwnerKey::ApiRate(app) => stable_hash(&[b"rate", app.id.as_bytes()]),
+            OwnerKey::PushRegistry(app) => stable_hash_from(app.id_hash, &[storage::PUSH_REGISTRY.as_bytes()]),
             OwnerKey::ConnectRate(IpAddr::V4(ip)) => stable_hash(&[b"rate", &ip.octets()]),
             OwnerKey::ConnectRate(IpAddr::V6(ip)) => stable_hash(&[b"rate", &ip.octets()]),
         }

@@ -108,6 +108,26 @@ pub(crate) fn parse_revocation_key(key: &[u8]) -> Option<(String, u8, String)> {
     Some((app, kind, String::from_utf8(id.to_vec()).ok()?))
 }
 
+/// A push registry key (`engine/push.rs`): its row kind, the app, then each of `parts`.
+pub(crate) fn push_key(kind: u8, app: &str, parts: &[&str]) -> Result<Vec<u8>, StorageError> {
+    let mut out = vec![kind];
+    push_component(&mut out, app, "app id")?;
+    for part in parts {
+        push_component(&mut out, part, "push registry id")?;
+    }
+    Ok(out)
+}
+
+/// Appends one length-prefixed component.
+pub(crate) fn push_component_into(out: &mut Vec<u8>, part: &str) -> Result<(), StorageError> {
+    push_component(out, part, "push registry id")
+}
+
+/// Splits the first length-prefixed component off `buf`.
+pub(crate) fn push_components(buf: &[u8]) -> Option<(String, &[u8])> {
+    take_component(buf)
+}
+
 /// Splits a `streams` key back into `(app, channel)`.
 pub(crate) fn parse_channel_key(key: &[u8]) -> Option<(String, String)> {
     let (app, rest) = take_component(key)?;

@@ -1,12 +1,13 @@
 //! Start-up migration when the shard count changes: every stream must end up in the store of
-//! the shard that owns its channel under the new count, with its history and serials intact.
+//! the shard that owns its channel under the new count, with its history and serials intact;
+//! every app's push registry likewise, placed by the name `PUSH_REGISTRY`.
 
 use std::path::{Path, PathBuf};
 
 use futures_executor::block_on;
 
 use crate::store::shard_dir;
-use crate::{StorageError, Store, StoreConfig};
+use crate::{StorageError, Store, StoreConfig, PUSH_REGISTRY};
 
 /// Opens `shard-0..shard-(shards-1)` under `data_dir`, moves every stream that is not in its
 /// owner's store (including all streams of `shard-K` dirs with K >= `shards`) and removes the
@@ -46,6 +47,18 @@ pub fn open_all(
                 block_on(target.import_stream(&app, &channel, export))?;
             }
             block_on(source.drop_stream(&app, &channel))?;
+        }
+        for app in block_on(source.push_apps())? {
+            let owner = owner_of(&app, PUSH_REGISTRY);
+            if index == Some(owner) {
+                continue;
+            }
+            let target = stores.get(owner).ok_or_else(|| {
+                StorageError::InvalidInput(format!("owner_of({app}, {PUSH_REGISTRY}) = {owner}, only {shards} shards"))
+            })?;
+            // Copied (synced) before it is dropped here, as a stream is.
+            block_on(target.push_import(block_on(source.push_export(&app))?))?;
+            block_on(source.push_drop(&app))?;
         }
     }
     for (store, dir) in extras.into_iter().zip(&extra_dirs) {

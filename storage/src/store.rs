@@ -7,12 +7,13 @@ use crossbeam_channel::{Sender, TrySendError};
 use crate::cursor::{CursorCodec, SECRET_LEN};
 use crate::engine::{Engine, StreamExport};
 use crate::keys::idempotency_key;
+use crate::push::RegistryRows;
 use crate::reply::{AppendTicket, Reply, Responder};
-use crate::worker::{AppendRow, ControlRequest, ReadRequest, Request, StoreStats, Worker, WriteRequest};
+use crate::worker::{AppendRow, ControlRequest, PushRequest, ReadRequest, Request, StoreStats, Worker, WriteRequest};
 use crate::{
     AnnotationWrite, AnnotationsPage, AnnotationsQuery, HistoryPage, HistoryQuery, HistoryRecord, MessageState, Purge,
-    Purged, Revocation, StorageError, StoreConfig, StoredSummary, StreamMeta, VersionWrite, VersionsPage,
-    VersionsQuery,
+    Purged, RegistryPage, Replaced, Revocation, StorageError, StoreConfig, StoredSummary, StreamMeta, SubscriptionsOf,
+    VersionWrite, VersionsPage, VersionsQuery,
 };
 
 /// One shard's store. Every method only enqueues a request for the store's own thread and
@@ -148,6 +149,97 @@ impl Store {
             version,
         };
         self.submit_ticket(|written, durable| WriteRequest::Append { row: Box::new(row), written, durable })
+    }
+
+    /// Stores a push device registration's body under its id, indexed under its client
+    /// (`push.rs`); answers with the body it replaced. Synced before it answers.
+    pub fn push_put_device(&self, app: &str, id: &str, client: Option<&str>, body: Vec<u8>) -> Reply<Replaced> {
+        let (app, id, client) = (app.to_string(), id.to_string(), client.map(str::to_string));
+        self.push(|reply| PushRequest::PutDevice { app, id, client, body, reply })
+    }
+
+    pub fn push_device(&self, app: &str, id: &str) -> Reply<Option<Vec<u8>>> {
+        let (app, id) = (app.to_string(), id.to_string());
+        self.push(|reply| PushRequest::Device { app, id, reply })
+    }
+
+    /// Up to `limit` devices after the cursor `after` (a device id).
+    pub fn push_devices(&self, app: &str, after: Option<&str>, limit: usize) -> Reply<RegistryPage> {
+        let (app, after) = (app.to_string(), after.map(str::to_string));
+        self.push(|reply| PushRequest::Devices { app, after, limit, reply })
+    }
+
+    /// The ids of the devices registered to `client`.
+    pub fn push_client_devices(&self, app: &str, client: &str) -> Reply<Vec<String>> {
+        let (app, client) = (app.to_string(), client.to_string());
+        self.push(|reply| PushRequest::ClientDevices { app, client, reply })
+    }
+
+    /// Removes a device and its channel subscriptions; whether it existed. Synced.
+    pub fn push_delete_device(&self, app: &str, id: &str) -> Reply<bool> {
+        let (app, id) = (app.to_string(), id.to_string());
+        self.push(|reply| PushRequest::DeleteDevice { app, id, reply })
+    }
+
+    /// Subscribes a device to a channel with this body (replacing it if subscribed). Synced.
+    pub fn push_subscribe(&self, app: &str, channel: &str, device: &str, body: Vec<u8>) -> Reply<()> {
+        let (app, channel, device) = (app.to_string(), channel.to_string(), device.to_string());
+        self.push(|reply| PushRequest::Subscribe { app, channel, device, body, reply })
+    }
+
+    /// Up to `limit` subscriptions of a channel (after a device id) or of a device (after a
+    /// channel), each with the id it is listed by.
+    pub fn push_subscriptions(
+        &self,
+        app: &str,
+        of: SubscriptionsOf,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Reply<RegistryPage> {
+        let (app, after) = (app.to_string(), after.map(str::to_string));
+        self.push(|reply| PushRequest::Subscriptions { app, of, after, limit, reply })
+    }
+
+    /// Removes a channel's or a device's subscriptions; how many there were. Synced.
+    pub fn push_unsubscribe(&self, app: &str, of: SubscriptionsOf) -> Reply<u64> {
+        let app = app.to_string();
+        self.push(|reply| PushRequest::Unsubscribe { app, of, reply })
+    }
+
+    /// Removes one device's subscription to one channel; how many there were (0 or 1). Synced.
+    pub fn push_unsubscribe_one(&self, app: &str, channel: &str, device: &str) -> Reply<u64> {
+        let (app, channel, device) = (app.to_string(), channel.to_string(), device.to_string());
+        self.push(|reply| PushRequest::UnsubscribeOne { app, channel, device, reply })
+    }
+
+    /// Up to `limit` channels with subscriptions after the channel `after`, and whether more
+    /// follow.
+    pub fn push_channels(&self, app: &str, after: Option<&str>, limit: usize) -> Reply<(Vec<String>, bool)> {
+        let (app, after) = (app.to_string(), after.map(str::to_string));
+        self.push(|reply| PushRequest::Channels { app, after, limit, reply })
+    }
+
+    /// The apps with a push registry in this store (`migrate.rs`).
+    pub(crate) fn push_apps(&self) -> Reply<Vec<String>> {
+        self.push(|reply| PushRequest::Apps { reply })
+    }
+
+    pub(crate) fn push_export(&self, app: &str) -> Reply<RegistryRows> {
+        let app = app.to_string();
+        self.push(|reply| PushRequest::Export { app, reply })
+    }
+
+    pub(crate) fn push_import(&self, rows: RegistryRows) -> Reply<()> {
+        self.push(|reply| PushRequest::Import { rows, reply })
+    }
+
+    pub(crate) fn push_drop(&self, app: &str) -> Reply<()> {
+        let app = app.to_string();
+        self.push(|reply| PushRequest::Drop { app, reply })
+    }
+
+    fn push<T>(&self, make: impl FnOnce(Responder<T>) -> PushRequest) -> Reply<T> {
+        self.submit(|reply| Request::Push(make(reply)))
     }
 
     /// Passes over `serial` of `stream_id` (it must be the stream's next): it holds nothing, and

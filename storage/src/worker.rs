@@ -9,17 +9,97 @@ use fjall::PersistMode;
 
 use crate::cursor::CursorCodec;
 use crate::engine::{Engine, StreamExport, WriteRound};
+use crate::push::RegistryRows;
 use crate::reply::Responder;
 use crate::{
     AnnotationWrite, AnnotationsPage, AnnotationsQuery, Fsync, HistoryPage, HistoryQuery, HistoryRecord, MessageState,
-    Purge, Purged, Revocation, StorageError, StoreConfig, StoredSummary, StreamMeta, VersionWrite, VersionsPage,
-    VersionsQuery,
+    Purge, Purged, RegistryPage, Replaced, Revocation, StorageError, StoreConfig, StoredSummary, StreamMeta,
+    SubscriptionsOf, VersionWrite, VersionsPage, VersionsQuery,
 };
 
 pub(crate) enum Request {
     Write(WriteRequest),
     Read(ReadRequest),
     Control(ControlRequest),
+    /// The push registry, whose rows no round writes: run at once.
+    Push(PushRequest),
+}
+
+pub(crate) enum PushRequest {
+    Apps {
+        reply: Responder<Vec<String>>,
+    },
+    Export {
+        app: String,
+        reply: Responder<RegistryRows>,
+    },
+    Import {
+        rows: RegistryRows,
+        reply: Responder<()>,
+    },
+    Drop {
+        app: String,
+        reply: Responder<()>,
+    },
+    PutDevice {
+        app: String,
+        id: String,
+        client: Option<String>,
+        body: Vec<u8>,
+        reply: Responder<Replaced>,
+    },
+    Device {
+        app: String,
+        id: String,
+        reply: Responder<Option<Vec<u8>>>,
+    },
+    Devices {
+        app: String,
+        after: Option<String>,
+        limit: usize,
+        reply: Responder<RegistryPage>,
+    },
+    ClientDevices {
+        app: String,
+        client: String,
+        reply: Responder<Vec<String>>,
+    },
+    DeleteDevice {
+        app: String,
+        id: String,
+        reply: Responder<bool>,
+    },
+    Subscribe {
+        app: String,
+        channel: String,
+        device: String,
+        body: Vec<u8>,
+        reply: Responder<()>,
+    },
+    Subscriptions {
+        app: String,
+        of: SubscriptionsOf,
+        after: Option<String>,
+        limit: usize,
+        reply: Responder<RegistryPage>,
+    },
+    Unsubscribe {
+        app: String,
+        of: SubscriptionsOf,
+        reply: Responder<u64>,
+    },
+    UnsubscribeOne {
+        app: String,
+        channel: String,
+        device: String,
+        reply: Responder<u64>,
+    },
+    Channels {
+        app: String,
+        after: Option<String>,
+        limit: usize,
+        reply: Responder<(Vec<String>, bool)>,
+    },
 }
 
 /// A history row to append at `serial` of `stream_id`.
@@ -260,6 +340,7 @@ impl Worker {
                     waiters.push(Waiter { written: reply, durable: None });
                 }
                 Request::Read(read) => reads.push(read),
+                Request::Push(push) => self.push(push),
                 Request::Control(control) => {
                     let pending = std::mem::replace(&mut batch, self.engine.begin());
                     self.write(pending, std::mem::take(&mut waiters));
@@ -374,6 +455,38 @@ impl Worker {
             }
             ControlRequest::Revoke { revocation, reply } => {
                 let _ = reply.send(self.engine.put_revocation(&revocation));
+            }
+        }
+    }
+
+    fn push(&self, req: PushRequest) {
+        let e = &self.engine;
+        match req {
+            PushRequest::Apps { reply } => drop(reply.send(e.push_apps())),
+            PushRequest::Export { app, reply } => drop(reply.send(e.push_export(&app))),
+            PushRequest::Import { rows, reply } => drop(reply.send(e.push_import(rows))),
+            PushRequest::Drop { app, reply } => drop(reply.send(e.push_drop(&app))),
+            PushRequest::PutDevice { app, id, client, body, reply } => {
+                let _ = reply.send(e.push_put_device(&app, &id, client.as_deref(), &body));
+            }
+            PushRequest::Device { app, id, reply } => drop(reply.send(e.push_device(&app, &id))),
+            PushRequest::Devices { app, after, limit, reply } => {
+                let _ = reply.send(e.push_devices(&app, after.as_deref(), limit));
+            }
+            PushRequest::ClientDevices { app, client, reply } => drop(reply.send(e.push_client_devices(&app, &client))),
+            PushRequest::DeleteDevice { app, id, reply } => drop(reply.send(e.push_delete_device(&app, &id))),
+            PushRequest::Subscribe { app, channel, device, body, reply } => {
+                let _ = reply.send(e.push_subscribe(&app, &channel, &device, body));
+            }
+            PushRequest::Subscriptions { app, of, after, limit, reply } => {
+                let _ = reply.send(e.push_subscriptions(&app, &of, after.as_deref(), limit));
+            }
+            PushRequest::Unsubscribe { app, of, reply } => drop(reply.send(e.push_unsubscribe(&app, &of))),
+            PushRequest::UnsubscribeOne { app, channel, device, reply } => {
+                let _ = reply.send(e.push_unsubscribe_one(&app, &channel, &device));
+            }
+            PushRequest::Channels { app, after, limit, reply } => {
+                let _ = reply.send(e.push_channels(&app, after.as_deref(), limit));
             }
         }
     }

@@ -2,7 +2,7 @@ mod common;
 
 use common::{append_range, no_age_limit, owner, query, read, serials, TempDir};
 use futures_executor::block_on;
-use storage::{open_all, CursorCheck, Direction, Store};
+use storage::{open_all, CursorCheck, Direction, Store, SubscriptionsOf};
 
 const CHANNELS: [&str; 8] = ["a", "b", "c", "d", "e", "f", "g", "h"];
 
@@ -61,5 +61,43 @@ fn shard_count_changes_keep_history_and_serials() {
     };
     for store in &stores {
         assert_eq!(store.cursors().decode(&cursor, &check).unwrap().serial, 4);
+    }
+}
+
+// An app's push registry moves with the shard count like a stream, placed by `PUSH_REGISTRY`:
+// after each change it is whole in its owner's store and nowhere else.
+#[test]
+fn shard_count_changes_move_push_registries() {
+    let dir = TempDir::new("migrate-push");
+    let apps = ["app-1", "app-2", "app-3", "app-4"];
+    {
+        let stores = open_all(dir.path(), 1, owner(1), &no_age_limit(None)).unwrap();
+        for app in apps {
+            block_on(stores[0].push_put_device(app, "d1", Some("u1"), b"{}".to_vec())).unwrap();
+            block_on(stores[0].push_subscribe(app, "orders", "d1", b"{}".to_vec())).unwrap();
+        }
+        for s in stores {
+            s.close().unwrap();
+        }
+    }
+    for shards in [3, 2] {
+        let stores = open_all(dir.path(), shards, owner(shards), &no_age_limit(None)).unwrap();
+        for app in apps {
+            let home = owner(shards)(app, storage::PUSH_REGISTRY);
+            for (i, store) in stores.iter().enumerate() {
+                let device = block_on(store.push_device(app, "d1")).unwrap();
+                let clients = block_on(store.push_client_devices(app, "u1")).unwrap();
+                let subs = block_on(store.push_subscriptions(app, SubscriptionsOf::Device("d1".into()), None, 10));
+                let held = (device.is_some(), clients.len(), subs.unwrap().items.len());
+                assert_eq!(
+                    held,
+                    if i == home { (true, 1, 1) } else { (false, 0, 0) },
+                    "{app} in store {i} of {shards}"
+                );
+            }
+        }
+        for s in stores {
+            s.close().unwrap();
+        }
     }
 }

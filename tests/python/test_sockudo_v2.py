@@ -20,7 +20,8 @@ Covers `docs/protocol/v2.md` (negotiation, envelope, recovery, rewind, durable h
 messages through `sockudo-http-python`'s message methods and `sockudo-python`'s `append_mode`) and
 idempotent publishing (`docs/protocol/http-api.md#idempotency`), presence updates
 (`docs/protocol/v2.md#presence-update`), and the SDK's resume on another node of a cluster
-(README "Run several nodes"). History
+(README "Run several nodes"), and the push registry (`docs/push.md`) through the SDK's push
+calls, with their capability and device identity token headers. History
 (`docs/protocol/v2.md#durable-history`) and rewind (`docs/protocol/v2.md#rewind`) tests fail
 until the server implements them: they are written to the protocol documents and are
 deliberately neither skipped nor xfailed.
@@ -51,6 +52,8 @@ from sockudo_http_python import (
     PresenceSnapshotParams,
     PresenceUser,
     PublishAnnotationRequest,
+    PushCursorParams,
+    PushSubscriptionParams,
     Sockudo,
     TriggerOptions,
 )
@@ -1003,3 +1006,48 @@ def test_binary_wire_formats_via_sdk(server, http, wire_format):
         assert error["code"] == 4009, error
 
     asyncio.run(main())
+
+
+def test_push_registry_via_sdk(http):
+    """The push registry (`docs/push.md`) with sockudo-http-python's push calls: the app's server
+    activates a device and gets its identity token; the device's calls (push-subscribe headers
+    with that token) read and subscribe it; lists page by the SDK's cursor params; removals by
+    channel and by client; publishing answers `push admission unavailable` (no dispatcher)."""
+    client = uniq("py-user")
+    device = {"id": uniq("py-device"), "clientId": client, "formFactor": "phone", "platform": "android",
+              "push": {"recipient": {"transportType": "gcm", "registrationToken": "fcm-token"}}}
+    r = http.activate_device(device)
+    assert r.status_code == 201, r.message
+    created = r.json()
+    token = created["deviceIdentityToken"]
+    assert created["device"]["recipient"]["provider"] == "fcm" and "fcm-token" not in r.message, created
+    own = ok_json(http.get_device_registration(device["id"], device_identity_token=token), "get own")
+    assert own["clientId"] == client
+    other = http.get_device_registration(device["id"], device_identity_token="not-the-token")
+    assert other.status_code == 401, other.message
+    second = dict(device, id=uniq("py-device"))
+    assert http.activate_device(second).status_code == 201
+    channel = uniq("py-push")
+    sub = http.upsert_channel_push_subscription({"channel": channel, "deviceId": device["id"]}, device_identity_token=token)
+    assert sub.status_code == 201 and sub.json()["provider"] == "fcm", sub.message
+    assert http.upsert_channel_push_subscription({"channel": channel, "deviceId": second["id"]}).status_code == 201
+    mine = ok_json(http.list_channel_push_subscriptions(PushSubscriptionParams(device_id=device["id"]),
+                                                        device_identity_token=token), "own subscriptions")
+    assert [s["channel"] for s in mine["items"]] == [channel], mine
+    first = ok_json(http.list_channel_push_subscriptions(PushSubscriptionParams(channel=channel, limit=1)), "page 1")
+    rest = ok_json(http.list_channel_push_subscriptions(PushSubscriptionParams(channel=channel, limit=1,
+                                                                               cursor=first["next_cursor"])), "page 2")
+    assert first["has_more"] and not rest["has_more"], (first, rest)
+    assert {first["items"][0]["deviceId"], rest["items"][0]["deviceId"]} == {device["id"], second["id"]}
+    pages = ok_json(http.list_device_registrations(PushCursorParams(limit=1000)), "devices")
+    assert {device["id"], second["id"]} <= {d["id"] for d in pages["items"]}, pages
+    channels = ok_json(http.list_channel_push_subscription_channels(), "channels")
+    assert channel in channels["items"], channels
+    gone = ok_json(http.delete_channel_push_subscriptions(PushSubscriptionParams(channel=channel)), "unsubscribe")
+    assert gone == {"deleted": 2}, gone
+    removed = ok_json(http.remove_device_registrations_by_client(client), "remove by client")
+    assert removed == {"deleted": 2, "consistency": "eventual"}, removed
+    assert http.get_device_registration(device["id"]).status_code == 404
+    refused = http.publish_push({"recipients": [{"type": "channel", "channel": channel}],
+                                 "payload": {"title": "t", "body": "b"}})
+    assert refused.status_code == 503 and "push admission unavailable" in refused.message, refused.message

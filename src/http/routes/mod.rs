@@ -10,6 +10,7 @@ mod health;
 mod history;
 mod messages;
 mod presence_history;
+mod push;
 mod revocations;
 mod test_hooks;
 mod users;
@@ -87,6 +88,16 @@ async fn route(hub: &Rc<Hub>, req: Request) -> Response {
                     Route::Annotations(path_decode(name), path_decode(serial))
                 }
                 ("POST", ["revocations"]) => Route::Revoke,
+                ("POST", ["push", "deviceRegistrations"]) => Route::PushRegister,
+                ("GET", ["push", "deviceRegistrations"]) => Route::PushDevices,
+                ("DELETE", ["push", "deviceRegistrations"]) => Route::PushDeleteClient,
+                ("GET", ["push", "deviceRegistrations", id]) => Route::PushDevice(path_decode(id)),
+                ("DELETE", ["push", "deviceRegistrations", id]) => Route::PushDeleteDevice(path_decode(id)),
+                ("POST", ["push", "channelSubscriptions"]) => Route::PushSubscribe,
+                ("GET", ["push", "channelSubscriptions"]) => Route::PushSubscriptions,
+                ("DELETE", ["push", "channelSubscriptions"]) => Route::PushUnsubscribe,
+                ("GET", ["push", "channelSubscriptions", "channels"]) => Route::PushChannels,
+                ("POST", ["push", "publish"] | ["push", "batch", "publish"]) => Route::PushPublish,
                 ("DELETE", ["channels", name, "messages", serial, "annotations", annotation]) => {
                     Route::DeleteAnnotation(path_decode(name), path_decode(serial), path_decode(annotation))
                 }
@@ -146,6 +157,16 @@ enum Route {
     DeleteAnnotation(String, String, String),
     CloseUser(String, ProtocolError),
     Revoke,
+    PushRegister,
+    PushDevices,
+    PushDeleteClient,
+    PushDevice(String),
+    PushDeleteDevice(String),
+    PushSubscribe,
+    PushSubscriptions,
+    PushUnsubscribe,
+    PushChannels,
+    PushPublish,
 }
 
 async fn api(hub: &Rc<Hub>, req: &Request, app_id: &str, route: Route) -> Result<Response, ApiError> {
@@ -192,5 +213,15 @@ async fn api(hub: &Rc<Hub>, req: &Request, app_id: &str, route: Route) -> Result
         }
         Route::CloseUser(user, err) => users::close_user(shard, app, user, err).await,
         Route::Revoke => revocations::revoke(shard, app, &json_body(req)?).await,
+        Route::PushRegister => push::register(shard, app, req).await,
+        Route::PushDevices => push::list_devices(shard, app, req, &|k| param(k).map(str::to_owned)).await,
+        Route::PushDeleteClient => push::delete_client(shard, app, req, &|k| param(k).map(str::to_owned)).await,
+        Route::PushDevice(id) => push::get_device(shard, app, req, &id).await,
+        Route::PushDeleteDevice(id) => push::delete_device(shard, app, req, &id).await,
+        Route::PushSubscribe => push::subscribe(shard, app, req).await,
+        Route::PushSubscriptions => push::list_subscriptions(shard, app, req, &|k| param(k).map(str::to_owned)).await,
+        Route::PushUnsubscribe => push::unsubscribe(shard, app, req, &|k| param(k).map(str::to_owned)).await,
+        Route::PushChannels => push::channels(shard, app, req, &|k| param(k).map(str::to_owned)).await,
+        Route::PushPublish => push::publish(shard, app, req).await,
     }
 }

@@ -13,6 +13,7 @@ use crate::{RecordKind, StorageError, StoreConfig, StreamMeta};
 
 mod annotations;
 mod history;
+mod push;
 mod retention;
 mod revocations;
 mod streams;
@@ -58,6 +59,8 @@ pub(crate) struct Engine {
     summaries: PartitionHandle,
     /// Capability-token revocations (`revocations.rs`).
     revocations: PartitionHandle,
+    /// The push registry (`push.rs`).
+    push: PartitionHandle,
     /// Every stream's meta, keyed by channel key: serial checks on append need no read.
     metas: HashMap<Vec<u8>, StreamMeta>,
     secret: [u8; SECRET_LEN],
@@ -100,6 +103,7 @@ impl Engine {
         let annotations = open("annotations")?;
         let summaries = open("summaries")?;
         let revocations = open("revocations")?;
+        let push = open("push")?;
 
         let mut batch = keyspace.batch();
         match meta.get(FORMAT_KEY).map_err(err("read format version"))? {
@@ -150,6 +154,7 @@ impl Engine {
             annotations,
             summaries,
             revocations,
+            push,
             metas,
             secret,
         })
