@@ -51,8 +51,8 @@ fn body(req: &Request) -> Result<sonic_rs::Value, ApiError> {
     sonic_rs::from_slice(&req.body).map_err(|e| ApiError::invalid_input(format!("Invalid JSON body: {e}")))
 }
 
-/// The store that holds the app's push registry.
-fn registry(shard: &Shard, app: AppIdx) -> Result<&Store, ApiError> {
+/// The store that holds the app's push registry, and the app's id it is kept under.
+fn registry(shard: &Shard, app: AppIdx) -> Result<(&Store, &str), ApiError> {
     if shard.ctx.backplane.is_some() {
         // Each node's store would hold a registry of its own: refused rather than split.
         return Err(ApiError::new(
@@ -66,7 +66,8 @@ fn registry(shard: &Shard, app: AppIdx) -> Result<&Store, ApiError> {
         .stores
         .as_ref()
         .ok_or_else(|| ApiError::feature_disabled("push needs the server's durable storage (history.enabled)"))?;
-    Ok(&stores.by_shard[shard.owner(OwnerKey::PushRegistry(shard.ctx.apps.get(app)))])
+    let app = shard.ctx.apps.get(app);
+    Ok((&stores.by_shard[shard.owner(OwnerKey::PushRegistry(app))], &app.id))
 }
 
 fn storage_error(e: storage::StorageError) -> ApiError {
@@ -132,8 +133,7 @@ fn check_identity(req: &Request, device: Option<&Device>, id: &str) -> Result<()
 pub async fn register(shard: &Rc<Shard>, app: AppIdx, req: &Request) -> Result<Response, ApiError> {
     let cap = capability(req)?;
     let r = Registration::parse(&body(req)?).map_err(ApiError::invalid_input)?;
-    let store = registry(shard, app)?;
-    let app_id = &shard.ctx.apps.get(app).id;
+    let (store, app_id) = registry(shard, app)?;
     let existing = device(store, app_id, &r.id).await?;
     if cap == Capability::Subscribe {
         check_identity(req, existing.as_ref(), &r.id)?;
@@ -180,8 +180,7 @@ pub async fn register(shard: &Rc<Shard>, app: AppIdx, req: &Request) -> Result<R
 /// `GET …/push/deviceRegistrations/{id}`: the app's server, or the device with its token.
 pub async fn get_device(shard: &Rc<Shard>, app: AppIdx, req: &Request, id: &str) -> Result<Response, ApiError> {
     let cap = capability(req)?;
-    let store = registry(shard, app)?;
-    let app_id = &shard.ctx.apps.get(app).id;
+    let (store, app_id) = registry(shard, app)?;
     let found = device(store, app_id, id).await?;
     if cap == Capability::Subscribe {
         check_identity(req, found.as_ref(), id)?;
@@ -193,8 +192,7 @@ pub async fn get_device(shard: &Rc<Shard>, app: AppIdx, req: &Request, id: &str)
 /// `DELETE …/push/deviceRegistrations/{id}` (204): the registration and its subscriptions.
 pub async fn delete_device(shard: &Rc<Shard>, app: AppIdx, req: &Request, id: &str) -> Result<Response, ApiError> {
     let cap = capability(req)?;
-    let store = registry(shard, app)?;
-    let app_id = &shard.ctx.apps.get(app).id;
+    let (store, app_id) = registry(shard, app)?;
     if cap == Capability::Subscribe {
         check_identity(req, device(store, app_id, id).await?.as_ref(), id)?;
     }
@@ -213,8 +211,7 @@ pub async fn list_devices(
 ) -> Result<Response, ApiError> {
     admin_only(req)?;
     let (limit, cursor) = page_params(param)?;
-    let store = registry(shard, app)?;
-    let app_id = &shard.ctx.apps.get(app).id;
+    let (store, app_id) = registry(shard, app)?;
     let RegistryPage { items, has_more } =
         store.push_devices(app_id, cursor.as_deref(), limit).await.map_err(storage_error)?;
     let last = items.last().map(|(id, _)| id.clone());
@@ -232,8 +229,7 @@ pub async fn delete_client(
     admin_only(req)?;
     let client = param("clientId").or_else(|| param("client_id")).filter(|c| !c.is_empty());
     let client = client.ok_or_else(|| ApiError::invalid_input("removing registrations needs clientId"))?;
-    let store = registry(shard, app)?;
-    let app_id = &shard.ctx.apps.get(app).id;
+    let (store, app_id) = registry(shard, app)?;
     let mut deleted = 0u64;
     for id in store.push_client_devices(app_id, &client).await.map_err(storage_error)? {
         deleted += u64::from(store.push_delete_device(app_id, &id).await.map_err(storage_error)?);
@@ -247,8 +243,7 @@ pub async fn subscribe(shard: &Rc<Shard>, app: AppIdx, req: &Request) -> Result<
     let cap = capability(req)?;
     let r = SubscriptionRequest::parse(&body(req)?).map_err(ApiError::invalid_input)?;
     shard.ctx.apps.get(app).validate_channel(&r.channel).map_err(|e| ApiError::invalid_input(e.to_string()))?;
-    let store = registry(shard, app)?;
-    let app_id = &shard.ctx.apps.get(app).id;
+    let (store, app_id) = registry(shard, app)?;
     let found = device(store, app_id, &r.device_id).await?;
     if cap == Capability::Subscribe {
         check_identity(req, found.as_ref(), &r.device_id)?;
@@ -280,8 +275,8 @@ async fn subscriptions_of(
     let device_id = param("deviceId").or_else(|| param("device_id")).filter(|d| !d.is_empty());
     if capability(req)? == Capability::Subscribe {
         let id = device_id.as_deref().ok_or_else(|| ApiError::forbidden("a device may name only its own deviceId"))?;
-        let store = registry(shard, app)?;
-        check_identity(req, device(store, &shard.ctx.apps.get(app).id, id).await?.as_ref(), id)?;
+        let (store, app_id) = registry(shard, app)?;
+        check_identity(req, device(store, app_id, id).await?.as_ref(), id)?;
     }
     match (channel, device_id) {
         (Some(c), d) => Ok((SubscriptionsOf::Channel(c), d)),
@@ -299,8 +294,7 @@ pub async fn list_subscriptions(
 ) -> Result<Response, ApiError> {
     let (of, device_filter) = subscriptions_of(shard, app, req, param).await?;
     let (limit, cursor) = page_params(param)?;
-    let store = registry(shard, app)?;
-    let app_id = &shard.ctx.apps.get(app).id;
+    let (store, app_id) = registry(shard, app)?;
     let RegistryPage { items, has_more } = match (&of, &device_filter) {
         // One channel and one device: that subscription, if any, found among the device's
         // (a device has few channels; a channel may have many devices).
@@ -313,10 +307,7 @@ pub async fn list_subscriptions(
         _ => store.push_subscriptions(app_id, of, cursor.as_deref(), limit).await.map_err(storage_error)?,
     };
     let last = items.last().map(|(id, _)| id.clone());
-    let shown = items
-        .iter()
-        .map(|(_, b)| sonic_rs::from_slice(b).map_err(|e| ApiError::storage(e.to_string())))
-        .collect::<Result<_, _>>()?;
+    let shown = items.iter().map(|(_, b)| decode::<sonic_rs::Value>(b)).collect::<Result<_, _>>()?;
     Ok(page(shown, last.as_deref(), has_more))
 }
 
@@ -328,8 +319,7 @@ pub async fn unsubscribe(
     param: &dyn Fn(&str) -> Option<String>,
 ) -> Result<Response, ApiError> {
     let (of, device_filter) = subscriptions_of(shard, app, req, param).await?;
-    let store = registry(shard, app)?;
-    let app_id = &shard.ctx.apps.get(app).id;
+    let (store, app_id) = registry(shard, app)?;
     let deleted = match (of, device_filter) {
         (SubscriptionsOf::Channel(c), Some(d)) => {
             store.push_unsubscribe_one(app_id, &c, &d).await.map_err(storage_error)?
@@ -348,8 +338,7 @@ pub async fn channels(
 ) -> Result<Response, ApiError> {
     admin_only(req)?;
     let (limit, cursor) = page_params(param)?;
-    let store = registry(shard, app)?;
-    let app_id = &shard.ctx.apps.get(app).id;
+    let (store, app_id) = registry(shard, app)?;
     let (names, has_more) = store.push_channels(app_id, cursor.as_deref(), limit).await.map_err(storage_error)?;
     let last = names.last().cloned();
     let items = names.into_iter().map(|n| sonic_rs::Value::from(n.as_str())).collect();
